@@ -1,0 +1,42 @@
+"""The samples table: gender labelling of bilingual captions, image checks, demo data.
+
+The public API, re-exported here:
+
+* :func:`prepare_samples` - captions CSV + image folder -> ``samples.csv`` + ``prepare_report.json``
+* :func:`read_samples`, :func:`write_samples`, :class:`SamplesTable` - the table's contract
+* :func:`count_gender_terms`, :func:`label_captions`, :func:`normalize_gender_value` - gender words
+* :func:`make_demo_data` - a small deterministic captions set with images
+"""
+
+from __future__ import annotations
+
+from sae_store.data.demo import make_demo_data
+from sae_store.data.gender import (
+    GENDER_LABELS,
+    GenderCounts,
+    GenderLabel,
+    count_gender_terms,
+    label_captions,
+    normalize_arabic,
+    normalize_gender_value,
+)
+from sae_store.data.prepare import PrepareResult, prepare_samples
+from sae_store.data.samples import SAMPLE_COLUMNS, SamplesTable, read_samples, validate_samples, write_samples
+
+__all__ = [
+    "GENDER_LABELS",
+    "SAMPLE_COLUMNS",
+    "GenderCounts",
+    "GenderLabel",
+    "PrepareResult",
+    "SamplesTable",
+    "count_gender_terms",
+    "label_captions",
+    "make_demo_data",
+    "normalize_arabic",
+    "normalize_gender_value",
+    "prepare_samples",
+    "read_samples",
+    "validate_samples",
+    "write_samples",
+]

@@ -1,0 +1,164 @@
+"""Opening an activation store and writing whole shard blocks into it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from sae_store.errors import SaeStoreError, SchemaVersionError, StoreNotFoundError
+from sae_store.store import schema as S
+from sae_store.store.blocks import Block, block_ranges, check_aligned
+
+
+@dataclass
+class ActivationStore:
+    """An opened activation store.
+
+    Use :func:`open_store` (or :func:`~sae_store.store.create.create_store`) to get one. Reading
+    goes through :meth:`dataset` (lazy xarray); writing goes through :meth:`write`, which only
+    accepts whole shard blocks of samples.
+    """
+
+    path: Path
+    attrs: dict[str, Any]
+
+    @cached_property
+    def layout(self) -> S.StoreLayout:
+        a = self.attrs[S.ATTR_KEY]
+        return S.StoreLayout(
+            layers=tuple(a["layers"]),
+            languages=tuple(a["languages"]),
+            n_samples=int(a["n_samples"]),
+            max_tokens=int(a["max_tokens"]),
+            hidden_size=int(a["hidden_size"]),
+            samples_per_shard=int(a["samples_per_shard"]),
+        )
+
+    @property
+    def blocks(self) -> list[Block]:
+        return block_ranges(self.layout.n_samples, self.layout.samples_per_shard)
+
+    def zarr_group(self, group: str | None = None, *, mode: str = "r") -> zarr.Group:
+        root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)  # type: ignore[arg-type]
+        return root if group is None else root[group]  # type: ignore[return-value]
+
+    def array(self, name: str, group: str | None = None, *, mode: str = "r") -> zarr.Array:
+        """One zarr array of the store (``group`` None is the root)."""
+        arr = self.zarr_group(group, mode=mode)[name]
+        if not isinstance(arr, zarr.Array):
+            raise SaeStoreError(f"{name!r} in the store is a group, not an array")
+        return arr
+
+    def dataset(self, group: str | None = None, *, samples_per_chunk: int | None = None) -> xr.Dataset:
+        """The store as a lazy xarray Dataset, with one dask chunk per shard block of samples.
+
+        Dask chunks follow zarr's inner chunks by default (one sample each), which makes a
+        34-layer store 136,000 tasks; shard-sized chunks keep reductions fast.
+        """
+        chunks = {S.SAMPLE: samples_per_chunk or self.layout.samples_per_shard}
+        return xr.open_zarr(self.path, group=group, chunks=chunks, consolidated=True)
+
+    def layer_index(self, layer: int) -> int:
+        try:
+            return self.layout.layers.index(layer)
+        except ValueError:
+            raise SaeStoreError(
+                f"layer {layer!r} is not in the store; it holds layers {list(self.layout.layers)}"
+            ) from None
+
+    def language_index(self, language: str) -> int:
+        try:
+            return self.layout.languages.index(language)
+        except ValueError:
+            raise SaeStoreError(
+                f"language {language!r} is not in the store; it holds {list(self.layout.languages)}"
+            ) from None
+
+    def write(
+        self,
+        name: str,
+        values: np.ndarray,
+        *,
+        start: int,
+        layer: int | None = None,
+        language: str | None = None,
+        group: str | None = None,
+    ) -> None:
+        """Write ``values`` for samples ``start:start+len`` of one (layer, language) of array ``name``.
+
+        ``values`` holds the sample axis and the array's trailing dimensions. The sample range must
+        cover whole shard blocks (:class:`~sae_store.errors.AlignmentError` otherwise).
+        """
+        arr = self.array(name, group, mode="r+")
+        dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
+        n = arr.shape[dims.index(S.SAMPLE)]
+        stop = start + values.shape[0]
+        check_aligned(start, stop, n, self.layout.samples_per_shard)
+        index: list[Any] = []
+        for d in dims:
+            if d == S.LAYER:
+                if layer is None:
+                    raise SaeStoreError(f"writing {name!r} needs a layer")
+                index.append(self.layer_index(layer))
+            elif d == S.LANGUAGE:
+                if language is None:
+                    raise SaeStoreError(f"writing {name!r} needs a language")
+                index.append(self.language_index(language))
+            elif d == S.SAMPLE:
+                index.append(slice(start, stop))
+            else:
+                index.append(slice(None))
+        arr[tuple(index)] = values
+
+    def read_flags(self, name: str = S.COMPLETE, group: str | None = None) -> np.ndarray:
+        """Completion flags of shape (layer, language, sample) as a numpy bool array."""
+        return np.asarray(self.array(name, group)[...], dtype=bool)
+
+    def config(self) -> dict[str, Any]:
+        """The configuration the store was created with (as saved in its attributes)."""
+        return dict(self.attrs.get("config", {}))
+
+
+def open_store(path: str | Path) -> ActivationStore:
+    """Open an activation store, checking that it is one and that its schema version is understood.
+
+    Raises
+    ------
+    StoreNotFoundError
+        The path does not exist, or is not an sae-store activation store.
+    SchemaVersionError
+        The store was written by an incompatible version of the schema.
+    """
+    path = Path(path)
+    meta = path / "zarr.json"
+    if not path.exists():
+        raise StoreNotFoundError(f"no activation store at {str(path)!r}; create one with `sae-store init`")
+    if not meta.is_file():
+        raise StoreNotFoundError(
+            f"{str(path)!r} exists but is not an activation store (no zarr.json); "
+            "pass the store folder made by `sae-store init`"
+        )
+    try:
+        attrs = json.loads(meta.read_text()).get("attributes", {})
+    except (OSError, json.JSONDecodeError) as e:
+        raise StoreNotFoundError(f"{str(meta)!r} is unreadable or not JSON: {e}") from e
+    if S.ATTR_KEY not in attrs:
+        raise StoreNotFoundError(
+            f"{str(path)!r} is a Zarr group but not an sae-store activation store "
+            f"(no {S.ATTR_KEY!r} attribute)"
+        )
+    version = attrs[S.ATTR_KEY].get("schema_version")
+    if version != S.SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"store {str(path)!r} has schema version {version!r}, but this sae-store understands "
+            f"version {S.SCHEMA_VERSION}; use the sae-store release that wrote it "
+            f"(it was written by sae-store {attrs[S.ATTR_KEY].get('version', '?')})"
+        )
+    return ActivationStore(path=path, attrs=attrs)

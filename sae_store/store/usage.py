@@ -1,0 +1,223 @@
+"""Storage accounting: bytes, files (inodes), compression, projections and quotas (``sae-store du``)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sae_store.errors import SaeStoreError
+from sae_store.store import schema as S
+from sae_store.store.core import ActivationStore
+
+_UNITS = {
+    "": 1,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "KI": 2**10,
+    "MI": 2**20,
+    "GI": 2**30,
+    "TI": 2**40,
+    "PI": 2**50,
+}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGTP]I?)?B?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Parse a size such as ``500G``, ``1.5TB``, ``100GiB`` or ``123456`` into bytes.
+
+    Decimal units (K, M, G, T, P) are powers of 1000; binary ones (Ki, Mi, Gi, ...) powers of 1024.
+    """
+    m = _SIZE.match(str(text))
+    if not m:
+        raise SaeStoreError(
+            f"size {text!r} is not understood; use a positive number with an optional unit, "
+            "e.g. 500G, 1.5TB or 100GiB"
+        )
+    value = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
+    if value <= 0:
+        raise SaeStoreError(f"size {text!r} must be positive")
+    return int(value)
+
+
+def parse_count(text: str) -> int:
+    """Parse a positive file count such as ``1000000`` or ``1e6``."""
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise SaeStoreError(f"file count {text!r} is not a number; e.g. 1000000 or 1e6") from e
+    if value <= 0 or value != int(value):
+        raise SaeStoreError(f"file count {text!r} must be a positive whole number")
+    return int(value)
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class VariableUsage:
+    logical_bytes: int = 0
+    disk_bytes: int = 0
+    files: int = 0
+
+
+@dataclass
+class Usage:
+    """What ``sae-store du`` reports. All byte counts are exact sums over real files."""
+
+    path: str
+    logical_bytes: int
+    disk_bytes: int
+    files: int
+    activation_values: int
+    activation_disk_bytes: int
+    fraction_complete: float
+    projected_disk_bytes: int
+    projected_files: int
+    free_bytes: int
+    variables: dict[str, VariableUsage] = field(default_factory=dict)
+    activations_by_layer: dict[str, int] = field(default_factory=dict)
+    activations_by_language: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def compression_ratio(self) -> float:
+        written = self.activation_values * self.fraction_complete * 4
+        return written / self.activation_disk_bytes if self.activation_disk_bytes else float("nan")
+
+    @property
+    def bytes_per_value(self) -> float:
+        written = self.activation_values * self.fraction_complete
+        return self.activation_disk_bytes / written if written else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["compression_ratio"] = self.compression_ratio
+        out["bytes_per_value"] = self.bytes_per_value
+        return out
+
+
+def store_usage(store: ActivationStore) -> Usage:
+    """Measure a store on disk and project its final size from the fraction already written."""
+    root = store.path
+    variables: dict[str, VariableUsage] = defaultdict(VariableUsage)
+    by_layer: dict[str, int] = defaultdict(int)
+    by_lang: dict[str, int] = defaultdict(int)
+    total_bytes = total_files = 0
+    layers, languages = store.layout.layers, store.layout.languages
+    for dirpath, _dirs, files in os.walk(root):
+        rel = Path(dirpath).relative_to(root).parts
+        for name in files:
+            size = (Path(dirpath) / name).stat().st_size
+            total_bytes += size
+            total_files += 1
+            var = (
+                "/".join(rel[:2])
+                if rel and rel[0] in ("features", "analysis") and len(rel) > 1
+                else (rel[0] if rel else "(metadata)")
+            )
+            variables[var].disk_bytes += size
+            variables[var].files += 1
+            # chunk keys of activations: activations/c/<layer>/<language>/<shard>/0/0
+            if rel[:2] == (S.ACTIVATIONS, "c") and len(rel) >= 4:
+                by_layer[str(layers[int(rel[2])])] += size
+                by_lang[languages[int(rel[3])]] += size
+    group = store.zarr_group()
+    for name, arr in group.arrays():
+        variables[name].logical_bytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
+    act = variables[S.ACTIVATIONS]
+    flags = store.read_flags()
+    done = float(flags.mean()) if flags.size else 0.0
+    act_values = int(np.prod(store.array(S.ACTIVATIONS).shape))
+    other_bytes = total_bytes - act.disk_bytes
+    other_files = total_files - act.files
+    if done > 0:
+        projected_bytes = other_bytes + int(act.disk_bytes / done)
+        projected_files = other_files + round(act.files / done)
+    else:
+        # nothing written yet: assume ~1.5 bytes per value and one file per shard of activations
+        projected_bytes = other_bytes + int(act_values * 1.5)
+        projected_files = other_files + len(layers) * len(languages) * store.layout.n_blocks
+    return Usage(
+        path=str(root),
+        logical_bytes=sum(v.logical_bytes for v in variables.values()),
+        disk_bytes=total_bytes,
+        files=total_files,
+        activation_values=act_values,
+        activation_disk_bytes=act.disk_bytes,
+        fraction_complete=done,
+        projected_disk_bytes=projected_bytes,
+        projected_files=projected_files,
+        free_bytes=shutil.disk_usage(root).free,
+        variables=dict(variables),
+        activations_by_layer=dict(by_layer),
+        activations_by_language=dict(by_lang),
+    )
+
+
+def quota_problems(usage: Usage, *, quota: int | None = None, inode_quota: int | None = None) -> list[str]:
+    """Reasons the projected store would not fit; empty when it fits."""
+    problems = []
+    if quota is not None and usage.projected_disk_bytes > quota:
+        problems.append(
+            f"projected size {format_bytes(usage.projected_disk_bytes)} "
+            f"exceeds the quota {format_bytes(quota)}"
+        )
+    if inode_quota is not None and usage.projected_files > inode_quota:
+        problems.append(
+            f"projected file count {usage.projected_files:,} exceeds the inode quota {inode_quota:,}"
+        )
+    remaining = usage.projected_disk_bytes - usage.disk_bytes
+    if remaining > usage.free_bytes:
+        problems.append(
+            f"{format_bytes(remaining)} still to write but only {format_bytes(usage.free_bytes)} "
+            "free on that filesystem"
+        )
+    return problems
+
+
+def render_usage(usage: Usage) -> str:
+    """Human-readable report of :func:`store_usage`."""
+    lines = [
+        f"store            {usage.path}",
+        f"complete         {usage.fraction_complete:.1%}",
+        f"on disk          {format_bytes(usage.disk_bytes)} in {usage.files:,} files",
+        f"logical (raw)    {format_bytes(usage.logical_bytes)}",
+        f"activations      {format_bytes(usage.activation_disk_bytes)}, "
+        f"{usage.bytes_per_value:.3f} bytes/value, compression {usage.compression_ratio:.2f}x vs float32",
+        f"projected final  {format_bytes(usage.projected_disk_bytes)} in {usage.projected_files:,} files",
+        f"free space       {format_bytes(usage.free_bytes)}",
+        "",
+        f"{'variable':<24}{'on disk':>12}{'files':>8}{'logical':>12}",
+    ]
+    for name, v in sorted(usage.variables.items(), key=lambda kv: -kv[1].disk_bytes):
+        lines.append(
+            f"{name:<24}{format_bytes(v.disk_bytes):>12}{v.files:>8}{format_bytes(v.logical_bytes):>12}"
+        )
+    if usage.activations_by_layer:
+        lines += [
+            "",
+            "activations per layer: "
+            + ", ".join(
+                f"{k}: {format_bytes(v)}"
+                for k, v in sorted(usage.activations_by_layer.items(), key=lambda kv: int(kv[0]))
+            ),
+        ]
+        lines.append(
+            "activations per language: "
+            + ", ".join(f"{k}: {format_bytes(v)}" for k, v in usage.activations_by_language.items())
+        )
+    return "\n".join(lines)
