@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from sae_store_cli import data_cmds
+
+from sae_store.errors import DataError
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    data_cmds.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+def test_make_demo_data_then_prepare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["make-demo-data", str(tmp_path / "demo"), "--n-images", "12", "--seed", "2"]) == 0
+    assert (tmp_path / "demo" / "captions.csv").is_file()
+    argv = ["prepare", "--captions", str(tmp_path / "demo" / "captions.csv")]
+    argv += [
+        "--images",
+        str(tmp_path / "demo" / "images"),
+        "--out",
+        str(tmp_path / "out"),
+        "--num-samples",
+        "4",
+    ]
+    assert _run(argv) == 0
+    out = capsys.readouterr().out
+    assert "kept 4 samples: male 2, female 2" in out
+    assert "rejected 5 rows: " in out
+    assert "excluded 3 ambiguous/unknown images" in out
+    assert str(tmp_path / "out" / "samples.csv") in out
+
+
+def test_prepare_bad_input_raises_data_error(tmp_path: Path) -> None:
+    argv = [
+        "prepare",
+        "--captions",
+        str(tmp_path / "x.csv"),
+        "--images",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+    ]
+    with pytest.raises(DataError, match=r"does not exist"):
+        _run(argv)
