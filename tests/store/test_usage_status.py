@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sae_store.errors import SaeStoreError
+from sae_store.store import completion, store_usage
+from sae_store.store import schema as S
+from sae_store.store.codecs import round_to_bf16
+from sae_store.store.usage import parse_count, parse_size, quota_problems
+from sae_store_cli.main import main
+
+
+def fill_block(store, layer, language, block, rng):
+    n = block.stop - block.start
+    values = round_to_bf16(
+        rng.normal(size=(n, store.layout.max_tokens, store.layout.hidden_size)).astype(np.float32)
+    )
+    store.write(S.ACTIVATIONS, values, start=block.start, layer=layer, language=language)
+    store.write(S.COMPLETE, np.ones(n, bool), start=block.start, layer=layer, language=language)
+
+
+def test_usage_counts_real_files_and_projects(make_store):
+    store = make_store(16, samples_per_shard=4, layers=[0, 1])
+    rng = np.random.default_rng(0)
+    for layer in (0, 1):
+        for lang in ("en", "ar"):
+            fill_block(store, layer, lang, store.blocks[0], rng)
+    u = store_usage(store)
+    files = [p for p in store.path.rglob("*") if p.is_file()]
+    assert u.files == len(files)
+    assert u.disk_bytes == sum(p.stat().st_size for p in files)
+    assert u.fraction_complete == pytest.approx(0.25)
+    shard_files = list((store.path / S.ACTIVATIONS / "c").rglob("*"))
+    shard_files = [p for p in shard_files if p.is_file()]
+    assert len(shard_files) == 4
+    assert (
+        u.activation_disk_bytes
+        == sum(p.stat().st_size for p in shard_files)
+        + (store.path / S.ACTIVATIONS / "zarr.json").stat().st_size
+    )
+    # projection: 4x the activation files written so far, the rest unchanged
+    assert u.projected_files == u.files - u.variables[S.ACTIVATIONS].files + round(
+        u.variables[S.ACTIVATIONS].files / 0.25
+    )
+    assert sorted(u.activations_by_layer) == ["0", "1"] and sorted(u.activations_by_language) == ["ar", "en"]
+    assert u.variables[S.ACTIVATIONS].logical_bytes == 2 * 2 * 16 * 14 * 16 * 4
+    # Gaussian bf16 values: compressed below 4 bytes per value
+    assert 1.0 < u.bytes_per_value < 4.0
+    assert quota_problems(u, quota=u.projected_disk_bytes + 1, inode_quota=u.projected_files) == []
+    problems = quota_problems(u, quota=1000, inode_quota=10)
+    assert (
+        len(problems) == 2 and "exceeds the quota 1.00 KB" in problems[0] and "inode quota 10" in problems[1]
+    )
+
+
+def test_completion_grid_and_remaining(make_store):
+    store = make_store(10, samples_per_shard=4, layers=[0, 2])
+    rng = np.random.default_rng(0)
+    fill_block(store, 2, "ar", store.blocks[2], rng)
+    store.write(S.COMPLETE, np.array([1, 1, 0, 0], bool), start=0, layer=0, language="en")
+    c = completion(store)
+    assert c.done.shape == (2, 2, 3)
+    assert c.done[1, 1].tolist() == [0, 0, 1] and c.done[0, 0].tolist() == [0.5, 0, 0]
+    assert c.fraction == pytest.approx(4 / 40)
+    assert not c.is_complete
+    rows = c.render().splitlines()
+    assert rows[2].split() == ["0", "+..", "..."] and rows[3].split() == ["2", "...", "..#"]
+    todo = {(r["layer"], r["language"]): r["blocks"] for r in c.remaining()}
+    assert todo[(2, "ar")] == [[0, 4], [4, 8]] and todo[(0, "en")] == [[0, 4], [4, 8], [8, 10]]
+
+
+def test_parse_size_and_count():
+    assert parse_size("500G") == 500 * 10**9
+    assert parse_size("1.5TB") == 1.5e12
+    assert parse_size("100GiB") == 100 * 2**30
+    assert parse_size("123") == 123
+    for bad in ("-5G", "lots", "5X", ""):
+        with pytest.raises(SaeStoreError, match=r"size .* is not understood"):
+            parse_size(bad)
+    with pytest.raises(SaeStoreError, match="size '0' must be positive"):
+        parse_size("0")
+    assert parse_count("1e6") == 10**6
+    with pytest.raises(SaeStoreError, match=r"file count '-3' must be a positive whole number"):
+        parse_count("-3")
+    with pytest.raises(SaeStoreError, match=r"file count 'many' is not a number"):
+        parse_count("many")
+
+
+def test_cli_du_and_status(make_store, capsys):
+    store = make_store(8, samples_per_shard=4, layers=[1])
+    fill_block(store, 1, "en", store.blocks[0], np.random.default_rng(0))
+    assert main(["du", str(store.path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["fraction_complete"] == 0.25 and doc["problems"] == []
+    assert main(["du", str(store.path), "--quota", "1K"]) == 1
+    out = capsys.readouterr().out
+    assert "QUOTA: projected size" in out and "bytes/value" in out
+    assert main(["du", str(store.path), "--quota=-1G"]) == 2
+    assert "sae-store du: error: size '-1G' is not understood" in capsys.readouterr().err
+    assert main(["du", str(store.path), "--inode-quota", "x"]) == 2
+    assert main(["status", str(store.path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["done"] == [[[1.0, 0.0], [0.0, 0.0]]] and doc["complete"] is False
+    assert main(["status", str(store.path)]) == 0
+    assert "to do: layer 1 ar: samples 0:4, 4:8" in capsys.readouterr().out
+    assert main(["status", str(store.path.parent / "missing.zarr")]) == 2
+    assert "no activation store at" in capsys.readouterr().err
