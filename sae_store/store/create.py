@@ -54,6 +54,8 @@ def _create_array(group: zarr.Group, name: str, spec: S.VarSpec, shape: tuple[in
     kwargs: dict[str, Any] = {}
     if spec.shards is not None:
         kwargs["shards"] = spec.shards
+    if spec.compressors is not None:
+        kwargs["compressors"] = spec.compressors
     return group.create_array(
         name,
         shape=shape,

@@ -63,6 +63,8 @@ class VarSpec:
     shards: tuple[int, ...] | None = None
     fill_value: Any = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    compressors: tuple[Any, ...] | None = None
+    """Bytes-to-bytes codecs; None keeps zarr's default (Zstd)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def root_variables(layout: StoreLayout, compressors: tuple[Any, ...]) -> dict[st
             chunks=(1, 1, 1, T, H),
             shards=(1, 1, S, T, H),
             fill_value=float("nan"),
+            compressors=compressors,
             attrs={
                 "long_name": "residual stream after each decoder layer",
                 "coordinates": " ".join(SAMPLE_COORDS),

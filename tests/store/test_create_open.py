@@ -156,3 +156,14 @@ def test_round_to_bf16_matches_torch():
     x[:4] = [np.nan, np.inf, -np.inf, 3.4e38]
     expected = torch.from_numpy(x).to(torch.bfloat16).float().numpy()
     np.testing.assert_array_equal(round_to_bf16(x), expected)
+
+
+@pytest.mark.parametrize(
+    ("compressor", "codec"), [("blosc-zstd", "BloscCodec"), ("zstd", "ZstdCodec"), ("none", None)]
+)
+def test_configured_codec_is_applied(make_store, compressor, codec):
+    store = make_store(4, config=StoreConfig(samples_per_shard=4, compressor=compressor, clevel=5))
+    compressors = store.array(S.ACTIVATIONS).compressors
+    assert [type(c).__name__ for c in compressors] == ([codec] if codec else [])
+    if codec == "BloscCodec":
+        assert compressors[0].cname.value == "zstd" and compressors[0].clevel == 5
