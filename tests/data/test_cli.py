@@ -4,9 +4,9 @@ import argparse
 from pathlib import Path
 
 import pytest
-from sae_store_cli import data_cmds
 
 from sae_store.errors import DataError
+from sae_store_cli import data_cmds
 
 
 def _run(argv: list[str]) -> int:
