@@ -1,0 +1,35 @@
+"""``sae-store make-tiny-model``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from sae_store.errors import SaeStoreError
+from sae_store.models.loader import model_identity
+from sae_store_cli import model_cmds
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    model_cmds.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def test_make_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tiny"
+    args = _parse(["make-tiny-model", str(out), "--seed", "3", "--layers", "2", "--hidden", "32"])
+    assert args.func(args) == 0
+    assert f"to {out}" in capsys.readouterr().out
+    identity = model_identity(out)
+    assert (identity["n_layers"], identity["hidden_size"]) == (2, 32)
+
+
+def test_defaults_and_errors(tmp_path: Path) -> None:
+    args = _parse(["make-tiny-model", str(tmp_path)])
+    assert (args.seed, args.layers, args.hidden, args.overwrite) == (0, 4, 64, False)
+    (tmp_path / "x").write_text("x")
+    with pytest.raises(SaeStoreError, match="is not empty"):
+        args.func(args)
