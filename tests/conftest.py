@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,17 @@ import pandas as pd
 import pytest
 
 from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
+
+# No model hub: every model in the tests is built locally and loaded from its folder.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Gemma 3 model folder (seed 0), built once per session; treat it as read-only."""
+    from sae_store.models.tiny import build_tiny_gemma3
+
+    return build_tiny_gemma3(tmp_path_factory.mktemp("models") / "tiny-gemma3", seed=0)
 
 
 @pytest.fixture(autouse=True)

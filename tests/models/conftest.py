@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +9,9 @@ import pytest
 from PIL import Image
 
 from sae_store.models.loader import LoadedModel, load_model
-from sae_store.models.tiny import build_tiny_gemma3
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EN_PROMPT = "Describe the person in this image in detail."
 AR_PROMPT = "صف الشخص في هذه الصورة بالتفصيل."
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Gemma 3 model folder (seed 0), built once per session; treat it as read-only."""
-    return build_tiny_gemma3(tmp_path_factory.mktemp("models") / "tiny-gemma3", seed=0)
 
 
 @pytest.fixture(scope="session")
