@@ -1,0 +1,99 @@
+"""``sae-store jobs render|submit|status|cancel``, ``sae-store pipeline`` and ``sae-store demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sae_store.config import DEMO_CONFIG, PipelineConfig, load_config
+from sae_store.jobs import cancel, outputs, plan, render_script, run_pipeline, run_status, submit
+from sae_store.jobs.render import SCRIPT_DIR, compress_ids
+
+
+def _render(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    out = Path(args.out) if args.out else cfg.paths.run_dir / SCRIPT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    for p in plan(cfg, slurm=True):
+        path = out / f"{p.step.name}.sbatch"
+        path.write_text(render_script(cfg, p), encoding="utf-8")
+        print(path)
+    return 0
+
+
+def _submit(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    manifest = submit(cfg, config_file=args.config)
+    for s in manifest.steps:
+        if s.job_id is None:
+            print(f"{s.name:<12} complete, not submitted")
+            continue
+        tasks = f" array {compress_ids(s.tasks)}" if s.array else ""
+        after = f" after {','.join(map(str, s.depends_on))}" if s.depends_on else ""
+        print(f"{s.name:<12} job {s.job_id}{tasks}{after}")
+    print(f"manifest: {cfg.paths.run_dir / 'pipeline_status' / 'manifest.json'}")
+    print(f"follow it with: sae-store jobs status --config {args.config}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = run_status(load_config(args.config), config_file=args.config)
+    print(json.dumps(status.to_dict(), indent=2) if args.json else status.render())
+    return 1 if status.failed else 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    ids = cancel(load_config(args.config))
+    print(f"cancelled jobs {', '.join(map(str, ids))}" if ids else "no queued or running jobs in this run")
+    return 0
+
+
+def _run_local(cfg: PipelineConfig, config_file: str) -> int:
+    run_pipeline(cfg, config_file=config_file)
+    print("outputs:")
+    for name, path in outputs(cfg).items():
+        print(f"  {name:<9} {path}")
+    report = cfg.paths.path("report") / "report.html"
+    if report.exists():
+        print(f"open the report: {report}")
+    return 0
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    return _run_local(load_config(args.config), args.config)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return _run_local(load_config(DEMO_CONFIG, root=args.out), f"{DEMO_CONFIG} (with paths.root {args.out})")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    jobs = subparsers.add_parser("jobs", help="render, submit, follow and cancel the pipeline on SLURM")
+    sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("render", help="write the sbatch script of every step (nothing is submitted)")
+    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
+    p.add_argument("--out", help="folder for the scripts (default: RUN/scripts)")
+    p.set_defaults(func=_render)
+
+    p = sub.add_parser("submit", help="submit the chain of steps with afterok dependencies; resumes a run")
+    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
+    p.set_defaults(func=_submit)
+
+    p = sub.add_parser("status", help="state of each step and array task, failures explained")
+    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=_status)
+
+    p = sub.add_parser("cancel", help="cancel the run's queued and running jobs")
+    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
+    p.set_defaults(func=_cancel)
+
+    p = subparsers.add_parser("pipeline", help="run every step here, in order (complete steps are skipped)")
+    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
+    p.set_defaults(func=_pipeline)
+
+    p = subparsers.add_parser("demo", help="the demo pipeline on generated data and a tiny model, here")
+    p.add_argument("--out", default="demo-output", help="folder of the demo run (default: demo-output)")
+    p.set_defaults(func=_demo)

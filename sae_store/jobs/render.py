@@ -1,0 +1,121 @@
+"""Rendering sbatch scripts from the pipeline config: pure functions returning text.
+
+Every value taken from the config is quoted for the place it lands in: ``#SBATCH`` lines are parsed
+by sbatch itself (double quotes and backslash escapes, ``#`` starts a comment), the command line by
+bash (:func:`shlex.quote`). Control characters are refused when the config is built, so no value can
+start a new script line. Only ``slurm.setup`` lines are shell code on purpose.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import string
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sae_store.config import PipelineConfig
+from sae_store.errors import ConfigError
+from sae_store.jobs.steps import TASK_ID, Arg, StepPlan
+
+#: Folder of the sbatch templates (the repository's top-level ``jobs/``).
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "jobs"
+TEMPLATE = "step.sbatch"
+STATUS_DIR = "pipeline_status"
+LOG_DIR = "logs"
+SCRIPT_DIR = "scripts"
+_BARE = re.compile(r"^[A-Za-z0-9_.,:/%@=+-]+$")
+
+
+class _Template(string.Template):
+    # "@{name}" placeholders leave bash's own "$" syntax alone
+    delimiter = "@"
+
+
+def sbatch_quote(value: str) -> str:
+    """Quote ``value`` for an ``#SBATCH`` line as sbatch parses it (it ignores single quotes)."""
+    if _BARE.match(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def compress_ids(ids: Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"`` (sbatch ``--array`` syntax)."""
+    out: list[str] = []
+    vals = sorted(set(ids))
+    i = 0
+    while i < len(vals):
+        j = i
+        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
+            j += 1
+        out.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def executable(cfg: PipelineConfig) -> list[str]:
+    """How a job runs sae-store: ``slurm.executable``, else this interpreter with ``-m sae_store_cli``."""
+    exe = cfg.slurm.executable if cfg.slurm else None
+    return shlex.split(exe) if exe else [sys.executable, "-m", "sae_store_cli"]
+
+
+def shell_command(argv: Sequence[Arg]) -> str:
+    """A bash command line for ``argv``; :data:`~sae_store.jobs.steps.TASK_ID` becomes the array task id."""
+    return " ".join('"$SLURM_ARRAY_TASK_ID"' if a is TASK_ID else shlex.quote(str(a)) for a in argv)
+
+
+def log_pattern(cfg: PipelineConfig, p: StepPlan) -> Path:
+    """The ``--output`` file pattern of a step's job (``%A_%a`` for arrays, ``%j`` otherwise)."""
+    name = f"{p.step.name}_%A_%a.out" if p.step.array != "none" else f"{p.step.name}_%j.out"
+    return cfg.paths.run_dir / LOG_DIR / name
+
+
+def render_script(cfg: PipelineConfig, p: StepPlan, tasks: Sequence[int] | None = None) -> str:
+    """The sbatch script of one step, for array ``tasks`` (default: all of the plan's tasks).
+
+    Parameters
+    ----------
+    cfg
+        The pipeline config; its ``slurm`` section is required.
+    p
+        The step's plan (from :func:`~sae_store.jobs.steps.plan` with ``slurm=True``).
+    tasks
+        Array task ids to run, e.g. only the pending ones on a resubmission.
+    """
+    slurm = cfg.require_slurm()
+    res = slurm.resources(p.step.name)
+    run = cfg.paths.run_dir
+    directives: list[tuple[str, str | None]] = [
+        ("--job-name", f"{slurm.job_name_prefix}-{p.step.name}"),
+        ("--partition", res.partition),
+        ("--account", slurm.account),
+        ("--qos", slurm.qos),
+        ("--cpus-per-task", str(res.cpus)),
+        ("--mem", res.memory),
+        ("--time", res.time),
+        ("--gres", res.gres),
+        ("--chdir", str(run)),
+        ("--output", str(log_pattern(cfg, p))),
+        ("--kill-on-invalid-dep", "yes"),
+        ("--mail-user", slurm.mail_user),
+        ("--mail-type", ",".join(slurm.mail_types) or None),
+    ]
+    if p.step.array != "none":
+        ids = p.tasks if tasks is None else tasks
+        if not ids:
+            raise ConfigError(f"step {p.step.name!r} has no array tasks to render")
+        limit = f"%{slurm.array_limit}" if slurm.array_limit else ""
+        directives.append(("--array", compress_ids(ids) + limit))
+    lines = [f"#SBATCH {opt}={sbatch_quote(value)}" for opt, value in directives if value is not None]
+    lines += [f"#SBATCH {d}" for d in res.extra_directives]
+    argv = [*executable(cfg), *p.step.argv(cfg, p.n_tasks)]
+    template = _Template((TEMPLATE_DIR / TEMPLATE).read_text(encoding="utf-8"))
+    return template.substitute(
+        directives="\n".join(lines),
+        step=p.step.name,
+        description=p.step.description,
+        status_dir=shlex.quote(str(run / STATUS_DIR)),
+        setup="\n".join(slurm.setup) or "# (no set-up lines in the config)",
+        command=shell_command(argv),
+    )

@@ -1,0 +1,329 @@
+"""The pipeline's steps, defined once for local runs and SLURM submissions.
+
+Each :class:`Step` says which ``sae-store`` sub-command it runs, how its options follow from the
+:class:`~sae_store.config.PipelineConfig`, whether it is an array (over shard blocks of samples or
+over layers), which steps it needs, and how to tell from its outputs that a task is complete.
+Adding a step to the pipeline is one entry in :data:`STEPS`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from sae_store.config import PathName, PipelineConfig
+from sae_store.errors import ConfigError, SaeStoreError, StoreNotFoundError
+from sae_store.store import open_store, task_blocks
+
+
+class TaskId:
+    """Placeholder in a step's arguments for the array task id (``$SLURM_ARRAY_TASK_ID`` in a job)."""
+
+    def __repr__(self) -> str:
+        return "TASK_ID"
+
+
+TASK_ID = TaskId()
+Arg = str | TaskId
+ArrayKind = Literal["none", "blocks", "layers"]
+
+
+def _never_done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+    return False
+
+
+def _always(cfg: PipelineConfig) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the pipeline."""
+
+    name: str
+    """Name used in job names, logs, status files and ``slurm.steps`` overrides."""
+    description: str
+    """What the step does, for people (shown in scripts and progress lines)."""
+    command: tuple[str, ...]
+    """The ``sae-store`` sub-command (and sub-sub-command) it runs."""
+    args: Callable[[PipelineConfig], list[str]]
+    """The command's arguments and options, from the config (array options are added from :attr:`array`)."""
+    array: ArrayKind = "none"
+    """``blocks``: array task ``i`` of ``n`` owns a contiguous run of shard blocks (``--task-index
+    --task-count``); ``layers``: one task per layer, the task id is the layer (``--layer``)."""
+    after: tuple[str, ...] = ()
+    """Steps whose outputs this step reads."""
+    done: Callable[[PipelineConfig, int, int], bool] = _never_done
+    """``done(cfg, task, n_tasks)``: whether the outputs of one task are complete."""
+    when: Callable[[PipelineConfig], bool] = _always
+    """Whether the step belongs to this config's pipeline (e.g. demo inputs only with ``demo``)."""
+
+    def argv(self, cfg: PipelineConfig, n_tasks: int) -> list[Arg]:
+        """The sub-command's words and arguments, with :data:`TASK_ID` where the task id goes."""
+        extra: list[Arg] = []
+        if self.array == "blocks":
+            extra = ["--task-index", TASK_ID, "--task-count", str(n_tasks)]
+        elif self.array == "layers":
+            extra = ["--layer", TASK_ID]
+        return [*self.command, *self.args(cfg), *extra]
+
+
+class StepPlan(NamedTuple):
+    """What running one step means now: its tasks and which of them still have work."""
+
+    step: Step
+    tasks: tuple[int, ...]
+    """Array task ids (``(0,)`` for a single job)."""
+    n_tasks: int
+    """Task count passed to a ``blocks`` step."""
+    pending: tuple[int, ...]
+    """Tasks whose outputs are not complete."""
+
+
+# ---------------------------------------------------------------- completion checks and helpers
+
+
+def _exists(name: PathName, file: str = "") -> Callable[..., bool]:
+    def done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+        return (cfg.paths.path(name) / file).exists()
+
+    return done
+
+
+def _samples_csv(cfg: PipelineConfig) -> str:
+    return str(cfg.paths.path("prepared") / "samples.csv")
+
+
+def _store_exists(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+    try:
+        open_store(cfg.paths.path("store"))
+    except StoreNotFoundError:
+        return False
+    return True
+
+
+def _blocks_done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+    """Every (layer, language) of the task's shard blocks is flagged complete in the store."""
+    try:
+        store = open_store(cfg.paths.path("store"))
+    except StoreNotFoundError:
+        return False
+    blocks = task_blocks(store.blocks, task, n_tasks)
+    flags = store.read_flags()
+    return all(bool(flags[:, :, b.start : b.stop].all()) for b in blocks)
+
+
+def _layer_list(layers: Sequence[int]) -> str:
+    return ",".join(str(layer) for layer in layers)
+
+
+def _init_args(cfg: PipelineConfig) -> list[str]:
+    st = cfg.store
+    args = [
+        str(cfg.paths.path("store")),
+        "--samples", _samples_csv(cfg),
+        "--model", str(cfg.paths.path("model")),
+        "--images", str(cfg.paths.path("images")),
+        "--samples-per-shard", str(st.samples_per_shard),
+        "--compressor", st.compressor,
+        "--clevel", str(st.clevel),
+        "--precision", st.precision,
+    ]  # fmt: skip
+    if cfg.layers is not None:
+        args += ["--layers", _layer_list(cfg.layers)]
+    if cfg.languages is not None:
+        args += ["--languages", ",".join(cfg.languages)]
+    for key, text in cfg.prompts.items():
+        args += ["--prompt", f"{key}={text}"]
+    return args
+
+
+def _model_args(cfg: PipelineConfig) -> list[str]:
+    """Options of the steps that run the model; unset values keep the command's defaults."""
+    m = cfg.model
+    options = {"--device": m.device, "--dtype": m.dtype, "--batch-size": m.batch_size}
+    return [str(a) for opt, v in options.items() if v is not None for a in (opt, v)]
+
+
+def _extract_args(cfg: PipelineConfig) -> list[str]:
+    args = [str(cfg.paths.path("store")), "--model", str(cfg.paths.path("model")), *_model_args(cfg)]
+    return args + (["--quota", cfg.quota] if cfg.quota else [])
+
+
+def _report_args(cfg: PipelineConfig) -> list[str]:
+    p = cfg.paths
+    args = [str(p.path("store")), "--out", str(p.path("report")), "--saes", str(p.path("saes")),
+            "--results", str(p.path("results"))]  # fmt: skip
+    return args + (["--quota", cfg.quota] if cfg.quota else [])
+
+
+def _prepare_args(cfg: PipelineConfig) -> list[str]:
+    args = [
+        "--captions", str(cfg.paths.path("captions")),
+        "--images", str(cfg.paths.path("images")),
+        "--out", str(cfg.paths.path("prepared")),
+        "--seed", str(cfg.samples.seed),
+    ]  # fmt: skip
+    if cfg.samples.num_samples is not None:
+        args += ["--num-samples", str(cfg.samples.num_samples)]
+    return args
+
+
+def _demo(cfg: PipelineConfig) -> bool:
+    return cfg.demo is not None
+
+
+def _demo_data_args(cfg: PipelineConfig) -> list[str]:
+    assert cfg.demo is not None
+    return [
+        str(cfg.paths.path("captions").parent),
+        "--n-images",
+        str(cfg.demo.n_images),
+        "--seed",
+        str(cfg.demo.seed),
+    ]
+
+
+def _tiny_model_args(cfg: PipelineConfig) -> list[str]:
+    assert cfg.demo is not None
+    d = cfg.demo
+    return [str(cfg.paths.path("model")), "--layers", str(d.model_layers), "--hidden", str(d.model_hidden),
+            "--seed", str(d.model_seed)]  # fmt: skip
+
+
+#: The pipeline, in the order steps run locally and are submitted.
+STEPS: tuple[Step, ...] = (
+    Step("demo-data", "demo captions and images", ("make-demo-data",), _demo_data_args,
+         done=_exists("captions"), when=_demo),
+    Step("tiny-model", "a tiny random Gemma 3 model", ("make-tiny-model",), _tiny_model_args,
+         done=_exists("model", "config.json"), when=_demo),
+    Step("prepare", "gender-labelled samples table", ("prepare",), _prepare_args, after=("demo-data",),
+         done=lambda cfg, t, n: (cfg.paths.path("prepared") / "samples.csv").exists()),
+    Step("init", "create the activation store", ("init",), _init_args, after=("prepare", "tiny-model"),
+         done=_store_exists),
+    Step("extract", "activations of every layer and language, by shard blocks", ("extract",), _extract_args,
+         array="blocks", after=("init",), done=_blocks_done),
+    Step("report", "HTML and Markdown report of everything the run produced", ("report",), _report_args,
+         after=("extract",), done=_exists("report", "report.html")),
+)  # fmt: skip
+
+
+def ancestors(name: str) -> set[str]:
+    """Every step that ``name`` reads from, directly or through other steps."""
+    by_name = {s.name: s for s in STEPS}
+    todo, seen = list(by_name[name].after), set()
+    while todo:
+        dep = todo.pop()
+        if dep in by_name and dep not in seen:
+            seen.add(dep)
+            todo.extend(by_name[dep].after)
+    return seen
+
+
+def step_names() -> list[str]:
+    return [s.name for s in STEPS]
+
+
+def get_step(name: str) -> Step:
+    for s in STEPS:
+        if s.name == name:
+            return s
+    raise ConfigError(f"unknown step {name!r}; the pipeline's steps are {step_names()}")
+
+
+# ---------------------------------------------------------------- planning
+
+
+def _n_blocks(cfg: PipelineConfig) -> tuple[int, str] | None:
+    """Shard blocks of the store (or an upper bound before it exists), with where that came from."""
+    spp = cfg.store.samples_per_shard
+    try:
+        store = open_store(cfg.paths.path("store"))
+        return store.layout.n_blocks, f"the store holds {store.layout.n_samples} samples"
+    except StoreNotFoundError:
+        pass
+    samples = cfg.paths.path("prepared") / "samples.csv"
+    if samples.exists():
+        from sae_store.data.samples import read_samples
+
+        n = len(read_samples(samples))
+        return -(-n // spp), f"{samples} holds {n} samples"
+    bound = cfg.samples.num_samples or (cfg.demo.n_images if cfg.demo else None)
+    if bound is not None:
+        return -(-bound // spp), f"at most {bound} samples will be prepared"
+    return None
+
+
+def pipeline_layers(cfg: PipelineConfig) -> tuple[int, ...]:
+    """The layers the run covers: the config's, else the store's, the demo model's or the model's."""
+    if cfg.layers is not None:
+        return cfg.layers
+    try:
+        return open_store(cfg.paths.path("store")).layout.layers
+    except StoreNotFoundError:
+        pass
+    if cfg.demo is not None:
+        return tuple(range(cfg.demo.model_layers))
+    config_json = cfg.paths.path("model") / "config.json"
+    try:
+        model = json.loads(config_json.read_text())
+        return tuple(range(int(model.get("text_config", model)["num_hidden_layers"])))
+    except (OSError, KeyError, ValueError) as e:
+        raise ConfigError(
+            f"cannot tell which layers to run: `layers` is not set and {str(config_json)!r} gives no "
+            f"num_hidden_layers ({e}); set `layers: [...]` in the config"
+        ) from e
+
+
+def plan(cfg: PipelineConfig, *, slurm: bool) -> list[StepPlan]:
+    """The steps of ``cfg``'s pipeline with their tasks and what is pending, in order.
+
+    A task is pending when its outputs are incomplete, or when a step it reads from has pending
+    tasks (its outputs would be stale). ``slurm=False`` plans a local run: a ``blocks`` step is one
+    task over all samples.
+
+    Raises
+    ------
+    ConfigError
+        ``skip`` or ``slurm.steps`` names an unknown step, or a ``blocks`` step has more array tasks than the
+        store has shard blocks (the extra tasks would have nothing to do).
+    """
+    named = {"skip": set(cfg.skip), "slurm.steps": set(cfg.require_slurm().steps) if slurm else set()}
+    for where, names in named.items():
+        unknown = sorted(names - set(step_names()))
+        if unknown:
+            raise ConfigError(
+                f"{where} names unknown step(s) {unknown}; the pipeline's steps are {step_names()}"
+            )
+    out = []
+    running: set[str] = set()
+    for step in STEPS:
+        if not step.when(cfg) or step.name in cfg.skip:
+            continue
+        n_tasks = 1
+        tasks: tuple[int, ...] = (0,)
+        if step.array == "blocks" and slurm:
+            n_tasks = cfg.require_slurm().resources(step.name).tasks or 1
+            blocks = _n_blocks(cfg)
+            if blocks is not None and n_tasks > blocks[0]:
+                raise ConfigError(
+                    f"slurm.steps.{step.name}.tasks (or slurm.tasks) is {n_tasks}, but {blocks[1]}, which is "
+                    f"{blocks[0]} shard block(s) of {cfg.store.samples_per_shard}: an array task needs at "
+                    f"least one block; use at most {blocks[0]} tasks or a smaller store.samples_per_shard"
+                )
+            tasks = tuple(range(n_tasks))
+        elif step.array == "layers":
+            tasks = pipeline_layers(cfg)
+        if ancestors(step.name) & running:
+            pending = tasks  # its inputs are being (re)made, so its outputs will be stale
+        else:
+            try:
+                pending = tuple(t for t in tasks if not step.done(cfg, t, n_tasks))
+            except SaeStoreError:
+                pending = tasks
+        if pending:
+            running.add(step.name)
+        out.append(StepPlan(step, tasks, n_tasks, pending))
+    return out
