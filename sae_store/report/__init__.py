@@ -1,1 +1,25 @@
-"""report"""
+"""Figures and documents from results: report.html (interactive, offline), report.md, summary.json.
+
+Nothing here computes results: :func:`load_inputs` reads what earlier steps wrote, section builders
+turn loaded results into figures, and :func:`build_report` writes the documents.
+"""
+
+from sae_store.report.build import ReportResult, build_report, check_writable, report_sections
+from sae_store.report.inputs import ReportInputs, SaeRecord, load_inputs
+from sae_store.report.section import Figure, Notice, Section, Table, Text, not_run_section
+
+__all__ = [
+    "Figure",
+    "Notice",
+    "ReportInputs",
+    "ReportResult",
+    "SaeRecord",
+    "Section",
+    "Table",
+    "Text",
+    "build_report",
+    "check_writable",
+    "load_inputs",
+    "not_run_section",
+    "report_sections",
+]

@@ -1,0 +1,186 @@
+"""Loading everything the report shows: the store's own accounting, SAE folders and result files.
+
+This is the report's only I/O on the input side. Every value is read as written by the step that
+produced it (store flags and usage through the store API, SAE metrics from ``cfg.json`` and
+``metrics.jsonl``, analysis results from their JSON files and the store's ``analysis`` group);
+nothing is recomputed here. Inputs that do not exist yet are ``None``/empty, and the sections say
+what to run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+import zarr
+
+from sae_store.analyze.results import ANALYSIS_GROUP, read_analysis
+from sae_store.errors import DataError, SaeStoreError
+from sae_store.store import ActivationStore, Completion, Usage, completion, open_store, store_usage
+
+FEATURES_GROUP = "features"
+GENERATION_GROUP = "generation"
+_LAYER_DIR = re.compile(r"^layer_(\d+)$")
+
+
+@dataclass
+class SaeRecord:
+    """One trained SAE folder as its training step left it."""
+
+    layer: int
+    path: Path
+    cfg: dict[str, Any]
+    """``cfg.json`` (architecture, sizes, provenance and final metrics)."""
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of ``metrics.jsonl`` (one per logging step)."""
+
+
+@dataclass
+class ReportInputs:
+    """Everything a report is made from, already loaded."""
+
+    store: ActivationStore
+    usage: Usage
+    extraction: Completion
+    """Completion of the activations (root ``complete`` flags)."""
+    features: Completion | None
+    """Completion of the ``features`` group; ``None`` when ``encode`` has not run."""
+    saes: dict[int, SaeRecord]
+    saes_dir: Path | None
+    results: dict[str, Any]
+    """Parsed JSON result files by file stem (e.g. ``"bias"``), from the results folder."""
+    results_dir: Path | None
+    analysis_groups: tuple[str, ...]
+    """Sub-groups present in the store's ``analysis`` group."""
+    has_generation: bool
+    images_dir: Path | None
+    quota: int | None = None
+    inode_quota: int | None = None
+    _analyses: dict[str, xr.Dataset] = field(default_factory=dict, repr=False)
+
+    def analysis(self, name: str) -> xr.Dataset | None:
+        """The store's ``analysis/<name>`` result (loaded once), or ``None`` if it was not written."""
+        if name not in self.analysis_groups:
+            return None
+        if name not in self._analyses:
+            self._analyses[name] = read_analysis(self.store, name)
+        return self._analyses[name]
+
+    def result(self, filename: str) -> Any:
+        """A parsed JSON results file by name (e.g. ``comprehensive_analysis_results.json``), or ``None``."""
+        return self.results.get(Path(filename).stem)
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return self.store.layout.layers
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.store.layout.languages
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON results file, naming the file when it is unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(
+            f"results file {str(path)!r} is unreadable or not JSON ({e}); rerun the step that wrote it "
+            "or remove the file"
+        ) from e
+
+
+def load_saes(saes_dir: Path) -> dict[int, SaeRecord]:
+    """Every ``layer_<L>/cfg.json`` under ``saes_dir`` with its ``metrics.jsonl`` rows."""
+    out: dict[int, SaeRecord] = {}
+    for folder in sorted(p for p in saes_dir.iterdir() if p.is_dir()):
+        m = _LAYER_DIR.match(folder.name)
+        if m is None or not (folder / "cfg.json").is_file():
+            continue
+        metrics_file = folder / "metrics.jsonl"
+        metrics = []
+        if metrics_file.is_file():
+            lines = metrics_file.read_text(encoding="utf-8").splitlines()
+            metrics = [json.loads(line) for line in lines if line.strip()]
+        out[int(m.group(1))] = SaeRecord(int(m.group(1)), folder, read_json(folder / "cfg.json"), metrics)
+    return out
+
+
+def _group_names(store: ActivationStore) -> tuple[set[str], tuple[str, ...]]:
+    root = store.zarr_group()
+    groups = {name for name, _ in root.groups()}
+    analyses: tuple[str, ...] = ()
+    if ANALYSIS_GROUP in groups:
+        node = root[ANALYSIS_GROUP]
+        assert isinstance(node, zarr.Group)
+        analyses = tuple(sorted(name for name, _ in node.groups()))
+    return groups, analyses
+
+
+def _sibling(store: ActivationStore, name: str) -> Path | None:
+    # the pipeline's default layout puts saes/ and results/ next to the store
+    path = store.path.parent / name
+    return path if path.is_dir() else None
+
+
+def load_inputs(
+    store_path: str | Path,
+    *,
+    saes_dir: str | Path | None = None,
+    results_dir: str | Path | None = None,
+    images_dir: str | Path | None = None,
+    quota: int | None = None,
+    inode_quota: int | None = None,
+) -> ReportInputs:
+    """Load what the report shows from a store and (optionally) its SAE and results folders.
+
+    Parameters
+    ----------
+    store_path
+        The activation store.
+    saes_dir
+        Folder of ``layer_<L>`` SAE folders (``sae-store train --out``); missing folders mean
+        "not trained yet". Default: ``saes/`` beside the store, if it exists.
+    results_dir
+        Folder of analysis/intervention JSON results (``sae-store analyze``/``intervene``).
+        Default: ``results/`` beside the store, if it exists.
+    images_dir
+        Folder the store's image paths are relative to; default: the store's ``images_dir``.
+    quota, inode_quota
+        Byte and file quotas to compare the store's projected size with.
+    """
+    store = open_store(store_path)
+    groups, analyses = _group_names(store)
+    saes_path = Path(saes_dir) if saes_dir is not None else _sibling(store, "saes")
+    if saes_path is not None and saes_path.exists() and not saes_path.is_dir():
+        raise SaeStoreError(
+            f"--saes {str(saes_path)!r} is not a folder; pass the folder given to `train --out`"
+        )
+    results_path = Path(results_dir) if results_dir is not None else _sibling(store, "results")
+    if results_path is not None and results_path.exists() and not results_path.is_dir():
+        raise SaeStoreError(
+            f"--results {str(results_path)!r} is not a folder; pass the analyses' output folder"
+        )
+    results = {}
+    if results_path is not None and results_path.is_dir():
+        results = {p.stem: read_json(p) for p in sorted(results_path.glob("*.json"))}
+    images = images_dir if images_dir is not None else store.attrs.get("images_dir") or None
+    return ReportInputs(
+        store=store,
+        usage=store_usage(store),
+        extraction=completion(store),
+        features=completion(store, group=FEATURES_GROUP) if FEATURES_GROUP in groups else None,
+        saes=load_saes(saes_path) if saes_path is not None and saes_path.is_dir() else {},
+        saes_dir=saes_path,
+        results=results,
+        results_dir=results_path,
+        analysis_groups=analyses,
+        has_generation=GENERATION_GROUP in groups,
+        images_dir=Path(images) if images else None,
+        quota=quota,
+        inode_quota=inode_quota,
+    )

@@ -1,0 +1,71 @@
+"""HoloViews with two backends: Bokeh for the interactive page, matplotlib for the PNGs.
+
+Options given with ``.opts()`` apply to one backend only, so every figure is styled twice through
+:func:`styled`. Importing this module loads both plotting backends (no notebook output, no browser).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import holoviews as hv
+
+# the plotting modules register the two backends (Bokeh for the page, matplotlib for the PNGs)
+import holoviews.plotting.bokeh
+import holoviews.plotting.mpl
+import matplotlib.pyplot as plt
+
+hv.Store.current_backend = "bokeh"
+
+#: Colours used for the same meaning everywhere in the report.
+COLOURS = {
+    "male": "#1f77b4",
+    "female": "#d62728",
+    "neutral": "#9e9e9e",
+    "en": "#2a9d8f",
+    "ar": "#e76f51",
+    "random": "#8d8d8d",
+    "targeted": "#6a3d9a",
+}
+#: Width of a full-width interactive figure, in pixels.
+WIDTH = 900
+#: Figure size of a PNG in matplotlib's units (percent of its default size).
+FIG_SIZE = 160
+
+
+def language_colour(language: str) -> str:
+    """Colour of a language's curves (grey for languages without a fixed colour)."""
+    return COLOURS.get(language, COLOURS["neutral"])
+
+
+def styled(
+    obj: Any,
+    *,
+    common: dict[str, Any] | None = None,
+    bokeh: dict[str, Any] | None = None,
+    mpl: dict[str, Any] | None = None,
+) -> Any:
+    """Apply ``common`` options to both backends, plus the backend-specific ones."""
+    common = common or {}
+    obj = obj.opts(**common, **(bokeh or {}), backend="bokeh")
+    return obj.opts(**common, **(mpl or {}), backend="matplotlib")
+
+
+def line_style(obj: Any, colour: str, *, dash: str | None = None, alpha: float = 1.0) -> Any:
+    """Colour (and dash: ``"dashed"``, ``"dotted"``) of a Curve, HLine or ErrorBars in both backends."""
+    bokeh: dict[str, Any] = {} if dash is None else {"line_dash": dash}
+    mpl: dict[str, Any] = {} if dash is None else {"linestyle": dash}
+    if isinstance(obj, hv.ErrorBars):
+        mpl["edgecolor"] = colour  # the matplotlib default (black) would win over "color"
+    return styled(obj, common={"color": colour, "alpha": alpha}, bokeh=bokeh, mpl=mpl)
+
+
+def save_png(obj: Any, path: Path, *, dpi: int = 110) -> Path:
+    """Render ``obj`` with the matplotlib backend (Agg, no browser) and save it as a PNG."""
+    fig = hv.render(obj, backend="matplotlib")
+    try:
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,104 @@
+"""What a report section is made of: text, figures and tables, rendered to HTML and to Markdown.
+
+Section builders (``*_sections.py``) take results that are already loaded and return a
+:class:`Section`; they never read files and never compute results. The writers
+(:mod:`~sae_store.report.html`, :mod:`~sae_store.report.markdown`) turn the same sections into the
+interactive page and the static document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Text:
+    """A paragraph (Markdown) shown in both documents."""
+
+    markdown: str
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure: an interactive HoloViews object for the HTML page, a static one for the PNG."""
+
+    name: str
+    """File stem of the PNG (``figures/<name>.png``); unique within the report."""
+    caption: str
+    """What the figure shows and where its numbers come from."""
+    interactive: Any
+    """HoloViews object with Bokeh options (may hold a ``HoloMap`` slider)."""
+    static: Any | None = None
+    """HoloViews object with matplotlib options for the PNG; ``None`` leaves the figure out of
+    report.md (for figures that only make sense interactively)."""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table shown in both documents (the HTML page keeps at most ``max_rows`` rows)."""
+
+    frame: pd.DataFrame
+    caption: str = ""
+    max_rows: int = 50
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A highlighted box: a step that has not run, a missing input, a problem found."""
+
+    markdown: str
+    level: Literal["info", "warning", "danger"] = "warning"
+
+
+Item = Text | Figure | Table | Notice
+
+
+@dataclass
+class Section:
+    """One titled part of the report."""
+
+    key: str
+    """Stable identifier (HTML anchor and key in summary.json)."""
+    title: str
+    items: list[Item] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    """Headline numbers for summary.json, copied from the results (never recomputed)."""
+    status: Literal["ok", "partial", "not run"] = "ok"
+
+    @property
+    def figures(self) -> list[Figure]:
+        return [item for item in self.items if isinstance(item, Figure)]
+
+
+def not_run_section(key: str, title: str, what: str, commands: Sequence[str]) -> Section:
+    """A section whose inputs are missing: says what would be shown and the commands that produce it."""
+    lines = [f"**Not run yet.** {what}", ""]
+    if commands:
+        lines += ["Run:", "", "```", *commands, "```"]
+    return Section(
+        key=key,
+        title=title,
+        items=[Notice("\n".join(lines), level="info")],
+        summary={"status": "not run", "commands": list(commands)},
+        status="not run",
+    )
+
+
+def markdown_table(frame: pd.DataFrame, *, max_rows: int | None = None) -> str:
+    """A GitHub-flavoured Markdown table of ``frame`` (floats with 4 significant digits)."""
+    shown = frame if max_rows is None else frame.head(max_rows)
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(str(c) for c in shown.columns) + " |"
+    rule = "|" + "|".join(" --- " for _ in shown.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    more = [f"\n({len(frame) - len(shown)} more rows in summary.json)"] if len(shown) < len(frame) else []
+    return "\n".join([header, rule, *rows, *more])

@@ -1,0 +1,266 @@
+"""Drive headless Chromium over ``--remote-debugging-pipe`` (DevTools protocol, standard library only).
+
+Chromium reads commands from file descriptor 3 and writes replies and events to descriptor 4, each
+message a JSON object terminated by a NUL byte. :func:`check_page` opens one page, waits until its
+Bokeh plots have drawn, and returns what a person checking the page by eye would want to know:
+canvases drawn, console errors, uncaught exceptions, network loads that failed or left the machine,
+and a full-page screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-pipe",
+)
+
+# Counts canvases in the document and in every (nested) shadow root: Bokeh draws inside shadow DOM.
+_COUNT_JS = """
+(() => {
+  let canvases = 0;
+  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
+    if (el.tagName === 'CANVAS') canvases++;
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  return JSON.stringify({
+    canvases: canvases,
+    roots: document.querySelectorAll('[data-root-id]').length,
+    height: document.documentElement.scrollHeight,
+    bokeh: typeof window.Bokeh !== 'undefined',
+  });
+})()
+"""
+
+
+# Moves the first slider to its end and reports whether any plotted data changed: a HoloMap saved
+# statically must carry every frame (a DynamicMap would need a live server and change nothing).
+_SLIDER_JS = """
+new Promise((resolve) => {
+  const doc = Bokeh.documents[0];
+  const signature = () => JSON.stringify([...doc.all_models]
+    .filter((m) => m.type === 'ColumnDataSource')
+    .map((s) => Object.values(s.data).map((col) => Array.from(col ?? []).slice(0, 200))));
+  const slider = [...doc.all_models].find((m) => m.type === 'Slider');
+  if (!slider) { resolve(JSON.stringify(null)); return; }
+  const before = signature();
+  slider.value = slider.end;
+  setTimeout(() => resolve(JSON.stringify(signature() !== before)), 1000);
+})
+"""
+
+
+def find_chromium() -> str | None:
+    """The Chromium executable on PATH, if any."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@dataclass
+class PageCheck:
+    """What :func:`check_page` saw."""
+
+    canvases: int
+    roots: int
+    bokeh_loaded: bool
+    slider_changes_plot: bool | None
+    """Moving the first slider changed the plotted data (``None``: the page has no slider)."""
+    exceptions: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    failed_loads: list[str] = field(default_factory=list)
+    external_requests: list[str] = field(default_factory=list)
+    screenshot: bytes = b""
+
+
+class _Pipe:
+    def __init__(self, executable: str, profile: Path, width: int, height: int) -> None:
+        self._to_chrome_r, self._to_chrome_w = os.pipe()
+        self._from_chrome_r, self._from_chrome_w = os.pipe()
+        # Chromium expects its command pipe at fd 3 and its reply pipe at fd 4.
+        self.proc = subprocess.Popen(
+            [
+                executable,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4),
+            preexec_fn=self._dup_fds,
+        )
+        os.close(self._to_chrome_r)
+        os.close(self._from_chrome_w)
+        self._buffer = b""
+        self._next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def _dup_fds(self) -> None:
+        os.dup2(self._to_chrome_r, 3)
+        os.dup2(self._from_chrome_w, 4)
+
+    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None) -> int:
+        self._next_id += 1
+        msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to_chrome_w, json.dumps(msg).encode() + b"\0")
+        return self._next_id
+
+    def _read_message(self, deadline: float) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no reply from Chromium")
+            chunk = os.read(self._from_chrome_r, 1 << 20)
+            if not chunk:
+                raise RuntimeError("Chromium closed its DevTools pipe")
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(raw)  # type: ignore[no-any-return]
+
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        msg_id = self.send(method, params, session)
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._read_message(deadline)
+            if msg.get("id") == msg_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})  # type: ignore[no-any-return]
+            self.events.append(msg)
+
+    def wait_event(self, method: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        for i, ev in enumerate(self.events):
+            if ev.get("method") == method:
+                return self.events.pop(i)
+        while True:
+            msg = self._read_message(deadline)
+            if msg.get("method") == method:
+                return msg
+            self.events.append(msg)
+
+    def close(self) -> None:
+        try:
+            self.send("Browser.close")
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            os.close(self._to_chrome_w)
+            os.close(self._from_chrome_r)
+
+
+def check_page(
+    html: Path, *, executable: str, width: int = 1400, height: int = 1000, settle_s: float = 20.0
+) -> PageCheck:
+    """Open ``html`` in headless Chromium and report what rendered and what went wrong."""
+    with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
+        pipe = _Pipe(executable, Path(profile), width, height)
+        try:
+            target = pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+            session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+            for domain in ("Page", "Runtime", "Log", "Network"):
+                pipe.call(f"{domain}.enable", session=session)
+            pipe.call("Page.navigate", {"url": html.resolve().as_uri()}, session=session)
+            pipe.wait_event("Page.loadEventFired", timeout=60)
+            state = _wait_until_drawn(pipe, session, settle_s)
+            metrics = pipe.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
+            shot = pipe.call(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "width": width, "height": metrics["height"], "scale": 1},
+                },
+                session=session,
+                timeout=60,
+            )
+            moved = pipe.call(
+                "Runtime.evaluate",
+                {"expression": _SLIDER_JS, "awaitPromise": True, "returnByValue": True},
+                session=session,
+            )
+            check = PageCheck(
+                canvases=state["canvases"],
+                roots=state["roots"],
+                bokeh_loaded=state["bokeh"],
+                slider_changes_plot=json.loads(moved["result"]["value"]),
+                screenshot=base64.b64decode(shot["data"]),
+            )
+            _collect_events(pipe.events, check)
+        finally:
+            pipe.close()
+    return check
+
+
+def _evaluate(pipe: _Pipe, session: str) -> dict[str, Any]:
+    res = pipe.call("Runtime.evaluate", {"expression": _COUNT_JS, "returnByValue": True}, session=session)
+    return json.loads(res["result"]["value"])  # type: ignore[no-any-return]
+
+
+def _wait_until_drawn(pipe: _Pipe, session: str, settle_s: float) -> dict[str, Any]:
+    # Bokeh builds its views after the load event; wait until the canvas count stops changing.
+    deadline = time.monotonic() + settle_s
+    state, stable_since = _evaluate(pipe, session), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        new = _evaluate(pipe, session)
+        if new != state:
+            state, stable_since = new, time.monotonic()
+        elif state["canvases"] and time.monotonic() - stable_since > 1.0:
+            break
+    return state
+
+
+def _collect_events(events: list[dict[str, Any]], check: PageCheck) -> None:
+    urls = {
+        ev["params"]["requestId"]: ev["params"]["request"]["url"]
+        for ev in events
+        if ev.get("method") == "Network.requestWillBeSent"
+    }
+    for ev in events:
+        method, params = ev.get("method"), ev.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            details = params["exceptionDetails"]
+            check.exceptions.append(details.get("exception", {}).get("description") or details["text"])
+        elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+            check.console_errors.append(" ".join(str(a.get("value", a)) for a in params.get("args", [])))
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+            check.console_errors.append(f"{params['entry']['source']}: {params['entry']['text']}")
+        elif method == "Network.loadingFailed":
+            check.failed_loads.append(f"{urls.get(params['requestId'], '?')}: {params.get('errorText')}")
+        elif method == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            if not url.startswith(("file:", "data:", "blob:", "about:")):
+                check.external_requests.append(url)
