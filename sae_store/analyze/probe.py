@@ -1,0 +1,79 @@
+"""Linear gender probes: how much gender information a layer's representation carries."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import stats
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+
+class ProbeResult(NamedTuple):
+    """Out-of-fold accuracy of a cross-validated logistic-regression probe."""
+
+    accuracy: float
+    """Fraction of samples whose held-out prediction is right (pooled over folds)."""
+    ci_low: float
+    ci_high: float
+    """Wilson 95 % interval of ``accuracy``."""
+    balanced_accuracy: float
+    """Mean of the per-class recalls (0.5 = chance, whatever the class balance)."""
+    baseline: float
+    """Accuracy of always predicting the training folds' majority class."""
+    n_samples: int
+    n_features: int
+    folds: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
+
+
+def _wilson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(centre - half), float(centre + half)
+
+
+def gender_probe(x_NF: np.ndarray, is_male: np.ndarray, *, folds: int, C: float, seed: int) -> ProbeResult:
+    """Cross-validated L2 logistic regression predicting gender from per-sample features.
+
+    Features are standardised inside each training fold (no leakage); folds are stratified.
+
+    Parameters
+    ----------
+    x_NF : numpy.ndarray
+        (samples, features): per-sample SAE features or mean-pooled activations.
+    is_male : numpy.ndarray
+        (samples,) bool labels.
+    folds, C, seed
+        Number of folds, inverse regularisation strength and fold seed.
+    """
+    y = np.asarray(is_male, dtype=bool)
+    x = np.asarray(x_NF, dtype=np.float64)
+    predicted = np.zeros_like(y)
+    majority_right = 0
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        model.fit(x[train], y[train])
+        predicted[test] = model.predict(x[test])
+        majority = y[train].mean() >= 0.5
+        majority_right += int((y[test] == majority).sum())
+    right = int((predicted == y).sum())
+    low, high = _wilson(right, y.size)
+    recalls = [float((predicted[y == c] == c).mean()) for c in (True, False)]
+    return ProbeResult(
+        accuracy=right / y.size,
+        ci_low=low,
+        ci_high=high,
+        balanced_accuracy=float(np.mean(recalls)),
+        baseline=majority_right / y.size,
+        n_samples=int(y.size),
+        n_features=int(x.shape[1]),
+        folds=folds,
+    )

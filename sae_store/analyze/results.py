@@ -1,0 +1,89 @@
+"""Where results go: one sub-group of the store's ``analysis`` group per analysis, and JSON files."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from sae_store.errors import IncompleteError
+from sae_store.store import ActivationStore
+
+ANALYSIS_GROUP = "analysis"
+# zarr's notice that consolidated metadata is not in the v3 spec yet: the store relies on it knowingly
+_CONSOLIDATED_WARNING = "Consolidated metadata is currently not part"
+
+#: The command producing each analysis, named when a later analysis needs it.
+PRODUCED_BY = {
+    name: f"sae-store analyze {name}"
+    for name in ("bias", "crosslingual", "crosslayer", "interpret", "visual")
+}
+
+
+def write_analysis(store: ActivationStore, name: str, ds: xr.Dataset) -> str:
+    """Write ``ds`` as ``analysis/<name>`` of the store, replacing an earlier result; returns the group path.
+
+    Dict- and list-valued attributes are stored as JSON text so any zarr reader can load them.
+    """
+    ds = ds.copy()
+    ds.attrs = {
+        k: json.dumps(to_jsonable(v)) if isinstance(v, dict | list | tuple) else v
+        for k, v in ds.attrs.items()
+    }
+    group = f"{ANALYSIS_GROUP}/{name}"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_CONSOLIDATED_WARNING)
+        ds.to_zarr(store.path, group=group, mode="w", consolidated=True)
+    return group
+
+
+def has_analysis(store: ActivationStore, name: str) -> bool:
+    """Whether the store holds the result ``analysis/<name>``."""
+    root = store.zarr_group()
+    return ANALYSIS_GROUP in root.group_keys() and name in root[ANALYSIS_GROUP].group_keys()  # type: ignore[union-attr]
+
+
+def read_analysis(store: ActivationStore, name: str) -> xr.Dataset:
+    """The stored result ``analysis/<name>``, loaded; refused with the command to run if it is missing."""
+    if not has_analysis(store, name):
+        raise IncompleteError(
+            f"the store {str(store.path)!r} has no {name} results yet; run `{PRODUCED_BY.get(name, name)} "
+            f"{store.path}` first"
+        )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_CONSOLIDATED_WARNING)
+        ds = xr.open_zarr(store.path, group=f"{ANALYSIS_GROUP}/{name}", consolidated=True).load()
+    for k, v in list(ds.attrs.items()):
+        if isinstance(v, str) and v[:1] in "{[":
+            ds.attrs[k] = json.loads(v)
+    return ds
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays turned into Python types and NaN/inf into None (JSON null)."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(out_dir: str | Path, filename: str, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` as indented JSON (strict: no NaN) to ``out_dir/filename``; returns the path."""
+    path = Path(out_dir) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(to_jsonable(payload), indent=2, allow_nan=False, ensure_ascii=False))
+    tmp.replace(path)
+    return path
