@@ -117,6 +117,30 @@ class ActivationStore:
                 index.append(slice(None))
         arr[tuple(index)] = values
 
+    def remove_partial_files(self, start: int, stop: int) -> int:
+        """Delete temporary files a killed writer left in the chunks of samples ``start:stop``.
+
+        zarr writes each chunk or shard to ``<key>.<random>.partial`` and renames it into place; a
+        process killed mid-write leaves that file behind. Call this only for whole blocks the caller
+        owns (another writer's live temporary file would vanish). Returns how many were removed.
+        """
+        removed = 0
+        for name, arr in self.zarr_group().arrays():
+            dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
+            chunks = self.path / name / "c"
+            if S.SAMPLE not in dims or not chunks.is_dir():
+                continue
+            axis = dims.index(S.SAMPLE)
+            per_file = (arr.shards or arr.chunks)[axis]
+            for f in chunks.rglob("*.partial"):
+                parts = f.relative_to(chunks).parts
+                key = parts[axis].split(".")[0] if axis < len(parts) else ""
+                first = int(key) * per_file if key.isdigit() else -1
+                if first >= 0 and start <= first and min(first + per_file, arr.shape[axis]) <= stop:
+                    f.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     def read_flags(self, name: str = S.COMPLETE, group: str | None = None) -> np.ndarray:
         """Completion flags of shape (layer, language, sample) as a numpy bool array."""
         return np.asarray(self.array(name, group)[...], dtype=bool)

@@ -1,0 +1,181 @@
+"""The background writer: compresses and writes whole shard blocks while the model computes the next.
+
+A block (one shard block of samples, one language, all its layers) is written in this order:
+activations of every layer, the per-token metadata, then per layer the statistics and, last, the
+``complete`` flags. zarr writes each file atomically, so a process killed at any point leaves no
+flag without its data, and a rerun redoes exactly the blocks that are not flagged.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sae_store.errors import SaeStoreError
+from sae_store.extract.block import BlockData
+from sae_store.extract.config import OnNonfinite
+from sae_store.store import ActivationStore
+from sae_store.store import schema as S
+from sae_store.store.codecs import round_to_bf16
+from sae_store.store.config import Precision
+
+#: Largest finite float16 value; Gemma 3 activations can exceed it.
+FLOAT16_MAX = 65504.0
+
+
+class Float16OverflowWarning(UserWarning):
+    """Stored activations exceed float16's range: never cast them to float16."""
+
+
+class NonFiniteError(SaeStoreError):
+    """The model produced NaN or inf activations and the run was asked to stop on them."""
+
+
+@dataclass
+class WriterStats:
+    """Running totals of what the writer has stored (read by the progress display)."""
+
+    blocks: int = 0
+    bytes: int = 0
+    """Activation bytes (float32) encoded and written."""
+    seconds: float = 0.0
+    nonfinite: int = 0
+    float16_overflow: dict[int, float] = field(default_factory=dict)
+    """Largest |x| per layer whose values exceed float16's range."""
+
+
+def block_statistics(
+    values: np.ndarray, n_tokens: np.ndarray, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, the largest finite |x| and the count of NaN/inf over its real tokens.
+
+    ``values`` is ``[sample, token, hidden]``; failed samples (``~ok``) get NaN and -1 (not written).
+    """
+    real = (np.arange(values.shape[1]) < n_tokens[:, None])[:, :, None]
+    magnitude = np.abs(values)
+    finite = np.isfinite(magnitude)
+    nonfinite = (~finite & real).sum(axis=(1, 2)).astype(np.int32)
+    largest = np.where(finite & real, magnitude, -np.inf).max(axis=(1, 2), initial=-np.inf)
+    max_abs = np.where(ok & np.isfinite(largest), largest, np.nan).astype(np.float32)
+    return max_abs, np.where(ok, nonfinite, -1).astype(np.int32)
+
+
+class BlockWriter:
+    """Writes :class:`BlockData` in a background thread; at most ``pending`` blocks wait or are written.
+
+    :meth:`submit` blocks while the writer is busy, so memory holds at most ``pending + 1`` blocks
+    (those handed over and the one being computed). The first write error stops the writer: later
+    blocks are dropped unwritten and the error is raised by the next :meth:`submit` or :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        store: ActivationStore,
+        *,
+        precision: Precision,
+        on_nonfinite: OnNonfinite = "error",
+        pending: int = 1,
+    ) -> None:
+        self.store = store
+        self.precision = precision
+        self.on_nonfinite = on_nonfinite
+        self.stats = WriterStats()
+        self._slots = threading.Semaphore(pending)
+        self._queue: queue.Queue[BlockData | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="sae-store-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, data: BlockData) -> None:
+        """Hand a block over; waits while ``pending`` blocks are in the writer."""
+        while not self._slots.acquire(timeout=0.1):
+            self._raise_if_failed()
+        self._raise_if_failed()
+        self._queue.put(data)
+
+    def close(self) -> None:
+        """Wait until every submitted block is written; raise the writer's error if it had one."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise_if_failed()
+
+    def __enter__(self) -> BlockWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._thread.is_alive():
+            # Blocks already handed over are whole and valid: let them finish, then stop.
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            try:
+                if self._error is None:
+                    self._write(data)
+            except BaseException as e:
+                self._error = e if isinstance(e, SaeStoreError) else _write_failed(data, e)
+            finally:
+                self._slots.release()
+
+    def _write(self, data: BlockData) -> None:
+        started = time.perf_counter()
+        block, lang, ok = data.block, data.language, data.ok
+        stats = []
+        for k, layer in enumerate(data.layers):
+            if self.precision == "bf16":
+                data.activations[k] = round_to_bf16(data.activations[k])
+            max_abs, nonfinite = block_statistics(data.activations[k], data.n_tokens, ok)
+            if self.on_nonfinite == "error" and nonfinite.max(initial=0) > 0:
+                bad = [data.sample_ids[i] for i in np.flatnonzero(nonfinite > 0)]
+                raise NonFiniteError(
+                    f"layer {layer}, language {lang!r}: {int(nonfinite[nonfinite > 0].sum())} NaN/inf values "
+                    f"in samples {bad[:5]} (block {block.start}:{block.stop}); nothing of this block was "
+                    "written. Run the model in float32 (--dtype float32), or keep the values and count them "
+                    "with --on-nonfinite record"
+                )
+            stats.append((max_abs, nonfinite))
+        for k, layer in enumerate(data.layers):
+            self.store.write(
+                S.ACTIVATIONS, data.activations[k], start=block.start, layer=layer, language=lang
+            )
+        self.store.write(S.INPUT_IDS, data.input_ids, start=block.start, language=lang)
+        self.store.write(S.TOKEN_ROLE, data.token_role, start=block.start, language=lang)
+        self.store.write(S.N_TOKENS, data.n_tokens, start=block.start, language=lang)
+        self.store.write(S.EXTRACT_ERROR, data.errors, start=block.start, language=lang)
+        for (max_abs, nonfinite), layer in zip(stats, data.layers, strict=True):
+            self.store.write(S.MAX_ABS, max_abs, start=block.start, layer=layer, language=lang)
+            self.store.write(S.NONFINITE, nonfinite, start=block.start, layer=layer, language=lang)
+        for layer in data.layers:
+            self.store.write(S.COMPLETE, ok, start=block.start, layer=layer, language=lang)
+        with self._lock:
+            self.stats.blocks += 1
+            self.stats.bytes += data.activations.nbytes
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.nonfinite += sum(int(nf[nf > 0].sum()) for _, nf in stats)
+            for (max_abs, _), layer in zip(stats, data.layers, strict=True):
+                top = float(np.nanmax(max_abs, initial=0.0))
+                if top > FLOAT16_MAX:
+                    self.stats.float16_overflow[layer] = max(top, self.stats.float16_overflow.get(layer, 0.0))
+
+
+def _write_failed(data: BlockData, error: BaseException) -> SaeStoreError:
+    err = SaeStoreError(
+        f"writing samples {data.block.start}:{data.block.stop} of language {data.language!r} failed: "
+        f"{type(error).__name__}: {error}. No completion flag was set for them, so a rerun redoes them; "
+        "check free space and quota (`sae-store du`) first"
+    )
+    err.__cause__ = error
+    return err

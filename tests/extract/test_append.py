@@ -1,0 +1,193 @@
+"""``append``: growing the sample dimension safely, then extracting only the new samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sae_store.errors import DataError, StoreLockedError
+from sae_store.extract.config import ExtractConfig
+from sae_store.extract.init import init_store
+from sae_store.extract.run import extract_activations
+from sae_store.models.loader import LoadedModel
+from sae_store.store import StoreConfig, open_store
+from sae_store.store import append as append_mod
+from sae_store.store import schema as S
+from sae_store.store.append import append_samples, unlock_store
+from sae_store.store.lock import LOCK_DIR, LockInfo, append_lock, append_lock_path, register_extraction
+
+from .conftest import MakeStore, one_thread, samples
+from .helpers import N_SAMPLES, SAMPLES_PER_SHARD, assert_same_arrays, store_files
+
+CFG = ExtractConfig(batch_size=2, progress=False)
+NEW = range(N_SAMPLES, N_SAMPLES + 4)
+
+
+def test_append_then_extract_equals_a_store_made_with_all_samples(
+    make_store: MakeStore, loaded: LoadedModel, tiny_model_dir: Path, images_root: Path, tmp_path: Path
+) -> None:
+    store = make_store()
+    extract_activations(store, loaded, CFG)
+    before = store.dataset().load()  # a reader that opened the store before the append
+    reader = store.dataset()
+
+    result = append_samples(store.path, samples(images_root, NEW))
+    assert (result.n_before, result.n_after, result.added) == (10, 14, ["s10", "s11", "s12", "s13"])
+    assert [(b.start, b.stop) for b in result.blocks_to_extract] == [(8, 12), (12, 14)]
+    grown = open_store(store.path)
+    assert grown.layout.n_samples == 14
+    flags = grown.read_flags()
+    assert flags[..., :10].all() and not flags[..., 10:].any()  # old flags of the tail block stay
+
+    # the reader opened before still reads the old, consistent data
+    assert reader.sizes[S.SAMPLE] == 10
+    np.testing.assert_array_equal(reader[S.ACTIVATIONS].values, before[S.ACTIVATIONS].values)
+    assert list(grown.dataset()[S.SAMPLE].values[:10]) == list(before[S.SAMPLE].values)
+
+    summary = extract_activations(grown, loaded, CFG)
+    assert (summary.blocks_written, summary.blocks_skipped) == (4, 4)  # the tail block is redone whole
+    whole = init_store(
+        tmp_path / "whole.zarr",
+        samples(images_root, range(14)),
+        tiny_model_dir,
+        config=StoreConfig(samples_per_shard=SAMPLES_PER_SHARD),
+    )
+    with one_thread():
+        extract_activations(whole, loaded, CFG)
+    assert_same_arrays(grown.path, whole.path)
+    ds = grown.dataset()
+    assert list(ds[S.GENDER].values[10:]) == ["female", "male", "female", "male"]
+    assert ds[S.CAPTION].sel(language="ar").values[12] == "شخص رقم 12."
+
+
+def test_duplicate_ids_are_refused_and_listed_without_touching_the_store(
+    make_store: MakeStore, images_root: Path
+) -> None:
+    store = make_store()
+    files = store_files(store.path)
+    table = samples(images_root, range(8, 12))
+    with pytest.raises(
+        DataError, match=r"2 sample id\(s\) are already in store .*: \['s08', 's09'\]; append only new"
+    ):
+        append_samples(store.path, table)
+    table = samples(images_root, NEW).assign(image=lambda t: t["image"].str.replace(".png", ".jpg"))
+    with pytest.raises(DataError, match=r"4 image\(s\) of the new samples are not in .*\['im10.jpg'"):
+        append_samples(store.path, table)
+    assert store_files(store.path) == files
+
+
+def test_a_failed_append_rolls_back_to_the_old_shape(
+    make_store: MakeStore, images_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    files = store_files(store.path)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError("disk quota exceeded")
+
+    monkeypatch.setattr(append_mod.zarr, "consolidate_metadata", fail)  # after resize and metadata writes
+    with pytest.raises(OSError, match="disk quota exceeded"):
+        append_samples(store.path, samples(images_root, NEW))
+    monkeypatch.undo()
+    assert store_files(store.path) == files
+    assert not append_lock_path(store.path).exists() and open_store(store.path).layout.n_samples == 10
+    assert append_samples(store.path, samples(images_root, NEW)).n_after == 14
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _write_lock(store_path: Path, info: LockInfo) -> None:
+    path = append_lock_path(store_path)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(asdict(info)))
+
+
+def test_an_interrupted_append_is_explained_and_unlock_restores_the_store(
+    make_store: MakeStore, loaded: LoadedModel, images_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    files = store_files(store.path)
+
+    # a process killed after resizing: no rollback ran, the journal and its lock stay behind
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(append_mod, "write_sample_metadata", killed)
+    monkeypatch.setattr(append_mod, "_rollback", lambda path: False)
+    with pytest.raises(KeyboardInterrupt):
+        append_samples(store.path, samples(images_root, NEW))
+    monkeypatch.undo()
+    _write_lock(store.path, LockInfo("append", socket.gethostname(), _dead_pid(), time.time() - 60, "append"))
+
+    with pytest.raises(
+        StoreLockedError,
+        match=r"stale append lock .* which is no longer running; the append may "
+        r"have stopped half-way\. If no sae-store command is using this store, run `sae-store unlock",
+    ):
+        append_samples(store.path, samples(images_root, NEW))
+    with pytest.raises(StoreLockedError, match=r"stale append lock"):
+        extract_activations(store, loaded, CFG)
+    done = unlock_store(store.path)
+    assert done[0] == "rolled back the interrupted append: the store has 10 samples again"
+    assert store_files(store.path) == files
+    assert unlock_store(store.path) == ["the store was not locked"]
+    assert append_samples(store.path, samples(images_root, NEW)).n_after == 14
+
+
+def test_concurrent_appends_and_extractions_exclude_each_other(
+    make_store: MakeStore, loaded: LoadedModel, images_root: Path
+) -> None:
+    store = make_store()
+    table = samples(images_root, NEW)
+    with append_lock(store.path):
+        with pytest.raises(StoreLockedError, match=r"an append is running on store .*: pid \d+ on host"):
+            append_samples(store.path, table)
+        with pytest.raises(StoreLockedError, match=r"an append is running"):
+            extract_activations(store, loaded, CFG)
+        with pytest.raises(StoreLockedError, match=r"an append is running .*; wait for it to finish"):
+            unlock_store(store.path)
+    with (
+        register_extraction(store.path, [0]),
+        pytest.raises(
+            StoreLockedError, match=r"cannot append to store .* while extractions run \(pid \d+ on host"
+        ),
+    ):
+        append_samples(store.path, table)
+    assert not (store.path / LOCK_DIR).exists()  # no folder left for zarr to warn about
+    assert open_store(store.path).layout.n_samples == 10
+
+
+def test_stale_registrations_are_ignored_and_other_hosts_need_force(
+    make_store: MakeStore, images_root: Path
+) -> None:
+    store = make_store()
+    folder = store.path / LOCK_DIR
+    folder.mkdir()
+    dead = LockInfo("extract", socket.gethostname(), _dead_pid(), time.time(), "extract", (0,))
+    (folder / "extract-dead.json").write_text(json.dumps(asdict(dead)))
+    remote = LockInfo("extract", "node-17", 4242, time.time(), "extract", (1,))
+    (folder / "extract-remote.json").write_text(json.dumps(asdict(remote)))
+    with pytest.raises(StoreLockedError, match=r"while extractions run \(pid 4242 on host 'node-17'"):
+        append_samples(store.path, samples(images_root, NEW))
+    assert not (folder / "extract-dead.json").exists()
+    old = time.time() - 3600  # a remote heartbeat silent for an hour: that task is gone
+    os.utime(folder / "extract-remote.json", (old, old))
+    _write_lock(store.path, LockInfo("append", "node-17", 4242, time.time(), "append"))
+    with pytest.raises(StoreLockedError, match=r"on another host, whose state cannot be checked.* --force"):
+        unlock_store(store.path)
+    lines = unlock_store(store.path, force=True)
+    assert lines[0].startswith("removed the append lock of pid 4242 on host 'node-17'")
+    assert lines[1] == "removed 1 registration(s) of extractions that are no longer running"
+    assert append_samples(store.path, samples(images_root, NEW)).n_after == 14
