@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
+import zarr
 
 from sae_store.analyze.config import STATISTIC_VARIABLES
 from sae_store.errors import IncompleteError, SaeStoreError
@@ -58,9 +59,22 @@ def strings(values: Any) -> np.ndarray:
     return np.array([str(v) for v in np.asarray(values).ravel()], dtype=object).reshape(np.shape(values))
 
 
+def has_group(store: ActivationStore, path: str) -> bool:
+    """Whether the store holds the group ``path`` (e.g. ``"analysis/bias"``), on disk now.
+
+    Read without consolidated metadata, which can lag behind groups added or removed later.
+    """
+    node: Any = zarr.open_group(str(store.path), mode="r", use_consolidated=False)
+    for part in path.split("/"):
+        if part not in set(node.group_keys()):
+            return False
+        node = node[part]
+    return True
+
+
 def open_features(store: ActivationStore, group: str = FEATURES_GROUP) -> xr.Dataset:
     """The store's features group as a lazy Dataset; refused (with what to run) if it is not there."""
-    if group not in store.zarr_group().group_keys():
+    if not has_group(store, group):
         raise IncompleteError(
             f"the store {str(store.path)!r} has no {group!r} group: no SAE features are encoded yet; "
             f"run `sae-store encode {store.path} --saes SAE_DIR` first"

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from sae_store.analyze.data import has_group
 from sae_store.errors import IncompleteError
 from sae_store.store import ActivationStore
 
@@ -44,8 +45,7 @@ def write_analysis(store: ActivationStore, name: str, ds: xr.Dataset) -> str:
 
 def has_analysis(store: ActivationStore, name: str) -> bool:
     """Whether the store holds the result ``analysis/<name>``."""
-    root = store.zarr_group()
-    return ANALYSIS_GROUP in root.group_keys() and name in root[ANALYSIS_GROUP].group_keys()  # type: ignore[union-attr]
+    return has_group(store, f"{ANALYSIS_GROUP}/{name}")
 
 
 def read_analysis(store: ActivationStore, name: str) -> xr.Dataset:

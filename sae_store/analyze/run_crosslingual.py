@@ -181,10 +181,11 @@ def _to_dataset(
     if matches:
         per_feature[f"matched_{b}_feature"] = np.stack([matches[lay].index for lay in layers])
         per_feature["match_cosine"] = np.stack([matches[lay].cosine for lay in layers])
-    per_layer: dict[str, list[float]] = {"rho": [], "rho_low": [], "rho_high": []}
+    per_layer: dict[str, list[float]] = {"rho": [], "rho_bias_corrected": [], "rho_low": [], "rho_high": []}
     for lay in layers:
         c = results[lay].correlation
         per_layer["rho"].append(c.rho)
+        per_layer["rho_bias_corrected"].append(c.rho_bias_corrected)
         per_layer["rho_low"].append(c.low)
         per_layer["rho_high"].append(c.high)
         for name in DIRECTIONS:
@@ -222,6 +223,7 @@ def _to_payload(
             **counts[lay],
             "spearman_d": {
                 "rho": c.rho,
+                "rho_bias_corrected": c.rho_bias_corrected,
                 "ci_low": c.low,
                 "ci_high": c.high,
                 "level": config.ci_level,

@@ -74,8 +74,10 @@ def collect_top_samples(
 
 
 def _entries(tops: dict[Key, TopSamples]) -> dict[str, Any]:
+    """The ``entry`` coordinates: one entry per (layer, language, feature) inspected."""
     keys = [(k, i) for k, t in tops.items() for i in range(len(t.features))]
     return {
+        "direction": ("entry", strings([tops[k].direction[i] for k, i in keys])),
         "entry_layer": ("entry", np.array([k[0] for k, _ in keys], dtype=np.int32)),
         "entry_language": ("entry", strings([k[1] for k, _ in keys])),
         "entry_feature": ("entry", np.array([int(tops[k].features[i]) for k, i in keys], dtype=np.int64)),
@@ -122,7 +124,6 @@ def run_interpret(
     k = config.top_k
     data_vars = {
         **_entries(tops),
-        "direction": ("entry", strings([r["direction"] for r in records])),
         "description": ("entry", strings([r["description"] for r in records])),
         "top_sample": (
             ("entry", "rank"),

@@ -86,8 +86,10 @@ def render_feature(
     """
     k = maps.shape[0]
     cols = k + 1
-    fig = Figure(figsize=(2.2 * cols, 2.6), layout="constrained")
+    # a fixed layout: the constrained layout engine tripled the drawing time
+    fig = Figure(figsize=(2.0 * cols + 0.8, 2.5))
     axes = fig.subplots(1, cols, squeeze=False)[0]
+    fig.subplots_adjust(left=0.01, right=1 - 0.9 / (2.0 * cols + 0.8), top=0.8, bottom=0.02, wspace=0.05)
     vmax = float(max(maps.max(initial=0.0), mean_map.max(initial=0.0))) or 1.0
     mappable = None
     for j in range(k):
@@ -97,8 +99,8 @@ def render_feature(
         if img is not None:
             ax.imshow(img, extent=(0, size, size, 0))
         else:
-            ax.set_facecolor("0.85")
-            ax.text(size / 2, size / 2, "image\nmissing", ha="center", va="center", fontsize=8)
+            ax.text(size / 2, size / 2, "image missing", ha="center", va="center", fontsize=7, zorder=3,
+                    bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0})  # fmt: skip
         mappable = ax.imshow(
             maps[j],
             cmap="inferno",
@@ -114,8 +116,9 @@ def render_feature(
     mappable = ax.imshow(mean_map, cmap="inferno", vmin=0, vmax=vmax, interpolation="nearest")
     ax.set_title(f"mean of top {k}", fontsize=7)
     ax.set_axis_off()
-    fig.colorbar(mappable, ax=axes.tolist(), shrink=0.8, label="activation")
+    bar = fig.add_axes((1 - 0.7 / (2.0 * cols + 0.8), 0.1, 0.12 / (2.0 * cols + 0.8), 0.65))
+    fig.colorbar(mappable, cax=bar, label="activation")
     fig.suptitle(heading, fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=90)
     return out

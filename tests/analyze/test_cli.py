@@ -1,0 +1,94 @@
+"""``sae-store analyze ...`` end to end on the synthetic store, and the CLI's refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dask import delayed
+
+from sae_store.analyze.cluster import compute_tasks, open_cluster
+from sae_store.analyze.config import ClusterConfig
+from sae_store.errors import ConfigError
+from sae_store_cli.main import main
+
+from .synthetic import Built, build_store, make_sae
+
+FAST = ["--cluster", "none", "--bootstrap", "50", "--rho-bootstrap", "20", "--overlap-permutations", "100",
+        "--folds", "3", "--top-samples", "3", "--n-features", "1", "--image-size", "32"]  # fmt: skip
+
+
+def test_analyze_all_writes_every_result(
+    built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "res"
+    saes = str(built.sae_dirs[0].parent)
+    argv = [
+        "analyze",
+        "all",
+        str(built.store.path),
+        "--saes",
+        saes,
+        "--out",
+        str(out),
+        "--permutations",
+        "10",
+        *FAST,
+    ]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.split()
+    names = ["comprehensive_analysis_results.json", "crosslingual.json", "crosslayer.json", "interpret.json",
+             "visual.json", "qualitative.json"]  # fmt: skip
+    assert [Path(p).name for p in printed] == names
+    bias = json.loads((out / names[0]).read_text())
+    assert bias["layers"]["0"]["permutation_null"]["permutations"] == 10
+    crosslayer = json.loads((out / "crosslayer.json").read_text())
+    assert "lineage" in crosslayer["layers"]["0"]["en"]  # --saes gives decoders for the lineage
+    assert len(list((out / "visual").glob("*.png"))) == 8  # 2 layers x 2 languages x (1 male + 1 female)
+    assert (out / "qualitative.csv").is_file()
+
+
+def test_saes_with_the_wrong_width_are_refused(
+    built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saes = tmp_path / "saes"
+    make_sae(8, 32, seed=0).save(saes / "layer_0")
+    argv = ["analyze", "interpret", str(built.store.path), "--saes", str(saes), "--layers", "0", "--out",
+            str(tmp_path / "o"), *FAST]  # fmt: skip
+    assert main(argv) == 2
+    assert "has d_in=8 but the store's activations have hidden size 16" in capsys.readouterr().err
+    assert main([*argv[:3], "--layers", "0", *FAST]) == 2
+    assert "`analyze interpret` needs the SAEs: pass --saes DIR" in capsys.readouterr().err
+    make_sae(16, 20, seed=0).save(saes / "layer_1")
+    assert main([*argv[:5], "--layers", "1", *FAST]) == 2
+    assert "has d_sae=20 but the features group has 32 features" in capsys.readouterr().err
+
+
+def test_crosslingual_on_one_language_exits_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = build_store(tmp_path, languages=("en",))
+    assert main(["analyze", "crosslingual", str(one.store.path), "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert (
+        "the cross-lingual analysis needs two languages; the features group holds ['en']"
+        in capsys.readouterr().err
+    )
+
+
+def test_local_cluster_runs_tasks_in_worker_processes() -> None:
+    config = ClusterConfig(kind="local", workers=1, memory_per_worker="1GiB")
+    with open_cluster(config) as client:
+        assert client is not None
+        results = compute_tasks([delayed(np.add)(i, 1) for i in range(3)], client, desc="test")
+    assert results == [1, 2, 3]
+    with open_cluster(ClusterConfig(kind="none")) as none:
+        assert none is None
+
+
+def test_cluster_config_validation() -> None:
+    with pytest.raises(ConfigError, match=r"kind must be one of \['local', 'slurm', 'none'\], got 'pbs'"):
+        ClusterConfig(kind="pbs")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"workers must be an integer >= 1, got 0"):
+        ClusterConfig(workers=0)
