@@ -1,0 +1,111 @@
+"""Sub-groups of a store written by later steps (``features``, ...).
+
+A sub-group repeats the root's ``layer``, ``language`` and ``sample`` coordinates (and the sample
+coordinates ``image`` and ``gender``), so ``xr.open_zarr(path, group=name)`` is self-describing,
+and holds its own arrays chunked like the root's (never spanning two shard blocks). It is built in
+a hidden folder and renamed into place, so concurrent array tasks never see a half-made group;
+the root's consolidated metadata is refreshed so the group can be found through it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import zarr
+
+from sae_store.store import schema as S
+from sae_store.store.core import ActivationStore
+from sae_store.store.create import _create_array
+
+#: Root coordinates copied into every sub-group.
+GROUP_COORDS = (S.LAYER, S.LANGUAGE, S.SAMPLE, *S.SAMPLE_COORDS)
+
+
+def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
+    src = root[name]
+    assert isinstance(src, zarr.Array)  # the store's schema makes coordinates arrays
+    values = np.asarray(src[...])
+    is_str = values.dtype.kind in "TUO"
+    arr = group.create_array(
+        name,
+        shape=src.shape,
+        chunks=src.chunks,
+        dtype=str if is_str else values.dtype,
+        dimension_names=list(src.metadata.dimension_names or ()),  # type: ignore[union-attr]
+        attributes=dict(src.attrs),
+    )
+    arr[...] = values.astype(object) if is_str else values
+
+
+def consolidate(store: ActivationStore) -> None:
+    """Rewrite the root's consolidated metadata (silencing zarr's note that it is not in the v3 spec)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(store.path))
+
+
+def ensure_consolidated(store: ActivationStore, name: str) -> None:
+    """Refresh the root's consolidated metadata if it does not list group ``name`` yet."""
+    if name not in store.zarr_group():
+        consolidate(store)
+
+
+def create_group(
+    store: ActivationStore,
+    name: str,
+    variables: Mapping[str, S.VarSpec],
+    *,
+    sizes: Mapping[str, int] | None = None,
+    coords: Mapping[str, np.ndarray] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> bool:
+    """Create sub-group ``name`` of ``store`` unless it exists; True if this call created it.
+
+    Parameters
+    ----------
+    variables
+        The group's arrays; shapes follow the store's layout, plus ``sizes`` for the group's own
+        dimensions (e.g. ``{"feature": 16384}``).
+    coords
+        1-D coordinate values of the group's own dimensions, named by their dimension.
+    attrs
+        The group's attributes.
+    """
+    target = store.path / name
+    if not target.exists():
+        tmp = store.path / f".{name}.creating-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=dict(attrs or {}))
+            root = store.zarr_group()
+            for coord in GROUP_COORDS:
+                _copy_coordinate(root, group, coord)
+            for dim, values in (coords or {}).items():
+                arr = group.create_array(
+                    dim, shape=values.shape, chunks=values.shape, dtype=values.dtype, dimension_names=[dim]
+                )
+                arr[...] = values
+            for var, spec in variables.items():
+                _create_array(group, var, spec, store.layout.shape(spec.dims, dict(sizes or {})))
+            try:
+                os.rename(tmp, target)
+                created = True
+            except OSError:  # another task created it first
+                created = False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        created = False
+    ensure_consolidated(store, name)
+    return created
+
+
+def delete_group(store: ActivationStore, name: str) -> None:
+    """Remove sub-group ``name`` (single process only: never while array tasks write into it)."""
+    shutil.rmtree(store.path / name, ignore_errors=True)
+    consolidate(store)

@@ -1,0 +1,178 @@
+"""Shuffled batches of token vectors drawn from units loaded on demand (the store-agnostic core of
+the data provider).
+
+A *unit* is whatever the caller can load as one array of token vectors, e.g. one shard block of
+one language. Each epoch visits the units in a seeded random order, ``units_per_round`` at a time;
+a round's vectors fill a shuffle buffer that is drawn in a seeded random order, one batch at a
+time (the tail shorter than a batch is dropped). With ``units_per_round >= n_units`` everything
+is loaded once, kept, and re-permuted every epoch (in-RAM sampling). The batch sequence is a pure
+function of the seed, so a position ``(epoch, round, batch)`` is all a checkpoint needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sae_store.errors import DataError
+
+
+class BatchPosition(NamedTuple):
+    """Where a :class:`ShuffledBatches` stream is: batches already drawn from ``round`` of ``epoch``."""
+
+    epoch: int = 0
+    round: int = 0
+    batch: int = 0
+
+
+class _Round(NamedTuple):
+    epoch: int
+    round: int
+    vectors: np.ndarray
+    order: np.ndarray
+
+
+class ShuffledBatches(Iterator[Tensor]):
+    """An endless, resumable iterator of shuffled float32 batches [batch_size, d].
+
+    Parameters
+    ----------
+    load_unit
+        Returns the (already filtered) token vectors of one unit as a float32 array [n, d].
+    unit_sizes
+        Upper bound of the vectors each unit returns (used to preallocate the buffer).
+    d
+        Width of the vectors.
+    batch_size
+        Vectors per batch.
+    units_per_round
+        Units mixed in one shuffle buffer; ``>= len(unit_sizes)`` loads everything once.
+    seed
+        Seed of the unit order and of every buffer permutation.
+    scale
+        Factor applied to every batch (input normalisation).
+    prefetch
+        Load the next round in a background thread while the current one is drawn.
+    position
+        Where to start (from :meth:`state_dict` of an earlier stream).
+    """
+
+    def __init__(
+        self,
+        load_unit: Callable[[int], np.ndarray],
+        unit_sizes: Sequence[int],
+        d: int,
+        *,
+        batch_size: int,
+        units_per_round: int,
+        seed: int = 0,
+        scale: float = 1.0,
+        prefetch: bool = True,
+        position: BatchPosition | None = None,
+    ) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        if not unit_sizes:
+            raise DataError("no units to draw batches from")
+        self._load_unit = load_unit
+        self._sizes = list(unit_sizes)
+        self._d = d
+        self.batch_size = batch_size
+        self.units_per_round = min(max(1, units_per_round), len(self._sizes))
+        self.seed = seed
+        self.scale = scale
+        self.position = position or BatchPosition()
+        self._rounds_per_epoch = -(-len(self._sizes) // self.units_per_round)
+        self._current: _Round | None = None
+        self._empty_rounds = 0
+        if prefetch and not self.cached:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="sae-prefetch")
+        self._next: Future[_Round] | None = None
+
+    @property
+    def cached(self) -> bool:
+        """True when all units fit one buffer, loaded once and sampled in RAM."""
+        return self.units_per_round >= len(self._sizes)
+
+    def state_dict(self) -> dict[str, int]:
+        """The position of the next batch, for checkpoints."""
+        return self.position._asdict()
+
+    def __iter__(self) -> ShuffledBatches:
+        return self
+
+    def __next__(self) -> Tensor:
+        while True:
+            if self._current is None or self._current[:2] != self.position[:2]:
+                self._current = self._take_round(self.position.epoch, self.position.round)
+            r, b, bs = self._current, self.position.batch, self.batch_size
+            if (b + 1) * bs <= len(r.vectors):
+                self.position = self.position._replace(batch=b + 1)
+                self._empty_rounds = 0
+                batch = r.vectors[r.order[b * bs : (b + 1) * bs]]
+                if self.scale != 1.0:
+                    batch *= np.float32(self.scale)
+                return torch.from_numpy(batch)
+            if b == 0:
+                self._empty_rounds += 1
+                if self._empty_rounds > self._rounds_per_epoch:
+                    raise DataError(
+                        f"no shuffle buffer holds a whole batch of {bs} vectors (largest round: "
+                        f"{len(r.vectors)}); lower the batch size or raise the memory budget"
+                    )
+            self.position = BatchPosition(*self._following(self.position.epoch, self.position.round), 0)
+            if not self.cached:
+                self._current = None  # release the buffer before the next one arrives
+
+    def close(self) -> None:
+        """Stop the prefetch thread (pending loads are cancelled)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __enter__(self) -> ShuffledBatches:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _following(self, epoch: int, rnd: int) -> tuple[int, int]:
+        return (epoch, rnd + 1) if rnd + 1 < self._rounds_per_epoch else (epoch + 1, 0)
+
+    def _units(self, epoch: int, rnd: int) -> np.ndarray:
+        if self.cached:  # one canonical buffer for every epoch, so resuming finds the same content
+            return np.arange(len(self._sizes))
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self._sizes))
+        return order[rnd * self.units_per_round : (rnd + 1) * self.units_per_round]
+
+    def _take_round(self, epoch: int, rnd: int) -> _Round:
+        if self.cached and self._current is not None:
+            vectors = self._current.vectors
+        elif self._next is not None:
+            loaded, self._next = self._next.result(), None
+            if loaded[:2] != (epoch, rnd):  # pragma: no cover - positions only move forward
+                raise RuntimeError(f"prefetched round {loaded[:2]} but needed {(epoch, rnd)}")
+            vectors = loaded.vectors
+        else:
+            vectors = self._load(epoch, rnd).vectors
+        if self._pool is not None:
+            self._next = self._pool.submit(self._load, *self._following(epoch, rnd))
+        order = np.random.default_rng([self.seed, epoch, rnd, 1]).permutation(len(vectors))
+        return _Round(epoch, rnd, vectors, order)
+
+    def _load(self, epoch: int, rnd: int) -> _Round:
+        units = self._units(epoch, rnd)
+        buf = np.empty((sum(self._sizes[i] for i in units), self._d), dtype=np.float32)
+        n = 0
+        for i in units:
+            x = self._load_unit(int(i))
+            buf[n : n + len(x)] = x
+            n += len(x)
+        return _Round(epoch, rnd, buf[:n], np.empty(0, dtype=np.int64))

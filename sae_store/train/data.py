@@ -1,0 +1,239 @@
+"""The data provider: token vectors of one layer streamed from the store as shuffled batches.
+
+Selection: one layer, some languages (default all: one shared SAE per layer), some token roles
+(default image and text; padding never), samples split into train and validation by sample (the
+same images in every language), samples whose extraction failed left out. Reading: whole shard
+blocks of one language (contiguous per-sample chunks, never fancy indexing) into the shuffle buffer
+of :class:`~sae_store.train.buffer.ShuffledBatches`; validation samples one chunk each.
+Non-finite vectors are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sae_store.errors import DataError, IncompleteError
+from sae_store.store import ActivationStore, TokenRole, completion
+from sae_store.store import schema as S
+from sae_store.train.buffer import BatchPosition, ShuffledBatches
+from sae_store.train.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+class _Unit(NamedTuple):
+    language: int
+    start: int
+    stop: int
+    mask: np.ndarray
+    """(samples, tokens) bool: the vectors of this block that are used."""
+
+
+@dataclass
+class DataSummary:
+    """What the provider selected and how it will read it (recorded beside the SAE)."""
+
+    layer: int
+    languages: list[str]
+    roles: list[str]
+    train_samples: int
+    val_samples: int
+    train_tokens: int
+    """Selected training vectors, before non-finite ones are skipped."""
+    units: int
+    """(language, shard block) pairs holding training vectors."""
+    units_per_round: int
+    in_memory: bool
+    """The training data fits the memory budget: loaded once and sampled in RAM."""
+
+
+def missing_blocks(store: ActivationStore, layer: int, languages: list[str]) -> list[str]:
+    """Human-readable ``language samples a:b`` items of ``layer`` whose blocks are not complete."""
+    done = completion(store)
+    li = store.layer_index(layer)
+    out = []
+    for lang in languages:
+        gi = store.language_index(lang)
+        todo = [f"{a}:{b}" for (a, b), d in zip(done.blocks, done.done[li, gi], strict=True) if d < 1]
+        if todo:
+            out.append(f"{lang} samples {', '.join(todo)}")
+    return out
+
+
+class StoreDataProvider:
+    """Token vectors of ``config.layer`` from ``store``: training batches, validation batches, scale.
+
+    Raises
+    ------
+    SaeStoreError
+        The layer or a language is not in the store.
+    IncompleteError
+        Some shard blocks of the layer are not complete (listed in the message).
+    DataError
+        No vector is left after filtering by role and split.
+    """
+
+    def __init__(self, store: ActivationStore, config: DataConfig) -> None:
+        self.config = config
+        self.layer_index = store.layer_index(config.layer)
+        self.languages = list(config.languages or store.layout.languages)
+        self.language_index = [store.language_index(lang) for lang in self.languages]
+        missing = missing_blocks(store, config.layer, self.languages)
+        if missing:
+            raise IncompleteError(
+                f"layer {config.layer} is not fully extracted: {'; '.join(missing)} are not complete; "
+                "finish them with `sae-store extract` (see `sae-store status`) before training"
+            )
+        self.d_in = store.layout.hidden_size
+        self._acts = store.array(S.ACTIVATIONS)
+        roles = np.asarray(store.array(S.TOKEN_ROLE)[...])[self.language_index]
+        failed = np.asarray(store.array(S.EXTRACT_ERROR)[...])[self.language_index] != ""
+        codes = [int(TokenRole[r.upper()]) for r in config.roles]
+        use = np.isin(roles, codes) & ~failed[..., None]  # (language, sample, token)
+        n = store.layout.n_samples
+        order = np.random.default_rng([config.seed, 7]).permutation(n)
+        n_val = min(round(config.val_fraction * n), n - 1)
+        if config.val_fraction > 0 and n > 1:
+            n_val = max(n_val, 1)
+        is_val = np.zeros(n, dtype=bool)
+        is_val[order[:n_val]] = True
+        self.val_samples = np.flatnonzero(is_val)
+        self._val_use = use
+        train_use = use & ~is_val[None, :, None]
+        self._units = []
+        for j, gi in enumerate(self.language_index):
+            for block in store.blocks:
+                mask = train_use[j, block.start : block.stop]
+                if mask.any():
+                    self._units.append(_Unit(gi, block.start, block.stop, mask))
+        if not self._units:
+            present = {TokenRole(int(c)).name.lower() for c in np.unique(roles)}
+            raise DataError(
+                f"no token vectors selected for layer {config.layer}, languages {self.languages}, roles "
+                f"{list(config.roles)}: the store's token roles hold {sorted(present)} and "
+                f"{int(failed.sum())} (language, sample) pairs failed extraction; choose other roles"
+            )
+        n_train = sum(int(u.mask.sum()) for u in self._units)
+        if n_train < config.batch_size:
+            raise DataError(
+                f"layer {config.layer} has {n_train} training vectors for roles {list(config.roles)}, "
+                f"fewer than one batch of {config.batch_size}; lower the batch size"
+            )
+        self.nonfinite: dict[int, int] = {}
+        self.val_nonfinite = 0
+        sizes = [int(u.mask.sum()) for u in self._units]
+        self._sizes = sizes
+        block_bytes = store.layout.samples_per_shard * store.layout.max_tokens * self.d_in * 4
+        total = sum(sizes) * self.d_in * 4
+        if total + block_bytes <= config.memory_budget:
+            per_round = len(sizes)
+        else:
+            buffers = 2 if config.prefetch else 1
+            per_round = max(1, (config.memory_budget - block_bytes) // (buffers * max(sizes) * self.d_in * 4))
+            if (config.memory_budget - block_bytes) < buffers * max(sizes) * self.d_in * 4:
+                log.warning(
+                    "memory budget %d B is below one shuffle buffer of one block; using one",
+                    config.memory_budget,
+                )
+        self.summary = DataSummary(
+            layer=config.layer,
+            languages=self.languages,
+            roles=list(config.roles),
+            train_samples=int(n - n_val),
+            val_samples=int(n_val),
+            train_tokens=int(sum(sizes)),
+            units=len(sizes),
+            units_per_round=int(min(per_round, len(sizes))),
+            in_memory=per_round >= len(sizes),
+        )
+
+    @property
+    def nonfinite_skipped(self) -> int:
+        """Training vectors skipped so far because they held NaN or inf."""
+        return sum(self.nonfinite.values())
+
+    def _finite(self, x: np.ndarray) -> tuple[np.ndarray, int]:
+        ok = np.isfinite(x).all(axis=-1)
+        return (x, 0) if ok.all() else (x[ok], int((~ok).sum()))
+
+    def load_unit(self, i: int) -> np.ndarray:
+        """The finite training vectors [n, d_in] of unit ``i`` (one shard block of one language)."""
+        u = self._units[i]
+        block = np.asarray(self._acts[self.layer_index, u.language, u.start : u.stop], dtype=np.float32)
+        x, bad = self._finite(block[u.mask])
+        self.nonfinite[i] = bad
+        return x
+
+    def batches(self, *, scale: float = 1.0, position: dict[str, int] | None = None) -> ShuffledBatches:
+        """The endless stream of shuffled training batches, scaled by ``scale``, from ``position``."""
+        return ShuffledBatches(
+            self.load_unit,
+            self._sizes,
+            self.d_in,
+            batch_size=self.config.batch_size,
+            units_per_round=self.summary.units_per_round,
+            seed=self.config.seed,
+            scale=scale,
+            prefetch=self.config.prefetch,
+            position=BatchPosition(**position) if position else None,
+        )
+
+    def estimate_scale(self) -> float:
+        """sqrt(d_in) / mean norm of up to ``norm_tokens`` training vectors from seeded random blocks."""
+        norms: list[np.ndarray] = []
+        count = 0
+        for i in np.random.default_rng([self.config.seed, 3]).permutation(len(self._units)):
+            x = self.load_unit(int(i))
+            norms.append(np.linalg.norm(x.astype(np.float64), axis=1))
+            count += len(x)
+            if count >= self.config.norm_tokens:
+                break
+        mean = float(np.concatenate(norms)[: self.config.norm_tokens].mean()) if count else 0.0
+        if not math.isfinite(mean) or mean <= 0:
+            raise DataError(
+                f"cannot normalise layer {self.config.layer}: the mean norm of its selected vectors "
+                f"is {mean!r}"
+            )
+        return math.sqrt(self.d_in) / mean
+
+    def validation_batches(self, *, scale: float = 1.0) -> Iterator[Tensor]:
+        """Held-out vectors in batches (sample by sample, at most ``max_eval_tokens``), times ``scale``."""
+        pending: list[np.ndarray] = []
+        n_pending = total = 0
+        cap, bs = self.config.max_eval_tokens, self.config.batch_size
+        for j, gi in enumerate(self.language_index):
+            for s in self.val_samples:
+                mask = self._val_use[j, s]
+                if total >= cap:
+                    break
+                if not mask.any():
+                    continue
+                sample = np.asarray(self._acts[self.layer_index, gi, int(s)], dtype=np.float32)
+                x, bad = self._finite(sample[mask])
+                self.val_nonfinite += bad
+                x = x[: cap - total]
+                pending.append(x)
+                n_pending += len(x)
+                total += len(x)
+                while n_pending >= bs:
+                    joined = np.concatenate(pending)
+                    yield torch.from_numpy(joined[:bs] * np.float32(scale))
+                    pending, n_pending = [joined[bs:]], n_pending - bs
+        if n_pending:
+            yield torch.from_numpy(np.concatenate(pending) * np.float32(scale))
+
+    def describe(self) -> dict[str, Any]:
+        """The summary plus the non-finite counts, as JSON-ready values."""
+        return {
+            **asdict(self.summary),
+            "nonfinite_skipped": self.nonfinite_skipped,
+            "val_nonfinite_skipped": self.val_nonfinite,
+        }

@@ -1,0 +1,302 @@
+"""Encoding activations with trained SAEs into the store's ``features`` group.
+
+Per (layer, language, sample, feature): the mean and the max of the latent over the sample's tokens
+of the chosen roles, and the fraction of those tokens where it is active (> 0). Work is done in
+(layer, language, shard block) units, each flagged complete after its data, so encoding resumes
+where it stopped and array tasks (each owning a contiguous run of blocks) run in parallel. The
+group's attributes record which SAE produced each layer (folder, format, architecture, d_sae,
+SHA-256 of the weights file) and the token roles.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import zarr
+from tqdm.auto import tqdm
+
+from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
+from sae_store.store import ActivationStore, TokenRole, task_blocks
+from sae_store.store import schema as S
+from sae_store.store.groups import consolidate, create_group, delete_group
+from sae_store.train.config import EncodeConfig
+from sae_store.train.formats import has_sae, load_sae, sha256_file
+from sae_store.train.sae import SparseAutoencoder
+
+FEATURES = "features"
+FEATURE_MEAN = "feature_mean"
+FEATURE_MAX = "feature_max"
+FEATURE_FRAC = "feature_frac"
+TOKENS_USED = "tokens_used"
+
+
+class EncodeResult(NamedTuple):
+    """What one ``encode`` call did."""
+
+    encoded: int
+    """(layer, language, block) units written by this call."""
+    skipped: int
+    """Units already complete."""
+    layers: tuple[int, ...]
+
+
+def feature_variables(layout: S.StoreLayout, d_sae: int) -> dict[str, S.VarSpec]:
+    """The ``features`` group's arrays; statistics are chunked (1, 1, samples_per_shard, d_sae)."""
+    dims = (S.LAYER, S.LANGUAGE, S.SAMPLE, S.FEATURE)
+    chunks = (1, 1, layout.samples_per_shard)
+    # mostly zeros: byte shuffle groups the zero bytes, zstd removes them
+    sparse = (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
+    coords = {"coordinates": " ".join(S.SAMPLE_COORDS)}
+
+    def stat(long_name: str) -> S.VarSpec:
+        return S.VarSpec(
+            dims,
+            "float32",
+            (*chunks, d_sae),
+            fill_value=float("nan"),
+            attrs={"long_name": long_name, **coords},
+            compressors=sparse,
+        )
+
+    return {
+        FEATURE_MEAN: stat("mean of the latent over the sample's tokens of the chosen roles"),
+        FEATURE_MAX: stat("max of the latent over the sample's tokens of the chosen roles"),
+        FEATURE_FRAC: stat("fraction of the sample's tokens of the chosen roles where the latent is > 0"),
+        TOKENS_USED: S.VarSpec(
+            dims[:3],
+            "int32",
+            chunks,
+            fill_value=-1,
+            attrs={"long_name": "finite tokens of the chosen roles encoded (-1: not written)"},
+        ),
+        S.COMPLETE: S.VarSpec(
+            dims[:3],
+            "bool",
+            chunks,
+            fill_value=False,
+            attrs={"long_name": "features of this sample are on disk"},
+        ),
+    }
+
+
+def sae_record(folder: Path) -> dict[str, Any]:
+    """Provenance of the SAE in ``folder``: where, which format and architecture, size, weights hash."""
+    loaded = load_sae(folder)
+    return {
+        "folder": str(Path(folder).resolve()),
+        "format": loaded.format,
+        "architecture": loaded.cfg.get("sae_store", {}).get("architecture", loaded.sae.architecture),
+        "d_in": loaded.sae.d_in,
+        "d_sae": loaded.sae.d_sae,
+        "weights": loaded.weights_path.name,
+        "sha256": sha256_file(loaded.weights_path),
+    }
+
+
+@torch.no_grad()
+def summarize_tokens(
+    sae: SparseAutoencoder, acts: np.ndarray, mask: np.ndarray, *, batch_tokens: int, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample latent mean, max, fraction active [samples, d_sae] and tokens used [samples].
+
+    ``acts`` [samples, tokens, d_in]; ``mask`` [samples, tokens] selects the tokens. Non-finite
+    vectors are left out; a sample with no token left gets NaN statistics and 0 tokens.
+    """
+    n_samples = acts.shape[0]
+    use = mask & np.isfinite(acts).all(axis=-1)
+    rows, _ = np.nonzero(use)
+    x_all = acts[use]
+    F = sae.d_sae
+    sums = torch.zeros(n_samples, F, dtype=torch.float64, device=device)
+    active = torch.zeros(n_samples, F, dtype=torch.float64, device=device)
+    maxs = torch.zeros(n_samples, F, dtype=torch.float32, device=device)
+    seg_all = torch.from_numpy(rows).to(device)
+    for i in range(0, len(x_all), batch_tokens):
+        x = torch.from_numpy(x_all[i : i + batch_tokens]).to(device)
+        seg = seg_all[i : i + batch_tokens]
+        latents = sae.encode(x)  # >= 0 for every architecture, so max starts from 0
+        sums.index_add_(0, seg, latents.double())
+        active.index_add_(0, seg, (latents > 0).double())
+        maxs.scatter_reduce_(0, seg[:, None].expand_as(latents), latents, reduce="amax")
+    counts = torch.from_numpy(use.sum(axis=1)).to(device)
+    n = counts[:, None].double()
+    empty = (counts == 0)[:, None]
+    nan = torch.tensor(float("nan"), device=device)
+    mean = torch.where(empty, nan, sums / n.clamp_min(1)).float()
+    frac = torch.where(empty, nan, active / n.clamp_min(1)).float()
+    maxs = torch.where(empty, nan, maxs)
+    return mean.cpu().numpy(), maxs.cpu().numpy(), frac.cpu().numpy(), counts.cpu().numpy().astype(np.int32)
+
+
+def _prepare_group(
+    store: ActivationStore, records: dict[int, dict[str, Any]], roles: list[str], d_sae: int
+) -> None:
+    attrs = {
+        "saes": {str(k): v for k, v in records.items()},
+        "roles": roles,
+        "d_sae": d_sae,
+        "n_samples": store.layout.n_samples,
+        "active": "latent > 0",
+    }
+    if create_group(
+        store,
+        FEATURES,
+        feature_variables(store.layout, d_sae),
+        sizes={S.FEATURE: d_sae},
+        coords={S.FEATURE: np.arange(d_sae, dtype=np.int32)},
+        attrs=attrs,
+    ):
+        return
+    group = zarr.open_group(str(store.path / FEATURES), mode="r+", zarr_format=3, use_consolidated=False)
+    have: dict[str, Any] = dict(group.attrs)
+    restart = "start over with --restart (this discards the features encoded so far)"
+    if have.get("n_samples") != store.layout.n_samples or have.get("d_sae") != d_sae:
+        raise SaeStoreError(
+            f"the store's features group holds {have.get('n_samples')} samples x {have.get('d_sae')} "
+            f"features, but the store has {store.layout.n_samples} samples and the SAEs have {d_sae} "
+            f"features; {restart}"
+        )
+    if list(have.get("roles", [])) != roles:
+        raise ConfigError(
+            f"the features group was encoded with roles {have.get('roles')}, not {roles}; pass "
+            f"--roles {','.join(have.get('roles', []))} or {restart}"
+        )
+    saes = dict(have.get("saes", {}))
+    for layer, rec in records.items():
+        old = saes.get(str(layer))
+        if old is not None and old["sha256"] != rec["sha256"]:
+            raise SaeStoreError(
+                f"layer {layer}'s features were encoded with another SAE ({old['folder']}, sha256 "
+                f"{old['sha256'][:12]}...) than {rec['folder']} (sha256 {rec['sha256'][:12]}...); {restart}"
+            )
+    if any(str(layer) not in saes for layer in records):
+        saes.update({str(k): v for k, v in records.items()})
+        group.attrs["saes"] = saes
+        consolidate(store)
+
+
+def encode_features(
+    store: ActivationStore,
+    sae_dirs: Mapping[int, str | os.PathLike[str]],
+    config: EncodeConfig | None = None,
+    *,
+    task_index: int = 0,
+    task_count: int = 1,
+    restart: bool = False,
+    progress: bool = True,
+) -> EncodeResult:
+    """Encode the activations of each layer in ``sae_dirs`` (layer -> SAE folder) into ``features``.
+
+    Array task ``task_index`` of ``task_count`` handles its contiguous run of shard blocks, for
+    every layer given and every language. ``restart`` deletes the group first (single process only).
+
+    Raises
+    ------
+    SaeStoreError
+        A layer is not in the store; the SAEs disagree in size with each other, the store or the
+        existing group; a layer was encoded before with another SAE.
+    IncompleteError
+        Activations of the task's blocks are not complete for a layer.
+    """
+    config = config or EncodeConfig()
+    if not sae_dirs:
+        raise SaeStoreError("no SAEs to encode with; train some with `sae-store train` or pass --saes")
+    layers = sorted(sae_dirs)
+    for layer in layers:
+        store.layer_index(layer)
+    records = {layer: sae_record(Path(sae_dirs[layer])) for layer in layers}
+    sizes = {r["d_sae"] for r in records.values()}
+    if len(sizes) != 1:
+        raise SaeStoreError(
+            "every layer's SAE must have the same d_sae (the features group has one feature dimension); got "
+            + ", ".join(f"layer {k}: {r['d_sae']}" for k, r in records.items())
+        )
+    bad = {k: r["d_in"] for k, r in records.items() if r["d_in"] != store.layout.hidden_size}
+    if bad:
+        raise SaeStoreError(
+            f"SAEs with d_in {bad} do not fit the store's hidden size {store.layout.hidden_size}"
+        )
+    blocks = task_blocks(store.blocks, task_index, task_count)
+    flags = store.read_flags()
+    for layer in layers:
+        li = store.layer_index(layer)
+        todo = [f"{b.start}:{b.stop}" for b in blocks if not flags[li, :, b.start : b.stop].all()]
+        if todo:
+            raise IncompleteError(
+                f"activations of layer {layer} are not complete for samples {', '.join(todo)} (some "
+                "language); finish extraction first (see `sae-store status`)"
+            )
+    if restart:
+        delete_group(store, FEATURES)
+    _prepare_group(store, records, list(config.roles), sizes.pop())
+
+    acts_arr = store.array(S.ACTIVATIONS)
+    roles = np.asarray(store.array(S.TOKEN_ROLE)[...])
+    codes = [int(TokenRole[r.upper()]) for r in config.roles]
+    done = store.read_flags(S.COMPLETE, group=FEATURES)
+    units = [(layer, lang, b) for layer in layers for b in blocks for lang in store.layout.languages]
+    todo_units = [
+        u
+        for u in units
+        if not done[store.layer_index(u[0]), store.language_index(u[1]), u[2].start : u[2].stop].all()
+    ]
+    loaded_layer, sae = None, None
+    for layer, lang, b in tqdm(todo_units, desc="encode", unit="block", disable=not progress):
+        if layer != loaded_layer:
+            sae = load_sae(sae_dirs[layer], device=config.device).sae
+            loaded_layer = layer
+        assert sae is not None
+        li, gi = store.layer_index(layer), store.language_index(lang)
+        acts = np.asarray(acts_arr[li, gi, b.start : b.stop], dtype=np.float32)
+        mask = np.isin(roles[gi, b.start : b.stop], codes)
+        mean, mx, frac, used = summarize_tokens(
+            sae, acts, mask, batch_tokens=config.batch_tokens, device=config.device
+        )
+        for name, values in (
+            (FEATURE_MEAN, mean),
+            (FEATURE_MAX, mx),
+            (FEATURE_FRAC, frac),
+            (TOKENS_USED, used),
+        ):
+            store.write(name, values, start=b.start, layer=layer, language=lang, group=FEATURES)
+        store.write(
+            S.COMPLETE,
+            np.ones(b.stop - b.start, bool),
+            start=b.start,
+            layer=layer,
+            language=lang,
+            group=FEATURES,
+        )
+    return EncodeResult(len(todo_units), len(units) - len(todo_units), tuple(layers))
+
+
+def find_saes(folder: str | os.PathLike[str], layers: list[int] | None = None) -> dict[int, Path]:
+    """``layer_<L>`` sub-folders of ``folder`` holding an SAE, by layer (only ``layers`` if given)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SaeStoreError(
+            f"no SAE folder at {str(folder)!r}; train SAEs with `sae-store train --out {folder}`"
+        )
+    found = {}
+    for sub in folder.glob("layer_*"):
+        suffix = sub.name.removeprefix("layer_")
+        if suffix.isdigit() and has_sae(sub):
+            found[int(suffix)] = sub
+    if layers is not None:
+        missing = sorted(set(layers) - set(found))
+        if missing:
+            raise SaeStoreError(
+                f"no SAE for layers {missing} under {str(folder)!r} (found layers {sorted(found)}); "
+                "train them first with `sae-store train`"
+            )
+        found = {k: found[k] for k in layers}
+    if not found:
+        raise SaeStoreError(
+            f"{str(folder)!r} holds no layer_<L> SAE folders; train SAEs with `sae-store train`"
+        )
+    return dict(sorted(found.items()))

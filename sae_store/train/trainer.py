@@ -1,0 +1,236 @@
+"""The SAE trainer: sees only an iterator of batches (no paths, no zarr).
+
+``train_step(batch)`` is one Adam step; ``fit`` loops until ``config.steps`` and calls the injected
+``on_log`` (a metrics record every ``log_every`` steps) and ``on_checkpoint`` (every
+``checkpoint_every`` steps) hooks; ``state_dict`` / ``load_state_dict`` capture everything a resumed
+run needs to continue bit-identically (model, optimizer, step, dead-latent counters, metric
+accumulators, torch RNG); the caller adds the data position.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from sae_store.train.config import TrainerConfig
+from sae_store.train.sae import ForwardOutput, SparseAutoencoder
+
+#: Density below this counts as zero in log10 averages (SAELens uses the same floor).
+DENSITY_FLOOR = 1e-10
+_SUMS = ("loss", "mse", "fvu", "l0", "aux_loss", "sparsity_loss", "data_wait_s", "compute_s")
+
+
+class EvalResult(NamedTuple):
+    """Held-out metrics and the per-latent firing density behind them."""
+
+    metrics: dict[str, float]
+    log10_density: Tensor
+    """log10 of each latent's firing frequency [d_sae] (floored at 1e-10)."""
+
+
+def mean_log10_density(counts: Tensor, tokens: int) -> float:
+    """Mean over latents of log10(fraction of tokens where the latent fired)."""
+    return float(torch.log10(counts.double() / max(tokens, 1) + DENSITY_FLOOR).mean())
+
+
+class Trainer:
+    """Adam with linear lr warm-up and final decay, gradient clipping and dead-latent tracking."""
+
+    def __init__(self, sae: SparseAutoencoder, config: TrainerConfig) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.sae = sae.to(self.device).train()
+        self.optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=config.adam_betas)
+        self.step = 0
+        self.tokens = 0
+        self.steps_since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=self.device)
+        self._reset_window()
+
+    def _reset_window(self) -> None:
+        self._sums = dict.fromkeys(_SUMS, 0.0)
+        self._fired = torch.zeros(self.sae.d_sae, dtype=torch.long, device=self.device)
+        self._window_steps = 0
+        self._window_tokens = 0
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of step ``step`` (0-based): linear warm-up, constant, linear decay to 0."""
+        c = self.config
+        factor = min(1.0, (step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else 1.0
+        decay = int(c.lr_decay_fraction * c.steps)
+        if decay and step >= c.steps - decay:
+            factor = min(factor, (c.steps - step) / decay)
+        return c.lr * factor
+
+    def sparsity_scale(self, step: int) -> float:
+        warmup = self.sae.config.sparsity_warmup_steps
+        return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+    def dead_mask(self) -> Tensor:
+        return self.steps_since_fired >= self.config.dead_window
+
+    def train_step(self, batch: Tensor) -> ForwardOutput:
+        """One optimizer step on ``batch`` [batch, d_in]."""
+        x = batch.to(self.device, non_blocking=True)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        out = self.sae(x, dead_mask=self.dead_mask(), sparsity_scale=self.sparsity_scale(self.step))
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.sae.before_step()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.sae.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.sae.after_step(out)
+        with torch.no_grad():
+            active = out.latents > 0
+            fired = active.any(dim=0)
+            self.steps_since_fired = torch.where(fired, 0, self.steps_since_fired + 1)
+            self._fired += active.sum(dim=0)
+            centred = (x - x.mean(dim=0)).pow(2).sum()
+            err = (out.sae_out - x).pow(2).sum()
+            for key, value in (
+                ("loss", out.loss),
+                ("mse", out.mse_loss),
+                ("aux_loss", out.aux_loss),
+                ("sparsity_loss", out.sparsity_loss),
+                ("fvu", err / centred.clamp_min(1e-12)),
+                ("l0", active.sum(dim=-1).double().mean()),
+            ):
+                self._sums[key] += value.item()
+        self.step += 1
+        self.tokens += len(x)
+        self._window_steps += 1
+        self._window_tokens += len(x)
+        return out
+
+    def fit(
+        self,
+        batches: Iterator[Tensor],
+        *,
+        on_log: Callable[[dict[str, Any]], None] | None = None,
+        on_checkpoint: Callable[[int], None] | None = None,
+        progress: bool = True,
+    ) -> None:
+        """Train from the current step to ``config.steps``, drawing one batch per step."""
+        c = self.config
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        with tqdm(total=c.steps, initial=self.step, desc="train", unit="step", disable=not progress) as bar:
+            while self.step < c.steps:
+                t0 = time.perf_counter()
+                batch = next(batches)
+                t1 = time.perf_counter()
+                self.train_step(batch)
+                sync()
+                t2 = time.perf_counter()
+                self._sums["data_wait_s"] += t1 - t0
+                self._sums["compute_s"] += t2 - t1
+                bar.update(1)
+                if self.step % c.log_every == 0 or self.step == c.steps:
+                    record = self.log_record()
+                    bar.set_postfix(
+                        fvu=f"{record['fvu']:.3f}",
+                        l0=f"{record['l0']:.1f}",
+                        dead=f"{record['dead_fraction']:.2f}",
+                    )
+                    if on_log is not None:
+                        on_log(record)
+                if (
+                    on_checkpoint is not None
+                    and c.checkpoint_every
+                    and self.step % c.checkpoint_every == 0
+                    and self.step < c.steps
+                ):
+                    on_checkpoint(self.step)
+
+    def log_record(self) -> dict[str, Any]:
+        """Averages over the steps since the previous record; starts a new window."""
+        n = max(self._window_steps, 1)
+        means = {k: v / n for k, v in self._sums.items()}
+        record = {
+            "step": self.step,
+            "tokens": self.tokens,
+            "lr": self.lr_at(self.step - 1),
+            **{k: means[k] for k in ("loss", "mse", "fvu", "l0", "aux_loss", "sparsity_loss")},
+            "explained_variance": 1.0 - means["fvu"],
+            "dead_fraction": float(self.dead_mask().double().mean()),
+            "mean_log10_density": mean_log10_density(self._fired, self._window_tokens),
+            "data_wait_s": means["data_wait_s"],
+            "compute_s": means["compute_s"],
+            "steps_per_s": n / max(self._sums["data_wait_s"] + self._sums["compute_s"], 1e-12),
+        }
+        self._reset_window()
+        return record
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[Tensor]) -> EvalResult:
+        """Metrics of the SAE in inference mode on held-out batches (variance about their own mean)."""
+        self.sae.eval()
+        d_sae, d_in = self.sae.d_sae, self.sae.d_in
+        n, sse, l0 = 0, 0.0, 0.0
+        s1 = torch.zeros(d_in, dtype=torch.float64, device=self.device)
+        s2 = torch.zeros(d_in, dtype=torch.float64, device=self.device)
+        fired = torch.zeros(d_sae, dtype=torch.long, device=self.device)
+        try:
+            for batch in batches:
+                x = batch.to(self.device)
+                latents = self.sae.encode(x)
+                sse += float((self.sae.decode(latents) - x).double().pow(2).sum())
+                s1 += x.double().sum(0)
+                s2 += x.double().pow(2).sum(0)
+                active = latents > 0
+                fired += active.sum(0)
+                l0 += float(active.sum())
+                n += len(x)
+        finally:
+            self.sae.train()
+        if n == 0:
+            return EvalResult({"tokens": 0}, torch.full((d_sae,), math.log10(DENSITY_FLOOR)))
+        total = float((s2 - s1.pow(2) / n).sum())
+        fvu = sse / max(total, 1e-12)
+        log10_density = torch.log10(fired.double() / n + DENSITY_FLOOR).float().cpu()
+        metrics = {
+            "tokens": n,
+            "mse": sse / n,
+            "fvu": fvu,
+            "explained_variance": 1.0 - fvu,
+            "l0": l0 / n,
+            "dead_fraction": float((fired == 0).double().mean()),
+            "mean_log10_density": float(log10_density.double().mean()),
+        }
+        return EvalResult(metrics, log10_density)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly (the data position is the caller's)."""
+        return {
+            "sae": self.sae.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "tokens": self.tokens,
+            "steps_since_fired": self.steps_since_fired,
+            "window": {
+                "sums": dict(self._sums),
+                "fired": self._fired,
+                "steps": self._window_steps,
+                "tokens": self._window_tokens,
+            },
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sae.load_state_dict(state["sae"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.tokens = int(state["tokens"])
+        self.steps_since_fired = state["steps_since_fired"].to(self.device)
+        window = state["window"]
+        self._sums = {k: float(window["sums"][k]) for k in _SUMS}
+        self._fired = window["fired"].to(self.device)
+        self._window_steps = int(window["steps"])
+        self._window_tokens = int(window["tokens"])
+        torch.set_rng_state(state["torch_rng"])
