@@ -13,10 +13,11 @@ Three passes over the samples of each language:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +26,13 @@ from tqdm.auto import tqdm
 
 from sae_store.data.gender import Language
 from sae_store.errors import ConfigError, SaeStoreError
-from sae_store.intervene.batches import caption_log_probs, position_mask, prompt_batch, teacher_forced
+from sae_store.intervene.batches import (
+    TeacherForced,
+    caption_log_probs,
+    position_mask,
+    prompt_batch,
+    teacher_forced,
+)
 from sae_store.intervene.captions import Caption, CaptionConfig, EditFactory, generate_captions
 from sae_store.intervene.features import random_feature_sets
 from sae_store.intervene.hooks import (
@@ -40,11 +47,14 @@ from sae_store.intervene.hooks import (
 from sae_store.intervene.metrics import (
     SpliceQuality,
     SpliceTotals,
+    VocabularyTerms,
     content_positions,
     term_score,
     vocabulary_terms,
 )
 from sae_store.models.loader import LoadedModel
+
+log = logging.getLogger(__name__)
 
 __all__ = ["InterventionConfig", "LanguageEffects", "LanguageSamples", "LayerResult", "run_intervention"]
 
@@ -143,11 +153,12 @@ class _FeatureStats:
         self.fired = torch.zeros(d_sae, dtype=torch.int64)
 
     def add(self, f: torch.Tensor, mask: torch.Tensor, genders: Sequence[str]) -> None:
-        f = (f * mask.unsqueeze(-1)).double()
-        self.fired += (f > 0).sum(dim=(0, 1)).cpu()
+        """Features ``f`` [B, T, d_sae] of one batch, ``mask`` [B, T] of the positions, a label per row."""
+        self.fired += ((f > 0) & mask.unsqueeze(-1)).sum(dim=(0, 1)).cpu()
+        per_row = torch.einsum("bt,btf->bf", mask.to(f.dtype), f).double().cpu()
         for b, gender in enumerate(genders):
             if gender in self.sums:
-                self.sums[gender] += f[b].sum(dim=0).cpu()
+                self.sums[gender] += per_row[b]
                 self.tokens[gender] += int(mask[b].sum())
 
     def targets(self) -> torch.Tensor:
@@ -166,10 +177,19 @@ def _batches(samples: LanguageSamples, batch_size: int, progress: bool, desc: st
         yield slice(start, start + batch_size)
 
 
-def _scores(loaded: LoadedModel, tf: Any, terms: Any, n_positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _scores(
+    loaded: LoadedModel, tf: TeacherForced, terms: VocabularyTerms, n_positions: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     lp = caption_log_probs(loaded, tf)
     positions = content_positions(tf.caption_ids, tf.caption_mask, terms.content, n_positions)
     return lp, term_score(lp, positions, terms)
+
+
+class _Clean(NamedTuple):
+    terms: VocabularyTerms
+    baseline: np.ndarray
+    stats: _FeatureStats
+    splice: SpliceQuality
 
 
 def _clean_pass(
@@ -178,9 +198,9 @@ def _clean_pass(
     sae: SAELike,
     samples: LanguageSamples,
     config: InterventionConfig,
-    terms: Any,
     progress: bool,
-) -> tuple[np.ndarray, _FeatureStats, SpliceQuality]:
+) -> _Clean:
+    terms = vocabulary_terms(loaded.processor.tokenizer, samples.language)
     stats, splice = _FeatureStats(sae.d_sae), SpliceTotals()
     scores = []
     dtype = sae.W_dec.dtype
@@ -204,7 +224,7 @@ def _clean_pass(
                 zeroed = caption_log_probs(loaded, tf)
         splice.add(clean, spliced, zeroed, tf.caption_ids, tf.caption_mask)
         scores.append(score.cpu().numpy())
-    return np.concatenate(scores), stats, splice.result()
+    return _Clean(terms, np.concatenate(scores), stats, splice.result())
 
 
 def _edited_pass(
@@ -213,7 +233,7 @@ def _edited_pass(
     sae: SAELike,
     samples: LanguageSamples,
     config: InterventionConfig,
-    terms: Any,
+    terms: VocabularyTerms,
     edits: list[FeatureEdit],
     progress: bool,
 ) -> np.ndarray:
@@ -299,6 +319,11 @@ def run_intervention(
     if not base.features:
         raise SaeStoreError("the targeted feature set is empty; name at least one feature")
     for s in samples:
+        if not np.array_equal(s.genders, samples[0].genders) or len(s.captions) != len(s.genders):
+            raise SaeStoreError(
+                f"language {s.language!r} does not hold the same samples as {samples[0].language!r}: every "
+                "language needs one caption per sample and the samples in the same order"
+            )
         counts = {g: int(np.sum(np.asarray(s.genders) == g)) for g in ("male", "female")}
         if min(counts.values()) == 0:
             raise SaeStoreError(
@@ -306,11 +331,16 @@ def run_intervention(
                 "samples; the experiment compares both groups, so each needs at least one"
             )
     module = loaded.adapter.decoder_layers(loaded.model)[layer]
-    clean = {}
-    for s in samples:
-        terms = vocabulary_terms(loaded.processor.tokenizer, s.language)
-        clean[s.language] = (terms, *_clean_pass(loaded, module, sae, s, config, terms, progress))
-    fired = torch.stack([c[2].fired for c in clean.values()]).sum(dim=0)
+    clean = {s.language: _clean_pass(loaded, module, sae, s, config, progress) for s in samples}
+    for lang, c in clean.items():
+        missing = int(np.isnan(c.baseline).sum())
+        if missing:
+            log.warning(
+                "%s: %d of %d baseline captions have no word token in their first positions; those samples "
+                "carry no effect (NaN)",
+                lang, missing, c.baseline.size,
+            )  # fmt: skip
+    fired = torch.stack([c.stats.fired for c in clean.values()]).sum(dim=0)
     pool = torch.nonzero(fired > 0).flatten().tolist()
     controls = (
         random_feature_sets(

@@ -122,14 +122,14 @@ def _grow(store: ActivationStore) -> None:
     # Samples appended to the store since the captions were made: extend every array along `sample`.
     # Opened without the consolidated metadata, which is stale until the end.
     root: Any = store.zarr_group()
-    group = zarr.open_group(str(store.path / GENERATION_GROUP), mode="r+", use_consolidated=False)
+    group: Any = zarr.open_group(str(store.path / GENERATION_GROUP), mode="r+", use_consolidated=False)
     n_old, n_new = group[S.SAMPLE].shape[0], store.layout.n_samples
     for _name, arr in group.arrays():
         dims = list(arr.metadata.dimension_names)
         if S.SAMPLE in dims:
             arr.resize(tuple(n_new if d == S.SAMPLE else n for d, n in zip(dims, arr.shape, strict=True)))
     for name in (S.SAMPLE, S.GENDER):
-        group[name][n_old:n_new] = root[name][n_old:n_new]  # type: ignore[index]
+        group[name][n_old:n_new] = root[name][n_old:n_new]
     consolidate(store)
 
 

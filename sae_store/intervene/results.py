@@ -35,8 +35,8 @@ from sae_store.store.lock import ignoring_lock_dir
 
 __all__ = [
     "CROSS_LAYER_JSON",
-    "consolidate",
     "DEFINITION",
+    "consolidate",
     "result_key",
     "summarise",
     "to_dataset",

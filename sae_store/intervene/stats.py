@@ -92,12 +92,14 @@ def _groups(effects: np.ndarray, genders: np.ndarray) -> tuple[np.ndarray, np.nd
     genders = np.asarray(genders).astype(str)
     if effects.shape != genders.shape:
         raise ValueError(f"effects {effects.shape} and genders {genders.shape} differ in shape")
-    male, female = _finite(effects[genders == "male"]), _finite(effects[genders == "female"])
+    is_male, is_female = genders == "male", genders == "female"
+    male, female = _finite(effects[is_male]), _finite(effects[is_female])
     if male.size == 0 or female.size == 0:
         raise SaeStoreError(
             f"the differential needs effects on both male- and female-labelled samples; got {male.size} "
-            f"male and {female.size} female (labels seen: {sorted(set(genders.tolist()))}). Use samples "
-            "of both genders"
+            f"male and {female.size} female with a finite effect, of {int(is_male.sum())} male- and "
+            f"{int(is_female.sum())} female-labelled samples. Use samples of both genders; an effect is "
+            "NaN when the sample's baseline caption has no word token"
         )
     return male, female
 

@@ -13,7 +13,7 @@ from sae_store.intervene.captions import CaptionConfig, generate_captions
 from sae_store.intervene.experiment import InterventionConfig, LanguageSamples, run_intervention
 from sae_store.intervene.hooks import layer_hook
 from sae_store.models.loader import LoadedModel
-from tests.intervene.conftest import EN_PROMPT, PerfectSAE, ToySAE
+from tests.intervene.conftest import AR_PROMPT, EN_PROMPT, PerfectSAE, ToySAE
 
 GENDERS = np.array(["male", "female", "male", "female"])
 FEATURES = (2, 11, 40)
@@ -112,6 +112,9 @@ def test_bad_experiments_are_refused(
     ]
     with pytest.raises(SaeStoreError, match="has 4 male- and 0 female-labelled samples"):
         run_intervention(tiny, toy_sae, 1, FEATURES, only_male, config)
+    reordered = LanguageSamples("ar", AR_PROMPT, samples[0].images, GENDERS[::-1], samples[0].captions)
+    with pytest.raises(SaeStoreError, match="language 'ar' does not hold the same samples as 'en'"):
+        run_intervention(tiny, toy_sae, 1, FEATURES, [samples[0], reordered], config)
     with pytest.raises(SaeStoreError, match="targeted feature set is empty"):
         run_intervention(tiny, toy_sae, 1, (), samples, config)
     with pytest.raises(SaeStoreError, match=r"feature indices \[256\] are out of range"):

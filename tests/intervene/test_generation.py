@@ -48,7 +48,7 @@ def test_caption_resumes_missing_blocks(store_copy: Path, tiny: LoadedModel) -> 
     store.write(
         "generated_caption", np.array([""] * 4, dtype=object), start=4, language="ar", group="generation"
     )
-    with pytest.raises(IncompleteError, match="4 .language, sample. captions are missing"):
+    with pytest.raises(IncompleteError, match=r"4 \(language, sample\) captions are missing"):
         read_generation(store)
     summary = caption_store(store, tiny, CONFIG, progress=False)
     assert (summary.generated, summary.skipped) == (4, 12)
