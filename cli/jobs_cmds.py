@@ -49,8 +49,8 @@ def _cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_local(cfg: PipelineConfig, config_file: str) -> int:
-    run_pipeline(cfg, config_file=config_file)
+def _run_local(cfg: PipelineConfig, rerun: str) -> int:
+    run_pipeline(cfg, rerun=rerun)
     print("outputs:")
     for name, path in outputs(cfg).items():
         print(f"  {name:<9} {path}")
@@ -61,11 +61,11 @@ def _run_local(cfg: PipelineConfig, config_file: str) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
-    return _run_local(load_config(args.config), args.config)
+    return _run_local(load_config(args.config), f"sae-store pipeline --config {args.config}")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    return _run_local(load_config(DEMO_CONFIG, root=args.out), f"{DEMO_CONFIG} (with paths.root {args.out})")
+    return _run_local(load_config(DEMO_CONFIG, root=args.out), f"sae-store demo --out {args.out}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

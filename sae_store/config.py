@@ -117,7 +117,7 @@ class SamplesConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelSettings:
     """How the steps that run the model (extraction, captions, interventions) run it.
 
     Null values leave the command's own default (shown by ``sae-store extract --help``).
@@ -131,10 +131,94 @@ class ModelConfig:
     """Samples per forward pass."""
 
     def __post_init__(self) -> None:
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(f"model.batch_size must be a positive integer or null, got {self.batch_size!r}")
+        _check_positive(self, ("batch_size",), "model")
         _check_line("model.device", self.device)
         _check_line("model.dtype", self.dtype)
+
+
+@dataclass(frozen=True)
+class SaeSettings:
+    """SAE training and encoding (``sae-store train`` / ``encode``); null keeps the command's default."""
+
+    arch: Literal["topk", "batchtopk", "relu", "jumprelu"] | None = None
+    k: int | None = None
+    """Active latents per token (topk, batchtopk)."""
+    expansion: int | None = None
+    """d_sae = expansion x hidden size."""
+    steps: int | None = None
+    """Optimizer steps per layer."""
+    batch_size: int | None = None
+    """Token vectors per step."""
+    lr: float | None = None
+    roles: str | None = None
+    """Token roles trained on and summarised, e.g. ``image,text``."""
+    seed: int | None = None
+    device: str | None = None
+    """Torch device of training and encoding (``cpu``, ``cuda``)."""
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("k", "expansion", "steps", "batch_size"), "sae")
+        _check_line("sae.roles", self.roles)
+        _check_line("sae.device", self.device)
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """``sae-store analyze all``; null keeps the command's default."""
+
+    cluster: Literal["local", "slurm", "none"] | None = None
+    """Where dask runs the analyses; ``slurm`` starts worker jobs with the ``slurm`` section's
+    partition and account, the scheduler bound to ``slurm.scheduler_host``."""
+    workers: int | None = None
+    worker_memory: str | None = None
+    """Memory per dask worker, e.g. ``4GiB``."""
+    alpha: float | None = None
+    """False discovery rate of the bias tests."""
+    permutations: int | None = None
+    bootstrap: int | None = None
+    min_per_group: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("workers",), "analysis")
+        _check_line("analysis.worker_memory", self.worker_memory)
+        if self.alpha is not None and not 0 < self.alpha < 1:
+            raise ConfigError(f"analysis.alpha must be in (0, 1), got {self.alpha!r}")
+
+
+InterventionMode = Literal["ablate", "amplify", "neutralise"]
+
+
+@dataclass(frozen=True)
+class InterventionSettings:
+    """Captions and interventions (``sae-store caption`` / ``intervene``); null keeps the defaults."""
+
+    modes: tuple[InterventionMode, ...] = ("ablate", "amplify", "neutralise")
+    """One array job over layers per mode."""
+    layers: tuple[int, ...] | None = None
+    """Layers to intervene at (null: every layer of the run)."""
+    features: str = "top-male:20"
+    """Feature set: ``top-male:N``, ``top-female:N`` or ``i,j,k``."""
+    alpha: float | None = None
+    """Amplification factor."""
+    controls: int | None = None
+    """Random control feature sets (0 or >= 10)."""
+    max_samples: int | None = None
+    n_boot: int | None = None
+    max_new_tokens: int | None = None
+    """Length limit of the baseline captions (``caption``) and regenerated ones (``intervene``)."""
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive(self, ("max_samples", "n_boot", "max_new_tokens"), "interventions")
+        _check_line("interventions.features", self.features)
+
+
+def _check_positive(section: object, names: tuple[str, ...], where: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{where}.{name} must be a positive integer or null, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -287,8 +371,11 @@ class PipelineConfig:
     quota: str | None = None
     """Byte quota of the store's filesystem area (e.g. ``500G``): extraction refuses to outgrow it."""
     samples: SamplesConfig = field(default_factory=SamplesConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelSettings = field(default_factory=ModelSettings)
     store: StoreConfig = field(default_factory=StoreConfig)
+    sae: SaeSettings = field(default_factory=SaeSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    interventions: InterventionSettings = field(default_factory=InterventionSettings)
     demo: DemoConfig | None = None
     """When set, the run first builds demo captions, images and a tiny model into its paths."""
     slurm: SlurmConfig | None = None
@@ -351,7 +438,7 @@ def config_from_dict(data: Any, *, root: str | Path | None = None) -> PipelineCo
     if paths.get("root"):
         paths["root"] = str(Path(str(paths["root"])).expanduser().absolute())
     data["paths"] = paths
-    cfg: PipelineConfig = _build(PipelineConfig, data, "the config")
+    cfg: PipelineConfig = _build(PipelineConfig, data, "")
     return cfg
 
 
@@ -369,9 +456,11 @@ def load_config(path: str | Path, *, root: str | Path | None = None) -> Pipeline
     return config_from_dict(data or {}, root=root)
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _build(cls: type, data: Any, path: str) -> Any:
     # Generic dataclass construction from YAML data: unknown keys named with the allowed ones, each
     # value converted to (and checked against) the field's annotated type, then __post_init__ runs.
+    # ``path`` is the section's dotted name ("" for the top level).
+    where = f"section {path!r}" if path else "the config"
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping of keys to values, got {data!r}")
     known = [f.name for f in fields(cls)]
@@ -381,8 +470,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         hint = f" (did you mean {', '.join(repr(h) for h in hints)}?)" if hints else ""
         raise ConfigError(f"unknown key(s) {unknown} in {where}{hint}; allowed: {known}")
     types_ = get_type_hints(cls)
-    section = "" if where == "the config" else f"{where}."
-    kwargs = {k: _convert(types_[k], v, f"{section}{k}") for k, v in data.items()}
+    kwargs = {k: _convert(types_[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field without a value
@@ -397,7 +485,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(inner, value, where)
     if is_dataclass(tp):
-        return _build(tp, value, f"section {where!r}")  # type: ignore[arg-type]
+        return _build(tp, value, where)  # type: ignore[arg-type]
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")

@@ -6,28 +6,29 @@ step runs as one task over all samples; a ``layers`` step runs once per layer.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from sae_store.config import PipelineConfig
 from sae_store.errors import SaeStoreError
-from sae_store.jobs.render import shell_command
+from sae_store.jobs.render import job_environment, shell_command
 from sae_store.jobs.steps import TASK_ID, plan
 
 
 class CommandRunner(Protocol):
-    """Runs one command line and returns its exit status."""
+    """Runs one command line with extra environment variables and returns its exit status."""
 
-    def __call__(self, argv: Sequence[str]) -> int: ...
+    def __call__(self, argv: Sequence[str], env: Mapping[str, str]) -> int: ...
 
 
-def run_command(argv: Sequence[str]) -> int:
-    """Run ``argv`` as a child process sharing this terminal."""
-    return subprocess.run(list(argv), check=False).returncode
+def run_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run ``argv`` as a child process sharing this terminal, with ``env`` added to the environment."""
+    return subprocess.run(list(argv), check=False, env={**os.environ, **env}).returncode
 
 
 class StepResult(NamedTuple):
@@ -48,12 +49,13 @@ def run_pipeline(
     *,
     runner: CommandRunner = run_command,
     echo: Callable[[str], None] = print,
-    config_file: str = "C",
+    rerun: str = "sae-store pipeline --config C",
 ) -> list[StepResult]:
     """Run the pipeline of ``cfg`` on this machine, step by step, skipping complete steps.
 
     Each task runs ``python -m sae_store_cli <step command>`` in a child process, so one step's
-    memory is freed before the next and a crash stops only that step.
+    memory is freed before the next and a crash stops only that step. ``rerun`` is the command
+    named in the error message as the way to resume.
 
     Raises
     ------
@@ -74,12 +76,12 @@ def run_pipeline(
         for task in p.pending:
             argv = [str(task) if a is TASK_ID else str(a) for a in p.step.argv(cfg, p.n_tasks)]
             echo(f"  $ sae-store {shell_command(argv)}")
-            code = runner([*exe, *argv])
+            code = runner([*exe, *argv], job_environment(cfg))
             if code:
                 label = f"step {p.step.name!r}" + (f" (task {task})" if p.step.array != "none" else "")
                 raise PipelineError(
-                    f"{label} failed with exit status {code}; fix the cause and run "
-                    f"`sae-store pipeline --config {config_file}` again: complete steps are skipped"
+                    f"{label} failed with exit status {code}; fix the cause and run `{rerun}` again: "
+                    "complete steps are skipped"
                 )
         seconds = time.perf_counter() - start
         echo(f"{head}: done in {seconds:.1f} s")

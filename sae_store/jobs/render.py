@@ -60,6 +60,17 @@ def executable(cfg: PipelineConfig) -> list[str]:
     return shlex.split(exe) if exe else [sys.executable, "-m", "sae_store_cli"]
 
 
+def job_environment(cfg: PipelineConfig) -> dict[str, str]:
+    """Environment variables every step runs with (locally and in jobs).
+
+    ``slurm.scheduler_host`` goes to dask's config, where dask-jobqueue takes the scheduler's
+    address from (``jobqueue.slurm.scheduler-options.host``), so ``analyze --cluster slurm`` binds
+    its scheduler to the node's address.
+    """
+    host = cfg.slurm.scheduler_host if cfg.slurm else None
+    return {"DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS__HOST": host} if host else {}
+
+
 def shell_command(argv: Sequence[Arg]) -> str:
     """A bash command line for ``argv``; :data:`~sae_store.jobs.steps.TASK_ID` becomes the array task id."""
     return " ".join('"$SLURM_ARRAY_TASK_ID"' if a is TASK_ID else shlex.quote(str(a)) for a in argv)
@@ -117,5 +128,6 @@ def render_script(cfg: PipelineConfig, p: StepPlan, tasks: Sequence[int] | None 
         description=p.step.description,
         status_dir=shlex.quote(str(run / STATUS_DIR)),
         setup="\n".join(slurm.setup) or "# (no set-up lines in the config)",
+        environment="\n".join(f"export {k}={shlex.quote(v)}" for k, v in job_environment(cfg).items()),
         command=shell_command(argv),
     )

@@ -41,11 +41,13 @@ def require(tool: str) -> str:
     return path
 
 
-def _call(argv: list[str]) -> str:
+def _call(argv: list[str], *, empty_if: str = "") -> str:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired as e:
         raise SlurmError(f"`{' '.join(argv)}` did not answer in 120 s; is the SLURM controller up?") from e
+    if out.returncode and empty_if and empty_if in out.stderr:
+        return ""
     if out.returncode:
         raise SlurmError(f"`{' '.join(argv)}` failed (exit {out.returncode}): {out.stderr.strip()}")
     return out.stdout
@@ -73,7 +75,9 @@ def squeue(job_ids: Iterable[int]) -> list[QueueEntry]:
     ids = sorted(set(job_ids))
     if not ids:
         return []
-    out = _call([require("squeue"), "-h", "-r", "-j", ",".join(map(str, ids)), "-o", "%F|%K|%T|%r"])
+    # jobs that ended more than MinJobAge ago are forgotten: squeue then calls every id invalid
+    argv = [require("squeue"), "-h", "-r", "-j", ",".join(map(str, ids)), "-o", "%F|%K|%T|%r"]
+    out = _call(argv, empty_if="Invalid job id")
     entries = []
     for line in out.splitlines():
         job, task, state, reason = line.split("|", 3)

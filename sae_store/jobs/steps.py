@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
-from sae_store.config import PathName, PipelineConfig
+from sae_store.config import InterventionMode, PathName, PipelineConfig
 from sae_store.errors import ConfigError, SaeStoreError, StoreNotFoundError
 from sae_store.store import open_store, task_blocks
 
@@ -59,6 +59,8 @@ class Step:
     """``done(cfg, task, n_tasks)``: whether the outputs of one task are complete."""
     when: Callable[[PipelineConfig], bool] = _always
     """Whether the step belongs to this config's pipeline (e.g. demo inputs only with ``demo``)."""
+    layers: Callable[[PipelineConfig], tuple[int, ...] | None] = lambda cfg: None
+    """For a ``layers`` array: its layers (None: every layer of the run)."""
 
     def argv(self, cfg: PipelineConfig, n_tasks: int) -> list[Arg]:
         """The sub-command's words and arguments, with :data:`TASK_ID` where the task id goes."""
@@ -104,15 +106,32 @@ def _store_exists(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
     return True
 
 
-def _blocks_done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
-    """Every (layer, language) of the task's shard blocks is flagged complete in the store."""
-    try:
-        store = open_store(cfg.paths.path("store"))
-    except StoreNotFoundError:
-        return False
-    blocks = task_blocks(store.blocks, task, n_tasks)
-    flags = store.read_flags()
-    return all(bool(flags[:, :, b.start : b.stop].all()) for b in blocks)
+def _blocks_done(group: str | None) -> Callable[[PipelineConfig, int, int], bool]:
+    """Every (layer, language) of the task's shard blocks is flagged complete in the store's ``group``."""
+
+    def done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+        try:
+            store = open_store(cfg.paths.path("store"))
+            flags = store.read_flags(group=group)
+        except (StoreNotFoundError, KeyError):
+            return False
+        blocks = task_blocks(store.blocks, task, n_tasks)
+        return all(bool(flags[..., b.start : b.stop].all()) for b in blocks)
+
+    return done
+
+
+def _group_complete(group: str) -> Callable[[PipelineConfig, int, int], bool]:
+    """Every completion flag of the store's ``group`` is set (False before the group exists)."""
+
+    def done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+        try:
+            store = open_store(cfg.paths.path("store"))
+            return bool(store.read_flags(group=group).all())
+        except (StoreNotFoundError, KeyError):
+            return False
+
+    return done
 
 
 def _layer_list(layers: Sequence[int]) -> str:
@@ -140,16 +159,90 @@ def _init_args(cfg: PipelineConfig) -> list[str]:
     return args
 
 
+def _options(section: object, names: Sequence[str], **flags: str) -> list[str]:
+    """``--name value`` for each of ``names`` set (not None) in ``section``; the flag is the field name
+    with dashes unless ``flags`` renames it. Unset values keep the command's own defaults."""
+    out = []
+    for name in names:
+        value = getattr(section, name)
+        if value is not None:
+            out += [flags.get(name, "--" + name.replace("_", "-")), str(value)]
+    return out
+
+
 def _model_args(cfg: PipelineConfig) -> list[str]:
-    """Options of the steps that run the model; unset values keep the command's defaults."""
-    m = cfg.model
-    options = {"--device": m.device, "--dtype": m.dtype, "--batch-size": m.batch_size}
-    return [str(a) for opt, v in options.items() if v is not None for a in (opt, v)]
+    return _options(cfg.model, ("device", "dtype", "batch_size"))
 
 
 def _extract_args(cfg: PipelineConfig) -> list[str]:
     args = [str(cfg.paths.path("store")), "--model", str(cfg.paths.path("model")), *_model_args(cfg)]
     return args + (["--quota", cfg.quota] if cfg.quota else [])
+
+
+def _caption_args(cfg: PipelineConfig) -> list[str]:
+    store, model = str(cfg.paths.path("store")), str(cfg.paths.path("model"))
+    return [store, "--model", model, *_model_args(cfg), *_options(cfg.interventions, ("max_new_tokens",))]
+
+
+def _train_args(cfg: PipelineConfig) -> list[str]:
+    names = ("arch", "k", "expansion", "steps", "batch_size", "lr", "roles", "seed", "device")
+    return [
+        str(cfg.paths.path("store")),
+        "--out",
+        str(cfg.paths.path("saes")),
+        "--resume",
+        *_options(cfg.sae, names),
+    ]
+
+
+def _encode_args(cfg: PipelineConfig) -> list[str]:
+    return [str(cfg.paths.path("store")), "--saes", str(cfg.paths.path("saes")),
+            *_options(cfg.sae, ("roles", "device"))]  # fmt: skip
+
+
+def _analyze_args(cfg: PipelineConfig) -> list[str]:
+    a, p = cfg.analysis, cfg.paths
+    args = [str(p.path("store")), "--out", str(p.path("results")), "--saes", str(p.path("saes")),
+            "--model", str(p.path("model"))]  # fmt: skip
+    args += _options(a, ("cluster", "workers", "worker_memory", "alpha", "permutations", "bootstrap",
+                         "min_per_group", "seed"))  # fmt: skip
+    if a.cluster == "slurm":
+        slurm = cfg.require_slurm()
+        args += ["--slurm-queue", slurm.partition, "--slurm-walltime", slurm.resources("analyze").time or ""]
+        args += ["--slurm-account", slurm.account] if slurm.account else []
+    return args
+
+
+def _intervene_args(mode: str) -> Callable[[PipelineConfig], list[str]]:
+    def args(cfg: PipelineConfig) -> list[str]:
+        i, p = cfg.interventions, cfg.paths
+        options = _options(i, ("alpha", "controls", "max_samples", "n_boot", "max_new_tokens", "seed"))
+        return [str(p.path("store")), "--saes", str(p.path("saes")), "--model", str(p.path("model")),
+                "--mode", mode, "--features", i.features, "--out", str(p.path("results")), *_model_args(cfg),
+                *options]  # fmt: skip
+
+    return args
+
+
+def _intervention_done(mode: str) -> Callable[[PipelineConfig, int, int], bool]:
+    def done(cfg: PipelineConfig, layer: int, n_tasks: int) -> bool:
+        from sae_store.intervene.features import parse_feature_spec
+        from sae_store.intervene.results import result_key
+
+        key = result_key(parse_feature_spec(cfg.interventions.features).label, mode)
+        return (cfg.paths.path("results") / "intervene" / f"{key}_layer_{layer}.json").exists()
+
+    return done
+
+
+def _mode_enabled(mode: str) -> Callable[[PipelineConfig], bool]:
+    return lambda cfg: mode in cfg.interventions.modes
+
+
+def _sae_trained(cfg: PipelineConfig, layer: int, n_tasks: int) -> bool:
+    from sae_store.train.run import is_trained, layer_folder
+
+    return is_trained(layer_folder(cfg.paths.path("saes"), layer))
 
 
 def _report_args(cfg: PipelineConfig) -> list[str]:
@@ -204,9 +297,25 @@ STEPS: tuple[Step, ...] = (
     Step("init", "create the activation store", ("init",), _init_args, after=("prepare", "tiny-model"),
          done=_store_exists),
     Step("extract", "activations of every layer and language, by shard blocks", ("extract",), _extract_args,
-         array="blocks", after=("init",), done=_blocks_done),
+         array="blocks", after=("init",), done=_blocks_done(None)),
+    Step("caption", "the model's own captions with gender-term counts", ("caption",), _caption_args,
+         after=("init",), done=_group_complete("generation")),
+    Step("train", "one SAE per layer, streamed from the store", ("train",), _train_args,
+         array="layers", after=("extract",), done=_sae_trained),
+    Step("encode", "per-sample SAE feature summaries into the store", ("encode",), _encode_args,
+         array="blocks", after=("train",), done=_blocks_done("features")),
+    Step("analyze", "bias statistics, cross-lingual, cross-layer, interpretation", ("analyze", "all"),
+         _analyze_args, after=("encode",), done=_exists("results", "qualitative.json")),
+    *(Step(f"intervene-{mode}", f"{mode} SAE features inside the running model", ("intervene",),
+           _intervene_args(mode), array="layers", after=("analyze", "caption"), done=_intervention_done(mode),
+           when=_mode_enabled(mode),
+           layers=lambda cfg: cfg.interventions.layers) for mode in get_args(InterventionMode)),
+    Step("intervene-summary", "cross-layer intervention summary", ("intervene-summary",),
+         lambda cfg: [str(cfg.paths.path("results"))],
+         after=tuple(f"intervene-{m}" for m in get_args(InterventionMode)),
+         done=_exists("results", "cross_layer_results.json"), when=lambda cfg: bool(cfg.interventions.modes)),
     Step("report", "HTML and Markdown report of everything the run produced", ("report",), _report_args,
-         after=("extract",), done=_exists("report", "report.html")),
+         after=("analyze", "intervene-summary", "caption"), done=_exists("report", "report.html")),
 )  # fmt: skip
 
 
@@ -315,7 +424,7 @@ def plan(cfg: PipelineConfig, *, slurm: bool) -> list[StepPlan]:
                 )
             tasks = tuple(range(n_tasks))
         elif step.array == "layers":
-            tasks = pipeline_layers(cfg)
+            tasks = step.layers(cfg) or pipeline_layers(cfg)
         if ancestors(step.name) & running:
             pending = tasks  # its inputs are being (re)made, so its outputs will be stale
         else:

@@ -9,6 +9,7 @@ Recipe: ``../shared/notes/slurm-single-node.md``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -18,10 +19,18 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import yaml
+import zarr
+
+from sae_store.config import DEMO_CONFIG, PipelineConfig, config_from_dict
+from sae_store.jobs import Manifest, run_pipeline
+from sae_store.jobs.slurm import squeue
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 _BINARIES = ("slurmctld", "slurmd", "sbatch", "munged")
@@ -240,3 +249,94 @@ def slurm() -> Iterator[LocalSlurm]:
             os.environ["SLURM_CONF"] = old
         cluster.stop()
         shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in, section by section."""
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = (
+            merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., PipelineConfig]:
+    """Factory: the demo config rooted at ``tmp_path/run`` (or ``root``) with section overrides."""
+
+    def make(root: Path | None = None, **overrides: Any) -> PipelineConfig:
+        data = merge(yaml.safe_load(DEMO_CONFIG.read_text()), overrides)
+        return config_from_dict(data, root=root or tmp_path / "run")
+
+    return make
+
+
+#: The demo pipeline made quick for end-to-end tests: short SAE training, no captions, interventions
+#: or report (their commands have their own tests), every array kind kept.
+FAST: dict[str, Any] = {
+    "skip": ["caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary",
+             "report"],
+    "sae": {"steps": 20, "batch_size": 256},
+    "analysis": {"cluster": "none", "bootstrap": 20, "permutations": 0},
+}  # fmt: skip
+
+
+def fast_config(root: Path, **overrides: Any) -> PipelineConfig:
+    """The :data:`FAST` demo pipeline rooted at ``root``, with further section overrides."""
+    data = merge(merge(yaml.safe_load(DEMO_CONFIG.read_text()), FAST), overrides)
+    return config_from_dict(data, root=root)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The :data:`FAST` pipeline run locally once per session: what every SLURM run must equal."""
+    root = tmp_path_factory.mktemp("reference") / "run"
+    run_pipeline(fast_config(root), echo=lambda line: None)
+    return root
+
+
+def copy_inputs(local_root: Path, root: Path) -> None:
+    """Copy the demo inputs (data, model) of a local run, so a new run starts at ``init``."""
+    for name in ("data", "model"):
+        shutil.copytree(local_root / name, root / name)
+
+
+def wait_for(manifest: Manifest, timeout: float = 300) -> None:
+    """Poll squeue until no job of ``manifest`` is queued or running."""
+    deadline = time.monotonic() + timeout
+    while squeue(manifest.job_ids):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs {manifest.job_ids} still queued after {timeout} s")
+        time.sleep(0.5)
+
+
+def _array_names(group: zarr.Group, ignore_groups: tuple[str, ...]) -> list[str]:
+    names = [name for name, _ in group.arrays()]
+    for g, sub in group.groups():
+        if g not in ignore_groups:
+            names += [f"{g}/{n}" for n, _ in sub.arrays()]
+    return sorted(names)
+
+
+def assert_same_store(a: Path, b: Path, *, ignore_groups: tuple[str, ...] = ()) -> None:
+    """Every array of store ``a`` (in every group but ``ignore_groups``) equals ``b``'s bit for bit."""
+    ga, gb = zarr.open_group(str(a), mode="r"), zarr.open_group(str(b), mode="r")
+    names = _array_names(ga, ignore_groups)
+    assert names == _array_names(gb, ignore_groups)
+    for name in names:
+        x, y = np.asarray(ga[name][...]), np.asarray(gb[name][...])
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        if x.dtype.kind == "f":  # bit patterns, so NaN fill values compare too
+            assert np.array_equal(x.view(f"u{x.itemsize}"), y.view(f"u{y.itemsize}")), name
+        else:
+            assert np.array_equal(x, y), name
+
+
+def assert_same_results(a: Path, b: Path) -> None:
+    """The JSON results of run ``a`` equal those of run ``b`` (with ``b``'s root read as ``a``'s)."""
+    files = sorted(p.relative_to(a / "results") for p in (a / "results").rglob("*.json"))
+    assert files == sorted(p.relative_to(b / "results") for p in (b / "results").rglob("*.json"))
+    for f in files:
+        text = (b / "results" / f).read_text().replace(str(b), str(a))
+        assert json.loads(text) == json.loads((a / "results" / f).read_text()), f

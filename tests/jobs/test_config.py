@@ -1,0 +1,136 @@
+"""The pipeline config: YAML loading, unknown keys, types, SLURM values and time formats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sae_store.config import (
+    DEMO_CONFIG,
+    PipelineConfig,
+    SlurmConfig,
+    StepResources,
+    config_from_dict,
+    load_config,
+    parse_slurm_time,
+)
+from sae_store.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_demo_config_loads_and_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(DEMO_CONFIG, root=tmp_path / "demo")
+    assert cfg.paths.path("store") == tmp_path / "demo" / "store.zarr"
+    assert cfg.store.samples_per_shard == 8 and cfg.require_slurm().tasks == 3
+    assert config_from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
+
+
+def test_example_cluster_config_loads() -> None:
+    cfg = load_config(REPO / "configs" / "gemma3-4b.yaml")
+    slurm = cfg.require_slurm()
+    assert slurm.resources("extract").gres == "gpu:1"
+    assert parse_slurm_time(slurm.resources("train").time or "") > parse_slurm_time(slurm.time)
+
+
+def test_relative_root_is_made_absolute_against_the_current_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_dict({"paths": {"root": "runs/a", "model": "/models/gemma"}})
+    assert cfg.paths.run_dir == tmp_path / "runs" / "a"
+    assert cfg.paths.path("model") == Path("/models/gemma")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"paths": {"root": "r"}, "layer": [1]},
+         r"unknown key\(s\) \['layer'\] in the config \(did you mean 'layers'\?\); "
+         r"allowed: \['paths', 'layers',"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "partiton": "x"}},
+         r"unknown key\(s\) \['partiton'\] in section 'slurm' \(did you mean 'partition'\?\); "
+         r"allowed: \['partition', 'account', 'qos',"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "steps": {"extract": {"nodes": 1}}}},
+         r"unknown key\(s\) \['nodes'\] in section 'slurm.steps.extract'; allowed: \['partition', 'cpus',"),
+        ({"paths": {"root": "r"}, "slurm": {"cpus": 4}},
+         r"slurm.partition is required: the partition to submit to \(`sinfo -s` lists them\)"),
+        ({"paths": {}}, r"paths.root is required"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "cpus": "four"}},
+         r"slurm.cpus must be of type int, got 'four'"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "time": "2h"}},
+         r"slurm.time must be a SLURM time limit in one of MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "steps": {"train": {"time": "01:75:00"}}}},
+         r"slurm.steps.train.time '01:75:00' has a field out of range"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "memory": "16 GB"}},
+         r"slurm.memory must be a size like '4G', '500M' or '16000' \(MB\), got '16 GB'"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "mail_user": "me@x.org"}},
+         r"slurm.mail_user is 'me@x.org' but mail_types is empty"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "mail_types": ["END", "FAILURE"]}},
+         r"slurm.mail_types\[1\] must be one of \['NONE', 'BEGIN', 'END', 'FAIL',"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu\n#SBATCH --qos=high"}},
+         r"slurm.partition must be a single line without control characters"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "extra_directives": ["constraint=a100"]}},
+         r"slurm.extra_directives holds sbatch options like '--constraint=a100', got 'constraint=a100'"),
+        ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "tasks": 0}},
+         r"slurm.tasks must be a positive"),
+        ({"paths": {"root": "r"}, "sae": {"arch": "gated"}},
+         r"sae.arch must be one of \['topk', 'batchtopk', 'relu', 'jumprelu'\], got 'gated'"),
+        ({"paths": {"root": "r"}, "store": {"samples_per_shard": 0}},
+         r"samples_per_shard must be a positive"),
+        ({"paths": {"root": "r"}, "analysis": {"alpha": 1.5}}, r"analysis.alpha must be in \(0, 1\)"),
+        ({"paths": {"root": "r"}, "slurm": ["partition", "gpu"]}, r"section 'slurm' must be a mapping"),
+        ({"paths": {"root": "r", "captions": "in/c.csv"}, "demo": {}},
+         r"with a demo section, paths.captions must be DIR/captions.csv and paths.images DIR/images"),
+    ],
+)  # fmt: skip
+def test_bad_configs_are_refused_with_what_to_change(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict(data)
+
+
+def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file '.*missing.yaml' does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("paths: {root: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"config file '.*bad.yaml' is not valid YAML"):
+        load_config(bad)
+
+
+def test_commands_without_slurm_section_say_what_to_add(make_config: Callable[..., PipelineConfig]) -> None:
+    with pytest.raises(
+        ConfigError, match=r"the config has no `slurm` section; add one with at least `partition"
+    ):
+        make_config(slurm=None).require_slurm()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 1800), ("5:30", 330), ("02:00:00", 7200), ("1-12", 129600), ("1-0:30", 88200),
+     ("2-03:04:05", 183845), ("0", 0)],
+)  # fmt: skip
+def test_slurm_time_formats(text: str, seconds: int) -> None:
+    assert parse_slurm_time(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["2h", "1:2:3:4", "01:60:00", "1-24", "-5", "", " 10", "1-", "10:"])
+def test_slurm_time_formats_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"time"):
+        parse_slurm_time(text)
+
+
+def test_step_resources_override_the_defaults() -> None:
+    slurm = SlurmConfig(
+        partition="cpu", cpus=2, memory="8G", time="01:00:00", extra_directives=("--constraint=x",),
+        steps={"extract": StepResources(partition="gpu", gres="gpu:1", time="04:00:00", tasks=8,
+                                        extra_directives=("--exclusive",))},
+    )  # fmt: skip
+    extract, report = slurm.resources("extract"), slurm.resources("report")
+    assert (extract.partition, extract.gres, extract.time, extract.cpus, extract.tasks) == (
+        "gpu", "gpu:1", "04:00:00", 2, 8)  # fmt: skip
+    assert extract.extra_directives == ("--constraint=x", "--exclusive")
+    assert (report.partition, report.gres, report.time, report.tasks) == ("cpu", None, "01:00:00", 4)
