@@ -40,7 +40,7 @@ def _train(args: argparse.Namespace) -> int:
             layer=layer,
             languages=parse_languages(args.languages, store.layout.languages) if args.languages else (),
             roles=parse_roles(args.roles), batch_size=args.batch_size, val_fraction=args.val_fraction,
-            memory_budget=parse_size(args.memory_budget), seed=args.seed,
+            memory_budget=parse_size(args.memory_budget), read_threads=args.read_threads, seed=args.seed,
         ),
         trainer=TrainerConfig(
             steps=args.steps, lr=args.lr, lr_warmup_steps=min(args.lr_warmup_steps, args.steps),
@@ -122,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="2GiB",
         help="RAM for training data: loaded once if it fits, else streamed; default 2GiB",
     )
+    p.add_argument("--read-threads", type=int, default=4, help="samples decoded at once when reading; 4")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split and shuffling")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1); default cpu")
     p.add_argument("--log-every", type=int, default=50, help="steps between metrics records; default 50")

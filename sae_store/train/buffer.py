@@ -35,6 +35,8 @@ class _Round(NamedTuple):
     round: int
     vectors: np.ndarray
     order: np.ndarray
+    buffer: np.ndarray
+    """The allocation ``vectors`` is a view of, reused by a later round once this one is drawn."""
 
 
 class ShuffledBatches(Iterator[Tensor]):
@@ -43,9 +45,10 @@ class ShuffledBatches(Iterator[Tensor]):
     Parameters
     ----------
     load_unit
-        Returns the (already filtered) token vectors of one unit as a float32 array [n, d].
+        ``load_unit(i, out)`` writes the (already filtered) token vectors of unit ``i`` into
+        ``out[:n]`` (``out`` has ``unit_sizes[i]`` rows) and returns ``n``.
     unit_sizes
-        Upper bound of the vectors each unit returns (used to preallocate the buffer).
+        Upper bound of the vectors each unit holds (buffers are allocated once from them).
     d
         Width of the vectors.
     batch_size
@@ -64,7 +67,7 @@ class ShuffledBatches(Iterator[Tensor]):
 
     def __init__(
         self,
-        load_unit: Callable[[int], np.ndarray],
+        load_unit: Callable[[int, np.ndarray], int],
         unit_sizes: Sequence[int],
         d: int,
         *,
@@ -89,6 +92,10 @@ class ShuffledBatches(Iterator[Tensor]):
         self._rounds_per_epoch = -(-len(self._sizes) // self.units_per_round)
         self._current: _Round | None = None
         self._empty_rounds = 0
+        # round buffers are allocated once and reused (two with prefetch): allocating one per round
+        # lets the C allocator keep freed blocks mapped, and resident memory drifts far above the budget
+        self._spare: list[np.ndarray] = []
+        self._capacity = sum(sorted(self._sizes, reverse=True)[: self.units_per_round])
         if prefetch and not self.cached:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="sae-prefetch")
         self._next: Future[_Round] | None = None
@@ -125,8 +132,9 @@ class ShuffledBatches(Iterator[Tensor]):
                         f"{len(r.vectors)}); lower the batch size or raise the memory budget"
                     )
             self.position = BatchPosition(*self._following(self.position.epoch, self.position.round), 0)
-            if not self.cached:
-                self._current = None  # release the buffer before the next one arrives
+            if not self.cached and self._current is not None:
+                self._spare.append(self._current.buffer)  # drawn: the next load may refill it
+                self._current = None
 
     def close(self) -> None:
         """Stop the prefetch thread (pending loads are cancelled)."""
@@ -154,25 +162,21 @@ class ShuffledBatches(Iterator[Tensor]):
 
     def _take_round(self, epoch: int, rnd: int) -> _Round:
         if self.cached and self._current is not None:
-            vectors = self._current.vectors
+            loaded = self._current
         elif self._next is not None:
             loaded, self._next = self._next.result(), None
             if loaded[:2] != (epoch, rnd):  # pragma: no cover - positions only move forward
                 raise RuntimeError(f"prefetched round {loaded[:2]} but needed {(epoch, rnd)}")
-            vectors = loaded.vectors
         else:
-            vectors = self._load(epoch, rnd).vectors
+            loaded = self._load(epoch, rnd)
         if self._pool is not None:
             self._next = self._pool.submit(self._load, *self._following(epoch, rnd))
-        order = np.random.default_rng([self.seed, epoch, rnd, 1]).permutation(len(vectors))
-        return _Round(epoch, rnd, vectors, order)
+        order = np.random.default_rng([self.seed, epoch, rnd, 1]).permutation(len(loaded.vectors))
+        return loaded._replace(epoch=epoch, round=rnd, order=order)
 
     def _load(self, epoch: int, rnd: int) -> _Round:
-        units = self._units(epoch, rnd)
-        buf = np.empty((sum(self._sizes[i] for i in units), self._d), dtype=np.float32)
+        buf = self._spare.pop() if self._spare else np.empty((self._capacity, self._d), dtype=np.float32)
         n = 0
-        for i in units:
-            x = self._load_unit(int(i))
-            buf[n : n + len(x)] = x
-            n += len(x)
-        return _Round(epoch, rnd, buf[:n], np.empty(0, dtype=np.int64))
+        for i in self._units(epoch, rnd):
+            n += self._load_unit(int(i), buf[n : n + self._sizes[i]])
+        return _Round(epoch, rnd, buf[:n], np.empty(0, dtype=np.int64), buf)

@@ -166,6 +166,10 @@ class DataConfig:
     prefetch: bool = True
     """Load the next shuffle buffer in a background thread while the current one is consumed."""
 
+    read_threads: int = 4
+    """Samples (one zarr chunk each) decoded concurrently when a shuffle buffer is filled; each
+    thread holds one sample's chunk while decoding."""
+
     norm_tokens: int = 100_000
     """Token vectors used to estimate the input normalisation (mean norm -> sqrt(d_in))."""
 
@@ -182,6 +186,7 @@ class DataConfig:
         check_roles(self.roles)
         _positive("batch_size", self.batch_size)
         _positive("memory_budget", self.memory_budget)
+        _positive("read_threads", self.read_threads)
         _positive("norm_tokens", self.norm_tokens)
         _positive("max_eval_tokens", self.max_eval_tokens)
         _positive("seed", self.seed, allow_zero=True)
@@ -256,8 +261,10 @@ class TrainerConfig:
         return _from_dict(cls, data, "trainer")
 
 
-#: Trainer settings that may change when a run is resumed (they do not affect the result).
-RESUMABLE_CHANGES = frozenset({"log_every", "checkpoint_every", "device"})
+#: Settings that may change when a run is resumed (they do not affect the result).
+RESUMABLE_CHANGES = frozenset(
+    {"trainer.log_every", "trainer.checkpoint_every", "trainer.device", "data.read_threads", "data.prefetch"}
+)
 
 
 @dataclass(frozen=True)
@@ -288,7 +295,7 @@ class RunConfig:
         for part in ("sae", "data", "trainer"):
             mine, theirs = getattr(self, part).to_dict(), getattr(other, part).to_dict()
             for key in mine:
-                if mine[key] != theirs[key] and not (part == "trainer" and key in RESUMABLE_CHANGES):
+                if mine[key] != theirs[key] and f"{part}.{key}" not in RESUMABLE_CHANGES:
                     out.append(f"{part}.{key}: {mine[key]!r} -> {theirs[key]!r}")
         return out
 

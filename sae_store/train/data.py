@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+from zarr.core.buffer import default_buffer_prototype
 
 from sae_store.errors import DataError, IncompleteError
 from sae_store.store import ActivationStore, TokenRole, completion
@@ -27,6 +30,7 @@ from sae_store.train.buffer import BatchPosition, ShuffledBatches
 from sae_store.train.config import DataConfig
 
 log = logging.getLogger(__name__)
+_ND_BUFFER = default_buffer_prototype().nd_buffer
 
 
 class _Unit(NamedTuple):
@@ -128,21 +132,36 @@ class StoreDataProvider:
                 f"fewer than one batch of {config.batch_size}; lower the batch size"
             )
         self.nonfinite: dict[int, int] = {}
+        shard = (store.layout.samples_per_shard, store.layout.max_tokens, self.d_in)
+        self._raw = np.empty(shard, dtype=np.float32)
+        self._read_lock = threading.Lock()
+        self._readers = ThreadPoolExecutor(config.read_threads, thread_name_prefix="sae-read")
         self.val_nonfinite = 0
         sizes = [int(u.mask.sum()) for u in self._units]
         self._sizes = sizes
-        block_bytes = store.layout.samples_per_shard * store.layout.max_tokens * self.d_in * 4
+        # the budget covers the raw block being read, one batch, and one (two with prefetch) buffers
+        fixed = (store.layout.samples_per_shard * store.layout.max_tokens + config.batch_size) * self.d_in * 4
         total = sum(sizes) * self.d_in * 4
-        if total + block_bytes <= config.memory_budget:
+        if total + fixed <= config.memory_budget:
             per_round = len(sizes)
         else:
-            buffers = 2 if config.prefetch else 1
-            per_round = max(1, (config.memory_budget - block_bytes) // (buffers * max(sizes) * self.d_in * 4))
-            if (config.memory_budget - block_bytes) < buffers * max(sizes) * self.d_in * 4:
+            buffer_bytes = (2 if config.prefetch else 1) * max(sizes) * self.d_in * 4
+            per_round = max(1, (config.memory_budget - fixed) // buffer_bytes)
+            if config.memory_budget - fixed < buffer_bytes:
                 log.warning(
-                    "memory budget %d B is below one shuffle buffer of one block; using one",
+                    "memory budget %d B is below what one shard block needs (%d B); using one block anyway",
                     config.memory_budget,
+                    fixed + buffer_bytes,
                 )
+        per_round = min(per_round, len(sizes))
+        if per_round < len(sizes) and sum(sorted(sizes)[:per_round]) < 4 * config.batch_size:
+            log.warning(
+                "a shuffle buffer of %d block(s) holds as few as %d vectors, under 4 batches of %d: batches "
+                "mix few images and round tails are dropped; raise the memory budget",
+                per_round,
+                sum(sorted(sizes)[:per_round]),
+                config.batch_size,
+            )
         self.summary = DataSummary(
             layer=config.layer,
             languages=self.languages,
@@ -151,7 +170,7 @@ class StoreDataProvider:
             val_samples=int(n_val),
             train_tokens=int(sum(sizes)),
             units=len(sizes),
-            units_per_round=int(min(per_round, len(sizes))),
+            units_per_round=int(per_round),
             in_memory=per_round >= len(sizes),
         )
 
@@ -160,17 +179,36 @@ class StoreDataProvider:
         """Training vectors skipped so far because they held NaN or inf."""
         return sum(self.nonfinite.values())
 
-    def _finite(self, x: np.ndarray) -> tuple[np.ndarray, int]:
-        ok = np.isfinite(x).all(axis=-1)
-        return (x, 0) if ok.all() else (x[ok], int((~ok).sum()))
+    @staticmethod
+    def _keep_finite(x: np.ndarray) -> tuple[int, int]:
+        """Move the finite rows of ``x`` to its front; (finite rows, skipped rows)."""
+        # a NaN or inf anywhere makes the row sum non-finite; float64 sums of activations cannot overflow
+        ok = np.isfinite(x.sum(axis=1, dtype=np.float64))
+        if ok.all():
+            return len(x), 0
+        keep = np.flatnonzero(ok)
+        x[: len(keep)] = x[keep]
+        return len(keep), len(x) - len(keep)
 
-    def load_unit(self, i: int) -> np.ndarray:
-        """The finite training vectors [n, d_in] of unit ``i`` (one shard block of one language)."""
+    def load_unit(self, i: int, out: np.ndarray) -> int:
+        """Write the finite training vectors of unit ``i`` (one shard block of one language) into
+        ``out`` and return how many there are (at most ``out``'s rows, the unit's selected tokens)."""
         u = self._units[i]
-        block = np.asarray(self._acts[self.layer_index, u.language, u.start : u.stop], dtype=np.float32)
-        x, bad = self._finite(block[u.mask])
+        # Sample by sample (one chunk each) into one reusable block buffer: reading a whole shard at once
+        # decodes its chunks concurrently and holds several block-sized transients (measured ~5x the block).
+        with self._read_lock:
+            raw = self._raw[: u.stop - u.start]
+
+            def read(j: int) -> None:
+                sample = (self.layer_index, u.language, u.start + j)
+                self._acts.get_basic_selection(sample, out=_ND_BUFFER.from_numpy_array(raw[j]))
+
+            list(self._readers.map(read, (int(j) for j in np.flatnonzero(u.mask.any(axis=1)))))
+            rows = np.flatnonzero(u.mask)
+            np.take(raw.reshape(-1, self.d_in), rows, axis=0, out=out[: len(rows)])
+        n, bad = self._keep_finite(out[: len(rows)])
         self.nonfinite[i] = bad
-        return x
+        return n
 
     def batches(self, *, scale: float = 1.0, position: dict[str, int] | None = None) -> ShuffledBatches:
         """The endless stream of shuffled training batches, scaled by ``scale``, from ``position``."""
@@ -191,7 +229,8 @@ class StoreDataProvider:
         norms: list[np.ndarray] = []
         count = 0
         for i in np.random.default_rng([self.config.seed, 3]).permutation(len(self._units)):
-            x = self.load_unit(int(i))
+            x = np.empty((self._sizes[i], self.d_in), dtype=np.float32)
+            x = x[: self.load_unit(int(i), x)]
             norms.append(np.linalg.norm(x.astype(np.float64), axis=1))
             count += len(x)
             if count >= self.config.norm_tokens:
@@ -217,9 +256,10 @@ class StoreDataProvider:
                 if not mask.any():
                     continue
                 sample = np.asarray(self._acts[self.layer_index, gi, int(s)], dtype=np.float32)
-                x, bad = self._finite(sample[mask])
+                x = sample[mask]
+                n_ok, bad = self._keep_finite(x)
                 self.val_nonfinite += bad
-                x = x[: cap - total]
+                x = x[: min(n_ok, cap - total)]
                 pending.append(x)
                 n_pending += len(x)
                 total += len(x)

@@ -22,9 +22,19 @@ def _units(sizes: list[int]) -> list[np.ndarray]:
     return out
 
 
+def _loader(units: list[np.ndarray], loads: list[int] | None = None):
+    def load(i: int, out: np.ndarray) -> int:
+        if loads is not None:
+            loads.append(i)
+        out[: len(units[i])] = units[i]
+        return len(units[i])
+
+    return load
+
+
 def _stream(units: list[np.ndarray], **kw) -> ShuffledBatches:
     kw = {"batch_size": 4, "units_per_round": 2, "seed": 0, "prefetch": False, **kw}
-    return ShuffledBatches(lambda i: units[i], [len(u) for u in units], D, **kw)
+    return ShuffledBatches(_loader(units), [len(u) for u in units], D, **kw)
 
 
 def _take(stream: ShuffledBatches, n: int) -> list[torch.Tensor]:
@@ -70,19 +80,21 @@ def test_prefetch_thread_gives_the_same_batches():
     plain = _take(_stream(units), 30)
     with _stream(units, prefetch=True) as stream:
         assert stream._pool is not None
-        fetched = _take(stream, 30)
+        fetched, buffers = [], set()
+        for _ in range(30):
+            fetched.append(next(stream))
+            assert stream._current is not None
+            buffers.add(stream._current.buffer.ctypes.data)
+    assert len(buffers) == 2  # the round being drawn and the one being loaded, reused in turn
     assert all(torch.equal(x, y) for x, y in zip(plain, fetched, strict=True))
 
 
 def test_in_ram_mode_loads_once_and_reshuffles_every_epoch():
     units = _units([6, 6, 6])
     loads: list[int] = []
-
-    def load(i: int) -> np.ndarray:
-        loads.append(i)
-        return units[i]
-
-    stream = ShuffledBatches(load, [6, 6, 6], D, batch_size=6, units_per_round=99, seed=0, prefetch=True)
+    stream = ShuffledBatches(
+        _loader(units, loads), [6, 6, 6], D, batch_size=6, units_per_round=99, seed=0, prefetch=True
+    )
     assert stream.cached and stream._pool is None
     epochs = [torch.cat(_take(stream, 3))[:, 0] for _ in range(3)]
     assert loads == [0, 1, 2]
