@@ -14,7 +14,13 @@ import numpy as np
 
 from sae_store.analyze.config import BiasConfig
 from sae_store.analyze.resample import BootstrapCI, PermutationNull, bootstrap_d_ci, permutation_null
-from sae_store.analyze.stats import active_fraction, bh_qvalues, cohens_d, mann_whitney_u, welch_ttest
+from sae_store.analyze.stats import (
+    active_fraction,
+    bh_qvalues,
+    d_from_moments,
+    rank_sum_test,
+    welch_from_moments,
+)
 
 #: Per-feature arrays of :class:`FeatureTests`, in the order they are stored.
 TEST_FIELDS = (
@@ -72,17 +78,20 @@ def compare_groups(x_NF: np.ndarray, is_male: np.ndarray, *, feature_block: int 
     """
     is_male = np.asarray(is_male, dtype=bool)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in TEST_FIELDS}
+    n1, n2 = int(is_male.sum()), int((~is_male).sum())
     for f0 in range(0, x_NF.shape[1], feature_block):
-        block = np.asarray(x_NF[:, f0 : f0 + feature_block], dtype=np.float64)
-        male, female = block[is_male], block[~is_male]
-        welch = welch_ttest(male, female)
-        mwu = mann_whitney_u(male, female)
+        raw = np.asarray(x_NF[:, f0 : f0 + feature_block])
+        male, female = raw[is_male].astype(np.float64), raw[~is_male].astype(np.float64)
+        m1, m2 = male.mean(axis=0), female.mean(axis=0)
+        v1, v2 = male.var(axis=0, ddof=1), female.var(axis=0, ddof=1)
+        welch = welch_from_moments(m1, v1, n1, m2, v2, n2)
+        mwu = rank_sum_test(raw, is_male)
         values = {
-            "male_mean": male.mean(axis=0),
-            "female_mean": female.mean(axis=0),
+            "male_mean": m1,
+            "female_mean": m2,
             "male_freq": active_fraction(male),
             "female_freq": active_fraction(female),
-            "d": cohens_d(male, female),
+            "d": d_from_moments(m1, v1, n1, m2, v2, n2),
             "t": welch.t,
             "df": welch.df,
             "p_welch": welch.p,
@@ -92,7 +101,7 @@ def compare_groups(x_NF: np.ndarray, is_male: np.ndarray, *, feature_block: int 
         for name, value in values.items():
             parts[name].append(value)
     arrays = {name: np.concatenate(v) for name, v in parts.items()}
-    return FeatureTests(n_male=int(is_male.sum()), n_female=int((~is_male).sum()), **arrays)
+    return FeatureTests(n_male=n1, n_female=n2, **arrays)
 
 
 class BiasedFeatures(NamedTuple):

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-from sae_store.analyze.resample import ROWS_PER_STEP, resample_counts, weighted_d
+from sae_store.analyze.resample import ROWS_PER_STEP, centre, resample_counts, weighted_d
 from sae_store.analyze.stats import cohens_d, rank_columns
 
 
@@ -104,19 +104,19 @@ def effect_correlation(
     value, and the observed ``rho`` may lie just below it.
     """
     is_male = np.asarray(is_male, dtype=bool)
-    varies = (x_a.std(axis=0) > 0) & (x_b.std(axis=0) > 0)
-    xa, xb = (np.asarray(x[:, varies], dtype=np.float64) for x in (x_a, x_b))
+    varies = (x_a.max(axis=0) > x_a.min(axis=0)) & (x_b.max(axis=0) > x_b.min(axis=0))
+    xa, xb = (np.asarray(x)[:, varies] for x in (x_a, x_b))
     n_used = int(varies.sum())
     rho = float(spearman_rows(cohens_d(xa[is_male], xa[~is_male]), cohens_d(xb[is_male], xb[~is_male]))[0])
     if not n_boot or n_used < 3:
         return Correlation(rho, float("nan"), float("nan"), n_used, float("nan"))
     rng = np.random.default_rng(seed)
-    groups = [(x[is_male], x[~is_male]) for x in (xa, xb)]
+    groups = [(centre(x[is_male]), centre(x[~is_male])) for x in (xa, xb)]
+    n_m, n_f = int(is_male.sum()), int((~is_male).sum())
     rhos = []
     for r0 in range(0, n_boot, ROWS_PER_STEP):
         rows = min(ROWS_PER_STEP, n_boot - r0)
-        w_m = resample_counts(rng, groups[0][0].shape[0], rows)
-        w_f = resample_counts(rng, groups[0][1].shape[0], rows)
+        w_m, w_f = resample_counts(rng, n_m, rows), resample_counts(rng, n_f, rows)
         d_a, d_b = (weighted_d(m, f, w_m, w_f) for m, f in groups)
         rhos.append(spearman_rows(d_a, d_b))
     tail = (1 - level) / 2

@@ -1,4 +1,28 @@
-"""Where results go: one sub-group of the store's ``analysis`` group per analysis, and JSON files."""
+"""Where results go: one sub-group of the store's ``analysis`` group per analysis, and JSON files.
+
+Each run of an analysis replaces its sub-group and JSON file. Layout (``attrs["config"]`` holds the
+configuration that produced each one):
+
+- ``analysis/bias`` (``comprehensive_analysis_results.json``): per (layer, language, feature)
+  ``male_mean``, ``female_mean``, ``male_freq``, ``female_freq``, ``d`` (male minus female), ``t``,
+  ``df``, ``p_welch``, ``u``, ``p_mwu``, ``q``, ``ci_low``/``ci_high`` (reported features only, NaN
+  elsewhere); per (layer, language) ``n_male``, ``n_female``, ``n_unknown``, ``n_ambiguous``,
+  ``n_not_encoded``, ``n_significant``; ``null_discoveries`` (layer, language, permutation).
+- ``analysis/crosslingual`` (``crosslingual.json``): per (layer, feature) ``d_<a>``, ``d_<b>``,
+  ``paired_r`` (and ``matched_<b>_feature``, ``match_cosine`` for separate SAEs); per layer ``rho``,
+  ``rho_bias_corrected``, ``rho_low``, ``rho_high``, ``overlap_{abs,male,female}_{count,jaccard,
+  expected,p_value}``.
+- ``analysis/crosslayer`` (``crosslayer.json``, which also holds the lineage): per (layer, language)
+  ``n_significant``, ``max_abs_d``, ``probe_{sae,raw}_{accuracy,ci_low,ci_high}``,
+  ``probe_sae_balanced_accuracy``, ``probe_baseline``.
+- ``analysis/interpret`` (``interpret.json``): per inspected ``entry`` (``entry_layer``,
+  ``entry_language``, ``entry_feature``, ``direction``) a ``description``, ``top_sample`` and
+  ``top_value`` (entry, rank), ``histogram`` (entry, hist_language, gender, bin) and its edges.
+- ``analysis/visual`` (``visual.json``, PNGs in ``visual/``): ``map`` (entry, rank, gy, gx) of each
+  top sample's image-token activations, ``mean_map`` (entry, gy, gx), ``sample`` (entry, rank).
+- ``analysis/qualitative`` (``qualitative.json``, ``.csv``, ``.md``): one ``row`` per (sample,
+  layer, language, feature) with the columns of :data:`~sae_store.analyze.qualitative.COLUMNS`.
+"""
 
 from __future__ import annotations
 

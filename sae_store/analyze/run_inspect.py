@@ -166,9 +166,8 @@ def run_visual(
     maps_all, means, samples, files, records = [], [], [], [], []
     for (layer, lang), top in tqdm(tops.items(), desc="feature maps", unit="layer"):
         maps, mean = feature_maps(top.token_acts, top.roles, image_tokens)
-        ids = strings(store.dataset()[S.SAMPLE].values)
         for i, f in enumerate(top.features):
-            sample_ids = [str(ids[s]) for s in top.samples[i]]
+            sample_ids = [str(s) for s in top.sample_ids[i]]
             rows = [row_of[s] for s in sample_ids]
             images = [load_image(images_dir / labels.image[r], config.image_size) for r in rows]
             titles = [

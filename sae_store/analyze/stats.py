@@ -48,6 +48,21 @@ def _as_2d(x: np.ndarray) -> np.ndarray:
     return x[:, None] if x.ndim == 1 else x
 
 
+def welch_from_moments(
+    m_a: np.ndarray, v_a: np.ndarray, n_a: int, m_b: np.ndarray, v_b: np.ndarray, n_b: int
+) -> TTestResult:
+    """Welch's test from group means and variances (ddof=1); p = 1 where both variances are 0."""
+    va, vb = v_a / n_a, v_b / n_b
+    se2 = va + vb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (m_a - m_b) / np.sqrt(se2)
+        df = se2**2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
+        p = 2.0 * special.stdtr(df, -np.abs(t))
+    flat = se2 == 0
+    t, df, p = np.where(flat, 0.0, t), np.where(flat, float(n_a + n_b - 2), df), np.where(flat, 1.0, p)
+    return TTestResult(t, df, np.clip(p, 0.0, 1.0))
+
+
 def welch_ttest(a: np.ndarray, b: np.ndarray) -> TTestResult:
     """Welch's unequal-variance t-test of ``a`` against ``b`` for every column, two-sided.
 
@@ -62,41 +77,71 @@ def welch_ttest(a: np.ndarray, b: np.ndarray) -> TTestResult:
         ``t`` (positive when ``a`` has the larger mean), Welch-Satterthwaite ``df`` and ``p``.
     """
     a, b = _as_2d(a), _as_2d(b)
-    na, nb = a.shape[0], b.shape[0]
-    va = a.var(axis=0, ddof=1) / na
-    vb = b.var(axis=0, ddof=1) / nb
-    se2 = va + vb
-    diff = a.mean(axis=0) - b.mean(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = diff / np.sqrt(se2)
-        df = se2**2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
-        p = 2.0 * special.stdtr(df, -np.abs(t))
-    flat = se2 == 0
-    t[flat], df[flat], p[flat] = 0.0, float(na + nb - 2), 1.0
-    return TTestResult(t, df, np.clip(p, 0.0, 1.0))
+    return welch_from_moments(
+        a.mean(axis=0), a.var(axis=0, ddof=1), a.shape[0], b.mean(axis=0), b.var(axis=0, ddof=1), b.shape[0]
+    )
 
 
-def rank_columns(x: np.ndarray) -> Ranks:
-    """Average ranks of every column of ``x`` (n, F) with the tie term needed by rank tests.
+class _Runs(NamedTuple):
+    """Each column sorted, and the runs of equal values in the flattened (feature, sample) order."""
 
-    One sort per column; runs of equal values are found in the flattened sorted array, so the cost
-    does not depend on how many ties there are (zero-inflated features are mostly one tie group).
-    """
-    x_FN = np.ascontiguousarray(_as_2d(x).T)
-    n_feat, n = x_FN.shape
+    order: np.ndarray
+    """(F, n) argsort of each column."""
+    starts: np.ndarray
+    """Flat positions where a run of equal sorted values begins (every column starts one)."""
+    lengths: np.ndarray
+    """Length of each run."""
+    n: int
+
+
+def _runs(x: np.ndarray) -> _Runs:
+    # One sort per column; runs are found in the flattened sorted array, so the cost does not
+    # depend on how many ties there are (zero-inflated features are mostly one tie group).
+    # float32 input is sorted as is: equal values stay equal and the sort moves half the bytes.
+    x = np.asarray(x)
+    x = x[:, None] if x.ndim == 1 else x
+    x_FN = np.ascontiguousarray(x.T if x.dtype.kind == "f" else x.T.astype(np.float64))
     order = np.argsort(x_FN, axis=1, kind="stable")
     sorted_FN = np.take_along_axis(x_FN, order, axis=1)
     new_run = np.empty(sorted_FN.shape, dtype=bool)
     new_run[:, 0] = True
-    new_run[:, 1:] = sorted_FN[:, 1:] != sorted_FN[:, :-1]
+    np.not_equal(sorted_FN[:, 1:], sorted_FN[:, :-1], out=new_run[:, 1:])
     starts = np.flatnonzero(new_run.ravel())
-    lengths = np.diff(np.append(starts, new_run.size))
-    mean_rank = (starts % n) + (lengths + 1) / 2.0
-    ranks_FN = np.empty((n_feat, n), dtype=np.float64)
-    np.put_along_axis(ranks_FN, order, np.repeat(mean_rank, lengths).reshape(n_feat, n), axis=1)
-    t = lengths.astype(np.float64)
-    tie_term = np.bincount(starts // n, weights=t**3 - t, minlength=n_feat)
-    return Ranks(ranks_FN, tie_term)
+    return _Runs(order, starts, np.diff(np.append(starts, new_run.size)), x_FN.shape[1])
+
+
+def _tie_term(runs: _Runs) -> np.ndarray:
+    t = runs.lengths.astype(np.float64)
+    return np.bincount(runs.starts // runs.n, weights=t**3 - t, minlength=runs.order.shape[0])
+
+
+def _mean_ranks(runs: _Runs) -> np.ndarray:
+    return (runs.starts % runs.n) + (runs.lengths + 1) / 2.0
+
+
+def rank_columns(x: np.ndarray) -> Ranks:
+    """Average ranks (1-based) of every column of ``x`` (n, F) and the tie term of rank tests."""
+    runs = _runs(x)
+    ranks_FN = np.empty(runs.order.shape, dtype=np.float64)
+    sorted_ranks = np.repeat(_mean_ranks(runs), runs.lengths).reshape(runs.order.shape)
+    np.put_along_axis(ranks_FN, runs.order, sorted_ranks, axis=1)
+    return Ranks(ranks_FN, _tie_term(runs))
+
+
+def rank_sum_test(x: np.ndarray, first: np.ndarray) -> MannWhitneyResult:
+    """Mann-Whitney U of the rows flagged ``first`` against the others, for every column of ``x`` (n, F).
+
+    Sums ranks run by run (count of ``first`` rows in each run of ties times the run's mean rank)
+    instead of scattering every rank back: exact, and about twice as fast as full ranking.
+    """
+    first = np.asarray(first, dtype=bool)
+    runs = _runs(x)
+    cum = np.concatenate([[0], np.cumsum(first[runs.order].ravel(), dtype=np.int64)])
+    in_run = cum[runs.starts + runs.lengths] - cum[runs.starts]
+    r1 = np.bincount(runs.starts // runs.n, weights=_mean_ranks(runs) * in_run, minlength=runs.order.shape[0])
+    n1 = int(first.sum())
+    u1 = r1 - n1 * (n1 + 1) / 2.0
+    return MannWhitneyResult(u1, mwu_pvalue(u1, n1, first.size - n1, _tie_term(runs)))
 
 
 def mwu_pvalue(u1: np.ndarray, n1: int, n2: int, tie_term: np.ndarray) -> np.ndarray:
@@ -127,32 +172,29 @@ def mann_whitney_u(a: np.ndarray, b: np.ndarray) -> MannWhitneyResult:
         ``u`` = U of ``a`` (scipy's statistic) and the tie-corrected, continuity-corrected ``p``.
     """
     a, b = _as_2d(a), _as_2d(b)
-    na, nb = a.shape[0], b.shape[0]
-    ranks = rank_columns(np.concatenate([a, b], axis=0))
-    u1 = ranks.ranks_FN[:, :na].sum(axis=1) - na * (na + 1) / 2.0
-    return MannWhitneyResult(u1, mwu_pvalue(u1, na, nb, ranks.tie_term))
+    first = np.arange(a.shape[0] + b.shape[0]) < a.shape[0]
+    return rank_sum_test(np.concatenate([a, b], axis=0), first)
 
 
-def pooled_sd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pooled standard deviation sqrt(((n_a-1) var_a + (n_b-1) var_b) / (n_a + n_b - 2)) per column."""
-    a, b = _as_2d(a), _as_2d(b)
-    na, nb = a.shape[0], b.shape[0]
-    ss = (na - 1) * a.var(axis=0, ddof=1) + (nb - 1) * b.var(axis=0, ddof=1)
-    return np.sqrt(ss / (na + nb - 2))
-
-
-def cohens_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cohen's d = (mean_a - mean_b) / pooled SD per column; 0 where both groups are constant and equal.
+def d_from_moments(
+    m_a: np.ndarray, v_a: np.ndarray, n_a: int, m_b: np.ndarray, v_b: np.ndarray, n_b: int
+) -> np.ndarray:
+    """Cohen's d (pooled SD) from group means and variances (ddof=1); 0 where both are constant and equal.
 
     Where both groups are constant but different, d is +-inf (a perfect separation).
     """
-    a, b = _as_2d(a), _as_2d(b)
-    diff = a.mean(axis=0) - b.mean(axis=0)
-    sd = pooled_sd(a, b)
+    sd = np.sqrt(((n_a - 1) * v_a + (n_b - 1) * v_b) / (n_a + n_b - 2))
+    diff = m_a - m_b
     with np.errstate(divide="ignore", invalid="ignore"):
-        d = diff / sd
-    d[(sd == 0) & (diff == 0)] = 0.0
-    return d
+        return np.where((sd == 0) & (diff == 0), 0.0, diff / sd)
+
+
+def cohens_d(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cohen's d = (mean_a - mean_b) / pooled SD per column (see :func:`d_from_moments`)."""
+    a, b = _as_2d(a), _as_2d(b)
+    return d_from_moments(
+        a.mean(axis=0), a.var(axis=0, ddof=1), a.shape[0], b.mean(axis=0), b.var(axis=0, ddof=1), b.shape[0]
+    )
 
 
 def active_fraction(x: np.ndarray, threshold: float = 0.0) -> np.ndarray:

@@ -68,7 +68,9 @@ class TopSamples:
     direction: list[str]
     """Per feature ``male``/``female`` (biased that way) or ``given`` (chosen by the user)."""
     samples: np.ndarray
-    """(K, k) positions along the sample axis of each feature's top samples, best first."""
+    """(K, k) positions along the features group's sample axis of each feature's top samples, best first."""
+    sample_ids: np.ndarray
+    """(K, k) their sample ids."""
     values: np.ndarray
     """(K, k) their per-sample statistic used for ranking."""
     token_acts: np.ndarray
@@ -130,6 +132,7 @@ def find_top_samples(
         features=chosen,
         direction=list(direction),
         samples=order,
+        sample_ids=ids[order] if order.size else np.zeros(order.shape, dtype=object),
         values=np.take_along_axis(values.T, order, axis=1) if order.size else np.zeros(order.shape),
         token_acts=token_acts,
         roles=roles[pick],

@@ -222,3 +222,20 @@ def test_interpret_visual_qualitative(built: Built, inputs: P.Inputs, out_dir: P
     described = [r for r in rows if r["interpretation"]]
     assert described and "biased" in described[0]["interpretation"]
     assert (out_dir / "qualitative.md").read_text().count("## s") == 4
+
+
+def test_inspection_with_nothing_significant_writes_empty_results(tmp_path: Path) -> None:
+    built = build_store(tmp_path, amplitude=0.0, layers=(0,), languages=("en",))
+    inputs = P.open_inputs(built.store.path)
+    out = tmp_path / "out"
+    bias = json.loads(P.bias_step(inputs, BiasConfig(), out).read_text())
+    assert bias["layers"]["0"]["n_significant"] == 0 and bias["layers"]["0"]["male_biased_features"] == []
+    config = InspectConfig(top_k=3)
+    tops = P.top_samples_step(inputs, config, encoders={0: built.saes[0].encode})
+    assert json.loads(P.interpret_step(inputs, tops, config, out, decode=None).read_text())["features"] == []
+    assert json.loads(P.visual_step(inputs, tops, config, out).read_text())["features"] == []
+    assert json.loads(P.qualitative_step(inputs, config, out).read_text())["rows"] == []
+    given = P.top_samples_step(inputs, config, encoders={0: built.saes[0].encode}, given=[7])
+    assert given[(0, "en")].direction == ["given"] and given[(0, "en")].samples.shape == (1, 3)
+    with pytest.raises(SaeStoreError, match=r"features \[99\] are out of range: the SAE has features 0..31"):
+        P.top_samples_step(inputs, config, encoders={0: built.saes[0].encode}, given=[99])

@@ -1,0 +1,233 @@
+"""Analyses: vectorised per-feature tests vs a per-feature scipy loop, and analysis wall times at Gemma width.
+
+1. Welch t + Mann-Whitney U (+ Cohen's d, frequencies) for 20,480 features x 2,000 samples: our
+   vectorised code on all features, scipy's own axis-vectorised calls on all features, and a loop
+   calling scipy once per feature, timed on a subset and extrapolated (said so in the table), with
+   the largest p-value difference to scipy on that subset.
+2. Wall time of ``bias`` (1,000 bootstrap resamples, 100 label permutations), ``crosslingual``
+   (200 bootstrap resamples) and ``crosslayer`` (SAE-feature probes) on a synthetic store of
+   realistic width (2,000 images, d_sae = 20,480, 2 layers x 2 languages), in this process and on a
+   2-worker dask LocalCluster, extrapolated to 34 layers; plus the Hungarian matching of two
+   20,480-feature decoders (d_in = 2,560).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from sae_store.analyze import pipeline as P
+from sae_store.analyze.bias import compare_groups
+from sae_store.analyze.cluster import open_cluster
+from sae_store.analyze.config import BiasConfig, ClusterConfig, CrossLayerConfig, CrossLingualConfig
+from sae_store.analyze.matching import match_features
+from sae_store.analyze.resample import permutation_null
+from sae_store.store import ModelInfo, StoreConfig, create_store
+
+N_SAMPLES, N_FEATURES, D_IN = 2000, 20480, 2560
+LOOP_SUBSET = 1024
+LAYERS, LANGUAGES, STUDY_LAYERS = (10, 20), ("en", "ar"), 34
+
+
+def sae_like(rng: np.random.Generator, n: int, n_feat: int) -> np.ndarray:
+    """Per-sample SAE feature means: each feature active in 1-60 % of samples, lognormal when active."""
+    freq = np.clip(rng.lognormal(np.log(0.08), 1.0, n_feat), 0.01, 0.6)
+    x = (rng.random((n, n_feat)) < freq) * rng.lognormal(-1.0, 0.8, (n, n_feat))
+    return x.astype(np.float32)
+
+
+def _tests_table(rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
+    x = sae_like(rng, N_SAMPLES, N_FEATURES)
+    is_male = rng.permutation(np.repeat([True, False], N_SAMPLES // 2))
+    x[np.ix_(is_male, np.arange(200))] *= 1.5
+    t0 = time.perf_counter()
+    ours = compare_groups(x, is_male)
+    t_ours = time.perf_counter() - t0
+    male, female = x[is_male].astype(np.float64), x[~is_male].astype(np.float64)
+    t0 = time.perf_counter()
+    ref_t = stats.ttest_ind(male, female, equal_var=False, axis=0)
+    ref_u = stats.mannwhitneyu(male, female, axis=0)
+    t_axis = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    loop_t = np.array(
+        [stats.ttest_ind(male[:, f], female[:, f], equal_var=False).pvalue for f in range(LOOP_SUBSET)]
+    )
+    loop_u = np.array([stats.mannwhitneyu(male[:, f], female[:, f]).pvalue for f in range(LOOP_SUBSET)])
+    t_loop = (time.perf_counter() - t0) * N_FEATURES / LOOP_SUBSET
+    live = np.isfinite(ref_t.pvalue)  # scipy gives NaN for features constant in both groups; we give 1
+    diff_t = float(np.abs(ours.p_welch[:LOOP_SUBSET] - loop_t)[live[:LOOP_SUBSET]].max())
+    diff_u = float(np.abs(ours.p_mwu[:LOOP_SUBSET] - loop_u).max())
+    diff_axis = max(
+        float(np.abs(ours.p_welch - ref_t.pvalue)[live].max()), float(np.abs(ours.p_mwu - ref_u.pvalue).max())
+    )
+    t0 = time.perf_counter()
+    permutation_null(x, is_male, n_permutations=100, test="welch", alpha=0.05, seed=0)
+    t_perm_w = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    permutation_null(x, is_male, n_permutations=100, test="mannwhitney", alpha=0.05, seed=0)
+    t_perm_u = time.perf_counter() - t0
+    rows = [
+        (
+            "vectorised (ours), all features",
+            t_ours,
+            "1.0",
+            f"{max(diff_t, diff_u):.1e} (vs loop), {diff_axis:.1e} (vs axis=0)",
+        ),
+        ("scipy, axis=0 calls, all features", t_axis, f"{t_axis / t_ours:.1f}", "reference"),
+        (
+            f"scipy, one call per feature (timed on {LOOP_SUBSET}, x{N_FEATURES // LOOP_SUBSET})",
+            t_loop,
+            f"{t_loop / t_ours:.0f}",
+            "reference",
+        ),
+        ("label-permutation null, 100 shuffles, Welch", t_perm_w, "", ""),
+        ("label-permutation null, 100 shuffles, Mann-Whitney", t_perm_u, "", ""),
+    ]
+    md = (
+        "| Welch + Mann-Whitney (+ d, frequencies), 20,480 features x 2,000 samples | seconds | time / ours "
+        "| max abs p difference |\n"
+    )
+    md += "|---|---:|---:|---|\n" + "".join(f"| {a} | {b:.2f} | {c} | {d} |\n" for a, b, c, d in rows)
+    return md, {
+        "ours_s": t_ours,
+        "scipy_axis_s": t_axis,
+        "scipy_loop_s": t_loop,
+        "loop_ratio": t_loop / t_ours,
+        "max_p_diff_loop": max(diff_t, diff_u),
+        "max_p_diff_axis": diff_axis,
+        "perm100_welch_s": t_perm_w,
+        "perm100_mwu_s": t_perm_u,
+    }
+
+
+def _build_store(root: Path, rng: np.random.Generator) -> Path:
+    gender = np.repeat(["male", "female"], N_SAMPLES // 2)
+    samples = pd.DataFrame(
+        {
+            "sample_id": [f"s{i:05d}" for i in range(N_SAMPLES)],
+            "image": [f"{i}.png" for i in range(N_SAMPLES)],
+            "gender": gender,
+            "en_caption": "",
+            "ar_caption": "",
+        }
+    )
+    model = ModelInfo(
+        identity={"name_or_path": "synthetic"},
+        n_layers=34,
+        hidden_size=D_IN,
+        prompts={"en": "e", "ar": "a"},
+        tokens_per_language={"en": 278, "ar": 280},
+        image_tokens=256,
+    )
+    store = create_store(root / "store.zarr", samples, model, layers=list(LAYERS), config=StoreConfig())
+    shard = store.layout.samples_per_shard
+    base = sae_like(rng, N_SAMPLES, N_FEATURES)
+    is_male = gender == "male"
+    means = np.empty((len(LAYERS), len(LANGUAGES), N_SAMPLES, N_FEATURES), dtype=np.float32)
+    for i in range(len(LAYERS)):
+        for j in range(len(LANGUAGES)):
+            x = base * rng.lognormal(0, 0.3, base.shape).astype(np.float32)  # languages share the images
+            x[np.ix_(is_male, np.arange(300))] *= 1.4
+            means[i, j] = x
+    ds = xr.Dataset(
+        {
+            "feature_mean": (("layer", "language", "sample", "feature"), means),
+            "complete": (("layer", "language", "sample"), np.ones(means.shape[:3], bool)),
+        },
+        coords={
+            "layer": np.array(LAYERS, dtype=np.int32),
+            "language": np.array(LANGUAGES, dtype=object),
+            "sample": np.array(samples["sample_id"], dtype=object),
+            "feature": np.arange(N_FEATURES, dtype=np.int32),
+        },
+    )
+    encoding = {
+        "feature_mean": {"chunks": (1, 1, shard, N_FEATURES)},
+        "complete": {"chunks": (1, 1, shard)},
+        "sample": {"chunks": (shard,)},
+    }
+    ds.to_zarr(store.path, group="features", mode="w", encoding=encoding, consolidated=True)
+    return store.path
+
+
+def _suite_table(rng: np.random.Generator, tmp: Path) -> tuple[str, dict[str, Any]]:
+    t0 = time.perf_counter()
+    path = _build_store(tmp, rng)
+    t_build = time.perf_counter() - t0
+    inp = P.open_inputs(path)
+    out = tmp / "out"
+    families = len(LAYERS) * len(LANGUAGES)
+    rows, res = [], {"build_store_s": t_build}
+    for kind in ("none", "local"):
+        with open_cluster(ClusterConfig(kind=kind, workers=2, memory_per_worker="5GiB")) as client:
+            steps = {
+                "bias (bootstrap 1000, 100 permutations)": lambda c=client: P.bias_step(
+                    inp, BiasConfig(permutations=100), out, client=c
+                ),
+                "crosslingual (bootstrap 200)": lambda c=client: P.crosslingual_step(
+                    inp, CrossLingualConfig(), out, client=c
+                ),
+                "crosslayer (5-fold SAE-feature probes)": lambda c=client: P.crosslayer_step(
+                    inp, CrossLayerConfig(raw_probe=False), out, client=c
+                ),
+            }
+            for name, step in steps.items():
+                t0 = time.perf_counter()
+                step()
+                took = time.perf_counter() - t0
+                per_layer = took / len(LAYERS)
+                rows.append((name, kind, took, per_layer * STUDY_LAYERS / 60))
+                res[f"{name.split()[0]}_{kind}_s"] = took
+    W = rng.normal(size=(N_FEATURES, D_IN)).astype(np.float32)
+    perm = rng.permutation(N_FEATURES)
+    W_b = W[perm] + 0.5 * rng.normal(size=W.shape).astype(np.float32) / np.sqrt(D_IN) * np.linalg.norm(
+        W, axis=1, keepdims=True
+    )
+    t0 = time.perf_counter()
+    m = match_features(W, W_b)
+    t_match = time.perf_counter() - t0
+    recovered = float((perm[m.index] == np.arange(N_FEATURES)).mean())
+    res.update({"hungarian_s": t_match, "hungarian_recovered": recovered})
+    md = (
+        f"Synthetic store: {N_SAMPLES:,} images (1,000 per gender), d_sae = {N_FEATURES:,}, layers "
+        f"{list(LAYERS)} x {list(LANGUAGES)} = {families} (layer, language) families; building it took "
+        f"{t_build:.0f} s. The raw-activation probe, interpret and visual need real activations and SAEs "
+        "of this width and are not included.\n\n"
+    )
+    md += "| step | where | seconds (2 layers) | minutes for 34 layers (x17) |\n|---|---|---:|---:|\n"
+    md += "".join(f"| {a} | {b} | {c:.1f} | {d:.1f} |\n" for a, b, c, d in rows)
+    md += (
+        f"\nHungarian matching of two {N_FEATURES:,} x {D_IN:,} decoders (candidate graph, 32 per row): "
+        f"{t_match:.1f} s per layer; {recovered:.1%} of a permuted noisy copy's features recovered.\n"
+    )
+    return md, res
+
+
+def main() -> dict[str, Any]:
+    warnings.filterwarnings("ignore", message="Consolidated metadata")
+    rng = np.random.default_rng(0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-analyze-"))
+    try:
+        tests_md, tests = _tests_table(rng)
+        suite_md, suite = _suite_table(rng, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "title": "Analyses: vectorised tests and wall times",
+        "markdown": tests_md + "\n" + suite_md,
+        **tests,
+        **suite,
+    }
+
+
+if __name__ == "__main__":
+    print(main()["markdown"])
