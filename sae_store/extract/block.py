@@ -35,6 +35,8 @@ class BlockData:
     """int32 ``[sample]``; 0 for failed samples."""
     errors: np.ndarray
     """object ``[sample]``: why a sample failed, ``""`` if it did not."""
+    bf16_exact: bool = False
+    """The activations are bfloat16 numbers (the model ran in bf16, or they were rounded on its device)."""
 
     @property
     def ok(self) -> np.ndarray:
@@ -69,11 +71,14 @@ def compute_block(
     max_tokens: int,
     expected_tokens: int,
     batch_size: int,
+    round_bf16: bool = False,
 ) -> BlockData:
     """Run the model over the block's images (``batch_size`` at a time) and collect the layers.
 
     Samples whose image failed to load (``None``) are skipped and keep their error; every other
-    sample must take exactly ``expected_tokens`` tokens (the count recorded in the store).
+    sample must take exactly ``expected_tokens`` tokens (the count recorded in the store). With
+    ``round_bf16`` the activations are rounded to bfloat16 on the model's device (what
+    :func:`~sae_store.store.codecs.round_to_bf16` computes), which costs the writer nothing.
     """
     n, n_layers = block.stop - block.start, len(layers)
     data = BlockData(
@@ -86,6 +91,7 @@ def compute_block(
         token_role=np.zeros((n, max_tokens), np.int8),
         n_tokens=np.zeros(n, np.int32),
         errors=np.array(list(errors), dtype=object),
+        bf16_exact=round_bf16 or loaded.dtype == torch.bfloat16,
     )
     specials = special_token_ids(loaded.processor.tokenizer)
     todo = [i for i in range(n) if images[i] is not None]
@@ -121,7 +127,10 @@ def compute_block(
         def sink(
             k: int, hidden: torch.Tensor, rows: list[int] = rows, mask: torch.Tensor = device_mask
         ) -> None:
-            aligned = left_align(hidden, mask).to("cpu", torch.float32)
+            aligned = left_align(hidden, mask)
+            if round_bf16:
+                aligned = aligned.to(torch.bfloat16)
+            aligned = aligned.to("cpu", torch.float32)
             data.activations[k, rows, : aligned.shape[1]] = aligned.numpy()
 
         inputs = batch.to(loaded.device)

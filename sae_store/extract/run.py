@@ -222,6 +222,7 @@ def extract_activations(
                     max_tokens=layout.max_tokens,
                     expected_tokens=int(tokens[w.language]),
                     batch_size=config.batch_size,
+                    round_bf16=precision == "bf16",
                 )
                 writer.submit(data)
                 summary.blocks_written += 1

@@ -55,13 +55,19 @@ def block_statistics(
 
     ``values`` is ``[sample, token, hidden]``; failed samples (``~ok``) get NaN and -1 (not written).
     """
-    real = (np.arange(values.shape[1]) < n_tokens[:, None])[:, :, None]
-    magnitude = np.abs(values)
-    finite = np.isfinite(magnitude)
-    nonfinite = (~finite & real).sum(axis=(1, 2)).astype(np.int32)
-    largest = np.where(finite & real, magnitude, -np.inf).max(axis=(1, 2), initial=-np.inf)
-    max_abs = np.where(ok & np.isfinite(largest), largest, np.nan).astype(np.float32)
-    return max_abs, np.where(ok, nonfinite, -1).astype(np.int32)
+    max_abs = np.full(len(n_tokens), np.nan, np.float32)
+    nonfinite = np.full(len(n_tokens), -1, np.int32)
+    for s in np.flatnonzero(ok):
+        v = values[s, : n_tokens[s]]
+        hi, lo = v.max(initial=-np.inf), v.min(initial=np.inf)
+        if np.isfinite(hi) and np.isfinite(lo):  # the usual case: two passes, no temporary arrays
+            max_abs[s], nonfinite[s] = max(hi, -lo), 0
+        else:
+            finite = np.isfinite(v)
+            nonfinite[s] = v.size - np.count_nonzero(finite)
+            top = np.abs(v[finite]).max(initial=-np.inf)
+            max_abs[s] = top if np.isfinite(top) else np.nan
+    return max_abs, nonfinite
 
 
 class BlockWriter:
@@ -133,42 +139,62 @@ class BlockWriter:
     def _write(self, data: BlockData) -> None:
         started = time.perf_counter()
         block, lang, ok = data.block, data.language, data.ok
-        stats = []
+        max_abs = np.empty((len(data.layers), len(ok)), np.float32)
+        nonfinite = np.empty((len(data.layers), len(ok)), np.int32)
         for k, layer in enumerate(data.layers):
-            if self.precision == "bf16":
+            if self.precision == "bf16" and not data.bf16_exact:
                 data.activations[k] = round_to_bf16(data.activations[k])
-            max_abs, nonfinite = block_statistics(data.activations[k], data.n_tokens, ok)
-            if self.on_nonfinite == "error" and nonfinite.max(initial=0) > 0:
-                bad = [data.sample_ids[i] for i in np.flatnonzero(nonfinite > 0)]
+            max_abs[k], nonfinite[k] = block_statistics(data.activations[k], data.n_tokens, ok)
+            if self.on_nonfinite == "error" and nonfinite[k].max(initial=0) > 0:
+                bad = [data.sample_ids[i] for i in np.flatnonzero(nonfinite[k] > 0)]
                 raise NonFiniteError(
-                    f"layer {layer}, language {lang!r}: {int(nonfinite[nonfinite > 0].sum())} NaN/inf values "
-                    f"in samples {bad[:5]} (block {block.start}:{block.stop}); nothing of this block was "
-                    "written. Run the model in float32 (--dtype float32), or keep the values and count them "
-                    "with --on-nonfinite record"
+                    f"layer {layer}, language {lang!r}: {int(nonfinite[k][nonfinite[k] > 0].sum())} NaN/inf "
+                    f"values in samples {bad[:5]} (block {block.start}:{block.stop}); nothing of this block "
+                    "was written. Run the model in float32 (--dtype float32), or keep the values and count "
+                    "them with --on-nonfinite record"
                 )
-            stats.append((max_abs, nonfinite))
-        for k, layer in enumerate(data.layers):
-            self.store.write(
-                S.ACTIVATIONS, data.activations[k], start=block.start, layer=layer, language=lang
-            )
-        self.store.write(S.INPUT_IDS, data.input_ids, start=block.start, language=lang)
-        self.store.write(S.TOKEN_ROLE, data.token_role, start=block.start, language=lang)
-        self.store.write(S.N_TOKENS, data.n_tokens, start=block.start, language=lang)
-        self.store.write(S.EXTRACT_ERROR, data.errors, start=block.start, language=lang)
-        for (max_abs, nonfinite), layer in zip(stats, data.layers, strict=True):
-            self.store.write(S.MAX_ABS, max_abs, start=block.start, layer=layer, language=lang)
-            self.store.write(S.NONFINITE, nonfinite, start=block.start, layer=layer, language=lang)
-        for layer in data.layers:
-            self.store.write(S.COMPLETE, ok, start=block.start, layer=layer, language=lang)
+        runs = self._consecutive_runs(data.layers)
+        # Order matters: all data first, the completion flags last (see the module docstring).
+        for run in runs:
+            self._write_layers(S.ACTIVATIONS, data.activations[run], data, run)
+        for name, values in (
+            (S.INPUT_IDS, data.input_ids),
+            (S.TOKEN_ROLE, data.token_role),
+            (S.N_TOKENS, data.n_tokens),
+            (S.EXTRACT_ERROR, data.errors),
+        ):
+            self.store.write(name, values, start=block.start, language=lang)
+        for run in runs:
+            self._write_layers(S.MAX_ABS, max_abs[run], data, run)
+            self._write_layers(S.NONFINITE, nonfinite[run], data, run)
+        flags = np.broadcast_to(ok, max_abs.shape)
+        for run in runs:
+            self._write_layers(S.COMPLETE, flags[run], data, run)
         with self._lock:
             self.stats.blocks += 1
             self.stats.bytes += data.activations.nbytes
             self.stats.seconds += time.perf_counter() - started
-            self.stats.nonfinite += sum(int(nf[nf > 0].sum()) for _, nf in stats)
-            for (max_abs, _), layer in zip(stats, data.layers, strict=True):
-                top = float(np.nanmax(max_abs, initial=0.0))
+            self.stats.nonfinite += int(nonfinite[nonfinite > 0].sum())
+            for k, layer in enumerate(data.layers):
+                top = float(np.nanmax(max_abs[k], initial=0.0))
                 if top > FLOAT16_MAX:
                     self.stats.float16_overflow[layer] = max(top, self.stats.float16_overflow.get(layer, 0.0))
+
+    def _consecutive_runs(self, layers: tuple[int, ...]) -> list[slice]:
+        """Split ``layers`` into runs that are consecutive in the store: one zarr call writes each run,
+        encoding its shards in parallel (one call per layer made small blocks overhead-bound)."""
+        rows = [self.store.layer_index(layer) for layer in layers]
+        runs, first = [], 0
+        for k in range(1, len(rows) + 1):
+            if k == len(rows) or rows[k] != rows[k - 1] + 1:
+                runs.append(slice(first, k))
+                first = k
+        return runs
+
+    def _write_layers(self, name: str, values: np.ndarray, data: BlockData, run: slice) -> None:
+        self.store.write(
+            name, values, start=data.block.start, layers=data.layers[run], language=data.language
+        )
 
 
 def _write_failed(data: BlockData, error: BaseException) -> SaeStoreError:

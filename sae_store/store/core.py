@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -90,20 +91,28 @@ class ActivationStore:
         layer: int | None = None,
         language: str | None = None,
         group: str | None = None,
+        layers: Sequence[int] | None = None,
     ) -> None:
         """Write ``values`` for samples ``start:start+len`` of one (layer, language) of array ``name``.
 
         ``values`` holds the sample axis and the array's trailing dimensions. The sample range must
-        cover whole shard blocks (:class:`~sae_store.errors.AlignmentError` otherwise).
+        cover whole shard blocks (:class:`~sae_store.errors.AlignmentError` otherwise). With
+        ``layers`` (consecutive in the store) instead of ``layer``, ``values`` has a leading layer
+        axis and all of them are written in one call, which lets zarr encode their shards in parallel.
         """
         arr = self.array(name, group, mode="r+")
         dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
         n = arr.shape[dims.index(S.SAMPLE)]
-        stop = start + values.shape[0]
+        stop = start + values.shape[0 if layers is None else 1]
         check_aligned(start, stop, n, self.layout.samples_per_shard)
         index: list[Any] = []
         for d in dims:
-            if d == S.LAYER:
+            if d == S.LAYER and layers is not None:
+                rows = [self.layer_index(x) for x in layers]
+                if rows != list(range(rows[0], rows[0] + len(rows))):
+                    raise SaeStoreError(f"layers {list(layers)} are not consecutive in the store")
+                index.append(slice(rows[0], rows[0] + len(rows)))
+            elif d == S.LAYER:
                 if layer is None:
                     raise SaeStoreError(f"writing {name!r} needs a layer")
                 index.append(self.layer_index(layer))

@@ -244,3 +244,26 @@ def test_partial_files_of_a_killed_writer_are_removed(make_store: MakeStore, loa
     extract_activations(store, loaded, ExtractConfig(batch_size=2, progress=False))
     assert not leftover.exists()
     assert open_store(store.path).read_flags().all()
+
+
+@pytest.mark.requires_cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_bfloat16_extraction_agrees_with_cpu_float32(
+    make_store: MakeStore, tiny_model_dir: Path, reference: Path
+) -> None:
+    from sae_store.models.loader import load_model
+
+    gpu = load_model(tiny_model_dir, device="cuda", dtype="auto")
+    assert gpu.dtype == torch.bfloat16
+    store = make_store()
+    assert extract_activations(store, gpu, ExtractConfig(batch_size=4, progress=False)).ok
+    ds, ref = arrays(store.path), arrays(reference)
+    for name in (S.INPUT_IDS, S.TOKEN_ROLE, S.N_TOKENS, S.COMPLETE):
+        np.testing.assert_array_equal(ds[name], ref[name])
+    got, want = ds[S.ACTIVATIONS], ref[S.ACTIVATIONS]
+    assert (np.isnan(got) == np.isnan(want)).all()
+    real = ~np.isnan(want)
+    # bf16 compute through 4 layers: a few bf16 ulps (2^-8 relative) of error, not more
+    rel = np.linalg.norm(got[real] - want[real]) / np.linalg.norm(want[real])
+    assert rel < 0.03, rel
+    assert (got.view(np.uint32)[real] & 0xFFFF == 0).all()  # bf16 values, stored exactly
