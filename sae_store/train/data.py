@@ -72,6 +72,45 @@ def missing_blocks(store: ActivationStore, layer: int, languages: list[str]) -> 
     return out
 
 
+def _validation_samples(n: int, fraction: float, seed: int) -> np.ndarray:
+    """(n,) bool: a seeded random ``fraction`` of the samples (at least one, never all)."""
+    n_val = min(round(fraction * n), n - 1)
+    if fraction > 0 and n > 1:
+        n_val = max(n_val, 1)
+    is_val = np.zeros(n, dtype=bool)
+    is_val[np.random.default_rng([seed, 7]).permutation(n)[:n_val]] = True
+    return is_val
+
+
+def _units_per_round(sizes: list[int], layout: S.StoreLayout, config: DataConfig) -> int:
+    """Blocks per shuffle buffer: all of them when the data fits the memory budget.
+
+    The budget covers the block being read, one batch, and one (two with prefetch) buffers.
+    """
+    d = layout.hidden_size
+    fixed = (layout.samples_per_shard * layout.max_tokens + config.batch_size) * d * 4
+    if (sum(sizes) * d * 4) + fixed <= config.memory_budget:
+        return len(sizes)
+    buffer_bytes = (2 if config.prefetch else 1) * max(sizes) * d * 4
+    per_round = min(max(1, (config.memory_budget - fixed) // buffer_bytes), len(sizes))
+    if config.memory_budget - fixed < buffer_bytes:
+        log.warning(
+            "memory budget %d B is below what one shard block needs (%d B); using one block anyway",
+            config.memory_budget,
+            fixed + buffer_bytes,
+        )
+    smallest = sum(sorted(sizes)[:per_round])
+    if per_round < len(sizes) and smallest < 4 * config.batch_size:
+        log.warning(
+            "a shuffle buffer of %d block(s) holds as few as %d vectors, under 4 batches of %d: batches "
+            "mix few images and round tails are dropped; raise the memory budget",
+            per_round,
+            smallest,
+            config.batch_size,
+        )
+    return per_round
+
+
 class StoreDataProvider:
     """Token vectors of ``config.layer`` from ``store``: training batches, validation batches, scale.
 
@@ -103,12 +142,8 @@ class StoreDataProvider:
         codes = [int(TokenRole[r.upper()]) for r in config.roles]
         use = np.isin(roles, codes) & ~failed[..., None]  # (language, sample, token)
         n = store.layout.n_samples
-        order = np.random.default_rng([config.seed, 7]).permutation(n)
-        n_val = min(round(config.val_fraction * n), n - 1)
-        if config.val_fraction > 0 and n > 1:
-            n_val = max(n_val, 1)
-        is_val = np.zeros(n, dtype=bool)
-        is_val[order[:n_val]] = True
+        is_val = _validation_samples(n, config.val_fraction, config.seed)
+        n_val = int(is_val.sum())
         self.val_samples = np.flatnonzero(is_val)
         self._val_use = use
         train_use = use & ~is_val[None, :, None]
@@ -125,7 +160,8 @@ class StoreDataProvider:
                 f"{list(config.roles)}: the store's token roles hold {sorted(present)} and "
                 f"{int(failed.sum())} (language, sample) pairs failed extraction; choose other roles"
             )
-        n_train = sum(int(u.mask.sum()) for u in self._units)
+        self._sizes = sizes = [int(u.mask.sum()) for u in self._units]
+        n_train = sum(sizes)
         if n_train < config.batch_size:
             raise DataError(
                 f"layer {config.layer} has {n_train} training vectors for roles {list(config.roles)}, "
@@ -137,38 +173,14 @@ class StoreDataProvider:
         self._read_lock = threading.Lock()
         self._readers = ThreadPoolExecutor(config.read_threads, thread_name_prefix="sae-read")
         self.val_nonfinite = 0
-        sizes = [int(u.mask.sum()) for u in self._units]
-        self._sizes = sizes
-        # the budget covers the raw block being read, one batch, and one (two with prefetch) buffers
-        fixed = (store.layout.samples_per_shard * store.layout.max_tokens + config.batch_size) * self.d_in * 4
-        total = sum(sizes) * self.d_in * 4
-        if total + fixed <= config.memory_budget:
-            per_round = len(sizes)
-        else:
-            buffer_bytes = (2 if config.prefetch else 1) * max(sizes) * self.d_in * 4
-            per_round = max(1, (config.memory_budget - fixed) // buffer_bytes)
-            if config.memory_budget - fixed < buffer_bytes:
-                log.warning(
-                    "memory budget %d B is below what one shard block needs (%d B); using one block anyway",
-                    config.memory_budget,
-                    fixed + buffer_bytes,
-                )
-        per_round = min(per_round, len(sizes))
-        if per_round < len(sizes) and sum(sorted(sizes)[:per_round]) < 4 * config.batch_size:
-            log.warning(
-                "a shuffle buffer of %d block(s) holds as few as %d vectors, under 4 batches of %d: batches "
-                "mix few images and round tails are dropped; raise the memory budget",
-                per_round,
-                sum(sorted(sizes)[:per_round]),
-                config.batch_size,
-            )
+        per_round = _units_per_round(sizes, store.layout, config)
         self.summary = DataSummary(
             layer=config.layer,
             languages=self.languages,
             roles=list(config.roles),
             train_samples=int(n - n_val),
             val_samples=int(n_val),
-            train_tokens=int(sum(sizes)),
+            train_tokens=n_train,
             units=len(sizes),
             units_per_round=int(per_round),
             in_memory=per_round >= len(sizes),

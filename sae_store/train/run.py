@@ -52,7 +52,12 @@ def layer_folder(out_dir: str | os.PathLike[str], layer: int) -> Path:
 def is_trained(folder: Path) -> bool:
     """The folder holds a finished SAE written by this toolkit."""
     cfg = folder / CFG_FILE
-    return cfg.is_file() and (folder / WEIGHTS_FILE).is_file() and PROVENANCE_KEY in cfg.read_text()
+    if not (cfg.is_file() and (folder / WEIGHTS_FILE).is_file()):
+        return False
+    try:
+        return PROVENANCE_KEY in json.loads(cfg.read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -1,0 +1,68 @@
+"""Run configuration: JSON round trip, validation messages, what may change on resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sae_store.errors import ConfigError
+from sae_store.train.config import DataConfig, EncodeConfig, RunConfig, SaeConfig, TrainerConfig, parse_roles
+
+from .conftest import run_config
+
+
+def test_run_config_round_trips_through_json():
+    config = run_config(layer=3, data_languages=("ar",), trainer_adam_betas=(0.8, 0.99))
+    again = RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert again == config and again.data.languages == ("ar",) and again.trainer.adam_betas == (0.8, 0.99)
+
+
+def test_differences_ignore_settings_that_do_not_change_the_result():
+    base = run_config()
+    same = run_config(trainer_log_every=7, trainer_device="cuda", data_read_threads=1, data_prefetch=False)
+    assert base.differences(same) == []
+    other = run_config(data_batch_size=32, trainer_lr=1e-3)
+    assert base.differences(other) == ["data.batch_size: 64 -> 32", "trainer.lr: 0.003 -> 0.001"]
+
+
+def test_roles_parsing():
+    assert parse_roles("image") == ("image",)
+    assert parse_roles("all") == ("image", "text")
+    assert parse_roles("text, special") == ("text", "special")
+    with pytest.raises(
+        ConfigError, match=r"roles must be distinct names from \['image', 'text', 'special'\]"
+    ):
+        parse_roles("image,image")
+    with pytest.raises(ConfigError, match=r"got \['pad'\]"):
+        DataConfig(layer=0, roles=("pad",))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: DataConfig(layer=0, val_fraction=1.0), r"val_fraction must be in \[0, 1\), got 1.0"),
+        (lambda: DataConfig(layer=-1), r"layer must be a non-negative integer, got -1"),
+        (lambda: DataConfig(layer=0, batch_size=0), r"batch_size must be a positive integer, got 0"),
+        (lambda: TrainerConfig(lr=0.0), r"lr must be a positive number, got 0.0"),
+        (lambda: TrainerConfig(steps=True), r"steps must be a positive integer, got True"),
+        (lambda: TrainerConfig(adam_betas=(0.9, 1.0)), r"adam_betas must be two numbers in \[0, 1\)"),
+        (lambda: TrainerConfig(lr_decay_fraction=1.5), r"lr_decay_fraction must be in \[0, 1\], got 1.5"),
+        (
+            lambda: SaeConfig(l1_coefficient=float("nan")),
+            r"l1_coefficient must be a non-negative number, got nan",
+        ),
+        (lambda: EncodeConfig(batch_tokens=0), r"batch_tokens must be a positive integer, got 0"),
+        (
+            lambda: RunConfig.from_dict({"sae": {}, "data": {"layer": 0}, "extra": 1}),
+            r"unknown run config keys \['extra'\]",
+        ),
+        (
+            lambda: DataConfig.from_dict({"layer": 0, "shuffle": True}),
+            r"unknown data config keys \['shuffle'\]",
+        ),
+    ],
+)
+def test_bad_values_name_the_field(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
