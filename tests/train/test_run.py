@@ -69,7 +69,7 @@ def test_train_layer_writes_a_complete_sae_folder(filled_store, tmp_path):
 def test_killed_run_resumes_exactly(filled_store, tmp_path):
     """SIGKILL a training process after its first checkpoint; the resumed run equals an uninterrupted one."""
     store = filled_store()
-    steps, every = 400, 40
+    steps, every = 240, 30
     # a memory budget below the data size: shard blocks stream through the shuffle buffer with prefetch
     args = [
         "train",
