@@ -4,7 +4,8 @@ Nothing here computes results: :func:`load_inputs` reads what earlier steps wrot
 turn loaded results into figures, and :func:`build_report` writes the documents.
 """
 
-from sae_store.report.build import ReportResult, build_report, check_writable, report_sections
+from sae_store.report.assemble import report_sections
+from sae_store.report.build import ReportResult, build_report, check_writable
 from sae_store.report.inputs import ReportInputs, SaeRecord, load_inputs
 from sae_store.report.section import Figure, Notice, Section, Table, Text, not_run_section
 

@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, language_colour, line_style, styled
-from sae_store.report.section import Figure, Section, Table, Text
+from sae_store.report.section import Figure, Frames, Section, Table, Text
 
 #: Non-significant features drawn per volcano frame (all significant ones are always drawn).
 MAX_BACKGROUND_POINTS = 2000
@@ -91,6 +91,7 @@ def _significant_figure(frame: pd.DataFrame) -> Figure:
         "title": "Significant gender-biased features per layer",
         "show_legend": True,
         "xticks": _ticks(frame),
+        "padding": 0.08,
     }
     return Figure(
         "bias_significant_per_layer",
@@ -136,6 +137,7 @@ def _effect_figure(frame: pd.DataFrame) -> Figure:
         "title": "Strongest significant effects per layer, with 95% bootstrap CIs",
         "show_legend": True,
         "xticks": _ticks(frame),
+        "padding": 0.08,
     }
     return Figure(
         "bias_effects_per_layer",
@@ -152,8 +154,63 @@ def _effect_figure(frame: pd.DataFrame) -> Figure:
     )
 
 
-def bias_layers_section(bias: dict[str, Any], *, probe: Figure | None = None) -> Section:
-    """Bias across layers: significant features, strongest effects with CIs, and (given) probe accuracy."""
+def _with_ci(frame: pd.DataFrame, value: str, low: str, high: str) -> np.ndarray:
+    """(layer, value, minus, plus) rows for ErrorBars from a value and its interval bounds."""
+    v = frame[value].to_numpy(dtype=float)
+    return np.column_stack(
+        [frame["layer"], v, v - frame[low].to_numpy(float), frame[high].to_numpy(float) - v]
+    )
+
+
+def probe_figure(crosslayer: xr.Dataset) -> Figure:
+    """Gender-probe accuracy per layer (SAE features and raw activations) with Wilson CIs and baseline."""
+    frame = crosslayer.to_dataframe().reset_index()
+    layers = hv.Dimension("layer")
+    acc = hv.Dimension("accuracy", label="probe accuracy (cross-validated)", range=(0.0, 1.0))
+    parts = []
+    for lang, sub in frame.groupby("language", sort=False):
+        colour = language_colour(str(lang))
+        for kind, dash in (("sae", None), ("raw", "dashed")):
+            col = f"probe_{kind}_accuracy"
+            pts = sub[sub[col].notna()]
+            if pts.empty:
+                continue
+            curve = hv.Curve(pts, layers, [(col, acc.label)], label=f"{lang} {kind.upper()} probe")
+            bars = hv.ErrorBars(
+                _with_ci(pts, col, f"probe_{kind}_ci_low", f"probe_{kind}_ci_high"),
+                [layers],
+                [acc, "neg", "pos"],
+            )
+            parts.append(line_style(curve, colour, dash=dash) * line_style(bars, colour))
+        base = hv.Curve(sub, layers, [("probe_baseline", acc.label)], label=f"{lang} majority class")
+        parts.append(line_style(base, colour, dash="dotted", alpha=0.6))
+    overlay = hv.Overlay(parts)
+    common = {
+        "title": "Gender probe accuracy per layer, with 95% CIs",
+        "show_legend": True,
+        "ylim": (0.0, 1.05),
+        "padding": 0.08,
+        "xticks": _ticks(frame),
+    }
+    return Figure(
+        "probe_accuracy_per_layer",
+        "Out-of-fold accuracy of a logistic-regression gender probe on per-sample SAE features (solid) "
+        "and on mean-pooled raw activations (dashed), with Wilson 95% intervals; dotted: always guessing the "
+        "majority "
+        "class (from `analyze crosslayer`).",
+        styled(
+            overlay.clone(), common=common, bokeh={"width": WIDTH, "height": 340, "legend_position": "right"}
+        ),
+        styled(
+            overlay.clone(),
+            common=common,
+            mpl={"fig_size": FIG_SIZE, "aspect": 2.2, "legend_position": "right"},
+        ),
+    )
+
+
+def bias_layers_section(bias: dict[str, Any], crosslayer: xr.Dataset | None = None) -> Section:
+    """Bias across layers: significant features, strongest effects with CIs, and probe accuracy."""
     frame = layer_table(bias)
     config = bias.get("config", {})
     intro = (
@@ -163,8 +220,8 @@ def bias_layers_section(bias: dict[str, Any], *, probe: Figure | None = None) ->
         f"Sign: {bias.get('sign', 'male minus female')}."
     )
     items: list[Any] = [Text(intro), _significant_figure(frame), _effect_figure(frame)]
-    if probe is not None:
-        items.append(probe)
+    if crosslayer is not None:
+        items.append(probe_figure(crosslayer))
     shown = frame[
         [
             "language",
@@ -188,7 +245,16 @@ def bias_layers_section(bias: dict[str, Any], *, probe: Figure | None = None) ->
             "layer": int(best["layer"]),
             "significant": int(best["significant"]),
         }
-    summary = {"per_layer": frame.to_dict(orient="records"), "most_significant": most, "config": config}
+    summary: dict[str, Any] = {
+        "per_layer": frame.to_dict(orient="records"),
+        "most_significant": most,
+        "config": config,
+    }
+    if crosslayer is not None:
+        probes = crosslayer.to_dataframe().reset_index()
+        summary["probes"] = probes[
+            [c for c in probes.columns if c.startswith("probe") or c in ("layer", "language")]
+        ].to_dict(orient="records")
     return Section("bias_layers", "Bias across layers", items, summary)
 
 
@@ -236,12 +302,12 @@ def volcano_section(ds: xr.Dataset, *, seed: int = 0) -> Section:
     frames = {
         (layer, lang): _volcano_frame(ds, layer, lang, alpha, rng) for layer in layers for lang in languages
     }
-    interactive = hv.HoloMap(
+    interactive = Frames(
+        ("layer", "language"),
         {
             key: _volcano(frame, alpha, f"Volcano plot: layer {key[0]}, {key[1]}")
             for key, frame in frames.items()
         },
-        kdims=["layer", "language"],
     )
     n_sig = ds["n_significant"].sum("language") if "n_significant" in ds else None
     best = layers[int(np.argmax(n_sig.values))] if n_sig is not None else layers[0]

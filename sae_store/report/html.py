@@ -16,8 +16,10 @@ from pathlib import Path
 
 import panel as pn
 from bokeh.resources import INLINE
+from tqdm import tqdm
 
 from sae_store.report.section import Figure, Notice, Section, Table, Text
+from sae_store.report.switcher import render
 
 _PANEL_DIST = Path(pn.__file__).parent / "dist"
 _PANEL_CDN = re.compile(r"https://cdn\.holoviz\.org/panel/[^/\"']+/dist/([^\"'?]+)(?:\?[^\"']*)?")
@@ -99,10 +101,7 @@ def _item_pane(item: object) -> pn.viewable.Viewable:
         return pn.Column(*parts, sizing_mode="stretch_width")
     if isinstance(item, Figure):
         return pn.Column(
-            # .layout holds the plot and, for a HoloMap, its slider/selector widgets
-            pn.pane.HoloViews(
-                item.interactive, backend="bokeh", widget_location="top_left", linked_axes=False
-            ).layout,
+            pn.pane.Bokeh(render(item.interactive)),
             pn.pane.Markdown(f"*{item.caption}*", sizing_mode="stretch_width"),
         )
     raise TypeError(f"unknown report item {item!r}")
@@ -121,10 +120,14 @@ def write_html(sections: Sequence[Section], path: Path, *, title: str, intro: st
             f"# {title}\n\n{intro}\n\n**Contents**\n\n{_contents(sections)}", sizing_mode="stretch_width"
         )
     ]
+    items = [(section, item) for section in sections for item in section.items]
+    panes: dict[int, list[pn.viewable.Viewable]] = {id(section): [] for section in sections}
+    for section, item in tqdm(items, desc="HTML figures", unit="item", leave=False):
+        panes[id(section)].append(_item_pane(item))
     for section in sections:
         parts.append(
             pn.Card(
-                *(_item_pane(item) for item in section.items),
+                *panes[id(section)],
                 title=section.title,
                 collapsible=True,
                 sizing_mode="stretch_width",
@@ -133,6 +136,7 @@ def write_html(sections: Sequence[Section], path: Path, *, title: str, intro: st
         )
     layout = pn.Column(*parts, sizing_mode="stretch_width", max_width=1200)
     buffer = io.StringIO()
-    layout.save(buffer, title=title, resources=INLINE, embed=True, progress=False)
+    # no embedding of Python-side widget states: Frames switch views in the browser (switcher.py)
+    layout.save(buffer, title=title, resources=INLINE, embed=False)
     path.write_text(make_offline(buffer.getvalue()), encoding="utf-8")
     return path

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 import zarr
 
 from sae_store.analyze.results import ANALYSIS_GROUP, read_analysis
+from sae_store.analyze.visual import load_image
 from sae_store.errors import DataError, SaeStoreError
 from sae_store.store import ActivationStore, Completion, Usage, completion, open_store, store_usage
 
@@ -69,6 +71,27 @@ class ReportInputs:
         if name not in self._analyses:
             self._analyses[name] = read_analysis(self.store, name)
         return self._analyses[name]
+
+    def interventions(self) -> dict[str, dict[int, dict[str, Any]]]:
+        """Summaries of every intervention experiment in the store, by result key and layer."""
+        if "intervene" not in self.analysis_groups:
+            return {}
+        node = self.store.zarr_group(f"{ANALYSIS_GROUP}/intervene")
+        out: dict[str, dict[int, dict[str, Any]]] = {}
+        for key, group in sorted(node.groups()):
+            for name, layer_group in group.groups():
+                m = _LAYER_DIR.match(name)
+                summary = layer_group.attrs.get("summary")
+                if m is not None and isinstance(summary, str):
+                    out.setdefault(key, {})[int(m.group(1))] = json.loads(summary)
+        return {k: dict(sorted(v.items())) for k, v in out.items() if v}
+
+    def thumbnails(self, names: list[str], size: int) -> dict[str, np.ndarray | None]:
+        """Images by their stored path, resized to ``size``; ``None`` for a missing or unreadable file."""
+        return {
+            n: load_image(self.images_dir / n, size) if self.images_dir else None
+            for n in dict.fromkeys(names)
+        }
 
     def result(self, filename: str) -> Any:
         """A parsed JSON results file by name (e.g. ``comprehensive_analysis_results.json``), or ``None``."""

@@ -63,6 +63,8 @@ def line_style(obj: Any, colour: str, *, dash: str | None = None, alpha: float =
 
 def save_png(obj: Any, path: Path, *, dpi: int = 110) -> Path:
     """Render ``obj`` with the matplotlib backend (Agg, no browser) and save it as a PNG."""
+    if isinstance(obj, hv.Layout | hv.NdLayout):
+        obj = obj.opts(sublabel_format="", backend="matplotlib")  # no "A", "B" panel letters over the labels
     fig = hv.render(obj, backend="matplotlib")
     try:
         fig.savefig(path, dpi=dpi, bbox_inches="tight")

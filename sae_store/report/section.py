@@ -23,6 +23,20 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Frames:
+    """Views of one figure keyed by dimension values (e.g. layer and language), switched in the page.
+
+    Each view is drawn once, and widgets (a slider for consecutive integers, else a menu) show one at a
+    time: a static file needs no server, and unlike Panel's state embedding the cost grows linearly
+    with the number of views.
+    """
+
+    kdims: tuple[str, ...]
+    views: dict[tuple[Any, ...], Any]
+    """HoloViews object (Bokeh options) per key; keys are tuples with one value per ``kdims``."""
+
+
+@dataclass(frozen=True)
 class Figure:
     """A figure: an interactive HoloViews object for the HTML page, a static one for the PNG."""
 
@@ -31,7 +45,7 @@ class Figure:
     caption: str
     """What the figure shows and where its numbers come from."""
     interactive: Any
-    """HoloViews object with Bokeh options (may hold a ``HoloMap`` slider)."""
+    """HoloViews object with Bokeh options, or :class:`Frames` of them."""
     static: Any | None = None
     """HoloViews object with matplotlib options for the PNG; ``None`` leaves the figure out of
     report.md (for figures that only make sense interactively)."""

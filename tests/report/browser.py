@@ -51,14 +51,15 @@ _COUNT_JS = """
 """
 
 
-# Moves the first slider to its end and reports whether any plotted data changed: a HoloMap saved
-# statically must carry every frame (a DynamicMap would need a live server and change nothing).
+# Moves the first slider to its end and reports whether what is shown changed (plotted data or which
+# views are visible): a static file must carry every frame (a DynamicMap would need a live server).
 _SLIDER_JS = """
 new Promise((resolve) => {
   const doc = Bokeh.documents[0];
-  const signature = () => JSON.stringify([...doc.all_models]
-    .filter((m) => m.type === 'ColumnDataSource')
-    .map((s) => Object.values(s.data).map((col) => Array.from(col ?? []).slice(0, 200))));
+  const signature = () => JSON.stringify([...doc.all_models].map((m) => [
+    m.visible === true,
+    m.type === 'ColumnDataSource' ? Object.values(m.data).map((c) => Array.from(c ?? []).slice(0, 99)) : 0,
+  ]));
   const slider = [...doc.all_models].find((m) => m.type === 'Slider');
   if (!slider) { resolve(JSON.stringify(null)); return; }
   const before = signature();

@@ -9,7 +9,7 @@ import pytest
 from sae_store.report import ReportResult, build_report, load_inputs
 from sae_store.store import ActivationStore
 
-from .synthetic import make_store, write_bias_results
+from .synthetic import make_store, write_results
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +26,11 @@ def bare_report(bare_store: ActivationStore, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="session")
 def full_store(tmp_path_factory: pytest.TempPathFactory) -> ActivationStore:
-    """A complete store with bias results in its ``analysis`` group and ``results/`` beside it."""
+    """A complete store with every analysis and intervention result, ``results/``, ``saes/`` and
+    ``images/`` beside it (read-only)."""
     root = tmp_path_factory.mktemp("full")
     store = make_store(root / "store.zarr")
-    write_bias_results(store, root / "results")
+    write_results(store, root / "results", saes_dir=root / "saes")
     return store
 
 

@@ -1,24 +1,54 @@
-"""Synthetic stores and results for the report tests and benchmark, written by the real writers.
+"""Synthetic stores and results for the report tests, notebooks tests and benchmark.
 
-Results are produced by the analysis code itself (on synthetic per-sample features with planted
-gender effects) and written with its own writers, so the report reads exactly the layout the
-pipeline writes.
+Results are produced by the analysis and intervention code itself (on synthetic per-sample features
+with planted gender effects, a random linear "SAE" and made-up intervention effects) and written by
+their own writers, so the report reads exactly the layout the pipeline writes.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from PIL import Image
 
-from sae_store.analyze.config import BiasConfig
-from sae_store.analyze.data import Labels, read_labels
+from sae_store.analyze.config import BiasConfig, CrossLayerConfig, CrossLingualConfig, InspectConfig
+from sae_store.analyze.data import Labels, open_features, read_labels
 from sae_store.analyze.results import write_analysis, write_json
 from sae_store.analyze.run_bias import BIAS_JSON, run_bias
-from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
+from sae_store.analyze.run_crosslayer import run_crosslayer
+from sae_store.analyze.run_crosslingual import run_crosslingual
+from sae_store.analyze.run_inspect import collect_top_samples, run_interpret, run_visual
+from sae_store.intervene.experiment import InterventionConfig, LanguageEffects, LayerResult
+from sae_store.intervene.metrics import SpliceQuality
+from sae_store.intervene.results import result_key, summarise, to_dataset, write_cross_layer, write_result
+from sae_store.store import ActivationStore, ModelInfo, StoreConfig, TokenRole, create_store
 from sae_store.store import schema as S
+from sae_store.store.groups import consolidate, create_group
+from sae_store.train.encode import (
+    FEATURE_FRAC,
+    FEATURE_MAX,
+    FEATURE_MEAN,
+    FEATURES,
+    TOKENS_USED,
+    feature_variables,
+)
+
+IMAGE_TOKENS = 16  # a 4 x 4 grid of image tokens
+TOKENS = {"en": IMAGE_TOKENS + 4, "ar": IMAGE_TOKENS + 6}
+
+
+def _write_images(folder: Path, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        im = np.full((32, 32, 3), rng.integers(120, 230, size=3), dtype=np.uint8)
+        im[8:28, 10:22] = (40, 70, 200) if i % 2 == 0 else (200, 40, 40)  # a "shirt"
+        Image.fromarray(im).save(folder / f"img{i:04d}.png")
 
 
 def make_store(
@@ -28,12 +58,15 @@ def make_store(
     n_layers: int = 3,
     hidden: int = 16,
     samples_per_shard: int = 8,
-    images_dir: Path | None = None,
     written_layers: int | None = None,
+    with_images: bool = True,
     seed: int = 0,
 ) -> ActivationStore:
-    """A store of ``n_samples`` alternating male/female samples; activations written for the first
-    ``written_layers`` layers (default all) of both languages."""
+    """A store of ``n_samples`` alternating male/female samples with token roles, images beside it,
+    and activations written for the first ``written_layers`` layers (default all) of both languages."""
+    images = path.parent / "images"
+    if with_images:
+        _write_images(images, n_samples, seed)
     samples = pd.DataFrame(
         {
             "sample_id": [f"s{i:04d}" for i in range(n_samples)],
@@ -51,14 +84,29 @@ def make_store(
             "en": "Describe the person in this image in detail.",
             "ar": "صف الشخص في هذه الصورة بالتفصيل.",
         },
-        tokens_per_language={"en": 10, "ar": 12},
-        image_tokens=4,
+        tokens_per_language=TOKENS,
+        image_tokens=IMAGE_TOKENS,
     )
     store = create_store(
-        path, samples, model, config=StoreConfig(samples_per_shard=samples_per_shard), images_dir=images_dir
+        path, samples, model, config=StoreConfig(samples_per_shard=samples_per_shard), images_dir=images
     )
     rng = np.random.default_rng(seed)
     lay = store.layout
+    for lang in lay.languages:
+        roles = np.full(lay.max_tokens, int(TokenRole.PAD), dtype=np.int8)
+        roles[0] = TokenRole.SPECIAL
+        roles[1 : 1 + IMAGE_TOKENS] = TokenRole.IMAGE
+        roles[1 + IMAGE_TOKENS : TOKENS[lang]] = TokenRole.TEXT
+        for b in store.blocks:
+            n = b.stop - b.start
+            store.write(S.TOKEN_ROLE, np.tile(roles, (n, 1)), start=b.start, language=lang)
+            store.write(S.N_TOKENS, np.full(n, TOKENS[lang], dtype=np.int32), start=b.start, language=lang)
+            store.write(
+                S.INPUT_IDS,
+                rng.integers(5, 200, size=(n, lay.max_tokens), dtype=np.int32),
+                start=b.start,
+                language=lang,
+            )
     for layer in lay.layers[: n_layers if written_layers is None else written_layers]:
         for lang in lay.languages:
             for b in store.blocks:
@@ -69,56 +117,157 @@ def make_store(
     return store
 
 
-def synthetic_features(
-    labels: Labels,
-    layers: list[int],
-    languages: list[str],
-    *,
-    n_features: int = 64,
-    n_planted: int = 6,
-    seed: int = 0,
+def write_features(
+    store: ActivationStore, *, n_features: int = 64, n_planted: int = 6, seed: int = 0
 ) -> xr.Dataset:
-    """Per-sample feature means (sparse, non-negative) with ``n_planted`` male- and female-shifted
-    features per layer whose effect grows with depth; every sample flagged encoded."""
+    """Write a ``features`` group (the layout ``sae-store encode`` writes) of per-sample feature
+    statistics with ``n_planted`` male- and ``n_planted`` female-shifted features whose effect grows
+    with depth; returns it opened as the analyses open it."""
     rng = np.random.default_rng(seed)
-    n = labels.sample.size
-    male = labels.gender == "male"
-    shape = (len(layers), len(languages), n, n_features)
-    x = rng.gamma(1.0, 1.0, size=shape) * (rng.random(shape) < 0.6)
-    for i, _ in enumerate(layers):
-        shift = 0.5 + 1.5 * i / max(len(layers) - 1, 1)
-        x[i, :, :, :n_planted] += shift * male[None, :, None]
-        x[i, :, :, n_planted : 2 * n_planted] += shift * ~male[None, :, None]
-    return xr.Dataset(
-        {
-            "feature_mean": ((S.LAYER, S.LANGUAGE, S.SAMPLE, S.FEATURE), x.astype(np.float32)),
-            S.COMPLETE: ((S.LAYER, S.LANGUAGE, S.SAMPLE), np.ones(shape[:3], bool)),
-        },
-        coords={
-            S.LAYER: np.asarray(layers, dtype=np.int32),
-            S.LANGUAGE: languages,
-            S.SAMPLE: labels.sample,
-            S.FEATURE: np.arange(n_features),
-        },
+    lay = store.layout
+    male = read_labels(store).gender == "male"
+    create_group(
+        store,
+        FEATURES,
+        feature_variables(lay, n_features),
+        sizes={S.FEATURE: n_features},
+        coords={S.FEATURE: np.arange(n_features, dtype=np.int32)},
+        attrs={"roles": ["image", "text"], "d_sae": n_features, "n_samples": lay.n_samples},
     )
+    for i, layer in enumerate(lay.layers):
+        shift = 0.5 + 1.5 * i / max(len(lay.layers) - 1, 1)
+        for lang in lay.languages:
+            x = rng.gamma(1.0, 1.0, size=(lay.n_samples, n_features)) * (
+                rng.random((lay.n_samples, n_features)) < 0.6
+            )
+            x[:, :n_planted] += shift * male[:, None]
+            x[:, n_planted : 2 * n_planted] += shift * ~male[:, None]
+            values = {FEATURE_MEAN: x, FEATURE_MAX: 2 * x, FEATURE_FRAC: (x > 0) * 0.5}
+            for name, v in values.items():
+                store.write(name, v.astype(np.float32), start=0, layer=layer, language=lang, group=FEATURES)
+            store.write(
+                TOKENS_USED,
+                np.full(lay.n_samples, 20, np.int32),
+                start=0,
+                layer=layer,
+                language=lang,
+                group=FEATURES,
+            )
+            store.write(
+                S.COMPLETE, np.ones(lay.n_samples, bool), start=0, layer=layer, language=lang, group=FEATURES
+            )
+    consolidate(store)
+    return open_features(store)
 
 
-def write_bias_results(
+def write_saes(saes_dir: Path, layers: list[int], *, d_in: int, d_sae: int, steps: int = 5) -> None:
+    """SAE folders with the ``cfg.json`` provenance and ``metrics.jsonl`` that training writes."""
+    for layer in layers:
+        folder = saes_dir / f"layer_{layer}"
+        folder.mkdir(parents=True, exist_ok=True)
+        val = {
+            "tokens": 1000,
+            "mse": 0.1,
+            "fvu": 0.3 - 0.05 * layer,
+            "explained_variance": 0.7 + 0.05 * layer,
+            "l0": 20.0 + layer,
+            "dead_fraction": 0.01 * layer,
+            "mean_log10_density": -2.0,
+        }
+        cfg = {
+            "architecture": "topk",
+            "d_in": d_in,
+            "d_sae": d_sae,
+            "k": 16,
+            "sae_store": {"architecture": "topk", "layer": layer, "metrics": {"val": val}},
+        }
+        (folder / "cfg.json").write_text(json.dumps(cfg))
+        rows = [
+            {"step": s * 10, "fvu": 1.0 / (s + 1), "l0": 40.0 - s, "dead_fraction": 0.0}
+            for s in range(1, steps)
+        ]
+        rows.append({"step": steps * 10, "split": "val", **val})
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _interventions(
+    store: ActivationStore, results_dir: Path, labels: Labels, rng: np.random.Generator
+) -> None:
+    genders = labels.gender
+    n = genders.size
+    male = genders == "male"
+    for layer in store.layout.layers:
+        for label, mode in (("male_biased", "ablate"), ("male_biased", "amplify")):
+            config = InterventionConfig(
+                mode=mode, n_controls=10, dose_alphas=(0.5, 1.0, 2.0, 4.0), regenerate=False
+            )
+            langs = {}
+            for lang in store.layout.languages:
+                effect = rng.normal(-0.3 * (layer + 1) * male, 0.2, n)
+                doses = np.stack([rng.normal((a - 1) * 0.2 * male, 0.1, n) for a in config.dose_alphas])
+                langs[lang] = LanguageEffects(
+                    baseline_score=rng.normal(0, 1, n),
+                    effect=effect,
+                    control_effects=rng.normal(0, 0.1, (10, n)),
+                    dose_effects=doses if mode == "amplify" else np.zeros((0, n)),
+                    splice=SpliceQuality(2.0, 2.2, 6.0, 0.95 - 0.05 * layer, 0.05, 1.5, 0.96, 500),
+                )
+            result = LayerResult(
+                layer, (0, 1, 2), [tuple(rng.choice(64, 3, replace=False)) for _ in range(10)], config, langs
+            )
+            baseline = {lang: (rng.integers(0, 3, n), rng.integers(0, 3, n)) for lang in langs}
+            summary = summarise(result, genders, baseline, n_boot=200)
+            ds = to_dataset(result, labels.sample, genders, summary)
+            write_result(store, results_dir, result_key(label, mode), ds, summary)
+    write_cross_layer(results_dir)
+
+
+def write_results(
     store: ActivationStore,
     results_dir: Path,
     *,
+    saes_dir: Path | None = None,
     n_features: int = 64,
     bootstrap: int = 50,
     permutations: int = 20,
-) -> dict:
-    """Run ``analyze bias`` on synthetic features of ``store`` and write its outputs; returns the payload."""
+    inspect: bool = True,
+    interventions: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run every analysis on synthetic features of ``store`` and write the outputs (store + JSON)."""
     labels = read_labels(store)
-    features = synthetic_features(
-        labels, list(store.layout.layers), list(store.layout.languages), n_features=n_features
-    )
-    run = run_bias(
+    layers = list(store.layout.layers)
+    features = write_features(store, n_features=n_features, seed=seed)
+    bias = run_bias(
         store, features, labels, BiasConfig(min_per_group=9, bootstrap=bootstrap, permutations=permutations)
     )
-    write_analysis(store, "bias", run.dataset)
-    write_json(results_dir, BIAS_JSON, run.payload)
-    return run.payload
+    write_analysis(store, "bias", bias.dataset)
+    write_json(results_dir, BIAS_JSON, bias.payload)
+    cl = run_crosslingual(
+        store, features, labels, CrossLingualConfig(min_per_group=9, top_k=10, permutations=50, bootstrap=30)
+    )
+    write_analysis(store, "crosslingual", cl.dataset)
+    write_json(results_dir, "crosslingual_results.json", cl.payload)
+    cx = run_crosslayer(store, features, labels, bias.dataset, CrossLayerConfig(min_per_group=9, folds=3))
+    write_analysis(store, "crosslayer", cx.dataset)
+    write_json(results_dir, "crosslayer_results.json", cx.payload)
+    rng = np.random.default_rng(seed)
+    if inspect:
+        w_enc = rng.normal(size=(store.layout.hidden_size, n_features)).astype(np.float32)
+        encoders = {layer: (lambda x, w=w_enc: np.maximum(x @ w, 0.0)) for layer in layers}
+        config = InspectConfig(n_features=2, top_k=4, image_size=32)
+        # the deepest layer only: each inspected feature draws a PNG, which is slow
+        tops = collect_top_samples(
+            store, features, bias.dataset, config, encoders=encoders, layers=layers[-1:]
+        )
+        interp = run_interpret(store, features, labels, bias.dataset, tops, config)
+        write_analysis(store, "interpret", interp.dataset)
+        write_json(results_dir, "interpret_results.json", interp.payload)
+        visual = run_visual(store, labels, tops, config, results_dir)
+        write_analysis(store, "visual", visual.dataset)
+        write_json(results_dir, "visual_results.json", visual.payload)
+    if saes_dir is not None:
+        write_saes(saes_dir, layers, d_in=store.layout.hidden_size, d_sae=n_features)
+    if interventions:
+        _interventions(store, results_dir, labels, rng)
+    return bias.payload

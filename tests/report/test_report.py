@@ -114,7 +114,7 @@ def test_cli_prints_the_report_path(bare_store: ActivationStore, tmp_path, capsy
     assert main(["report", str(bare_store.path), "--out", str(tmp_path / "rep"), "--quota", "1K"]) == 0
     out = capsys.readouterr().out
     assert f"report:   {tmp_path / 'rep' / 'report.html'}" in out
-    assert "not run yet: bias_layers, volcano" in out
+    assert "not run yet: sae_quality, bias_layers, volcano, crosslingual, features, interventions" in out
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())["sections"]["store_usage"]
     assert summary["quota"] == 1000 and summary["problems"][0].startswith("projected size")
 

@@ -1,0 +1,167 @@
+"""From loaded inputs to sections: which results each section needs, and what to run when they are missing."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+
+import numpy as np
+import xarray as xr
+from tqdm import tqdm
+
+from sae_store.analyze.data import read_labels, strings
+from sae_store.analyze.run_bias import BIAS_JSON
+from sae_store.report.bias_sections import bias_layers_section, volcano_section
+from sae_store.report.crosslingual_sections import crosslingual_section
+from sae_store.report.features_sections import MAX_DASHBOARDS, THUMBNAIL, dashboards, features_section
+from sae_store.report.inputs import ReportInputs
+from sae_store.report.intervention_sections import interventions_section, splice_quality
+from sae_store.report.quality_sections import quality_section
+from sae_store.report.section import Section, not_run_section
+from sae_store.report.steps import pipeline_steps
+from sae_store.report.store_sections import completeness_section, usage_section
+
+
+def _quality(inputs: ReportInputs, store: str) -> Section:
+    if not inputs.saes:
+        where = (
+            f" in {inputs.saes_dir}"
+            if inputs.saes_dir
+            else " (no --saes folder, and no saes/ beside the store)"
+        )
+        return not_run_section(
+            "sae_quality",
+            "SAE quality per layer",
+            f"Needs trained SAEs{where}.",
+            [f"sae-store train {store} --layer L --out saes/"],
+        )
+    return quality_section(inputs.saes, splice_quality(inputs.interventions()))
+
+
+def _bias_layers(inputs: ReportInputs, store: str) -> Section:
+    bias = inputs.result(BIAS_JSON)
+    if bias is None:
+        where = (
+            f" in {inputs.results_dir}"
+            if inputs.results_dir
+            else " (no --results folder, and no results/ beside the store)"
+        )
+        return not_run_section(
+            "bias_layers",
+            "Bias across layers",
+            f"Needs the bias results (`{BIAS_JSON}`{where}).",
+            [f"sae-store analyze bias {store}", f"sae-store analyze crosslayer {store}"],
+        )
+    return bias_layers_section(bias, inputs.analysis("crosslayer"))
+
+
+def _volcano(inputs: ReportInputs, store: str) -> Section:
+    ds = inputs.analysis("bias")
+    if ds is None:
+        return not_run_section(
+            "volcano",
+            "Volcano plots per layer and language",
+            "Needs the store's `analysis/bias` group.",
+            [f"sae-store analyze bias {store}"],
+        )
+    return volcano_section(ds)
+
+
+def _crosslingual(inputs: ReportInputs, store: str) -> Section:
+    ds = inputs.analysis("crosslingual")
+    if ds is None:
+        what = "Needs the store's `analysis/crosslingual` group"
+        if len(inputs.languages) < 2:
+            what += f" and a second language (the store holds {list(inputs.languages)})"
+        return not_run_section(
+            "crosslingual", "English vs Arabic", what + ".", [f"sae-store analyze crosslingual {store}"]
+        )
+    return crosslingual_section(ds, inputs.analysis("bias"))
+
+
+def _strongest(interpret: xr.Dataset, bias: xr.Dataset | None, n: int) -> np.ndarray:
+    """Entries of the inspected features with the largest |d| (in stored order without bias results)."""
+    if bias is None:
+        return np.arange(min(n, interpret.sizes["entry"]))
+    d = [
+        abs(float(bias["d"].sel(layer=int(la), language=str(lg), feature=int(f))))
+        for la, lg, f in zip(
+            interpret["entry_layer"].values,
+            strings(interpret["entry_language"].values),
+            interpret["entry_feature"].values,
+            strict=True,
+        )
+    ]
+    return np.sort(np.argsort(-np.nan_to_num(np.asarray(d), nan=-1.0), kind="stable")[:n])
+
+
+def _features(inputs: ReportInputs, store: str) -> Section:
+    interpret = inputs.analysis("interpret")
+    if interpret is None:
+        return not_run_section(
+            "features",
+            "Feature dashboards",
+            "Needs `analysis/interpret` (and `analysis/visual` for the image heatmaps).",
+            [
+                f"sae-store analyze interpret {store} --saes saes/",
+                f"sae-store analyze visual {store} --saes saes/",
+            ],
+        )
+    keep = _strongest(interpret, inputs.analysis("bias"), MAX_DASHBOARDS)
+    chosen = interpret.isel(entry=keep)
+    visual = inputs.analysis("visual")
+    if visual is not None:
+        wanted = set(
+            zip(
+                chosen["entry_layer"].values.tolist(),
+                strings(chosen["entry_language"].values).tolist(),
+                chosen["entry_feature"].values.tolist(),
+                strict=True,
+            )
+        )
+        have = zip(
+            visual["entry_layer"].values.tolist(),
+            strings(visual["entry_language"].values).tolist(),
+            visual["entry_feature"].values.tolist(),
+            strict=True,
+        )
+        visual = visual.isel(entry=[i for i, k in enumerate(have) if k in wanted])
+    labels = read_labels(inputs.store)
+    rows = {s: i for i, s in enumerate(labels.sample)}
+    names = [str(labels.image[rows[s]]) for s in strings(chosen["top_sample"].values).ravel() if s]
+    dashes = dashboards(chosen, visual, labels, inputs.thumbnails(names, THUMBNAIL))
+    return features_section(dashes, n_inspected=interpret.sizes["entry"])
+
+
+def _interventions(inputs: ReportInputs, store: str) -> Section:
+    summaries = inputs.interventions()
+    if not summaries:
+        return not_run_section(
+            "interventions",
+            "Interventions",
+            "Needs intervention experiments (`analysis/intervene`).",
+            [
+                f"sae-store intervene {store} --saes saes/ --layer L --mode ablate --features top-male:20",
+                f"sae-store intervene {store} --saes saes/ --layer L --mode amplify --features top-male:20",
+            ],
+        )
+    return interventions_section(summaries)
+
+
+def report_sections(inputs: ReportInputs) -> list[Section]:
+    """All sections in reading order; each missing input gives a "not run yet" section."""
+    store = shlex.quote(str(inputs.store.path))
+    grids = {"extract": inputs.extraction}
+    if inputs.features is not None:
+        grids["encode"] = inputs.features
+    builders: list[Callable[[], Section]] = [
+        lambda: completeness_section(pipeline_steps(inputs), grids),
+        lambda: _quality(inputs, store),
+        lambda: _bias_layers(inputs, store),
+        lambda: _volcano(inputs, store),
+        lambda: _crosslingual(inputs, store),
+        lambda: _features(inputs, store),
+        lambda: _interventions(inputs, store),
+        lambda: usage_section(inputs.usage, quota=inputs.quota, inode_quota=inputs.inode_quota),
+    ]
+    return [build() for build in tqdm(builders, desc="report sections", unit="section", leave=False)]

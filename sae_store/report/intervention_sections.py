@@ -1,0 +1,191 @@
+"""Interventions: effects of editing biased features inside the model, against random-feature controls,
+and the dose-response of amplification.
+
+Inputs are the experiment summaries ``sae-store intervene`` writes (the ``summary`` attribute of
+``analysis/intervene/<key>/layer_<L>``, the same JSON as ``results/intervene/<key>_layer_<L>.json``):
+the differential with its bootstrap CI, the random controls' differential and interval, the
+targeted/random ratio, and per language the dose-response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+
+from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, language_colour, line_style, styled
+from sae_store.report.section import Figure, Frames, Section, Table, Text
+
+#: Summaries by result key (e.g. ``male_biased_ablation``) and layer.
+Summaries = dict[str, dict[int, dict[str, Any]]]
+
+
+def effects_table(summaries: Summaries) -> pd.DataFrame:
+    """One row per (key, layer) with the pooled differential, its CI and the random controls."""
+    rows = []
+    for key, layers in summaries.items():
+        for layer, s in sorted(layers.items()):
+            ci = s.get("differential_ci") or [np.nan, np.nan]
+            rand = s.get("random_differential_interval") or [np.nan, np.nan]
+            rows.append(
+                {
+                    "experiment": key,
+                    "layer": layer,
+                    "mode": s.get("mode"),
+                    "features": s.get("n_features"),
+                    "samples": s.get("n_samples"),
+                    "differential": s.get("differential"),
+                    "CI low": ci[0],
+                    "CI high": ci[1],
+                    "random": s.get("random_differential", np.nan),
+                    "random low": rand[0],
+                    "random high": rand[1],
+                    "targeted/random": s.get("targeted_random_ratio", np.nan),
+                    "p vs random": (s.get("controls") or {}).get("p_random", np.nan),
+                    "effect p": (s.get("effect") or {}).get("p_value", np.nan),
+                }
+            )
+    return pd.DataFrame(rows).astype({"differential": float, "random": float})
+
+
+def _points(
+    x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, label: str, colour: str
+) -> hv.Overlay:
+    """Points with their interval as error bars, per layer."""
+    diff = hv.Dimension("differential", label="differential (male - female effect)")
+    points = styled(hv.Scatter((x, y), "layer", diff, label=label), bokeh={"size": 8}, mpl={"s": 30})
+    bars = hv.ErrorBars(np.column_stack([x, y, y - lo, hi - y]), ["layer"], [diff, "neg", "pos"])
+    return line_style(points, colour) * line_style(bars, colour)
+
+
+def _effects_figure(frame: pd.DataFrame) -> Figure:
+    panels = []
+    for key, sub in frame.groupby("experiment", sort=False):
+        x = sub["layer"].to_numpy(float)
+        col = {
+            c: sub[c].to_numpy(float)
+            for c in ("differential", "CI low", "CI high", "random", "random low", "random high")
+        }
+        overlay = _points(
+            x, col["differential"], col["CI low"], col["CI high"], "targeted features", COLOURS["targeted"]
+        )
+        if np.isfinite(col["random"]).any():
+            # drawn just right of the targeted point of the same layer
+            overlay = overlay * _points(
+                x + 0.2,
+                col["random"],
+                col["random low"],
+                col["random high"],
+                "random features",
+                COLOURS["random"],
+            )
+        overlay = overlay * line_style(hv.HLine(0), "black", alpha=0.3)
+        panels.append(
+            styled(
+                overlay,
+                common={
+                    "title": str(key),
+                    "show_legend": True,
+                    "xticks": sorted(set(x.astype(int).tolist())),
+                    "padding": 0.1,
+                },
+                bokeh={"width": WIDTH // 2, "height": 300},
+                mpl={"fig_size": FIG_SIZE // 2 + 30, "aspect": 1.4},
+            )
+        )
+    layout = hv.Layout(panels).cols(2)
+    return Figure(
+        "intervention_effects",
+        "Differential effect of each experiment per layer with its 95% bootstrap CI (purple), beside the "
+        "same edit on random feature sets of the same size (grey: mean and the interval over control draws).",
+        layout,
+        layout,
+    )
+
+
+def _dose_frame(summaries: Summaries) -> pd.DataFrame:
+    rows = []
+    for key, layers in summaries.items():
+        for layer, s in layers.items():
+            for lang, entry in (s.get("languages") or {}).items():
+                for d in entry.get("dose_response") or []:
+                    ci = d.get("differential_ci") or [np.nan, np.nan]
+                    rows.append(
+                        {
+                            "experiment": key,
+                            "layer": layer,
+                            "language": lang,
+                            "alpha": d["alpha"],
+                            "differential": d["differential"],
+                            "CI low": ci[0],
+                            "CI high": ci[1],
+                            "mean effect": d.get("mean_effect"),
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
+def _dose_overlay(sub: pd.DataFrame, title: str) -> hv.Overlay:
+    alpha = hv.Dimension("alpha", label="amplification factor alpha")
+    diff = hv.Dimension("differential", label="differential")
+    parts = []
+    for lang, g in sub.groupby("language", sort=False):
+        colour = language_colour(str(lang))
+        a, y = g["alpha"].to_numpy(float), g["differential"].to_numpy(float)
+        bars = hv.ErrorBars(
+            np.column_stack([a, y, y - g["CI low"], g["CI high"] - y]), [alpha], [diff, "neg", "pos"]
+        )
+        parts.append(
+            line_style(hv.Curve((a, y), alpha, diff, label=str(lang)), colour) * line_style(bars, colour)
+        )
+    overlay = hv.Overlay(parts) * line_style(hv.HLine(0), "black", alpha=0.3)
+    return styled(
+        overlay,
+        common={"title": title, "show_legend": True, "logx": True},
+        bokeh={"width": WIDTH, "height": 320},
+        mpl={"fig_size": FIG_SIZE, "aspect": 2.2},
+    )
+
+
+def _dose_figure(frame: pd.DataFrame) -> Figure:
+    frames: dict[tuple[Any, ...], Any] = {}
+    for key in sorted({(str(e), int(la)) for e, la in zip(frame["experiment"], frame["layer"], strict=True)}):
+        sub = frame[(frame["experiment"] == key[0]) & (frame["layer"] == key[1])]
+        frames[key] = _dose_overlay(sub, f"Dose-response: {key[0]}, layer {key[1]}")
+    last = list(frames)[-1]
+    return Figure(
+        "dose_response",
+        "Differential effect of amplifying the targeted features by alpha (alpha = 1: no edit), per "
+        f"language, with 95% bootstrap CIs. The PNG shows {last[0]} at layer {last[1]}.",
+        Frames(("experiment", "layer"), frames),
+        frames[last],
+    )
+
+
+def interventions_section(summaries: Summaries) -> Section:
+    """Intervention effects with CIs against random controls, and the dose-response curves."""
+    frame = effects_table(summaries)
+    any_summary = next(iter(next(iter(summaries.values())).values()))
+    items: list[Any] = [Text(f"**Definition.** {any_summary.get('definition', '')}"), _effects_figure(frame)]
+    dose = _dose_frame(summaries)
+    if not dose.empty:
+        items.append(_dose_figure(dose))
+    items.append(Table(frame, "Per experiment and layer", max_rows=80))
+    summary = {
+        "per_experiment": frame.to_dict(orient="records"),
+        "dose_response": dose.to_dict(orient="records"),
+    }
+    return Section("interventions", "Interventions", items, summary)
+
+
+def splice_quality(summaries: Summaries) -> dict[tuple[int, str], dict[str, Any]]:
+    """Per (layer, language), the SAE splice quality recorded by an intervention experiment there."""
+    out: dict[tuple[int, str], dict[str, Any]] = {}
+    for layers in summaries.values():
+        for layer, s in layers.items():
+            for lang, entry in (s.get("languages") or {}).items():
+                if "splice_quality" in entry:
+                    out.setdefault((layer, lang), entry["splice_quality"])
+    return out

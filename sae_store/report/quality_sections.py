@@ -1,0 +1,152 @@
+"""SAE quality per layer: held-out FVU, L0 and dead fraction (from training), CE loss recovered when the
+SAE's reconstruction replaces the layer output (from the intervention experiments), training curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+
+from sae_store.report.inputs import SaeRecord
+from sae_store.report.plotting import COLOURS, language_colour, line_style, styled
+from sae_store.report.section import Figure, Frames, Section, Table, Text
+
+#: Held-out metrics shown per layer (key in ``cfg.json``'s ``sae_store.metrics.val``, label).
+METRICS = (
+    ("fvu", "FVU (fraction of variance unexplained)"),
+    ("l0", "L0 (active features per token)"),
+    ("dead_fraction", "dead fraction"),
+)
+
+
+def quality_table(saes: Mapping[int, SaeRecord]) -> pd.DataFrame:
+    """One row per layer: architecture, sizes and the held-out metrics as training saved them."""
+    rows = []
+    for layer, rec in sorted(saes.items()):
+        ours = rec.cfg.get("sae_store", {})
+        val = (ours.get("metrics") or {}).get("val", {})
+        rows.append(
+            {
+                "layer": layer,
+                "architecture": ours.get("architecture", rec.cfg.get("architecture")),
+                "d_in": rec.cfg.get("d_in"),
+                "d_sae": rec.cfg.get("d_sae"),
+                "k": rec.cfg.get("k"),
+                **{name: val.get(name, np.nan) for name, _ in METRICS},
+                "explained variance": val.get("explained_variance", np.nan),
+                "tokens": val.get("tokens"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _panel(points: Any, title: str, layers: list[int]) -> Any:
+    return styled(
+        points,
+        common={"title": title, "xticks": layers[:: max(1, len(layers) // 17)]},
+        bokeh={"width": 420, "height": 240},
+        mpl={"fig_size": 80, "aspect": 1.6},
+    )
+
+
+def _metric_panels(frame: pd.DataFrame, splice: Mapping[tuple[int, str], dict[str, Any]]) -> hv.Layout:
+    layers = frame["layer"].tolist()
+    panels = []
+    for name, label in METRICS:
+        dim = hv.Dimension(name, label=label)
+        colour = COLOURS["targeted"]
+        curve = line_style(hv.Curve(frame, "layer", dim), colour) * line_style(
+            hv.Scatter(frame, "layer", dim), colour
+        )
+        panels.append(_panel(curve, label, layers))
+    if splice:
+        ce = hv.Dimension("ce_recovered", label="CE loss recovered")
+        parts = []
+        for lang in sorted({lang for _, lang in splice}):
+            pts = sorted((layer, s["ce_recovered"]) for (layer, lg), s in splice.items() if lg == lang)
+            parts.append(
+                line_style(hv.Curve(pts, "layer", ce, label=lang), language_colour(lang))
+                * line_style(hv.Scatter(pts, "layer", ce, label=lang), language_colour(lang))
+            )
+        panels.append(
+            styled(
+                hv.Overlay(parts),
+                common={"title": "CE loss recovered (spliced SAE)", "show_legend": True},
+                bokeh={"width": 420, "height": 240},
+                mpl={"fig_size": 80, "aspect": 1.6},
+            )
+        )
+    return hv.Layout(panels).cols(2)
+
+
+def _curves(saes: Mapping[int, SaeRecord]) -> Frames | None:
+    frames = {}
+    for layer, rec in sorted(saes.items()):
+        rows = [r for r in rec.metrics if r.get("split") != "val" and "step" in r]
+        if not rows:
+            continue
+        steps = [r["step"] for r in rows]
+        fvu = line_style(
+            hv.Curve((steps, [r.get("fvu", np.nan) for r in rows]), "step", "fvu", label="FVU"),
+            COLOURS["targeted"],
+        )
+        l0 = line_style(
+            hv.Curve((steps, [r.get("l0", np.nan) for r in rows]), "step", "l0", label="L0"), COLOURS["en"]
+        )
+        frames[(layer,)] = hv.Layout(
+            [
+                styled(
+                    fvu,
+                    common={"title": f"layer {layer}: FVU during training"},
+                    bokeh={"width": 420, "height": 240},
+                ),
+                styled(
+                    l0,
+                    common={"title": f"layer {layer}: L0 during training"},
+                    bokeh={"width": 420, "height": 240},
+                ),
+            ]
+        )
+    if not frames:
+        return None
+    return Frames(("layer",), frames)
+
+
+def quality_section(
+    saes: Mapping[int, SaeRecord], splice: Mapping[tuple[int, str], dict[str, Any]] | None = None
+) -> Section:
+    """SAE quality per layer, from the SAE folders (and the splice quality of interventions, if any)."""
+    splice = splice or {}
+    frame = quality_table(saes)
+    items: list[Any] = [
+        Text(
+            "Held-out metrics saved by `sae-store train` (`cfg.json`); CE loss recovered = (CE zero-ablated "
+            "- CE with the SAE spliced in) / (CE zero-ablated - CE clean), measured on caption tokens by "
+            "`sae-store intervene`" + ("" if splice else " (not run yet)") + "."
+        )
+    ]
+    panels = _metric_panels(frame, splice)
+    items.append(Figure("sae_quality", "SAE quality per layer.", panels, panels))
+    curves = _curves(saes)
+    if curves is not None:
+        items.append(
+            Figure(
+                "sae_training_curves",
+                "Training metrics logged every N steps (metrics.jsonl), per layer.",
+                curves,
+            )
+        )
+    table = frame.copy()
+    for lang in sorted({lang for _, lang in splice}):
+        table[f"CE recovered {lang}"] = [
+            splice.get((layer, lang), {}).get("ce_recovered", np.nan) for layer in table["layer"]
+        ]
+        table[f"KL recovered {lang}"] = [
+            splice.get((layer, lang), {}).get("kl_recovered", np.nan) for layer in table["layer"]
+        ]
+    items.append(Table(table.dropna(axis=1, how="all"), "Per layer", max_rows=64))
+    summary = {"per_layer": table.to_dict(orient="records")}
+    return Section("sae_quality", "SAE quality per layer", items, summary)

@@ -1,0 +1,68 @@
+"""The notebooks run top to bottom against a store, and their .ipynb and .py versions agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from sae_store.store import ActivationStore
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NAMES = ("01_explore_store", "02_features_and_bias")
+
+
+def _run(
+    name: str, store: ActivationStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> nbformat.NotebookNode:
+    monkeypatch.setenv("SAE_STORE", str(store.path))
+    nb = jupytext.read(NOTEBOOKS / f"{name}.py")
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    return nb
+
+
+def _text(nb: nbformat.NotebookNode) -> str:
+    out = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            out.append(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_paired_versions_agree(name: str):
+    py = jupytext.read(NOTEBOOKS / f"{name}.py")
+    ipynb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    assert [(c.cell_type, c.source) for c in py.cells] == [(c.cell_type, c.source) for c in ipynb.cells]
+    assert all(not c.get("outputs") for c in ipynb.cells if c.cell_type == "code"), (
+        "commit notebooks without outputs"
+    )
+
+
+def test_explore_store_runs(full_store: ActivationStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    text = _text(_run("01_explore_store", full_store, tmp_path, monkeypatch))
+    assert "layers: [0, 1, 2] languages: ['en', 'ar']" in text
+    assert "image      16 tokens" in text  # the token roles of the synthetic prompt
+    assert "100.0% complete" in text  # the status grid
+
+
+def test_features_and_bias_runs(full_store: ActivationStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    nb = _run("02_features_and_bias", full_store, tmp_path, monkeypatch)
+    text = _text(nb)
+    assert "most active features on average, layer 2 (en)" in text
+    assert "top male-biased features" in text
+    pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2  # the volcano plot and the feature's image grid
+
+
+def test_features_and_bias_on_a_store_without_results(
+    bare_store: ActivationStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    text = _text(_run("02_features_and_bias", bare_store, tmp_path, monkeypatch))
+    assert f"no features group yet: run `sae-store encode {bare_store.path} --saes saes/`" in text
+    assert f"no bias results yet: run `sae-store analyze bias {bare_store.path}`" in text
