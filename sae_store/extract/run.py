@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -183,18 +184,12 @@ def extract_activations(
     for w in task.work:
         by_block.setdefault(w.block, []).append(w)
     warned: set[int] = set()
-    progress = tqdm(
-        total=sum(b.stop - b.start for b in by_block) * len(task.languages),
-        unit="sample",
-        desc="extract",
-        disable=not config.progress,
-        dynamic_ncols=True,
-    )
+    progress = _Progress(sum(w.block.stop - w.block.start for w in task.work), config.progress)
     with (
         register_extraction(
             store.path, [b.start // layout.samples_per_shard for b in by_block], command=command
         ),
-        progress,
+        contextlib.closing(progress),
         BlockWriter(
             store,
             precision=precision,
@@ -229,43 +224,39 @@ def extract_activations(
                 summary.samples += int(data.ok.sum())
                 summary.tokens += int(data.n_tokens.sum())
                 summary.failed += [(ids[i], w.language, e) for i, e in enumerate(data.errors) if e]
-                _report(progress, summary, writer, w, time.perf_counter() - t0, started)
+                progress.block(w, time.perf_counter() - t0, summary, writer.stats.bytes)
                 _warn_overflow(writer.stats.float16_overflow, warned)
-            # a language block that was already complete still counts as progress
-            progress.update((block.stop - block.start) * (len(task.languages) - len(items)))
     summary.bytes_written = writer.stats.bytes
     summary.nonfinite = writer.stats.nonfinite
     summary.float16_overflow = dict(writer.stats.float16_overflow)
     _warn_overflow(summary.float16_overflow, warned)
     summary.seconds = time.perf_counter() - started
-    log.info("%s", summary.render())
     return summary
 
 
-def _report(
-    bar: Any, summary: ExtractSummary, writer: BlockWriter, w: WorkItem, seconds: float, started: float
-) -> None:
-    n = w.block.stop - w.block.start
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    stats = writer.stats
-    mb_s = stats.bytes / 1e6 / stats.seconds if stats.seconds else 0.0
-    bar.update(n)
-    bar.set_postfix(tok_s=f"{summary.tokens / elapsed:.0f}", MB_s=f"{mb_s:.0f}", refresh=False)
-    rate = bar.n / elapsed
-    eta = (bar.total - bar.n) / rate if rate else float("nan")
-    log.info(
-        "samples %d:%d %s: %d layers in %.2f s | %.2f samples/s, %.0f tokens/s, %.0f MB/s written, "
-        "ETA %.0f s",
-        w.block.start,
-        w.block.stop,
-        w.language,
-        len(w.layers),
-        seconds,
-        rate,
-        summary.tokens / elapsed,
-        mb_s,
-        eta,
-    )
+class _Progress:
+    """tqdm bar plus a log line per block with samples/s, tokens/s, MB/s written and ETA."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self.started = total, 0, time.perf_counter()
+        self.bar = tqdm(total=total, unit="sample", desc="extract", disable=not enabled, dynamic_ncols=True)
+
+    def block(self, w: WorkItem, seconds: float, summary: ExtractSummary, written_bytes: int) -> None:
+        n = w.block.stop - w.block.start
+        self.done += n
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        rate, tok_s, mb_s = self.done / elapsed, summary.tokens / elapsed, written_bytes / 1e6 / elapsed
+        self.bar.update(n)
+        self.bar.set_postfix(tok_s=f"{tok_s:.0f}", MB_s=f"{mb_s:.0f}", refresh=False)
+        log.info(
+            "samples %d:%d %s: %d layers in %.2f s | %.2f samples/s, %.0f tokens/s, %.0f MB/s written, "
+            "ETA %.0f s",
+            w.block.start, w.block.stop, w.language, len(w.layers), seconds, rate, tok_s, mb_s,
+            (self.total - self.done) / rate,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _warn_overflow(overflow: dict[int, float], warned: set[int]) -> None:
