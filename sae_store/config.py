@@ -1,13 +1,16 @@
 """The pipeline's typed configuration: one YAML file drives local runs and SLURM submissions.
 
-:class:`PipelineConfig` composes one sub-config per capability (paths, samples, store, demo inputs,
-SLURM). Every section refuses unknown keys (naming the allowed ones) and validates its values when it
-is built, so a bad config fails at load time, before anything is submitted.
+:class:`PipelineConfig` composes one sub-config per capability: paths, samples, model, store
+encoding (:class:`~sae_store.store.config.StoreConfig`), SAEs, analyses, interventions, demo inputs
+and SLURM. Every section refuses unknown keys (naming the allowed ones) and validates its values when
+it is built, so a bad config fails at load time, before anything is submitted. Values left null
+keep the defaults of the command they are passed to.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import types
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
@@ -427,12 +430,15 @@ def _plain(value: Any) -> Any:
 def config_from_dict(data: Any, *, root: str | Path | None = None) -> PipelineConfig:
     """Build a :class:`PipelineConfig` from plain data, checking keys and types section by section.
 
-    ``root`` replaces ``paths.root``; a relative root is made absolute against the current directory.
+    ``root`` replaces ``paths.root``. Environment variables in paths (``$SCRATCH``) are expanded and a
+    relative root is made absolute against the current directory.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"a pipeline config must be a mapping of sections, got {type(data).__name__}")
     data = dict(data)
-    paths = dict(data.get("paths") or {})
+    paths = {
+        k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in (data.get("paths") or {}).items()
+    }
     if root is not None:
         paths["root"] = str(root)
     if paths.get("root"):

@@ -1,7 +1,8 @@
 """Running the pipeline: one definition of its steps, run here or submitted to SLURM.
 
 - :mod:`~sae_store.jobs.steps`: the steps (command, arguments from the config, array kind,
-  dependencies, completion check) and :func:`~sae_store.jobs.steps.plan`.
+  dependencies, completion check), one entry each in :data:`~sae_store.jobs.steps.STEPS`.
+- :mod:`~sae_store.jobs.plan`: which steps and array tasks a config's run has and which are pending.
 - :mod:`~sae_store.jobs.render`: sbatch scripts from the top-level ``jobs/`` template (pure).
 - :mod:`~sae_store.jobs.submit`: ``sbatch`` chain with ``afterok`` dependencies, manifest, cancel.
 - :mod:`~sae_store.jobs.status`: per-task state of a submitted run, explained.
@@ -9,10 +10,11 @@
 """
 
 from sae_store.jobs.local import PipelineError, StepResult, outputs, run_pipeline
+from sae_store.jobs.plan import StepPlan, plan
 from sae_store.jobs.render import render_script
 from sae_store.jobs.slurm import SlurmError
 from sae_store.jobs.status import RunStatus, TaskStatus, run_status
-from sae_store.jobs.steps import STEPS, Step, StepPlan, plan
+from sae_store.jobs.steps import STEPS, Step
 from sae_store.jobs.submit import Manifest, SubmittedStep, cancel, read_manifest, submit
 
 __all__ = [

@@ -16,8 +16,9 @@ from typing import NamedTuple, Protocol
 
 from sae_store.config import PipelineConfig
 from sae_store.errors import SaeStoreError
+from sae_store.jobs.plan import plan
 from sae_store.jobs.render import job_environment, shell_command
-from sae_store.jobs.steps import TASK_ID, plan
+from sae_store.jobs.steps import TASK_ID
 
 
 class CommandRunner(Protocol):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from sae_store.config import PipelineConfig
 from sae_store.errors import ConfigError
-from sae_store.jobs.steps import TASK_ID, Arg, StepPlan
+from sae_store.jobs.plan import StepPlan
+from sae_store.jobs.steps import TASK_ID, Arg
 
 #: Folder of the sbatch templates (the repository's top-level ``jobs/``).
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "jobs"

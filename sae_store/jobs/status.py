@@ -22,6 +22,7 @@ from sae_store.jobs.submit import Manifest, SubmittedStep, read_manifest, status
 from sae_store.store import completion, open_store
 
 _LOG_LINES = 5
+_KILLED = ("143", "137")  # bash killed by SIGTERM / SIGKILL
 
 
 @dataclass
@@ -108,8 +109,12 @@ def _step_tasks(cfg: PipelineConfig, s: SubmittedStep, queued: dict[tuple[int, i
         elif exit_file.exists():
             code = exit_file.read_text().strip()
             state, detail = ("COMPLETED", "") if code == "0" else ("FAILED", f"exit code {code}")
+            if manifest.cancelled_at and code in _KILLED:
+                state, detail = "CANCELLED", f"by `sae-store jobs cancel` at {manifest.cancelled_at}"
         elif step.done(cfg, task, s.n_tasks):
             state, detail = "COMPLETED", "outputs complete"
+        elif manifest.cancelled_at:
+            state, detail = "CANCELLED", f"by `sae-store jobs cancel` at {manifest.cancelled_at}"
         else:
             dead = sorted(
                 d.name for d in manifest.steps if d.job_id in s.depends_on and d.name in failed_steps
@@ -117,10 +122,8 @@ def _step_tasks(cfg: PipelineConfig, s: SubmittedStep, queued: dict[tuple[int, i
             if dead:
                 state, detail = "CANCELLED", f"never ran: {', '.join(dead)} failed (--kill-on-invalid-dep)"
             else:
-                state, detail = (
-                    "UNKNOWN",
-                    "left the queue without an exit status (cancelled, time limit or node failure)",
-                )
+                state = "UNKNOWN"
+                detail = "left the queue without an exit status (cancelled, time limit or node failure)"
         out.append(TaskStatus(s.name, task, state, detail, job, log))
     return out
 

@@ -20,8 +20,9 @@ from typing import Any, Literal
 from sae_store.config import PipelineConfig
 from sae_store.errors import SaeStoreError
 from sae_store.jobs import slurm
+from sae_store.jobs.plan import StepPlan, plan
 from sae_store.jobs.render import LOG_DIR, SCRIPT_DIR, STATUS_DIR, log_pattern, render_script
-from sae_store.jobs.steps import StepPlan, ancestors, plan
+from sae_store.jobs.steps import ancestors
 
 MANIFEST = "manifest.json"
 
@@ -54,6 +55,8 @@ class Manifest:
     submitted_at: str
     steps: list[SubmittedStep]
     config_file: str = ""
+    cancelled_at: str = ""
+    """When ``sae-store jobs cancel`` cancelled the run's jobs ('' if it did not)."""
 
     @property
     def job_ids(self) -> list[int]:
@@ -159,13 +162,11 @@ def submit(cfg: PipelineConfig, *, config_file: str | Path = "") -> Manifest:
             steps.append(step)
         manifest = Manifest(
             run=str(run),
-            submitted_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            submitted_at=_now(),
             steps=steps,
             config_file=str(Path(config_file).resolve()) if config_file else "",
         )
-        tmp = status_dir(cfg) / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest.to_dict(), indent=2))
-        tmp.replace(status_dir(cfg) / MANIFEST)
+        _write_manifest(cfg, manifest)
     return manifest
 
 
@@ -185,7 +186,21 @@ def _submit_step(cfg: PipelineConfig, p: StepPlan, job_of: dict[str, int]) -> Su
 
 
 def cancel(cfg: PipelineConfig) -> list[int]:
-    """Cancel the run's queued and running jobs; returns their job ids."""
-    ids = sorted({e.job_id for e in active_entries(read_manifest(cfg))})
-    slurm.scancel(ids)
+    """Cancel the run's queued and running jobs (recorded in the manifest); returns their job ids."""
+    manifest = read_manifest(cfg)
+    ids = sorted({e.job_id for e in active_entries(manifest)})
+    if manifest is not None and ids:
+        slurm.scancel(ids)
+        manifest.cancelled_at = _now()
+        _write_manifest(cfg, manifest)
     return ids
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def _write_manifest(cfg: PipelineConfig, manifest: Manifest) -> None:
+    tmp = status_dir(cfg) / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2))
+    tmp.replace(status_dir(cfg) / MANIFEST)

@@ -272,9 +272,10 @@ def make_config(tmp_path: Path) -> Callable[..., PipelineConfig]:
     return make
 
 
-#: The demo pipeline made quick for end-to-end tests: short SAE training, no captions, interventions
-#: or report (their commands have their own tests), every array kind kept.
+#: The demo pipeline made quick for end-to-end tests: two of the four layers, short SAE training, no
+#: captions, interventions or report (their commands have their own tests); every array kind kept.
 FAST: dict[str, Any] = {
+    "layers": [0, 2],
     "skip": ["caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary",
              "report"],
     "sae": {"steps": 20, "batch_size": 256},

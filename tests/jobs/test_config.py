@@ -36,13 +36,15 @@ def test_example_cluster_config_loads() -> None:
     assert parse_slurm_time(slurm.resources("train").time or "") > parse_slurm_time(slurm.time)
 
 
-def test_relative_root_is_made_absolute_against_the_current_directory(
+def test_paths_expand_variables_and_resolve_against_the_root(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    cfg = config_from_dict({"paths": {"root": "runs/a", "model": "/models/gemma"}})
+    monkeypatch.setenv("MODELS", "/models")
+    cfg = config_from_dict({"paths": {"root": "runs/a", "model": "$MODELS/gemma"}})
     assert cfg.paths.run_dir == tmp_path / "runs" / "a"
     assert cfg.paths.path("model") == Path("/models/gemma")
+    assert cfg.paths.path("store") == tmp_path / "runs" / "a" / "store.zarr"
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from sae_store.config import PipelineConfig
+from sae_store.jobs.plan import plan
 from sae_store.jobs.render import TEMPLATE, TEMPLATE_DIR, compress_ids, render_script, sbatch_quote
-from sae_store.jobs.steps import STEPS, TASK_ID, plan
+from sae_store.jobs.steps import STEPS, TASK_ID
 from sae_store_cli.main import build_parser
 
 HOSTILE = "a'; rm -rf ~; echo '"

@@ -75,7 +75,8 @@ def test_submitted_pipeline_equals_local_run(slurm: LocalSlurm, reference_run: P
     assert [steps[n].state for n in ("demo-data", "tiny-model", "prepare")] == ["complete"] * 3
     init, extract, train, encode = (steps[n] for n in ("init", "extract", "train", "encode"))
     assert extract.array and extract.tasks == [0, 1, 2] and extract.depends_on == [init.job_id]
-    assert train.tasks == [0, 1, 2, 3] and train.depends_on == [init.job_id, extract.job_id]
+    assert train.tasks == [0, 2] and train.depends_on == [init.job_id, extract.job_id]
+    assert "#SBATCH --array=0,2\n" in Path(train.script).read_text()
     assert encode.tasks == [0, 1, 2] and extract.job_id in encode.depends_on
     script = Path(extract.script).read_text()
     assert "#SBATCH --array=0-2\n" in script and "#SBATCH --kill-on-invalid-dep=yes\n" in script
@@ -122,7 +123,7 @@ def test_failed_array_task_cancels_dependants_and_resubmission_finishes(
     states = {(t.step, t.task): t.state for t in run_status(cfg).tasks}
     assert states[("extract", 0)] == states[("extract", 2)] == "COMPLETED"
     assert states[("extract", 1)] == "FAILED"
-    assert {states[("train", layer)] for layer in range(4)} == {"CANCELLED"}
+    assert states[("train", 0)] == states[("train", 2)] == "CANCELLED"
     out = _cli("jobs", "status", "--config", str(config_file), env=slurm.env)
     assert out.returncode == 1
     assert "extract task 1" in out.stdout and "failed with exit code 3" in out.stdout
@@ -135,7 +136,7 @@ def test_failed_array_task_cancels_dependants_and_resubmission_finishes(
     steps = {s.name: s for s in second.steps}
     assert steps["init"].state == "complete"
     assert steps["extract"].tasks == [1] and steps["extract"].n_tasks == 3  # only the failed task
-    assert steps["train"].tasks == [0, 1, 2, 3] and steps["train"].depends_on == [steps["extract"].job_id]
+    assert steps["train"].tasks == [0, 2] and steps["train"].depends_on == [steps["extract"].job_id]
     wait_for(second)
     assert run_status(cfg).finished
     assert_same_store(
@@ -145,7 +146,7 @@ def test_failed_array_task_cancels_dependants_and_resubmission_finishes(
 
 @pytest.mark.slow
 def test_analysis_on_a_slurm_cluster_equals_local(
-    slurm: LocalSlurm, reference_run: Path, tmp_path: Path
+    slurm: LocalSlurm, reference_run: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "run"
     shutil.copytree(reference_run, root)
@@ -156,4 +157,25 @@ def test_analysis_on_a_slurm_cluster_equals_local(
     lines: list[str] = []
     run_pipeline(cfg, echo=lines.append)
     assert any("--cluster slurm --workers 1" in line and "--slurm-queue debug" in line for line in lines)
+    out, err = capfd.readouterr()
+    assert "dask_worker tcp://127.0.0.1:" in out + err  # the worker job's script, logged by analyze
+    assert " Name=dask-worker " in (slurm.root / "log" / "jobcomp.txt").read_text()
     assert_same_results(reference_run, root)
+
+
+def test_cancel_stops_a_run_and_status_says_so(
+    slurm: LocalSlurm, make_config: Callable[..., PipelineConfig], tmp_path: Path
+) -> None:
+    cfg = make_config(tmp_path / "run")
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(cfg.to_yaml())
+    manifest = submit(cfg)
+    out = _cli("jobs", "cancel", "--config", str(config_file), env=slurm.env)
+    assert out.returncode == 0 and out.stdout.startswith("cancelled jobs ")
+    assert set(map(int, out.stdout.removeprefix("cancelled jobs ").split(", "))) <= set(manifest.job_ids)
+    wait_for(manifest, timeout=30)
+    status = run_status(cfg)
+    assert status.failed and not status.finished
+    assert {t.state for t in status.tasks if t.step == "report"} == {"CANCELLED"}
+    assert "by `sae-store jobs cancel` at" in status.render()
+    assert _cli("jobs", "cancel", "--config", str(config_file), env=slurm.env).stdout.startswith("no queued")

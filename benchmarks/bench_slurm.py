@@ -1,0 +1,119 @@
+"""SLURM overhead and array scaling on a real single-node SLURM (started here, as the tests do).
+
+1. The demo pipeline (the quick variant of the end-to-end tests: short SAE training, no captions,
+   interventions or report) from ``init`` to the analyses: wall time of a local ``pipeline`` run vs
+   from ``jobs submit`` until the last job has left the queue, side by side on the same inputs.
+2. Extraction of the demo store (44 samples, 6 shard blocks, 4 layers x 2 languages) as an array
+   of 1, 2 and 4 tasks, from submission until the array has left the queue.
+
+Needs root and the Debian SLURM packages (installed if missing). Run: ``python benchmarks/bench_slurm.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the single-node SLURM lives with the tests' fixtures
+
+from sae_store.jobs import run_pipeline, submit  # noqa: E402
+from sae_store.jobs.steps import step_names  # noqa: E402
+from tests.jobs.conftest import LocalSlurm, copy_inputs, fast_config, wait_for  # noqa: E402
+
+_INPUTS = ("demo-data", "tiny-model", "prepare")
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+@contextmanager
+def _silenced() -> Iterator[None]:
+    """Send this process's (and its children's) stdout and stderr to /dev/null: the steps' progress
+    output is not what is measured."""
+    saved = os.dup(1), os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _only(*steps: str) -> list[str]:
+    return [n for n in step_names() if n not in steps]
+
+
+def _timed_submit(root: Path, **overrides: Any) -> float:
+    cfg = fast_config(root, **overrides)
+    start = time.perf_counter()
+    manifest = submit(cfg)
+    wait_for(manifest, timeout=1800)
+    return time.perf_counter() - start
+
+
+def main() -> dict[str, Any]:
+    base = Path(tempfile.mkdtemp(prefix="bench-slurm-"))
+    old_conf = os.environ.get("SLURM_CONF")
+    results: dict[str, Any] = {}
+    try:
+        inputs = base / "inputs"
+        with _silenced():
+            run_pipeline(fast_config(inputs, skip=_only(*_INPUTS)), echo=_quiet)
+        local = base / "local"
+        copy_inputs(inputs, local)
+        start = time.perf_counter()
+        with _silenced():
+            run_pipeline(fast_config(local), echo=_quiet)
+        results["local_pipeline_s"] = round(time.perf_counter() - start, 1)
+
+        with LocalSlurm() as slurm:
+            os.environ["SLURM_CONF"] = str(slurm.conf)
+            on_slurm = base / "slurm"
+            copy_inputs(inputs, on_slurm)
+            results["slurm_pipeline_s"] = round(_timed_submit(on_slurm), 1)
+            results["slurm_overhead_ratio"] = round(
+                results["slurm_pipeline_s"] / results["local_pipeline_s"], 2
+            )
+
+            extract: dict[int, float] = {}
+            for tasks in (1, 2, 4):
+                root = base / f"extract-{tasks}"
+                copy_inputs(inputs, root)
+                with _silenced():
+                    run_pipeline(fast_config(root, skip=_only(*_INPUTS, "init")), echo=_quiet)
+                extract[tasks] = round(_timed_submit(root, skip=_only("extract"), slurm={"tasks": tasks}), 1)
+            results["extract_s_by_tasks"] = extract
+            results["extract_speedup_2_tasks"] = round(extract[1] / extract[2], 2)
+            results["extract_speedup_4_tasks"] = round(extract[1] / extract[4], 2)
+    finally:
+        if old_conf is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old_conf
+        shutil.rmtree(base, ignore_errors=True)
+
+    print("demo pipeline, init to analyses (quick variant of the end-to-end tests), same inputs:")
+    print(f"  local `pipeline`                 {results['local_pipeline_s']:8.1f} s")
+    print(f"  `jobs submit` until all finished {results['slurm_pipeline_s']:8.1f} s")
+    print(f"  SLURM / local                    {results['slurm_overhead_ratio']:8.2f}x")
+    print(f"extraction as an array on {os.cpu_count()} CPUs (submission until the array left the queue):")
+    for tasks, seconds in extract.items():
+        print(f"  {tasks} task(s)  {seconds:6.1f} s  speed-up {extract[1] / seconds:4.2f}x")
+    return results
+
+
+if __name__ == "__main__":
+    main()
