@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from sae_store.data.samples import validate_samples
 from sae_store.errors import DataError, StoreLockedError
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block
@@ -53,8 +54,6 @@ class AppendResult(NamedTuple):
 
 
 def _check_new_samples(store: ActivationStore, samples: pd.DataFrame, images_dir: Path | None) -> None:
-    from sae_store.data.samples import validate_samples
-
     validate_samples(samples, source="the new samples table")
     existing = {str(s) for s in np.asarray(store.array(S.SAMPLE)[...])}
     dup = [s for s in samples["sample_id"].astype(str) if s in existing]
