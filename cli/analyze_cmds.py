@@ -153,8 +153,8 @@ def _run(args: argparse.Namespace) -> int:
 
     inp = P.open_inputs(args.store, args.features_group)
     steps = list(_HELP)[:-1] if args.which == "all" else [args.which]
-    if args.which == "all" and len(inp.features.language) < 2:
-        log.info("crosslingual skipped: the features group holds one language")
+    if args.which == "all" and len(args.languages or inp.features.language.values) < 2:
+        log.info("crosslingual skipped: only one language is analysed")
         steps.remove("crosslingual")
     layers = args.layers
     analysed = layers if layers is not None else [int(v) for v in inp.features.layer.values]

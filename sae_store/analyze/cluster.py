@@ -21,52 +21,64 @@ from sae_store.analyze.config import ClusterConfig
 log = logging.getLogger(__name__)
 
 
-@contextmanager
-def open_cluster(config: ClusterConfig) -> Iterator[Client | None]:
-    """Start the cluster ``config`` describes and yield a client for it (None for ``kind="none"``).
+def make_cluster(config: ClusterConfig) -> Any:
+    """Create the dask cluster ``config`` describes (None for ``kind="none"``); no SLURM job is submitted yet.
 
-    ``local`` starts ``workers`` processes on this machine; ``slurm`` submits ``workers`` SLURM jobs
-    of one dask worker each (dask-jobqueue), with the partition, account, wall time, memory and
-    extra ``#SBATCH`` lines of the config. Everything is shut down on exit.
+    ``local``: a LocalCluster of ``workers`` processes on this machine. ``slurm``: a dask-jobqueue
+    SLURMCluster whose jobs each run one worker process with ``threads_per_worker`` cores and
+    ``memory_per_worker``, in ``slurm_queue``/``slurm_account`` for ``slurm_walltime``, plus the
+    ``slurm_directives`` lines; ``cluster.job_script()`` shows the script it will submit.
     """
     if config.kind == "none":
-        yield None
-        return
-    # the scheduler's INFO lines (ports, nannies) would drown the analyses' own progress
-    quiet = logging.getLogger("distributed")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)
-    cluster: Any
+        return None
     if config.kind == "local":
         from distributed import LocalCluster
 
-        cluster = LocalCluster(
+        return LocalCluster(
             n_workers=config.workers,
             threads_per_worker=config.threads_per_worker,
             memory_limit=config.memory_per_worker,
             processes=True,
             dashboard_address=None,
         )
-    else:
-        from dask_jobqueue import SLURMCluster
+    from dask_jobqueue import SLURMCluster
 
-        cluster = SLURMCluster(
-            cores=config.threads_per_worker,
-            processes=1,
-            memory=config.memory_per_worker,
-            queue=config.slurm_queue,
-            account=config.slurm_account,
-            walltime=config.slurm_walltime,
-            job_extra_directives=list(config.slurm_directives),
-        )
-        cluster.scale(jobs=config.workers)
-        log.info("submitted %d SLURM worker jobs:\n%s", config.workers, cluster.job_script())
-    client = Client(cluster)
+    return SLURMCluster(
+        cores=config.threads_per_worker,
+        processes=1,
+        memory=config.memory_per_worker,
+        queue=config.slurm_queue,
+        account=config.slurm_account,
+        walltime=config.slurm_walltime,
+        job_extra_directives=list(config.slurm_directives),
+    )
+
+
+@contextmanager
+def open_cluster(config: ClusterConfig) -> Iterator[Client | None]:
+    """Start the cluster ``config`` describes and yield a client for it (None for ``kind="none"``).
+
+    For ``slurm``, ``workers`` worker jobs are submitted. Everything is shut down on exit.
+    """
+    # the scheduler's INFO lines (ports, nannies) would drown the analyses' own progress
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
     try:
-        yield client
+        cluster = make_cluster(config)
+        if cluster is None:
+            yield None
+            return
+        if config.kind == "slurm":
+            cluster.scale(jobs=config.workers)
+            log.info("submitted %d SLURM worker jobs:\n%s", config.workers, cluster.job_script())
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
     finally:
-        client.close()
-        cluster.close()
         quiet.setLevel(level)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from dask import delayed
 
-from sae_store.analyze.cluster import compute_tasks, open_cluster
+from sae_store.analyze.cluster import compute_tasks, make_cluster, open_cluster
 from sae_store.analyze.config import ClusterConfig
 from sae_store.errors import ConfigError
 from sae_store_cli.main import main
@@ -92,3 +92,18 @@ def test_cluster_config_validation() -> None:
         ClusterConfig(kind="pbs")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"workers must be an integer >= 1, got 0"):
         ClusterConfig(workers=0)
+
+
+def test_slurm_cluster_renders_the_configured_job_without_submitting() -> None:
+    config = ClusterConfig(
+        kind="slurm", workers=3, threads_per_worker=4, memory_per_worker="8GiB", slurm_queue="cpu",
+        slurm_account="proj", slurm_walltime="01:00:00", slurm_directives=("--qos=short",),
+    )  # fmt: skip
+    cluster = make_cluster(config)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p cpu", "#SBATCH -A proj", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G",
+                 "#SBATCH -t 01:00:00", "#SBATCH --qos=short", "--nthreads 4"):  # fmt: skip
+        assert line in script
