@@ -26,7 +26,6 @@ from sae_store.errors import DataError, IncompleteError, SaeStoreError
 from sae_store.extract.block import load_images
 from sae_store.intervene.captions import CaptionConfig, generate_captions
 from sae_store.intervene.experiment import LanguageSamples
-from sae_store.intervene.results import consolidate
 from sae_store.models.loader import LoadedModel
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
@@ -114,7 +113,7 @@ def _create_group(store: ActivationStore, attrs: dict[str, Any], max_new_tokens:
     for name, fill in _PER_SAMPLE.items():
         array(name, (S.LANGUAGE, S.SAMPLE), "int32", fill, (1, spb))
     array(S.COMPLETE, (S.LANGUAGE, S.SAMPLE), "bool", False, (1, spb))
-    consolidate(store)
+    store.consolidate()
     return group
 
 
@@ -130,7 +129,7 @@ def _grow(store: ActivationStore) -> None:
             arr.resize(tuple(n_new if d == S.SAMPLE else n for d, n in zip(dims, arr.shape, strict=True)))
     for name in (S.SAMPLE, S.GENDER):
         group[name][n_old:n_new] = root[name][n_old:n_new]
-    consolidate(store)
+    store.consolidate()
 
 
 def _open_group(

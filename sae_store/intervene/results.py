@@ -14,29 +14,24 @@ languages. Positive: the edit moves male-labelled samples more towards male term
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
-import zarr
 
 from sae_store.analyze.results import to_jsonable, write_json
 from sae_store.intervene.experiment import LanguageEffects, LayerResult
 from sae_store.intervene.stats import compare_controls, differential, paired_stats
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.lock import ignoring_lock_dir
 
 __all__ = [
     "CROSS_LAYER_JSON",
     "DEFINITION",
-    "consolidate",
     "result_key",
     "summarise",
     "to_dataset",
@@ -214,25 +209,6 @@ def to_dataset(
     )
 
 
-def consolidate(store: ActivationStore) -> None:
-    """Re-consolidate the store's metadata after adding a group, one process at a time.
-
-    Array tasks write their groups concurrently and then each consolidates; serialising them means
-    the last one sees every group (a lost update would hide a group from ``xr.open_zarr``). The lock
-    is taken on the store folder itself: a lock file inside it would be one more unknown member.
-    """
-    fd = os.open(store.path, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as e:  # some network file systems refuse flock
-            log.warning("cannot lock %s (%s); consolidating without a lock", store.path, e)
-        with ignoring_lock_dir():
-            zarr.consolidate_metadata(str(store.path))
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 def write_result(
     store: ActivationStore, out_dir: str | Path, key: str, ds: xr.Dataset, summary: dict[str, Any]
 ) -> tuple[str, Path]:
@@ -245,7 +221,7 @@ def write_result(
     """
     group = f"{INTERVENE_GROUP}/{key}/layer_{summary['layer']}"
     ds.to_zarr(store.path, group=group, mode="w", consolidated=False)
-    consolidate(store)
+    store.consolidate()
     path = write_json(
         Path(out_dir) / "intervene", f"{key}_layer_{summary['layer']}.json", {"key": key, **summary}
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -16,6 +20,9 @@ import zarr
 from sae_store.errors import SaeStoreError, SchemaVersionError, StoreNotFoundError
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
+from sae_store.store.lock import ignoring_lock_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -153,6 +160,26 @@ class ActivationStore:
     def read_flags(self, name: str = S.COMPLETE, group: str | None = None) -> np.ndarray:
         """Completion flags of shape (layer, language, sample) as a numpy bool array."""
         return np.asarray(self.array(name, group)[...], dtype=bool)
+
+    def consolidate(self) -> None:
+        """Rewrite the root's consolidated metadata, one process at a time.
+
+        A group missing from the consolidated metadata is invisible to ``xr.open_zarr``. Array tasks
+        add groups concurrently and then each consolidates; serialising them (an exclusive lock on
+        the store folder itself) means the last one sees every group.
+        """
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:  # some network file systems refuse flock
+                log.warning("cannot lock %s (%s); consolidating without a lock", self.path, e)
+            with ignoring_lock_dir(), warnings.catch_warnings():
+                # zarr notes that consolidated metadata is not in the v3 spec yet: relied on knowingly
+                warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+                zarr.consolidate_metadata(str(self.path))
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def config(self) -> dict[str, Any]:
         """The configuration the store was created with (as saved in its attributes)."""

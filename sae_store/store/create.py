@@ -50,7 +50,7 @@ def _as_array(node: zarr.Array | zarr.Group) -> zarr.Array:
     return node
 
 
-def _create_array(group: zarr.Group, name: str, spec: S.VarSpec, shape: tuple[int, ...]) -> zarr.Array:
+def create_array(group: zarr.Group, name: str, spec: S.VarSpec, shape: tuple[int, ...]) -> zarr.Array:
     kwargs: dict[str, Any] = {}
     if spec.shards is not None:
         kwargs["shards"] = spec.shards
@@ -173,7 +173,7 @@ def create_store(
         root = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=attrs)
         _create_coords(root, layout, samples)
         for name, spec in S.root_variables(layout, activation_compressors(config)).items():
-            arr = _create_array(root, name, spec, layout.shape(spec.dims))
+            arr = create_array(root, name, spec, layout.shape(spec.dims))
             if name == S.ACTIVATIONS:
                 arr.attrs["precision"] = config.precision
         write_sample_metadata(root, samples, languages, 0)

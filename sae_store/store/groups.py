@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +19,7 @@ import zarr
 
 from sae_store.store import schema as S
 from sae_store.store.core import ActivationStore
-from sae_store.store.create import _create_array
+from sae_store.store.create import create_array
 
 #: Root coordinates copied into every sub-group.
 GROUP_COORDS = (S.LAYER, S.LANGUAGE, S.SAMPLE, *S.SAMPLE_COORDS)
@@ -42,17 +41,10 @@ def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
     arr[...] = values.astype(object) if is_str else values
 
 
-def consolidate(store: ActivationStore) -> None:
-    """Rewrite the root's consolidated metadata (silencing zarr's note that it is not in the v3 spec)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        zarr.consolidate_metadata(str(store.path))
-
-
 def ensure_consolidated(store: ActivationStore, name: str) -> None:
     """Refresh the root's consolidated metadata if it does not list group ``name`` yet."""
     if name not in store.zarr_group():
-        consolidate(store)
+        store.consolidate()
 
 
 def create_group(
@@ -91,7 +83,7 @@ def create_group(
                 )
                 arr[...] = values
             for var, spec in variables.items():
-                _create_array(group, var, spec, store.layout.shape(spec.dims, dict(sizes or {})))
+                create_array(group, var, spec, store.layout.shape(spec.dims, dict(sizes or {})))
             try:
                 os.rename(tmp, target)
                 created = True
@@ -108,4 +100,4 @@ def create_group(
 def delete_group(store: ActivationStore, name: str) -> None:
     """Remove sub-group ``name`` (single process only: never while array tasks write into it)."""
     shutil.rmtree(store.path / name, ignore_errors=True)
-    consolidate(store)
+    store.consolidate()

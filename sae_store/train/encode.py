@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
-from sae_store.store.groups import consolidate, create_group, delete_group
+from sae_store.store.groups import create_group, delete_group
 from sae_store.train.config import EncodeConfig
 from sae_store.train.formats import has_sae, load_sae, sha256_file
 from sae_store.train.sae import SparseAutoencoder
@@ -177,7 +177,7 @@ def _prepare_group(
     if any(str(layer) not in saes for layer in records):
         saes.update({str(k): v for k, v in records.items()})
         group.attrs["saes"] = saes
-        consolidate(store)
+        store.consolidate()
 
 
 def encode_features(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,17 +17,22 @@ from PIL import Image
 
 from sae_store.analyze.config import BiasConfig, CrossLayerConfig, CrossLingualConfig, InspectConfig
 from sae_store.analyze.data import Labels, open_features, read_labels
-from sae_store.analyze.results import write_analysis, write_json
-from sae_store.analyze.run_bias import BIAS_JSON, run_bias
-from sae_store.analyze.run_crosslayer import run_crosslayer
-from sae_store.analyze.run_crosslingual import run_crosslingual
-from sae_store.analyze.run_inspect import collect_top_samples, run_interpret, run_visual
+from sae_store.analyze.pipeline import (
+    bias_step,
+    crosslayer_step,
+    crosslingual_step,
+    interpret_step,
+    open_inputs,
+    qualitative_step,
+    top_samples_step,
+    visual_step,
+)
 from sae_store.intervene.experiment import InterventionConfig, LanguageEffects, LayerResult
 from sae_store.intervene.metrics import SpliceQuality
 from sae_store.intervene.results import result_key, summarise, to_dataset, write_cross_layer, write_result
 from sae_store.store import ActivationStore, ModelInfo, StoreConfig, TokenRole, create_store
 from sae_store.store import schema as S
-from sae_store.store.groups import consolidate, create_group
+from sae_store.store.groups import create_group
 from sae_store.train.encode import (
     FEATURE_FRAC,
     FEATURE_MAX,
@@ -156,7 +160,7 @@ def write_features(
             store.write(
                 S.COMPLETE, np.ones(lay.n_samples, bool), start=0, layer=layer, language=lang, group=FEATURES
             )
-    consolidate(store)
+    store.consolidate()
     return open_features(store)
 
 
@@ -233,41 +237,28 @@ def write_results(
     inspect: bool = True,
     interventions: bool = True,
     seed: int = 0,
-) -> dict[str, Any]:
-    """Run every analysis on synthetic features of ``store`` and write the outputs (store + JSON)."""
-    labels = read_labels(store)
+) -> None:
+    """Write a features group, run every analysis step on it (as ``sae-store analyze`` does), and write
+    SAE folders and intervention results: the store's ``analysis`` group and JSON in ``results_dir``."""
+    write_features(store, n_features=n_features, seed=seed)
+    inp = open_inputs(store.path)
     layers = list(store.layout.layers)
-    features = write_features(store, n_features=n_features, seed=seed)
-    bias = run_bias(
-        store, features, labels, BiasConfig(min_per_group=9, bootstrap=bootstrap, permutations=permutations)
+    bias_step(inp, BiasConfig(min_per_group=9, bootstrap=bootstrap, permutations=permutations), results_dir)
+    crosslingual_step(
+        inp, CrossLingualConfig(min_per_group=9, top_k=10, permutations=50, bootstrap=30), results_dir
     )
-    write_analysis(store, "bias", bias.dataset)
-    write_json(results_dir, BIAS_JSON, bias.payload)
-    cl = run_crosslingual(
-        store, features, labels, CrossLingualConfig(min_per_group=9, top_k=10, permutations=50, bootstrap=30)
-    )
-    write_analysis(store, "crosslingual", cl.dataset)
-    write_json(results_dir, "crosslingual_results.json", cl.payload)
-    cx = run_crosslayer(store, features, labels, bias.dataset, CrossLayerConfig(min_per_group=9, folds=3))
-    write_analysis(store, "crosslayer", cx.dataset)
-    write_json(results_dir, "crosslayer_results.json", cx.payload)
+    crosslayer_step(inp, CrossLayerConfig(min_per_group=9, folds=3), results_dir)
     rng = np.random.default_rng(seed)
     if inspect:
         w_enc = rng.normal(size=(store.layout.hidden_size, n_features)).astype(np.float32)
         encoders = {layer: (lambda x, w=w_enc: np.maximum(x @ w, 0.0)) for layer in layers}
-        config = InspectConfig(n_features=2, top_k=4, image_size=32)
+        config = InspectConfig(n_features=2, top_k=4, image_size=32, n_samples=3, features_per_sample=2)
         # the deepest layer only: each inspected feature draws a PNG, which is slow
-        tops = collect_top_samples(
-            store, features, bias.dataset, config, encoders=encoders, layers=layers[-1:]
-        )
-        interp = run_interpret(store, features, labels, bias.dataset, tops, config)
-        write_analysis(store, "interpret", interp.dataset)
-        write_json(results_dir, "interpret_results.json", interp.payload)
-        visual = run_visual(store, labels, tops, config, results_dir)
-        write_analysis(store, "visual", visual.dataset)
-        write_json(results_dir, "visual_results.json", visual.payload)
+        tops = top_samples_step(inp, config, encoders=encoders, layers=layers[-1:])
+        interpret_step(inp, tops, config, results_dir, decode=None)
+        visual_step(inp, tops, config, results_dir)
+        qualitative_step(inp, config, results_dir, layers=layers[-1:])
     if saes_dir is not None:
         write_saes(saes_dir, layers, d_in=store.layout.hidden_size, d_sae=n_features)
     if interventions:
-        _interventions(store, results_dir, labels, rng)
-    return bias.payload
+        _interventions(store, results_dir, inp.labels, rng)
