@@ -23,6 +23,15 @@ from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 
 
+def abs_interval(low: float, high: float) -> list[float]:
+    """The interval of |d| implied by an interval [low, high] of d (NaN stays NaN)."""
+    if low > 0:
+        return [low, high]
+    if high < 0:
+        return [-high, -low]
+    return [0.0, max(-low, high)] if np.isfinite(low) and np.isfinite(high) else [low, high]
+
+
 def probe_layer(
     x_sae: np.ndarray, x_raw: np.ndarray | None, is_male: np.ndarray, config: CrossLayerConfig
 ) -> dict[str, ProbeResult | None]:
@@ -96,7 +105,7 @@ def run_crosslayer(
             "n_significant": int((q < alpha).sum()),
             "max_abs_d": float(finite[top]),
             "max_abs_d_feature": top,
-            "max_abs_d_ci": [float(b["ci_low"].values[top]), float(b["ci_high"].values[top])],
+            "max_abs_d_ci": abs_interval(float(b["ci_low"].values[top]), float(b["ci_high"].values[top])),
             "probe_sae": probes[(layer, lang)]["sae"]._asdict(),
             "probe_raw": p._asdict() if (p := probes[(layer, lang)]["raw"]) is not None else None,
         }

@@ -10,6 +10,7 @@ import sae_store.analyze.matching as matching
 from sae_store.analyze.crosslingual import effect_correlation, paired_correlation, spearman_rows, topk_overlap
 from sae_store.analyze.matching import lineage, match_features
 from sae_store.analyze.probe import gender_probe
+from sae_store.analyze.run_crosslayer import abs_interval
 from sae_store.errors import SaeStoreError
 
 
@@ -121,3 +122,10 @@ def test_gender_probe_vs_baseline() -> None:
     assert noise.baseline == pytest.approx(y.mean(), abs=0.02)
     assert noise.ci_low < noise.baseline + 0.05
     assert abs(noise.balanced_accuracy - 0.5) < 0.1
+
+
+def test_abs_interval_of_d() -> None:
+    assert abs_interval(0.5, 1.5) == [0.5, 1.5]
+    assert abs_interval(-2.0, -1.0) == [1.0, 2.0]
+    assert abs_interval(-0.2, 0.6) == [0.0, 0.6]
+    assert np.isnan(abs_interval(float("nan"), float("nan"))[0])
