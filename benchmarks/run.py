@@ -49,12 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         result = importlib.import_module(f"benchmarks.bench_{name}").main()
         took = time.perf_counter() - t0
-        sections.append(f"## {result['title']}\n\n{result['markdown'].strip()}\n\n_(`bench_{name}.py`, {took:.0f} s)_\n")
+        sections.append(
+            f"## {result['title']}\n\n{result['markdown'].strip()}\n\n_(`bench_{name}.py`, {took:.0f} s)_\n"
+        )
     if args.update:
         head = (
             "# Benchmarks\n\nWritten by `make bench` (`python benchmarks/run.py --update BENCHMARKS.md`) on "
-            f"{dt.date.today().isoformat()}: {_machine()}. Ratios within a table were measured side by side in "
-            "one run; absolute numbers on a shared machine vary by +-30-50 %.\n\n"
+            f"{dt.date.today().isoformat()}: {_machine()}. Ratios within a table were measured side by "
+            "side in one run; absolute numbers on a shared machine vary by +-30-50 %.\n\n"
         )
         old = args.update.read_text() if args.update.exists() else ""
         kept = _sections(old)
