@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from sae_store.config import PipelineConfig
+from sae_store.config import PathName, PipelineConfig
 from sae_store.errors import SaeStoreError
 from sae_store.jobs.plan import plan
 from sae_store.jobs.render import job_environment, shell_command
@@ -92,5 +92,5 @@ def run_pipeline(
 
 def outputs(cfg: PipelineConfig) -> dict[str, Path]:
     """The run's outputs that exist, by name (store, SAEs, results, report, ...)."""
-    names = ("prepared", "model", "store", "saes", "results", "report")
-    return {n: cfg.paths.path(n) for n in names if cfg.paths.path(n).exists()}  # type: ignore[arg-type]
+    names: tuple[PathName, ...] = ("prepared", "model", "store", "saes", "results", "report")
+    return {n: cfg.paths.path(n) for n in names if cfg.paths.path(n).exists()}

@@ -49,7 +49,8 @@ def _call(argv: list[str], *, empty_if: str = "") -> str:
     if out.returncode and empty_if and empty_if in out.stderr:
         return ""
     if out.returncode:
-        raise SlurmError(f"`{' '.join(argv)}` failed (exit {out.returncode}): {out.stderr.strip()}")
+        said = " | ".join(out.stderr.strip().splitlines())
+        raise SlurmError(f"`{' '.join(argv)}` failed (exit {out.returncode}): {said}")
     return out.stdout
 
 

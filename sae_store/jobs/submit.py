@@ -13,7 +13,7 @@ import fcntl
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -155,7 +155,14 @@ def submit(cfg: PipelineConfig, *, config_file: str | Path = "") -> Manifest:
         job_of: dict[str, int] = {}
         steps = []
         for p in plans:
-            step = _submit_step(cfg, p, job_of)
+            try:
+                step = _submit_step(cfg, p, job_of)
+            except slurm.SlurmError as e:  # no half-submitted chain: its jobs are not in any manifest
+                slurm.scancel(job_of.values())
+                done = f"; cancelled the jobs already submitted ({', '.join(map(str, job_of.values()))})"
+                raise slurm.SlurmError(
+                    f"submitting step {p.step.name!r} failed: {e}{done if job_of else ''}"
+                ) from e
             if step.job_id is not None:
                 job_of[p.step.name] = step.job_id
                 (status_dir(cfg) / f"{p.step.name}.jobid").write_text(f"{step.job_id}\n")
@@ -171,18 +178,16 @@ def submit(cfg: PipelineConfig, *, config_file: str | Path = "") -> Manifest:
 
 
 def _submit_step(cfg: PipelineConfig, p: StepPlan, job_of: dict[str, int]) -> SubmittedStep:
-    array = p.step.array != "none"
-    common = {"name": p.step.name, "array": array, "n_tasks": p.n_tasks, "log": str(log_pattern(cfg, p))}
+    step = SubmittedStep(p.step.name, "complete", array=p.step.array != "none", tasks=list(p.tasks),
+                         n_tasks=p.n_tasks, log=str(log_pattern(cfg, p)))  # fmt: skip
     if not p.pending:
-        return SubmittedStep(state="complete", tasks=list(p.tasks), **common)  # type: ignore[arg-type]
+        return step
     script = cfg.paths.run_dir / SCRIPT_DIR / f"{p.step.name}.sbatch"
     script.write_text(render_script(cfg, p, p.pending), encoding="utf-8")
     deps = sorted(job_of[a] for a in ancestors(p.step.name) if a in job_of)
     job_id = slurm.sbatch(script, after_ok=deps)
-    return SubmittedStep(
-        state="submitted", job_id=job_id, tasks=list(p.pending), depends_on=deps, script=str(script),
-        **common,  # type: ignore[arg-type]
-    )  # fmt: skip
+    return replace(step, state="submitted", job_id=job_id, tasks=list(p.pending), depends_on=deps,
+                   script=str(script))  # fmt: skip
 
 
 def cancel(cfg: PipelineConfig) -> list[int]:

@@ -13,7 +13,7 @@ import pytest
 
 from sae_store.config import PipelineConfig
 from sae_store.errors import SaeStoreError
-from sae_store.jobs import read_manifest, run_pipeline, run_status, submit
+from sae_store.jobs import SlurmError, read_manifest, run_pipeline, run_status, submit
 from sae_store.jobs.steps import step_names
 from tests.jobs.conftest import (
     LocalSlurm,
@@ -179,3 +179,17 @@ def test_cancel_stops_a_run_and_status_says_so(
     assert {t.state for t in status.tasks if t.step == "report"} == {"CANCELLED"}
     assert "by `sae-store jobs cancel` at" in status.render()
     assert _cli("jobs", "cancel", "--config", str(config_file), env=slurm.env).stdout.startswith("no queued")
+
+
+def test_a_refused_step_cancels_the_jobs_submitted_before_it(
+    slurm: LocalSlurm, make_config: Callable[..., PipelineConfig], tmp_path: Path
+) -> None:
+    cfg = make_config(tmp_path / "run", slurm={"steps": {"extract": {"partition": "nosuch"}}})
+    message = (
+        r"submitting step 'extract' failed: .*sbatch.* failed \(exit 1\): .*[Ii]nvalid partition.*; "
+        r"cancelled the jobs already submitted \(\d+, \d+, \d+, \d+\)"
+    )
+    with pytest.raises(SlurmError, match=message):
+        submit(cfg)
+    assert read_manifest(cfg) is None
+    slurm.wait_idle(timeout=15)  # the four jobs before it are gone, nothing runs half a pipeline
