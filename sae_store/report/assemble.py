@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 
 import numpy as np
@@ -13,16 +12,22 @@ from sae_store.analyze.data import read_labels, strings
 from sae_store.analyze.run_bias import BIAS_JSON
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
-from sae_store.report.features_sections import MAX_DASHBOARDS, THUMBNAIL, dashboards, features_section
+from sae_store.report.features_sections import (
+    MAX_DASHBOARDS,
+    THUMBNAIL,
+    dashboards,
+    features_section,
+    qualitative_section,
+)
 from sae_store.report.inputs import ReportInputs
 from sae_store.report.intervention_sections import interventions_section, splice_quality
 from sae_store.report.quality_sections import quality_section
 from sae_store.report.section import Section, not_run_section
-from sae_store.report.steps import pipeline_steps
+from sae_store.report.steps import Commands, pipeline_steps
 from sae_store.report.store_sections import completeness_section, usage_section
 
 
-def _quality(inputs: ReportInputs, store: str) -> Section:
+def _quality(inputs: ReportInputs, cmd: Commands) -> Section:
     if not inputs.saes:
         where = (
             f" in {inputs.saes_dir}"
@@ -33,12 +38,12 @@ def _quality(inputs: ReportInputs, store: str) -> Section:
             "sae_quality",
             "SAE quality per layer",
             f"Needs trained SAEs{where}.",
-            [f"sae-store train {store} --layer L --out saes/"],
+            [cmd.train()],
         )
     return quality_section(inputs.saes, splice_quality(inputs.interventions()))
 
 
-def _bias_layers(inputs: ReportInputs, store: str) -> Section:
+def _bias_layers(inputs: ReportInputs, cmd: Commands) -> Section:
     bias = inputs.result(BIAS_JSON)
     if bias is None:
         where = (
@@ -50,31 +55,31 @@ def _bias_layers(inputs: ReportInputs, store: str) -> Section:
             "bias_layers",
             "Bias across layers",
             f"Needs the bias results (`{BIAS_JSON}`{where}).",
-            [f"sae-store analyze bias {store}", f"sae-store analyze crosslayer {store}"],
+            [cmd.analyze("bias"), cmd.analyze("crosslayer")],
         )
     return bias_layers_section(bias, inputs.analysis("crosslayer"))
 
 
-def _volcano(inputs: ReportInputs, store: str) -> Section:
+def _volcano(inputs: ReportInputs, cmd: Commands) -> Section:
     ds = inputs.analysis("bias")
     if ds is None:
         return not_run_section(
             "volcano",
             "Volcano plots per layer and language",
             "Needs the store's `analysis/bias` group.",
-            [f"sae-store analyze bias {store}"],
+            [cmd.analyze("bias")],
         )
     return volcano_section(ds)
 
 
-def _crosslingual(inputs: ReportInputs, store: str) -> Section:
+def _crosslingual(inputs: ReportInputs, cmd: Commands) -> Section:
     ds = inputs.analysis("crosslingual")
     if ds is None:
         what = "Needs the store's `analysis/crosslingual` group"
         if len(inputs.languages) < 2:
             what += f" and a second language (the store holds {list(inputs.languages)})"
         return not_run_section(
-            "crosslingual", "English vs Arabic", what + ".", [f"sae-store analyze crosslingual {store}"]
+            "crosslingual", "Cross-lingual comparison", what + ".", [cmd.analyze("crosslingual")]
         )
     return crosslingual_section(ds, inputs.analysis("bias"))
 
@@ -95,7 +100,7 @@ def _strongest(interpret: xr.Dataset, bias: xr.Dataset | None, n: int) -> np.nda
     return np.sort(np.argsort(-np.nan_to_num(np.asarray(d), nan=-1.0), kind="stable")[:n])
 
 
-def _features(inputs: ReportInputs, store: str) -> Section:
+def _features(inputs: ReportInputs, cmd: Commands) -> Section:
     interpret = inputs.analysis("interpret")
     if interpret is None:
         return not_run_section(
@@ -103,8 +108,8 @@ def _features(inputs: ReportInputs, store: str) -> Section:
             "Feature dashboards",
             "Needs `analysis/interpret` (and `analysis/visual` for the image heatmaps).",
             [
-                f"sae-store analyze interpret {store} --saes saes/",
-                f"sae-store analyze visual {store} --saes saes/",
+                cmd.analyze("interpret"),
+                cmd.analyze("visual"),
             ],
         )
     keep = _strongest(interpret, inputs.analysis("bias"), MAX_DASHBOARDS)
@@ -133,7 +138,19 @@ def _features(inputs: ReportInputs, store: str) -> Section:
     return features_section(dashes, n_inspected=interpret.sizes["entry"])
 
 
-def _interventions(inputs: ReportInputs, store: str) -> Section:
+def _qualitative(inputs: ReportInputs, cmd: Commands) -> Section:
+    ds = inputs.analysis("qualitative")
+    if ds is None:
+        return not_run_section(
+            "qualitative",
+            "Qualitative examples",
+            "Needs `analysis/qualitative`.",
+            [cmd.analyze("qualitative")],
+        )
+    return qualitative_section(ds)
+
+
+def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
     summaries = inputs.interventions()
     if not summaries:
         return not_run_section(
@@ -141,8 +158,8 @@ def _interventions(inputs: ReportInputs, store: str) -> Section:
             "Interventions",
             "Needs intervention experiments (`analysis/intervene`).",
             [
-                f"sae-store intervene {store} --saes saes/ --layer L --mode ablate --features top-male:20",
-                f"sae-store intervene {store} --saes saes/ --layer L --mode amplify --features top-male:20",
+                cmd.intervene("ablate"),
+                cmd.intervene("amplify"),
             ],
         )
     return interventions_section(summaries)
@@ -150,18 +167,19 @@ def _interventions(inputs: ReportInputs, store: str) -> Section:
 
 def report_sections(inputs: ReportInputs) -> list[Section]:
     """All sections in reading order; each missing input gives a "not run yet" section."""
-    store = shlex.quote(str(inputs.store.path))
+    cmd = Commands.for_inputs(inputs)
     grids = {"extract": inputs.extraction}
     if inputs.features is not None:
         grids["encode"] = inputs.features
     builders: list[Callable[[], Section]] = [
         lambda: completeness_section(pipeline_steps(inputs), grids),
-        lambda: _quality(inputs, store),
-        lambda: _bias_layers(inputs, store),
-        lambda: _volcano(inputs, store),
-        lambda: _crosslingual(inputs, store),
-        lambda: _features(inputs, store),
-        lambda: _interventions(inputs, store),
+        lambda: _quality(inputs, cmd),
+        lambda: _bias_layers(inputs, cmd),
+        lambda: _volcano(inputs, cmd),
+        lambda: _crosslingual(inputs, cmd),
+        lambda: _features(inputs, cmd),
+        lambda: _qualitative(inputs, cmd),
+        lambda: _interventions(inputs, cmd),
         lambda: usage_section(inputs.usage, quota=inputs.quota, inode_quota=inputs.inode_quota),
     ]
     return [build() for build in tqdm(builders, desc="report sections", unit="section", leave=False)]

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, language_colour, line_style, styled
+from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, intervals, language_colour, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
 #: Non-significant features drawn per volcano frame (all significant ones are always drawn).
@@ -118,18 +118,12 @@ def _effect_figure(frame: pd.DataFrame) -> Figure:
             if not ok.any():
                 continue
             pts = sub[ok]
-            err = np.column_stack(
-                [
-                    pts["layer"],
-                    pts[col],
-                    pts[col] - pts[f"top {direction} CI low"],
-                    pts[f"top {direction} CI high"] - pts[col],
-                ]
-            )
             dash = None if direction == "male" else "dashed"
             curve = hv.Curve(pts, layers, [(col, d.label)], label=f"{lang} {direction}")
-            bars = hv.ErrorBars(err, kdims=[layers], vdims=[d, "neg", "pos"])
-            parts.append(line_style(curve, colour, dash=dash) * line_style(bars, colour))
+            ci = (pts[f"top {direction} CI low"], pts[f"top {direction} CI high"])
+            parts.append(
+                line_style(curve, colour, dash=dash) * intervals(pts["layer"], *ci, layers, d, colour)
+            )
         top = hv.Curve(sub, layers, [("max |d|", d.label)], label=f"{lang} max |d|")
         parts.append(line_style(top, colour, dash="dotted", alpha=0.6))
     overlay = hv.Overlay(parts) * line_style(hv.HLine(0), "black", alpha=0.3)
@@ -154,14 +148,6 @@ def _effect_figure(frame: pd.DataFrame) -> Figure:
     )
 
 
-def _with_ci(frame: pd.DataFrame, value: str, low: str, high: str) -> np.ndarray:
-    """(layer, value, minus, plus) rows for ErrorBars from a value and its interval bounds."""
-    v = frame[value].to_numpy(dtype=float)
-    return np.column_stack(
-        [frame["layer"], v, v - frame[low].to_numpy(float), frame[high].to_numpy(float) - v]
-    )
-
-
 def probe_figure(crosslayer: xr.Dataset) -> Figure:
     """Gender-probe accuracy per layer (SAE features and raw activations) with Wilson CIs and baseline."""
     frame = crosslayer.to_dataframe().reset_index()
@@ -176,12 +162,10 @@ def probe_figure(crosslayer: xr.Dataset) -> Figure:
             if pts.empty:
                 continue
             curve = hv.Curve(pts, layers, [(col, acc.label)], label=f"{lang} {kind.upper()} probe")
-            bars = hv.ErrorBars(
-                _with_ci(pts, col, f"probe_{kind}_ci_low", f"probe_{kind}_ci_high"),
-                [layers],
-                [acc, "neg", "pos"],
+            ci = intervals(
+                pts["layer"], pts[f"probe_{kind}_ci_low"], pts[f"probe_{kind}_ci_high"], layers, acc, colour
             )
-            parts.append(line_style(curve, colour, dash=dash) * line_style(bars, colour))
+            parts.append(line_style(curve, colour, dash=dash) * ci)
         base = hv.Curve(sub, layers, [("probe_baseline", acc.label)], label=f"{lang} majority class")
         parts.append(line_style(base, colour, dash="dotted", alpha=0.6))
     overlay = hv.Overlay(parts)

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sae_store.report.bias_sections import MAX_BACKGROUND_POINTS, _alpha, _ticks, _with_ci
-from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, line_style, styled
+from sae_store.report.bias_sections import MAX_BACKGROUND_POINTS, _alpha, _ticks
+from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, intervals, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
 _CLASS_COLOURS = {
@@ -86,10 +86,7 @@ def _rho_figure(frame: pd.DataFrame, a: str, b: str) -> Figure:
     rho = hv.Dimension("rho", label=f"Spearman rho of d ({a} vs {b})")
     overlay = (
         line_style(hv.Curve(frame, layers, [("rho", rho.label)]), COLOURS["targeted"])
-        * line_style(
-            hv.ErrorBars(_with_ci(frame, "rho", "rho_low", "rho_high"), [layers], [rho, "neg", "pos"]),
-            COLOURS["targeted"],
-        )
+        * intervals(frame["layer"], frame["rho_low"], frame["rho_high"], layers, rho, COLOURS["targeted"])
         * line_style(hv.HLine(0), "black", alpha=0.3)
     )
     common = {

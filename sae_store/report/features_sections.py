@@ -271,3 +271,22 @@ def features_section(dashes: list[Dashboard], *, n_inspected: int | None = None)
         "missing_images": missing,
     }
     return Section("features", "Feature dashboards", items, summary, status="partial" if missing else "ok")
+
+
+def qualitative_section(ds: xr.Dataset) -> Section:
+    """Per selected sample, its most active significant biased features, their interpretation and captions."""
+    frame = pd.DataFrame(
+        {
+            name: strings(ds[name].values) if ds[name].dtype.kind in "OTU" else ds[name].values
+            for name in ds.data_vars
+        }
+    )
+    items: list[Any] = [
+        Text(
+            "Samples picked by `analyze qualitative`, with the significant biased features most active "
+            "on them."
+        ),
+        Table(frame, "Qualitative examples", max_rows=60),
+    ]
+    summary = {"rows": len(frame), "samples": sorted({str(s) for s in frame.get("sample", [])})}
+    return Section("qualitative", "Qualitative examples", items, summary)

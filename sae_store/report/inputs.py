@@ -20,11 +20,14 @@ import xarray as xr
 import zarr
 
 from sae_store.analyze.results import ANALYSIS_GROUP, read_analysis
+from sae_store.analyze.run_bias import BIAS_JSON
 from sae_store.analyze.visual import load_image
 from sae_store.errors import DataError, SaeStoreError
 from sae_store.store import ActivationStore, Completion, Usage, completion, open_store, store_usage
 
 FEATURES_GROUP = "features"
+#: JSON files of the results folder the report reads (everything else comes from the store's groups).
+RESULT_FILES = (BIAS_JSON,)
 GENERATION_GROUP = "generation"
 _LAYER_DIR = re.compile(r"^layer_(\d+)$")
 
@@ -54,7 +57,7 @@ class ReportInputs:
     saes: dict[int, SaeRecord]
     saes_dir: Path | None
     results: dict[str, Any]
-    """Parsed JSON result files by file stem (e.g. ``"bias"``), from the results folder."""
+    """The JSON result files the report reads (:data:`RESULT_FILES`), parsed, by file name."""
     results_dir: Path | None
     analysis_groups: tuple[str, ...]
     """Sub-groups present in the store's ``analysis`` group."""
@@ -95,7 +98,7 @@ class ReportInputs:
 
     def result(self, filename: str) -> Any:
         """A parsed JSON results file by name (e.g. ``comprehensive_analysis_results.json``), or ``None``."""
-        return self.results.get(Path(filename).stem)
+        return self.results.get(filename)
 
     @property
     def layers(self) -> tuple[int, ...]:
@@ -190,7 +193,9 @@ def load_inputs(
         )
     results = {}
     if results_path is not None and results_path.is_dir():
-        results = {p.stem: read_json(p) for p in sorted(results_path.glob("*.json"))}
+        results = {
+            name: read_json(results_path / name) for name in RESULT_FILES if (results_path / name).is_file()
+        }
     images = images_dir if images_dir is not None else store.attrs.get("images_dir") or None
     return ReportInputs(
         store=store,

@@ -15,7 +15,7 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, language_colour, line_style, styled
+from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, intervals, language_colour, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
 #: Summaries by result key (e.g. ``male_biased_ablation``) and layer.
@@ -56,8 +56,7 @@ def _points(
     """Points with their interval as error bars, per layer."""
     diff = hv.Dimension("differential", label="differential (male - female effect)")
     points = styled(hv.Scatter((x, y), "layer", diff, label=label), bokeh={"size": 8}, mpl={"s": 30})
-    bars = hv.ErrorBars(np.column_stack([x, y, y - lo, hi - y]), ["layer"], [diff, "neg", "pos"])
-    return line_style(points, colour) * line_style(bars, colour)
+    return line_style(points, colour) * intervals(x, lo, hi, "layer", diff, colour)
 
 
 def _effects_figure(frame: pd.DataFrame) -> Figure:
@@ -134,12 +133,8 @@ def _dose_overlay(sub: pd.DataFrame, title: str) -> hv.Overlay:
     for lang, g in sub.groupby("language", sort=False):
         colour = language_colour(str(lang))
         a, y = g["alpha"].to_numpy(float), g["differential"].to_numpy(float)
-        bars = hv.ErrorBars(
-            np.column_stack([a, y, y - g["CI low"], g["CI high"] - y]), [alpha], [diff, "neg", "pos"]
-        )
-        parts.append(
-            line_style(hv.Curve((a, y), alpha, diff, label=str(lang)), colour) * line_style(bars, colour)
-        )
+        curve = line_style(hv.Curve((a, y), alpha, diff, label=str(lang)), colour)
+        parts.append(curve * intervals(a, g["CI low"], g["CI high"], alpha, diff, colour))
     overlay = hv.Overlay(parts) * line_style(hv.HLine(0), "black", alpha=0.3)
     return styled(
         overlay,

@@ -15,6 +15,7 @@ import holoviews as hv
 import holoviews.plotting.bokeh
 import holoviews.plotting.mpl
 import matplotlib.pyplot as plt
+import numpy as np
 
 hv.Store.current_backend = "bokeh"
 
@@ -53,12 +54,22 @@ def styled(
 
 
 def line_style(obj: Any, colour: str, *, dash: str | None = None, alpha: float = 1.0) -> Any:
-    """Colour (and dash: ``"dashed"``, ``"dotted"``) of a Curve, HLine or ErrorBars in both backends."""
+    """Colour (and dash: ``"dashed"``, ``"dotted"``) of a Curve, HLine or Segments in both backends."""
     bokeh: dict[str, Any] = {} if dash is None else {"line_dash": dash}
     mpl: dict[str, Any] = {} if dash is None else {"linestyle": dash}
-    if isinstance(obj, hv.ErrorBars):
-        mpl["edgecolor"] = colour  # the matplotlib default (black) would win over "color"
     return styled(obj, common={"color": colour, "alpha": alpha}, bokeh=bokeh, mpl=mpl)
+
+
+def intervals(x: Any, low: Any, high: Any, xdim: Any, ydim: Any, colour: str) -> Any:
+    """Vertical segments from ``low`` to ``high`` at each ``x``: confidence intervals.
+
+    Drawn as segments rather than error bars around the estimate: a bootstrap percentile interval
+    need not contain the point estimate, and error bars cannot show that.
+    """
+    x = np.asarray(x, dtype=float)
+    data = (x, np.asarray(low, dtype=float), x, np.asarray(high, dtype=float))
+    segments = hv.Segments(data, kdims=[xdim, ydim, "x1", "y1"])
+    return styled(segments, common={"color": colour}, bokeh={"line_width": 2}, mpl={"linewidth": 1.5})
 
 
 def save_png(obj: Any, path: Path, *, dpi: int = 110) -> Path:

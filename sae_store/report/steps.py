@@ -81,62 +81,97 @@ def describe_completion(comp: Completion) -> tuple[State, str]:
     return "partial", "; ".join(parts)
 
 
-def pipeline_steps(inputs: ReportInputs, *, model: str = "MODEL_DIR") -> list[StepStatus]:
+@dataclass(frozen=True)
+class Commands:
+    """The commands that produce each input of the report, for this store and its folders."""
+
+    store: str
+    saes: str
+    results: str
+    model: str = "MODEL_DIR"
+
+    @classmethod
+    def for_inputs(cls, inputs: ReportInputs) -> Commands:
+        parent = inputs.store.path.parent
+        return cls(
+            store=shlex.quote(str(inputs.store.path)),
+            saes=shlex.quote(str(inputs.saes_dir or parent / "saes")),
+            results=shlex.quote(str(inputs.results_dir or parent / "results")),
+        )
+
+    def extract(self) -> str:
+        return f"sae-store extract {self.store} --model {self.model}"
+
+    def train(self, layer: int | str = "L") -> str:
+        return f"sae-store train {self.store} --layer {layer} --out {self.saes}"
+
+    def encode(self) -> str:
+        return f"sae-store encode {self.store} --saes {self.saes}"
+
+    def analyze(self, name: str) -> str:
+        saes = f" --saes {self.saes}" if name in ("interpret", "visual") else ""
+        return f"sae-store analyze {name} {self.store}{saes} --out {self.results}"
+
+    def caption(self) -> str:
+        return f"sae-store caption {self.store}"
+
+    def intervene(self, mode: str, layer: int | str = "L") -> str:
+        return (
+            f"sae-store intervene {self.store} --saes {self.saes} --layer {layer} --mode {mode} "
+            f"--features top-male:20 --out {self.results}"
+        )
+
+
+def _done_or(ran: bool, step: str, detail: tuple[str, str], commands: list[str]) -> StepStatus:
+    return StepStatus(
+        step, "done" if ran else "not run", detail[0] if ran else detail[1], [] if ran else commands
+    )
+
+
+def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
     """The status of every step, from extraction to interventions, with commands for the gaps."""
-    store = shlex.quote(str(inputs.store.path))
-    saes = shlex.quote(str(inputs.saes_dir)) if inputs.saes_dir is not None else "saes/"
+    cmd = Commands.for_inputs(inputs)
     steps: list[StepStatus] = []
 
     state, detail = describe_completion(inputs.extraction)
-    steps.append(
-        StepStatus(
-            "extract",
-            state,
-            detail,
-            [] if state == "done" else [f"sae-store extract {store} --model {model}"],
-        )
-    )
+    steps.append(StepStatus("extract", state, detail, [] if state == "done" else [cmd.extract()]))
 
     missing = [layer for layer in inputs.layers if layer not in inputs.saes]
     if inputs.saes_dir is None and not inputs.saes:
-        train = StepStatus("train", "not run", "no SAE folder given (--saes)")
+        train = StepStatus("train", "not run", "no SAE folder (--saes, or saes/ beside the store)")
     elif missing:
-        state = "partial" if inputs.saes else "not run"
-        train = StepStatus("train", state, f"layers {_ranges(missing)} have no SAE in {saes}")
+        train = StepStatus(
+            "train",
+            "partial" if inputs.saes else "not run",
+            f"layers {_ranges(missing)} have no SAE in {cmd.saes}",
+        )
     else:
         train = StepStatus("train", "done", f"an SAE for each of the {len(inputs.layers)} layers")
     if train.state != "done":
-        train.commands = [f"sae-store train {store} --layer {layer} --out {saes}" for layer in missing[:3]]
+        train.commands = [cmd.train(layer) for layer in missing[:3]]
         if len(missing) > 3:
             train.commands.append(f"# ... one per layer ({len(missing)} in all; an sbatch array over layers)")
     steps.append(train)
 
     if inputs.features is None:
-        steps.append(
-            StepStatus("encode", "not run", "no features group", [f"sae-store encode {store} --saes {saes}"])
-        )
+        steps.append(StepStatus("encode", "not run", "no features group", [cmd.encode()]))
     else:
         state, detail = describe_completion(inputs.features)
-        cmds = [] if state == "done" else [f"sae-store encode {store} --saes {saes}"]
-        steps.append(StepStatus("encode", state, detail, cmds))
+        steps.append(StepStatus("encode", state, detail, [] if state == "done" else [cmd.encode()]))
 
     for name in ANALYSES:
-        ran = name in inputs.analysis_groups or name in inputs.results
-        steps.append(
-            StepStatus(
-                f"analyze {name}",
-                "done" if ran else "not run",
-                "results present" if ran else "no results",
-                [] if ran else [f"sae-store analyze {name} {store}"],
-            )
-        )
-
+        ran = name in inputs.analysis_groups
+        steps.append(_done_or(ran, f"analyze {name}", ("results present", "no results"), [cmd.analyze(name)]))
     steps.append(
-        StepStatus(
+        _done_or(
+            inputs.has_generation,
             "caption",
-            "done" if inputs.has_generation else "not run",
-            "generated captions stored" if inputs.has_generation else "no generation group",
-            [] if inputs.has_generation else [f"sae-store caption {store} --model {model}"],
+            ("generated captions stored", "no generation group"),
+            [cmd.caption()],
         )
+    )
+    ran = "intervene" in inputs.analysis_groups
+    steps.append(
+        _done_or(ran, "intervene", ("experiments stored", "no experiments"), [cmd.intervene("ablate")])
     )
     return steps

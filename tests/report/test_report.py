@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -10,7 +11,7 @@ from sae_store.errors import DataError, SaeStoreError
 from sae_store.report import ReportResult, build_report, load_inputs
 from sae_store.report.html import external_references
 from sae_store.store import ActivationStore, completion, store_usage
-from sae_store_cli.main import main
+from sae_store_cli.main import build_parser, main
 
 from .conftest import results_dir
 
@@ -29,15 +30,16 @@ def test_bare_store_report_lists_what_exists_and_what_to_run(
     assert steps["extract"]["state"] == "partial"
     assert steps["extract"]["detail"] == "66.7% written; en layers 2: samples 0:40; ar layers 2: samples 0:40"
     assert steps["extract"]["commands"] == [f"sae-store extract {bare_store.path} --model MODEL_DIR"]
+    results = bare_store.path.parent / "results"
     assert steps["analyze bias"] == {
         "step": "analyze bias",
         "state": "not run",
         "detail": "no results",
-        "commands": [f"sae-store analyze bias {bare_store.path}"],
+        "commands": [f"sae-store analyze bias {bare_store.path} --out {results}"],
     }
     assert summary["completeness"]["extract_remaining"] == completion(bare_store).remaining()
     md = bare_report.markdown.read_text()
-    assert "**Not run yet.**" in md and f"sae-store analyze bias {bare_store.path}" in md
+    assert "**Not run yet.**" in md and f"sae-store analyze bias {bare_store.path} --out {results}" in md
     html = bare_report.html.read_text()
     assert external_references(html) == [] and "Not run yet." in html
 
@@ -114,7 +116,10 @@ def test_cli_prints_the_report_path(bare_store: ActivationStore, tmp_path, capsy
     assert main(["report", str(bare_store.path), "--out", str(tmp_path / "rep"), "--quota", "1K"]) == 0
     out = capsys.readouterr().out
     assert f"report:   {tmp_path / 'rep' / 'report.html'}" in out
-    assert "not run yet: sae_quality, bias_layers, volcano, crosslingual, features, interventions" in out
+    assert (
+        "not run yet: sae_quality, bias_layers, volcano, crosslingual, features, qualitative, interventions"
+        in out
+    )
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())["sections"]["store_usage"]
     assert summary["quota"] == 1000 and summary["problems"][0].startswith("projected size")
 
@@ -122,3 +127,17 @@ def test_cli_prints_the_report_path(bare_store: ActivationStore, tmp_path, capsy
 def test_cli_error_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere.zarr"), "--out", str(tmp_path / "r")]) == 2
     assert "sae-store report: error: no activation store at" in capsys.readouterr().err
+
+
+def test_suggested_commands_are_valid_command_lines(bare_report: ReportResult):
+    """Every command the report suggests parses with the real CLI (flags exist, values are accepted)."""
+    parser = build_parser()
+    summary = _summary(bare_report)["sections"]
+    commands = [c for s in summary["completeness"]["steps"] for c in s["commands"]]
+    commands += [c for sec in summary.values() if sec.get("status") == "not run" for c in sec["commands"]]
+    commands = [c for c in commands if not c.startswith("#")]
+    assert len(commands) >= 15
+    for command in commands:
+        argv = shlex.split(command.replace(" L ", " 0 ").replace("--layer L", "--layer 0"))
+        assert argv[0] == "sae-store"
+        parser.parse_args(argv[1:])  # SystemExit (a test error) on an unknown flag or sub-command

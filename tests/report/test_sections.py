@@ -148,3 +148,16 @@ def test_volcano_draws_every_significant_feature(full_store: ActivationStore, th
         layer, lang = key.split("/")
         q = bias["q"].sel(layer=int(layer), language=lang).values
         assert n == int(np.sum(q < threshold))
+
+
+def test_interval_that_excludes_its_estimate_still_draws(full_store: ActivationStore, tmp_path):
+    """Bootstrap percentile intervals need not contain the estimate: drawn as segments, not error bars."""
+    from sae_store.report.bias_sections import bias_layers_section
+    from sae_store.report.plotting import save_png
+
+    payload = json.loads((results_dir(full_store) / "comprehensive_analysis_results.json").read_text())
+    top = payload["by_language"]["en"]["layers"]["2"]["male_biased_features"][0]
+    top["ci_low"], top["ci_high"] = top["d"] + 0.5, top["d"] + 1.0
+    section = bias_layers_section(payload)
+    for fig in section.figures:
+        assert save_png(fig.static, tmp_path / f"{fig.name}.png").stat().st_size > 1000
