@@ -27,11 +27,11 @@ def _submit(args: argparse.Namespace) -> int:
     manifest = submit(cfg, config_file=args.config)
     for s in manifest.steps:
         if s.job_id is None:
-            print(f"{s.name:<12} complete, not submitted")
+            print(f"{s.name:<20} complete, not submitted")
             continue
         tasks = f" array {compress_ids(s.tasks)}" if s.array else ""
         after = f" after {','.join(map(str, s.depends_on))}" if s.depends_on else ""
-        print(f"{s.name:<12} job {s.job_id}{tasks}{after}")
+        print(f"{s.name:<20} job {s.job_id}{tasks}{after}")
     print(f"manifest: {cfg.paths.run_dir / 'pipeline_status' / 'manifest.json'}")
     print(f"follow it with: sae-store jobs status --config {args.config}")
     return 0

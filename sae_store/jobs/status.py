@@ -67,8 +67,8 @@ class RunStatus:
             by_step.setdefault(t.step, []).append(t)
         for step, tasks in by_step.items():
             states = sorted({t.state for t in tasks})
-            lines.append(f"  {step:<12} {', '.join(states)}")
-            if len(tasks) > 1 or tasks[0].state not in ("COMPLETED", "SKIPPED"):
+            lines.append(f"  {step:<20} {', '.join(states)}")
+            if any(t.state not in ("COMPLETED", "SKIPPED") for t in tasks):
                 for t in tasks:
                     text = f"    task {t.task:<4} {t.state:<10} {t.job}"
                     lines.append(f"{text}  {t.detail}".rstrip())

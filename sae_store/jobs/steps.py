@@ -302,7 +302,7 @@ STEPS: tuple[Step, ...] = (
          after=tuple(f"intervene-{m}" for m in get_args(InterventionMode)),
          done=_exists("results", "cross_layer_results.json"), when=lambda cfg: bool(cfg.interventions.modes)),
     Step("report", "HTML and Markdown report of everything the run produced", ("report",), _report_args,
-         after=("analyze", "intervene-summary", "caption"), done=_exists("report", "report.html")),
+         after=("analyze", "intervene-summary", "caption"), done=_exists("report", "summary.json")),
 )  # fmt: skip
 
 
