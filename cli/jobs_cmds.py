@@ -9,6 +9,8 @@ from pathlib import Path
 from sae_store.config import DEMO_CONFIG, PipelineConfig, load_config
 from sae_store.jobs import cancel, outputs, plan, render_script, run_pipeline, run_status, submit
 from sae_store.jobs.render import SCRIPT_DIR, compress_ids
+from sae_store.store import completion, open_store, store_usage
+from sae_store.store.usage import render_usage
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -51,6 +53,11 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _run_local(cfg: PipelineConfig, rerun: str) -> int:
     run_pipeline(cfg, rerun=rerun)
+    store_path = cfg.paths.path("store")
+    if store_path.exists():
+        store = open_store(store_path)
+        print(f"\n$ sae-store status {store_path}\n{completion(store).render()}")
+        print(f"\n$ sae-store du {store_path}\n{render_usage(store_usage(store))}\n")
     print("outputs:")
     for name, path in outputs(cfg).items():
         print(f"  {name:<9} {path}")

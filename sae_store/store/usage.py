@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zarr
 
 from sae_store.errors import SaeStoreError
 from sae_store.store import schema as S
@@ -110,6 +111,11 @@ class Usage:
         return out
 
 
+def _variable_key(parts: tuple[str, ...], root_arrays: set[str]) -> str:
+    """Root arrays by name; arrays of sub-groups by their first two path parts (``features/feature_mean``)."""
+    return parts[0] if parts[0] in root_arrays or len(parts) == 1 else "/".join(parts[:2])
+
+
 def store_usage(store: ActivationStore) -> Usage:
     """Measure a store on disk and project its final size from the fraction already written."""
     root = store.path
@@ -118,26 +124,25 @@ def store_usage(store: ActivationStore) -> Usage:
     by_lang: dict[str, int] = defaultdict(int)
     total_bytes = total_files = 0
     layers, languages = store.layout.layers, store.layout.languages
+    group = store.zarr_group()
+    root_arrays = {name for name, _ in group.arrays()}
     for dirpath, _dirs, files in os.walk(root):
         rel = Path(dirpath).relative_to(root).parts
         for name in files:
             size = (Path(dirpath) / name).stat().st_size
             total_bytes += size
             total_files += 1
-            var = (
-                "/".join(rel[:2])
-                if rel and rel[0] in ("features", "analysis") and len(rel) > 1
-                else (rel[0] if rel else "(metadata)")
-            )
+            var = _variable_key(rel, root_arrays) if rel else "(metadata)"
             variables[var].disk_bytes += size
             variables[var].files += 1
             # chunk keys of activations: activations/c/<layer>/<language>/<shard>/0/0
             if rel[:2] == (S.ACTIVATIONS, "c") and len(rel) >= 4:
                 by_layer[str(layers[int(rel[2])])] += size
                 by_lang[languages[int(rel[3])]] += size
-    group = store.zarr_group()
-    for name, arr in group.arrays():
-        variables[name].logical_bytes = int(np.prod(arr.shape)) * arr.dtype.itemsize
+    for name, node in group.members(max_depth=None):
+        if isinstance(node, zarr.Array):
+            key = _variable_key(tuple(name.split("/")), root_arrays)
+            variables[key].logical_bytes += int(np.prod(node.shape)) * node.dtype.itemsize
     act = variables[S.ACTIVATIONS]
     flags = store.read_flags()
     done = float(flags.mean()) if flags.size else 0.0
