@@ -54,7 +54,7 @@ def _cancel(args: argparse.Namespace) -> int:
 def _run_local(cfg: PipelineConfig, rerun: str) -> int:
     run_pipeline(cfg, rerun=rerun)
     store_path = cfg.paths.path("store")
-    if store_path.exists():
+    if (store_path / "zarr.json").exists():  # steps skipped by the config may leave no store
         store = open_store(store_path)
         print(f"\n$ sae-store status {store_path}\n{completion(store).render()}")
         print(f"\n$ sae-store du {store_path}\n{render_usage(store_usage(store))}\n")

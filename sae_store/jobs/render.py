@@ -66,10 +66,15 @@ def job_environment(cfg: PipelineConfig) -> dict[str, str]:
 
     ``slurm.scheduler_host`` goes to dask's config, where dask-jobqueue takes the scheduler's
     address from (``jobqueue.slurm.scheduler-options.host``), so ``analyze --cluster slurm`` binds
-    its scheduler to the node's address.
+    its scheduler to the node's address; its worker jobs log into the run's log folder (not
+    ``slurm-<id>.out`` in whatever folder the analysis started from).
     """
-    host = cfg.slurm.scheduler_host if cfg.slurm else None
-    return {"DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS__HOST": host} if host else {}
+    if cfg.slurm is None:
+        return {}
+    env = {"DASK_JOBQUEUE__SLURM__LOG_DIRECTORY": str(cfg.paths.run_dir / LOG_DIR / "dask")}
+    if cfg.slurm.scheduler_host:
+        env["DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS__HOST"] = cfg.slurm.scheduler_host
+    return env
 
 
 def shell_command(argv: Sequence[Arg]) -> str:

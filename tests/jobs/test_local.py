@@ -42,7 +42,10 @@ def test_local_run_runs_every_step_in_order_with_one_extraction_task(
     extract = commands[4]
     assert extract[-4:] == ["--task-index", "0", "--task-count", "1"]
     assert [c[-1] for c in commands[6:8]] == ["1", "3"]  # one training run per layer
-    assert runner.calls[0][1] == {"DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS__HOST": "127.0.0.1"}
+    assert runner.calls[0][1] == {
+        "DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS__HOST": "127.0.0.1",
+        "DASK_JOBQUEUE__SLURM__LOG_DIRECTORY": str(cfg.paths.run_dir / "logs" / "dask"),
+    }
     assert lines[0] == "[1/14] demo-data: demo captions and images"
     assert lines[1].startswith("  $ sae-store make-demo-data ")
     assert lines[2].startswith("[1/14] demo-data: done in ")
