@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Self, get_args
 
+from sae_store.configbase import check_choice, check_known_keys
 from sae_store.errors import ConfigError
 
 Statistic = Literal["mean", "max", "frac"]
@@ -14,11 +15,6 @@ ClusterKind = Literal["local", "slurm", "none"]
 
 #: Variable of the ``features`` group holding each per-sample statistic.
 STATISTIC_VARIABLES: dict[str, str] = {"mean": "feature_mean", "max": "feature_max", "frac": "feature_frac"}
-
-
-def _choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
 def _int_at_least(name: str, value: object, low: int) -> None:
@@ -39,10 +35,7 @@ class _Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} keys {unknown}; allowed: {sorted(known)}")
+        check_known_keys(data, cls, cls.__name__)
         return cls(**data)
 
 
@@ -79,9 +72,9 @@ class BiasConfig(_Config):
     """Seed of the bootstrap and the permutations."""
 
     def __post_init__(self) -> None:
-        _choice("statistic", self.statistic, get_args(Statistic))
-        _choice("test", self.test, get_args(Test))
-        _choice("correction", self.correction, get_args(Correction))
+        check_choice("statistic", self.statistic, get_args(Statistic))
+        check_choice("test", self.test, get_args(Test))
+        check_choice("correction", self.correction, get_args(Correction))
         _open_unit("alpha", self.alpha)
         _open_unit("ci_level", self.ci_level)
         _int_at_least("min_per_group", self.min_per_group, 9)
@@ -111,7 +104,7 @@ class CrossLingualConfig(_Config):
     """Seed of the permutations and the bootstrap."""
 
     def __post_init__(self) -> None:
-        _choice("statistic", self.statistic, get_args(Statistic))
+        check_choice("statistic", self.statistic, get_args(Statistic))
         _int_at_least("min_per_group", self.min_per_group, 9)
         _int_at_least("top_k", self.top_k, 1)
         _int_at_least("permutations", self.permutations, 0)
@@ -142,7 +135,7 @@ class CrossLayerConfig(_Config):
     """Seed of the fold assignment."""
 
     def __post_init__(self) -> None:
-        _choice("statistic", self.statistic, get_args(Statistic))
+        check_choice("statistic", self.statistic, get_args(Statistic))
         _int_at_least("min_per_group", self.min_per_group, 9)
         _int_at_least("folds", self.folds, 2)
         if not isinstance(self.C, float | int) or self.C <= 0:
@@ -181,7 +174,7 @@ class InspectConfig(_Config):
     def __post_init__(self) -> None:
         for name in ("n_features", "top_k", "bins", "n_samples", "features_per_sample"):
             _int_at_least(name, getattr(self, name), 1)
-        _choice("rank_by", self.rank_by, get_args(Statistic))
+        check_choice("rank_by", self.rank_by, get_args(Statistic))
         _int_at_least("image_size", self.image_size, 16)
         _int_at_least("seed", self.seed, 0)
 
@@ -209,6 +202,6 @@ class ClusterConfig(_Config):
     """Extra ``#SBATCH`` lines for the worker jobs, e.g. ``("--qos=short",)``."""
 
     def __post_init__(self) -> None:
-        _choice("kind", self.kind, get_args(ClusterKind))
+        check_choice("kind", self.kind, get_args(ClusterKind))
         _int_at_least("workers", self.workers, 1)
         _int_at_least("threads_per_worker", self.threads_per_worker, 1)

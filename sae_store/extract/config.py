@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
+from sae_store.configbase import check_known_keys
 from sae_store.errors import ConfigError
 
 #: Default instruction per language key; the one place these texts live.
@@ -175,10 +176,7 @@ class ExtractConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ExtractConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown extract config keys {unknown}; allowed: {sorted(known)}")
+        check_known_keys(data, cls, "extract config")
         values = dict(data)
         for key in ("layers", "languages", "sample_range"):
             if values.get(key) is not None:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
+from sae_store.configbase import check_choice, check_known_keys
 from sae_store.errors import ConfigError
 
 Compressor = Literal["blosc-zstd", "blosc-lz4", "zstd", "none"]
 Shuffle = Literal["byte", "bit", "none"]
 Precision = Literal["bf16", "fp32"]
-
-
-def _check_choice(name: str, value: object, allowed: tuple[object, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {list(allowed)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -42,9 +38,9 @@ class StoreConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.samples_per_shard, int) or self.samples_per_shard < 1:
             raise ConfigError(f"samples_per_shard must be a positive integer, got {self.samples_per_shard!r}")
-        _check_choice("compressor", self.compressor, get_args(Compressor))
-        _check_choice("shuffle", self.shuffle, get_args(Shuffle))
-        _check_choice("precision", self.precision, get_args(Precision))
+        check_choice("compressor", self.compressor, get_args(Compressor))
+        check_choice("shuffle", self.shuffle, get_args(Shuffle))
+        check_choice("precision", self.precision, get_args(Precision))
         top = 22 if self.compressor == "zstd" else 9
         if not isinstance(self.clevel, int) or not 0 <= self.clevel <= top:
             raise ConfigError(
@@ -56,8 +52,5 @@ class StoreConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StoreConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown store config keys {unknown}; allowed: {sorted(known)}")
+        check_known_keys(data, cls, "store config")
         return cls(**data)

@@ -9,9 +9,10 @@ JSON with ``to_dict`` / ``from_dict``, which refuses unknown keys.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar, get_args
 
+from sae_store.configbase import check_known_keys
 from sae_store.errors import ConfigError
 
 Architecture = Literal["topk", "batchtopk", "relu", "jumprelu"]
@@ -53,10 +54,7 @@ def _positive(name: str, value: object, *, integer: bool = True, allow_zero: boo
 
 
 def _from_dict(cls: type[_C], data: dict[str, Any], what: str) -> _C:
-    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown {what} config keys {unknown}; allowed: {sorted(known)}")
+    check_known_keys(data, cls, f"{what} config")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return cls(**values)
 
