@@ -118,16 +118,26 @@ def main() -> dict[str, Any]:
             os.environ["SLURM_CONF"] = old_conf
         shutil.rmtree(base, ignore_errors=True)
 
-    print("demo pipeline, init to analyses (quick variant of the end-to-end tests), same inputs:")
-    print(f"  local `pipeline`                 {results['local_pipeline_s']:8.1f} s")
-    print(f"  `jobs submit` until all finished {results['slurm_pipeline_s']:8.1f} s")
-    print(f"  SLURM / local                    {results['slurm_overhead_ratio']:8.2f}x")
-    print(f"extraction as an array on {os.cpu_count()} CPUs (submission until the array left the queue):")
+    lines = [
+        "Demo pipeline, init to analyses (quick variant of the end-to-end tests), same inputs, on a real "
+        "single-node SLURM started by the benchmark:",
+        "",
+        "| run | seconds |",
+        "| --- | --- |",
+        f"| local `sae-store pipeline` | {results['local_pipeline_s']:.1f} |",
+        f"| `sae-store jobs submit` until all jobs finished | {results['slurm_pipeline_s']:.1f} |",
+        f"| **SLURM / local** | **{results['slurm_overhead_ratio']:.2f}x** |",
+        "",
+        f"Extraction as an array on {os.cpu_count()} CPUs (submission until the array left the queue):",
+        "",
+        "| array tasks | seconds | speed-up vs 1 task | longest task's own extraction time |",
+        "| --- | --- | --- | --- |",
+    ]
     for tasks, seconds in extract.items():
-        print(
-            f"  {tasks} task(s)  {seconds:6.1f} s  speed-up {extract[1] / seconds:4.2f}x  "
-            f"(longest task's own extraction time {work[tasks]:.1f} s; the rest is start-up and scheduling)"
-        )
+        lines.append(f"| {tasks} | {seconds:.1f} | {extract[1] / seconds:.2f}x | {work[tasks]:.1f} s |")
+    lines += ["", "The rest of each task's time is Python/torch/model start-up and scheduling."]
+    print("\n".join(lines))
+    results.update(title="SLURM: submission overhead and array scaling", markdown="\n".join(lines))
     return results
 
 
