@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from sae_store.analyze.data import Labels, strings
+from sae_store.analyze.qualitative import COLUMNS
 from sae_store.report.plotting import COLOURS, styled
 from sae_store.report.section import Figure, Frames, Notice, Section, Table, Text
 
@@ -275,10 +276,12 @@ def features_section(dashes: list[Dashboard], *, n_inspected: int | None = None)
 
 def qualitative_section(ds: xr.Dataset) -> Section:
     """Per selected sample, its most active significant biased features, their interpretation and captions."""
+    # the columns in the order analyze qualitative writes its table, then anything else it stored
+    names = [c for c in COLUMNS if c in ds.data_vars] + [str(v) for v in ds.data_vars if v not in COLUMNS]
     frame = pd.DataFrame(
         {
             name: strings(ds[name].values) if ds[name].dtype.kind in "OTU" else ds[name].values
-            for name in ds.data_vars
+            for name in names
         }
     )
     items: list[Any] = [

@@ -161,3 +161,13 @@ def test_interval_that_excludes_its_estimate_still_draws(full_store: ActivationS
     section = bias_layers_section(payload)
     for fig in section.figures:
         assert save_png(fig.static, tmp_path / f"{fig.name}.png").stat().st_size > 1000
+
+
+def test_qualitative_table_keeps_the_analysis_column_order(full_store: ActivationStore):
+    from sae_store.analyze.qualitative import COLUMNS
+
+    sections = {s.key: s for s in report_sections(load_inputs(full_store.path))}
+    table = next(i for i in sections["qualitative"].items if type(i).__name__ == "Table")
+    assert list(table.frame.columns) == list(COLUMNS)
+    stored = read_analysis(full_store, "qualitative")
+    assert sections["qualitative"].summary["rows"] == stored.sizes["row"] > 0
