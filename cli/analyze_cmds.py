@@ -152,6 +152,8 @@ def _run(args: argparse.Namespace) -> int:
     from sae_store.analyze.cluster import open_cluster
 
     inp = P.open_inputs(args.store, args.features_group)
+    if args.out is None:
+        args.out = Path(args.store).resolve().parent / "results"
     steps = list(_HELP)[:-1] if args.which == "all" else [args.which]
     if args.which == "all" and len(args.languages or inp.features.language.values) < 2:
         log.info("crosslingual skipped: only one language is analysed")
@@ -214,9 +216,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         type=Path,
-        default=Path("analysis-results"),
         metavar="DIR",
-        help="folder for the JSON results and figures (default ./analysis-results)",
+        help="folder for the JSON results and figures (default: results/ beside the store, as for "
+        "`intervene`, where `report` looks for them)",
     )
     p.add_argument("--layers", type=_ints, metavar="L,L", help="layers to analyse (default: all encoded)")
     p.add_argument("--languages", type=_words, metavar="LANG,LANG", help="languages (default: all)")

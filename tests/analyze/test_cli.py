@@ -107,3 +107,11 @@ def test_slurm_cluster_renders_the_configured_job_without_submitting() -> None:
     for line in ("#SBATCH -p cpu", "#SBATCH -A proj", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G",
                  "#SBATCH -t 01:00:00", "#SBATCH --qos=short", "--nthreads 4"):  # fmt: skip
         assert line in script
+
+
+def test_results_go_beside_the_store_by_default(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
+    # the same default as `intervene`, and where `report` looks for results
+    assert main(["analyze", "bias", str(built.store.path), *FAST]) == 0
+    expected = built.store.path.resolve().parent / "results" / "comprehensive_analysis_results.json"
+    assert capsys.readouterr().out.split() == [str(expected)]
+    assert json.loads(expected.read_text())["layers"]["0"]["male_biased_features"] is not None
