@@ -3,7 +3,6 @@
 :class:`LocalSlurm` installs the Debian packages when they are missing (root and apt-get needed),
 starts munged (as user ``munge``), slurmctld and slurmd with a private state folder and free ports,
 waits until the node is idle, and stops everything by PID afterwards. The benchmark reuses it.
-Recipe: ``../shared/notes/slurm-single-node.md``.
 """
 
 from __future__ import annotations
