@@ -30,6 +30,30 @@ def synthetic_activations(rng: np.random.Generator, n: int) -> np.ndarray:
     return round_to_bf16(x)
 
 
+def synthetic_inputs(
+    n_samples: int, hidden: int, tokens_per_language: dict[str, int], *, image_tokens: int
+) -> tuple[pd.DataFrame, ModelInfo]:
+    """A samples table and a one-layer ModelInfo for synthetic benchmark stores (no model behind them)."""
+    samples = pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n_samples)],
+            "image": "x.png",
+            "gender": "male",
+            "en_caption": "",
+            "ar_caption": "",
+        }
+    )
+    info = ModelInfo(
+        identity={"name_or_path": "synthetic"},
+        n_layers=1,
+        hidden_size=hidden,
+        prompts={lang: lang for lang in tokens_per_language},
+        tokens_per_language=tokens_per_language,
+        image_tokens=image_tokens,
+    )
+    return samples, info
+
+
 def _dir_bytes(path: Path) -> int:
     return (
         sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -51,23 +75,7 @@ def main() -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
     rows = []
     try:
-        samples = pd.DataFrame(
-            {
-                "sample_id": [f"s{i}" for i in range(N_SAMPLES)],
-                "image": "x.png",
-                "gender": "male",
-                "en_caption": "",
-                "ar_caption": "",
-            }
-        )
-        info = ModelInfo(
-            identity={"name_or_path": "synthetic"},
-            n_layers=1,
-            hidden_size=HIDDEN,
-            prompts={"en": "x"},
-            tokens_per_language={"en": TOKENS},
-            image_tokens=256,
-        )
+        samples, info = synthetic_inputs(N_SAMPLES, HIDDEN, {"en": TOKENS}, image_tokens=256)
         for label, config in [
             ("store default (Blosc zstd 3, byte shuffle)", StoreConfig(samples_per_shard=SHARD)),
             ("store, Blosc lz4", StoreConfig(samples_per_shard=SHARD, compressor="blosc-lz4")),

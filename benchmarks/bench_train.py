@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import psutil
 import torch
 
-from sae_store.store import ModelInfo, StoreConfig, TokenRole, create_store, open_store
+from benchmarks.bench_store import synthetic_inputs
+from sae_store.store import StoreConfig, TokenRole, create_store, open_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
 from sae_store.train.config import DataConfig, SaeConfig, TrainerConfig
@@ -36,23 +36,7 @@ N_BATCHES = 40
 
 
 def _make_store(path: Path) -> Path:
-    samples = pd.DataFrame(
-        {
-            "sample_id": [f"s{i}" for i in range(N_SAMPLES)],
-            "image": "x.png",
-            "gender": "male",
-            "en_caption": "",
-            "ar_caption": "",
-        }
-    )
-    info = ModelInfo(
-        identity={"name_or_path": "synthetic"},
-        n_layers=1,
-        hidden_size=HIDDEN,
-        prompts={"en": "x", "ar": "y"},
-        tokens_per_language=TOKENS,
-        image_tokens=IMAGE_TOKENS,
-    )
+    samples, info = synthetic_inputs(N_SAMPLES, HIDDEN, TOKENS, image_tokens=IMAGE_TOKENS)
     store = create_store(path, samples, info, config=StoreConfig(samples_per_shard=SHARD))
     rng = np.random.default_rng(0)
     T = store.layout.max_tokens
