@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import get_args
+
+from sae_store.store.config import Compressor, Precision
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -139,12 +142,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="samples per shard file: the unit of work and of writer memory (default 16)",
     )
-    p.add_argument("--compressor", default="blosc-zstd", choices=["blosc-zstd", "blosc-lz4", "zstd", "none"])
+    p.add_argument("--compressor", default="blosc-zstd", choices=get_args(Compressor))
     p.add_argument("--clevel", type=int, default=3, help="compression level (default 3)")
     p.add_argument(
         "--precision",
         default="bf16",
-        choices=["bf16", "fp32"],
+        choices=get_args(Precision),
         help="round stored values to bfloat16 (default) or keep float32",
     )
     p.set_defaults(func=_init)
