@@ -1,0 +1,35 @@
+"""Named kill points for fault-injection tests.
+
+Code that changes a store on disk calls :func:`kill_point` between its steps. Normally this does
+nothing; when the environment variable ``SAE_STORE_KILL_POINT`` names the point (``name`` or
+``name@N`` for the N-th time it is reached, counting from 1), the process SIGKILLs itself there,
+exactly like an out-of-memory kill or a node failure would. The tests kill at every point listed in
+:data:`KILL_POINTS`, run the recovery command and compare the store with a reference.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+#: Environment variable that selects the kill point.
+ENV_VAR = "SAE_STORE_KILL_POINT"
+
+#: Every named kill point in the code, ``"<operation>.<step>"``; tests iterate over this.
+KILL_POINTS: tuple[str, ...] = ()
+
+_reached: Counter[str] = Counter()
+
+
+def kill_point(name: str) -> None:
+    """SIGKILL the current process here if ``SAE_STORE_KILL_POINT`` selects ``name``."""
+    wanted = os.environ.get(ENV_VAR)
+    if not wanted:
+        return
+    target, _, nth = wanted.partition("@")
+    if target != name:
+        return
+    _reached[name] += 1
+    if _reached[name] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
