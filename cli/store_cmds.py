@@ -1,4 +1,4 @@
-"""``sae-store du`` and ``sae-store status``: how big a store is and how complete."""
+"""``sae-store du``, ``status`` and ``migrate``: how big a store is, how complete, and upgrading it."""
 
 from __future__ import annotations
 
@@ -36,6 +36,14 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    from sae_store.store.migrate import migrate_store
+
+    for line in migrate_store(args.store):
+        print(line)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("du", help="bytes, files, compression and projected size of a store")
     p.add_argument("store", help="path of the activation store")
@@ -49,3 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--max-lines", type=int, default=20, help="list at most this many unfinished items")
     p.set_defaults(func=_status)
+
+    p = subparsers.add_parser(
+        "migrate",
+        help="upgrade a store of an older schema version in place (safe to rerun after a kill)",
+        description="Upgrade a schema version 1 store to the current version in place: the small "
+        "per-block arrays are rebuilt with fewer files, integer label codes and attributes are added; "
+        "activations are not rewritten. Killed at any point, running it again finishes the job. "
+        "No extraction or append may run meanwhile.",
+    )
+    p.add_argument("store", help="path of the activation store")
+    p.set_defaults(func=_migrate)

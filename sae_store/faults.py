@@ -17,7 +17,17 @@ from collections import Counter
 ENV_VAR = "SAE_STORE_KILL_POINT"
 
 #: Every named kill point in the code, ``"<operation>.<step>"``; tests iterate over this.
-KILL_POINTS: tuple[str, ...] = ()
+KILL_POINTS: tuple[str, ...] = (
+    # sae_store.store.migrate: per array (built aside, old moved aside, new swapped in, done) ...
+    "migrate.built",
+    "migrate.moved_aside",
+    "migrate.swapped",
+    "migrate.array_done",
+    # ... then the root attributes, the consolidated metadata and the version switch
+    "migrate.attributes",
+    "migrate.consolidated",
+    "migrate.version",
+)
 
 _reached: Counter[str] = Counter()
 

@@ -161,6 +161,7 @@ def extract_activations(
         If the model produced NaN/inf and ``config.on_nonfinite`` is ``"error"``.
     """
     started = time.perf_counter()
+    store.require_writable()
     check_identity(store, loaded.identity)
     task = plan(store, config)
     summary = ExtractSummary(

@@ -162,6 +162,7 @@ class BlockWriter:
             (S.TOKEN_ROLE, data.token_role),
             (S.N_TOKENS, data.n_tokens),
             (S.EXTRACT_ERROR, data.errors),
+            (S.EXTRACT_STATUS, (np.asarray(data.errors) != "").astype(np.int8)),
         ):
             self.store.write(name, values, start=block.start, language=lang)
         for run in runs:

@@ -170,6 +170,7 @@ def append_samples(
         If another append holds the lock, or an extraction is running.
     """
     store = open_store(path)
+    store.require_writable()
     images = Path(images_dir) if images_dir is not None else None
     _check_new_samples(store, samples, images)
     with append_lock(store.path, command=command):
@@ -187,7 +188,9 @@ def append_samples(
             with ignoring_lock_dir():
                 zarr.consolidate_metadata(str(store.path))
             root = zarr.open_group(str(store.path), mode="r+")
-            root.update_attributes({S.ATTR_KEY: {**store.attrs[S.ATTR_KEY], "n_samples": n_after}})
+            root.update_attributes(
+                S.encode_attrs({S.ATTR_KEY: {**store.attrs[S.ATTR_KEY], "n_samples": n_after}})
+            )
         except BaseException:
             _rollback(store.path)
             raise

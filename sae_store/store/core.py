@@ -36,6 +36,34 @@ class ActivationStore:
 
     path: Path
     attrs: dict[str, Any]
+    """Root attributes, nested ones decoded (see :func:`~sae_store.store.schema.decode_attrs`)."""
+
+    def __repr__(self) -> str:
+        lay = self.layout
+        return (
+            f"ActivationStore({str(self.path)!r}, schema v{self.schema_version}, "
+            f"{len(lay.layers)} layers x {len(lay.languages)} languages x {lay.n_samples} samples x "
+            f"{lay.max_tokens} tokens x {lay.hidden_size} hidden)"
+        )
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.attrs[S.ATTR_KEY]["schema_version"])
+
+    def require_writable(self) -> None:
+        """Refuse to write into a store of an older schema version (it must be migrated first).
+
+        Raises
+        ------
+        SchemaVersionError
+            The store has schema version 1.
+        """
+        if self.schema_version != S.SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"store {str(self.path)!r} has schema version {self.schema_version}; this sae-store reads "
+                f"it but writes only version {S.SCHEMA_VERSION} stores: upgrade it in place with "
+                f"`sae-store migrate {self.path}` first"
+            )
 
     @cached_property
     def layout(self) -> S.StoreLayout:
@@ -54,6 +82,8 @@ class ActivationStore:
         return block_ranges(self.layout.n_samples, self.layout.samples_per_shard)
 
     def zarr_group(self, group: str | None = None, *, mode: str = "r") -> zarr.Group:
+        if mode != "r":
+            self.require_writable()
         root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)  # type: ignore[arg-type]
         return root if group is None else root[group]  # type: ignore[return-value]
 
@@ -71,7 +101,10 @@ class ActivationStore:
         34-layer store 136,000 tasks; shard-sized chunks keep reductions fast.
         """
         chunks = {S.SAMPLE: samples_per_chunk or self.layout.samples_per_shard}
-        return xr.open_zarr(self.path, group=group, chunks=chunks, consolidated=True)
+        with warnings.catch_warnings():
+            # label arrays (a few bytes per sample) have chunks of many blocks: splitting them is cheap
+            warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
+            return xr.open_zarr(self.path, group=group, chunks=chunks, consolidated=True)
 
     def layer_index(self, layer: int) -> int:
         try:
@@ -194,7 +227,8 @@ def open_store(path: str | Path) -> ActivationStore:
     StoreNotFoundError
         The path does not exist, or is not an sae-store activation store.
     SchemaVersionError
-        The store was written by an incompatible version of the schema.
+        The store was written by an incompatible version of the schema. Version 1 stores open
+        for reading; writing into them raises this error naming ``sae-store migrate``.
     """
     path = Path(path)
     meta = path / "zarr.json"
@@ -206,7 +240,7 @@ def open_store(path: str | Path) -> ActivationStore:
             "pass the store folder made by `sae-store init`"
         )
     try:
-        attrs = json.loads(meta.read_text()).get("attributes", {})
+        attrs = S.decode_attrs(json.loads(meta.read_text()).get("attributes", {}))
     except (OSError, json.JSONDecodeError) as e:
         raise StoreNotFoundError(f"{str(meta)!r} is unreadable or not JSON: {e}") from e
     if S.ATTR_KEY not in attrs:
@@ -215,7 +249,7 @@ def open_store(path: str | Path) -> ActivationStore:
             f"(no {S.ATTR_KEY!r} attribute)"
         )
     version = attrs[S.ATTR_KEY].get("schema_version")
-    if version != S.SCHEMA_VERSION:
+    if version not in S.READABLE_VERSIONS:
         raise SchemaVersionError(
             f"store {str(path)!r} has schema version {version!r}, but this sae-store understands "
             f"version {S.SCHEMA_VERSION}; use the sae-store release that wrote it "

@@ -68,13 +68,24 @@ def create_array(group: zarr.Group, name: str, spec: S.VarSpec, shape: tuple[int
     )
 
 
+def gender_codes(genders: Sequence[str]) -> np.ndarray:
+    """Integer codes of gender labels (their index in :data:`~sae_store.store.schema.GENDER_NAMES`)."""
+    unknown = sorted(set(genders) - set(S.GENDER_NAMES))
+    if unknown:
+        raise SaeStoreError(f"gender labels {unknown} are not one of {list(S.GENDER_NAMES)}")
+    index = {g: i for i, g in enumerate(S.GENDER_NAMES)}
+    return np.array([index[g] for g in genders], dtype=np.int8)
+
+
 def write_sample_metadata(
     group: zarr.Group, samples: pd.DataFrame, languages: Sequence[str], start: int
 ) -> None:
-    """Write sample ids, image paths, genders and captions for rows ``start:start+len(samples)``."""
+    """Write sample ids, image paths, genders (labels and codes) and captions for rows
+    ``start:start+len(samples)``."""
     stop = start + len(samples)
     for name, column in ((S.SAMPLE, "sample_id"), (S.IMAGE, "image"), (S.GENDER, "gender")):
         _as_array(group[name])[start:stop] = _string_array(samples[column].astype(str).tolist())
+    _as_array(group[S.GENDER_CODE])[start:stop] = gender_codes(samples["gender"].astype(str).tolist())
     captions = np.empty((len(samples), len(languages)), dtype=object)
     for j, lang in enumerate(languages):
         col = f"{lang}_caption"
@@ -166,16 +177,19 @@ def create_store(
         "image_processor": model.image_processor,
         "images_dir": str(Path(images_dir).resolve()) if images_dir else "",
         "config": {"store": config.to_dict(), "model": asdict(model), **(extra_attrs or {})},
+        "Conventions": S.CONVENTIONS,
     }
     tmp = path.with_name(f".{path.name}.creating-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=attrs)
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=S.encode_attrs(attrs))
         _create_coords(root, layout, samples)
         for name, spec in S.root_variables(layout, activation_compressors(config)).items():
             arr = create_array(root, name, spec, layout.shape(spec.dims))
             if name == S.ACTIVATIONS:
                 arr.attrs["precision"] = config.precision
+        codes = create_array(root, S.LANGUAGE_CODE, S.language_code_spec(languages), (len(languages),))
+        codes[:] = np.arange(len(languages), dtype=np.int8)
         write_sample_metadata(root, samples, languages, 0)
         zarr.consolidate_metadata(str(tmp))
         tmp.rename(path)
@@ -185,25 +199,13 @@ def create_store(
 
 
 def _create_coords(root: zarr.Group, layout: S.StoreLayout, samples: pd.DataFrame) -> None:
-    coords: dict[str, tuple[np.ndarray, int]] = {
-        S.LAYER: (np.asarray(layout.layers, dtype=np.int32), len(layout.layers)),
-        S.LANGUAGE: (_string_array(layout.languages), len(layout.languages)),
-        S.TOKEN: (np.arange(layout.max_tokens, dtype=np.int32), layout.max_tokens),
-        S.HIDDEN: (np.arange(layout.hidden_size, dtype=np.int32), layout.hidden_size),
+    values: dict[str, np.ndarray] = {
+        S.LAYER: np.asarray(layout.layers, dtype=np.int32),
+        S.LANGUAGE: _string_array(layout.languages),
+        S.TOKEN: np.arange(layout.max_tokens, dtype=np.int32),
+        S.HIDDEN: np.arange(layout.hidden_size, dtype=np.int32),
     }
-    for name, (values, n) in coords.items():
-        arr = root.create_array(
-            name,
-            shape=(n,),
-            chunks=(n,),
-            dtype=str if values.dtype == object else values.dtype,
-            dimension_names=[name],
-        )
-        arr[:] = values
-    root.create_array(
-        S.SAMPLE,
-        shape=(len(samples),),
-        chunks=(layout.samples_per_shard,),
-        dtype=str,
-        dimension_names=[S.SAMPLE],
-    )
+    for name, v in values.items():
+        create_array(root, name, S.coordinate_spec(name, len(v), layout), v.shape)[:] = v
+    n = len(samples)
+    create_array(root, S.SAMPLE, S.coordinate_spec(S.SAMPLE, n, layout), (n,))

@@ -68,6 +68,7 @@ def create_group(
     attrs
         The group's attributes.
     """
+    store.require_writable()
     target = store.path / name
     if not target.exists():
         tmp = store.path / f".{name}.creating-{os.getpid()}"
@@ -79,7 +80,12 @@ def create_group(
                 _copy_coordinate(root, group, coord)
             for dim, values in (coords or {}).items():
                 arr = group.create_array(
-                    dim, shape=values.shape, chunks=values.shape, dtype=values.dtype, dimension_names=[dim]
+                    dim,
+                    shape=values.shape,
+                    chunks=values.shape,
+                    dtype=values.dtype,
+                    dimension_names=[dim],
+                    attributes=S.coordinate_attrs(dim) if dim == S.FEATURE else {},
                 )
                 arr[...] = values
             for var, spec in variables.items():
@@ -99,5 +105,6 @@ def create_group(
 
 def delete_group(store: ActivationStore, name: str) -> None:
     """Remove sub-group ``name`` (single process only: never while array tasks write into it)."""
+    store.require_writable()
     shutil.rmtree(store.path / name, ignore_errors=True)
     store.consolidate()

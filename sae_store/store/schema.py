@@ -6,12 +6,30 @@ Bump :data:`SCHEMA_VERSION` whenever a change would make older code misread a st
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-#: Version of the on-disk layout written by this code. Stores with another version are refused.
-SCHEMA_VERSION = 1
+from zarr.codecs import BloscCodec
+
+#: Version of the on-disk layout written by this code. Stores with another version are refused
+#: for writing; version 1 stores can still be read and are upgraded by ``sae-store migrate``.
+SCHEMA_VERSION = 2
+
+#: Versions this code reads (the older ones only until they are migrated).
+READABLE_VERSIONS = (1, 2)
+
+#: Value of the root ``Conventions`` attribute (CF metadata conventions).
+CONVENTIONS = "CF-1.10"
+
+#: Root attributes holding nested structures: stored as JSON text so that netCDF writers accept
+#: them (``ds.isel(...).to_netcdf(...)``); :func:`decode_attrs` turns them back into dicts.
+JSON_ATTRS = ("sae_store", "model", "prompts", "tokens_per_language", "image_processor", "config")
+
+#: Samples per chunk of the per-sample label arrays (``sample``, ``image``, ``gender``, ...), in
+#: shard blocks: written only by ``init`` and ``append`` (never by array tasks), so they may span blocks.
+LABEL_CHUNK_BLOCKS = 64
 
 # Dimension names (also the names of their coordinate variables).
 LAYER = "layer"
@@ -33,6 +51,22 @@ class TokenRole(IntEnum):
 
 TOKEN_ROLE_NAMES: tuple[str, ...] = tuple(r.name.lower() for r in TokenRole)
 
+
+class ExtractStatus(IntEnum):
+    """Extraction outcome of a (language, sample); stored in ``extract_status`` as int8.
+
+    ``OK`` is also the value of a sample not extracted yet: ``complete`` says whether it was.
+    """
+
+    OK = 0
+    FAILED = 1
+
+
+EXTRACT_STATUS_NAMES: tuple[str, ...] = tuple(s.name.lower() for s in ExtractStatus)
+
+#: Gender labels in the order of their integer codes (``gender_code``).
+GENDER_NAMES: tuple[str, ...] = ("male", "female", "ambiguous", "unknown")
+
 # Names of the variables in the root group.
 ACTIVATIONS = "activations"
 INPUT_IDS = "input_ids"
@@ -45,6 +79,19 @@ NONFINITE = "nonfinite"
 IMAGE = "image"
 GENDER = "gender"
 CAPTION = "caption"
+GENDER_CODE = "gender_code"
+LANGUAGE_CODE = "language_code"
+EXTRACT_STATUS = "extract_status"
+
+#: Arrays that hold only the fill value unless a sample failed: zarr writes no file for such a chunk.
+SPARSE_VARIABLES = (EXTRACT_ERROR, EXTRACT_STATUS)
+
+# The ``features`` group (written by ``sae-store encode``).
+FEATURES = "features"
+FEATURE_MEAN = "feature_mean"
+FEATURE_MAX = "feature_max"
+FEATURE_FRAC = "feature_frac"
+TOKENS_USED = "tokens_used"
 
 #: Per-sample metadata variables shown as coordinates by ``xr.open_zarr``.
 SAMPLE_COORDS = (IMAGE, GENDER)
@@ -93,19 +140,59 @@ class StoreLayout:
     def n_blocks(self) -> int:
         return -(-self.n_samples // self.samples_per_shard)
 
+    @property
+    def label_chunk(self) -> int:
+        """Samples per chunk of the label arrays (a whole number of shard blocks)."""
+        return self.samples_per_shard * LABEL_CHUNK_BLOCKS
+
+
+def flag_attrs(names: tuple[str, ...] | list[str], long_name: str) -> dict[str, Any]:
+    """CF attributes of a categorical variable whose integer codes are 0..len(names)-1."""
+    return {
+        "flag_values": list(range(len(names))),
+        "flag_meanings": " ".join(names),
+        "long_name": long_name,
+    }
+
+
+def coordinate_attrs(dim: str) -> dict[str, Any]:
+    """Attributes of a dimension coordinate."""
+    described = {
+        LAYER: ("decoder layer index", "1"),
+        LANGUAGE: ("prompt language key", None),
+        SAMPLE: ("sample id", None),
+        TOKEN: ("token position (left-aligned, padding last)", "1"),
+        HIDDEN: ("residual-stream channel", "1"),
+        FEATURE: ("SAE latent index", "1"),
+    }
+    long_name, units = described[dim]
+    return {"long_name": long_name, **({"units": units} if units else {})}
+
+
+def encode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Root attributes as stored: the nested ones of :data:`JSON_ATTRS` as JSON text."""
+    return {
+        k: json.dumps(v, ensure_ascii=False) if k in JSON_ATTRS and not isinstance(v, str) else v
+        for k, v in attrs.items()
+    }
+
+
+def decode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Root attributes as dicts again (reads both version 2's JSON text and version 1's dicts)."""
+    return {k: json.loads(v) if k in JSON_ATTRS and isinstance(v, str) else v for k, v in attrs.items()}
+
 
 def root_variables(layout: StoreLayout, compressors: tuple[Any, ...]) -> dict[str, VarSpec]:
     """Specs of every non-coordinate array in the root group.
 
-    Arrays written by extraction workers are chunked so that one chunk never spans two shard
-    blocks of samples: a worker owns whole chunks and concurrent workers cannot lose updates.
+    Arrays written by extraction workers have one file per shard block of samples holding every
+    layer and language of the block: a task owns whole blocks (for all layers and languages), so
+    no two tasks ever write one file, and a study has about one such file per block and array.
+    Label arrays (written by ``init`` and ``append`` only) have chunks of :attr:`StoreLayout.label_chunk`.
     """
     S, T, H = layout.samples_per_shard, layout.max_tokens, layout.hidden_size
-    roles = {
-        "flag_values": [int(r) for r in TokenRole],
-        "flag_meanings": " ".join(TOKEN_ROLE_NAMES),
-        "long_name": "what each token position holds",
-    }
+    L, G, C = len(layout.layers), len(layout.languages), layout.label_chunk
+    coords = {"coordinates": " ".join(SAMPLE_COORDS)}
     return {
         ACTIVATIONS: VarSpec(
             (LAYER, LANGUAGE, SAMPLE, TOKEN, HIDDEN),
@@ -114,76 +201,158 @@ def root_variables(layout: StoreLayout, compressors: tuple[Any, ...]) -> dict[st
             shards=(1, 1, S, T, H),
             fill_value=float("nan"),
             compressors=compressors,
-            attrs={
-                "long_name": "residual stream after each decoder layer",
-                "coordinates": " ".join(SAMPLE_COORDS),
-            },
+            attrs={"long_name": "residual stream after each decoder layer", "units": "1", **coords},
         ),
         INPUT_IDS: VarSpec(
             (LANGUAGE, SAMPLE, TOKEN),
             "int32",
-            (1, S, T),
+            (G, S, T),
             fill_value=0,
-            attrs={"long_name": "token ids, left-aligned (padding last)"},
+            attrs={"long_name": "token ids, left-aligned (padding last)", "units": "1"},
         ),
-        TOKEN_ROLE: VarSpec((LANGUAGE, SAMPLE, TOKEN), "int8", (1, S, T), fill_value=0, attrs=roles),
+        TOKEN_ROLE: VarSpec(
+            (LANGUAGE, SAMPLE, TOKEN),
+            "int8",
+            (G, S, T),
+            fill_value=0,
+            attrs=flag_attrs(TOKEN_ROLE_NAMES, "what each token position holds"),
+        ),
         N_TOKENS: VarSpec(
             (LANGUAGE, SAMPLE),
             "int32",
-            (1, S),
+            (G, S),
             fill_value=0,
-            attrs={"long_name": "real (non-padding) tokens of each sample"},
+            attrs={"long_name": "real (non-padding) tokens of each sample", "units": "1"},
         ),
         EXTRACT_ERROR: VarSpec(
             (LANGUAGE, SAMPLE),
             "str",
-            (1, S),
+            (G, S),
             fill_value="",
             attrs={"long_name": "why extraction failed for a sample ('' if it did not)"},
+        ),
+        EXTRACT_STATUS: VarSpec(
+            (LANGUAGE, SAMPLE),
+            "int8",
+            (G, S),
+            fill_value=0,
+            attrs=flag_attrs(EXTRACT_STATUS_NAMES, "extraction outcome of the sample (see complete)"),
         ),
         COMPLETE: VarSpec(
             (LAYER, LANGUAGE, SAMPLE),
             "bool",
-            (1, 1, S),
+            (L, G, S),
             fill_value=False,
             attrs={"long_name": "activations of this sample are on disk"},
         ),
         MAX_ABS: VarSpec(
             (LAYER, LANGUAGE, SAMPLE),
             "float32",
-            (1, 1, S),
+            (L, G, S),
             fill_value=float("nan"),
-            attrs={"long_name": "largest finite |activation| of the sample"},
+            attrs={"long_name": "largest finite |activation| of the sample", "units": "1"},
         ),
         NONFINITE: VarSpec(
             (LAYER, LANGUAGE, SAMPLE),
             "int32",
-            (1, 1, S),
+            (L, G, S),
             fill_value=-1,
-            attrs={"long_name": "count of NaN/inf values before storage (-1: not written)"},
+            attrs={"long_name": "count of NaN/inf values before storage (-1: not written)", "units": "1"},
         ),
         IMAGE: VarSpec(
             (SAMPLE,),
             "str",
-            (S,),
+            (C,),
             fill_value="",
             attrs={"long_name": "image path relative to the images folder"},
         ),
         GENDER: VarSpec(
             (SAMPLE,),
             "str",
-            (S,),
+            (C,),
             fill_value="",
             attrs={
                 "long_name": "gender label from the reference captions",
-                "allowed": "male female ambiguous unknown",
+                "allowed": " ".join(GENDER_NAMES),
             },
+        ),
+        GENDER_CODE: VarSpec(
+            (SAMPLE,),
+            "int8",
+            (C,),
+            fill_value=-1,
+            attrs=flag_attrs(GENDER_NAMES, "gender label from the reference captions (code)"),
         ),
         CAPTION: VarSpec(
             (SAMPLE, LANGUAGE),
             "str",
-            (S, 1),
+            (C, G),
             fill_value="",
             attrs={"long_name": "reference captions, newline-separated"},
         ),
     }
+
+
+def language_code_spec(languages: tuple[str, ...] | list[str]) -> VarSpec:
+    """``language_code``: the integer code of each language, its key in ``flag_meanings``."""
+    return VarSpec(
+        (LANGUAGE,),
+        "int8",
+        (len(languages),),
+        fill_value=-1,
+        attrs=flag_attrs(list(languages), "prompt language (code)"),
+    )
+
+
+def feature_variables(layout: StoreLayout, d_sae: int) -> dict[str, VarSpec]:
+    """The ``features`` group's arrays.
+
+    Each shard block of samples has one file per array holding every layer and language: the
+    statistics are shards (layers, languages, samples_per_shard, d_sae) of chunks
+    (1, 1, samples_per_shard, d_sae); ``tokens_used`` and ``complete`` one chunk per block.
+    Array tasks own whole blocks, so no two of them write one file; a task rewrites a block's
+    shard once per layer it encodes (zarr keeps the other layers' chunks encoded as they are).
+    """
+    dims = (LAYER, LANGUAGE, SAMPLE, FEATURE)
+    L, G, B = len(layout.layers), len(layout.languages), layout.samples_per_shard
+    # mostly zeros: byte shuffle groups the zero bytes, zstd removes them
+    sparse = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
+    coords = {"coordinates": " ".join(SAMPLE_COORDS)}
+
+    def stat(long_name: str) -> VarSpec:
+        return VarSpec(
+            dims,
+            "float32",
+            (1, 1, B, d_sae),
+            shards=(L, G, B, d_sae),
+            fill_value=float("nan"),
+            attrs={"long_name": long_name, "units": "1", **coords},
+            compressors=sparse,
+        )
+
+    return {
+        FEATURE_MEAN: stat("mean of the latent over the sample's tokens of the chosen roles"),
+        FEATURE_MAX: stat("max of the latent over the sample's tokens of the chosen roles"),
+        FEATURE_FRAC: stat("fraction of the sample's tokens of the chosen roles where the latent is > 0"),
+        TOKENS_USED: VarSpec(
+            dims[:3],
+            "int32",
+            (L, G, B),
+            fill_value=-1,
+            attrs={"long_name": "finite tokens of the chosen roles encoded (-1: not written)", "units": "1"},
+        ),
+        COMPLETE: VarSpec(
+            dims[:3],
+            "bool",
+            (L, G, B),
+            fill_value=False,
+            attrs={"long_name": "features of this sample are on disk"},
+        ),
+    }
+
+
+def coordinate_spec(dim: str, size: int, layout: StoreLayout) -> VarSpec:
+    """A dimension coordinate: one chunk, except ``sample`` (chunked like the label arrays)."""
+    dtype = "str" if dim in (LANGUAGE, SAMPLE) else "int32"
+    chunks = (layout.label_chunk,) if dim == SAMPLE else (size,)
+    return VarSpec((dim,), dtype, chunks, attrs=coordinate_attrs(dim))

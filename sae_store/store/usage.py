@@ -116,8 +116,24 @@ def _variable_key(parts: tuple[str, ...], root_arrays: set[str]) -> str:
     return parts[0] if parts[0] in root_arrays or len(parts) == 1 else "/".join(parts[:2])
 
 
+def _final_files(arr: zarr.Array, files_now: int) -> int:
+    """Chunk (or shard) files of ``arr`` once every block is written: one per cell of its grid.
+
+    Arrays written only where a sample failed (``extract_error``, ``extract_status``: zarr writes
+    no file for a chunk that holds only the fill value) keep the files they have.
+    """
+    if arr.basename in S.SPARSE_VARIABLES:
+        return files_now
+    return int(np.prod([-(-n // c) for n, c in zip(arr.shape, arr.shards or arr.chunks, strict=True)]))
+
+
 def store_usage(store: ActivationStore) -> Usage:
-    """Measure a store on disk and project its final size from the fraction already written."""
+    """Measure a store on disk and project its final size and file count.
+
+    Bytes are projected from the fraction of activations written; files from every array's chunk
+    grid (one file per chunk or shard, plus each array's and group's ``zarr.json``), so the
+    projection holds for a store that is empty, partly or completely written.
+    """
     root = store.path
     variables: dict[str, VariableUsage] = defaultdict(VariableUsage)
     by_layer: dict[str, int] = defaultdict(int)
@@ -139,23 +155,21 @@ def store_usage(store: ActivationStore) -> Usage:
             if rel[:2] == (S.ACTIVATIONS, "c") and len(rel) >= 4:
                 by_layer[str(layers[int(rel[2])])] += size
                 by_lang[languages[int(rel[3])]] += size
+    projected_files = 1  # the root's zarr.json
     for name, node in group.members(max_depth=None):
         if isinstance(node, zarr.Array):
             key = _variable_key(tuple(name.split("/")), root_arrays)
             variables[key].logical_bytes += int(np.prod(node.shape)) * node.dtype.itemsize
+            projected_files += 1 + _final_files(node, variables[key].files - 1)
+        else:
+            projected_files += 1
     act = variables[S.ACTIVATIONS]
     flags = store.read_flags()
     done = float(flags.mean()) if flags.size else 0.0
     act_values = int(np.prod(store.array(S.ACTIVATIONS).shape))
     other_bytes = total_bytes - act.disk_bytes
-    other_files = total_files - act.files
-    if done > 0:
-        projected_bytes = other_bytes + int(act.disk_bytes / done)
-        projected_files = other_files + round(act.files / done)
-    else:
-        # nothing written yet: assume ~1.5 bytes per value and one file per shard of activations
-        projected_bytes = other_bytes + int(act_values * 1.5)
-        projected_files = other_files + len(layers) * len(languages) * store.layout.n_blocks
+    # nothing written yet: assume ~1.5 bytes per value
+    projected_bytes = other_bytes + (int(act.disk_bytes / done) if done > 0 else int(act_values * 1.5))
     return Usage(
         path=str(root),
         logical_bytes=sum(v.logical_bytes for v in variables.values()),

@@ -2,7 +2,7 @@
 
 Per (layer, language, sample, feature): the mean and the max of the latent over the sample's tokens
 of the chosen roles, and the fraction of those tokens where it is active (> 0). Work is done in
-(layer, language, shard block) units, each flagged complete after its data, so encoding resumes
+(layer, shard block) units (all languages), each flagged complete after its data, so encoding resumes
 where it stopped and array tasks (each owning a contiguous run of blocks) run in parallel. The
 group's attributes record which SAE produced each layer (folder, format, architecture, d_sae,
 SHA-256 of the weights file) and the token roles.
@@ -24,15 +24,21 @@ from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
+from sae_store.store.schema import (
+    FEATURE_FRAC,
+    FEATURE_MAX,
+    FEATURE_MEAN,
+    FEATURES,
+    TOKENS_USED,
+    feature_variables,
+)
 from sae_store.train.config import EncodeConfig
 from sae_store.train.formats import has_sae, load_sae, sha256_file
 from sae_store.train.sae import SparseAutoencoder
 
-FEATURES = "features"
-FEATURE_MEAN = "feature_mean"
-FEATURE_MAX = "feature_max"
-FEATURE_FRAC = "feature_frac"
-TOKENS_USED = "tokens_used"
+__all__ = ["FEATURES", "FEATURE_FRAC", "FEATURE_MAX", "FEATURE_MEAN", "TOKENS_USED", "feature_variables"]
+#: Arrays written per (layer, block), in the order :func:`summarize_tokens` returns them.
+_STATISTICS = (FEATURE_MEAN, FEATURE_MAX, FEATURE_FRAC, TOKENS_USED)
 
 
 class EncodeResult(NamedTuple):
@@ -43,45 +49,6 @@ class EncodeResult(NamedTuple):
     skipped: int
     """Units already complete."""
     layers: tuple[int, ...]
-
-
-def feature_variables(layout: S.StoreLayout, d_sae: int) -> dict[str, S.VarSpec]:
-    """The ``features`` group's arrays; statistics are chunked (1, 1, samples_per_shard, d_sae)."""
-    dims = (S.LAYER, S.LANGUAGE, S.SAMPLE, S.FEATURE)
-    chunks = (1, 1, layout.samples_per_shard)
-    # mostly zeros: byte shuffle groups the zero bytes, zstd removes them
-    sparse = (zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
-    coords = {"coordinates": " ".join(S.SAMPLE_COORDS)}
-
-    def stat(long_name: str) -> S.VarSpec:
-        return S.VarSpec(
-            dims,
-            "float32",
-            (*chunks, d_sae),
-            fill_value=float("nan"),
-            attrs={"long_name": long_name, **coords},
-            compressors=sparse,
-        )
-
-    return {
-        FEATURE_MEAN: stat("mean of the latent over the sample's tokens of the chosen roles"),
-        FEATURE_MAX: stat("max of the latent over the sample's tokens of the chosen roles"),
-        FEATURE_FRAC: stat("fraction of the sample's tokens of the chosen roles where the latent is > 0"),
-        TOKENS_USED: S.VarSpec(
-            dims[:3],
-            "int32",
-            chunks,
-            fill_value=-1,
-            attrs={"long_name": "finite tokens of the chosen roles encoded (-1: not written)"},
-        ),
-        S.COMPLETE: S.VarSpec(
-            dims[:3],
-            "bool",
-            chunks,
-            fill_value=False,
-            attrs={"long_name": "features of this sample are on disk"},
-        ),
-    }
 
 
 def sae_record(folder: Path) -> dict[str, Any]:
@@ -239,40 +206,32 @@ def encode_features(
     roles = np.asarray(store.array(S.TOKEN_ROLE)[...])
     codes = [int(TokenRole[r.upper()]) for r in config.roles]
     done = store.read_flags(S.COMPLETE, group=FEATURES)
-    units = [(layer, lang, b) for layer in layers for b in blocks for lang in store.layout.languages]
-    todo_units = [
-        u
-        for u in units
-        if not done[store.layer_index(u[0]), store.language_index(u[1]), u[2].start : u[2].stop].all()
-    ]
+    units = [(layer, b) for layer in layers for b in blocks]
+    todo_units = [u for u in units if not done[store.layer_index(u[0]), :, u[1].start : u[1].stop].all()]
+    out = {name: store.array(name, FEATURES, mode="r+") for name in (*_STATISTICS, S.COMPLETE)}
     loaded_layer, sae = None, None
-    for layer, lang, b in tqdm(todo_units, desc="encode", unit="block", disable=not progress):
+    for layer, b in tqdm(todo_units, desc="encode", unit="block", disable=not progress):
         if layer != loaded_layer:
             sae = load_sae(sae_dirs[layer], device=config.device).sae
             loaded_layer = layer
         assert sae is not None
-        li, gi = store.layer_index(layer), store.language_index(lang)
-        acts = np.asarray(acts_arr[li, gi, b.start : b.stop], dtype=np.float32)
-        mask = np.isin(roles[gi, b.start : b.stop], codes)
-        mean, mx, frac, used = summarize_tokens(
-            sae, acts, mask, batch_tokens=config.batch_tokens, device=config.device
-        )
-        for name, values in (
-            (FEATURE_MEAN, mean),
-            (FEATURE_MAX, mx),
-            (FEATURE_FRAC, frac),
-            (TOKENS_USED, used),
-        ):
-            store.write(name, values, start=b.start, layer=layer, language=lang, group=FEATURES)
-        store.write(
-            S.COMPLETE,
-            np.ones(b.stop - b.start, bool),
-            start=b.start,
-            layer=layer,
-            language=lang,
-            group=FEATURES,
-        )
-    return EncodeResult(len(todo_units), len(units) - len(todo_units), tuple(layers))
+        li = store.layer_index(layer)
+        stats = [
+            summarize_tokens(
+                sae,
+                np.asarray(acts_arr[li, gi, b.start : b.stop], dtype=np.float32),
+                np.isin(roles[gi, b.start : b.stop], codes),
+                batch_tokens=config.batch_tokens,
+                device=config.device,
+            )
+            for gi in range(len(store.layout.languages))
+        ]
+        # every language of the (layer, block) in one write: one rewrite of the block's shard
+        for k, name in enumerate(_STATISTICS):
+            out[name][li, :, b.start : b.stop] = np.stack([s[k] for s in stats])
+        out[S.COMPLETE][li, :, b.start : b.stop] = True
+    n_lang = len(store.layout.languages)
+    return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
 
 
 def find_saes(folder: str | os.PathLike[str], layers: list[int] | None = None) -> dict[int, Path]:

@@ -70,9 +70,9 @@ def _assert_no_flag_without_data(store: Path, reference: Path) -> None:
         np.testing.assert_array_equal(ds[name][done], ref[name][done])
 
 
-# Each language block makes 8 writes (all layers, 4 per-token arrays, 2 statistics, then the flags):
+# Each language block makes 9 writes (all layers, 5 per-sample arrays, 2 statistics, then the flags):
 # kill after the first block's activations, after its flags, and in the middle of a later block.
-KILL_POINTS = (3, 9, 20)
+KILL_POINTS = (3, 10, 22)
 
 
 @pytest.mark.slow
@@ -104,7 +104,7 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_store(
     # the kill points really were before, between and after flags of the first block
     layers, per_block = 4, 4
     assert (
-        flags_set[3] == 0 and flags_set[9] == layers * per_block and flags_set[20] == 2 * layers * per_block
+        flags_set[3] == 0 and flags_set[10] == layers * per_block and flags_set[22] == 2 * layers * per_block
     )
 
 

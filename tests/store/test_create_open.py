@@ -39,7 +39,7 @@ def test_plain_open_zarr_sees_labelled_dataset(make_store):
     assert ds.caption.sel(language="ar").values[0] == "رجل في الحديقة."
     assert ds.token_role.attrs["flag_meanings"] == "pad special text image"
     assert list(ds.token_role.attrs["flag_values"]) == [0, 1, 2, 3]
-    assert ds.attrs["sae_store"]["schema_version"] == SCHEMA_VERSION
+    assert json.loads(ds.attrs["sae_store"])["schema_version"] == SCHEMA_VERSION
     # nothing written yet: activations are NaN and no flag is set
     assert np.isnan(ds.activations.isel(layer=0, language=0, sample=0).values).all()
     assert not ds.complete.values.any()
@@ -50,8 +50,13 @@ def test_encoding_chunks_and_shards(make_store):
     arr = store.array(S.ACTIVATIONS)
     assert arr.chunks == (1, 1, 1, 14, 16)
     assert arr.shards == (1, 1, 4, 14, 16)
-    assert store.array(S.COMPLETE).chunks == (1, 1, 4)
-    assert store.array(S.INPUT_IDS).chunks == (1, 4, 14)
+    # schema v2: one file per shard block holding every layer and language of the block
+    assert store.array(S.COMPLETE).chunks == (4, 2, 4)
+    assert store.array(S.INPUT_IDS).chunks == (2, 4, 14)
+    assert store.array(S.N_TOKENS).chunks == (2, 4)
+    # labels are written by init and append only: chunks of 64 blocks
+    assert store.array(S.GENDER).chunks == (256,)
+    assert store.array(S.CAPTION).chunks == (256, 2)
     assert arr.attrs["precision"] == "bf16"
 
 
@@ -106,7 +111,8 @@ def test_open_refuses_other_schema_version(make_store):
     store = make_store(4)
     meta = store.path / "zarr.json"
     doc = json.loads(meta.read_text())
-    doc["attributes"]["sae_store"]["schema_version"] = SCHEMA_VERSION + 1
+    info = json.loads(doc["attributes"]["sae_store"])
+    doc["attributes"]["sae_store"] = json.dumps({**info, "schema_version": SCHEMA_VERSION + 1})
     meta.write_text(json.dumps(doc))
     with pytest.raises(
         SchemaVersionError,

@@ -41,10 +41,29 @@ def test_usage_counts_real_files_and_projects(make_store):
         == sum(p.stat().st_size for p in shard_files)
         + (store.path / S.ACTIVATIONS / "zarr.json").stat().st_size
     )
-    # projection: 4x the activation files written so far, the rest unchanged
-    assert u.projected_files == u.files - u.variables[S.ACTIVATIONS].files + round(
-        u.variables[S.ACTIVATIONS].files / 0.25
-    )
+    # projection: every array's and group's zarr.json plus one file per chunk or shard of its grid;
+    # writing the other blocks (as extraction does) adds exactly the files projected
+    for block in store.blocks[1:]:
+        for layer in (0, 1):
+            for lang in ("en", "ar"):
+                fill_block(store, layer, lang, block, rng)
+    for name, value in (
+        (S.N_TOKENS, 3),
+        (S.INPUT_IDS, 1),
+        (S.TOKEN_ROLE, 2),
+        (S.MAX_ABS, 1),
+        (S.NONFINITE, 0),
+    ):
+        arr = store.array(name)
+        dims = arr.metadata.dimension_names
+        for block in store.blocks:
+            size = {S.LAYER: 2, S.SAMPLE: block.stop - block.start}
+            shape = tuple(size.get(d, n) for d, n in zip(dims, arr.shape, strict=True) if d != S.LANGUAGE)
+            for lang in ("en", "ar"):
+                kw = {"layers": [0, 1]} if S.LAYER in dims else {}
+                store.write(name, np.full(shape, value, arr.dtype), start=block.start, language=lang, **kw)
+    assert len([p for p in store.path.rglob("*") if p.is_file()]) == u.projected_files
+    assert store_usage(store).projected_files == u.projected_files
     assert sorted(u.activations_by_layer) == ["0", "1"] and sorted(u.activations_by_language) == ["ar", "en"]
     assert u.variables[S.ACTIVATIONS].logical_bytes == 2 * 2 * 16 * 14 * 16 * 4
     # Gaussian bf16 values: compressed below 4 bytes per value

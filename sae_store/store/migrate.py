@@ -1,0 +1,207 @@
+"""Upgrading a schema version 1 store to version 2 in place (``sae-store migrate``), crash-safe.
+
+Version 2 changes only small arrays and metadata (see ``docs/store-schema.md``): the per-block
+arrays get one file per shard block for all layers and languages, the labels larger chunks, the
+integer label codes are added, every variable gets its attributes and the nested root attributes
+become JSON text. Activations are not rewritten (their attributes are).
+
+Each array is rebuilt beside the store (in ``.sae-store-locks/migrate/``) and swapped in by two
+renames; marker files record how far each array got, so a run killed at any point is finished by
+running it again, and no array is ever lost: until the swap the old one is in place, after it the
+new one. The root attributes switch to version 2 last. The append lock is held throughout, so no
+extraction or append runs meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from sae_store.errors import SaeStoreError
+from sae_store.faults import kill_point
+from sae_store.store import schema as S
+from sae_store.store.core import ActivationStore, open_store
+from sae_store.store.create import create_array, gender_codes
+from sae_store.store.groups import GROUP_COORDS
+from sae_store.store.lock import (
+    append_lock,
+    ignoring_lock_dir,
+    lock_dir,
+    read_append_lock,
+    release_append_lock,
+    state,
+)
+
+log = logging.getLogger(__name__)
+
+_MIGRATE = "migrate"
+_COMMAND = "migrate"
+#: Arrays larger than this are copied one shard block of samples at a time.
+_COPY_WHOLE_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One array of the version 2 store: where it goes, its spec and where its values come from."""
+
+    key: str
+    """Path in the store, e.g. ``complete`` or ``features/feature_mean``."""
+    spec: S.VarSpec
+    shape: tuple[int, ...]
+    values: Callable[[tuple[slice, ...]], np.ndarray]
+    """Values of a selection (read from the version 1 store)."""
+
+
+def migrate_store(path: str | Path) -> list[str]:
+    """Upgrade the store at ``path`` to schema version :data:`~sae_store.store.schema.SCHEMA_VERSION`.
+
+    Safe to run again after it was killed at any point: it finishes what was started. Returns what
+    was done, as lines for people.
+
+    Raises
+    ------
+    SchemaVersionError, StoreNotFoundError
+        ``path`` is not a store of a version this code reads.
+    StoreLockedError
+        An append, an extraction or another migration is running.
+    """
+    store = open_store(path)
+    work = lock_dir(store.path) / _MIGRATE
+    stale = read_append_lock(store.path)
+    if stale is not None and stale.command == _COMMAND and state(stale) == "dead":
+        release_append_lock(store.path)  # left by a killed migration: this run finishes it
+    if store.schema_version == S.SCHEMA_VERSION:
+        if work.exists():  # killed after the switch, before cleaning up
+            shutil.rmtree(work)
+            with contextlib.suppress(OSError):
+                work.parent.rmdir()
+        return [f"store {str(store.path)!r} already has schema version {S.SCHEMA_VERSION}; nothing to do"]
+    with append_lock(store.path, command=_COMMAND), ignoring_lock_dir(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        staging = zarr.open_group(str(work), mode="a", zarr_format=3)
+        plans = list(_plans(store))
+        for i, plan in enumerate(plans, 1):
+            log.info("migrate: array %d/%d %s", i, len(plans), plan.key)
+            _migrate_array(store.path, staging, plan)
+        _finish(store)
+        shutil.rmtree(work)
+    with contextlib.suppress(OSError):
+        work.parent.rmdir()  # the lock folder, if nothing else is in it
+    return [
+        f"migrated {str(store.path)!r} from schema version 1 to {S.SCHEMA_VERSION}: {len(plans)} arrays "
+        "rebuilt or added, attributes updated; activations untouched"
+    ]
+
+
+def _reader(group: zarr.Group, name: str) -> Callable[[tuple[slice, ...]], np.ndarray]:
+    def read(sel: tuple[slice, ...]) -> np.ndarray:
+        return np.asarray(group[name][sel])  # type: ignore[index]
+
+    return read
+
+
+def _plans(store: ActivationStore) -> Iterator[_Plan]:
+    """Every array of the version 2 layout except the activations, in the order they are migrated."""
+    lay = store.layout
+    root = zarr.open_group(str(store.path), mode="r", use_consolidated=False)
+    langs = list(lay.languages)
+    specs: dict[str, S.VarSpec] = {
+        S.LAYER: S.coordinate_spec(S.LAYER, len(lay.layers), lay),
+        S.LANGUAGE: S.coordinate_spec(S.LANGUAGE, len(langs), lay),
+        S.SAMPLE: S.coordinate_spec(S.SAMPLE, lay.n_samples, lay),
+        S.TOKEN: S.coordinate_spec(S.TOKEN, lay.max_tokens, lay),
+        S.HIDDEN: S.coordinate_spec(S.HIDDEN, lay.hidden_size, lay),
+        **S.root_variables(lay, ()),
+        S.LANGUAGE_CODE: S.language_code_spec(langs),
+    }
+    derived: dict[str, Callable[[tuple[slice, ...]], np.ndarray]] = {
+        S.GENDER_CODE: lambda sel: gender_codes([str(g) for g in np.asarray(root[S.GENDER][sel])]),  # type: ignore[index]
+        S.LANGUAGE_CODE: lambda sel: np.arange(len(langs), dtype=np.int8)[sel],
+        S.EXTRACT_STATUS: lambda sel: (np.asarray(root[S.EXTRACT_ERROR][sel]) != "").astype(np.int8),  # type: ignore[index]
+    }
+    for name, spec in specs.items():
+        if name != S.ACTIVATIONS:
+            yield _Plan(name, spec, lay.shape(spec.dims), derived.get(name) or _reader(root, name))
+    if S.FEATURES in root:
+        group = root[S.FEATURES]
+        assert isinstance(group, zarr.Group)
+        d_sae = int(group.attrs["d_sae"])  # type: ignore[arg-type]
+        for name in GROUP_COORDS:
+            spec = specs[name]
+            yield _Plan(f"{S.FEATURES}/{name}", spec, lay.shape(spec.dims), _reader(root, name))
+        feature = S.VarSpec((S.FEATURE,), "int32", (d_sae,), attrs=S.coordinate_attrs(S.FEATURE))
+        yield _Plan(f"{S.FEATURES}/{S.FEATURE}", feature, (d_sae,), _reader(group, S.FEATURE))
+        for name, spec in S.feature_variables(lay, d_sae).items():
+            yield _Plan(
+                f"{S.FEATURES}/{name}", spec, lay.shape(spec.dims, {S.FEATURE: d_sae}), _reader(group, name)
+            )
+
+
+def _migrate_array(store_path: Path, staging: zarr.Group, plan: _Plan) -> None:
+    """Rebuild one array in ``staging`` and swap it in; resumes from whichever step a killed run reached.
+
+    Markers: ``<name>.ready`` (the new array is whole), ``<name>.done`` (swapped in, old removed).
+    """
+    name = plan.key.replace("/", "--")
+    work = Path(str(staging.store.root))  # type: ignore[attr-defined]
+    target, new, old = store_path / plan.key, work / f"{name}.new", work / f"{name}.old"
+    ready, done = work / f"{name}.ready", work / f"{name}.done"
+    if done.exists():
+        return
+    if not ready.exists():
+        shutil.rmtree(new, ignore_errors=True)  # a killed build: start it again
+        _build(staging, new.name, plan)
+        ready.touch()
+        kill_point("migrate.built")
+    if new.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            kill_point("migrate.moved_aside")
+        new.rename(target)
+        kill_point("migrate.swapped")
+    shutil.rmtree(old, ignore_errors=True)
+    zarr.consolidate_metadata(str(store_path))  # readers see the new chunk layout at once
+    done.touch()
+    ready.unlink()
+    kill_point("migrate.array_done")
+
+
+def _build(staging: zarr.Group, name: str, plan: _Plan) -> None:
+    arr = create_array(staging, name, plan.spec, plan.shape)
+    nbytes = int(np.prod(plan.shape)) * arr.dtype.itemsize
+    if S.SAMPLE not in plan.spec.dims or nbytes <= _COPY_WHOLE_BYTES:
+        arr[...] = plan.values(tuple(slice(None) for _ in plan.shape))
+        return
+    axis = plan.spec.dims.index(S.SAMPLE)
+    step = (arr.shards or arr.chunks)[axis]
+    for start in range(0, plan.shape[axis], step):
+        sel = tuple(slice(start, start + step) if i == axis else slice(None) for i in range(len(plan.shape)))
+        arr[sel] = plan.values(sel)
+
+
+def _finish(store: ActivationStore) -> None:
+    """Activations' attributes, root attributes, consolidation, and the version switch (last)."""
+    lay = store.layout
+    root = zarr.open_group(str(store.path), mode="r+")
+    acts = root[S.ACTIVATIONS]
+    spec = S.root_variables(lay, ())[S.ACTIVATIONS]
+    acts.update_attributes(spec.attrs)
+    attrs = {**store.attrs, "Conventions": S.CONVENTIONS}
+    root.update_attributes(S.encode_attrs(attrs))
+    kill_point("migrate.attributes")
+    zarr.consolidate_metadata(str(store.path))
+    kill_point("migrate.consolidated")
+    info = {**store.attrs[S.ATTR_KEY], "schema_version": S.SCHEMA_VERSION}
+    zarr.open_group(str(store.path), mode="r+").update_attributes(S.encode_attrs({S.ATTR_KEY: info}))
+    if open_store(store.path).schema_version != S.SCHEMA_VERSION:  # pragma: no cover - a bug
+        raise SaeStoreError("the schema version was not switched; run `sae-store migrate` again")
+    kill_point("migrate.version")

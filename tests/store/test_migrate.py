@@ -1,0 +1,177 @@
+"""``sae-store migrate``: a version 1 store (built by the version 1 code) becomes exactly the store
+the current code creates from the same data, also when the migration is SIGKILLed and rerun."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from sae_store.errors import SchemaVersionError
+from sae_store.faults import ENV_VAR, KILL_POINTS
+from sae_store.store import open_store
+from sae_store.store import schema as S
+from sae_store.store.append import append_samples
+from sae_store.store.migrate import migrate_store
+from tests.store import migration_data
+
+V1_ARCHIVE = Path(__file__).with_name("store-v1.tar.gz")
+#: attributes that differ between any two stores created at different times
+_TIMESTAMPED = ("created",)
+
+
+def v1_store(folder: Path) -> Path:
+    with tarfile.open(V1_ARCHIVE) as tar:
+        tar.extractall(folder, filter="data")
+    return folder / "store.zarr"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same store built by the current code (schema version 2)."""
+    path = tmp_path_factory.mktemp("reference") / "store.zarr"
+    migration_data.build(path)
+    return path
+
+
+def _nodes(path: Path) -> dict[str, zarr.Array | zarr.Group]:
+    root = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    return {"": root, **dict(root.members(max_depth=None))}
+
+
+def _attrs(node: zarr.Array | zarr.Group) -> dict:
+    attrs = S.decode_attrs(dict(node.attrs))
+    if S.ATTR_KEY in attrs:
+        attrs[S.ATTR_KEY] = {k: v for k, v in attrs[S.ATTR_KEY].items() if k not in _TIMESTAMPED}
+    return attrs
+
+
+def assert_same_store(got: Path, want: Path) -> None:
+    """Same groups and arrays, metadata (chunks, shards, codecs, fill values, attributes) and bytes."""
+    a, b = _nodes(got), _nodes(want)
+    assert sorted(a) == sorted(b)
+    for key, node in b.items():
+        other = a[key]
+        assert _attrs(other) == _attrs(node), key
+        if isinstance(node, zarr.Array):
+            assert isinstance(other, zarr.Array)
+            meta_a, meta_b = other.metadata.to_dict(), node.metadata.to_dict()
+            meta_a.pop("attributes"), meta_b.pop("attributes")
+            assert meta_a == meta_b, key
+            x, y = np.asarray(other[...]), np.asarray(node[...])
+            if x.dtype.kind in "biuf":
+                assert x.tobytes() == y.tobytes(), key  # bit for bit, NaN payloads included
+            else:
+                assert x.tolist() == y.tolist(), key
+    # readers that use the consolidated metadata see the same layout
+    consolidated = zarr.open_group(str(got), mode="r", use_consolidated=True)
+    assert consolidated[S.COMPLETE].chunks == b[S.COMPLETE].chunks  # type: ignore[union-attr]
+
+
+def test_v1_store_reads_but_refuses_writes(tmp_path):
+    store = open_store(v1_store(tmp_path))
+    assert store.schema_version == 1
+    assert store.dataset().activations.shape == (3, 2, 10, 8, 8)
+    assert store.attrs["model"]["name_or_path"] == "synthetic"  # version 1 dict attributes still read
+    with pytest.raises(SchemaVersionError, match=r"schema version 1.*`sae-store migrate .*store.zarr`"):
+        store.write(S.N_TOKENS, np.zeros(4, np.int32), start=0, language="en")
+    table = pd.DataFrame({"sample_id": ["new"], "image": ["new.png"], "gender": ["male"]})
+    with pytest.raises(SchemaVersionError, match="sae-store migrate"):
+        append_samples(store.path, table)
+
+
+def test_migrate_matches_a_store_created_as_v2(tmp_path, reference):
+    path = v1_store(tmp_path)
+    lines = migrate_store(path)
+    assert "from schema version 1 to 2" in lines[0]
+    assert_same_store(path, reference)
+    assert not (path / ".sae-store-locks").exists()
+    assert "nothing to do" in migrate_store(path)[0]
+    store = open_store(path)
+    # the label codes agree with the strings
+    codes = np.asarray(store.array(S.GENDER_CODE)[...])
+    genders = [str(g) for g in np.asarray(store.array(S.GENDER)[...])]
+    assert [S.GENDER_NAMES[c] for c in codes] == genders
+    status = np.asarray(store.array(S.EXTRACT_STATUS)[...])
+    assert status[1, 5] == 1 and status.sum() == 1
+
+
+def test_cli_migrate(tmp_path, capsys):
+    from cli.main import main
+
+    path = v1_store(tmp_path)
+    assert main(["migrate", str(path)]) == 0
+    assert "from schema version 1 to 2" in capsys.readouterr().out
+    assert open_store(path).schema_version == 2
+    assert main(["migrate", str(tmp_path / "missing")]) == 2
+    assert "no activation store" in capsys.readouterr().err
+
+
+def _run_migration(path: Path, kill_at: str | None) -> int | None:
+    """Migrate in a forked child (SIGKILLing itself at ``kill_at``); its exit code."""
+
+    def child() -> None:
+        if kill_at:
+            os.environ[ENV_VAR] = kill_at
+        migrate_store(path)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    return proc.exitcode
+
+
+MIGRATE_POINTS = [p for p in KILL_POINTS if p.startswith("migrate.")]
+#: per-array points also hit at a later array (a features array, after the root's are done)
+REPEATED = ["migrate.built@6", "migrate.swapped@27", "migrate.array_done@29"]
+
+
+def test_every_step_has_a_kill_point():
+    assert set(MIGRATE_POINTS) >= {
+        "migrate.built",
+        "migrate.moved_aside",
+        "migrate.swapped",
+        "migrate.array_done",
+        "migrate.attributes",
+        "migrate.consolidated",
+        "migrate.version",
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", MIGRATE_POINTS + REPEATED)
+def test_killed_migration_is_finished_by_a_rerun(tmp_path, reference, point):
+    path = v1_store(tmp_path)
+    assert _run_migration(path, point) == -signal.SIGKILL
+    if point != "migrate.version":  # killed just after the switch: already version 2
+        assert open_store(path).schema_version == 1
+    migrate_store(path)
+    assert_same_store(path, reference)
+    assert not (path / ".sae-store-locks").exists()
+
+
+@pytest.mark.slow
+def test_migration_killed_at_random_times(tmp_path, reference):
+    rng = random.Random(11)
+    started = time.perf_counter()
+    assert _run_migration(v1_store(tmp_path / "timing"), None) == 0
+    duration = time.perf_counter() - started
+    for k in range(4):
+        path = v1_store(tmp_path / f"run{k}")
+        ctx = multiprocessing.get_context("fork")
+        proc = ctx.Process(target=migrate_store, args=(path,))
+        proc.start()
+        time.sleep(rng.uniform(0.05, 0.95) * duration)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+        migrate_store(path)
+        assert_same_store(path, reference)
