@@ -38,8 +38,11 @@ import xarray as xr
 from sae_store.analyze.data import has_group
 from sae_store.errors import IncompleteError
 from sae_store.store import ActivationStore
+from sae_store.store import schema as S
 
 ANALYSIS_GROUP = "analysis"
+#: Prefix of the attributes naming the subset of an axis a result covers (see :func:`align_to_store`).
+_SUBSET = "subset_"
 # zarr's notice that consolidated metadata is not in the v3 spec yet: the store relies on it knowingly
 _CONSOLIDATED_WARNING = "Consolidated metadata is currently not part"
 
@@ -50,12 +53,136 @@ PRODUCED_BY = {
 }
 
 
+#: ``long_name`` of the variables of the analysis groups (exact names, then name prefixes).
+DESCRIPTIONS = {
+    "layer": "decoder layer index",
+    "language": "prompt language key",
+    "sample": "sample id",
+    "feature": "SAE latent index",
+    "male_mean": "mean feature statistic over male samples",
+    "female_mean": "mean feature statistic over female samples",
+    "male_freq": "fraction of male samples where the feature is active",
+    "female_freq": "fraction of female samples where the feature is active",
+    "d": "effect size, Cohen's d (male minus female)",
+    "t": "Welch t statistic",
+    "df": "Welch degrees of freedom",
+    "p_welch": "Welch t-test p-value",
+    "u": "Mann-Whitney U statistic",
+    "p_mwu": "Mann-Whitney U p-value",
+    "q": "Benjamini-Hochberg adjusted p-value",
+    "ci_low": "lower bound of the bootstrap confidence interval of d",
+    "ci_high": "upper bound of the bootstrap confidence interval of d",
+    "n_significant": "number of significant features",
+    "null_discoveries": "significant features under label permutations",
+    "paired_r": "correlation of the feature's d between the languages",
+    "rho": "Spearman correlation of d between the languages",
+    "rho_bias_corrected": "bias-corrected bootstrap Spearman correlation",
+    "rho_low": "lower bound of the confidence interval of rho",
+    "rho_high": "upper bound of the confidence interval of rho",
+    "max_abs_d": "largest |d| over the features",
+    "probe_baseline": "accuracy of always predicting the majority gender",
+    "description": "automatic description of the feature",
+    "direction": "bias direction of the feature (male or female)",
+    "top_sample": "samples where the feature is strongest",
+    "top_value": "feature value of the top samples",
+    "histogram": "histogram of the feature's values",
+    "histogram_edges": "bin edges of the histogram",
+    "map": "feature activation over the image-token grid",
+    "mean_map": "mean feature activation over the image-token grid",
+    "activation": "feature value of the sample",
+    "interpretation": "automatic description of the feature",
+    "baseline_score": "gender score of the unedited caption",
+    "effect": "change of the gender score when the features are edited",
+    "control_effect": "change of the gender score when random control features are edited",
+    "dose_effect": "change of the gender score per amplification factor",
+    "features": "edited features",
+    "control_features": "features of each random control set",
+    "edited_caption": "caption generated with the features edited",
+    "edited_male_terms": "male terms in the edited caption",
+    "edited_female_terms": "female terms in the edited caption",
+    "evaluated": "the sample was part of the experiment",
+    "alpha": "amplification factor",
+    "gender": "gender label of the sample",
+    "image": "image path relative to the images folder",
+    "caption": "reference caption",
+}
+_PREFIXES = {
+    "n_": "number of samples: ",
+    "d_": "effect size d in language ",
+    "overlap_": "overlap of the significant features between the languages: ",
+    "probe_": "gender probe: ",
+    "entry_": "inspected entry: ",
+    "matched_": "best-matching feature in the other language's SAE: ",
+    "match_": "cosine similarity of the matched features: ",
+}
+
+
+def describe(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with a ``long_name`` on every variable and coordinate that has none."""
+    for name, var in ds.variables.items():
+        if "long_name" in var.attrs or "description" in var.attrs:
+            continue
+        key = str(name)
+        text = DESCRIPTIONS.get(key)
+        if text is None:
+            prefix = next((p for p in _PREFIXES if key.startswith(p)), None)
+            words = key.removeprefix(prefix or "").replace("_", " ")
+            text = _PREFIXES[prefix] + words if prefix else words
+        var.attrs["long_name"] = text
+    return ds
+
+
+def align_to_store(store: ActivationStore, ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` on the store's own ``layer``, ``language`` and ``sample`` axes, so the whole store
+    opens as one aligned ``xr.DataTree``.
+
+    Where ``ds`` holds a subset of an axis, the others are filled (NaN, -1, False or ``""``) and
+    the subset is kept in the attribute ``subset_<dim>``; :func:`read_analysis` selects it again.
+    """
+    full: dict[str, list[Any]] = {
+        S.LAYER: list(store.layout.layers),
+        S.LANGUAGE: list(store.layout.languages),
+        S.SAMPLE: [str(s) for s in np.asarray(store.array(S.SAMPLE)[...])],
+    }
+    for dim, values in full.items():
+        if dim not in ds.indexes:
+            continue
+        have = ds.indexes[dim].tolist()
+        if have == values or not set(have) <= set(values):
+            continue
+        fill = {str(k): _fill(v.dtype) for k, v in ds.variables.items() if dim in v.dims and k != dim}
+        ds = ds.reindex(
+            {dim: np.asarray(values, dtype=object if isinstance(values[0], str) else None)}, fill_value=fill
+        )
+        ds.attrs[f"{_SUBSET}{dim}"] = json.dumps(to_jsonable(have))
+    return ds
+
+
+def _fill(dtype: np.dtype) -> Any:
+    if dtype.kind == "f":
+        return np.nan
+    if dtype.kind in "iu":
+        return -1
+    return False if dtype.kind == "b" else ""
+
+
+def select_subsets(ds: xr.Dataset) -> xr.Dataset:
+    """Undo :func:`align_to_store`: keep only the ``subset_<dim>`` values of each axis."""
+    for key in [k for k in ds.attrs if k.startswith(_SUBSET)]:
+        values = ds.attrs.pop(key)
+        ds = ds.sel({key.removeprefix(_SUBSET): json.loads(values) if isinstance(values, str) else values})
+    return ds
+
+
 def write_analysis(store: ActivationStore, name: str, ds: xr.Dataset) -> str:
     """Write ``ds`` as ``analysis/<name>`` of the store, replacing an earlier result; returns the group path.
 
-    Dict- and list-valued attributes are stored as JSON text so any zarr reader can load them.
+    Dict- and list-valued attributes are stored as JSON text so any zarr reader can load them;
+    every variable gets a ``long_name``; the layer, language and sample axes are the store's own
+    (see :func:`align_to_store`).
     """
-    ds = ds.copy()
+    store.require_writable()
+    ds = describe(align_to_store(store, ds.copy()))
     ds.attrs = {
         k: json.dumps(to_jsonable(v)) if isinstance(v, dict | list | tuple) else v
         for k, v in ds.attrs.items()
@@ -82,6 +209,7 @@ def read_analysis(store: ActivationStore, name: str) -> xr.Dataset:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_CONSOLIDATED_WARNING)
         ds = xr.open_zarr(store.path, group=f"{ANALYSIS_GROUP}/{name}", consolidated=True).load()
+    ds = select_subsets(ds)
     for k, v in list(ds.attrs.items()):
         if isinstance(v, str) and v[:1] in "{[":
             ds.attrs[k] = json.loads(v)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sae_store.analyze.results import to_jsonable, write_json
+from sae_store.analyze.results import align_to_store, describe, to_jsonable, write_json
 from sae_store.intervene.experiment import LanguageEffects, LayerResult
 from sae_store.intervene.stats import compare_controls, differential, paired_stats
 from sae_store.store import ActivationStore
@@ -214,13 +214,19 @@ def write_result(
 ) -> tuple[str, Path]:
     """Write one layer's experiment to ``analysis/intervene/<key>/layer_<L>`` and its JSON summary.
 
+    The per-sample values are stored on the store's whole ``language`` and ``sample`` axes (NaN,
+    -1 or ``""`` where a sample was not part of the experiment; ``evaluated`` marks those that
+    were), so the store opens as one aligned ``xr.DataTree``.
+
     Returns
     -------
     (group, path)
         The store group written and the JSON file.
     """
     group = f"{INTERVENE_GROUP}/{key}/layer_{summary['layer']}"
-    ds.to_zarr(store.path, group=group, mode="w", consolidated=False)
+    store.require_writable()
+    ds = ds.assign(evaluated=xr.ones_like(ds["effect"], dtype=bool))
+    describe(align_to_store(store, ds)).to_zarr(store.path, group=group, mode="w", consolidated=False)
     store.consolidate()
     path = write_json(
         Path(out_dir) / "intervene", f"{key}_layer_{summary['layer']}.json", {"key": key, **summary}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,17 @@ def test_intervene_ablation_writes_store_and_json(
     )
     ds = xr.open_zarr(store_copy, group="analysis/intervene/custom_ablation/layer_1")
     assert ds["effect"].dims == ("language", "sample") and ds.sizes["control"] == 10
+    # stored on the store's whole sample axis (aligned for xr.open_datatree); 4 were evaluated
+    assert ds.sizes["sample"] == 8 and int(ds["evaluated"].any("language").sum()) == 4
+    assert ds["effect"].where(~ds["evaluated"]).isnull().all()
+    ds = ds.isel(sample=ds["evaluated"].any("language").values)
     assert ds["edited_caption"].shape == (2, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr's notice about consolidated metadata
+        assert (
+            "/analysis/intervene/custom_ablation/layer_1"
+            in xr.open_datatree(store_copy, engine="zarr").groups
+        )
     pooled = ds["effect"].mean("language")
     expected = float(
         pooled.where(ds["gender"] == "male").mean() - pooled.where(ds["gender"] == "female").mean()

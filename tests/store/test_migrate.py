@@ -106,7 +106,7 @@ def test_migrate_matches_a_store_created_as_v2(tmp_path, reference):
 
 
 def test_cli_migrate(tmp_path, capsys):
-    from cli.main import main
+    from sae_store_cli.main import main
 
     path = v1_store(tmp_path)
     assert main(["migrate", str(path)]) == 0
