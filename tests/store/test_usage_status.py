@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 
 from sae_store.errors import SaeStoreError
-from sae_store.store import completion, store_usage
+from sae_store.store import StoreConfig, completion, create_store, store_usage
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
+from sae_store.store.groups import create_group
 from sae_store.store.usage import parse_count, parse_size, quota_problems
 from sae_store_cli.main import main
+from tests.conftest import model_info, samples_table
 
 
 def fill_block(store, layer, language, block, rng):
@@ -127,3 +129,26 @@ def test_cli_du_and_status(make_store, capsys):
     assert "to do: layer 1 ar: samples 0:4, 4:8" in capsys.readouterr().out
     assert main(["status", str(store.path.parent / "missing.zarr")]) == 2
     assert "no activation store at" in capsys.readouterr().err
+
+
+def test_full_scale_study_fits_ten_thousand_files(tmp_path):
+    """2000 samples x 2 languages x 34 layers, 16 samples per shard, features encoded (d_sae 16384):
+    the templates are metadata only, and the projection counts every array's chunk grid."""
+    n = 2000
+    table = samples_table(n)
+    model = model_info(n_layers=34, hidden_size=2560, tokens_per_language={"en": 278, "ar": 275})
+    store = create_store(tmp_path / "full.zarr", table, model, config=StoreConfig(samples_per_shard=16))
+    create_group(
+        store,
+        S.FEATURES,
+        S.feature_variables(store.layout, 16384),
+        sizes={S.FEATURE: 16384},
+        coords={S.FEATURE: np.arange(16384, dtype=np.int32)},
+        attrs={"d_sae": 16384},
+    )
+    u = store_usage(store)
+    blocks = n // 16
+    assert u.projected_files <= 10_000
+    # one file per activation shard; one per block for each of the 11 per-block small arrays
+    # (extract_error and extract_status only where a sample failed); the rest is a small constant
+    assert u.projected_files - 34 * 2 * blocks - 11 * blocks < 100
