@@ -116,6 +116,27 @@ def test_cli_migrate(tmp_path, capsys):
     assert "no activation store" in capsys.readouterr().err
 
 
+def test_cli_writing_commands_refuse_a_v1_store(tmp_path, capsys):
+    from sae_store_cli.main import main
+
+    path = v1_store(tmp_path)
+    table = tmp_path / "more.csv"
+    pd.DataFrame(
+        {
+            "sample_id": ["new"],
+            "image": ["new.png"],
+            "image_path": [str(tmp_path / "new.png")],
+            "gender": ["male"],
+            "en_caption": ["A man."],
+            "ar_caption": ["رجل."],
+        }
+    ).to_csv(table, index=False)
+    assert main(["append", str(path), "--samples", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert "schema version 1" in err and f"sae-store migrate {path}" in err and len(err.splitlines()) == 1
+    assert main(["status", str(path)]) == 0  # reading works
+
+
 def _run_migration(path: Path, kill_at: str | None) -> int | None:
     """Migrate in a forked child (SIGKILLing itself at ``kill_at``); its exit code."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ import xarray as xr
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.store import TokenRole
 from sae_store.store import schema as S
+from sae_store.store.groups import delete_group
 from sae_store.train.config import EncodeConfig, SaeConfig
 from sae_store.train.encode import FEATURES, encode_features, find_saes
 from sae_store.train.formats import load_sae, save_sae, sha256_file
@@ -175,3 +178,31 @@ def test_cli_encode(filled_store, tmp_path, capsys):
         == 2
     )
     assert "no SAE for layers [0]" in capsys.readouterr().err
+
+
+def test_concurrent_array_tasks_write_disjoint_files(encoded):
+    """Tasks running at the same time own whole blocks: every file is written by one task only
+    (a block's statistics shard holds all layers and languages), and the result is the same."""
+    store, saes, _ = encoded
+    whole = store.dataset(group=FEATURES).load()
+    delete_group(store, FEATURES)  # the tasks race to create the group, as a job array's do
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(
+            target=encode_features,
+            args=(store, find_saes(saes)),
+            kwargs=dict(task_index=i, task_count=3, progress=False),
+        )
+        for i in range(3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    files = sorted(p.relative_to(store.path / FEATURES) for p in (store.path / FEATURES).rglob("c/*/*/*/*"))
+    # one statistics file per block (shard over layers, languages, samples and features)
+    assert [str(f) for f in files if str(f).startswith("feature_mean")] == [
+        f"feature_mean/c/0/0/{b}/0" for b in range(len(store.blocks))
+    ]
+    xr.testing.assert_identical(store.dataset(group=FEATURES).load(), whole)
