@@ -21,6 +21,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
+from sae_store.faults import kill_point
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
@@ -264,6 +265,7 @@ def encode_features(
             (TOKENS_USED, used),
         ):
             store.write(name, values, start=b.start, layer=layer, language=lang, group=FEATURES)
+        kill_point("encode.features_written")
         store.write(
             S.COMPLETE,
             np.ones(b.stop - b.start, bool),
@@ -272,6 +274,7 @@ def encode_features(
             language=lang,
             group=FEATURES,
         )
+        kill_point("encode.flags_written")
     return EncodeResult(len(todo_units), len(units) - len(todo_units), tuple(layers))
 
 
