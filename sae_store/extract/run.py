@@ -225,7 +225,6 @@ def extract_activations(
                 summary.tokens += int(data.n_tokens.sum())
                 summary.failed += [(ids[i], w.language, e) for i, e in enumerate(data.errors) if e]
                 progress.block(w, time.perf_counter() - t0, summary, writer.stats.bytes)
-                _warn_overflow(writer.stats.float16_overflow, warned)
     summary.bytes_written = writer.stats.bytes
     summary.nonfinite = writer.stats.nonfinite
     summary.float16_overflow = dict(writer.stats.float16_overflow)
