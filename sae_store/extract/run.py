@@ -197,7 +197,7 @@ def extract_activations(
             pending=config.pending_blocks,
         ) as writer,
     ):
-        removed = store.remove_partial_files(task.blocks[0].start, task.blocks[-1].stop)
+        removed = sum(store.remove_partial_files(b.start, b.stop) for b in by_block)  # claimed blocks only
         if removed:
             log.info("removed %d temporary files left by a killed writer in this task's blocks", removed)
         for block, items in by_block.items():
