@@ -177,6 +177,32 @@ def test_an_interrupted_append_is_explained_and_unlock_restores_the_store(
     assert append_samples(store.path, samples(images_root, NEW)).n_after == 14
 
 
+def test_unlock_refuses_a_journal_whose_checksums_do_not_match(
+    make_store: MakeStore, images_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(append_mod, "write_sample_metadata", killed)
+    monkeypatch.setattr(append_mod, "rollback", lambda path: None)
+    with pytest.raises(KeyboardInterrupt):
+        append_samples(store.path, samples(images_root, NEW))
+    monkeypatch.undo()
+    _write_lock(store.path, LockInfo("append", socket.gethostname(), _dead_pid(), time.time() - 60, "append"))
+    saved = store.path / LOCK_DIR / "append-journal" / "zarr.json"
+    saved.write_text(saved.read_text().replace('"n_samples": 10', '"n_samples": 11'))
+    half_appended = store_files(store.path)
+    with pytest.raises(
+        StoreLockedError,
+        match=r"the append journal's copy of 'zarr.json' \(.*\) is missing or does not match its checksum; "
+        r"nothing was changed",
+    ):
+        unlock_store(store.path)
+    assert store_files(store.path) == half_appended
+
+
 def test_concurrent_appends_and_extractions_exclude_each_other(
     make_store: MakeStore, loaded: LoadedModel, images_root: Path
 ) -> None:

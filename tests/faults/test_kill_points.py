@@ -66,6 +66,7 @@ def _recovered_by_unlock(store: Path, reference: Path, table: Path, appended: Pa
     """After unlock the store is the old one (or, if the append had finished, the appended one)."""
     assert main(["unlock", str(store)]) == 0
     assert not (store / LOCK_DIR).exists()
+    assert not [d for d in store.rglob("*") if d.is_dir() and not any(d.iterdir())]  # no empty folders
     if open_store(store).layout.n_samples == N_SAMPLES:
         assert_same_files(store, reference)
         assert main(["append", str(store), "--samples", str(table)]) == 0
