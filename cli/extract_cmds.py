@@ -204,5 +204,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="clear a stale append lock left by a killed process (rolling back its append)",
     )
     p.add_argument("store", help="the store")
-    p.add_argument("--force", action="store_true", help="also clear a lock held by a process on another host")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also clear locks and claims of another host (each one is listed)",
+    )
     p.set_defaults(func=_unlock)

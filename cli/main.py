@@ -54,6 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"sae-store {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # OS and codec errors: one line naming the file and what to do
+        from sae_store.store.explain import explain_error
+
+        message = explain_error(e, getattr(args, "store", None))
+        if message is None:
+            raise
+        print(f"sae-store {args.command}: error: {message}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -1,4 +1,4 @@
-"""``sae-store du``, ``status`` and ``migrate``: how big a store is, how complete, and upgrading it."""
+"""``sae-store du``, ``status``, ``verify`` and ``migrate``: size, completeness, soundness, upgrades."""
 
 from __future__ import annotations
 
@@ -6,34 +6,67 @@ import argparse
 import json
 
 from sae_store.store import completion, open_store, store_usage
+from sae_store.store import schema as S
 from sae_store.store.usage import parse_count, parse_size, quota_problems, render_usage
+from sae_store.store.verify import check_flags, recorded_nonfinite, repair_store, verify_store
 
 
 def _du(args: argparse.Namespace) -> int:
     quota = parse_size(args.quota) if args.quota is not None else None
     inodes = parse_count(args.inode_quota) if args.inode_quota is not None else None
-    usage = store_usage(open_store(args.store))
+    store = open_store(args.store)
+    usage = store_usage(store)
     problems = quota_problems(usage, quota=quota, inode_quota=inodes)
+    nonfinite = recorded_nonfinite(store)
     if args.json:
-        print(json.dumps({**usage.to_dict(), "problems": problems}, indent=2))
+        print(json.dumps({**usage.to_dict(), "problems": problems, "nonfinite": nonfinite}, indent=2))
     else:
         print(render_usage(usage))
+        print(_nonfinite_line(nonfinite))
         for p in problems:
             print(f"QUOTA: {p}")
     return 1 if problems else 0
 
 
+def _nonfinite_line(counts: dict[int, int]) -> str:
+    if not counts:
+        return "non-finite values recorded: none"
+    return "non-finite values recorded: " + ", ".join(f"layer {k}: {n}" for k, n in counts.items())
+
+
 def _status(args: argparse.Namespace) -> int:
     store = open_store(args.store)
-    result = completion(store)
+    check = verify_store(store, progress=not args.json) if args.verify else check_flags(store)
+    flags_readable = not any(p.array == S.COMPLETE for p in check.problems)
+    result = completion(store) if flags_readable else None
+    nonfinite = recorded_nonfinite(store)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        out = result.to_dict() if result is not None else {}
+        print(json.dumps({**out, "nonfinite": nonfinite, "check": check.to_dict()}, indent=2))
     else:
-        print(result.render())
-        for item in result.remaining()[: args.max_lines]:
-            ranges = ", ".join(f"{a}:{b}" for a, b in item["blocks"])
-            print(f"to do: layer {item['layer']} {item['language']}: samples {ranges}")
-    return 0
+        if result is not None:
+            print(result.render())
+            for item in result.remaining()[: args.max_lines]:
+                ranges = ", ".join(f"{a}:{b}" for a, b in item["blocks"])
+                print(f"to do: layer {item['layer']} {item['language']}: samples {ranges}")
+        print(_nonfinite_line(nonfinite))
+        if args.verify or check.problems:
+            print(check.render())
+    return 0 if check.ok else 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    store = open_store(args.store)
+    report = verify_store(store, progress=not args.json)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.render())
+    if args.repair and report.problems:
+        for line in repair_store(store, report):
+            print(line)
+        print(f"now run `sae-store extract {store.path} --model DIR` to redo those blocks")
+    return 0 if report.ok else 1
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -56,7 +89,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("store", help="path of the activation store")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.add_argument("--max-lines", type=int, default=20, help="list at most this many unfinished items")
+    p.add_argument("--verify", action="store_true", help="also decode every stored file (as `verify` does)")
     p.set_defaults(func=_status)
+
+    p = subparsers.add_parser(
+        "verify",
+        help="decode every stored file; name damaged ones and how to redo them (exit 1 if any)",
+        description="Decode every chunk file of the store's arrays, check that every block flagged complete "
+        "has its files, and count NaN/inf values and values beyond float16's range per layer.",
+    )
+    p.add_argument("store", help="path of the activation store")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="delete the damaged files and clear the completion flags of exactly the blocks they held, "
+        "so that `sae-store extract` redoes them",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.set_defaults(func=_verify)
 
     p = subparsers.add_parser(
         "migrate",

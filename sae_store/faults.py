@@ -18,6 +18,29 @@ ENV_VAR = "SAE_STORE_KILL_POINT"
 
 #: Every named kill point in the code, ``"<operation>.<step>"``; tests iterate over this.
 KILL_POINTS: tuple[str, ...] = (
+    # sae-store append (store/append.py, store/journal.py); recovery: sae-store unlock
+    "append.claimed",
+    "append.journal_saved",
+    "append.journal_written",
+    "append.resized",
+    "append.metadata_written",
+    "append.consolidated",
+    "append.attributes_written",
+    "append.journal_renamed",
+    # sae-store unlock rolling an append back (store/journal.py); recovery: unlock again
+    "unlock.chunks_removed",
+    "unlock.files_restored",
+    "unlock.journal_renamed",
+    # the extraction's block writer (extract/writer.py); recovery: extract again
+    "extract.activations_written",
+    "extract.metadata_written",
+    "extract.statistics_written",
+    "extract.flags_written",
+    # sae-store encode (train/encode.py); recovery: encode again
+    "encode.features_written",
+    "encode.flags_written",
+    # re-consolidating the root metadata (store/core.py), as encode does; recovery: rerun the command
+    "consolidate.locked",
     # sae_store.store.migrate: per array (built aside, old moved aside, new swapped in, done) ...
     "migrate.built",
     "migrate.moved_aside",
@@ -43,3 +66,8 @@ def kill_point(name: str) -> None:
     _reached[name] += 1
     if _reached[name] >= int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_points(operation: str) -> tuple[str, ...]:
+    """The kill points of one operation (``"append"`` gives ``"append.*"``), in the order listed."""
+    return tuple(p for p in KILL_POINTS if p.partition(".")[0] == operation)

@@ -198,7 +198,7 @@ def extract_activations(
             pending=config.pending_blocks,
         ) as writer,
     ):
-        removed = store.remove_partial_files(task.blocks[0].start, task.blocks[-1].stop)
+        removed = sum(store.remove_partial_files(b.start, b.stop) for b in by_block)  # claimed blocks only
         if removed:
             log.info("removed %d temporary files left by a killed writer in this task's blocks", removed)
         for block, items in by_block.items():
@@ -226,7 +226,6 @@ def extract_activations(
                 summary.tokens += int(data.n_tokens.sum())
                 summary.failed += [(ids[i], w.language, e) for i, e in enumerate(data.errors) if e]
                 progress.block(w, time.perf_counter() - t0, summary, writer.stats.bytes)
-                _warn_overflow(writer.stats.float16_overflow, warned)
     summary.bytes_written = writer.stats.bytes
     summary.nonfinite = writer.stats.nonfinite
     summary.float16_overflow = dict(writer.stats.float16_overflow)

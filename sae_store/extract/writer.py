@@ -18,6 +18,7 @@ import numpy as np
 from sae_store.errors import SaeStoreError
 from sae_store.extract.block import BlockData
 from sae_store.extract.config import OnNonfinite
+from sae_store.faults import kill_point
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
@@ -157,6 +158,7 @@ class BlockWriter:
         # Order matters: all data first, the completion flags last (see the module docstring).
         for run in runs:
             self._write_layers(S.ACTIVATIONS, data.activations[run], data, run)
+        kill_point("extract.activations_written")
         for name, values in (
             (S.INPUT_IDS, data.input_ids),
             (S.TOKEN_ROLE, data.token_role),
@@ -165,12 +167,15 @@ class BlockWriter:
             (S.EXTRACT_STATUS, (np.asarray(data.errors) != "").astype(np.int8)),
         ):
             self.store.write(name, values, start=block.start, language=lang)
+        kill_point("extract.metadata_written")
         for run in runs:
             self._write_layers(S.MAX_ABS, max_abs[run], data, run)
             self._write_layers(S.NONFINITE, nonfinite[run], data, run)
+        kill_point("extract.statistics_written")
         flags = np.broadcast_to(ok, max_abs.shape)
         for run in runs:
             self._write_layers(S.COMPLETE, flags[run], data, run)
+        kill_point("extract.flags_written")
         with self._lock:
             self.stats.blocks += 1
             self.stats.bytes += data.activations.nbytes

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sae_store.models.adapter import ModelAdapter, get_adapter, supported_model_
 __all__ = [
     "LoadedModel",
     "check_model_dir",
+    "check_weights",
     "load_model",
     "load_processor",
     "model_identity",
@@ -141,6 +143,70 @@ def _weights_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
+_SAFETENSORS_DTYPE_BYTES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
+    "U32": 4, "I32": 4, "F32": 4, "U64": 8, "I64": 8, "F64": 8,
+}  # fmt: skip
+_MAX_HEADER = 100 << 20
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    """Why ``file`` is not a whole safetensors file (header, every tensor's size, total length), or None.
+
+    Reads only the header: a truncated download is caught at ``init`` instead of deep in extraction.
+    """
+    size = file.stat().st_size
+    with file.open("rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"has {size} bytes, fewer than a safetensors header"
+        n = int.from_bytes(head, "little")
+        if n > min(size - 8, _MAX_HEADER):
+            return f"declares a {n}-byte header but has {size} bytes"
+        try:
+            header = json.loads(f.read(n))
+            tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = 0
+            for name, t in tensors.items():
+                start, stop = (int(x) for x in t["data_offsets"])
+                need = _SAFETENSORS_DTYPE_BYTES.get(t["dtype"], 0) * math.prod(int(d) for d in t["shape"])
+                if t["dtype"] in _SAFETENSORS_DTYPE_BYTES and stop - start != need:
+                    held = stop - start
+                    return f"has tensor {name!r} ({t['dtype']} {t['shape']}) of {need} bytes in {held} bytes"
+                end = max(end, stop)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            return f"has an unreadable header ({type(e).__name__}: {e})"
+    if 8 + n + end != size:
+        return f"should be {8 + n + end} bytes (header and tensors) but is {size}"
+    return None
+
+
+def check_weights(folder: Path) -> None:
+    """Check that every safetensors weight file is whole and every file the index names exists.
+
+    Raises
+    ------
+    ModelLoadError
+        Naming the file and what is wrong with it.
+    """
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = set(json.loads(index.read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError) as e:
+            raise ModelLoadError(f"{str(index)!r} is unreadable ({e}). {_FIX}") from e
+        missing = sorted(n for n in names if not (folder / n).is_file())
+        if missing:
+            raise ModelLoadError(
+                f"Model folder {str(folder)!r} lacks weight files its index names: {missing}. {_FIX}"
+            )
+    for file in _weight_files(folder):
+        if file.suffix == ".safetensors" and (problem := _safetensors_problem(file)) is not None:
+            raise ModelLoadError(
+                f"Weight file {str(file)!r} is damaged or incomplete: it {problem}. Download it again. {_FIX}"
+            )
+
+
 def model_identity(path: str | Path) -> dict[str, Any]:
     """Describe a model folder well enough to tell two checkpoints apart, cheaply and deterministically.
 
@@ -153,6 +219,7 @@ def model_identity(path: str | Path) -> dict[str, Any]:
         ``n_layers``, ``hidden_size``, ``mm_tokens_per_image``, ``image_token_id`` and ``vocab_size``.
     """
     folder = check_model_dir(path)
+    check_weights(folder)
     raw = _read_config(folder)
     adapter = get_adapter(_load_config(folder))
     canonical = {k: v for k, v in raw.items() if k not in _VOLATILE_CONFIG_KEYS}

@@ -11,9 +11,8 @@ order, so a reader opening mid-way sees the old size or a consistent superset.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
+import contextlib
+import dataclasses
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,25 +20,30 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from sae_store.data.images import check_image
 from sae_store.data.samples import validate_samples
 from sae_store.errors import DataError, StoreLockedError
+from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block
 from sae_store.store.core import ActivationStore, open_store
 from sae_store.store.create import write_sample_metadata
+from sae_store.store.journal import clear_scratch, discard_journal, rollback, sample_arrays, write_journal
 from sae_store.store.lock import (
+    BlockTakenError,
+    KeepLockedError,
     append_lock,
+    append_lock_path,
+    claim_blocks,
+    claims,
+    clear_claims,
     ignoring_lock_dir,
     lock_dir,
     read_append_lock,
     release_append_lock,
-    running_extractions,
     stale_lock_message,
     state,
 )
-
-_JOURNAL = "append-journal"
-_JOURNAL_DONE = "journal.json"
 
 
 class AppendResult(NamedTuple):
@@ -63,85 +67,16 @@ def _check_new_samples(store: ActivationStore, samples: pd.DataFrame, images_dir
             f"{' ...' if len(dup) > 20 else ''}; append only new samples (remove these rows)"
         )
     folder = images_dir or (Path(store.attrs["images_dir"]) if store.attrs.get("images_dir") else None)
-    if folder is not None:
-        missing = [im for im in samples["image"].astype(str) if not (folder / im).is_file()]
-        if missing:
-            raise DataError(
-                f"{len(missing)} image(s) of the new samples are not in {str(folder)!r}: {missing[:10]}; "
-                "fix the table or pass the right folder with --images"
-            )
-
-
-def _sample_arrays(path: Path) -> list[tuple[str, int, int, bool]]:
-    """(name, sample axis, samples per file, small) of every array with a sample dimension.
-
-    Small arrays (no token or hidden dimension) are the ones whose boundary files an append may
-    rewrite; activations and per-token arrays are only resized.
-    """
-    out = []
-    with ignoring_lock_dir():
-        for name, arr in zarr.open_group(str(path), mode="r", use_consolidated=False).arrays():
-            dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
-            if S.SAMPLE in dims:
-                axis = dims.index(S.SAMPLE)
-                small = S.TOKEN not in dims and S.HIDDEN not in dims
-                out.append((name, axis, (arr.shards or arr.chunks)[axis], small))
-    return out
-
-
-def _chunk_files(path: Path, name: str, axis: int, per_file: int, first_sample: int) -> list[Path]:
-    """Files of array ``name`` holding samples from ``first_sample`` on (chunk keys ``c/i/j/...``)."""
-    folder = path / name / "c"
-    first = first_sample // per_file
-    return [
-        f
-        for f in (folder.rglob("*") if folder.is_dir() else [])
-        if f.is_file()
-        and len(parts := f.relative_to(folder).parts) > axis
-        and parts[axis].isdigit()
-        and int(parts[axis]) >= first
-    ]
-
-
-def _write_journal(path: Path, n_before: int) -> None:
-    """Copy aside what an append changes: every ``zarr.json``, and the partly filled last chunk
-    files of the small per-sample arrays (rewritten with new values beside the old ones)."""
-    journal = lock_dir(path) / _JOURNAL
-    shutil.rmtree(journal, ignore_errors=True)
-    saved = [path / "zarr.json", *path.glob("*/zarr.json")]
-    for name, axis, per_file, small in _sample_arrays(path):
-        if small and n_before % per_file:
-            saved += _chunk_files(path, name, axis, per_file, n_before)
-    for f in saved:
-        target = journal / f.relative_to(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, target)
-    # Written last: a journal without this file is incomplete and the store was not touched yet.
-    (journal / _JOURNAL_DONE).write_text(json.dumps({"n_samples": n_before}))
-
-
-def _rollback(path: Path) -> bool:
-    """Put back what the journal saved and delete chunk files created beyond the old size.
-
-    Returns False when there was no complete journal (the store had not been touched).
-    """
-    journal = lock_dir(path) / _JOURNAL
-    done = journal / _JOURNAL_DONE
-    if not done.is_file():
-        shutil.rmtree(journal, ignore_errors=True)
-        return False
-    n_before = int(json.loads(done.read_text())["n_samples"])
-    for name, axis, per_file, _ in _sample_arrays(path):
-        for f in _chunk_files(path, name, axis, per_file, -(-n_before // per_file) * per_file):
-            f.unlink()
-    for saved in journal.rglob("*"):
-        if saved.is_file() and saved != done:
-            target = path / saved.relative_to(journal)
-            tmp = target.with_name(f".{target.name}.restore")
-            shutil.copy2(saved, tmp)
-            os.replace(tmp, target)
-    shutil.rmtree(journal)
-    return True
+    if folder is None:
+        return
+    problems = [(im, p) for im in samples["image"].astype(str) if (p := check_image(folder / im)) is not None]
+    if problems:
+        listed = "; ".join(f"{im}: {p.reason}" for im, p in problems[:10])
+        raise DataError(
+            f"{len(problems)} image(s) of the new samples in {str(folder)!r} cannot be used ({listed}"
+            f"{' ...' if len(problems) > 10 else ''}); fix the table (`sae-store prepare` drops such "
+            "images) or pass the right folder with --images"
+        )
 
 
 def append_samples(
@@ -165,7 +100,8 @@ def append_samples(
     Raises
     ------
     DataError
-        If the table is invalid, repeats sample ids of the store, or names missing images.
+        If the table is invalid, repeats sample ids of the store, or names missing or undecodable
+        images.
     StoreLockedError
         If another append holds the lock, or an extraction is running.
     """
@@ -173,52 +109,87 @@ def append_samples(
     store.require_writable()
     images = Path(images_dir) if images_dir is not None else None
     _check_new_samples(store, samples, images)
-    with append_lock(store.path, command=command):
+    with append_lock(store.path, command=command) as me:
         store = open_store(path)  # another append may have finished meanwhile
         _check_new_samples(store, samples, images)
         n_before = store.layout.n_samples
         n_after = n_before + len(samples)
-        _write_journal(store.path, n_before)
+        me = dataclasses.replace(me, blocks=tuple(range(-(-n_after // store.layout.samples_per_shard))))
         try:
-            group = zarr.open_group(str(store.path), mode="r+", use_consolidated=False)
-            for name, axis, _, _ in _sample_arrays(store.path):
-                arr = group[name]
-                arr.resize(tuple(n_after if i == axis else n for i, n in enumerate(arr.shape)))  # type: ignore[union-attr]
-            write_sample_metadata(group, samples.reset_index(drop=True), store.layout.languages, n_before)
-            with ignoring_lock_dir():
-                zarr.consolidate_metadata(str(store.path))
-            root = zarr.open_group(str(store.path), mode="r+")
-            root.update_attributes(
-                S.encode_attrs({S.ATTR_KEY: {**store.attrs[S.ATTR_KEY], "n_samples": n_after}})
-            )
-        except BaseException:
-            _rollback(store.path)
-            raise
-        shutil.rmtree(lock_dir(store.path) / _JOURNAL)
+            with claim_blocks(store.path, me):
+                kill_point("append.claimed")
+                _grow(store, samples, n_before, n_after)
+        except BlockTakenError as e:
+            if e.holder.kind != "extract":
+                raise
+            hint = "" if e.state == "running" else f"; {str(e).split('which may be stale: ', 1)[-1]}"
+            raise StoreLockedError(
+                f"cannot append to store {str(store.path)!r} while extractions run ({e.holder.describe()}); "
+                f"append when they have finished (their completion is shown by `sae-store status`){hint}"
+            ) from None
     new = open_store(path)
     first = n_before // new.layout.samples_per_shard
     return AppendResult(n_before, n_after, samples["sample_id"].astype(str).tolist(), new.blocks[first:])
 
 
-def unlock_store(path: str | Path, *, force: bool = False) -> list[str]:
-    """Remove a stale append lock, first rolling back the append it guarded if that stopped half-way.
+def _grow(store: ActivationStore, samples: pd.DataFrame, n_before: int, n_after: int) -> None:
+    """Resize, write the new samples' metadata, switch the size; roll back on any failure."""
+    write_journal(store.path, n_before)
+    kill_point("append.journal_written")
+    try:
+        group = zarr.open_group(str(store.path), mode="r+", use_consolidated=False)
+        for name, axis, _, _ in sample_arrays(store.path):
+            arr = group[name]
+            arr.resize(tuple(n_after if i == axis else n for i, n in enumerate(arr.shape)))  # type: ignore[union-attr]
+        kill_point("append.resized")
+        write_sample_metadata(group, samples.reset_index(drop=True), store.layout.languages, n_before)
+        kill_point("append.metadata_written")
+        with ignoring_lock_dir():
+            zarr.consolidate_metadata(str(store.path))
+        kill_point("append.consolidated")
+        root = zarr.open_group(str(store.path), mode="r+")
+        root.update_attributes(
+            S.encode_attrs({S.ATTR_KEY: {**store.attrs[S.ATTR_KEY], "n_samples": n_after}})
+        )
+        kill_point("append.attributes_written")
+    except BaseException as e:
+        try:
+            rollback(store.path)
+        except BaseException as r:
+            raise KeepLockedError(
+                f"appending to store {str(store.path)!r} failed ({type(e).__name__}: {e}) and rolling back "
+                f"failed too ({r}); the store stays locked: fix the cause, then run `sae-store unlock "
+                f"{store.path}`"
+            ) from r
+        raise
+    discard_journal(store.path, "append")
 
-    Returns what was done, as lines for people. Refuses a lock whose process is running; a lock from
-    another host (whose process cannot be checked) needs ``force``.
+
+def unlock_store(path: str | Path, *, force: bool = False) -> list[str]:
+    """Clear what killed processes left: roll back an interrupted append, remove stale locks and claims.
+
+    Returns what was done (or kept, and why), as lines for people. Refuses an append lock whose
+    process is running; a lock from another host (whose process cannot be checked) needs ``force``,
+    and so do claims of extractions on another host whose heartbeat is fresh.
     """
     store = open_store(path)
     done: list[str] = []
+    lock = append_lock_path(store.path)
     info = read_append_lock(store.path)
     if info is not None:
-        st = state(info)
+        st = state(info, lock)
         if st == "running" or (st == "unknown" and not force):
             raise StoreLockedError(stale_lock_message(store.path, info, st))
-        if _rollback(store.path):
-            n = open_store(path).layout.n_samples
+        n = rollback(store.path)
+        if n is not None:
             done.append(f"rolled back the interrupted append: the store has {n} samples again")
+        done += clear_claims(store.path, force=True, kinds=("append",))
         release_append_lock(store.path)
-        done.append(f"removed the append lock of {info.describe()}")
-    stale = len(list(lock_dir(store.path).glob("extract-*.json"))) - len(running_extractions(store.path))
-    if stale > 0:
-        done.append(f"removed {stale} registration(s) of extractions that are no longer running")
+        done.append(f"removed the append lock of {info.describe()}" + ("" if st == "dead" else ", forced"))
+    elif any(c.kind == "append" for _, c in claims(store.path)):
+        done += clear_claims(store.path, force=force, kinds=("append",))
+    done += clear_claims(store.path, force=force)
+    clear_scratch(store.path)
+    with contextlib.suppress(OSError):
+        lock_dir(store.path).rmdir()
     return done or ["the store was not locked"]

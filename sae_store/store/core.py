@@ -18,6 +18,7 @@ import xarray as xr
 import zarr
 
 from sae_store.errors import SaeStoreError, SchemaVersionError, StoreNotFoundError
+from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
 from sae_store.store.lock import ignoring_lock_dir
@@ -210,6 +211,7 @@ class ActivationStore:
             with ignoring_lock_dir(), warnings.catch_warnings():
                 # zarr notes that consolidated metadata is not in the v3 spec yet: relied on knowingly
                 warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+                kill_point("consolidate.locked")
                 zarr.consolidate_metadata(str(self.path))
         finally:
             os.close(fd)  # closing releases the lock

@@ -21,6 +21,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
+from sae_store.faults import kill_point
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
@@ -229,7 +230,9 @@ def encode_features(
         # every language of the (layer, block) in one write: one rewrite of the block's shard
         for k, name in enumerate(_STATISTICS):
             out[name][li, :, b.start : b.stop] = np.stack([s[k] for s in stats])
+        kill_point("encode.features_written")
         out[S.COMPLETE][li, :, b.start : b.stop] = True
+        kill_point("encode.flags_written")
     n_lang = len(store.layout.languages)
     return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
 

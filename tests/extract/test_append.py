@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import time
@@ -22,7 +24,14 @@ from sae_store.store import StoreConfig, open_store
 from sae_store.store import append as append_mod
 from sae_store.store import schema as S
 from sae_store.store.append import append_samples, unlock_store
-from sae_store.store.lock import LOCK_DIR, LockInfo, append_lock, append_lock_path, register_extraction
+from sae_store.store.lock import (
+    LOCK_DIR,
+    LockInfo,
+    append_lock,
+    append_lock_path,
+    claim_path,
+    register_extraction,
+)
 
 from .conftest import MakeStore, one_thread, samples
 from .helpers import N_SAMPLES, SAMPLES_PER_SHARD, assert_same_arrays, store_files
@@ -79,9 +88,31 @@ def test_duplicate_ids_are_refused_and_listed_without_touching_the_store(
     ):
         append_samples(store.path, table)
     table = samples(images_root, NEW).assign(image=lambda t: t["image"].str.replace(".png", ".jpg"))
-    with pytest.raises(DataError, match=r"4 image\(s\) of the new samples are not in .*\['im10.jpg'"):
+    with pytest.raises(
+        DataError, match=r"4 image\(s\) of the new samples in .* cannot be used \(im10.jpg: missing file; "
+    ):
         append_samples(store.path, table)
     assert store_files(store.path) == files
+    assert not (store.path / LOCK_DIR).exists()
+
+
+def test_undecodable_new_images_are_refused_like_prepare_does(
+    make_store: MakeStore, images_root: Path, tmp_path: Path
+) -> None:
+    store = make_store()
+    files = store_files(store.path)
+    folder = tmp_path / "new-images"
+    shutil.copytree(images_root, folder)
+    (folder / "im11.png").write_bytes(b"")  # zero bytes: exists, but is no image
+    (folder / "im12.png").write_bytes((images_root / "im12.png").read_bytes()[:60])  # truncated
+    with pytest.raises(
+        DataError,
+        match=r"2 image\(s\) of the new samples in .* cannot be used \(im11.png: corrupt image; im12.png: "
+        r"corrupt image\); fix the table",
+    ):
+        append_samples(store.path, samples(images_root, NEW), images_dir=folder)
+    assert store_files(store.path) == files
+    assert not (store.path / LOCK_DIR).exists()
 
 
 def test_a_failed_append_rolls_back_to_the_old_shape(
@@ -125,7 +156,7 @@ def test_an_interrupted_append_is_explained_and_unlock_restores_the_store(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(append_mod, "write_sample_metadata", killed)
-    monkeypatch.setattr(append_mod, "_rollback", lambda path: False)
+    monkeypatch.setattr(append_mod, "rollback", lambda path: None)
     with pytest.raises(KeyboardInterrupt):
         append_samples(store.path, samples(images_root, NEW))
     monkeypatch.undo()
@@ -144,6 +175,32 @@ def test_an_interrupted_append_is_explained_and_unlock_restores_the_store(
     assert store_files(store.path) == files
     assert unlock_store(store.path) == ["the store was not locked"]
     assert append_samples(store.path, samples(images_root, NEW)).n_after == 14
+
+
+def test_unlock_refuses_a_journal_whose_checksums_do_not_match(
+    make_store: MakeStore, images_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(append_mod, "write_sample_metadata", killed)
+    monkeypatch.setattr(append_mod, "rollback", lambda path: None)
+    with pytest.raises(KeyboardInterrupt):
+        append_samples(store.path, samples(images_root, NEW))
+    monkeypatch.undo()
+    _write_lock(store.path, LockInfo("append", socket.gethostname(), _dead_pid(), time.time() - 60, "append"))
+    saved = store.path / LOCK_DIR / "append-journal" / "zarr.json"
+    saved.write_text(saved.read_text().replace('"n_samples": 10', '"n_samples": 11'))
+    half_appended = store_files(store.path)
+    with pytest.raises(
+        StoreLockedError,
+        match=r"the append journal's copy of 'zarr.json' \(.*\) is missing or does not match its checksum; "
+        r"nothing was changed",
+    ):
+        unlock_store(store.path)
+    assert store_files(store.path) == half_appended
 
 
 def test_concurrent_appends_and_extractions_exclude_each_other(
@@ -169,25 +226,74 @@ def test_concurrent_appends_and_extractions_exclude_each_other(
     assert open_store(store.path).layout.n_samples == 10
 
 
-def test_stale_registrations_are_ignored_and_other_hosts_need_force(
+def test_stale_claims_are_taken_over_and_other_hosts_need_force(
     make_store: MakeStore, images_root: Path
 ) -> None:
     store = make_store()
-    folder = store.path / LOCK_DIR
-    folder.mkdir()
-    dead = LockInfo("extract", socket.gethostname(), _dead_pid(), time.time(), "extract", (0,))
-    (folder / "extract-dead.json").write_text(json.dumps(asdict(dead)))
-    remote = LockInfo("extract", "node-17", 4242, time.time(), "extract", (1,))
-    (folder / "extract-remote.json").write_text(json.dumps(asdict(remote)))
-    with pytest.raises(StoreLockedError, match=r"while extractions run \(pid 4242 on host 'node-17'"):
+    dead = LockInfo("extract", socket.gethostname(), _dead_pid(), time.time(), "extract", (0,), token="d")
+    remote = LockInfo("extract", "node-17", 4242, time.time(), "extract", (1,), token="r")
+    for block, info in ((0, dead), (1, remote)):
+        claim_path(store.path, block).parent.mkdir(exist_ok=True)
+        claim_path(store.path, block).write_text(json.dumps(asdict(info)))
+    with pytest.raises(
+        StoreLockedError,
+        match=r"while extractions run \(pid 4242 on host 'node-17', started .*\); append when they have "
+        r"finished .*; its last heartbeat was \d+ s ago .* `sae-store unlock .* --force`",
+    ):
         append_samples(store.path, samples(images_root, NEW))
-    assert not (folder / "extract-dead.json").exists()
-    old = time.time() - 3600  # a remote heartbeat silent for an hour: that task is gone
-    os.utime(folder / "extract-remote.json", (old, old))
+    assert not claim_path(store.path, 0).exists()  # the dead claim was taken over, then released
+    # without --force the remote claim is kept and unlock says why; with it, it says what it removed
+    assert unlock_store(store.path)[0].startswith("kept the claim of shard blocks [1] by pid 4242 on host")
     _write_lock(store.path, LockInfo("append", "node-17", 4242, time.time(), "append"))
     with pytest.raises(StoreLockedError, match=r"on another host, whose state cannot be checked.* --force"):
         unlock_store(store.path)
     lines = unlock_store(store.path, force=True)
-    assert lines[0].startswith("removed the append lock of pid 4242 on host 'node-17'")
-    assert lines[1] == "removed 1 registration(s) of extractions that are no longer running"
+    assert (
+        lines[0].startswith("removed the append lock of pid 4242 on host 'node-17'") and "forced" in lines[0]
+    )
+    assert re.fullmatch(
+        r"removed the claim of shard blocks \[1\] by pid 4242 on host 'node-17', started .* \(extract\) "
+        r"\(last heartbeat \d+ s ago\), forced",
+        lines[1],
+    ), lines
+    assert not (store.path / LOCK_DIR).exists()
     assert append_samples(store.path, samples(images_root, NEW)).n_after == 14
+
+
+def test_a_remote_heartbeat_silent_for_long_is_dead(make_store: MakeStore) -> None:
+    store = make_store()
+    remote = LockInfo("extract", "node-17", 4242, time.time(), "extract", (1,), token="r")
+    path = claim_path(store.path, 1)
+    path.parent.mkdir()
+    path.write_text(json.dumps(asdict(remote)))
+    old = time.time() - 3600
+    os.utime(path, (old, old))
+    assert unlock_store(store.path) == [
+        f"removed the claim of shard blocks [1] by {remote.describe()} (last heartbeat 3600 s ago), "
+        "which is no longer running"
+    ]
+
+
+def test_a_requeued_slurm_task_takes_its_own_claims_over(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "777")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    before = LockInfo("extract", "node-17", 4242, time.time(), "extract", (0, 1), job="777_3", token="old")
+    for block in (0, 1):
+        claim_path(store.path, block).parent.mkdir(exist_ok=True)
+        claim_path(store.path, block).write_text(json.dumps(asdict(before)))
+    with register_extraction(store.path, [0, 1]) as me:
+        assert me.job == "777_3"
+        assert all(json.loads(claim_path(store.path, b).read_text())["token"] == me.token for b in (0, 1))
+    assert not (store.path / LOCK_DIR).exists()
+    # another array task of the same job is another task: refused, with the hint to --force if stale
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+    claim_path(store.path, 0).parent.mkdir()
+    claim_path(store.path, 0).write_text(json.dumps(asdict(before)))
+    with (
+        pytest.raises(StoreLockedError, match=r"SLURM job 777_3.*which may be stale"),
+        register_extraction(store.path, [0]),
+    ):
+        pass

@@ -225,7 +225,12 @@ def test_float16_overflow_warning_names_the_layer(make_store: MakeStore, loaded:
     assert [str(w.message).split(" has")[0] for w in caught] == ["layer 2", "layer 3"]
     assert "never cast this store's activations to float16" in str(caught[0].message)
     assert set(summary.float16_overflow) == {2, 3}
-    assert np.nanmax(arrays(store.path)[S.MAX_ABS][2]) > 65504
+    max_abs = arrays(store.path)[S.MAX_ABS]
+    assert np.nanmax(max_abs[2]) > 65504
+    # each warning reports the run's maximum of its layer, not the first block's
+    for w, row in zip(caught, (2, 3), strict=True):
+        assert f"|x| = {np.nanmax(max_abs[row]):.4g}," in str(w.message)
+    assert np.nanmax(max_abs[2, :, :4]) != np.nanmax(max_abs[2])
 
 
 def test_more_pending_blocks_give_the_same_store(
