@@ -116,15 +116,32 @@ def _variable_key(parts: tuple[str, ...], root_arrays: set[str]) -> str:
     return parts[0] if parts[0] in root_arrays or len(parts) == 1 else "/".join(parts[:2])
 
 
-def _final_files(arr: zarr.Array, files_now: int) -> int:
-    """Chunk (or shard) files of ``arr`` once every block is written: one per cell of its grid.
+def _final_files(arr: zarr.Array, files_now: int, samples_per_shard: int) -> int:
+    """Chunk (or shard) files of ``arr`` once the store is finished.
 
-    Arrays written only where a sample failed (``extract_error``, ``extract_status``: zarr writes
-    no file for a chunk that holds only the fill value) keep the files they have.
+    Arrays written block by block by array tasks (a file per shard block of samples) get one file
+    per cell of their grid. The others are written whole by one command (coordinates and labels
+    by ``init``, results by ``analyze``), so they keep the files they have, as do the arrays written
+    only where a sample failed (``extract_error``, ``extract_status``): zarr writes no file for a
+    chunk that holds only the fill value.
     """
-    if arr.basename in S.SPARSE_VARIABLES:
+    dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
+    per_file = arr.shards or arr.chunks
+    if arr.basename in S.SPARSE_VARIABLES or S.SAMPLE not in dims:
         return files_now
-    return int(np.prod([-(-n // c) for n, c in zip(arr.shape, arr.shards or arr.chunks, strict=True)]))
+    if per_file[dims.index(S.SAMPLE)] != samples_per_shard:
+        return files_now
+    return int(np.prod([-(-n // c) for n, c in zip(arr.shape, per_file, strict=True)]))
+
+
+def _array_files(folder: Path) -> int:
+    """Chunk files of the array in ``folder`` (its ``zarr.json`` and temporary files left out)."""
+    chunks = folder / "c"
+    return (
+        sum(1 for f in chunks.rglob("*") if f.is_file() and not f.name.endswith(".partial"))
+        if chunks.is_dir()
+        else 0
+    )
 
 
 def store_usage(store: ActivationStore) -> Usage:
@@ -160,7 +177,8 @@ def store_usage(store: ActivationStore) -> Usage:
         if isinstance(node, zarr.Array):
             key = _variable_key(tuple(name.split("/")), root_arrays)
             variables[key].logical_bytes += int(np.prod(node.shape)) * node.dtype.itemsize
-            projected_files += 1 + _final_files(node, variables[key].files - 1)
+            chunk_files = _array_files(root / name)
+            projected_files += 1 + _final_files(node, chunk_files, store.layout.samples_per_shard)
         else:
             projected_files += 1
     act = variables[S.ACTIVATIONS]

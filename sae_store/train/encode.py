@@ -25,7 +25,7 @@ from sae_store.faults import kill_point
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
-from sae_store.store.schema import (
+from sae_store.store.schema import (  # the features layout is part of the schema; callers import it here too
     FEATURE_FRAC,
     FEATURE_MAX,
     FEATURE_MEAN,
@@ -37,7 +37,6 @@ from sae_store.train.config import EncodeConfig
 from sae_store.train.formats import has_sae, load_sae, sha256_file
 from sae_store.train.sae import SparseAutoencoder
 
-__all__ = ["FEATURES", "FEATURE_FRAC", "FEATURE_MAX", "FEATURE_MEAN", "TOKENS_USED", "feature_variables"]
 #: Arrays written per (layer, block), in the order :func:`summarize_tokens` returns them.
 _STATISTICS = (FEATURE_MEAN, FEATURE_MAX, FEATURE_FRAC, TOKENS_USED)
 

@@ -168,7 +168,6 @@ def test_every_step_has_a_kill_point():
     }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("point", MIGRATE_POINTS + REPEATED)
 def test_killed_migration_is_finished_by_a_rerun(tmp_path, reference, point):
     path = v1_store(tmp_path)
@@ -180,7 +179,6 @@ def test_killed_migration_is_finished_by_a_rerun(tmp_path, reference, point):
     assert not (path / ".sae-store-locks").exists()
 
 
-@pytest.mark.slow
 def test_migration_killed_at_random_times(tmp_path, reference):
     rng = random.Random(11)
     started = time.perf_counter()
