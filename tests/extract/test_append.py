@@ -280,6 +280,7 @@ def test_a_requeued_slurm_task_takes_its_own_claims_over(
     store = make_store()
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "777")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
     before = LockInfo("extract", "node-17", 4242, time.time(), "extract", (0, 1), job="777_3", token="old")
     for block in (0, 1):
         claim_path(store.path, block).parent.mkdir(exist_ok=True)
