@@ -97,6 +97,9 @@ def test_a_truncated_chunk_is_named_by_status_and_explained_by_extract(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"sae-store extract: error: stored data of '{store}' cannot be decoded (")
     assert f"Run `sae-store verify {store}` to name it" in err and len(err.splitlines()) == 1
+    args = ["train", str(store), "--layer", "0", "--out", str(store.parent / "saes"), "--steps", "2"]
+    assert main(args) == 2
+    assert f"sae-store train: error: stored data of '{store}' cannot be decoded (" in capsys.readouterr().err
     assert main(["verify", str(store)]) == 1
     assert "ERROR: complete/c/0/0/0 (layer 0 en samples 0:4): cannot be decoded" in capsys.readouterr().out
     assert main(["verify", str(store), "--repair"]) == 1
