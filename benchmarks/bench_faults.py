@@ -27,7 +27,7 @@ from sae_store.models.tiny import build_tiny_gemma3
 from sae_store.store import StoreConfig, open_store
 from sae_store.store.lock import LOCK_DIR
 
-N_SAMPLES, SHARD, TRIALS = 10, 4, 12
+N_SAMPLES, SHARD, TRIALS = 10, 4, 8
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
