@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import shutil
 from typing import NamedTuple
 
 from sae_store.errors import SaeStoreError
 from sae_store.store import ActivationStore, store_usage
+from sae_store.store import schema as S
+from sae_store.store.explain import explain_os_error
 from sae_store.store.usage import format_bytes
 
 # Bytes per stored value assumed before anything is written: bf16-exact float32 with byte shuffle
@@ -68,3 +72,17 @@ def check_fits(projection: Projection, *, quota: int | None = None) -> None:
             f"more than the quota {format_bytes(quota)}; raise --quota, extract fewer layers (--layers), "
             "or split the work over several stores"
         )
+
+
+def check_writable(store: ActivationStore) -> None:
+    """Refuse at once, before a model is loaded, if this user cannot write the store's folders.
+
+    Raises
+    ------
+    SaeStoreError
+        Naming the folder, who owns it and who may write it.
+    """
+    for folder in (store.path, store.path / S.ACTIVATIONS, store.path / S.COMPLETE):
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            denied = PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(folder))
+            raise SaeStoreError(explain_os_error(denied))

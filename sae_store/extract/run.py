@@ -17,7 +17,7 @@ from sae_store.errors import SaeStoreError
 from sae_store.extract.block import compute_block, load_images
 from sae_store.extract.config import ExtractConfig
 from sae_store.extract.model_info import check_identity, check_prompts
-from sae_store.extract.preflight import check_fits, project
+from sae_store.extract.preflight import check_fits, check_writable, project
 from sae_store.extract.writer import FLOAT16_MAX, BlockWriter, Float16OverflowWarning
 from sae_store.models.loader import LoadedModel, load_model, model_identity
 from sae_store.store import ActivationStore, Block, open_store, task_blocks
@@ -288,6 +288,7 @@ def run_extraction(
     """
     store = open_store(store_path)
     plan(store, config)
+    check_writable(store)
     check_identity(store, model_identity(model_dir))
     loaded = load_model(model_dir, device=device, dtype=dtype)
     return extract_activations(store, loaded, config, images_dir=images_dir, command=command)

@@ -106,10 +106,14 @@ def claim_path(store_path: str | Path, block: int) -> Path:
 
 
 def slurm_job() -> str:
-    """``<job id>_<array task id>`` of this SLURM task, ``<job id>`` outside arrays, "" outside SLURM."""
+    """``<job id>_<array task id>`` of this SLURM task (``<job id>`` outside arrays; ``.<rank>`` added for
+    ranks of a multi-task step), "" outside SLURM. A requeued task keeps it."""
     job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "")
     task = os.environ.get("SLURM_ARRAY_TASK_ID", "")
-    return f"{job}_{task}" if job and task else job
+    rank = os.environ.get("SLURM_PROCID", "0")
+    if not job:
+        return ""
+    return (f"{job}_{task}" if task else job) + (f".{rank}" if rank != "0" else "")
 
 
 def _lookup(path: Path) -> os.stat_result | None:
@@ -218,16 +222,15 @@ def heartbeat_age(path: Path, now: float | None = None) -> float | None:
 
 def state(info: LockInfo, path: Path | None = None, now: float | None = None) -> State:
     """Whether the process behind ``info`` is running, dead, or unknown (another host, fresh file)."""
-    me = socket.gethostname()
-    if info.job and info.job == slurm_job() and not (info.host == me and info.pid == os.getpid()):
-        return "dead"  # this very SLURM task, requeued: SLURM never runs two instances of one task
-    if info.host == me:
+    if info.host == socket.gethostname():
         try:
             created = psutil.Process(info.pid).create_time()
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             return "dead"
         # A pid reused by a process that started after the lock was written is not the writer.
         return "running" if created <= info.started + 1.0 else "dead"
+    if info.job and info.job == slurm_job():
+        return "dead"  # this very SLURM task, requeued onto another node: SLURM never runs it twice
     age = heartbeat_age(path, now) if path is not None else None
     return "dead" if age is not None and age > STALE_AFTER_S else "unknown"
 

@@ -221,13 +221,12 @@ def check_flags(store: ActivationStore) -> VerifyReport:
         arr = arrays[name]
         dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
         size = dict(zip(dims, _file_shape(arr), strict=True))
-        seen = set()
-        for i, j, s in zip(*np.nonzero(flags), strict=True):
-            index = {S.LAYER: int(i), S.LANGUAGE: int(j), S.SAMPLE: int(s)}
-            key = tuple(index.get(d, 0) // size[d] for d in dims)
-            if key in seen:
-                continue
-            seen.add(key)
+        index = dict(zip((S.LAYER, S.LANGUAGE, S.SAMPLE), np.nonzero(flags), strict=True))
+        zero = np.zeros(int(flags.sum()), np.int64)
+        keys = (
+            np.stack([index.get(d, zero) // size[d] for d in dims], axis=-1) if len(zero) else zero[:, None]
+        )
+        for key in (tuple(int(k) for k in row) for row in np.unique(keys, axis=0)):
             rel = f"{name}/c/" + "/".join(map(str, key))
             if not (store.path / rel).is_file():
                 report.problems.append(

@@ -177,6 +177,39 @@ def test_an_interrupted_append_is_explained_and_unlock_restores_the_store(
     assert append_samples(store.path, samples(images_root, NEW)).n_after == 14
 
 
+def test_an_append_whose_rollback_fails_keeps_the_store_locked_for_unlock(
+    make_store: MakeStore, images_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    files = store_files(store.path)
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError("disk quota exceeded")
+
+    def cannot(path: Path) -> None:
+        raise OSError("input/output error")
+
+    monkeypatch.setattr(append_mod, "write_sample_metadata", fail)
+    monkeypatch.setattr(append_mod, "rollback", cannot)
+    with pytest.raises(
+        StoreLockedError,
+        match=r"appending to store .* failed \(OSError: disk quota exceeded\) and rolling back failed too "
+        r"\(input/output error\); the store stays locked: fix the cause, then run `sae-store unlock",
+    ):
+        append_samples(store.path, samples(images_root, NEW))
+    monkeypatch.undo()
+    assert append_lock_path(store.path).exists() and claim_path(store.path, 0).exists()
+    dead = _dead_pid()  # as if the process had exited after reporting the error
+    for f in (append_lock_path(store.path), *(store.path / LOCK_DIR).glob("block-*.claim")):
+        f.write_text(json.dumps({**json.loads(f.read_text()), "pid": dead}))
+    with pytest.raises(StoreLockedError, match=r"stale append lock"):
+        append_samples(store.path, samples(images_root, NEW))
+    lines = unlock_store(store.path)
+    assert lines[0] == "rolled back the interrupted append: the store has 10 samples again"
+    assert lines[1].startswith("removed the claim of shard blocks [0, 1, 2, 3] by pid")
+    assert store_files(store.path) == files and not (store.path / LOCK_DIR).exists()
+
+
 def test_unlock_refuses_a_journal_whose_checksums_do_not_match(
     make_store: MakeStore, images_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,6 +313,7 @@ def test_a_requeued_slurm_task_takes_its_own_claims_over(
     store = make_store()
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "777")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
     before = LockInfo("extract", "node-17", 4242, time.time(), "extract", (0, 1), job="777_3", token="old")
     for block in (0, 1):
         claim_path(store.path, block).parent.mkdir(exist_ok=True)

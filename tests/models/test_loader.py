@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from sae_store.errors import ModelLoadError, SaeStoreError
 from sae_store.models.loader import (
@@ -65,8 +66,14 @@ def test_identity_hashes_the_index_and_every_shard(tiny_model_dir: Path, tmp_pat
     (folder / "model.safetensors.index.json").write_text('{"weight_map": {}}')
     with_index = model_identity(folder)["weights_sha256"]
     assert with_index != before
-    (folder / "model-extra.safetensors").write_bytes(b"\0" * 10)
+    save_file({"extra": torch.zeros(3)}, str(folder / "model-extra.safetensors"))
     assert model_identity(folder)["weights_sha256"] != with_index
+    (folder / "model-extra.safetensors").write_bytes(b"\0" * 10)  # not a whole safetensors file
+    with pytest.raises(
+        ModelLoadError,
+        match=r"model-extra.safetensors' is damaged or incomplete: it has an unreadable header",
+    ):
+        model_identity(folder)
 
 
 def test_missing_folder(tmp_path: Path) -> None:

@@ -1,0 +1,152 @@
+"""Randomised SIGKILL trials: ``extract`` and ``append`` killed at random moments, recovered, compared.
+
+Each trial runs the real command in its own process on a copy of a tiny store (tiny random Gemma 3,
+10 samples, blocks of 4), SIGKILLs it after a random time drawn over the command's own duration,
+runs the recovery command (``extract`` again; ``unlock`` then ``append`` again) and compares the
+store with the uninterrupted one bit for bit. The tests run a few such trials; this runs more.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from sae_store.extract.init import init_store
+from sae_store.models.tiny import build_tiny_gemma3
+from sae_store.store import StoreConfig, open_store
+from sae_store.store.lock import LOCK_DIR
+
+N_SAMPLES, SHARD, TRIALS = 10, 4, 8
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
+def _cli(args: list[str], kill_after: float | None = None) -> tuple[int, float]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sae_store_cli", *args],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    t0 = time.perf_counter()
+    try:
+        proc.wait(timeout=kill_after)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return proc.returncode, time.perf_counter() - t0
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(path)): f.read_bytes()
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and LOCK_DIR not in f.parts
+    }
+
+
+def _table(images: Path, rows: range) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "sample_id": [f"s{i:02d}" for i in rows],
+            "image": [f"im{i:02d}.png" for i in rows],
+            "image_path": [str(images / f"im{i:02d}.png") for i in rows],
+            "gender": ["male" if i % 2 else "female" for i in rows],
+            "en_caption": [f"A person number {i}." for i in rows],
+            "ar_caption": [f"شخص رقم {i}." for i in rows],
+        }
+    )
+
+
+def main() -> dict:
+    rng = random.Random(0)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-faults-"))
+    try:
+        model = build_tiny_gemma3(tmp / "model", seed=0)
+        images = tmp / "images"
+        images.mkdir()
+        pix = np.random.default_rng(7)
+        for i in range(N_SAMPLES + 4):
+            Image.fromarray(pix.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)).save(
+                images / f"im{i:02d}.png"
+            )
+        empty = init_store(
+            tmp / "empty.zarr",
+            _table(images, range(N_SAMPLES)),
+            model,
+            config=StoreConfig(samples_per_shard=SHARD),
+        ).path
+        extract = [
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--batch-size",
+            "2",
+            "--no-progress",
+        ]
+        new = tmp / "new.csv"
+        _table(images, range(N_SAMPLES, N_SAMPLES + 4)).to_csv(new, index=False)
+        full = tmp / "full.zarr"
+        shutil.copytree(empty, full)
+        _, extract_s = _cli(["extract", str(full), *extract])
+        grown = tmp / "grown.zarr"
+        shutil.copytree(full, grown)
+        _, append_s = _cli(["append", str(grown), "--samples", str(new)])
+        ref_full, ref_grown = _files(full), _files(grown)
+        rows = []
+        for kind, duration in (("extract", extract_s), ("append", append_s)):
+            killed = same = 0
+            for k in range(TRIALS):
+                store = tmp / f"{kind}{k}.zarr"
+                shutil.copytree(empty if kind == "extract" else full, store)
+                if kind == "extract":
+                    code, _ = _cli(
+                        ["extract", str(store), *extract], kill_after=rng.uniform(0.2, 1.0) * duration
+                    )
+                    _cli(["extract", str(store), *extract])
+                    ok = _files(store) == ref_full
+                else:
+                    code, _ = _cli(
+                        ["append", str(store), "--samples", str(new)], rng.uniform(0.2, 1.0) * duration
+                    )
+                    _cli(["unlock", str(store)])
+                    if open_store(store).layout.n_samples == N_SAMPLES:
+                        ok = _files(store) == ref_full
+                        _cli(["append", str(store), "--samples", str(new)])
+                    else:
+                        ok = True
+                    ok = ok and _files(store) == ref_grown
+                killed += code == -9
+                same += ok
+                shutil.rmtree(store)
+            rows.append((kind, duration, killed, same))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    lines = [
+        f"{TRIALS} trials per command, each SIGKILLed after a random 20-100 % of the command's uninterrupted "
+        "duration, then recovered and compared file by file with the uninterrupted store.",
+        "",
+        "| command | uninterrupted, s | trials killed mid-way | recovered bit for bit | recovery command |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    recovery = {"extract": "`extract` again", "append": "`unlock`, then `append` again"}
+    lines += [f"| {k} | {d:.1f} | {n}/{TRIALS} | **{s}/{TRIALS}** | {recovery[k]} |" for k, d, n, s in rows]
+    print("\n".join(lines))
+    return {"title": "Randomised SIGKILL trials", "markdown": "\n".join(lines), "rows": rows}
+
+
+if __name__ == "__main__":
+    main()
