@@ -21,6 +21,7 @@ import zarr
 from tqdm.auto import tqdm
 
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
+from sae_store.models.loader import resolve_device
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
@@ -204,6 +205,7 @@ def encode_features(
         Activations of the task's blocks are not complete for a layer.
     """
     config = config or EncodeConfig()
+    device = str(resolve_device(config.device))
     if not sae_dirs:
         raise SaeStoreError("no SAEs to encode with; train some with `sae-store train` or pass --saes")
     layers = sorted(sae_dirs)
@@ -248,14 +250,14 @@ def encode_features(
     loaded_layer, sae = None, None
     for layer, lang, b in tqdm(todo_units, desc="encode", unit="block", disable=not progress):
         if layer != loaded_layer:
-            sae = load_sae(sae_dirs[layer], device=config.device).sae
+            sae = load_sae(sae_dirs[layer], device=device).sae
             loaded_layer = layer
         assert sae is not None
         li, gi = store.layer_index(layer), store.language_index(lang)
         acts = np.asarray(acts_arr[li, gi, b.start : b.stop], dtype=np.float32)
         mask = np.isin(roles[gi, b.start : b.stop], codes)
         mean, mx, frac, used = summarize_tokens(
-            sae, acts, mask, batch_tokens=config.batch_tokens, device=config.device
+            sae, acts, mask, batch_tokens=config.batch_tokens, device=device
         )
         for name, values in (
             (FEATURE_MEAN, mean),

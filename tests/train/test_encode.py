@@ -20,7 +20,8 @@ from .conftest import fill_store
 
 
 def _save(folder, arch: str = "topk", d_sae: int = 48, d_in: int = 16, seed: int = 0):
-    sae = build_sae(SaeConfig(architecture=arch, d_in=d_in, d_sae=d_sae, k=4), seed=seed)
+    config = SaeConfig(architecture=arch, d_in=d_in, d_sae=d_sae, k=4, decoder_init_norm=1.0)
+    sae = build_sae(config, seed=seed)
     with torch.no_grad():
         sae.b_enc.add_(0.05)
     return save_sae(sae, folder, scale=0.1)

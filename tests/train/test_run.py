@@ -118,7 +118,7 @@ def test_killed_run_resumes_exactly(filled_store, tmp_path):
         trainer_steps=steps,
         trainer_checkpoint_every=every,
         trainer_log_every=25,
-        trainer_lr_warmup_steps=100,
+        trainer_lr_warmup_steps=min(100, steps // 10),  # what the CLI chooses
     )
     resumed = train_layer(store, config, killed_out, resume=True, progress=False)
     assert (
@@ -203,9 +203,18 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
     refused(
         ["--layer", "1", "--arch", "gated"],
         r"architecture must be one of \['topk', 'batchtopk', 'relu', "
-        r"'jumprelu'\], got 'gated'",
+        r"'jumprelu', 'matryoshka_batchtopk'\], got 'gated'",
     )
     refused(["--layer", "1", "--k", "100"], r"k=100 is larger than d_sae=64")
+    refused(["--layer", "1", "--lr", "0"], r"lr must be a positive number, got 0.0")
+    refused(["--layer", "1", "--lr=-1e-3"], r"lr must be a positive number, got -0.001")
+    refused(
+        ["--layer", "1", "--lr-warmup-steps", "30"],
+        r"the learning-rate schedule \(30 warm-up steps \+ 4 decay steps\) is longer than the run "
+        r"\(20 steps\)",
+    )
+    refused(["--layer", "1", "--matryoshka-widths", "8,x"], r"expected comma-separated integers")
+    assert not (out / "layer_1").exists()  # refused runs leave nothing behind
     refused(
         ["--layer", "1", "--roles", "image,pad"],
         r"roles must be distinct names from \['image', 'text', 'special'\]",

@@ -174,7 +174,7 @@ def test_bad_sae_configs():
     with pytest.raises(
         ConfigError,
         match=r"architecture must be one of \['topk', 'batchtopk', 'relu', "
-        r"'jumprelu'\], got 'gated'",
+        r"'jumprelu', 'matryoshka_batchtopk'\], got 'gated'",
     ):
         SaeConfig(architecture="gated")  # type: ignore[arg-type]
     with pytest.raises(
