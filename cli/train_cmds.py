@@ -84,7 +84,8 @@ def _encode(args: argparse.Namespace) -> int:
     from sae_store.extract.config import parse_layers, slurm_task
     from sae_store.store import open_store
     from sae_store.train.config import EncodeConfig, parse_roles
-    from sae_store.train.encode import encode_features, find_saes
+    from sae_store.train.encode import encode_features
+    from sae_store.train.pretrained import find_saes
 
     store = open_store(args.store)
     index, count = slurm_task()
@@ -244,7 +245,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(--task-index/--task-count, default from SLURM) own contiguous runs of shard blocks.",
     )  # fmt: skip
     p.add_argument("store", help="path of the activation store")
-    p.add_argument("--saes", required=True, help="folder holding layer_<L> SAE folders")
+    p.add_argument(
+        "--saes",
+        required=True,
+        metavar="DIR",
+        help="folder of per-layer SAEs (layer_<L>/ from `train`, SAELens, sparsify layers.<L>/, Gemma Scope) "
+        "or a pattern with {L}, e.g. 'gemma-scope-2/resid_post/layer_{L}_width_16k_l0_medium' (see README)",
+    )
     p.add_argument("--layers", help="layers to encode, e.g. 0-3,10 (default: every layer with an SAE)")
     p.add_argument("--roles", default="image,text", help="token roles summarised; default image,text")
     p.add_argument("--task-index", type=int, help="this array task (default: from $SLURM_ARRAY_TASK_ID)")

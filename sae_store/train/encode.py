@@ -26,7 +26,8 @@ from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
 from sae_store.train.config import EncodeConfig
-from sae_store.train.formats import has_sae, load_sae, sha256_file
+from sae_store.train.formats import load_sae, sha256_file
+from sae_store.train.pretrained import check_model
 from sae_store.train.sae import SparseAutoencoder
 
 FEATURES = "features"
@@ -85,9 +86,11 @@ def feature_variables(layout: S.StoreLayout, d_sae: int) -> dict[str, S.VarSpec]
     }
 
 
-def sae_record(folder: Path) -> dict[str, Any]:
-    """Provenance of the SAE in ``folder``: where, which format and architecture, size, weights hash."""
+def sae_record(folder: Path, store_model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance of the SAE in ``folder``: where, which format and architecture, size, weights hash
+    (and a warning when it names another model than ``store_model``)."""
     loaded = load_sae(folder)
+    check_model(loaded.cfg, store_model or {}, folder)
     return {
         "folder": str(Path(folder).resolve()),
         "format": loaded.format,
@@ -211,7 +214,7 @@ def encode_features(
     layers = sorted(sae_dirs)
     for layer in layers:
         store.layer_index(layer)
-    records = {layer: sae_record(Path(sae_dirs[layer])) for layer in layers}
+    records = {layer: sae_record(Path(sae_dirs[layer]), store.attrs.get("model", {})) for layer in layers}
     sizes = {r["d_sae"] for r in records.values()}
     if len(sizes) != 1:
         raise SaeStoreError(
@@ -275,30 +278,3 @@ def encode_features(
             group=FEATURES,
         )
     return EncodeResult(len(todo_units), len(units) - len(todo_units), tuple(layers))
-
-
-def find_saes(folder: str | os.PathLike[str], layers: list[int] | None = None) -> dict[int, Path]:
-    """``layer_<L>`` sub-folders of ``folder`` holding an SAE, by layer (only ``layers`` if given)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SaeStoreError(
-            f"no SAE folder at {str(folder)!r}; train SAEs with `sae-store train --out {folder}`"
-        )
-    found = {}
-    for sub in folder.glob("layer_*"):
-        suffix = sub.name.removeprefix("layer_")
-        if suffix.isdigit() and has_sae(sub):
-            found[int(suffix)] = sub
-    if layers is not None:
-        missing = sorted(set(layers) - set(found))
-        if missing:
-            raise SaeStoreError(
-                f"no SAE for layers {missing} under {str(folder)!r} (found layers {sorted(found)}); "
-                "train them first with `sae-store train`"
-            )
-        found = {k: found[k] for k in layers}
-    if not found:
-        raise SaeStoreError(
-            f"{str(folder)!r} holds no layer_<L> SAE folders; train SAEs with `sae-store train`"
-        )
-    return dict(sorted(found.items()))

@@ -11,8 +11,9 @@ from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.store import TokenRole
 from sae_store.store import schema as S
 from sae_store.train.config import EncodeConfig, SaeConfig
-from sae_store.train.encode import FEATURES, encode_features, find_saes
+from sae_store.train.encode import FEATURES, encode_features
 from sae_store.train.formats import load_sae, save_sae, sha256_file
+from sae_store.train.pretrained import find_saes
 from sae_store.train.sae import build_sae
 from sae_store_cli.main import main
 
@@ -150,7 +151,7 @@ def test_encode_refusals(encoded, make_store, tmp_path):
     ):
         encode_features(store, find_saes(tmp_path / "wide"), progress=False)
     with pytest.raises(
-        SaeStoreError, match=r"no SAE for layers \[3\] under '.*saes' \(found layers \[0, 1\]\)"
+        SaeStoreError, match=r"no SAE for layer\(s\) \[3\] in '.*saes' \(it has layers \[0, 1\]\)"
     ):
         find_saes(saes, [0, 3])
     with pytest.raises(SaeStoreError, match=r"no SAE folder at '.*missing'"):
@@ -175,4 +176,4 @@ def test_cli_encode(filled_store, tmp_path, capsys):
         main(["encode", str(store.path), "--saes", str(tmp_path / "saes"), "--layers", "0", "--no-progress"])
         == 2
     )
-    assert "no SAE for layers [0]" in capsys.readouterr().err
+    assert "no SAE for layer(s) [0]" in capsys.readouterr().err
