@@ -142,3 +142,19 @@ def test_state_dict_continues_exactly(arch):
         assert torch.equal(value, second.sae.state_dict()[name]), name
     keys = ("loss", "mse", "fvu", "l0", "dead_fraction", "mean_log10_density")
     assert [{k: r[k] for k in keys} for r in logs_a[-3:]] == [{k: r[k] for k in keys} for r in logs_b[-3:]]
+
+
+@pytest.mark.slow
+def test_defaults_do_not_diverge_at_ten_times_the_steps():
+    """The default lr, schedule, decoder norm and dead window: a 10x longer run ends no worse."""
+    d_in, n_atoms, k = 32, 64, 4
+    dictionary = sparse_dictionary(n_atoms, d_in, seed=2)
+    held = [b * 3 for b, _ in zip(_batches(dictionary, k, 512, seed=7), range(2), strict=False)]
+    fvu = {}
+    for steps in (150, 1500):
+        sae = build_sae(SaeConfig(architecture="topk", d_in=d_in, d_sae=2 * n_atoms, k=k), seed=0)
+        trainer = Trainer(sae, TrainerConfig(steps=steps, lr_warmup_steps=15, log_every=steps))
+        trainer.fit((b * 3 for b in _batches(dictionary, k, 128)), progress=False)
+        assert all(torch.isfinite(p).all() for p in sae.parameters())
+        fvu[steps] = trainer.evaluate(held).metrics["fvu"]
+    assert fvu[1500] <= fvu[150] + 0.01 and fvu[1500] < 0.1, fvu
