@@ -216,13 +216,49 @@ SWEEP: list[dict[str, Any]] = [
 ]
 
 
+def store_rows(steps: int) -> list[str]:
+    """Old vs new defaults trained through ``StoreDataProvider`` on a store-shaped layer (outlier
+    dimensions, bf16 values, token vectors grouped by sample), evaluated on its held-out samples."""
+    import shutil
+    import tempfile
+
+    from benchmarks.gpu_train import Setup, make_store
+    from sae_store.store import open_store
+    from sae_store.train.config import DataConfig
+    from sae_store.train.data import StoreDataProvider
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
+    rows = []
+    try:
+        path, atoms = make_store(tmp / "store.zarr", Setup(D_IN, 256, 280, (), BATCH, 0, 0, "cpu"))
+        provider = StoreDataProvider(open_store(path), DataConfig(layer=0, batch_size=BATCH))
+        scale = provider.estimate_scale()
+        for label, cfg in (("old defaults", OLD), ("new defaults", {})):
+            cfg = dict(cfg)
+            sae_kw = {k: cfg.pop(k) for k in ("decoder_init_norm",) if k in cfg}
+            runner = Ours(steps, sae_kw, **cfg)
+            stream = provider.batches(scale=scale)
+            for _ in range(steps):
+                runner.step(next(stream))
+            stream.close()
+            m = runner.trainer.evaluate(provider.validation_batches(scale=scale)).metrics
+            rec = recovery(runner.trainer.sae.W_dec, torch.from_numpy(atoms))
+            rows.append(
+                f"| {label} | {m['fvu']:.3f} | {m['l0']:.1f} | {m['dead_fraction']:.1%} "
+                f"({m['dead_fraction_tokens']:,} tokens) | {m['dead_fraction_train_window']:.1%} | "
+                f"{rec:.3f} |"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
 def _fmt(q: dict[str, float]) -> str:
     return f"{q['fvu']:.3f} | {q['l0']:.1f} | {q['dead']:.1%} | {q['recovery']:.3f}"
 
 
-def main(quick: bool = False, long: bool = False, arches: bool = False) -> dict[str, Any]:
-    torch.set_num_threads(THREADS)
-    steps = 60 if quick else STEPS
+def _core(steps: int, quick: bool) -> tuple[list[str], dict[str, dict[str, float]], list[float]]:
+    """The interleaved comparison with SAELens and the sweep: markdown lines, qualities, ratios."""
     data = Synthetic.make(0)
     runners: list[Any] = [Ours(steps)]
     if saelens_available():
@@ -266,6 +302,15 @@ def main(quick: bool = False, long: bool = False, arches: bool = False) -> dict[
                 for c, q in sweep
             ],
         ]
+    return lines, {r.name: q for r, q in zip(runners, qualities, strict=True)}, ratios
+
+
+def main(
+    quick: bool = False, long: bool = False, arches: bool = False, store: bool = False, core: bool = True
+) -> dict[str, Any]:
+    torch.set_num_threads(THREADS)
+    steps = 60 if quick else STEPS
+    lines, qualities, ratios = _core(steps, quick) if core else ([], {}, [])
     arch_rows = []
     for arch in ["topk", "batchtopk", "matryoshka_batchtopk"] if arches else []:
         new = _solo(0, steps, architecture=arch)
@@ -280,6 +325,17 @@ def main(quick: bool = False, long: bool = False, arches: bool = False) -> dict[
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *arch_rows,
         ]
+    if store:
+        lines += [
+            "",
+            f"Store-shaped data through StoreDataProvider (d_in {D_IN}, 1024 atoms, 32 active per token, "
+            "four outlier dimensions at +40, bf16 values, 256 samples x 280 tokens, 10 % held out):",
+            "",
+            "| TopK d_sae 2048, k 16 | FVU | L0 | dead (held-out) | dead in last training window "
+            "| recovery |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *store_rows(steps),
+        ]
     if long:
         q = _solo(0, 10 * steps)
         lines += [
@@ -290,7 +346,7 @@ def main(quick: bool = False, long: bool = False, arches: bool = False) -> dict[
     return {
         "title": "SAE training quality per token: sae-store vs SAELens on a known dictionary",
         "markdown": "\n".join(lines),
-        "quality": {r.name: q for r, q in zip(runners, qualities, strict=True)},
+        "quality": qualities,
         "ratio_median": statistics.median(ratios) if ratios else None,
     }
 
@@ -301,6 +357,10 @@ if __name__ == "__main__":
     )
     parser.add_argument("--quick", action="store_true", help="60 steps, no sweep (a smoke run)")
     parser.add_argument("--long", action="store_true", help="also one run at 10x the steps")
-    parser.add_argument("--arches", action="store_true", help="also every architecture, old vs new defaults")
+    parser.add_argument(
+        "--arches", action="store_true", help="also BatchTopK and Matryoshka, old vs new defaults"
+    )
+    parser.add_argument("--store", action="store_true", help="also old vs new defaults on store-shaped data")
+    parser.add_argument("--no-core", action="store_true", help="skip the SAELens comparison and the sweep")
     args = parser.parse_args()
-    main(quick=args.quick, long=args.long, arches=args.arches)
+    main(quick=args.quick, long=args.long, arches=args.arches, store=args.store, core=not args.no_core)

@@ -58,8 +58,10 @@ FULL = Setup(2560, 256, 280, (16_384, 32_768, 65_536), 4096, 6, 10, "cuda")
 TINY = Setup(64, 16, 40, (256, 512), 256, 2, 3, "cpu")
 
 
-def make_store(path: Path, s: Setup, seed: int = 0) -> Path:
-    """One layer, one language, ``tokens`` image+text tokens per sample from a sparse dictionary."""
+def make_store(path: Path, s: Setup, seed: int = 0) -> tuple[Path, np.ndarray]:
+    """One layer, one language, ``tokens`` image+text tokens per sample: sparse sums of a dictionary
+    of 4 x hidden unit atoms (returned), 32 active per token, plus four large constant outlier
+    dimensions as in real residual streams; bf16-rounded as extraction writes them."""
     samples, info = synthetic_inputs(s.n_samples, s.hidden, {"en": s.tokens + 2}, image_tokens=s.tokens // 2)
     shard = 8
     store = create_store(path, samples, info, config=StoreConfig(samples_per_shard=shard))
@@ -76,11 +78,12 @@ def make_store(path: Path, s: Setup, seed: int = 0) -> Path:
             0.5, 2.0, (1, len(atoms))
         )
         x = (codes.astype(np.float32) @ atoms).reshape(shard, T, s.hidden)
+        x[..., :4] += 40.0
         x[:, s.tokens + 2 :] = np.nan
         store.write(S.ACTIVATIONS, round_to_bf16(x), start=start, layer=0, language="en")
         store.write(S.TOKEN_ROLE, np.tile(roles, (shard, 1)), start=start, language="en")
         store.write(S.COMPLETE, np.ones(shard, bool), start=start, layer=0, language="en")
-    return store.path
+    return store.path, atoms
 
 
 def _resident(provider: StoreDataProvider, scale: float, batch: int, device: str) -> Iterator[torch.Tensor]:
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     name = torch.cuda.get_device_name() if s.device == "cuda" else "CPU (--tiny)"
     tmp = Path(tempfile.mkdtemp(prefix="gpu-train-"))
     try:
-        rows = compare(s, make_store(tmp / "store.zarr", s))
+        rows = compare(s, make_store(tmp / "store.zarr", s)[0])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     text = markdown(rows, s, name)
