@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from sae_store.errors import ConfigError, DataError, SaeStoreError
@@ -217,6 +218,9 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
         r"\(20 steps\)",
     )
     refused(["--layer", "1", "--matryoshka-widths", "8,x"], r"expected comma-separated integers")
+    refused(["--layer", "1", "--device", "tpu:0"], r"Invalid device 'tpu:0': use 'auto', 'cpu', 'cuda'")
+    if not torch.cuda.is_available():
+        refused(["--layer", "1", "--device", "cuda"], r"Device 'cuda' requested but CUDA is not available")
     assert not (out / "layer_1").exists()  # refused runs leave nothing behind
     refused(
         ["--layer", "1", "--roles", "image,pad"],
