@@ -43,7 +43,8 @@ class ForwardOutput(NamedTuple):
     hidden_pre: Tensor
     """Pre-activations [batch, d_sae]."""
     mse_loss: Tensor
-    """Squared error summed over d_in, averaged over the batch."""
+    """Squared error summed over d_in, averaged over the batch (Matryoshka, training: summed over its
+    nested prefixes)."""
     aux_loss: Tensor
     """AuxK dead-latent loss times its coefficient (topk, batchtopk); 0 otherwise."""
     sparsity_loss: Tensor
