@@ -52,19 +52,15 @@ class _TorchEncoder:
 
 
 def _load_saes(folder: Path, layers: list[int], inp: Any) -> dict[int, Any]:
-    """The SAE module of each layer from ``folder/layer_<L>``, checked against the store."""
+    """The SAE module of each layer in ``folder`` (any layout ``find_saes`` reads), checked against the
+    store."""
     from sae_store.analyze.data import check_d_in
     from sae_store.train.formats import load_sae
-    from sae_store.train.run import layer_folder
+    from sae_store.train.pretrained import find_saes
 
     out = {}
     n_feat = inp.features.sizes["feature"]
-    for layer in layers:
-        path = layer_folder(folder, layer)
-        if not path.is_dir():
-            raise SaeStoreError(
-                f"no SAE for layer {layer}: {str(path)!r} does not exist (train it with `sae-store train`)"
-            )
+    for layer, path in find_saes(folder, layers).items():
         sae = load_sae(path).sae.eval()
         check_d_in(sae.d_in, inp.store, f"the SAE {str(path)!r}")
         if sae.d_sae != n_feat:

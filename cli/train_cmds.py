@@ -18,6 +18,16 @@ def _layer_from_env() -> int | None:
         raise ConfigError(f"SLURM_ARRAY_TASK_ID must be an integer layer, got {value!r}") from e
 
 
+def _int_list(text: str | None) -> tuple[int, ...]:
+    """``64,128,256`` -> (64, 128, 256); empty or None -> ()."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as e:
+        raise ConfigError(f"expected comma-separated integers such as 256,512,1024, got {text!r}") from e
+
+
 def _train(args: argparse.Namespace) -> int:
     # Imported here so that `sae-store --help` does not pay for importing torch.
     from sae_store.extract.config import parse_languages
@@ -30,9 +40,12 @@ def _train(args: argparse.Namespace) -> int:
     if layer is None:
         raise ConfigError("no layer given: pass --layer L (or run as a SLURM array task, one task per layer)")
     store = open_store(args.store)
+    warmup = args.lr_warmup_steps if args.lr_warmup_steps is not None else min(100, args.steps // 10)
     config = RunConfig(
         sae=SaeConfig(
             architecture=args.arch, expansion=args.expansion, d_sae=args.d_sae, k=args.k,
+            aux_k=args.aux_k, aux_k_coefficient=args.aux_k_coefficient,
+            decoder_init_norm=args.decoder_init_norm, matryoshka_widths=_int_list(args.matryoshka_widths),
             l1_coefficient=args.l1_coefficient, l0_coefficient=args.l0_coefficient,
             sparsity_warmup_steps=args.sparsity_warmup_steps,
         ),
@@ -43,9 +56,10 @@ def _train(args: argparse.Namespace) -> int:
             memory_budget=parse_size(args.memory_budget), read_threads=args.read_threads, seed=args.seed,
         ),
         trainer=TrainerConfig(
-            steps=args.steps, lr=args.lr, lr_warmup_steps=min(args.lr_warmup_steps, args.steps),
+            steps=args.steps, lr=args.lr, lr_warmup_steps=warmup, lr_decay_fraction=args.lr_decay_fraction,
+            grad_clip=args.grad_clip, dead_window_tokens=args.dead_window_tokens,
             log_every=args.log_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
-            device=args.device,
+            device=args.device, autocast_bf16=args.autocast_bf16,
         ),
     )  # fmt: skip
     result = train_layer(
@@ -59,7 +73,9 @@ def _train(args: argparse.Namespace) -> int:
     print(
         f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
         f"{m.get('explained_variance', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, "
-        f"dead {m.get('dead_fraction', float('nan')):.1%} over {m.get('tokens', 0)} tokens"
+        f"never active on {m.get('tokens', 0)} held-out tokens {m.get('dead_fraction', float('nan')):.1%}; "
+        f"dead in the last {m.get('dead_window_tokens', 0)} training tokens "
+        f"{m.get('dead_fraction_train_window', float('nan')):.1%}"
     )
     return 0
 
@@ -68,7 +84,8 @@ def _encode(args: argparse.Namespace) -> int:
     from sae_store.extract.config import parse_layers, slurm_task
     from sae_store.store import open_store
     from sae_store.train.config import EncodeConfig, parse_roles
-    from sae_store.train.encode import encode_features, find_saes
+    from sae_store.train.encode import encode_features
+    from sae_store.train.pretrained import find_saes
 
     store = open_store(args.store)
     index, count = slurm_task()
@@ -92,6 +109,96 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_trainer_options(p: argparse.ArgumentParser) -> None:
+    """The SAE and optimiser settings; defaults come from SaeConfig / TrainerConfig."""
+    from sae_store.train.config import ARCHITECTURES, SaeConfig, TrainerConfig
+
+    archs = ", ".join(ARCHITECTURES)
+    sae, tr = SaeConfig(), TrainerConfig()
+    add = p.add_argument
+    add(
+        "--arch",
+        default=sae.architecture,
+        metavar="ARCH",
+        help=f"SAE architecture: {archs}; {sae.architecture}",
+    )
+    add(
+        "--k",
+        type=int,
+        default=sae.k,
+        help=f"active latents per token (topk, batchtopk, matryoshka); {sae.k}",
+    )
+    add(
+        "--expansion",
+        type=int,
+        default=sae.expansion,
+        help=f"d_sae = expansion x hidden size; {sae.expansion}",
+    )
+    add("--d-sae", type=int, default=0, help="number of latents (overrides --expansion); 0 = use --expansion")
+    add(
+        "--matryoshka-widths",
+        metavar="W,W,...",
+        help="matryoshka_batchtopk: nested widths ending at d_sae; default d_sae/16, /8, /4, /2, d_sae",
+    )
+    add("--steps", type=int, default=tr.steps, help=f"optimizer steps; {tr.steps}")
+    add("--batch-size", type=int, default=4096, help="token vectors per step; 4096")
+    add("--lr", type=float, default=tr.lr, help=f"peak Adam learning rate; {tr.lr:g}")
+    add(
+        "--lr-warmup-steps",
+        type=int,
+        help="linear lr warm-up from 0; default 100, or a tenth of --steps when that is less",
+    )
+    add(
+        "--lr-decay-fraction",
+        type=float,
+        default=tr.lr_decay_fraction,
+        help=f"final fraction of the steps over which the lr decays linearly to 0; {tr.lr_decay_fraction}",
+    )
+    add(
+        "--grad-clip",
+        type=float,
+        default=tr.grad_clip,
+        help=f"max gradient norm (0: no clipping); {tr.grad_clip}",
+    )
+    add(
+        "--decoder-init-norm",
+        type=float,
+        default=sae.decoder_init_norm,
+        help="decoder row norm at init (kept in training, folded to 1 on save); 0 = 1 (relu: 0.1)",
+    )
+    add("--aux-k", type=int, default=sae.aux_k, help="dead latents in the AuxK loss; 0 = hidden size / 2")
+    add(
+        "--aux-k-coefficient",
+        type=float,
+        default=sae.aux_k_coefficient,
+        help=f"weight of the AuxK loss; {sae.aux_k_coefficient:g}",
+    )
+    add(
+        "--dead-window-tokens",
+        type=int,
+        default=tr.dead_window_tokens,
+        help=f"latents silent this many training tokens are dead (AuxK); {tr.dead_window_tokens}",
+    )
+    add(
+        "--l1-coefficient",
+        type=float,
+        default=sae.l1_coefficient,
+        help=f"relu: L1 weight; {sae.l1_coefficient:g}",
+    )
+    add(
+        "--l0-coefficient",
+        type=float,
+        default=sae.l0_coefficient,
+        help=f"jumprelu: L0 weight; {sae.l0_coefficient:g}",
+    )
+    add(
+        "--sparsity-warmup-steps",
+        type=int,
+        default=sae.sparsity_warmup_steps,
+        help=f"relu/jumprelu: sparsity warm-up steps; {sae.sparsity_warmup_steps}",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train", help="train one SAE on a layer of the store (saved as <out>/layer_<L>, SAELens layout)",
@@ -101,17 +208,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("store", help="path of the activation store")
     p.add_argument("--layer", type=int, help="decoder layer (default: $SLURM_ARRAY_TASK_ID)")
     p.add_argument("--out", required=True, help="folder of SAEs; this layer's goes to <out>/layer_<L>")
-    p.add_argument("--arch", default="topk", help="topk (default), batchtopk, relu or jumprelu")
-    p.add_argument("--k", type=int, default=64, help="active latents per token (topk, batchtopk); default 64")
-    p.add_argument("--expansion", type=int, default=8, help="d_sae = expansion x hidden size; default 8")
-    p.add_argument("--d-sae", type=int, default=0, help="number of latents (overrides --expansion)")
-    p.add_argument("--l1-coefficient", type=float, default=5.0, help="relu: L1 weight; default 5")
-    p.add_argument("--l0-coefficient", type=float, default=1.0, help="jumprelu: L0 weight; default 1")
-    p.add_argument("--sparsity-warmup-steps", type=int, default=0, help="relu/jumprelu: sparsity warm-up")
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps; default 2000")
-    p.add_argument("--batch-size", type=int, default=4096, help="token vectors per step; default 4096")
-    p.add_argument("--lr", type=float, default=3e-4, help="peak Adam learning rate; default 3e-4")
-    p.add_argument("--lr-warmup-steps", type=int, default=100, help="linear lr warm-up; default 100")
+    _add_trainer_options(p)
     p.add_argument(
         "--roles", default="image,text", help="token roles: image, text, special or all (image,text)"
     )
@@ -123,8 +220,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="RAM for training data: loaded once if it fits, else streamed; default 2GiB",
     )
     p.add_argument("--read-threads", type=int, default=4, help="samples decoded at once when reading; 4")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split and shuffling")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1); default cpu")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split and shuffling; 0")
+    p.add_argument(
+        "--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda, cuda:1; auto"
+    )
+    p.add_argument(
+        "--autocast-bf16", action="store_true", help="on CUDA, forward pass under bfloat16 autocast"
+    )
     p.add_argument("--log-every", type=int, default=50, help="steps between metrics records; default 50")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: none)")
     p.add_argument(
@@ -143,13 +245,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(--task-index/--task-count, default from SLURM) own contiguous runs of shard blocks.",
     )  # fmt: skip
     p.add_argument("store", help="path of the activation store")
-    p.add_argument("--saes", required=True, help="folder holding layer_<L> SAE folders")
+    p.add_argument(
+        "--saes",
+        required=True,
+        metavar="DIR",
+        help="folder of per-layer SAEs (layer_<L>/ from `train`, SAELens, sparsify layers.<L>/, Gemma Scope) "
+        "or a pattern with {L}, e.g. 'gemma-scope-2/resid_post/layer_{L}_width_16k_l0_medium' (see README)",
+    )
     p.add_argument("--layers", help="layers to encode, e.g. 0-3,10 (default: every layer with an SAE)")
     p.add_argument("--roles", default="image,text", help="token roles summarised; default image,text")
     p.add_argument("--task-index", type=int, help="this array task (default: from $SLURM_ARRAY_TASK_ID)")
     p.add_argument("--task-count", type=int, help="number of array tasks (default: $SLURM_ARRAY_TASK_COUNT)")
     p.add_argument("--batch-tokens", type=int, default=8192, help="token vectors encoded at once; 8192")
-    p.add_argument("--device", default="cpu", help="torch device; default cpu")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda; auto")
     p.add_argument(
         "--restart",
         action="store_true",

@@ -141,26 +141,48 @@ class ModelSettings:
 
 @dataclass(frozen=True)
 class SaeSettings:
-    """SAE training and encoding (``sae-store train`` / ``encode``); null keeps the command's default."""
+    """SAE training and encoding (``sae-store train`` / ``encode``); null keeps the command's default
+    (``sae-store train --help`` lists them)."""
 
-    arch: Literal["topk", "batchtopk", "relu", "jumprelu"] | None = None
+    arch: Literal["topk", "batchtopk", "relu", "jumprelu", "matryoshka_batchtopk"] | None = None
     k: int | None = None
-    """Active latents per token (topk, batchtopk)."""
+    """Active latents per token (topk, batchtopk, matryoshka_batchtopk)."""
     expansion: int | None = None
     """d_sae = expansion x hidden size."""
+    d_sae: int | None = None
+    """Number of latents (overrides ``expansion``)."""
+    matryoshka_widths: tuple[int, ...] | None = None
+    """matryoshka_batchtopk: nested widths, the last one d_sae."""
     steps: int | None = None
     """Optimizer steps per layer."""
     batch_size: int | None = None
     """Token vectors per step."""
     lr: float | None = None
+    """Peak Adam learning rate."""
+    lr_warmup_steps: int | None = None
+    lr_decay_fraction: float | None = None
+    """Final fraction of the steps over which the learning rate decays to 0."""
+    grad_clip: float | None = None
+    """Maximum gradient norm (0: no clipping)."""
+    decoder_init_norm: float | None = None
+    aux_k: int | None = None
+    """Dead latents in the AuxK loss (0: hidden size / 2)."""
+    aux_k_coefficient: float | None = None
+    dead_window_tokens: int | None = None
+    """A latent silent for this many training tokens is dead (fed to AuxK, reported)."""
+    l1_coefficient: float | None = None
+    l0_coefficient: float | None = None
+    sparsity_warmup_steps: int | None = None
+    autocast_bf16: bool | None = None
+    """On CUDA, the forward pass under bfloat16 autocast."""
     roles: str | None = None
     """Token roles trained on and summarised, e.g. ``image,text``."""
     seed: int | None = None
     device: str | None = None
-    """Torch device of training and encoding (``cpu``, ``cuda``)."""
+    """Torch device of training and encoding (``auto``, ``cpu``, ``cuda``)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("k", "expansion", "steps", "batch_size"), "sae")
+        _check_positive(self, ("k", "expansion", "d_sae", "steps", "batch_size", "dead_window_tokens"), "sae")
         _check_line("sae.roles", self.roles)
         _check_line("sae.device", self.device)
 

@@ -23,8 +23,8 @@ from sae_store.intervene.results import result_key, summarise, to_dataset, write
 from sae_store.models.loader import LoadedModel
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.train.formats import load_sae
-from sae_store.train.run import layer_folder
+from sae_store.train.formats import has_sae, load_sae
+from sae_store.train.pretrained import find_saes
 
 __all__ = ["LayerSae", "bias_ranking", "intervene_store", "layer_from_env", "load_layer_sae"]
 
@@ -55,13 +55,14 @@ def layer_from_env(layer: int | None, environ: Mapping[str, str] | None = None) 
 
 
 def load_layer_sae(saes: str | Path, layer: int, *, device: torch.device | str = "cpu") -> LayerSae:
-    """The SAE of ``layer``: ``<saes>/layer_<L>/`` (``sae-store train`` layout) or ``saes`` itself.
+    """The SAE of ``layer``: ``saes`` itself when it is one SAE folder, else the layer's SAE in a
+    folder of per-layer SAEs or a ``{L}`` pattern (any layout :func:`~sae_store.train.find_saes` reads).
 
     The layer recorded in its ``cfg.json`` (``hook_layer``) is returned for :func:`check_sae`.
     """
-    folder = layer_folder(saes, layer)
-    if not folder.is_dir():
-        folder = Path(saes)
+    folder = Path(saes)
+    if not has_sae(folder):
+        folder = find_saes(saes, [layer])[layer]
     loaded = load_sae(folder, device=str(device))
     cfg = loaded.cfg
     recorded = cfg.get("hook_layer", cfg.get("sae_store", {}).get("layer"))

@@ -172,14 +172,16 @@ def _caption_args(cfg: PipelineConfig) -> list[str]:
 
 
 def _train_args(cfg: PipelineConfig) -> list[str]:
-    names = ("arch", "k", "expansion", "steps", "batch_size", "lr", "roles", "seed", "device")
-    return [
-        str(cfg.paths.path("store")),
-        "--out",
-        str(cfg.paths.path("saes")),
-        "--resume",
-        *_options(cfg.sae, names),
-    ]
+    names = ("arch", "k", "expansion", "d_sae", "steps", "batch_size", "lr", "lr_warmup_steps",
+             "lr_decay_fraction", "grad_clip", "decoder_init_norm", "aux_k", "aux_k_coefficient",
+             "dead_window_tokens", "l1_coefficient", "l0_coefficient", "sparsity_warmup_steps", "roles",
+             "seed", "device")  # fmt: skip
+    s = cfg.sae
+    args = [str(cfg.paths.path("store")), "--out", str(cfg.paths.path("saes")), "--resume"]
+    args += _options(s, names)
+    if s.matryoshka_widths:
+        args += ["--matryoshka-widths", ",".join(str(w) for w in s.matryoshka_widths)]
+    return args + (["--autocast-bf16"] if s.autocast_bf16 else [])
 
 
 def _encode_args(cfg: PipelineConfig) -> list[str]:

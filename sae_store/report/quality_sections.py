@@ -38,6 +38,8 @@ def quality_table(saes: Mapping[int, SaeRecord]) -> pd.DataFrame:
                 **{name: val.get(name, np.nan) for name, _ in METRICS},
                 "explained variance": val.get("explained_variance", np.nan),
                 "tokens": val.get("tokens"),
+                "dead in training window": val.get("dead_fraction_train_window", np.nan),
+                "training window (tokens)": val.get("dead_window_tokens"),
             }
         )
     return pd.DataFrame(rows)
@@ -123,9 +125,16 @@ def quality_section(
     frame = quality_table(saes)
     items: list[Any] = [
         Text(
-            "Held-out metrics saved by `sae-store train` (`cfg.json`); CE loss recovered = (CE zero-ablated "
-            "- CE with the SAE spliced in) / (CE zero-ablated - CE clean), measured on caption tokens by "
-            "`sae-store intervene`" + ("" if splice else " (not run yet)") + "."
+            "Held-out metrics saved by `sae-store train` (`cfg.json`), on the `tokens` held-out vectors of "
+            "the layer (all of them, at most 100,000): FVU = sum of squared errors / sum of squared "
+            "deviations from the held-out mean (1 - explained variance, as SAELens and SAEBench), L0 = mean "
+            "active latents per token, dead fraction = latents that never fire on those tokens. `dead in "
+            "training window` = latents that did not fire during the last `training window` tokens of "
+            "training (what AuxK revives). CE loss recovered = (CE zero-ablated - CE with the SAE spliced "
+            "in) / (CE zero-ablated - CE clean) and KL recovered = 1 - KL(clean || spliced) / KL(clean || "
+            "zero-ablated), measured on caption tokens by `sae-store intervene`"
+            + ("" if splice else " (not run yet)")
+            + "."
         )
     ]
     panels = _metric_panels(frame, splice)

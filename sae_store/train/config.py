@@ -15,10 +15,12 @@ from typing import Any, Literal, TypeVar, get_args
 from sae_store.configbase import check_known_keys
 from sae_store.errors import ConfigError
 
-Architecture = Literal["topk", "batchtopk", "relu", "jumprelu"]
+Architecture = Literal["topk", "batchtopk", "relu", "jumprelu", "matryoshka_batchtopk"]
 Role = Literal["image", "text", "special"]
 
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
+#: Architectures that choose their active latents by rank (k) and revive dead ones with AuxK.
+TOPK_ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "matryoshka_batchtopk")
 ROLES: tuple[str, ...] = get_args(Role)
 #: Token roles used when none are given: special tokens (BOS, turn markers) and padding excluded.
 DEFAULT_ROLES: tuple[str, ...] = ("image", "text")
@@ -65,8 +67,9 @@ class SaeConfig:
 
     architecture: Architecture = "topk"
     """``topk`` (OpenAI, with AuxK), ``batchtopk`` (saved as JumpReLU for inference), ``relu``
-    (Anthropic: L1 weighted by decoder norms) or ``jumprelu`` (Gemma Scope: L0 with a
-    straight-through estimator)."""
+    (Anthropic: L1 weighted by decoder norms), ``jumprelu`` (Gemma Scope: L0 with a
+    straight-through estimator) or ``matryoshka_batchtopk`` (BatchTopK whose nested prefixes of
+    latents each reconstruct the input; saved as JumpReLU)."""
 
     d_in: int = 0
     """Input width (the store's hidden size); 0 until the data is known."""
@@ -85,6 +88,17 @@ class SaeConfig:
 
     aux_k_coefficient: float = 1 / 32
     """Weight of the AuxK loss relative to the reconstruction loss (OpenAI's alpha)."""
+
+    decoder_init_norm: float = 0.0
+    """Norm of every decoder row at initialisation (the encoder starts as its transpose); 0 means 1
+    for the norm-constrained architectures and 0.1 for ``relu`` (Anthropic's recipe). Norm-constrained
+    architectures (all but ``relu``) keep the rows at this norm while training; the saved SAE has it
+    folded into the encoder (unit-norm decoder rows, same reconstruction)."""
+
+    matryoshka_widths: tuple[int, ...] = ()
+    """matryoshka_batchtopk: widths of the nested dictionaries (increasing, the last one d_sae; as
+    SAELens's ``matryoshka_widths``); each prefix of latents is trained to reconstruct the input on its
+    own. Empty means d_sae/16, d_sae/8, d_sae/4, d_sae/2, d_sae."""
 
     l1_coefficient: float = 5.0
     """relu: weight of the decoder-norm-weighted L1 penalty (inputs normalised to norm sqrt(d_in))."""
@@ -117,7 +131,19 @@ class SaeConfig:
             _positive(name, getattr(self, name), integer=False, allow_zero=True)
         for name in ("jumprelu_init_threshold", "jumprelu_bandwidth", "batchtopk_threshold_lr"):
             _positive(name, getattr(self, name), integer=False)
-        if self.d_in and self.architecture in ("topk", "batchtopk") and self.k > self.n_latents:
+        _positive("decoder_init_norm", self.decoder_init_norm, integer=False, allow_zero=True)
+        object.__setattr__(self, "matryoshka_widths", tuple(self.matryoshka_widths))
+        w = self.matryoshka_widths
+        if w and (
+            any(not isinstance(v, int) or v <= 0 for v in w)
+            or list(w) != sorted(set(w))
+            or (self.d_in and w[-1] != self.n_latents)
+        ):
+            raise ConfigError(
+                f"matryoshka_widths must be increasing positive integers ending at d_sae={self.n_latents}, "
+                f"got {list(w)}"
+            )
+        if self.d_in and self.architecture in TOPK_ARCHITECTURES and self.k > self.n_latents:
             raise ConfigError(
                 f"k={self.k} is larger than d_sae={self.n_latents}: a {self.architecture} SAE cannot keep "
                 "more latents than it has; lower k or raise the expansion"
@@ -127,6 +153,13 @@ class SaeConfig:
     def n_latents(self) -> int:
         """d_sae, resolved from ``expansion`` when not given."""
         return self.d_sae or self.expansion * self.d_in
+
+    def widths(self) -> tuple[int, ...]:
+        """matryoshka_batchtopk: the nested widths (``matryoshka_widths`` or the doubling default)."""
+        if self.matryoshka_widths:
+            return self.matryoshka_widths
+        n = self.n_latents
+        return tuple(sorted({max(n >> i, 1) for i in range(4, 0, -1)} | {n}))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,14 +239,15 @@ class TrainerConfig:
     steps: int = 2000
     """Optimizer steps (one batch each)."""
 
-    lr: float = 3e-4
-    """Peak Adam learning rate."""
+    lr: float = 3e-3
+    """Peak Adam learning rate (chosen by ``benchmarks/bench_train_quality.py``)."""
 
     adam_betas: tuple[float, float] = (0.9, 0.999)
     """Adam's beta1 and beta2."""
 
     lr_warmup_steps: int = 100
-    """The learning rate grows linearly from 0 over this many steps."""
+    """The learning rate grows linearly from 0 over this many steps (warm-up and decay together
+    must fit in ``steps``)."""
 
     lr_decay_fraction: float = 0.2
     """The learning rate decays linearly to 0 over this final fraction of the steps."""
@@ -227,14 +261,19 @@ class TrainerConfig:
     checkpoint_every: int = 500
     """Steps between checkpoints (0 disables them)."""
 
-    dead_window: int = 1000
-    """A latent that has not fired for this many steps is dead (reported, and fed to AuxK)."""
+    dead_window_tokens: int = 200_000
+    """A latent that has not fired on this many training tokens is dead (reported, and fed to AuxK);
+    counted in tokens so that it means the same at any batch size."""
 
     seed: int = 0
     """Seed of the weight initialisation."""
 
-    device: str = "cpu"
-    """Torch device (``cpu``, ``cuda``, ``cuda:1``, ...)."""
+    device: str = "auto"
+    """Torch device: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+
+    autocast_bf16: bool = False
+    """On CUDA, run the forward pass under bfloat16 autocast (weights, optimizer and losses stay
+    float32). Ignored on CPU."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
@@ -244,12 +283,23 @@ class TrainerConfig:
         _positive("grad_clip", self.grad_clip, integer=False, allow_zero=True)
         _positive("log_every", self.log_every)
         _positive("checkpoint_every", self.checkpoint_every, allow_zero=True)
-        _positive("dead_window", self.dead_window)
+        _positive("dead_window_tokens", self.dead_window_tokens)
         _positive("seed", self.seed, allow_zero=True)
         if not 0 <= self.lr_decay_fraction <= 1:
             raise ConfigError(f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction!r}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
+        if self.lr_warmup_steps + self.lr_decay_steps > self.steps:
+            raise ConfigError(
+                f"the learning-rate schedule ({self.lr_warmup_steps} warm-up steps + {self.lr_decay_steps} "
+                f"decay steps) is longer than the run ({self.steps} steps); lower lr_warmup_steps or "
+                "lr_decay_fraction, or raise steps"
+            )
+
+    @property
+    def lr_decay_steps(self) -> int:
+        """Final steps over which the learning rate decays linearly to 0."""
+        return int(self.lr_decay_fraction * self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -261,7 +311,13 @@ class TrainerConfig:
 
 #: Settings that may change when a run is resumed (they do not affect the result).
 RESUMABLE_CHANGES = frozenset(
-    {"trainer.log_every", "trainer.checkpoint_every", "trainer.device", "data.read_threads", "data.prefetch"}
+    {
+        "trainer.log_every",
+        "trainer.checkpoint_every",
+        "trainer.device",
+        "data.read_threads",
+        "data.prefetch",
+    }
 )
 
 
@@ -308,8 +364,8 @@ class EncodeConfig:
     batch_tokens: int = 8192
     """Token vectors encoded at once (bounds memory: batch_tokens x d_sae floats)."""
 
-    device: str = "cpu"
-    """Torch device for the SAE."""
+    device: str = "auto"
+    """Torch device for the SAE: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ..."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", tuple(self.roles))

@@ -247,7 +247,12 @@ class StoreDataProvider:
             count += len(x)
             if count >= self.config.norm_tokens:
                 break
-        mean = float(np.concatenate(norms)[: self.config.norm_tokens].mean()) if count else 0.0
+        if not count:
+            raise DataError(
+                f"cannot normalise layer {self.config.layer}: no finite vector among its selected tokens "
+                "(every activation is NaN or infinite); re-extract the layer (see `sae-store status`)"
+            )
+        mean = float(np.concatenate(norms)[: self.config.norm_tokens].mean())
         if not math.isfinite(mean) or mean <= 0:
             raise DataError(
                 f"cannot normalise layer {self.config.layer}: the mean norm of its selected vectors "

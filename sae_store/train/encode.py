@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.faults import kill_point
+from sae_store.models.loader import resolve_device
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
@@ -34,7 +35,8 @@ from sae_store.store.schema import (  # the features layout is part of the schem
     feature_variables,
 )
 from sae_store.train.config import EncodeConfig
-from sae_store.train.formats import has_sae, load_sae, sha256_file
+from sae_store.train.formats import load_sae, sha256_file
+from sae_store.train.pretrained import check_model
 from sae_store.train.sae import SparseAutoencoder
 
 #: Arrays written per (layer, block), in the order :func:`summarize_tokens` returns them.
@@ -51,9 +53,11 @@ class EncodeResult(NamedTuple):
     layers: tuple[int, ...]
 
 
-def sae_record(folder: Path) -> dict[str, Any]:
-    """Provenance of the SAE in ``folder``: where, which format and architecture, size, weights hash."""
+def sae_record(folder: Path, store_model: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance of the SAE in ``folder``: where, which format and architecture, size, weights hash
+    (and a warning when it names another model than ``store_model``)."""
     loaded = load_sae(folder)
+    check_model(loaded.cfg, store_model or {}, folder)
     return {
         "folder": str(Path(folder).resolve()),
         "format": loaded.format,
@@ -171,12 +175,13 @@ def encode_features(
         Activations of the task's blocks are not complete for a layer.
     """
     config = config or EncodeConfig()
+    device = str(resolve_device(config.device))
     if not sae_dirs:
         raise SaeStoreError("no SAEs to encode with; train some with `sae-store train` or pass --saes")
     layers = sorted(sae_dirs)
     for layer in layers:
         store.layer_index(layer)
-    records = {layer: sae_record(Path(sae_dirs[layer])) for layer in layers}
+    records = {layer: sae_record(Path(sae_dirs[layer]), store.attrs.get("model", {})) for layer in layers}
     sizes = {r["d_sae"] for r in records.values()}
     if len(sizes) != 1:
         raise SaeStoreError(
@@ -212,7 +217,7 @@ def encode_features(
     loaded_layer, sae = None, None
     for layer, b in tqdm(todo_units, desc="encode", unit="block", disable=not progress):
         if layer != loaded_layer:
-            sae = load_sae(sae_dirs[layer], device=config.device).sae
+            sae = load_sae(sae_dirs[layer], device=device).sae
             loaded_layer = layer
         assert sae is not None
         li = store.layer_index(layer)
@@ -222,7 +227,7 @@ def encode_features(
                 np.asarray(acts_arr[li, gi, b.start : b.stop], dtype=np.float32),
                 np.isin(roles[gi, b.start : b.stop], codes),
                 batch_tokens=config.batch_tokens,
-                device=config.device,
+                device=device,
             )
             for gi in range(len(store.layout.languages))
         ]
@@ -235,29 +240,3 @@ def encode_features(
     n_lang = len(store.layout.languages)
     return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
 
-
-def find_saes(folder: str | os.PathLike[str], layers: list[int] | None = None) -> dict[int, Path]:
-    """``layer_<L>`` sub-folders of ``folder`` holding an SAE, by layer (only ``layers`` if given)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SaeStoreError(
-            f"no SAE folder at {str(folder)!r}; train SAEs with `sae-store train --out {folder}`"
-        )
-    found = {}
-    for sub in folder.glob("layer_*"):
-        suffix = sub.name.removeprefix("layer_")
-        if suffix.isdigit() and has_sae(sub):
-            found[int(suffix)] = sub
-    if layers is not None:
-        missing = sorted(set(layers) - set(found))
-        if missing:
-            raise SaeStoreError(
-                f"no SAE for layers {missing} under {str(folder)!r} (found layers {sorted(found)}); "
-                "train them first with `sae-store train`"
-            )
-        found = {k: found[k] for k in layers}
-    if not found:
-        raise SaeStoreError(
-            f"{str(folder)!r} holds no layer_<L> SAE folders; train SAEs with `sae-store train`"
-        )
-    return dict(sorted(found.items()))

@@ -4,8 +4,10 @@ Our folder is a SAELens folder: ``cfg.json`` + ``sae_weights.safetensors`` with 
 [d_in, d_sae], ``W_dec`` [d_sae, d_in], ``b_enc`` [d_sae], ``b_dec`` [d_in] (+ ``threshold`` [d_sae]
 for JumpReLU), the input normalisation folded into the weights (``normalize_activations: "none"``),
 an optional ``sparsity.safetensors`` (log10 feature density) and our provenance under the
-``sae_store`` key of ``cfg.json`` (SAELens ignores unknown keys). BatchTopK SAEs are saved as
-JumpReLU SAEs, as SAELens does. Only safetensors, JSON and pickle-free ``.npz`` are read.
+``sae_store`` key of ``cfg.json`` (SAELens ignores unknown keys). BatchTopK and Matryoshka
+BatchTopK SAEs are saved as JumpReLU SAEs, as SAELens does; norm-constrained decoders are saved
+with unit-norm rows (:meth:`~sae_store.train.sae.SparseAutoencoder.fold_decoder_norm`).
+Only safetensors, JSON and pickle-free ``.npz`` are read.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ GEMMA_SCOPE_FILES = ("params.safetensors", "params.npz")
 PROVENANCE_KEY = "sae_store"
 
 # our architecture -> SAELens inference architecture, and back
-_TO_SAELENS = {"topk": "topk", "batchtopk": "jumprelu", "relu": "standard", "jumprelu": "jumprelu"}
+_TO_SAELENS = {
+    "topk": "topk",
+    "batchtopk": "jumprelu",
+    "matryoshka_batchtopk": "jumprelu",
+    "relu": "standard",
+    "jumprelu": "jumprelu",
+}
 _FROM_SAELENS = {"topk": "topk", "standard": "relu", "jumprelu": "jumprelu"}
 
 
@@ -64,10 +72,11 @@ def export_tensors(sae: SparseAutoencoder, *, scale: float = 1.0) -> dict[str, T
     """The SAELens tensors of ``sae`` with the input scale folded in (the model is not modified)."""
     inference = copy.deepcopy(sae).cpu().float()
     inference.fold_input_scale(scale)
+    inference.fold_decoder_norm()
     tensors = {
         name: getattr(inference, name).detach().contiguous() for name in ("W_enc", "W_dec", "b_enc", "b_dec")
     }
-    if sae.architecture in ("jumprelu", "batchtopk"):
+    if _TO_SAELENS[sae.architecture] == "jumprelu":
         name = "threshold" if sae.architecture == "jumprelu" else "topk_threshold"
         threshold = inference.get_parameter(name) if name == "threshold" else inference.get_buffer(name)
         tensors["threshold"] = threshold.detach().float().expand(sae.d_sae).contiguous()
@@ -174,8 +183,20 @@ def _build(
                 f"{name} of {str(source)!r} has shape {tuple(tensors[name].shape)}, expected {shapes[name]} "
                 f"for W_enc [d_in={d_in}, d_sae={d_sae}]"
             )
+    bad = [n for n in needed if not bool(torch.isfinite(tensors[n]).all())]
+    if bad:
+        raise ModelLoadError(
+            f"SAE weights {str(source)!r} hold NaN or infinite values in {bad}; the file is damaged or the "
+            "training diverged - use another SAE"
+        )
     try:
-        config = SaeConfig(architecture=architecture, d_in=d_in, d_sae=d_sae, k=k or 1)  # type: ignore[arg-type]
+        config = SaeConfig(
+            architecture=architecture,  # type: ignore[arg-type]
+            d_in=d_in,
+            d_sae=d_sae,
+            k=k or 1,
+            decoder_init_norm=1.0,
+        )
     except ConfigError as e:
         raise ModelLoadError(f"SAE {str(source)!r} has an unusable configuration: {e}") from e
     sae = build_sae(config, apply_b_dec_to_input=apply_b_dec_to_input)

@@ -24,12 +24,12 @@ from sae_store.train.config import RunConfig
 from sae_store.train.data import StoreDataProvider
 from sae_store.train.formats import CFG_FILE, PROVENANCE_KEY, SPARSITY_FILE, WEIGHTS_FILE, save_sae
 from sae_store.train.sae import build_sae
-from sae_store.train.trainer import Trainer
+from sae_store.train.trainer import EvalResult, Trainer
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2
 
 
 class TrainResult(NamedTuple):
@@ -112,6 +112,51 @@ def _rewrite_metrics(path: Path, keep_until: int) -> None:
     path.write_text("".join(ln + "\n" for ln in kept))
 
 
+def _fit(
+    trainer: Trainer,
+    provider: StoreDataProvider,
+    folder: Path,
+    ckpt: Path,
+    config: RunConfig,
+    scale: float,
+    state: dict[str, Any] | None,
+    progress: bool,
+) -> EvalResult:
+    """Train to the end (from ``state`` if given), writing metrics and checkpoints; evaluate."""
+    metrics_path = folder / METRICS_FILE
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        position = state["data"]
+        _rewrite_metrics(metrics_path, trainer.step)
+    else:
+        position = None
+        metrics_path.write_text("")
+    batches = provider.batches(scale=scale, position=position)
+
+    def on_log(record: dict[str, Any]) -> None:
+        with metrics_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def on_checkpoint(step: int) -> None:
+        save_checkpoint(
+            ckpt,
+            {
+                "run_config": config.to_dict(),
+                "scale": scale,
+                "data": batches.state_dict(),
+                "trainer": trainer.state_dict(),
+            },
+        )
+
+    try:
+        trainer.fit(batches, on_log=on_log, on_checkpoint=on_checkpoint, progress=progress)
+    finally:
+        batches.close()
+    result = trainer.evaluate(provider.validation_batches(scale=scale))
+    on_log({"step": trainer.step, "split": "val", **result.metrics})
+    return result
+
+
 def train_layer(
     store: ActivationStore,
     config: RunConfig,
@@ -141,60 +186,37 @@ def train_layer(
     """
     folder = layer_folder(out_dir, config.data.layer)
     ckpt = folder / CHECKPOINT_DIR / CHECKPOINT_FILE
-    if overwrite:
-        for name in (CFG_FILE, WEIGHTS_FILE, SPARSITY_FILE, METRICS_FILE):
-            (folder / name).unlink(missing_ok=True)
-        shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
-    elif is_trained(folder):
+    if not overwrite and is_trained(folder):
         if resume:
             return TrainResult(folder, {}, None, True)
         raise SaeStoreError(
             f"{str(folder)!r} already holds a trained SAE; pass --overwrite to train it again"
         )
-    elif ckpt.is_file() and not resume:
+    if not overwrite and ckpt.is_file() and not resume:
         raise SaeStoreError(
             f"{str(folder)!r} holds a checkpoint of an unfinished run; pass --resume to continue it "
             "or --overwrite to start over"
         )
-
+    # everything that can be refused is checked before anything on disk changes
     provider = StoreDataProvider(store, config.data)
     config = replace(config, sae=replace(config.sae, d_in=provider.d_in))
-    state = load_checkpoint(ckpt) if resume and ckpt.is_file() else None
+    state = load_checkpoint(ckpt) if resume and not overwrite and ckpt.is_file() else None
     if state is not None:
         _check_resume(RunConfig.from_dict(state["run_config"]), config, provider.d_in, ckpt)
     trainer = Trainer(build_sae(config.sae, seed=config.trainer.seed), config.trainer)
-    metrics_path = folder / METRICS_FILE
+    scale = float(state["scale"]) if state is not None else provider.estimate_scale()
+    if overwrite:
+        for name in (CFG_FILE, WEIGHTS_FILE, SPARSITY_FILE, METRICS_FILE):
+            (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
-        scale, position = float(state["scale"]), state["data"]
-        _rewrite_metrics(metrics_path, trainer.step)
-    else:
-        scale, position = provider.estimate_scale(), None
-        metrics_path.write_text("")
-    batches = provider.batches(scale=scale, position=position)
-
-    def on_log(record: dict[str, Any]) -> None:
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def on_checkpoint(step: int) -> None:
-        save_checkpoint(
-            ckpt,
-            {
-                "run_config": config.to_dict(),
-                "scale": scale,
-                "data": batches.state_dict(),
-                "trainer": trainer.state_dict(),
-            },
-        )
-
     try:
-        trainer.fit(batches, on_log=on_log, on_checkpoint=on_checkpoint, progress=progress)
-    finally:
-        batches.close()
-    result = trainer.evaluate(provider.validation_batches(scale=scale))
-    on_log({"step": trainer.step, "split": "val", **result.metrics})
+        result = _fit(trainer, provider, folder, ckpt, config, scale, state, progress)
+    except BaseException:
+        if created and not ckpt.is_file():  # nothing worth keeping: leave no empty layer folder
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     layer = config.data.layer
     metadata = {
         "model_name": store.attrs.get("model", {}).get("name_or_path"),

@@ -1,4 +1,5 @@
-"""Sparse autoencoders as plain torch modules: TopK, BatchTopK, ReLU (L1) and JumpReLU.
+"""Sparse autoencoders as plain torch modules: TopK, BatchTopK, ReLU (L1), JumpReLU and Matryoshka
+BatchTopK.
 
 Every architecture shares the SAELens parameter layout (``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae],
 ``W_dec`` [d_sae, d_in], ``b_dec`` [d_in]) and computation::
@@ -9,16 +10,20 @@ Every architecture shares the SAELens parameter layout (``W_enc`` [d_in, d_sae],
 
 Decoder norms, per architecture:
 
-- ``topk``, ``batchtopk``, ``jumprelu``: decoder rows are kept at unit norm during training (the
-  gradient component along each row is removed before the step and rows are renormalised after).
-- ``relu``: rows are unconstrained; the L1 penalty weights each latent by its decoder row norm
-  (Anthropic's 2024 recipe), so shrinking latents by growing rows does not pay.
+- ``topk``, ``batchtopk``, ``jumprelu``, ``matryoshka_batchtopk``: decoder rows are kept at the norm
+  ``SaeConfig.decoder_init_norm`` during training (the gradient component along each row is removed
+  before the step and rows are rescaled after); :meth:`SparseAutoencoder.fold_decoder_norm` turns them
+  into unit-norm rows with the same reconstruction before saving.
+- ``relu``: rows start at ``decoder_init_norm`` and are unconstrained; the L1 penalty weights each
+  latent by its decoder row norm (Anthropic's 2024 recipe), so shrinking latents by growing rows does
+  not pay.
 
 All encoders start as the decoder's transpose.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -38,7 +43,8 @@ class ForwardOutput(NamedTuple):
     hidden_pre: Tensor
     """Pre-activations [batch, d_sae]."""
     mse_loss: Tensor
-    """Squared error summed over d_in, averaged over the batch."""
+    """Squared error summed over d_in, averaged over the batch (Matryoshka, training: summed over its
+    nested prefixes)."""
     aux_loss: Tensor
     """AuxK dead-latent loss times its coefficient (topk, batchtopk); 0 otherwise."""
     sparsity_loss: Tensor
@@ -52,7 +58,7 @@ class SparseAutoencoder(nn.Module):
 
     architecture: ClassVar[str]
     unit_norm_decoder: ClassVar[bool] = True
-    init_decoder_norm: ClassVar[float] = 1.0
+    default_decoder_norm: ClassVar[float] = 1.0
 
     def __init__(self, config: SaeConfig, *, apply_b_dec_to_input: bool = True, seed: int = 0) -> None:
         super().__init__()
@@ -61,11 +67,16 @@ class SparseAutoencoder(nn.Module):
         d_in, d_sae = config.d_in, config.n_latents
         gen = torch.Generator().manual_seed(seed)
         W_dec = torch.randn(d_sae, d_in, generator=gen)
-        W_dec *= self.init_decoder_norm / W_dec.norm(dim=1, keepdim=True)
+        W_dec *= self.decoder_norm / W_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(W_dec)
         self.W_enc = nn.Parameter(W_dec.T.clone().contiguous())
         self.b_enc = nn.Parameter(torch.zeros(d_sae))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
+
+    @property
+    def decoder_norm(self) -> float:
+        """Decoder row norm at initialisation (kept while training when the decoder is constrained)."""
+        return self.config.decoder_init_norm or self.default_decoder_norm
 
     @property
     def d_in(self) -> int:
@@ -101,10 +112,14 @@ class SparseAutoencoder(nn.Module):
         hidden_pre = self.pre_activation(x)
         latents = self.activation(hidden_pre)
         sae_out = self.decode(latents)
-        mse = (sae_out - x).pow(2).sum(-1).mean()
+        mse = self.reconstruction_loss(x, latents, sae_out)
         aux = self.aux_loss(x, sae_out, hidden_pre, dead_mask)
         sparsity = sparsity_scale * self.sparsity_loss(latents, hidden_pre)
         return ForwardOutput(sae_out, latents, hidden_pre, mse, aux, sparsity, mse + aux + sparsity)
+
+    def reconstruction_loss(self, x: Tensor, latents: Tensor, sae_out: Tensor) -> Tensor:
+        """Squared error summed over d_in, averaged over the batch."""
+        return (sae_out - x).pow(2).sum(-1).mean()
 
     def aux_loss(self, x: Tensor, sae_out: Tensor, hidden_pre: Tensor, dead_mask: Tensor | None) -> Tensor:
         return x.new_zeros(())
@@ -114,16 +129,37 @@ class SparseAutoencoder(nn.Module):
 
     @torch.no_grad()
     def before_step(self) -> None:
-        """Remove the gradient component along each (unit-norm) decoder row."""
+        """Remove the gradient component along each (fixed-norm) decoder row."""
         if self.unit_norm_decoder and self.W_dec.grad is not None:
             parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
-            self.W_dec.grad -= parallel * self.W_dec
+            self.W_dec.grad -= parallel * self.W_dec / self.decoder_norm**2
 
     @torch.no_grad()
     def after_step(self, out: ForwardOutput) -> None:
-        """Renormalise decoder rows (and update running statistics) after an optimizer step."""
+        """Rescale decoder rows to their fixed norm (and update running statistics) after a step."""
         if self.unit_norm_decoder:
-            self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.W_dec.dtype).eps))
+            norms = self.W_dec.norm(dim=1, keepdim=True).clamp_min(torch.finfo(self.W_dec.dtype).eps)
+            self.W_dec.mul_(self.decoder_norm / norms)
+
+    @torch.no_grad()
+    def fold_decoder_norm(self) -> None:
+        """Give a norm-constrained decoder unit-norm rows without changing what the SAE computes.
+
+        Rows trained at norm ``c`` are divided by ``c`` and the latents (encoder, its bias and any
+        threshold) multiplied by it; every latent scales by the same factor, so top-k choices and the
+        reconstruction stay the same. Models whose decoder is unconstrained are left as they are.
+        """
+        c = self.decoder_norm
+        if not self.unit_norm_decoder or c == 1.0:
+            return
+        self.W_dec.div_(c)
+        self.W_enc.mul_(c)
+        self.b_enc.mul_(c)
+        self._scale_thresholds(c)
+        self.config = replace(self.config, decoder_init_norm=1.0)
+
+    def _scale_thresholds(self, factor: float) -> None:
+        """Multiply inference thresholds (if the architecture has any) by ``factor``."""
 
     @torch.no_grad()
     def fold_input_scale(self, scale: float) -> None:
@@ -185,6 +221,9 @@ class BatchTopKSAE(TopKSAE):
         top = flat.topk(min(self.config.k * acts.shape[0], flat.numel()), sorted=False)
         return torch.zeros_like(flat).scatter_(0, top.indices, top.values).view_as(acts)
 
+    def _scale_thresholds(self, factor: float) -> None:
+        self.topk_threshold.mul_(factor)
+
     @torch.no_grad()
     def after_step(self, out: ForwardOutput) -> None:
         super().after_step(out)
@@ -194,12 +233,35 @@ class BatchTopKSAE(TopKSAE):
             self.topk_threshold.mul_(1 - lr).add_(lr * positive.min().double())
 
 
+class MatryoshkaBatchTopKSAE(BatchTopKSAE):
+    """BatchTopK whose nested prefixes of latents (``SaeConfig.widths()``) each reconstruct the input.
+
+    The loss sums the squared error of every prefix's reconstruction (the full one included), as
+    SAELens's Matryoshka BatchTopK does, so early latents learn general features and later ones refine
+    them instead of absorbing them. Inference is the BatchTopK JumpReLU; saved as JumpReLU.
+    """
+
+    architecture = "matryoshka_batchtopk"
+
+    def reconstruction_loss(self, x: Tensor, latents: Tensor, sae_out: Tensor) -> Tensor:
+        loss = (sae_out - x).pow(2).sum(-1).mean()
+        if not self.training:
+            return loss
+        partial = self.b_dec.expand_as(x)
+        start = 0
+        for width in self.config.widths()[:-1]:
+            partial = partial + latents[:, start:width] @ self.W_dec[start:width]
+            loss = loss + (partial - x).pow(2).sum(-1).mean()
+            start = width
+        return loss
+
+
 class ReluSAE(SparseAutoencoder):
     """ReLU latents with an L1 penalty weighted by decoder row norms (no unit-norm constraint)."""
 
     architecture = "relu"
     unit_norm_decoder = False
-    init_decoder_norm = 0.1
+    default_decoder_norm = 0.1
 
     def activation(self, hidden_pre: Tensor) -> Tensor:
         return hidden_pre.relu()
@@ -270,6 +332,9 @@ class JumpReLUSAE(SparseAutoencoder):
         l0 = _StepFn.apply(hidden_pre, self.threshold, self.config.jumprelu_bandwidth)
         return self.config.l0_coefficient * l0.sum(-1).mean()
 
+    def _scale_thresholds(self, factor: float) -> None:
+        self.threshold.mul_(factor)
+
     @torch.no_grad()
     def after_step(self, out: ForwardOutput) -> None:
         super().after_step(out)
@@ -277,7 +342,7 @@ class JumpReLUSAE(SparseAutoencoder):
 
 
 SAE_CLASSES: dict[str, type[SparseAutoencoder]] = {
-    cls.architecture: cls for cls in (TopKSAE, BatchTopKSAE, ReluSAE, JumpReLUSAE)
+    cls.architecture: cls for cls in (TopKSAE, BatchTopKSAE, ReluSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE)
 }
 
 

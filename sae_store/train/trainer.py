@@ -5,10 +5,15 @@
 ``checkpoint_every`` steps) hooks; ``state_dict`` / ``load_state_dict`` capture everything a resumed
 run needs to continue bit-identically (model, optimizer, step, dead-latent counters, metric
 accumulators, torch RNG); the caller adds the data position.
+
+Dead latents are counted in tokens: a latent that has not fired on the last ``dead_window_tokens``
+training tokens is dead (fed to AuxK, and reported as ``dead_fraction`` in the training records and
+as ``dead_fraction_train_window`` at the end).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +23,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from sae_store.models.loader import resolve_device
 from sae_store.train.config import TrainerConfig
 from sae_store.train.sae import ForwardOutput, SparseAutoencoder
 
@@ -44,12 +50,12 @@ class Trainer:
 
     def __init__(self, sae: SparseAutoencoder, config: TrainerConfig) -> None:
         self.config = config
-        self.device = torch.device(config.device)
+        self.device = resolve_device(config.device)
         self.sae = sae.to(self.device).train()
         self.optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, betas=config.adam_betas)
         self.step = 0
         self.tokens = 0
-        self.steps_since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=self.device)
+        self.tokens_since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=self.device)
         self._reset_window()
 
     def _reset_window(self) -> None:
@@ -62,7 +68,7 @@ class Trainer:
         """Learning rate of step ``step`` (0-based): linear warm-up, constant, linear decay to 0."""
         c = self.config
         factor = min(1.0, (step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else 1.0
-        decay = int(c.lr_decay_fraction * c.steps)
+        decay = c.lr_decay_steps
         if decay and step >= c.steps - decay:
             factor = min(factor, (c.steps - step) / decay)
         return c.lr * factor
@@ -72,14 +78,21 @@ class Trainer:
         return min(1.0, (step + 1) / warmup) if warmup else 1.0
 
     def dead_mask(self) -> Tensor:
-        return self.steps_since_fired >= self.config.dead_window
+        """Latents that have not fired on the last ``dead_window_tokens`` training tokens."""
+        return self.tokens_since_fired >= self.config.dead_window_tokens
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.config.autocast_bf16 and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def train_step(self, batch: Tensor) -> ForwardOutput:
         """One optimizer step on ``batch`` [batch, d_in]."""
         x = batch.to(self.device, non_blocking=True)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
-        out = self.sae(x, dead_mask=self.dead_mask(), sparsity_scale=self.sparsity_scale(self.step))
+        with self._autocast():
+            out = self.sae(x, dead_mask=self.dead_mask(), sparsity_scale=self.sparsity_scale(self.step))
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.sae.before_step()
@@ -90,7 +103,7 @@ class Trainer:
         with torch.no_grad():
             active = out.latents > 0
             fired = active.any(dim=0)
-            self.steps_since_fired = torch.where(fired, 0, self.steps_since_fired + 1)
+            self.tokens_since_fired = torch.where(fired, 0, self.tokens_since_fired + len(x))
             self._fired += active.sum(dim=0)
             centred = (x - x.mean(dim=0)).pow(2).sum()
             err = (out.sae_out - x).pow(2).sum()
@@ -201,9 +214,21 @@ class Trainer:
             "explained_variance": 1.0 - fvu,
             "l0": l0 / n,
             "dead_fraction": float((fired == 0).double().mean()),
+            "dead_fraction_tokens": n,
+            **self.training_dead(),
             "mean_log10_density": float(log10_density.double().mean()),
         }
         return EvalResult(metrics, log10_density)
+
+    def training_dead(self) -> dict[str, float]:
+        """Fraction of latents that never fired during the last dead window of training (or during
+        the whole run when it was shorter than the window), and that window in tokens."""
+        window = min(self.config.dead_window_tokens, self.tokens)
+        never = self.tokens_since_fired >= max(window, 1)
+        return {
+            "dead_fraction_train_window": float(never.double().mean()),
+            "dead_window_tokens": window,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this run exactly (the data position is the caller's)."""
@@ -212,7 +237,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "tokens": self.tokens,
-            "steps_since_fired": self.steps_since_fired,
+            "tokens_since_fired": self.tokens_since_fired,
             "window": {
                 "sums": dict(self._sums),
                 "fired": self._fired,
@@ -227,7 +252,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.tokens = int(state["tokens"])
-        self.steps_since_fired = state["steps_since_fired"].to(self.device)
+        self.tokens_since_fired = state["tokens_since_fired"].to(self.device)
         window = state["window"]
         self._sums = {k: float(window["sums"][k]) for k in _SUMS}
         self._fired = window["fired"].to(self.device)

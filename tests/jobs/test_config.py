@@ -80,7 +80,8 @@ def test_paths_expand_variables_and_resolve_against_the_root(
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "tasks": 0}},
          r"slurm.tasks must be a positive"),
         ({"paths": {"root": "r"}, "sae": {"arch": "gated"}},
-         r"sae.arch must be one of \['topk', 'batchtopk', 'relu', 'jumprelu'\], got 'gated'"),
+         r"sae.arch must be one of \['topk', 'batchtopk', 'relu', 'jumprelu', 'matryoshka_batchtopk'\], "
+         r"got 'gated'"),
         ({"paths": {"root": "r"}, "store": {"samples_per_shard": 0}},
          r"samples_per_shard must be a positive"),
         ({"paths": {"root": "r"}, "analysis": {"alpha": 1.5}}, r"analysis.alpha must be in \(0, 1\)"),

@@ -176,6 +176,8 @@ def write_saes(saes_dir: Path, layers: list[int], *, d_in: int, d_sae: int, step
             "explained_variance": 0.7 + 0.05 * layer,
             "l0": 20.0 + layer,
             "dead_fraction": 0.01 * layer,
+            "dead_fraction_train_window": 0.02 * layer,
+            "dead_window_tokens": 200_000,
             "mean_log10_density": -2.0,
         }
         cfg = {

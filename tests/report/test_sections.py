@@ -90,6 +90,8 @@ def test_sae_quality_is_read_from_cfg_json(full_store: ActivationStore, full_rep
             "val"
         ]
         assert (r["fvu"], r["l0"], r["dead_fraction"]) == (val["fvu"], val["l0"], val["dead_fraction"])
+        assert r["dead in training window"] == val["dead_fraction_train_window"]
+        assert r["training window (tokens)"] == val["dead_window_tokens"] == 200_000
         splice = json.loads((intervene / f"male_biased_ablation_layer_{r['layer']}.json").read_text())
         assert r["CE recovered en"] == splice["languages"]["en"]["splice_quality"]["ce_recovered"]
 

@@ -66,3 +66,30 @@ def test_roles_parsing():
 def test_bad_values_name_the_field(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+def test_every_trainer_knob_goes_from_yaml_to_the_train_command():
+    from sae_store.config import config_from_dict
+    from sae_store.jobs.steps import get_step
+
+    sae = {"arch": "matryoshka_batchtopk", "k": 8, "d_sae": 512, "matryoshka_widths": [64, 256, 512],
+           "lr": 1e-3, "lr_warmup_steps": 20, "lr_decay_fraction": 0.1, "grad_clip": 0.5,
+           "decoder_init_norm": 0.5, "aux_k": 32, "aux_k_coefficient": 0.0625, "dead_window_tokens": 50000,
+           "seed": 3, "device": "auto", "autocast_bf16": True}  # fmt: skip
+    cfg = config_from_dict({"paths": {"root": "/tmp/run"}, "sae": sae})
+    args = get_step("train").args(cfg)
+    for flag, value in [("--arch", "matryoshka_batchtopk"), ("--d-sae", "512"), ("--lr", "0.001"),
+                        ("--lr-warmup-steps", "20"), ("--lr-decay-fraction", "0.1"), ("--grad-clip", "0.5"),
+                        ("--decoder-init-norm", "0.5"), ("--aux-k", "32"), ("--aux-k-coefficient", "0.0625"),
+                        ("--dead-window-tokens", "50000"), ("--matryoshka-widths", "64,256,512"),
+                        ("--seed", "3"), ("--device", "auto")]:  # fmt: skip
+        assert args[args.index(flag) + 1] == value, flag
+    assert "--autocast-bf16" in args
+    from sae_store_cli.main import build_parser
+
+    parsed = build_parser().parse_args(["train", "store.zarr", *args[1:]])
+    assert (
+        parsed.matryoshka_widths == "64,256,512"
+        and parsed.autocast_bf16
+        and parsed.dead_window_tokens == 50000
+    )

@@ -14,8 +14,9 @@ from sae_store.store import TokenRole
 from sae_store.store import schema as S
 from sae_store.store.groups import delete_group
 from sae_store.train.config import EncodeConfig, SaeConfig
-from sae_store.train.encode import FEATURES, encode_features, find_saes
+from sae_store.train.encode import FEATURES, encode_features
 from sae_store.train.formats import load_sae, save_sae, sha256_file
+from sae_store.train.pretrained import find_saes
 from sae_store.train.sae import build_sae
 from sae_store_cli.main import main
 
@@ -23,7 +24,8 @@ from .conftest import fill_store
 
 
 def _save(folder, arch: str = "topk", d_sae: int = 48, d_in: int = 16, seed: int = 0):
-    sae = build_sae(SaeConfig(architecture=arch, d_in=d_in, d_sae=d_sae, k=4), seed=seed)
+    config = SaeConfig(architecture=arch, d_in=d_in, d_sae=d_sae, k=4, decoder_init_norm=1.0)
+    sae = build_sae(config, seed=seed)
     with torch.no_grad():
         sae.b_enc.add_(0.05)
     return save_sae(sae, folder, scale=0.1)
@@ -152,7 +154,7 @@ def test_encode_refusals(encoded, make_store, tmp_path):
     ):
         encode_features(store, find_saes(tmp_path / "wide"), progress=False)
     with pytest.raises(
-        SaeStoreError, match=r"no SAE for layers \[3\] under '.*saes' \(found layers \[0, 1\]\)"
+        SaeStoreError, match=r"no SAE for layer\(s\) \[3\] in '.*saes' \(it has layers \[0, 1\]\)"
     ):
         find_saes(saes, [0, 3])
     with pytest.raises(SaeStoreError, match=r"no SAE folder at '.*missing'"):
@@ -177,7 +179,7 @@ def test_cli_encode(filled_store, tmp_path, capsys):
         main(["encode", str(store.path), "--saes", str(tmp_path / "saes"), "--layers", "0", "--no-progress"])
         == 2
     )
-    assert "no SAE for layers [0]" in capsys.readouterr().err
+    assert "no SAE for layer(s) [0]" in capsys.readouterr().err
 
 
 def test_concurrent_array_tasks_write_disjoint_files(encoded):

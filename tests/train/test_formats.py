@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from sae_store.errors import ModelLoadError
 from sae_store.train.config import SaeConfig
@@ -19,23 +19,32 @@ SCALE = 0.25
 D_IN = 10
 
 
-def _trained_like(arch: str, seed: int = 0):
+def _trained_like(arch: str, seed: int = 0, decoder_init_norm: float = 0.0):
     """An SAE with non-trivial parameters, as if trained on inputs scaled by SCALE."""
-    sae = build_sae(SaeConfig(architecture=arch, d_in=D_IN, expansion=3, k=4), seed=seed)
+    config = SaeConfig(architecture=arch, d_in=D_IN, expansion=3, k=4, decoder_init_norm=decoder_init_norm)
+    sae = build_sae(config, seed=seed)
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=gen))
         if isinstance(sae, JumpReLUSAE):
             sae.threshold.copy_(torch.rand(sae.d_sae, generator=gen) * 0.3)
-        if arch == "batchtopk":
+        if arch in ("batchtopk", "matryoshka_batchtopk"):
             sae.topk_threshold.fill_(0.15)
     return sae.eval()
 
 
-@pytest.mark.parametrize("arch", ["topk", "batchtopk", "relu", "jumprelu"])
-def test_save_load_round_trip_gives_identical_outputs(tmp_path, arch):
-    sae = _trained_like(arch)
+def _saved_latents(sae, x: torch.Tensor) -> torch.Tensor:
+    """What the saved SAE computes on raw ``x``: the trained latents on ``x * SCALE``, times the decoder
+    norm that saving folds into the encoder (norm-constrained architectures)."""
+    factor = sae.decoder_norm if sae.unit_norm_decoder else 1.0
+    return sae.encode(x * SCALE) * factor
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "relu", "jumprelu", "matryoshka_batchtopk"])
+@pytest.mark.parametrize("norm", [0.0, 0.1])
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, arch, norm):
+    sae = _trained_like(arch, decoder_init_norm=norm)
     x = torch.randn(40, D_IN) * 4
     save_sae(
         sae,
@@ -47,10 +56,10 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, arch):
     loaded = load_sae(tmp_path / "sae")
     assert loaded.format == "sae_store"
     assert loaded.cfg["sae_store"]["architecture"] == arch and loaded.cfg["sae_store"]["norm_scale"] == SCALE
-    assert loaded.sae.architecture == ("jumprelu" if arch == "batchtopk" else arch)
+    assert loaded.sae.architecture == ("jumprelu" if "batchtopk" in arch else arch)
     assert not loaded.sae.training
     # the saved SAE works on raw activations: same latents as the trained one on scaled inputs
-    torch.testing.assert_close(loaded.sae.encode(x), sae.encode(x * SCALE), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loaded.sae.encode(x), _saved_latents(sae, x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(loaded.sae(x).sae_out, sae(x * SCALE).sae_out / SCALE, rtol=1e-5, atol=1e-5)
     again = tmp_path / "again"
     save_sae(loaded.sae, again)
@@ -79,10 +88,16 @@ def _saelens_forward(folder, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize(
     ("arch", "saelens_arch"),
-    [("topk", "topk"), ("batchtopk", "jumprelu"), ("relu", "standard"), ("jumprelu", "jumprelu")],
+    [
+        ("topk", "topk"),
+        ("batchtopk", "jumprelu"),
+        ("relu", "standard"),
+        ("jumprelu", "jumprelu"),
+        ("matryoshka_batchtopk", "jumprelu"),
+    ],
 )
 def test_export_reads_as_saelens_reads_it(tmp_path, arch, saelens_arch):
-    sae = _trained_like(arch)
+    sae = _trained_like(arch, decoder_init_norm=0.3)
     folder = save_sae(
         sae,
         tmp_path / "sae",
@@ -113,7 +128,7 @@ def test_export_reads_as_saelens_reads_it(tmp_path, arch, saelens_arch):
     x = np.random.default_rng(0).normal(size=(30, D_IN)) * 4
     acts, out = _saelens_forward(folder, x)
     xt = torch.from_numpy(x).float()
-    np.testing.assert_allclose(sae.encode(xt * SCALE).detach().double().numpy(), acts, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_saved_latents(sae, xt).detach().double().numpy(), acts, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(
         (sae(xt * SCALE).sae_out / SCALE).detach().double().numpy(), out, rtol=1e-4, atol=1e-4
     )
@@ -241,3 +256,23 @@ def test_unloadable_folders(tmp_path):
         ModelLoadError, match=r"W_dec of '.*params.safetensors' has shape \(8, 5\), expected \(8, 4\)"
     ):
         load_sae(folder)
+    folder = save_sae(_trained_like("jumprelu"), tmp_path / "nan")
+    weights = load_file(str(folder / "sae_weights.safetensors"))
+    weights["W_dec"][3, 1] = float("nan")
+    weights["threshold"][0] = float("inf")
+    save_file(weights, str(folder / "sae_weights.safetensors"))
+    with pytest.raises(ModelLoadError, match=r"hold NaN or infinite values in \['W_dec', 'threshold'\]"):
+        load_sae(folder)
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "matryoshka_batchtopk", "relu", "jumprelu"])
+def test_saelens_itself_loads_our_folders(tmp_path, arch):
+    """SAELens 6.54 (the ``bench`` extra) loads the folder and computes what we compute."""
+    sae_lens = pytest.importorskip("sae_lens")
+    sae = _trained_like(arch, decoder_init_norm=0.3)
+    folder = save_sae(sae, tmp_path / "sae", scale=SCALE, metadata={"hook_name": "blocks.0.hook_resid_post"})
+    theirs = sae_lens.SAE.load_from_disk(str(folder), device="cpu").eval()
+    x = torch.randn(30, D_IN) * 4
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.encode(x), _saved_latents(sae, x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(theirs(x), sae(x * SCALE).sae_out / SCALE, rtol=1e-4, atol=1e-4)

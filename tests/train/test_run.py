@@ -12,12 +12,16 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file
 
-from sae_store.errors import ConfigError, SaeStoreError
+from sae_store.errors import ConfigError, DataError, SaeStoreError
+from sae_store.store import schema as S
 from sae_store.train.formats import load_sae
 from sae_store.train.run import CHECKPOINT_DIR, CHECKPOINT_FILE, save_checkpoint, train_layer
+from sae_store.train.trainer import Trainer
 from sae_store_cli.main import main
 
 from .conftest import fill_store, run_config
@@ -118,7 +122,7 @@ def test_killed_run_resumes_exactly(filled_store, tmp_path):
         trainer_steps=steps,
         trainer_checkpoint_every=every,
         trainer_log_every=25,
-        trainer_lr_warmup_steps=100,
+        trainer_lr_warmup_steps=min(100, steps // 10),  # what the CLI chooses
     )
     resumed = train_layer(store, config, killed_out, resume=True, progress=False)
     assert (
@@ -203,9 +207,21 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
     refused(
         ["--layer", "1", "--arch", "gated"],
         r"architecture must be one of \['topk', 'batchtopk', 'relu', "
-        r"'jumprelu'\], got 'gated'",
+        r"'jumprelu', 'matryoshka_batchtopk'\], got 'gated'",
     )
     refused(["--layer", "1", "--k", "100"], r"k=100 is larger than d_sae=64")
+    refused(["--layer", "1", "--lr", "0"], r"lr must be a positive number, got 0.0")
+    refused(["--layer", "1", "--lr=-1e-3"], r"lr must be a positive number, got -0.001")
+    refused(
+        ["--layer", "1", "--lr-warmup-steps", "30"],
+        r"the learning-rate schedule \(30 warm-up steps \+ 4 decay steps\) is longer than the run "
+        r"\(20 steps\)",
+    )
+    refused(["--layer", "1", "--matryoshka-widths", "8,x"], r"expected comma-separated integers")
+    refused(["--layer", "1", "--device", "tpu:0"], r"Invalid device 'tpu:0': use 'auto', 'cpu', 'cuda'")
+    if not torch.cuda.is_available():
+        refused(["--layer", "1", "--device", "cuda"], r"Device 'cuda' requested but CUDA is not available")
+    assert not (out / "layer_1").exists()  # refused runs leave nothing behind
     refused(
         ["--layer", "1", "--roles", "image,pad"],
         r"roles must be distinct names from \['image', 'text', 'special'\]",
@@ -220,3 +236,48 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
         "layer 0 is not fully extracted: en samples 4:8; ar samples 4:8 are not complete"
         in capsys.readouterr().err
     )
+
+
+def test_quality_metrics_state_their_tokens_and_window(filled_store, tmp_path):
+    store = filled_store()
+    config = run_config(layer=1, trainer_steps=60, trainer_dead_window_tokens=10 * 64)
+    result = train_layer(store, config, tmp_path / "saes", progress=False)
+    m = result.metrics
+    assert m["dead_fraction_tokens"] == m["tokens"] == 2 * (10 + 12)  # all held-out tokens (< 100k)
+    assert m["dead_window_tokens"] == 10 * 64  # the run (60 x 64 tokens) is longer than the window
+    assert 0 <= m["dead_fraction_train_window"] <= 1 and 0 <= m["dead_fraction"] <= 1
+    cfg = json.loads((tmp_path / "saes" / "layer_1" / "cfg.json").read_text())
+    assert cfg["sae_store"]["metrics"]["val"]["dead_window_tokens"] == 10 * 64
+    short = run_config(layer=0, trainer_steps=60)  # default window (200k tokens) > the 3,840-token run
+    assert (
+        train_layer(store, short, tmp_path / "saes", progress=False).metrics["dead_window_tokens"] == 60 * 64
+    )
+
+
+def test_failed_runs_leave_no_layer_folder(filled_store, tmp_path, monkeypatch):
+    store = filled_store()
+    lay = store.layout
+    nan = np.full((4, lay.max_tokens, lay.hidden_size), np.nan, dtype=np.float32)
+    for b in store.blocks:
+        for lang in lay.languages:
+            store.write(S.ACTIVATIONS, nan[: b.stop - b.start], start=b.start, layer=1, language=lang)
+    out = tmp_path / "saes"
+    with pytest.raises(
+        DataError, match=r"cannot normalise layer 1: no finite vector among its selected tokens"
+    ):
+        train_layer(store, run_config(layer=1), out, progress=False)
+    assert not (out / "layer_1").exists()
+    with pytest.raises(ConfigError, match=r"k=100 is larger than d_sae=64"):
+        train_layer(store, run_config(layer=0, sae_k=100), out, progress=False)
+    assert not (out / "layer_0").exists()
+
+    class Stop(Exception):
+        pass
+
+    def fail(*args, **kwargs):
+        raise Stop("interrupted before the first checkpoint")
+
+    monkeypatch.setattr(Trainer, "fit", fail)
+    with pytest.raises(Stop):
+        train_layer(store, run_config(layer=0), out, progress=False)
+    assert not (out / "layer_0").exists()

@@ -174,7 +174,7 @@ def test_bad_sae_configs():
     with pytest.raises(
         ConfigError,
         match=r"architecture must be one of \['topk', 'batchtopk', 'relu', "
-        r"'jumprelu'\], got 'gated'",
+        r"'jumprelu', 'matryoshka_batchtopk'\], got 'gated'",
     ):
         SaeConfig(architecture="gated")  # type: ignore[arg-type]
     with pytest.raises(
@@ -190,3 +190,63 @@ def test_bad_sae_configs():
         build_sae(SaeConfig())
     with pytest.raises(ConfigError, match=r"unknown SAE config keys \['width'\]"):
         SaeConfig.from_dict({"width": 3})
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk", "jumprelu", "matryoshka_batchtopk"])
+def test_decoder_init_norm_is_kept_in_training_and_folded_away(arch):
+    sae = _randomised(arch, decoder_init_norm=0.2)
+    with torch.no_grad():
+        sae.W_dec.mul_(0.2 / sae.W_dec.norm(dim=1, keepdim=True))
+    sae.W_dec.grad = torch.randn_like(sae.W_dec)
+    sae.before_step()  # no gradient along the rows: a step cannot change their norm to first order
+    assert (sae.W_dec.grad * sae.W_dec).sum(1).abs().max().item() < 1e-5
+    with torch.no_grad():  # the renormalisation after a step brings every row back to the chosen norm
+        sae.W_dec.mul_(torch.rand(sae.d_sae, 1) + 0.5)
+    sae.after_step(sae(torch.randn(32, 12)))
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.full((sae.d_sae,), 0.2))
+    sae.eval()
+    x = torch.randn(16, 12)
+    latents, out = sae.encode(x), sae(x).sae_out
+    sae.fold_decoder_norm()
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(sae.d_sae))
+    torch.testing.assert_close(sae.encode(x), latents * 0.2, rtol=1e-5, atol=1e-5)  # same latents, rescaled
+    torch.testing.assert_close(sae(x).sae_out, out, rtol=1e-5, atol=1e-5)  # same reconstruction
+
+
+def test_initial_decoder_norm_is_a_setting():
+    sae = build_sae(SaeConfig(architecture="topk", d_in=8, expansion=2, k=2, decoder_init_norm=0.05), seed=1)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.full((16,), 0.05))
+    assert torch.equal(sae.W_enc, sae.W_dec.T)
+    relu = build_sae(SaeConfig(architecture="relu", d_in=8, expansion=2, decoder_init_norm=0.5))
+    torch.testing.assert_close(relu.W_dec.norm(dim=1), torch.full((16,), 0.5))
+
+
+def test_matryoshka_loss_sums_every_prefix_reconstruction():
+    sae = _randomised("matryoshka_batchtopk", expansion=4, k=5, matryoshka_widths=(6, 18, 48))
+    x = torch.randn(20, 12)
+    out = sae(x)
+    z, W, b = out.latents.detach(), sae.W_dec.detach(), sae.b_dec.detach()
+    expected = sum(
+        float(((z[:, :w] @ W[:w] + b - x) ** 2).sum(1).mean()) for w in (6, 18, 48)
+    )  # inner prefixes plus the full dictionary, as SAELens's Matryoshka BatchTopK
+    assert out.mse_loss.item() == pytest.approx(expected, rel=1e-5)
+    assert float((out.latents > 0).sum()) <= 5 * 20  # batch top-k: k per token on average
+    sae.eval()
+    with torch.no_grad():
+        evaluated = sae(x)
+    full = float(((evaluated.sae_out - x) ** 2).sum(1).mean())
+    assert evaluated.mse_loss.item() == pytest.approx(full, rel=1e-6)  # evaluation: the full SAE only
+
+
+def test_bad_matryoshka_and_norm_settings():
+    with pytest.raises(
+        ConfigError, match=r"matryoshka_widths must be increasing positive integers ending at d_sae=32"
+    ):
+        SaeConfig(architecture="matryoshka_batchtopk", d_in=8, expansion=4, k=2, matryoshka_widths=(8, 16))
+    with pytest.raises(ConfigError, match=r"matryoshka_widths must be increasing"):
+        SaeConfig(
+            architecture="matryoshka_batchtopk", d_in=8, expansion=4, k=2, matryoshka_widths=(16, 8, 32)
+        )
+    with pytest.raises(ConfigError, match=r"decoder_init_norm must be a non-negative number, got -1.0"):
+        SaeConfig(decoder_init_norm=-1.0)
+    assert SaeConfig(architecture="matryoshka_batchtopk", d_in=8, d_sae=64).widths() == (4, 8, 16, 32, 64)

@@ -37,6 +37,7 @@ def _recovery(W_dec: torch.Tensor, dictionary: np.ndarray) -> float:
     [
         ("topk", {}, 400, 0.8),
         ("batchtopk", {}, 400, 0.8),
+        ("matryoshka_batchtopk", {"matryoshka_widths": (12, 48, 96)}, 400, 0.8),
         # L1 shrinks every active latent, so less variance is explained at the same L0
         ("relu", {"l1_coefficient": 2.0, "sparsity_warmup_steps": 100}, 600, 0.4),
         (
@@ -79,7 +80,8 @@ def test_lr_and_sparsity_schedules():
 def test_metrics_records_and_dead_latents():
     d_in = 8
     sae = build_sae(SaeConfig(architecture="topk", d_in=d_in, expansion=4, k=2))
-    trainer = Trainer(sae, TrainerConfig(steps=30, lr=1e-3, log_every=10, dead_window=5))
+    config = TrainerConfig(steps=30, lr=1e-3, lr_warmup_steps=5, log_every=10, dead_window_tokens=5 * 16)
+    trainer = Trainer(sae, config)
     x = torch.randn(16, d_in)
     with torch.no_grad():  # latents 0..3 can never win: their pre-activations are pushed far down
         sae.b_enc[:4] = -1e4
@@ -98,7 +100,7 @@ def test_metrics_records_and_dead_latents():
 
 def test_evaluate_against_plain_computation():
     sae = build_sae(SaeConfig(architecture="relu", d_in=6, expansion=2), seed=1)
-    trainer = Trainer(sae, TrainerConfig(steps=1))
+    trainer = Trainer(sae, TrainerConfig(steps=1, lr_warmup_steps=0, lr_decay_fraction=0))
     xs = [torch.randn(10, 6), torch.randn(7, 6)]
     result = trainer.evaluate(xs)
     x = torch.cat(xs).double()
@@ -120,7 +122,8 @@ def test_evaluate_against_plain_computation():
 def test_state_dict_continues_exactly(arch):
     def make() -> Trainer:
         sae = build_sae(SaeConfig(architecture=arch, d_in=8, expansion=4, k=2), seed=0)
-        return Trainer(sae, TrainerConfig(steps=40, lr=3e-3, log_every=7, dead_window=3))
+        config = TrainerConfig(steps=40, lr=3e-3, lr_warmup_steps=5, log_every=7, dead_window_tokens=3 * 16)
+        return Trainer(sae, config)
 
     data = [torch.randn(16, 8, generator=torch.Generator().manual_seed(i)) for i in range(40)]
     straight = make()
@@ -139,3 +142,19 @@ def test_state_dict_continues_exactly(arch):
         assert torch.equal(value, second.sae.state_dict()[name]), name
     keys = ("loss", "mse", "fvu", "l0", "dead_fraction", "mean_log10_density")
     assert [{k: r[k] for k in keys} for r in logs_a[-3:]] == [{k: r[k] for k in keys} for r in logs_b[-3:]]
+
+
+@pytest.mark.slow
+def test_defaults_do_not_diverge_at_ten_times_the_steps():
+    """The default lr, schedule, decoder norm and dead window: a 10x longer run ends no worse."""
+    d_in, n_atoms, k = 32, 64, 4
+    dictionary = sparse_dictionary(n_atoms, d_in, seed=2)
+    held = [b * 3 for b, _ in zip(_batches(dictionary, k, 512, seed=7), range(2), strict=False)]
+    fvu = {}
+    for steps in (150, 1500):
+        sae = build_sae(SaeConfig(architecture="topk", d_in=d_in, d_sae=2 * n_atoms, k=k), seed=0)
+        trainer = Trainer(sae, TrainerConfig(steps=steps, lr_warmup_steps=15, log_every=steps))
+        trainer.fit((b * 3 for b in _batches(dictionary, k, 128)), progress=False)
+        assert all(torch.isfinite(p).all() for p in sae.parameters())
+        fvu[steps] = trainer.evaluate(held).metrics["fvu"]
+    assert fvu[1500] <= fvu[150] + 0.01 and fvu[1500] < 0.1, fvu

@@ -1,0 +1,148 @@
+"""Finding the SAE of each layer in a folder of SAEs: ours, SAELens, sparsify, Gemma Scope (2).
+
+Every command that takes ``--saes`` resolves it here. The value is either a folder or a path
+pattern with ``{L}`` standing for the layer number (shell-style wildcards allowed elsewhere)::
+
+    saes/                                             layer_<L>/ folders (sae-store train, SAELens)
+    sparsify-run/                                     layers.<L>/ folders (sparsify checkpoints)
+    gemma-scope-2b-pt-res/layer_{L}/width_16k/average_l0_71        Gemma Scope
+    gemma-scope-2-4b-it-res/resid_post/layer_{L}_width_16k_l0_medium   Gemma Scope 2
+
+A plain folder is searched with the patterns of :data:`DEFAULT_PATTERNS`; when a layer's folder
+holds several SAEs further down (Gemma Scope's widths and sparsities), the error lists them and asks
+for a pattern that picks one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from sae_store.errors import SaeStoreError
+from sae_store.train.formats import GEMMA_SCOPE_FILES, has_sae
+
+log = logging.getLogger(__name__)
+
+#: Per-layer folder names tried, in order, under a plain ``--saes`` folder.
+DEFAULT_PATTERNS = ("layer_{L}", "layers.{L}", "model.layers.{L}", "resid_post/layer_{L}_*", "layer_{L}_*")
+LAYOUTS_HELP = (
+    "layer_<L>/ (sae-store, SAELens: cfg.json + sae_weights.safetensors), layers.<L>/ (sparsify: cfg.json "
+    "+ sae.safetensors), Gemma Scope (params.npz or params.safetensors [+ config.json]) below layer_<L>/ "
+    "or resid_post/layer_<L>_*; or a pattern with {L}, e.g. 'DIR/resid_post/layer_{L}_width_16k_l0_medium'"
+)
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    """``pattern`` (with ``{L}`` and shell wildcards) as a regex over '/'-separated paths."""
+    parts = []
+    for piece in re.split(r"(\{L\}|\*|\?)", pattern):
+        if piece == "{L}":
+            parts.append(r"(?P<layer>\d+)")
+        elif piece == "*":
+            parts.append(r"[^/]*")
+        elif piece == "?":
+            parts.append(r"[^/]")
+        else:
+            parts.append(re.escape(piece))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def _sae_below(folder: Path) -> list[Path]:
+    """SAE folders at or below ``folder`` (itself first if it holds one)."""
+    if has_sae(folder):
+        return [folder]
+    found = {p.parent for name in ("cfg.json", *GEMMA_SCOPE_FILES) for p in folder.rglob(name)}
+    return sorted(p for p in found if has_sae(p))
+
+
+def _match(root: Path, pattern: str) -> dict[int, list[Path]]:
+    """Paths under ``root`` matching ``pattern`` (relative to ``root``), by layer."""
+    regex = _regex(pattern)
+    out: dict[int, list[Path]] = {}
+    for path in root.glob(pattern.replace("{L}", "*")):
+        m = regex.match(path.relative_to(root).as_posix())
+        if m and path.is_dir():
+            out.setdefault(int(m.group("layer")), []).append(path)
+    return out
+
+
+def _split(spec: str) -> tuple[Path, str]:
+    """``root`` and the pattern relative to it: the longest leading part without {L} or wildcards."""
+    parts = Path(spec).parts
+    fixed = next(i for i, p in enumerate(parts) if "{L}" in p or any(c in p for c in "*?"))
+    return Path(*parts[:fixed]) if fixed else Path("."), "/".join(parts[fixed:])
+
+
+def find_saes(spec: str | os.PathLike[str], layers: list[int] | None = None) -> dict[int, Path]:
+    """The SAE folder of each layer that ``spec`` (a folder, or a pattern with ``{L}``) provides.
+
+    Parameters
+    ----------
+    spec
+        A folder searched with :data:`DEFAULT_PATTERNS`, or a path pattern with ``{L}``.
+    layers
+        Layers wanted: each must have exactly one SAE. ``None``: every layer found.
+
+    Raises
+    ------
+    SaeStoreError
+        No such folder; no recognised layout; a wanted layer has no SAE; a layer's folder holds
+        several SAEs (the message lists them and how to pick one).
+    """
+    text = os.fspath(spec)
+    if "{L}" in text:
+        root, patterns = _split(text)
+        if not root.is_dir():
+            raise SaeStoreError(f"no folder {str(root)!r} for the SAE pattern {text!r}")
+        tried: tuple[str, ...] = (patterns,)
+    else:
+        root = Path(text)
+        if not root.is_dir():
+            raise SaeStoreError(f"no SAE folder at {text!r}; train SAEs with `sae-store train --out {text}`")
+        tried = DEFAULT_PATTERNS
+    candidates: dict[int, list[Path]] = {}
+    for pattern in tried:
+        for layer, dirs in _match(root, pattern).items():
+            found = [sae for d in dirs for sae in _sae_below(d)]
+            if found and layer not in candidates:
+                candidates[layer] = found
+    if not candidates:
+        raise SaeStoreError(
+            f"{text!r} holds no SAE in a known layout (tried {', '.join(tried)}); accepted layouts: "
+            f"{LAYOUTS_HELP}"
+        )
+    wanted = sorted(candidates) if layers is None else list(layers)
+    missing = [layer for layer in wanted if layer not in candidates]
+    if missing:
+        raise SaeStoreError(
+            f"no SAE for layer(s) {missing} in {text!r} (it has layers {sorted(candidates)}); train them "
+            "with `sae-store train`, or point --saes at a folder that has them"
+        )
+    for layer in wanted:
+        if len(candidates[layer]) > 1:
+            shown = ", ".join(str(p.relative_to(root)) for p in candidates[layer][:6])
+            raise SaeStoreError(
+                f"layer {layer} has {len(candidates[layer])} SAEs under {text!r} ({shown}); pass a pattern "
+                f"that picks one, e.g. --saes '{root / _example(candidates[layer][0], root, layer)}'"
+            )
+    return {layer: candidates[layer][0] for layer in wanted}
+
+
+def _example(path: Path, root: Path, layer: int) -> str:
+    """``path`` relative to ``root`` with the layer number replaced by ``{L}``."""
+    rel = path.relative_to(root).as_posix()
+    return re.sub(rf"(?<![0-9]){layer}(?![0-9])", "{L}", rel, count=1)
+
+
+def check_model(cfg: dict[str, object], store_model: dict[str, object], folder: Path) -> None:
+    """Warn when the SAE names a model other than the store's (by the last path component)."""
+    meta = cfg.get("metadata")
+    named = cfg.get("model_name") or (meta.get("model_name") if isinstance(meta, dict) else None)
+    ours = store_model.get("name_or_path")
+    if not named or not ours:
+        return
+    base = str(named).rstrip("/").rsplit("/", 1)[-1].lower()
+    if base != str(ours).rstrip("/").rsplit("/", 1)[-1].lower():
+        log.warning("the SAE %s was trained on model %r, the store holds %r", folder, named, ours)
