@@ -20,7 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from sae_store.errors import ConfigError
+from sae_store.errors import ConfigError, shown_value
 from sae_store.resources import resource_dir
 from sae_store.store.config import StoreConfig
 
@@ -58,12 +58,6 @@ def parse_slurm_time(text: str, *, name: str = "time") -> int:
     if bad:
         raise ConfigError(f"{name} {text!r} has a field out of range; use {_TIME_FORMATS}")
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
-
-
-def shown_value(value: object, limit: int = 40) -> str:
-    """``repr(value)`` for a message, cut to ``limit`` characters (a 400-digit number stays readable)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]} ({len(text)} characters)"
 
 
 _LAYER_ITEM = re.compile(r"^\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?$")

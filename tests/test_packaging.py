@@ -117,3 +117,12 @@ def test_installed_wheel_runs_the_quick_demo_and_renders_the_cluster_config(tmp_
     train = (work / "scripts" / "train.sbatch").read_text()
     assert "#SBATCH --array=0-33%4" in train  # `layers: 0-33`, no model folder needed
     assert not (work / "scripts" / "train.sbatch").read_text().count("@{")
+
+
+def test_notebook_extra_installs_a_jupyter_front_end_and_the_readme_says_how():
+    extra = [_name_and_spec(r)[0] for r in _pyproject()["project"]["optional-dependencies"]["notebook"]]
+    assert "jupyterlab" in extra and "ipykernel" in extra
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install -e ".[notebook]"' in readme
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        assert f"notebooks/{nb.name}" in readme

@@ -3,7 +3,8 @@
 Every row that is not used ends up in ``prepare_report.json`` with its row number and reason;
 nothing is dropped silently. Decisions (see :func:`prepare_samples`):
 
-* one sample per image; all of its captions are kept, joined by a newline;
+* one sample per image; all of its captions are kept, joined by a newline; a row repeating an
+  earlier row exactly is left out with the reason ``"duplicate row"`` (it would count twice);
 * the gender label comes from the captions of both languages pooled (never guessed), or from a
   provided gender column; an image given two different values in that column is rejected with the
   reason ``"conflicting gender values"`` (a per-image data fault, like a corrupt file, rather than a
@@ -93,9 +94,15 @@ def _group_rows(
     table: pd.DataFrame, gender_column: str | None, source: Path, rejected: list[dict[str, Any]]
 ) -> dict[str, _ImageRows]:
     images: dict[str, _ImageRows] = {}
+    seen: dict[tuple[str, ...], int] = {}  # an exact repeat would count its captions twice
     columns = [*CAPTION_COLUMNS, *([gender_column] if gender_column else [])]
     for row, values in enumerate(table[columns].itertuples(index=False, name=None), start=1):
         image, en, ar = (str(v).strip() for v in values[:3])
+        key = tuple(str(v).strip() for v in values)
+        if key in seen:
+            rejected.append(_rejection(row, image, "duplicate row", f"the same as row {seen[key]}"))
+            continue
+        seen[key] = row
         if not image:
             rejected.append(_rejection(row, image, "empty image name", "the 'image' cell is empty"))
             continue

@@ -61,6 +61,13 @@ def load_layer_sae(saes: str | Path, layer: int, *, device: torch.device | str =
     """
     folder = layer_folder(saes, layer)
     if not folder.is_dir():
+        others = sorted(int(p.name.removeprefix("layer_")) for p in Path(saes).glob("layer_*") if p.is_dir()
+                        and p.name.removeprefix("layer_").isdigit())  # fmt: skip
+        if others:
+            raise SaeStoreError(
+                f"there is no SAE for layer {layer} in {str(saes)!r}: it holds layers {others}; intervene "
+                f"at one of those, or train layer {layer} with `sae-store train --layer {layer}`"
+            )
         folder = Path(saes)
     loaded = load_sae(folder, device=str(device))
     cfg = loaded.cfg

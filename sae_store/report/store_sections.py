@@ -119,7 +119,7 @@ def completeness_section(steps: Sequence[StepStatus], grids: dict[str, Completio
             "detail": [s.detail for s in steps],
         }
     )
-    commands = [c for s in steps for c in s.commands]
+    commands = list(dict.fromkeys(c for s in steps for c in s.commands))  # caption is named twice
     done = sum(s.state == "done" for s in steps)
     items: list = [Text(f"{done} of {len(steps)} steps complete."), Table(table, max_rows=len(table))]
     if commands:
