@@ -15,6 +15,8 @@ from sae_store.resources import example_config, example_configs
 from sae_store.store import completion, open_store, store_usage
 from sae_store.store.usage import render_usage
 
+from .options import add_json, add_overwrite
+
 
 def _render(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
@@ -96,7 +98,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    jobs = subparsers.add_parser("jobs", help="render, submit, follow and cancel the pipeline on SLURM")
+    jobs = subparsers.add_parser(
+        "jobs",
+        help="render, submit, follow and cancel the pipeline on SLURM",
+        description="The pipeline of a YAML config as SLURM array jobs that wait for each other.",
+    )
     sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
 
     p = sub.add_parser(
@@ -106,12 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("name", choices=sorted(example_configs()), help="which example")
     p.add_argument("--out", type=Path, metavar="FILE", help="write it here (default: print it)")
-    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    add_overwrite(p, "replace FILE if it exists")
     p.set_defaults(func=_example)
 
     p = sub.add_parser("render", help="write the sbatch script of every step (nothing is submitted)")
     p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
-    p.add_argument("--out", help="folder for the scripts (default: RUN/scripts)")
+    p.add_argument("--out", metavar="DIR", help="folder for the scripts (default: RUN/scripts)")
     p.set_defaults(func=_render)
 
     p = sub.add_parser("submit", help="submit the chain of steps with afterok dependencies; resumes a run")
@@ -120,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="state of each step and array task, failures explained")
     p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_json(p)
     p.set_defaults(func=_status)
 
     p = sub.add_parser("cancel", help="cancel the run's queued and running jobs")

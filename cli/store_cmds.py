@@ -8,6 +8,8 @@ import json
 from sae_store.store import completion, open_store, store_usage
 from sae_store.store.usage import parse_count, parse_size, quota_problems, render_usage
 
+from .options import add_json
+
 
 def _du(args: argparse.Namespace) -> int:
     quota = parse_size(args.quota) if args.quota is not None else None
@@ -39,13 +41,19 @@ def _status(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("du", help="bytes, files, compression and projected size of a store")
     p.add_argument("store", help="path of the activation store")
-    p.add_argument("--quota", help="byte quota, e.g. 500G or 2TiB; exit 1 if the projection exceeds it")
-    p.add_argument("--inode-quota", help="file-count quota; exit 1 if the projection exceeds it")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument(
+        "--quota", metavar="SIZE", help="byte quota, e.g. 500G or 2TiB; exit 1 if the projection exceeds it"
+    )
+    p.add_argument(
+        "--inode-quota", metavar="N", help="file-count quota, e.g. 1e6; exit 1 if the projection exceeds it"
+    )
+    add_json(p)
     p.set_defaults(func=_du)
 
     p = subparsers.add_parser("status", help="completion grid (layer x language x shard block)")
     p.add_argument("store", help="path of the activation store")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument("--max-lines", type=int, default=20, help="list at most this many unfinished items")
+    add_json(p)
+    p.add_argument(
+        "--max-lines", type=int, default=20, metavar="N", help="list at most this many unfinished items"
+    )
     p.set_defaults(func=_status)

@@ -257,13 +257,14 @@ class InterventionSettings:
     controls: int | None = None
     """Random control feature sets (0 or >= 10)."""
     max_samples: int | None = None
-    n_boot: int | None = None
+    bootstrap: int | None = None
+    """Bootstrap resamples of the confidence intervals (``intervene --bootstrap``)."""
     max_new_tokens: int | None = None
     """Length limit of the baseline captions (``caption``) and regenerated ones (``intervene``)."""
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("max_samples", "n_boot", "max_new_tokens"), "interventions")
+        _check_positive(self, ("max_samples", "bootstrap", "max_new_tokens"), "interventions")
         _check_line("interventions.features", self.features)
 
 

@@ -129,7 +129,7 @@ class ExtractConfig:
     Memory holds ``pending_blocks + 1`` language blocks of activations besides the model."""
 
     progress: bool = True
-    """Show a tqdm progress bar (a log line per block is written regardless)."""
+    """Show a progress bar on a terminal (a log line per block is written regardless)."""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "task_count", "pending_blocks"):

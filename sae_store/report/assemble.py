@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
-from tqdm import tqdm
 
 from sae_store.analyze.data import read_labels, strings
 from sae_store.analyze.run_bias import BIAS_JSON
+from sae_store.progress import progress_bar
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
 from sae_store.report.features_sections import (
@@ -182,4 +182,4 @@ def report_sections(inputs: ReportInputs) -> list[Section]:
         lambda: _interventions(inputs, cmd),
         lambda: usage_section(inputs.usage, quota=inputs.quota, inode_quota=inputs.inode_quota),
     ]
-    return [build() for build in tqdm(builders, desc="report sections", unit="section", leave=False)]
+    return [build() for build in progress_bar(builders, desc="report sections", unit="section", leave=False)]

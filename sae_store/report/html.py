@@ -16,8 +16,8 @@ from pathlib import Path
 
 import panel as pn
 from bokeh.resources import INLINE
-from tqdm import tqdm
 
+from sae_store.progress import progress_bar
 from sae_store.report.section import Figure, Notice, Section, Table, Text
 from sae_store.report.switcher import render
 
@@ -122,7 +122,7 @@ def write_html(sections: Sequence[Section], path: Path, *, title: str, intro: st
     ]
     items = [(section, item) for section in sections for item in section.items]
     panes: dict[int, list[pn.viewable.Viewable]] = {id(section): [] for section in sections}
-    for section, item in tqdm(items, desc="HTML figures", unit="item", leave=False):
+    for section, item in progress_bar(items, desc="HTML figures", unit="item", leave=False):
         panes[id(section)].append(_item_pane(item))
     for section in sections:
         parts.append(

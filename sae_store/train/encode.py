@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import zarr
-from tqdm.auto import tqdm
 
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
+from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
@@ -246,7 +246,7 @@ def encode_features(
         if not done[store.layer_index(u[0]), store.language_index(u[1]), u[2].start : u[2].stop].all()
     ]
     loaded_layer, sae = None, None
-    for layer, lang, b in tqdm(todo_units, desc="encode", unit="block", disable=not progress):
+    for layer, lang, b in progress_bar(todo_units, desc="encode", unit="block", enabled=progress):
         if layer != loaded_layer:
             sae = load_sae(sae_dirs[layer], device=config.device).sae
             loaded_layer = layer

@@ -137,7 +137,7 @@ def test_stratified_subsample_deterministic(tmp_path: Path, write_csv: WriteCsv)
 def test_num_samples_too_large(tmp_path: Path, write_csv: WriteCsv) -> None:
     csv, images = _many(write_csv, tmp_path, 3, 2)
     with pytest.raises(
-        DataError, match=r"num_samples=6 is more than the 5 available samples \(male: 3, female: 2;"
+        DataError, match=r"--num-samples 6 is more than the 5 available samples \(male: 3, female: 2;"
     ):
         prepare_samples(csv, images, tmp_path / "out", num_samples=6)
 

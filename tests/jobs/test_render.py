@@ -139,7 +139,7 @@ def test_every_step_command_is_accepted_by_the_cli(make_config: Callable[..., Pi
              "roles": "image,text", "seed": 1, "device": "cpu"},
         analysis={"cluster": "slurm", "workers": 2, "worker_memory": "1GiB", "alpha": 0.1, "permutations": 5,
                   "bootstrap": 5, "min_per_group": 9, "seed": 1},
-        interventions={"alpha": 3.0, "controls": 10, "max_samples": 8, "n_boot": 10, "max_new_tokens": 8,
+        interventions={"alpha": 3.0, "controls": 10, "max_samples": 8, "bootstrap": 10, "max_new_tokens": 8,
                        "seed": 2},
         slurm={"account": "proj"},
     )  # fmt: skip
