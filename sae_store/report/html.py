@@ -18,7 +18,7 @@ import panel as pn
 from bokeh.resources import INLINE
 
 from sae_store.progress import progress_bar
-from sae_store.report.section import Figure, Notice, Section, Table, Text
+from sae_store.report.section import MISSING, Figure, Notice, Section, Table, Text
 from sae_store.report.switcher import render
 
 _PANEL_DIST = Path(pn.__file__).parent / "dist"
@@ -92,6 +92,7 @@ def _item_pane(item: object) -> pn.viewable.Viewable:
                 item.frame.head(item.max_rows),
                 index=False,
                 justify="left",
+                na_rep=MISSING,
                 sizing_mode="stretch_width",
                 stylesheets=[_TABLE_CSS],
             )
