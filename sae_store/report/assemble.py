@@ -23,7 +23,7 @@ from sae_store.report.inputs import ReportInputs
 from sae_store.report.intervention_sections import interventions_section, splice_quality
 from sae_store.report.quality_sections import quality_section
 from sae_store.report.section import Section, not_run_section
-from sae_store.report.steps import Commands, pipeline_steps
+from sae_store.report.steps import Commands, intervention_layer, pipeline_steps
 from sae_store.report.store_sections import completeness_section, usage_section
 
 
@@ -158,8 +158,9 @@ def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
             "Interventions",
             "Needs intervention experiments (`analysis/intervene`).",
             [
-                cmd.intervene("ablate"),
-                cmd.intervene("amplify"),
+                *([] if inputs.has_generation else [cmd.caption()]),  # interventions edit these captions
+                cmd.intervene("ablate", intervention_layer(inputs)),
+                cmd.intervene("amplify", intervention_layer(inputs)),
             ],
         )
     return interventions_section(summaries)

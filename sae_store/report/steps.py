@@ -173,7 +173,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
     ran = "intervene" in inputs.analysis_groups
     # interventions edit the model's own captions: `caption` has to run first
     first = [] if inputs.has_generation else [cmd.caption()]
-    layer = _intervention_layer(inputs)
+    layer = intervention_layer(inputs)
     steps.append(
         _done_or(
             ran,
@@ -185,7 +185,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
     return steps
 
 
-def _intervention_layer(inputs: ReportInputs) -> int | str:
+def intervention_layer(inputs: ReportInputs) -> int | str:
     """The layer with an SAE and the most male-biased significant features, for a runnable command."""
     with_sae = [layer for layer in inputs.layers if layer in inputs.saes]
     if not with_sae:
