@@ -20,6 +20,8 @@ PIPELINE_ORDER = (
     "migrate", "status", "du", "verify", "train", "encode", "analyze", "caption", "intervene",
     "intervene-summary", "report", "explore", "pipeline", "jobs",
 )  # fmt: skip
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # with the date: jobs run for days
 ANALYSIS_ORDER = ("bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative", "all")
 JOBS_ORDER = ("example", "render", "submit", "status", "cancel")
 
@@ -128,14 +130,15 @@ def finish_parser(p: argparse.ArgumentParser, *, top: bool = True) -> None:
 
 def setup_logging(args: argparse.Namespace) -> None:
     """INFO by default with dated timestamps; ``-q`` warnings only; ``-v`` sae-store's debug only
-    (zarr, asyncio, urllib3, matplotlib and the rest stay at INFO)."""
+    (zarr, asyncio, urllib3, matplotlib and the rest stay at INFO). A handler already installed (an
+    embedding application, pytest) is kept."""
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        force=True,
-    )
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
+        root.addHandler(handler)
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
     logging.getLogger("sae_store").setLevel(
         logging.DEBUG if verbose else logging.WARNING if quiet else logging.NOTSET
     )

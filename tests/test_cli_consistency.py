@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -92,6 +93,8 @@ def test_verbosity_before_or_after_the_command(argv: list[str]) -> None:
 
 
 def test_verbose_turns_on_only_our_debug_messages() -> None:
+    root, ours = logging.getLogger(), logging.getLogger("sae_store")
+    saved = (root.handlers[:], root.level, ours.level)
     try:
         setup_logging(PARSER.parse_args(["du", "x", "-v"]))
         assert logging.getLogger("sae_store.extract").isEnabledFor(logging.DEBUG)
@@ -102,11 +105,18 @@ def test_verbose_turns_on_only_our_debug_messages() -> None:
         assert logging.getLogger("sae_store.extract").isEnabledFor(logging.WARNING)
         setup_logging(PARSER.parse_args(["du", "x"]))
         assert logging.getLogger("sae_store.extract").isEnabledFor(logging.INFO)
-        record = logging.LogRecord("sae_store.x", logging.INFO, __file__, 1, "hello", None, None)
-        stamp = logging.getLogger().handlers[0].format(record)
-        assert stamp[:4].isdigit() and stamp[4] == "-" and stamp[7] == "-"  # 2026-12-05 01:02:03 INFO ...
-    finally:
-        setup_logging(PARSER.parse_args(["du", "x"]))
+    finally:  # leave logging as pytest set it up
+        root.handlers[:], (root.level, ours.level) = saved[0], saved[1:]
+
+
+def test_log_lines_carry_the_date() -> None:
+    code = (
+        "import logging, sys; from sae_store_cli.main import build_parser; "
+        "from sae_store_cli.options import setup_logging; "
+        "setup_logging(build_parser().parse_args(['du', 'x'])); logging.getLogger('sae_store.x').info('hi')"
+    )
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO sae_store\.x: hi\n", err), err
 
 
 def test_json_errors_are_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
