@@ -12,10 +12,13 @@ import numpy as np
 
 from sae_store.errors import SaeStoreError
 
+from .options import add_layers
+
 log = logging.getLogger("sae_store.analyze")
 
 
 def _ints(text: str) -> list[int]:
+    # feature indices (not layers: --layers takes the layer syntax of every command)
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -146,6 +149,8 @@ def _inspect_config(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from sae_store.analyze import pipeline as P
     from sae_store.analyze.cluster import open_cluster
+    from sae_store.analyze.config import ClusterConfig
+    from sae_store.config import parse_layer_spec
 
     inp = P.open_inputs(args.store, args.features_group)
     if args.out is None:
@@ -154,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.which == "all" and len(args.languages or inp.features.language.values) < 2:
         log.info("crosslingual skipped: only one language is analysed")
         steps.remove("crosslingual")
-    layers = args.layers
+    layers = list(parse_layer_spec(args.layers, name="--layers")) if args.layers is not None else None
     analysed = layers if layers is not None else [int(v) for v in inp.features.layer.values]
     need_saes = {"interpret", "visual"} & set(steps) or ({"crosslayer"} & set(steps) and args.saes)
     if need_saes and args.saes is None:
@@ -163,7 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     saes = _load_saes(args.saes, analysed, inp) if args.saes is not None and need_saes else {}
     written: list[Path] = []
-    with open_cluster(_cluster(args)) as client:
+    with open_cluster(_cluster(args) if _STATS & set(steps) else ClusterConfig(kind="none")) as client:
         kw: dict[str, Any] = {"layers": layers, "languages": args.languages}
         if "bias" in steps:
             written.append(P.bias_step(inp, _bias_config(args), args.out, client=client, **kw))
@@ -190,8 +195,8 @@ def _run(args: argparse.Namespace) -> int:
                     **kw,
                 )
             )
-    config = _inspect_config(args)
-    if {"interpret", "visual"} & set(steps):
+    config = _inspect_config(args) if {"interpret", "visual", "qualitative"} & set(steps) else None
+    if config is not None and {"interpret", "visual"} & set(steps):
         encoders = {layer: _TorchEncoder(sae) for layer, sae in saes.items()}
         tops = P.top_samples_step(inp, config, encoders=encoders, given=args.features, **kw)
         if "interpret" in steps:
@@ -200,14 +205,16 @@ def _run(args: argparse.Namespace) -> int:
             )
         if "visual" in steps:
             written.append(P.visual_step(inp, tops, config, args.out))
-    if "qualitative" in steps:
+    if config is not None and "qualitative" in steps:
         written.append(P.qualitative_step(inp, config, args.out, samples=args.samples, **kw))
     for path in written:
         print(path)
     return 0
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, which: str) -> None:
+    """The options of ``analyze <which>``: shared ones, then only the groups its analyses read."""
+    uses = set(_HELP) if which == "all" else {which}
     p.add_argument("store", help="path of the activation store (with an encoded features group)")
     p.add_argument(
         "--out",
@@ -216,98 +223,166 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="folder for the JSON results and figures (default: results/ beside the store, as for "
         "`intervene`, where `report` looks for them)",
     )
-    p.add_argument("--layers", type=_ints, metavar="L,L", help="layers to analyse (default: all encoded)")
-    p.add_argument("--languages", type=_words, metavar="LANG,LANG", help="languages (default: all)")
+    add_layers(p, "layers to analyse", "all encoded")
+    p.add_argument("--languages", type=_words, metavar="LANGS", help="languages, e.g. en,ar (default: all)")
     p.add_argument(
-        "--features-group",
-        default="features",
-        metavar="NAME",
-        help="group holding the encoded features (default features)",
+        "--features-group", default="features", metavar="NAME", help="group holding the encoded features"
     )
-    p.add_argument(
-        "--statistic",
-        choices=("mean", "max", "frac"),
-        default="mean",
-        help="per-sample summary of a feature over its tokens (default mean)",
-    )
-    p.add_argument(
-        "--min-per-group",
-        type=int,
-        default=10,
-        metavar="N",
-        help="fewest male and female samples to test (default 10, at least 9)",
-    )
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every resampling (default 0)")
-    p.add_argument(
-        "--saes", type=Path, metavar="DIR", help="folder of layer_<L> SAE folders (`sae-store train --out`)"
-    )
-    g = p.add_argument_group("bias")
-    g.add_argument("--test", choices=("welch", "mannwhitney"), default="welch", help="test giving q-values")
-    g.add_argument("--alpha", type=float, default=0.05, help="false discovery rate (default 0.05)")
-    g.add_argument(
-        "--correction",
-        choices=("layer_language", "global"),
-        default="layer_language",
-        help="Benjamini-Hochberg family (default: each layer and language)",
-    )
-    g.add_argument(
-        "--top-n", type=int, default=50, metavar="N", help="features listed per direction (0 = all)"
-    )
-    g.add_argument(
-        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for CIs of d"
-    )
-    g.add_argument("--permutations", type=int, default=0, metavar="N", help="label permutations for the null")
-    g.add_argument(
-        "--allow-incomplete", action="store_true", help="analyse layers whose encoding is unfinished"
-    )
-    g = p.add_argument_group("crosslingual")
-    g.add_argument("--top-k", type=int, default=100, metavar="K", help="size of the top biased sets compared")
-    g.add_argument("--overlap-permutations", type=int, default=1000, metavar="N", help="overlap null draws")
-    g.add_argument("--rho-bootstrap", type=int, default=200, metavar="B", help="bootstrap of the Spearman CI")
-    g.add_argument(
-        "--saes-by-language",
-        nargs="+",
-        metavar="LANG=DIR",
-        help="separately trained SAEs per language (features are matched by decoder cosine)",
-    )
-    g = p.add_argument_group("crosslayer")
-    g.add_argument("--folds", type=int, default=5, help="cross-validation folds of the probes (default 5)")
-    g.add_argument("--probe-c", type=float, default=1.0, metavar="C", help="inverse L2 strength (default 1)")
-    g.add_argument("--no-raw-probe", action="store_true", help="skip the probe on raw pooled activations")
-    g.add_argument(
-        "--roles", type=_words, default=["image", "text"], metavar="R,R", help="tokens pooled (raw probe)"
-    )
-    g.add_argument(
-        "--lineage-top", type=int, default=20, metavar="N", help="features followed to the next layer"
-    )
-    g = p.add_argument_group("interpret, visual, qualitative")
-    g.add_argument("--features", type=_ints, metavar="F,F", help="features to inspect (default: top biased)")
-    g.add_argument("--n-features", type=int, default=5, metavar="N", help="top biased features per direction")
-    g.add_argument("--top-samples", type=int, default=10, metavar="K", help="samples shown per feature")
-    g.add_argument("--rank-by", choices=("mean", "max", "frac"), default="max", help="ranking of samples")
-    g.add_argument("--bins", type=int, default=30, help="histogram bins (default 30)")
-    g.add_argument("--image-size", type=int, default=224, metavar="PX", help="image side under heatmaps")
-    g.add_argument("--model", metavar="DIR", help="model folder whose tokenizer names tokens")
-    g.add_argument("--samples", type=_words, metavar="ID,ID", help="samples for the qualitative table")
-    g.add_argument(
-        "--n-samples", type=int, default=6, metavar="N", help="random samples per gender (qualitative)"
-    )
-    g.add_argument(
-        "--features-per-sample", type=int, default=5, metavar="N", help="rows per sample (qualitative)"
-    )
+    if uses & _STATS:
+        p.add_argument(
+            "--statistic",
+            choices=("mean", "max", "frac"),
+            default="mean",
+            help="per-sample summary of a feature over its tokens",
+        )
+        p.add_argument(
+            "--min-per-group",
+            type=int,
+            default=10,
+            metavar="N",
+            help="fewest male and female samples to test (at least 9)",
+        )
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of every resampling")
+    if uses & {"crosslayer", "interpret", "visual"}:
+        optional = " (optional for crosslayer: decoder lineage)" if "crosslayer" in uses else ""
+        p.add_argument(
+            "--saes",
+            type=Path,
+            metavar="DIR",
+            help=f"folder of layer_<L> SAE folders (`sae-store train --out`){optional}",
+        )
+    else:
+        p.set_defaults(saes=None)
+    if "bias" in uses:
+        g = p.add_argument_group("bias")
+        g.add_argument(
+            "--test", choices=("welch", "mannwhitney"), default="welch", help="test giving q-values"
+        )
+        g.add_argument("--alpha", type=float, default=0.05, help="false discovery rate")
+        g.add_argument(
+            "--correction",
+            choices=("layer_language", "global"),
+            default="layer_language",
+            help="Benjamini-Hochberg family: each layer and language, or all together",
+        )
+        g.add_argument(
+            "--top-n", type=int, default=50, metavar="N", help="features listed per direction (0 = all)"
+        )
+        g.add_argument(
+            "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples for CIs of d"
+        )
+        g.add_argument(
+            "--permutations", type=int, default=0, metavar="N", help="label permutations for the null"
+        )
+        g.add_argument(
+            "--allow-incomplete", action="store_true", help="analyse layers whose encoding is unfinished"
+        )
+    if "crosslingual" in uses:
+        g = p.add_argument_group("crosslingual")
+        g.add_argument(
+            "--top-k", type=int, default=100, metavar="K", help="size of the top biased sets compared"
+        )
+        g.add_argument(
+            "--overlap-permutations", type=int, default=1000, metavar="N", help="overlap null draws"
+        )
+        g.add_argument(
+            "--rho-bootstrap", type=int, default=200, metavar="B", help="bootstrap of the Spearman CI"
+        )
+        g.add_argument(
+            "--saes-by-language",
+            nargs="+",
+            metavar="LANG=DIR",
+            help="separately trained SAEs per language (features are matched by decoder cosine)",
+        )
+    if "crosslayer" in uses:
+        g = p.add_argument_group("crosslayer")
+        g.add_argument("--folds", type=int, default=5, help="cross-validation folds of the probes")
+        g.add_argument("--probe-c", type=float, default=1.0, metavar="C", help="inverse L2 strength")
+        g.add_argument("--no-raw-probe", action="store_true", help="skip the probe on raw pooled activations")
+        g.add_argument(
+            "--roles",
+            type=_words,
+            default=["image", "text"],
+            metavar="ROLES",
+            help="tokens pooled (raw probe)",
+        )
+        g.add_argument(
+            "--lineage-top", type=int, default=20, metavar="N", help="features followed to the next layer"
+        )
+    if uses & _INSPECT:
+        _inspect_options(p, uses)
+    if uses & _STATS:
+        _cluster_options(p)
+
+
+def _inspect_options(p: argparse.ArgumentParser, uses: set[str]) -> None:
+    # InspectConfig needs every value: options an analysis does not read keep their defaults, unlisted
+    g = p.add_argument_group(", ".join(sorted(uses & _INSPECT)))
+    interpret, visual, qualitative = {"interpret"}, {"visual"}, {"qualitative"}
+    shown: dict[str, tuple[set[str], dict[str, Any]]] = {
+        "--features": (
+            interpret | visual,
+            {"type": _ints, "metavar": "F,F", "help": "features to inspect (default: top biased)"},
+        ),
+        "--n-features": (
+            _INSPECT,
+            {"type": int, "default": 5, "metavar": "N", "help": "top biased features per direction"},
+        ),
+        "--top-samples": (
+            interpret | visual,
+            {"type": int, "default": 10, "metavar": "K", "help": "samples shown per feature"},
+        ),
+        "--rank-by": (
+            interpret | visual,
+            {"choices": ("mean", "max", "frac"), "default": "max", "help": "ranking of samples"},
+        ),
+        "--bins": (interpret, {"type": int, "default": 30, "help": "histogram bins"}),
+        "--image-size": (
+            visual,
+            {"type": int, "default": 224, "metavar": "PX", "help": "image side under heatmaps"},
+        ),
+        "--model": (
+            interpret,
+            {"metavar": "DIR", "help": "model folder whose tokenizer names tokens (default: the store's)"},
+        ),
+        "--samples": (
+            qualitative,
+            {"type": _words, "metavar": "IDS", "help": "samples for the qualitative table, e.g. s1,s2"},
+        ),
+        "--n-samples": (
+            qualitative,
+            {"type": int, "default": 6, "metavar": "N", "help": "random samples per gender"},
+        ),
+        "--features-per-sample": (
+            qualitative,
+            {"type": int, "default": 5, "metavar": "N", "help": "rows per sample"},
+        ),
+    }
+    for flag, (users, kw) in shown.items():
+        if users & uses:
+            g.add_argument(flag, **kw)
+        else:
+            p.set_defaults(**{flag[2:].replace("-", "_"): kw.get("default")})
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cluster")
     g.add_argument(
         "--cluster",
         choices=("local", "slurm", "none"),
         default="local",
-        help="dask LocalCluster (default), SLURMCluster, or none (run here)",
+        help="dask LocalCluster, SLURMCluster, or none (run here)",
     )
     g.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes or SLURM jobs")
-    g.add_argument("--threads-per-worker", type=int, default=1, metavar="N")
-    g.add_argument("--worker-memory", default="4GiB", metavar="SIZE", help="memory per worker (default 4GiB)")
-    g.add_argument("--slurm-queue", metavar="PARTITION")
-    g.add_argument("--slurm-account", metavar="ACCOUNT")
-    g.add_argument("--slurm-walltime", default="02:00:00", metavar="HH:MM:SS")
+    g.add_argument("--threads-per-worker", type=int, default=1, metavar="N", help="threads of each worker")
+    g.add_argument("--worker-memory", default="4GiB", metavar="SIZE", help="memory per worker")
+    g.add_argument(
+        "--slurm-queue", metavar="PARTITION", help="partition of the worker jobs (--cluster slurm)"
+    )
+    g.add_argument("--slurm-account", metavar="ACCOUNT", help="account of the worker jobs")
+    g.add_argument(
+        "--slurm-walltime", default="02:00:00", metavar="HH:MM:SS", help="time limit of the worker jobs"
+    )
     g.add_argument(
         "--slurm-directive",
         action="append",
@@ -315,6 +390,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="LINE",
         help="extra #SBATCH option for worker jobs (repeatable)",
     )
+
+
+_STATS = {"bias", "crosslingual", "crosslayer"}
+_INSPECT = {"interpret", "visual", "qualitative"}
 
 
 _HELP = {
@@ -339,5 +418,5 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="which", metavar="ANALYSIS", required=True)
     for name, text in _HELP.items():
         q = sub.add_parser(name, help=text, description=text)
-        _common(q)
+        _common(q, name)
         q.set_defaults(func=_run)

@@ -9,6 +9,8 @@ from typing import get_args
 
 from sae_store.store.config import Compressor, Precision
 
+from .options import add_device, add_languages, add_layers
+
 
 def _init(args: argparse.Namespace) -> int:
     # Imported here so that `sae-store --help` does not pay for importing torch and transformers.
@@ -52,6 +54,7 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    from sae_store.errors import ConfigError
     from sae_store.extract.config import ExtractConfig, parse_languages, parse_layers, slurm_task
     from sae_store.extract.run import run_extraction
     from sae_store.store import open_store
@@ -75,9 +78,12 @@ def _extract(args: argparse.Namespace) -> int:
         quota=parse_size(args.quota) if args.quota else None,
         progress=not args.no_progress,
     )
+    model = args.model or store.attrs.get("model", {}).get("name_or_path")
+    if not model:
+        raise ConfigError("the store records no model folder; pass --model DIR")
     summary = run_extraction(
         store.path,
-        args.model,
+        model,
         config,
         device=args.device,
         dtype=args.dtype,
@@ -124,8 +130,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--images", metavar="DIR", help="folder the image paths are relative to (default: from CSV)"
     )
-    p.add_argument("--layers", metavar="SPEC", help="layers to store, e.g. 0-33 or 10,22 (default all)")
-    p.add_argument("--languages", metavar="KEYS", help="language keys, e.g. en,ar (default: every prompt)")
+    add_layers(p, "layers to store", "all of the model's")
+    add_languages(p, "language keys", "every prompt")
     p.add_argument("--prompt-en", metavar="TEXT", help="English prompt (default: the study's)")
     p.add_argument("--prompt-ar", metavar="TEXT", help="Arabic prompt (default: the study's)")
     p.add_argument(
@@ -142,8 +148,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="samples per shard file: the unit of work and of writer memory (default 16)",
     )
-    p.add_argument("--compressor", default="blosc-zstd", choices=get_args(Compressor))
-    p.add_argument("--clevel", type=int, default=3, help="compression level (default 3)")
+    p.add_argument(
+        "--compressor", default="blosc-zstd", choices=get_args(Compressor), help="codec of the activations"
+    )
+    p.add_argument("--clevel", type=int, default=3, metavar="N", help="compression level")
     p.add_argument(
         "--precision",
         default="bf16",
@@ -160,10 +168,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each task takes its share of blocks from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT.",
     )
     p.add_argument("store", help="the store made by `sae-store init`")
-    p.add_argument("--model", required=True, metavar="DIR", help="the model folder the store was made with")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--model", metavar="DIR", help="model folder (default: the one recorded in the store)")
+    add_device(p)
     p.add_argument(
-        "--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), bfloat16, float32"
+        "--dtype", default="auto", help="auto (bfloat16 on GPU, float32 on CPU), bfloat16 or float32"
     )
     p.add_argument(
         "--batch-size", type=int, default=8, metavar="B", help="samples per forward pass (default 8)"
@@ -173,8 +181,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task-count", type=int, metavar="N", help="tasks (default $SLURM_ARRAY_TASK_COUNT or 1)")
     p.add_argument("--samples", metavar="A:B", help="only samples A:B (whole shard blocks)")
-    p.add_argument("--layers", metavar="SPEC", help="only these stored layers, e.g. 0-8 or 10,22")
-    p.add_argument("--languages", metavar="KEYS", help="only these stored languages, e.g. en")
+    add_layers(p, "only these stored layers", "all")
+    add_languages(p, "only these stored languages", "all")
     p.add_argument(
         "--on-nonfinite",
         default="error",
@@ -185,7 +193,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--quota", metavar="SIZE", help="refuse to start if the store would outgrow SIZE, e.g. 500G"
     )
     p.add_argument("--images", metavar="DIR", help="images folder (default: the one recorded at init)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines only)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar on a terminal (log lines only)"
+    )
     p.set_defaults(func=_extract)
 
     p = subparsers.add_parser(

@@ -10,6 +10,8 @@ from typing import Any
 
 from sae_store.errors import ConfigError
 
+from .options import add_device, add_languages, add_overwrite
+
 
 def _floats(text: str) -> tuple[float, ...]:
     try:
@@ -91,7 +93,7 @@ def _intervene(args: argparse.Namespace) -> int:
         images_dir=args.images,
         max_samples=args.max_samples,
         max_new_tokens=args.max_new_tokens,
-        n_boot=args.n_boot,
+        n_boot=args.bootstrap,
     )
     s = outcome.summary
     lo, hi = s["differential_ci"]
@@ -119,11 +121,11 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="path of the activation store")
     p.add_argument("--model", metavar="DIR", help="model folder (default: the one recorded in the store)")
     p.add_argument("--images", metavar="DIR", help="images folder (default: the one recorded in the store)")
-    p.add_argument("--languages", metavar="L1,L2", help="languages to use (default: all of the store)")
+    add_languages(p, "languages to use", "all of the store's")
     p.add_argument(
         "--batch-size", type=int, default=8, metavar="B", help="samples per forward pass (default 8)"
     )
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_device(p)
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), float32 or bfloat16")
 
 
@@ -138,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-new-tokens", type=int, default=32, metavar="N", help="caption length limit (default 32)"
     )
-    p.add_argument("--overwrite", action="store_true", help="generate every caption again")
+    add_overwrite(p, "generate every caption again")
     p.set_defaults(func=_caption)
 
     p = subparsers.add_parser(
@@ -153,10 +155,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--saes", required=True, metavar="DIR", help="SAE folder (layer_<L>/ sub-folders, or one SAE)"
     )
-    p.add_argument("--layer", type=int, help="decoder layer (default: SLURM_ARRAY_TASK_ID)")
+    p.add_argument("--layer", type=int, metavar="L", help="decoder layer (default: $SLURM_ARRAY_TASK_ID)")
     p.add_argument("--mode", required=True, choices=["ablate", "amplify", "neutralise"])
     p.add_argument(
-        "--features", default="top-male:20", help="top-male:N, top-female:N or i,j,k (default top-male:20)"
+        "--features",
+        default="top-male:20",
+        metavar="SET",
+        help="top-male:N or top-female:N (the N most biased significant features; fewer if fewer are "
+        "significant, with a warning) or indices i,j,k (default: top-male:20)",
     )
     p.add_argument("--alpha", type=float, default=2.0, help="amplification factor, > 0 (default 2)")
     p.add_argument(
@@ -165,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--controls", type=int, default=10, metavar="N", help="random feature sets (0 or >= 10; default 10)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of controls and bootstrap (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of controls and bootstrap")
     p.add_argument(
         "--n-positions", type=int, default=5, metavar="K", help="caption positions of the metric (default 5)"
     )
@@ -182,10 +188,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-regenerate", action="store_true", help="skip regenerating captions (metric b)")
     p.add_argument("--max-samples", type=int, metavar="N", help="use at most N samples, balanced by gender")
     p.add_argument(
-        "--rank-language", help="language of the bias ranking for top-male/top-female (default: first)"
+        "--rank-language",
+        metavar="LANG",
+        help="language of the bias ranking for top-male/top-female (default: first)",
     )
-    p.add_argument("--name", help="result key (default e.g. male_biased_ablation)")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--name", metavar="KEY", help="result key (default: e.g. male_biased_ablation)")
+    p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap resamples of the CIs")
+    p.add_argument(
+        "--n-boot", type=int, dest="bootstrap", help=argparse.SUPPRESS
+    )  # the old name, one release
     p.add_argument(
         "--out", type=Path, metavar="DIR", help="JSON results folder (default: results/ beside the store)"
     )

@@ -4,23 +4,44 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
-from sae_store.config import DEMO_CONFIG, PipelineConfig, load_config
+from sae_store.config import PipelineConfig, demo_config, load_config
+from sae_store.errors import ConfigError
 from sae_store.jobs import cancel, outputs, plan, render_script, run_pipeline, run_status, submit
 from sae_store.jobs.render import SCRIPT_DIR, compress_ids
+from sae_store.resources import example_config, example_configs
 from sae_store.store import completion, open_store, store_usage
 from sae_store.store.usage import render_usage
+
+from .options import add_json, add_overwrite
 
 
 def _render(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     out = Path(args.out) if args.out else cfg.paths.run_dir / SCRIPT_DIR
+    scripts = {p.step.name: render_script(cfg, p) for p in plan(cfg, slurm=True)}  # all or nothing
     out.mkdir(parents=True, exist_ok=True)
-    for p in plan(cfg, slurm=True):
-        path = out / f"{p.step.name}.sbatch"
-        path.write_text(render_script(cfg, p), encoding="utf-8")
+    for name, text in scripts.items():
+        path = out / f"{name}.sbatch"
+        path.write_text(text, encoding="utf-8")
         print(path)
+    return 0
+
+
+def _example(args: argparse.Namespace) -> int:
+    source = example_config(args.name)
+    if args.out is None:
+        print(source.read_text(encoding="utf-8"), end="")
+        return 0
+    if args.out.exists() and not args.overwrite:
+        raise ConfigError(f"{str(args.out)!r} already exists; pass --overwrite to replace it")
+    shutil.copyfile(source, args.out)
+    print(
+        f"wrote {args.out}: edit its paths and slurm section, "
+        f"then `sae-store jobs render --config {args.out}`"
+    )
     return 0
 
 
@@ -72,16 +93,31 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    return _run_local(load_config(DEMO_CONFIG, root=args.out), f"sae-store demo --out {args.out}")
+    quick = " --quick" if args.quick else ""
+    return _run_local(demo_config(args.out, quick=args.quick), f"sae-store demo --out {args.out}{quick}")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    jobs = subparsers.add_parser("jobs", help="render, submit, follow and cancel the pipeline on SLURM")
+    jobs = subparsers.add_parser(
+        "jobs",
+        help="render, submit, follow and cancel the pipeline on SLURM",
+        description="The pipeline of a YAML config as SLURM array jobs that wait for each other.",
+    )
     sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser(
+        "example",
+        help="write an example pipeline config to start from (demo or gemma3-4b)",
+        description="Print an example pipeline config shipped with sae-store, or copy it to --out.",
+    )
+    p.add_argument("name", choices=sorted(example_configs()), help="which example")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write it here (default: print it)")
+    add_overwrite(p, "replace FILE if it exists")
+    p.set_defaults(func=_example)
 
     p = sub.add_parser("render", help="write the sbatch script of every step (nothing is submitted)")
     p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
-    p.add_argument("--out", help="folder for the scripts (default: RUN/scripts)")
+    p.add_argument("--out", metavar="DIR", help="folder for the scripts (default: RUN/scripts)")
     p.set_defaults(func=_render)
 
     p = sub.add_parser("submit", help="submit the chain of steps with afterok dependencies; resumes a run")
@@ -90,7 +126,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("status", help="state of each step and array task, failures explained")
     p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_json(p)
     p.set_defaults(func=_status)
 
     p = sub.add_parser("cancel", help="cancel the run's queued and running jobs")
@@ -103,4 +139,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("demo", help="the demo pipeline on generated data and a tiny model, here")
     p.add_argument("--out", default="demo-output", help="folder of the demo run (default: demo-output)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="two layers, short training, no captions or interventions: checks an installation in ~1 min",
+    )
     p.set_defaults(func=_demo)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
+import json
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from sae_store._version import __version__
 from sae_store.errors import SaeStoreError
+
+from .options import finish_parser, setup_logging
 
 
 def _command_modules() -> list[str]:
@@ -31,24 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Activation store, SAE training and bias analyses for vision-language models.",
     )
     parser.add_argument("--version", action="version", version=f"sae-store {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _command_modules():
         importlib.import_module(f"{__package__}.{name}").register(subparsers)
+    finish_parser(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    setup_logging(args)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit
+    except BrokenPipeError:  # `sae-store ... --json | head`: the reader left; no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SaeStoreError as e:
+        if getattr(args, "json", False):  # --json prints only JSON, errors included
+            print(json.dumps({"error": str(e), "command": args.command}))
         print(f"sae-store {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_overwrite
+
 
 def _make_tiny_model(args: argparse.Namespace) -> int:
     # Imported here so that `sae-store --help` does not pay for importing torch and transformers.
@@ -12,12 +14,13 @@ def _make_tiny_model(args: argparse.Namespace) -> int:
     out = build_tiny_gemma3(
         args.dir,
         seed=args.seed,
-        num_layers=args.layers,
+        num_layers=args.n_layers,
         hidden_size=args.hidden,
         overwrite=args.overwrite,
     )
     print(
-        f"wrote a tiny Gemma 3 model ({args.layers} layers, hidden {args.hidden}, seed {args.seed}) to {out}"
+        f"wrote a tiny Gemma 3 model ({args.n_layers} layers, hidden {args.hidden}, "
+        f"seed {args.seed}) to {out}"
     )
     return 0
 
@@ -27,11 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "make-tiny-model",
         help="build a small random Gemma 3 vision-language model folder (offline)",
         description="Build a random Gemma 3 vision-language model with a real English/Arabic tokenizer, "
-        "loadable like google/gemma-3-4b-it. --layers 8 --hidden 512 gives the benchmark size.",
+        "loadable like google/gemma-3-4b-it. --n-layers 8 --hidden 512 gives the benchmark size.",
     )
     p.add_argument("dir", help="folder to write the model into (must be empty unless --overwrite)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
-    p.add_argument("--layers", type=int, default=4, help="decoder layers (default 4)")
-    p.add_argument("--hidden", type=int, default=64, help="residual stream width (default 64)")
-    p.add_argument("--overwrite", action="store_true", help="replace a model already in DIR")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights")
+    p.add_argument("--n-layers", type=int, default=4, metavar="N", help="number of decoder layers")
+    # `--layers SPEC` selects layers everywhere else; the old name of --n-layers works for one release
+    p.add_argument("--layers", type=int, dest="n_layers", help=argparse.SUPPRESS)
+    p.add_argument("--hidden", type=int, default=64, metavar="N", help="residual stream width")
+    add_overwrite(p, "replace a model already in DIR")
     p.set_defaults(func=_make_tiny_model)

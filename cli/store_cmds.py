@@ -10,6 +10,8 @@ from sae_store.store import schema as S
 from sae_store.store.usage import parse_count, parse_size, quota_problems, render_usage
 from sae_store.store.verify import check_flags, recorded_nonfinite, repair_store, verify_store
 
+from .options import add_json
+
 
 def _du(args: argparse.Namespace) -> int:
     quota = parse_size(args.quota) if args.quota is not None else None
@@ -80,15 +82,21 @@ def _migrate(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("du", help="bytes, files, compression and projected size of a store")
     p.add_argument("store", help="path of the activation store")
-    p.add_argument("--quota", help="byte quota, e.g. 500G or 2TiB; exit 1 if the projection exceeds it")
-    p.add_argument("--inode-quota", help="file-count quota; exit 1 if the projection exceeds it")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument(
+        "--quota", metavar="SIZE", help="byte quota, e.g. 500G or 2TiB; exit 1 if the projection exceeds it"
+    )
+    p.add_argument(
+        "--inode-quota", metavar="N", help="file-count quota, e.g. 1e6; exit 1 if the projection exceeds it"
+    )
+    add_json(p)
     p.set_defaults(func=_du)
 
     p = subparsers.add_parser("status", help="completion grid (layer x language x shard block)")
     p.add_argument("store", help="path of the activation store")
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument("--max-lines", type=int, default=20, help="list at most this many unfinished items")
+    add_json(p)
+    p.add_argument(
+        "--max-lines", type=int, default=20, metavar="N", help="list at most this many unfinished items"
+    )
     p.add_argument("--verify", action="store_true", help="also decode every stored file (as `verify` does)")
     p.set_defaults(func=_status)
 
@@ -105,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="delete the damaged files and clear the completion flags of exactly the blocks they held, "
         "so that `sae-store extract` redoes them",
     )
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    add_json(p)
     p.set_defaults(func=_verify)
 
     p = subparsers.add_parser(

@@ -7,6 +7,8 @@ import os
 
 from sae_store.errors import ConfigError
 
+from .options import add_languages, add_layers, add_overwrite
+
 
 def _layer_from_env() -> int | None:
     value = os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -99,7 +101,7 @@ def _encode(args: argparse.Namespace) -> int:
         config,
         task_index=index,
         task_count=count,
-        restart=args.restart,
+        restart=args.overwrite,
         progress=not args.no_progress,
     )
     print(
@@ -212,7 +214,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--roles", default="image,text", help="token roles: image, text, special or all (image,text)"
     )
-    p.add_argument("--languages", help="languages to mix, e.g. en,ar (default: all; one SAE shared by them)")
+    add_languages(p, "languages to mix into one shared SAE", "all")
     p.add_argument("--val-fraction", type=float, default=0.1, help="samples held out for evaluation; 0.1")
     p.add_argument(
         "--memory-budget",
@@ -252,16 +254,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="folder of per-layer SAEs (layer_<L>/ from `train`, SAELens, sparsify layers.<L>/, Gemma Scope) "
         "or a pattern with {L}, e.g. 'gemma-scope-2/resid_post/layer_{L}_width_16k_l0_medium' (see README)",
     )
-    p.add_argument("--layers", help="layers to encode, e.g. 0-3,10 (default: every layer with an SAE)")
+    add_layers(p, "layers to encode", "every layer with an SAE")
     p.add_argument("--roles", default="image,text", help="token roles summarised; default image,text")
     p.add_argument("--task-index", type=int, help="this array task (default: from $SLURM_ARRAY_TASK_ID)")
     p.add_argument("--task-count", type=int, help="number of array tasks (default: $SLURM_ARRAY_TASK_COUNT)")
     p.add_argument("--batch-tokens", type=int, default=8192, help="token vectors encoded at once; 8192")
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda; auto")
-    p.add_argument(
-        "--restart",
-        action="store_true",
-        help="delete the features group first (single process; discards encoded features)",
+    add_overwrite(
+        p, "delete the features group first (single process; discards encoded features)", old=("--restart",)
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_encode)

@@ -19,16 +19,22 @@
 # at its tokens, draws an activation map over the image tokens, and checks how much disk the store
 # uses and how complete it is.
 #
-# Set the store path in the next cell, or with the `SAE_STORE` environment variable.
+# Set the store path in the next cell, or with the `SAE_STORE` environment variable. By default it
+# is the store of `make demo` (`demo-output/store.zarr`), found from the repository root or from
+# this `notebooks/` folder, where Jupyter starts the kernel.
 
 # %% tags=["parameters"]
 import os
-
-STORE = os.environ.get("SAE_STORE", "demo-output/store.zarr")
-
-# %%
 from pathlib import Path
 
+DEMO_STORE = next(
+    (str(d / "demo-output" / "store.zarr") for d in (Path.cwd(), *Path.cwd().parents)
+     if (d / "demo-output" / "store.zarr").is_dir()),
+    "demo-output/store.zarr",
+)
+STORE = os.environ.get("SAE_STORE", DEMO_STORE)
+
+# %%
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr

@@ -22,17 +22,24 @@
 # to `results/comprehensive_analysis_results.json`. This notebook reads both, draws a volcano plot,
 # and shows one feature's activation over the image-token grid of its top images.
 #
-# Set the store path in the next cell, or with the `SAE_STORE` environment variable. Cells whose
+# Set the store path in the next cell, or with the `SAE_STORE` environment variable. By default it
+# is the store of `make demo` (`demo-output/store.zarr`), found from the repository root or from
+# this `notebooks/` folder, where Jupyter starts the kernel. Cells whose
 # inputs do not exist yet say which command produces them.
 
 # %% tags=["parameters"]
 import os
+from pathlib import Path
 
-STORE = os.environ.get("SAE_STORE", "demo-output/store.zarr")
+DEMO_STORE = next(
+    (str(d / "demo-output" / "store.zarr") for d in (Path.cwd(), *Path.cwd().parents)
+     if (d / "demo-output" / "store.zarr").is_dir()),
+    "demo-output/store.zarr",
+)
+STORE = os.environ.get("SAE_STORE", DEMO_STORE)
 
 # %%
 import json
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -80,11 +87,15 @@ else:
 results_file = Path(STORE).parent / "results" / "comprehensive_analysis_results.json"
 if results_file.is_file():
     results = json.loads(results_file.read_text())
-    layer_key = max(results["layers"], key=lambda k: results["layers"][k]["n_significant"])
-    print(f"layer {layer_key}, {results['primary_language']}: top male-biased features")
-    display(pd.DataFrame(results["layers"][layer_key]["male_biased_features"])[
-        ["feature", "male_mean", "female_mean", "d", "ci_low", "ci_high", "q"]
-    ].head())
+    for direction in ("male", "female"):
+        key = f"n_{direction}_biased_significant"
+        layer_key = max(results["layers"], key=lambda k: results["layers"][k][key])
+        rows = results["layers"][layer_key][f"{direction}_biased_features"]
+        if not rows:
+            print(f"no significant {direction}-biased feature in any layer ({results['primary_language']})")
+            continue
+        print(f"layer {layer_key}, {results['primary_language']}: top {direction}-biased features")
+        display(pd.DataFrame(rows)[["feature", "male_mean", "female_mean", "d", "ci_low", "ci_high", "q"]].head())
 else:
     print(f"{results_file} not found (written by `sae-store analyze bias`)")
 

@@ -13,17 +13,19 @@ import difflib
 import os
 import re
 import types
+from collections import Counter
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from sae_store.errors import ConfigError
+from sae_store.errors import ConfigError, shown_value
+from sae_store.resources import resource_dir
 from sae_store.store.config import StoreConfig
 
 #: The demo pipeline's config (``sae-store demo`` runs it with ``paths.root`` set to its ``--out``).
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+DEMO_CONFIG = resource_dir("configs") / "demo.yaml"
 
 PathName = Literal["captions", "images", "prepared", "model", "store", "saes", "results", "report"]
 MailType = Literal[
@@ -56,6 +58,54 @@ def parse_slurm_time(text: str, *, name: str = "time") -> int:
     if bad:
         raise ConfigError(f"{name} {text!r} has a field out of range; use {_TIME_FORMATS}")
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+_LAYER_ITEM = re.compile(r"^\s*(\d{1,6})\s*(?:-\s*(\d{1,6})\s*)?$")
+_LAYER_SYNTAX = "indices and inclusive ranges separated by commas, e.g. '0-33' or '10,22' or '0-3,10'"
+
+
+def parse_layer_spec(
+    spec: str | int | list[int] | tuple[int, ...], *, name: str = "layers"
+) -> tuple[int, ...]:
+    """Layer indices from the one layer syntax of the CLI and YAML: ``"0-33"``, ``"10,22"``, ``[0, 5]``.
+
+    Parameters
+    ----------
+    spec
+        Comma-separated indices and inclusive ``A-B`` ranges, one index, or a list of indices.
+    name
+        How the value is named in messages (``--layers``, ``interventions.layers``).
+
+    Returns
+    -------
+    tuple of int
+        Sorted.
+
+    Raises
+    ------
+    ConfigError
+        For malformed items, descending ranges, negative indices or a layer given twice.
+    """
+    shown = shown_value(spec)
+    if isinstance(spec, bool):
+        raise ConfigError(f"{name} must be layer indices ({_LAYER_SYNTAX}), got {shown}")
+    items = [str(x) for x in spec] if isinstance(spec, list | tuple) else str(spec).split(",")
+    layers: list[int] = []
+    for item in items:
+        m = _LAYER_ITEM.match(item)
+        if not m:
+            raise ConfigError(f"{name} {shown}: cannot read {shown_value(item.strip())}; use {_LAYER_SYNTAX}")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo:
+            raise ConfigError(
+                f"{name} {shown}: range {item.strip()!r} runs backwards; write it as '{hi}-{lo}'"
+            )
+        layers.extend(range(lo, hi + 1))
+    twice = sorted(layer for layer, n in Counter(layers).items() if n > 1)
+    if twice:
+        raise ConfigError(f"{name} {shown} names layer(s) {twice} more than once; give each layer once")
+    return tuple(sorted(layers))
 
 
 def _check_line(name: str, value: str | None) -> None:
@@ -229,13 +279,14 @@ class InterventionSettings:
     controls: int | None = None
     """Random control feature sets (0 or >= 10)."""
     max_samples: int | None = None
-    n_boot: int | None = None
+    bootstrap: int | None = None
+    """Bootstrap resamples of the confidence intervals (``intervene --bootstrap``)."""
     max_new_tokens: int | None = None
     """Length limit of the baseline captions (``caption``) and regenerated ones (``intervene``)."""
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("max_samples", "n_boot", "max_new_tokens"), "interventions")
+        _check_positive(self, ("max_samples", "bootstrap", "max_new_tokens"), "interventions")
         _check_line("interventions.features", self.features)
 
 
@@ -477,11 +528,31 @@ def load_config(path: str | Path, *, root: str | Path | None = None) -> Pipeline
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(
-            f"config file {str(path)!r} does not exist; see configs/demo.yaml for an example"
+            f"config file {str(path)!r} does not exist; `sae-store jobs example gemma3-4b --out FILE` "
+            "writes an example to start from"
         ) from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
     return config_from_dict(data or {}, root=root)
+
+
+#: What ``sae-store demo --quick`` changes in the demo config: two layers, short SAE training, no
+#: captions, interventions or permutations; a check that an installation works end to end (~1 min).
+DEMO_QUICK: dict[str, Any] = {
+    "layers": "0,2",
+    "skip": ["caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary"],
+    "sae": {"steps": 40},
+    "analysis": {"bootstrap": 20, "permutations": 0},
+}
+
+
+def demo_config(root: str | Path, *, quick: bool = False) -> PipelineConfig:
+    """The demo pipeline rooted at ``root``; ``quick`` applies :data:`DEMO_QUICK`."""
+    data = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    if quick:
+        for key, value in DEMO_QUICK.items():
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
+    return config_from_dict(data, root=root)
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
@@ -518,6 +589,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if value not in args:
             raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
         return value
+    if origin is tuple and args[0] is int and where.split(".")[-1] == "layers":
+        return parse_layer_spec(value, name=where)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where} must be a list, got {value!r}")

@@ -41,3 +41,9 @@ class DataError(SaeStoreError):
 
 class ConfigError(SaeStoreError):
     """A configuration value is out of range, of the wrong type, or unknown."""
+
+
+def shown_value(value: object, limit: int = 40) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (a 400-digit number stays readable)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]} ({len(text)} characters)"

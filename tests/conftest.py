@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,18 @@ def make_store(tmp_path: Path) -> Callable[..., ActivationStore]:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo pipeline (``configs/demo.yaml``) run up to the report, without captions or
+    interventions: a partly finished run on the demo's real data. Takes minutes; treat as read-only
+    except in tests that finish it."""
+    from sae_store.config import demo_config
+    from sae_store.jobs import run_pipeline
+
+    root = tmp_path_factory.mktemp("demo") / "run"
+    cfg = demo_config(root)
+    skip = ("caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary")
+    run_pipeline(replace(cfg, skip=skip), echo=lambda line: None)
+    return root

@@ -6,8 +6,10 @@ import re
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +34,8 @@ def test_every_subpackage_is_listed():
         for p in (ROOT / "sae_store").rglob("__init__.py")
         if "__pycache__" not in p.parts
     }
-    assert found | {"sae_store_cli"} == listed
+    data = {"sae_store._data.configs", "sae_store._data.jobs"}  # ./configs and ./jobs as package data
+    assert found | {"sae_store_cli"} | data == listed
 
 
 def test_environment_yml_matches_pyproject():
@@ -68,3 +71,58 @@ def test_console_script_is_installed_under_its_own_import_name():
         [Path(sys.executable).parent / "sae-store", "--version"], capture_output=True, text=True
     )
     assert version.returncode == 0 and version.stdout.startswith("sae-store ")
+
+
+def test_wheel_carries_the_configs_the_template_and_the_license(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path)],
+        check=True, cwd=tmp_path,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("sae_store-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for rel in ("configs/demo.yaml", "configs/gemma3-4b.yaml", "jobs/step.sbatch"):
+        assert f"sae_store/_data/{rel}" in names, rel
+        data = zipfile.ZipFile(wheel).read(f"sae_store/_data/{rel}")
+        assert data == (ROOT / rel).read_bytes(), rel
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+
+
+@pytest.mark.slow
+def test_installed_wheel_runs_the_quick_demo_and_renders_the_cluster_config(tmp_path: Path) -> None:
+    """From a built wheel in a fresh virtualenv (pinned CPU torch, pip's cache), in an unrelated folder."""
+    wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere"
+    work.mkdir()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(wheels)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, str(next(wheels.glob("*.whl")))], check=True)
+    exe = str(venv / "bin" / "sae-store")
+
+    def run(*argv: str) -> str:
+        out = subprocess.run([exe, *argv], cwd=work, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout
+
+    assert "open the report" in run("demo", "--out", "demo", "--quick")
+    assert (work / "demo" / "report" / "report.html").is_file()
+    run("jobs", "example", "gemma3-4b", "--out", "cluster.yaml")
+    printed = run("jobs", "render", "--config", "cluster.yaml", "--out", "scripts").split()
+    assert [Path(p).name for p in printed][:3] == ["prepare.sbatch", "init.sbatch", "extract.sbatch"]
+    train = (work / "scripts" / "train.sbatch").read_text()
+    assert "#SBATCH --array=0-33%4" in train  # `layers: 0-33`, no model folder needed
+    assert not (work / "scripts" / "train.sbatch").read_text().count("@{")
+
+
+def test_notebook_extra_installs_a_jupyter_front_end_and_the_readme_says_how():
+    extra = [_name_and_spec(r)[0] for r in _pyproject()["project"]["optional-dependencies"]["notebook"]]
+    assert "jupyterlab" in extra and "ipykernel" in extra
+    readme = (ROOT / "README.md").read_text()
+    assert 'pip install -e ".[notebook]"' in readme
+    for nb in (ROOT / "notebooks").glob("*.ipynb"):
+        assert f"notebooks/{nb.name}" in readme

@@ -14,9 +14,9 @@ from typing import Any
 
 from dask.delayed import Delayed
 from distributed import Client, as_completed
-from tqdm.auto import tqdm
 
 from sae_store.analyze.config import ClusterConfig
+from sae_store.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,8 @@ def open_cluster(config: ClusterConfig) -> Iterator[Client | None]:
 def compute_tasks(tasks: Sequence[Delayed], client: Client | None, *, desc: str) -> list[Any]:
     """Compute ``tasks`` (on ``client``'s cluster, or one by one here) and return results in order."""
     if client is None:
-        return [t.compute(scheduler="synchronous") for t in tqdm(tasks, desc=desc, unit="task")]
+        return [t.compute(scheduler="synchronous") for t in progress_bar(tasks, desc=desc, unit="task")]
     futures = client.compute(list(tasks))
-    for _ in tqdm(as_completed(futures), total=len(futures), desc=desc, unit="task"):
+    for _ in progress_bar(as_completed(futures), total=len(futures), desc=desc, unit="task"):
         pass
     return [f.result() for f in futures]

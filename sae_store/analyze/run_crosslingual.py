@@ -10,7 +10,6 @@ import numpy as np
 import xarray as xr
 from dask import delayed
 from distributed import Client
-from tqdm.auto import tqdm
 
 from sae_store.analyze.cluster import compute_tasks
 from sae_store.analyze.config import CrossLingualConfig
@@ -33,6 +32,7 @@ from sae_store.analyze.data import (
 from sae_store.analyze.matching import Matching, match_features
 from sae_store.analyze.stats import cohens_d
 from sae_store.errors import SaeStoreError
+from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 
@@ -130,7 +130,7 @@ def run_crosslingual(
             raise SaeStoreError(f"no per-language decoders for layers {missing}; given: {sorted(decoders)}")
         matches = {
             layer: match_features(*decoders[layer])
-            for layer in tqdm(layers, desc="matching features", unit="layer")
+            for layer in progress_bar(layers, desc="matching features", unit="layer")
         }
     else:
         for layer in layers:

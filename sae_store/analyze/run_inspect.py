@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from tqdm.auto import tqdm
 
 from sae_store.analyze.config import InspectConfig
 from sae_store.analyze.data import Labels, choose, feature_matrix, strings
@@ -23,6 +22,7 @@ from sae_store.analyze.qualitative import COLUMNS, pick_samples, table_rows, top
 from sae_store.analyze.topsamples import Encoder, TopSamples, chosen_features, find_top_samples
 from sae_store.analyze.visual import feature_maps, grid_side, load_image, render_feature
 from sae_store.errors import SaeStoreError
+from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 
@@ -55,7 +55,7 @@ def collect_top_samples(
     if missing:
         raise SaeStoreError(f"no SAE for layers {missing}; pass --saes with a layer_<L> folder for each")
     out = {}
-    for layer, lang in tqdm(
+    for layer, lang in progress_bar(
         [(la, lg) for la in layers for lg in languages], desc="top samples", unit="layer"
     ):
         chosen, direction = chosen_features(bias, layer, lang, given, config.n_features)
@@ -164,7 +164,7 @@ def run_visual(
     images_dir = Path(labels.images_dir)
     row_of = {s: i for i, s in enumerate(labels.sample)}
     maps_all, means, samples, files, records = [], [], [], [], []
-    for (layer, lang), top in tqdm(tops.items(), desc="feature maps", unit="layer"):
+    for (layer, lang), top in progress_bar(tops.items(), desc="feature maps", unit="layer"):
         maps, mean = feature_maps(top.token_acts, top.roles, image_tokens)
         for i, f in enumerate(top.features):
             sample_ids = [str(s) for s in top.sample_ids[i]]

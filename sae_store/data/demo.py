@@ -1,7 +1,7 @@
 """A small, deterministic bilingual captions set with images, for demos and tests.
 
 Each image is a 64x64 drawing of a person (or two) on a plain background. The shirt colour is the
-planted visual cue: 85 % of the people captioned as women wear red, 85 % of those captioned as men
+planted visual cue: 95 % of the people captioned as women wear red, 95 % of those captioned as men
 wear blue, the rest the other colour. The captions (three English/Arabic pairs per image) name the
 gender in natural sentences. A few realistic faults are included so that the prepare report has
 something to show: one corrupt (truncated) image file, one row naming an image that does not exist,
@@ -24,7 +24,7 @@ from sae_store.errors import DataError
 DEMO_CAPTIONS_FILE = "captions.csv"
 DEMO_IMAGES_DIR = "images"
 #: Probability that a person wears the colour typical of the gender in their captions.
-CUE_STRENGTH = 0.85
+CUE_STRENGTH = 0.95
 _SIZE = 64
 _COLOURS = {"red": ((200, 40, 40), "أحمر"), "blue": ((40, 70, 200), "أزرق")}
 _TYPICAL = {"female": "red", "male": "blue"}
@@ -64,11 +64,11 @@ _PER_IMAGE = 3
 def _draw_person(draw: ImageDraw.ImageDraw, x: int, shirt: tuple[int, int, int], rng: random.Random) -> None:
     skin = rng.choice([(241, 194, 167), (198, 134, 103), (141, 85, 54), (224, 172, 105)])
     draw.ellipse((x - 6, 8, x + 6, 20), fill=skin)  # head
-    draw.rectangle((x - 7, 21, x + 7, 40), fill=shirt)  # torso
-    draw.line((x - 7, 24, x - 13, 36), fill=skin, width=3)  # arms
-    draw.line((x + 7, 24, x + 13, 36), fill=skin, width=3)
-    draw.line((x - 4, 40, x - 5, 56), fill=(50, 50, 60), width=4)  # legs
-    draw.line((x + 4, 40, x + 5, 56), fill=(50, 50, 60), width=4)
+    draw.rectangle((x - 11, 21, x + 11, 44), fill=shirt)  # torso: the cue, large enough to see at 32x32
+    draw.line((x - 11, 24, x - 16, 38), fill=skin, width=3)  # arms
+    draw.line((x + 11, 24, x + 16, 38), fill=skin, width=3)
+    draw.line((x - 4, 44, x - 5, 56), fill=(50, 50, 60), width=4)  # legs
+    draw.line((x + 4, 44, x + 5, 56), fill=(50, 50, 60), width=4)
 
 
 def _render(kind: str, rng: random.Random) -> tuple[bytes, str]:

@@ -3,7 +3,8 @@
 Every row that is not used ends up in ``prepare_report.json`` with its row number and reason;
 nothing is dropped silently. Decisions (see :func:`prepare_samples`):
 
-* one sample per image; all of its captions are kept, joined by a newline;
+* one sample per image; all of its captions are kept, joined by a newline; a row repeating an
+  earlier row exactly is left out with the reason ``"duplicate row"`` (it would count twice);
 * the gender label comes from the captions of both languages pooled (never guessed), or from a
   provided gender column; an image given two different values in that column is rejected with the
   reason ``"conflicting gender values"`` (a per-image data fault, like a corrupt file, rather than a
@@ -23,7 +24,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 import pandas as pd
-from tqdm import tqdm
 
 from sae_store._version import __version__
 from sae_store.data.gender import GENDER_LABELS, GenderName, label_captions, normalize_gender_value
@@ -31,6 +31,7 @@ from sae_store.data.images import check_image
 from sae_store.data.samples import SAMPLE_COLUMNS, SamplesTable, write_samples
 from sae_store.data.sampling import stratified_indices
 from sae_store.errors import DataError
+from sae_store.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +94,15 @@ def _group_rows(
     table: pd.DataFrame, gender_column: str | None, source: Path, rejected: list[dict[str, Any]]
 ) -> dict[str, _ImageRows]:
     images: dict[str, _ImageRows] = {}
+    seen: dict[tuple[str, ...], int] = {}  # an exact repeat would count its captions twice
     columns = [*CAPTION_COLUMNS, *([gender_column] if gender_column else [])]
     for row, values in enumerate(table[columns].itertuples(index=False, name=None), start=1):
         image, en, ar = (str(v).strip() for v in values[:3])
+        key = tuple(str(v).strip() for v in values)
+        if key in seen:
+            rejected.append(_rejection(row, image, "duplicate row", f"the same as row {seen[key]}"))
+            continue
+        seen[key] = row
         if not image:
             rejected.append(_rejection(row, image, "empty image name", "the 'image' cell is empty"))
             continue
@@ -136,7 +143,7 @@ def _drop_conflicting(images: dict[str, _ImageRows], rejected: list[dict[str, An
 
 
 def _drop_bad_images(images: dict[str, _ImageRows], images_dir: Path, rejected: list[dict[str, Any]]) -> None:
-    for name, entry in tqdm(list(images.items()), desc="Checking images", unit="img", disable=None):
+    for name, entry in progress_bar(list(images.items()), desc="checking images", unit="img"):
         problem = check_image(images_dir / name)
         if problem is not None:
             _reject_image(entry, problem.reason, problem.detail, rejected)
@@ -227,17 +234,16 @@ def _select(
     if len(eligible) == 0:
         raise DataError(
             f"None of the {len(usable)} usable images is labelled male or female (ambiguous: "
-            f"{before['ambiguous']}, unknown: {before['unknown']}); pass keep_unlabelled=True "
-            "(--keep-unlabelled) to keep them, or give a gender column."
+            f"{before['ambiguous']}, unknown: {before['unknown']}); pass --keep-unlabelled "
+            "(keep_unlabelled=True from Python) to keep them, or give a gender column (--gender-column)."
         )
     available = _label_counts(eligible["gender"])
     if num_samples is not None and num_samples > len(eligible):
         per_label = ", ".join(f"{g}: {n}" for g, n in available.items() if n)
         raise DataError(
-            f"num_samples={num_samples} is more than the {len(eligible)} available samples "
+            f"--num-samples {num_samples} is more than the {len(eligible)} available samples "
             f"({per_label}; {len(excluded)} ambiguous/unknown excluded, {n_rejected} rows "
-            "rejected); lower num_samples"
-            + (" or pass keep_unlabelled=True (--keep-unlabelled)." if len(excluded) else ".")
+            "rejected); lower --num-samples" + (" or pass --keep-unlabelled." if len(excluded) else ".")
         )
     samples = eligible
     if num_samples is not None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, get_args
 
+from sae_store.config import parse_layer_spec
 from sae_store.configbase import check_known_keys
 from sae_store.errors import ConfigError
 
@@ -18,8 +19,6 @@ DEFAULT_PROMPTS: dict[str, str] = {
 }
 
 OnNonfinite = Literal["error", "record"]
-
-_LAYER_ITEM = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
 def parse_layers(text: str, n_layers: int) -> tuple[int, ...]:
@@ -35,34 +34,20 @@ def parse_layers(text: str, n_layers: int) -> tuple[int, ...]:
     Returns
     -------
     tuple of int
-        Sorted, without repeats.
+        Sorted.
 
     Raises
     ------
     ConfigError
-        For malformed items, descending ranges, or layers out of range.
+        For malformed items, descending ranges, a layer given twice, or layers out of range.
     """
-    layers: set[int] = set()
-    for item in str(text).split(","):
-        m = _LAYER_ITEM.match(item)
-        if not m:
-            raise ConfigError(
-                f"layers {text!r}: cannot read {item.strip()!r}; use indices and inclusive ranges "
-                "separated by commas, e.g. '0-33' or '10,22' or '0-3,10'"
-            )
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) is not None else lo
-        if hi < lo:
-            raise ConfigError(
-                f"layers {text!r}: range {item.strip()!r} runs backwards; write it as '{hi}-{lo}'"
-            )
-        layers.update(range(lo, hi + 1))
+    layers = parse_layer_spec(text)
     bad = sorted(layer for layer in layers if layer >= n_layers)
     if bad:
         raise ConfigError(
             f"layers {text!r}: {bad} out of range; the model has {n_layers} layers, 0..{n_layers - 1}"
         )
-    return tuple(sorted(layers))
+    return layers
 
 
 def parse_languages(text: str, known: Sequence[str]) -> tuple[str, ...]:
@@ -144,7 +129,7 @@ class ExtractConfig:
     Memory holds ``pending_blocks + 1`` language blocks of activations besides the model."""
 
     progress: bool = True
-    """Show a tqdm progress bar (a log line per block is written regardless)."""
+    """Show a progress bar on a terminal (a log line per block is written regardless)."""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "task_count", "pending_blocks"):

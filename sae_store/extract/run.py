@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
 
 from sae_store.errors import SaeStoreError
 from sae_store.extract.block import compute_block, load_images
@@ -20,6 +19,7 @@ from sae_store.extract.model_info import check_identity, check_prompts
 from sae_store.extract.preflight import check_fits, check_writable, project
 from sae_store.extract.writer import FLOAT16_MAX, BlockWriter, Float16OverflowWarning
 from sae_store.models.loader import LoadedModel, load_model, model_identity
+from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore, Block, open_store, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.blocks import check_aligned
@@ -235,11 +235,12 @@ def extract_activations(
 
 
 class _Progress:
-    """tqdm bar plus a log line per block with samples/s, tokens/s, MB/s written and ETA."""
+    """A bar on a terminal plus a log line per block with samples/s, tokens/s, MB/s written and ETA."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.done, self.started = total, 0, time.perf_counter()
-        self.bar = tqdm(total=total, unit="sample", desc="extract", disable=not enabled, dynamic_ncols=True)
+        # off a terminal the log line per block below is the progress report
+        self.bar = progress_bar(total=total, unit="sample", desc="extract", enabled=enabled, log_lines=False)
 
     def block(self, w: WorkItem, seconds: float, summary: ExtractSummary, written_bytes: int) -> None:
         n = w.block.stop - w.block.start

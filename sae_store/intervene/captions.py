@@ -9,12 +9,12 @@ from typing import Any, NamedTuple
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from sae_store.data.gender import Language, count_gender_terms
 from sae_store.errors import ConfigError
 from sae_store.intervene.batches import prompt_batch
 from sae_store.models.loader import LoadedModel
+from sae_store.progress import progress_bar
 
 __all__ = ["Caption", "CaptionConfig", "EditFactory", "generate_captions"]
 
@@ -108,7 +108,7 @@ def generate_captions(
         ``edit(inputs)`` returns a context manager active during each batch's generation (e.g. an
         :func:`~sae_store.intervene.hooks.edit_layer` with masks for that batch).
     progress : bool
-        Show a tqdm bar over batches.
+        Show progress over batches (a bar on a terminal, log lines elsewhere).
 
     Returns
     -------
@@ -122,7 +122,7 @@ def generate_captions(
     tokenizer = loaded.processor.tokenizer
     out: list[Caption] = []
     starts = range(0, len(images), config.batch_size)
-    for start in tqdm(starts, desc=f"captions {language}", unit="batch", disable=not progress):
+    for start in progress_bar(starts, desc=f"captions {language}", unit="batch", enabled=progress):
         inputs = prompt_batch(loaded, images[start : start + config.batch_size], prompt)
         with edit(inputs) if edit is not None else nullcontext(), torch.no_grad():
             generated = model.generate(**inputs, generation_config=gen_config)

@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from sae_store.data.gender import Language
 from sae_store.errors import ConfigError, SaeStoreError
@@ -53,6 +52,7 @@ from sae_store.intervene.metrics import (
     vocabulary_terms,
 )
 from sae_store.models.loader import LoadedModel
+from sae_store.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class _FeatureStats:
 
 def _batches(samples: LanguageSamples, batch_size: int, progress: bool, desc: str) -> Any:
     starts = range(0, len(samples.genders), batch_size)
-    for start in tqdm(starts, desc=f"{desc} {samples.language}", unit="batch", disable=not progress):
+    for start in progress_bar(starts, desc=f"{desc} {samples.language}", unit="batch", enabled=progress):
         yield slice(start, start + batch_size)
 
 
@@ -300,7 +300,7 @@ def run_intervention(
     sae_layer : int, optional
         The layer the SAE records it was trained on (refused if it is not ``layer``).
     progress : bool
-        Show tqdm bars per pass and language.
+        Show progress per pass and language.
 
     Raises
     ------

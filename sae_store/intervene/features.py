@@ -3,6 +3,7 @@ control sets of the same size."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ import numpy as np
 from sae_store.errors import ConfigError, SaeStoreError
 
 __all__ = ["FeatureSpec", "parse_feature_spec", "random_feature_sets", "resolve_features"]
+
+log = logging.getLogger(__name__)
 
 _TOP = re.compile(r"^top-(male|female):(\d+)$")
 _LIST = re.compile(r"^\d+(,\d+)*$")
@@ -83,7 +86,8 @@ def resolve_features(
     Raises
     ------
     SaeStoreError
-        If the ranking is missing or shorter than the count, or an index is ``>= d_sae``.
+        If the ranking is missing or empty, or an index is ``>= d_sae``. A ranking shorter than the
+        count gives all of its features, with a logged warning.
     """
     if spec.kind == "list":
         features = spec.indices
@@ -94,11 +98,19 @@ def resolve_features(
                 "`sae-store analyze` for this layer first, or pass explicit indices like '12,97,431'"
             )
         available = list(ranked[spec.kind])
-        if len(available) < spec.count:
+        if not available:
+            other = "female" if spec.kind == "male" else "male"
             raise SaeStoreError(
-                f"features {str(spec)!r} asks for {spec.count} {spec.kind}-biased features, but the bias "
-                f"analysis lists {len(available)}; ask for at most {len(available)}"
+                f"features {str(spec)!r}: the bias analysis found no significant {spec.kind}-biased feature "
+                f"at this layer; try another layer, 'top-{other}:N', or explicit indices like '12,97,431'"
             )
+        if len(available) < spec.count:
+            # the default top-male:20 should work on any real run: take the significant ones there are
+            log.warning(
+                "features %r asks for %d %s-biased features, but the bias analysis found %d significant "
+                "ones; using those %d",
+                str(spec), spec.count, spec.kind, len(available), len(available),
+            )  # fmt: skip
         features = tuple(int(i) for i in available[: spec.count])
     bad = [i for i in features if not 0 <= i < d_sae]
     if bad:

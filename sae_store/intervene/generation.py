@@ -20,13 +20,13 @@ import numpy as np
 import xarray as xr
 import zarr
 from PIL import Image
-from tqdm.auto import tqdm
 
 from sae_store.errors import DataError, IncompleteError, SaeStoreError
 from sae_store.extract.block import load_images
 from sae_store.intervene.captions import CaptionConfig, generate_captions
 from sae_store.intervene.experiment import LanguageSamples
 from sae_store.models.loader import LoadedModel
+from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 
@@ -200,7 +200,7 @@ def caption_store(
         if not done[store.language_index(lang), b.start : b.stop].all()
     ]
     generated = 0
-    for lang, block in tqdm(todo, desc="caption blocks", unit="block", disable=not progress):
+    for lang, block in progress_bar(todo, desc="caption blocks", unit="block", enabled=progress):
         caps = generate_captions(loaded, images[block.start : block.stop], prompts[lang], lang, config=config)  # type: ignore[arg-type]
         ids = np.full((len(caps), config.max_new_tokens), -1, dtype=np.int32)
         for i, c in enumerate(caps):

@@ -24,6 +24,7 @@ import numpy as np
 import xarray as xr
 
 from sae_store.analyze.results import align_to_store, describe, to_jsonable, write_json
+from sae_store.errors import SaeStoreError
 from sae_store.intervene.experiment import LanguageEffects, LayerResult
 from sae_store.intervene.stats import compare_controls, differential, paired_stats
 from sae_store.store import ActivationStore
@@ -255,8 +256,14 @@ def write_cross_layer(out_dir: str | Path) -> Path:
     Shape: ``{key: {layer (str): {"differential": ..., "differential_ci": [lo, hi],
     "random_differential": ..., "definition": ..., "languages": {lang: {"differential": ..., ...}}}}}``.
     """
+    per_layer = Path(out_dir) / "intervene"
+    if not per_layer.is_dir():
+        raise SaeStoreError(
+            f"{str(out_dir)!r} holds no intervene/ folder of per-layer results; give the folder that "
+            "`sae-store intervene --out` wrote to (default: results/ beside the store)"
+        )
     out: dict[str, Any] = {}
-    for path in sorted((Path(out_dir) / "intervene").glob("*_layer_*.json")):
+    for path in sorted(per_layer.glob("*_layer_*.json")):
         payload = json.loads(path.read_text(encoding="utf-8"))
         entry = {k: payload.get(k) for k in _CROSS_FIELDS}
         entry["definition"] = DEFINITION

@@ -19,9 +19,10 @@ from sae_store.config import PipelineConfig
 from sae_store.errors import ConfigError
 from sae_store.jobs.plan import StepPlan
 from sae_store.jobs.steps import TASK_ID, Arg
+from sae_store.resources import resource_dir
 
-#: Folder of the sbatch templates (the repository's top-level ``jobs/``).
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "jobs"
+#: Folder of the sbatch templates (the repository's top-level ``jobs/``, packaged with the library).
+TEMPLATE_DIR = resource_dir("jobs")
 TEMPLATE = "step.sbatch"
 STATUS_DIR = "pipeline_status"
 LOG_DIR = "logs"

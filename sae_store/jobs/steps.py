@@ -205,7 +205,7 @@ def _analyze_args(cfg: PipelineConfig) -> list[str]:
 def _intervene_args(mode: str) -> Callable[[PipelineConfig], list[str]]:
     def args(cfg: PipelineConfig) -> list[str]:
         i, p = cfg.interventions, cfg.paths
-        options = _options(i, ("alpha", "controls", "max_samples", "n_boot", "max_new_tokens", "seed"))
+        options = _options(i, ("alpha", "controls", "max_samples", "bootstrap", "max_new_tokens", "seed"))
         return [str(p.path("store")), "--saes", str(p.path("saes")), "--model", str(p.path("model")),
                 "--mode", mode, "--features", i.features, "--out", str(p.path("results")), *_model_args(cfg),
                 *options]  # fmt: skip
@@ -271,7 +271,7 @@ def _demo_data_args(cfg: PipelineConfig) -> list[str]:
 def _tiny_model_args(cfg: PipelineConfig) -> list[str]:
     assert cfg.demo is not None
     d = cfg.demo
-    return [str(cfg.paths.path("model")), "--layers", str(d.model_layers), "--hidden", str(d.model_hidden),
+    return [str(cfg.paths.path("model")), "--n-layers", str(d.model_layers), "--hidden", str(d.model_hidden),
             "--seed", str(d.model_seed)]  # fmt: skip
 
 

@@ -227,8 +227,8 @@ def _validate(num_layers: int, hidden_size: int, out_dir: Path, overwrite: bool)
         raise SaeStoreError(f"Output path {str(out_dir)!r} exists and is not a folder.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise SaeStoreError(
-            f"Output folder {str(out_dir)!r} is not empty. Choose a new folder or pass overwrite=True "
-            "(--overwrite) to replace the model in it."
+            f"Output folder {str(out_dir)!r} is not empty. Choose a new folder or pass --overwrite "
+            "(overwrite=True from Python) to replace the model in it."
         )
 
 

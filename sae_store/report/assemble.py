@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
-from tqdm import tqdm
 
 from sae_store.analyze.data import read_labels, strings
 from sae_store.analyze.run_bias import BIAS_JSON
+from sae_store.progress import progress_bar
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
 from sae_store.report.features_sections import (
@@ -23,7 +23,7 @@ from sae_store.report.inputs import ReportInputs
 from sae_store.report.intervention_sections import interventions_section, splice_quality
 from sae_store.report.quality_sections import quality_section
 from sae_store.report.section import Section, not_run_section
-from sae_store.report.steps import Commands, pipeline_steps
+from sae_store.report.steps import Commands, intervention_layer, pipeline_steps
 from sae_store.report.store_sections import completeness_section, usage_section
 
 
@@ -158,8 +158,9 @@ def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
             "Interventions",
             "Needs intervention experiments (`analysis/intervene`).",
             [
-                cmd.intervene("ablate"),
-                cmd.intervene("amplify"),
+                *([] if inputs.has_generation else [cmd.caption()]),  # interventions edit these captions
+                cmd.intervene("ablate", intervention_layer(inputs)),
+                cmd.intervene("amplify", intervention_layer(inputs)),
             ],
         )
     return interventions_section(summaries)
@@ -182,4 +183,4 @@ def report_sections(inputs: ReportInputs) -> list[Section]:
         lambda: _interventions(inputs, cmd),
         lambda: usage_section(inputs.usage, quota=inputs.quota, inode_quota=inputs.inode_quota),
     ]
-    return [build() for build in tqdm(builders, desc="report sections", unit="section", leave=False)]
+    return [build() for build in progress_bar(builders, desc="report sections", unit="section", leave=False)]

@@ -15,7 +15,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, intervals, language_colour, line_style, styled
+from sae_store.report.plotting import (
+    COLOURS,
+    FIG_SIZE,
+    WIDTH,
+    intervals,
+    language_colour,
+    layer_ticks,
+    line_style,
+    styled,
+)
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
 #: Non-significant features drawn per volcano frame (all significant ones are always drawn).
@@ -67,9 +76,7 @@ def layer_table(bias: dict[str, Any]) -> pd.DataFrame:
 
 def _ticks(frame: pd.DataFrame) -> list[int]:
     """Integer layer ticks (at most ~17, so 34 layers stay readable)."""
-    layers = sorted(frame["layer"].unique().tolist())
-    step = max(1, len(layers) // 17 + (len(layers) % 17 > 0))
-    return layers[::step]
+    return layer_ticks(frame["layer"].unique())
 
 
 def _significant_figure(frame: pd.DataFrame) -> Figure:
@@ -299,10 +306,15 @@ def volcano_section(ds: xr.Dataset, *, seed: int = 0) -> Section:
         [_volcano(frames[(best, lang)], alpha, f"layer {best}, {lang}") for lang in languages]
     ).cols(2)
     n_total = ds.sizes["feature"]
+    grey = (
+        "grey: not significant"
+        if n_total <= MAX_BACKGROUND_POINTS
+        else f"grey: not significant, of which at most {MAX_BACKGROUND_POINTS} of the {n_total} features per "
+        "frame are drawn (a seeded random subset; every significant feature is drawn)"
+    )
     caption = (
         f"Each point is a feature: effect size vs -log10 q; dashed line q = {alpha}. Blue: male-biased, red: "
-        f"female-biased (q < {alpha}); grey: not significant, of which at most {MAX_BACKGROUND_POINTS} of "
-        f"{n_total} per frame are drawn (a seeded random subset; every significant feature is drawn). "
+        f"female-biased (q < {alpha}); {grey}. "
         f"The PNG shows layer {best}, the layer with the most significant features."
     )
     counts = {

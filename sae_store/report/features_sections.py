@@ -274,6 +274,18 @@ def features_section(dashes: list[Dashboard], *, n_inspected: int | None = None)
     return Section("features", "Feature dashboards", items, summary, status="partial" if missing else "ok")
 
 
+def _once_per_sample(frame: pd.DataFrame) -> pd.DataFrame:
+    """Blank the per-sample columns on a sample's later rows: one long caption per sample, not per row."""
+    if "sample" not in frame:
+        return frame
+    out = frame.copy()
+    repeat = out["sample"].eq(out["sample"].shift())
+    for column in ("image", "gender", "caption"):
+        if column in out:
+            out[column] = out[column].astype(object).where(~repeat, "")
+    return out
+
+
 def qualitative_section(ds: xr.Dataset) -> Section:
     """Per selected sample, its most active significant biased features, their interpretation and captions."""
     # the columns in the order analyze qualitative writes its table, then anything else it stored
@@ -287,9 +299,9 @@ def qualitative_section(ds: xr.Dataset) -> Section:
     items: list[Any] = [
         Text(
             "Samples picked by `analyze qualitative`, with the significant biased features most active "
-            "on them."
+            "on them; a sample's image, gender and caption are shown on its first row."
         ),
-        Table(frame, "Qualitative examples", max_rows=60),
+        Table(_once_per_sample(frame), "Qualitative examples", max_rows=60),
     ]
     summary = {"rows": len(frame), "samples": sorted({str(s) for s in frame.get("sample", [])})}
     return Section("qualitative", "Qualitative examples", items, summary)

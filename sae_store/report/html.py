@@ -16,9 +16,9 @@ from pathlib import Path
 
 import panel as pn
 from bokeh.resources import INLINE
-from tqdm import tqdm
 
-from sae_store.report.section import Figure, Notice, Section, Table, Text
+from sae_store.progress import progress_bar
+from sae_store.report.section import MISSING, Figure, Notice, Section, Table, Text
 from sae_store.report.switcher import render
 
 _PANEL_DIST = Path(pn.__file__).parent / "dist"
@@ -92,6 +92,7 @@ def _item_pane(item: object) -> pn.viewable.Viewable:
                 item.frame.head(item.max_rows),
                 index=False,
                 justify="left",
+                na_rep=MISSING,
                 sizing_mode="stretch_width",
                 stylesheets=[_TABLE_CSS],
             )
@@ -122,7 +123,7 @@ def write_html(sections: Sequence[Section], path: Path, *, title: str, intro: st
     ]
     items = [(section, item) for section in sections for item in section.items]
     panes: dict[int, list[pn.viewable.Viewable]] = {id(section): [] for section in sections}
-    for section, item in tqdm(items, desc="HTML figures", unit="item", leave=False):
+    for section, item in progress_bar(items, desc="HTML figures", unit="item", leave=False):
         panes[id(section)].append(_item_pane(item))
     for section in sections:
         parts.append(

@@ -14,8 +14,18 @@ from typing import Any
 import holoviews as hv
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
-from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, intervals, language_colour, line_style, styled
+from sae_store.report.plotting import (
+    COLOURS,
+    FIG_SIZE,
+    WIDTH,
+    intervals,
+    language_colour,
+    layer_ticks,
+    line_style,
+    styled,
+)
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
 #: Summaries by result key (e.g. ``male_biased_ablation``) and layer.
@@ -87,11 +97,12 @@ def _effects_figure(frame: pd.DataFrame) -> Figure:
                 common={
                     "title": str(key),
                     "show_legend": True,
-                    "xticks": sorted(set(x.astype(int).tolist())),
+                    "xticks": layer_ticks(x, most=9),  # half-width panels
                     "padding": 0.1,
                 },
-                bokeh={"width": WIDTH // 2, "height": 300},
-                mpl={"fig_size": FIG_SIZE // 2 + 30, "aspect": 1.4},
+                # the legend where it covers the fewest points (PNG), beside the axes (page)
+                bokeh={"width": WIDTH // 2, "height": 300, "legend_position": "right"},
+                mpl={"fig_size": FIG_SIZE // 2 + 30, "aspect": 1.4, "legend_position": "best"},
             )
         )
     layout = hv.Layout(panels).cols(2)
@@ -136,12 +147,26 @@ def _dose_overlay(sub: pd.DataFrame, title: str) -> hv.Overlay:
         curve = line_style(hv.Curve((a, y), alpha, diff, label=str(lang)), colour)
         parts.append(curve * intervals(a, g["CI low"], g["CI high"], alpha, diff, colour))
     overlay = hv.Overlay(parts) * line_style(hv.HLine(0), "black", alpha=0.3)
+    alphas = sorted(set(sub["alpha"].astype(float)))
+    ticks = [(a, f"{a:g}") for a in alphas]  # the measured alphas, as plain numbers
     return styled(
         overlay,
-        common={"title": title, "show_legend": True, "logx": True},
+        common={
+            "title": title,
+            "show_legend": True,
+            "legend_position": "right",
+            "logx": True,
+            "xticks": ticks,
+            "padding": 0.08,  # keeps the intervals at the first and last alpha inside the axes
+        },
         bokeh={"width": WIDTH, "height": 320},
-        mpl={"fig_size": FIG_SIZE, "aspect": 2.2},
+        mpl={"fig_size": FIG_SIZE, "aspect": 2.2, "hooks": [_no_minor_labels]},
     )
+
+
+def _no_minor_labels(plot: Any, element: Any) -> None:
+    # matplotlib labels the minor ticks of a log axis too ("6x10^-1"), overlapping the alphas
+    plot.handles["axis"].xaxis.set_minor_formatter(NullFormatter())
 
 
 def _dose_figure(frame: pd.DataFrame) -> Figure:

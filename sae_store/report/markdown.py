@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
+from sae_store.progress import progress_bar
 from sae_store.report.plotting import save_png
 from sae_store.report.section import Figure, Notice, Section, Table, Text, markdown_table
 
@@ -19,7 +18,7 @@ def write_markdown(sections: Sequence[Section], out_dir: Path, *, title: str, in
     fig_dir.mkdir(exist_ok=True)
     statics = [f for s in sections for f in s.figures if f.static is not None]
     pngs: dict[str, Path] = {}
-    for fig in tqdm(statics, desc="PNG figures", unit="fig", leave=False):
+    for fig in progress_bar(statics, desc="PNG figures", unit="fig", leave=False):
         pngs[fig.name] = save_png(fig.static, fig_dir / f"{fig.name}.png")
     lines = [f"# {title}", "", intro, ""]
     for section in sections:

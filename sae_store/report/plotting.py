@@ -35,6 +35,13 @@ WIDTH = 900
 FIG_SIZE = 160
 
 
+def layer_ticks(layers: Any, most: int = 17) -> list[int]:
+    """Integer ticks for a layer axis: every layer, or every n-th so that at most ``most`` show."""
+    values = sorted({int(v) for v in layers})
+    step = -(-len(values) // most) if values else 1
+    return values[::step]
+
+
 def language_colour(language: str) -> str:
     """Colour of a language's curves (grey for languages without a fixed colour)."""
     return COLOURS.get(language, COLOURS["neutral"])

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from sae_store.report.inputs import SaeRecord
-from sae_store.report.plotting import COLOURS, language_colour, line_style, styled
+from sae_store.report.plotting import COLOURS, language_colour, layer_ticks, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
 #: Held-out metrics shown per layer (key in ``cfg.json``'s ``sae_store.metrics.val``, label).
@@ -48,7 +48,7 @@ def quality_table(saes: Mapping[int, SaeRecord]) -> pd.DataFrame:
 def _panel(points: Any, title: str, layers: list[int]) -> Any:
     return styled(
         points,
-        common={"title": title, "xticks": layers[:: max(1, len(layers) // 17)]},
+        common={"title": title, "xticks": layer_ticks(layers, most=9)},
         bokeh={"width": 420, "height": 240},
         mpl={"fig_size": 80, "aspect": 1.6},
     )
@@ -76,7 +76,11 @@ def _metric_panels(frame: pd.DataFrame, splice: Mapping[tuple[int, str], dict[st
         panels.append(
             styled(
                 hv.Overlay(parts),
-                common={"title": "CE loss recovered (spliced SAE)", "show_legend": True},
+                common={
+                    "title": "CE loss recovered (spliced SAE)",
+                    "show_legend": True,
+                    "xticks": layer_ticks(layers, most=9),
+                },
                 bokeh={"width": 420, "height": 240},
                 mpl={"fig_size": 80, "aspect": 1.6},
             )

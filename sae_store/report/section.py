@@ -102,13 +102,17 @@ def not_run_section(key: str, title: str, what: str, commands: Sequence[str]) ->
     )
 
 
+#: How a table shows a value that was not measured (NaN), in both documents.
+MISSING = "–"
+
+
 def markdown_table(frame: pd.DataFrame, *, max_rows: int | None = None) -> str:
     """A GitHub-flavoured Markdown table of ``frame`` (floats with 4 significant digits)."""
     shown = frame if max_rows is None else frame.head(max_rows)
 
     def cell(value: Any) -> str:
         if isinstance(value, float):
-            return f"{value:.4g}"
+            return MISSING if value != value else f"{value:.4g}"  # NaN: not measured
         return str(value).replace("|", "\\|").replace("\n", " ")
 
     header = "| " + " | ".join(str(c) for c in shown.columns) + " |"

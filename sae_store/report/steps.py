@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from sae_store.report.inputs import ReportInputs
+from sae_store.report.inputs import BIAS_JSON, ReportInputs
 from sae_store.store import Completion
 
 State = Literal["done", "partial", "not run"]
@@ -171,7 +171,24 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
         )
     )
     ran = "intervene" in inputs.analysis_groups
+    # interventions edit the model's own captions: `caption` has to run first
+    first = [] if inputs.has_generation else [cmd.caption()]
+    layer = intervention_layer(inputs)
     steps.append(
-        _done_or(ran, "intervene", ("experiments stored", "no experiments"), [cmd.intervene("ablate")])
+        _done_or(
+            ran,
+            "intervene",
+            ("experiments stored", "no experiments"),
+            [*first, cmd.intervene("ablate", layer)],
+        )
     )
     return steps
+
+
+def intervention_layer(inputs: ReportInputs) -> int | str:
+    """The layer with an SAE and the most male-biased significant features, for a runnable command."""
+    with_sae = [layer for layer in inputs.layers if layer in inputs.saes]
+    if not with_sae:
+        return "L"
+    by_layer = inputs.results.get(BIAS_JSON, {}).get("layers", {})
+    return max(with_sae, key=lambda layer: by_layer.get(str(layer), {}).get("n_male_biased_significant", 0))

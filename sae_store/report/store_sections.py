@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import holoviews as hv
+import matplotlib
 import numpy as np
 import pandas as pd
 
-from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, styled
+from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, layer_ticks, styled
 from sae_store.report.section import Figure, Notice, Section, Table, Text
 from sae_store.report.steps import StepStatus
 from sae_store.store import Completion, Usage
@@ -48,14 +49,28 @@ def usage_section(usage: Usage, *, quota: int | None = None, inode_quota: int | 
             f"logical ({unit})": [v.logical_bytes / scale for _, v in rows],
         }
     )
-    bars = hv.Bars(frame, "variable", f"on disk ({unit})")
-    opts = {"title": "Store: bytes on disk per variable", "xrotation": 45, "color": COLOURS["male"]}
+    # the largest variables, the rest summed: dozens of tiny variables would make unreadable labels
+    top = frame.head(_TOP_VARIABLES)[["variable", f"on disk ({unit})"]]
+    rest = frame.iloc[_TOP_VARIABLES:]
+    if len(rest):
+        other = pd.DataFrame(
+            {"variable": [f"{len(rest)} others"], f"on disk ({unit})": [rest.iloc[:, 1].sum()]}
+        )
+        top = pd.concat([top, other], ignore_index=True)
+    bars = hv.Bars(top.iloc[::-1], "variable", f"on disk ({unit})")  # largest at the top
+    opts = {"title": "Store: bytes on disk per variable", "invert_axes": True, "color": COLOURS["male"]}
     items.append(
         Figure(
             "store_usage",
-            "Bytes on disk per variable and group of the store (from `sae-store du`).",
-            styled(bars.clone(), common=opts, bokeh={"width": WIDTH, "height": 320, "tools": ["hover"]}),
-            styled(bars.clone(), common=opts, mpl={"fig_size": FIG_SIZE, "aspect": 2.5}),
+            f"Bytes on disk of the {min(len(frame), _TOP_VARIABLES)} largest variables and groups "
+            "of the store "
+            "(from `sae-store du`); the table below lists all.",
+            styled(
+                bars.clone(),
+                common=opts,
+                bokeh={"width": WIDTH, "height": 60 + 24 * len(top), "tools": ["hover"]},
+            ),
+            styled(bars.clone(), common=opts, mpl={"fig_size": FIG_SIZE, "aspect": 2.0}),
         )
     )
     if usage.activations_by_layer:
@@ -64,7 +79,12 @@ def usage_section(usage: Usage, *, quota: int | None = None, inode_quota: int | 
         layer_bars = hv.Bars(
             [(k, v / layer_scale) for k, v in by_layer], "layer", f"activations ({layer_unit})"
         )
-        opts = {"title": "Activations on disk per layer", "color": COLOURS["male"]}
+        # one label per layer: upright while they fit, turned beyond ~20 layers
+        opts = {
+            "title": "Activations on disk per layer",
+            "color": COLOURS["male"],
+            "xrotation": 90 if len(by_layer) > 20 else 0,
+        }
         items.append(
             Figure(
                 "store_usage_layers",
@@ -72,7 +92,11 @@ def usage_section(usage: Usage, *, quota: int | None = None, inode_quota: int | 
                 styled(
                     layer_bars.clone(), common=opts, bokeh={"width": WIDTH, "height": 260, "tools": ["hover"]}
                 ),
-                styled(layer_bars.clone(), common=opts, mpl={"fig_size": FIG_SIZE, "aspect": 3}),
+                styled(
+                    layer_bars.clone(),
+                    common=opts,
+                    mpl={"fig_size": int(FIG_SIZE * max(1.0, len(by_layer) / 24)), "aspect": 3},
+                ),
             )
         )
     items.append(Table(frame, "Per variable"))
@@ -83,6 +107,11 @@ def usage_section(usage: Usage, *, quota: int | None = None, inode_quota: int | 
         summary={**usage.to_dict(), "problems": problems, "quota": quota, "inode_quota": inode_quota},
         status="partial" if problems else "ok",
     )
+
+
+_TOP_VARIABLES = 12
+#: "Greens" up to its middle: from white to a medium green, under black text.
+_GREENS = [matplotlib.colors.to_hex(c) for c in matplotlib.colormaps["Greens"](np.linspace(0.0, 0.55, 64))]
 
 
 def _unit(largest: float) -> tuple[str, float]:
@@ -102,7 +131,7 @@ def _grid_frame(grids: dict[str, Completion]) -> pd.DataFrame:
         for i, layer in enumerate(comp.layers):
             for j, lang in enumerate(comp.languages):
                 rows.append(
-                    {"step": f"{step} {lang}", "layer": str(layer), "fraction written": float(frac[i, j])}
+                    {"step": f"{step} {lang}", "layer": int(layer), "fraction written": float(frac[i, j])}
                 )
     return pd.DataFrame(rows)
 
@@ -119,7 +148,7 @@ def completeness_section(steps: Sequence[StepStatus], grids: dict[str, Completio
             "detail": [s.detail for s in steps],
         }
     )
-    commands = [c for s in steps for c in s.commands]
+    commands = list(dict.fromkeys(c for s in steps for c in s.commands))  # caption is named twice
     done = sum(s.state == "done" for s in steps)
     items: list = [Text(f"{done} of {len(steps)} steps complete."), Table(table, max_rows=len(table))]
     if commands:
@@ -131,11 +160,12 @@ def completeness_section(steps: Sequence[StepStatus], grids: dict[str, Completio
         heat = hv.HeatMap(frame, ["step", "layer"], "fraction written")
         common = {
             "title": "Completion per layer and language",
-            "cmap": "Greens",
+            "cmap": _GREENS,  # light greens only: the black value labels stay readable
             "clim": (0, 1),
             "colorbar": True,
             "invert_yaxis": True,
             "xrotation": 0,
+            "yticks": layer_ticks(frame["layer"], most=17),
         }
         n_layers = frame["layer"].nunique()
         items.insert(
@@ -153,7 +183,12 @@ def completeness_section(steps: Sequence[StepStatus], grids: dict[str, Completio
                         "tools": ["hover"],
                     },
                 ),
-                styled(heat.clone(), common=common, mpl={"fig_size": FIG_SIZE, "aspect": 0.8}),
+                styled(
+                    heat.clone(),
+                    common=common,
+                    # the value in each cell while the rows are tall enough to hold it
+                    mpl={"fig_size": FIG_SIZE, "aspect": 0.8, "show_values": n_layers <= 12},
+                ),
             ),
         )
     return Section(

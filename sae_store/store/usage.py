@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from sae_store.errors import SaeStoreError
+from sae_store.errors import SaeStoreError, shown_value
 from sae_store.store import schema as S
 from sae_store.store.core import ActivationStore
 
@@ -30,6 +30,8 @@ _UNITS = {
     "TI": 2**40,
     "PI": 2**50,
 }
+#: Quotas and counts beyond 1e18 (an exabyte, 10^18 files) are typing mistakes, not filesystems.
+_MAX_QUANTITY = 1e18
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([KMGTP]I?)?B?\s*$", re.IGNORECASE)
 
 
@@ -41,12 +43,14 @@ def parse_size(text: str) -> int:
     m = _SIZE.match(str(text))
     if not m:
         raise SaeStoreError(
-            f"size {text!r} is not understood; use a positive number with an optional unit, "
+            f"size {shown_value(text)} is not understood; use a positive number with an optional unit, "
             "e.g. 500G, 1.5TB or 100GiB"
         )
     value = float(m.group(1)) * _UNITS[(m.group(2) or "").upper()]
     if value <= 0:
-        raise SaeStoreError(f"size {text!r} must be positive")
+        raise SaeStoreError(f"size {shown_value(text)} must be positive")
+    if not value < _MAX_QUANTITY:
+        raise SaeStoreError(f"size {shown_value(text)} is beyond any filesystem; give e.g. 500G or 2TiB")
     return int(value)
 
 
@@ -55,9 +59,11 @@ def parse_count(text: str) -> int:
     try:
         value = float(text)
     except ValueError as e:
-        raise SaeStoreError(f"file count {text!r} is not a number; e.g. 1000000 or 1e6") from e
-    if value <= 0 or value != int(value):
-        raise SaeStoreError(f"file count {text!r} must be a positive whole number")
+        raise SaeStoreError(f"file count {shown_value(text)} is not a number; e.g. 1000000 or 1e6") from e
+    if not 0 < value < _MAX_QUANTITY or value != int(value):
+        raise SaeStoreError(
+            f"file count {shown_value(text)} must be a positive whole number below 1e18, e.g. 1000000 or 1e6"
+        )
     return int(value)
 
 

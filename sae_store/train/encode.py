@@ -18,11 +18,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import zarr
-from tqdm.auto import tqdm
 
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.faults import kill_point
 from sae_store.models.loader import resolve_device
+from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
@@ -215,7 +215,7 @@ def encode_features(
     todo_units = [u for u in units if not done[store.layer_index(u[0]), :, u[1].start : u[1].stop].all()]
     out = {name: store.array(name, FEATURES, mode="r+") for name in (*_STATISTICS, S.COMPLETE)}
     loaded_layer, sae = None, None
-    for layer, b in tqdm(todo_units, desc="encode", unit="block", disable=not progress):
+    for layer, b in progress_bar(todo_units, desc="encode", unit="block", enabled=progress):
         if layer != loaded_layer:
             sae = load_sae(sae_dirs[layer], device=device).sae
             loaded_layer = layer
@@ -239,4 +239,3 @@ def encode_features(
         kill_point("encode.flags_written")
     n_lang = len(store.layout.languages)
     return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
-

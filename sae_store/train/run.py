@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import pickle
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -80,8 +81,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         } <= set(state):
             raise ValueError(f"not a version-{_CHECKPOINT_VERSION} training checkpoint")
     except Exception as e:  # torch raises several types for truncated or foreign files
+        # never torch's own text for these: it advises loading the file unsafely
+        text = str(e).strip()
+        unsafe = "weights only load failed" in text.lower() or isinstance(e, pickle.UnpicklingError)
+        reason = "not a tensor-only checkpoint" if unsafe or not text else text.splitlines()[0][:120]
         raise SaeStoreError(
-            f"checkpoint {str(path)!r} is unreadable ({type(e).__name__}: {e}); delete it (or the whole "
+            f"checkpoint {str(path)!r} is unreadable ({reason}); delete it (or the whole "
             "folder) and train again without --resume"
         ) from e
     return state

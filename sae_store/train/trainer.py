@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from sae_store.models.loader import resolve_device
+from sae_store.progress import progress_bar
 from sae_store.train.config import TrainerConfig
 from sae_store.train.sae import ForwardOutput, SparseAutoencoder
 
@@ -133,7 +133,9 @@ class Trainer:
         """Train from the current step to ``config.steps``, drawing one batch per step."""
         c = self.config
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        with tqdm(total=c.steps, initial=self.step, desc="train", unit="step", disable=not progress) as bar:
+        with progress_bar(
+            total=c.steps, initial=self.step, desc="train", unit="step", enabled=progress
+        ) as bar:
             while self.step < c.steps:
                 t0 = time.perf_counter()
                 batch = next(batches)

@@ -18,6 +18,10 @@ from .synthetic import Built, build_store, make_sae
 
 FAST = ["--cluster", "none", "--bootstrap", "50", "--rho-bootstrap", "20", "--overlap-permutations", "100",
         "--folds", "3", "--top-samples", "3", "--n-features", "1", "--image-size", "32"]  # fmt: skip
+# each analysis takes only its own options
+FAST_INTERPRET = ["--top-samples", "3", "--n-features", "1"]
+FAST_CROSSLINGUAL = ["--cluster", "none", "--rho-bootstrap", "20", "--overlap-permutations", "100"]
+FAST_BIAS = ["--cluster", "none", "--bootstrap", "50"]
 
 
 def test_analyze_all_writes_every_result(
@@ -56,13 +60,13 @@ def test_saes_with_the_wrong_width_are_refused(
     saes = tmp_path / "saes"
     make_sae(8, 32, seed=0).save(saes / "layer_0")
     argv = ["analyze", "interpret", str(built.store.path), "--saes", str(saes), "--layers", "0", "--out",
-            str(tmp_path / "o"), *FAST]  # fmt: skip
+            str(tmp_path / "o"), *FAST_INTERPRET]  # fmt: skip
     assert main(argv) == 2
     assert "has d_in=8 but the store's activations have hidden size 16" in capsys.readouterr().err
-    assert main([*argv[:3], "--layers", "0", *FAST]) == 2
+    assert main([*argv[:3], "--layers", "0", *FAST_INTERPRET]) == 2
     assert "`analyze interpret` needs the SAEs: pass --saes DIR" in capsys.readouterr().err
     make_sae(16, 20, seed=0).save(saes / "layer_1")
-    assert main([*argv[:5], "--layers", "1", *FAST]) == 2
+    assert main([*argv[:5], "--layers", "1", *FAST_INTERPRET]) == 2
     assert "has d_sae=20 but the features group has 32 features" in capsys.readouterr().err
 
 
@@ -70,7 +74,8 @@ def test_crosslingual_on_one_language_exits_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     one = build_store(tmp_path, languages=("en",))
-    assert main(["analyze", "crosslingual", str(one.store.path), "--out", str(tmp_path / "o"), *FAST]) == 2
+    argv = ["analyze", "crosslingual", str(one.store.path), "--out", str(tmp_path / "o"), *FAST_CROSSLINGUAL]
+    assert main(argv) == 2
     assert (
         "the cross-lingual analysis needs two languages; the features group holds ['en']"
         in capsys.readouterr().err
@@ -111,7 +116,51 @@ def test_slurm_cluster_renders_the_configured_job_without_submitting() -> None:
 
 def test_results_go_beside_the_store_by_default(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
     # the same default as `intervene`, and where `report` looks for results
-    assert main(["analyze", "bias", str(built.store.path), *FAST]) == 0
+    assert main(["analyze", "bias", str(built.store.path), *FAST_BIAS]) == 0
     expected = built.store.path.resolve().parent / "results" / "comprehensive_analysis_results.json"
     assert capsys.readouterr().out.split() == [str(expected)]
     assert json.loads(expected.read_text())["layers"]["0"]["male_biased_features"] is not None
+
+
+@pytest.mark.parametrize(
+    ("which", "own", "foreign"),
+    [
+        (
+            "bias",
+            ["--alpha", "--bootstrap", "--cluster", "--layers SPEC"],
+            ["--rho-bootstrap", "--bins", "--folds"],
+        ),
+        ("crosslingual", ["--top-k", "--saes-by-language"], ["--alpha", "--bins", "--saes DIR"]),
+        ("crosslayer", ["--folds", "--probe-c", "--saes DIR"], ["--alpha", "--top-k", "--bins"]),
+        (
+            "interpret",
+            ["--bins", "--model", "--top-samples"],
+            ["--cluster", "--alpha", "--image-size", "--folds"],
+        ),
+        ("visual", ["--image-size", "--features"], ["--bins", "--cluster", "--n-samples"]),
+        ("qualitative", ["--n-samples", "--samples"], ["--bins", "--saes DIR", "--cluster", "--statistic"]),
+        ("all", ["--alpha", "--top-k", "--folds", "--bins", "--image-size", "--n-samples"], []),
+    ],
+)
+def test_each_analysis_lists_only_its_options_with_defaults(
+    which: str, own: list[str], foreign: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["analyze", which, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in own:
+        assert flag in text, flag
+    for flag in foreign:
+        assert f"{flag} " not in text and not text.endswith(flag), flag
+    assert "--seed S seed of every resampling (default: 0)" in text
+
+
+def test_analyze_takes_layer_ranges(built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    assert (
+        main(["analyze", "bias", str(built.store.path), "--layers", "0-1", "--out", str(out), *FAST_BIAS])
+        == 0
+    )
+    assert set(json.loads((out / "comprehensive_analysis_results.json").read_text())["layers"]) == {"0", "1"}
+    assert main(["analyze", "bias", str(built.store.path), "--layers", "1,1", *FAST_BIAS]) == 2
+    assert "--layers '1,1' names layer(s) [1] more than once" in capsys.readouterr().err

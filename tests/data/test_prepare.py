@@ -137,7 +137,7 @@ def test_stratified_subsample_deterministic(tmp_path: Path, write_csv: WriteCsv)
 def test_num_samples_too_large(tmp_path: Path, write_csv: WriteCsv) -> None:
     csv, images = _many(write_csv, tmp_path, 3, 2)
     with pytest.raises(
-        DataError, match=r"num_samples=6 is more than the 5 available samples \(male: 3, female: 2;"
+        DataError, match=r"--num-samples 6 is more than the 5 available samples \(male: 3, female: 2;"
     ):
         prepare_samples(csv, images, tmp_path / "out", num_samples=6)
 
@@ -217,3 +217,23 @@ def test_nothing_labelled(tmp_path: Path, images_dir: Path, write_csv: WriteCsv)
         match=r"None of the 2 usable images is labelled male or female \(ambiguous: 1, unknown: 1\)",
     ):
         prepare_samples(csv, images_dir, tmp_path / "out")
+
+
+def test_exact_duplicate_rows_are_reported_not_counted_twice(
+    tmp_path: Path, images_dir: Path, write_csv: WriteCsv
+) -> None:
+    csv = write_csv(
+        [
+            HEADER,
+            ["a.png", "A man walking.", "رجل يمشي."],
+            ["b.png", "A girl reading.", "فتاة تقرأ."],
+            ["a.png", "A man walking.", "رجل يمشي."],
+            ["a.png", "A boy outside.", "رجل يمشي."],  # same image, other caption: kept
+        ]
+    )
+    result = prepare_samples(csv, images_dir, tmp_path / "out")
+    assert result.samples.loc[0, "en_caption"] == "A man walking.\nA boy outside."
+    assert result.report["rejected_counts"] == {"duplicate row": 1}
+    assert result.report["rejected_rows"] == [
+        {"row": 3, "image": "a.png", "reason": "duplicate row", "detail": "the same as row 1"}
+    ]

@@ -24,7 +24,6 @@ from sae_store.extract.config import (
         ("10,22", (10, 22)),
         ("22, 10", (10, 22)),
         ("0-3,10,20-22", (0, 1, 2, 3, 10, 20, 21, 22)),
-        ("5,5,4-6", (4, 5, 6)),
         ("7", (7,)),
     ],
 )
@@ -43,6 +42,9 @@ def test_parse_layers(text: str, expected: tuple[int, ...]) -> None:
         ("3,,4", r"cannot read ''"),
         ("-1", r"cannot read '-1'"),
         ("9-3", r"range '9-3' runs backwards; write it as '3-9'"),
+        ("1,1", r"layers '1,1' names layer\(s\) \[1\] more than once; give each layer once"),
+        ("5,5,4-6", r"names layer\(s\) \[5\] more than once"),
+        ("9" * 400, r"cannot read '9{30,}\.\.\.' \(402 characters\)"),
     ],
 )
 def test_parse_layers_errors(text: str, match: str) -> None:

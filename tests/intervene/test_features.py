@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -51,15 +53,28 @@ def test_resolve_refusals() -> None:
     ):
         resolve_features(parse_feature_spec("top-male:2"), None, 64)
     with pytest.raises(
-        SaeStoreError, match="asks for 3 female-biased features, but the bias analysis lists 2"
+        SaeStoreError,
+        match="features 'top-female:20': the bias analysis found no significant female-biased feature at "
+        "this layer; try another layer, 'top-male:N', or explicit indices",
     ):
-        resolve_features(parse_feature_spec("top-female:3"), RANKED, 64)
+        resolve_features(parse_feature_spec("top-female:20"), {"male": [1], "female": []}, 64)
     with pytest.raises(
         SaeStoreError, match=r"feature indices \[64, 99\] are out of range: the SAE has d_sae=64"
     ):
         resolve_features(parse_feature_spec("3,64,99"), None, 64)
     with pytest.raises(SaeStoreError, match=r"\[40\] are out of range"):
         resolve_features(parse_feature_spec("top-male:1"), RANKED, 40)
+
+
+def test_fewer_biased_features_than_asked_uses_those_found(caplog: pytest.LogCaptureFixture) -> None:
+    # the default top-male:20 on a run whose analysis found fewer: the significant ones, with a warning
+    with caplog.at_level(logging.WARNING, logger="sae_store.intervene.features"):
+        got = resolve_features(parse_feature_spec("top-female:20"), RANKED, 64)
+    assert got == tuple(RANKED["female"])
+    assert (
+        "asks for 20 female-biased features, but the bias analysis found 2 significant ones; using those 2"
+        in (caplog.text)
+    )
 
 
 def test_random_sets_are_seeded_disjoint_from_the_target_and_prefix_stable() -> None:

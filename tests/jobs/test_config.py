@@ -18,6 +18,7 @@ from sae_store.config import (
     parse_slurm_time,
 )
 from sae_store.errors import ConfigError
+from sae_store.resources import example_config, example_configs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,9 +32,46 @@ def test_demo_config_loads_and_round_trips(tmp_path: Path) -> None:
 
 def test_example_cluster_config_loads() -> None:
     cfg = load_config(REPO / "configs" / "gemma3-4b.yaml")
+    assert cfg.layers == tuple(range(34))  # written `0-33`, the CLI's syntax
+    assert cfg.interventions.layers == (6, 12, 18, 24, 30)
     slurm = cfg.require_slurm()
     assert slurm.resources("extract").gres == "gpu:1"
     assert parse_slurm_time(slurm.resources("train").time or "") > parse_slurm_time(slurm.time)
+
+
+@pytest.mark.parametrize(
+    ("value", "layers"),
+    [("0-3", (0, 1, 2, 3)), ("10,22", (10, 22)), ("0-1,5", (0, 1, 5)), (7, (7,)), ([3, 1], (1, 3))],
+)
+def test_layers_take_the_cli_syntax_in_yaml(value: object, layers: tuple[int, ...]) -> None:
+    cfg = config_from_dict({"paths": {"root": "r"}, "layers": value, "interventions": {"layers": value}})
+    assert cfg.layers == layers and cfg.interventions.layers == layers
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1,1", r"layers '1,1' names layer\(s\) \[1\] more than once"),
+        ([2, 2], r"layers \[2, 2\] names layer\(s\) \[2\] more than once"),
+        ("3-1", r"layers '3-1': range '3-1' runs backwards"),
+        ("x", r"layers 'x': cannot read 'x'; use indices and inclusive ranges"),
+        (True, r"layers must be layer indices"),
+    ],
+)
+def test_bad_layers_in_yaml_are_refused(value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"paths": {"root": "r"}, "layers": value})
+    with pytest.raises(ConfigError, match="interventions." + message):
+        config_from_dict({"paths": {"root": "r"}, "interventions": {"layers": value}})
+
+
+def test_example_configs_are_packaged_resources() -> None:
+    assert set(example_configs()) == {"demo", "gemma3-4b"}
+    assert example_config("demo") == DEMO_CONFIG
+    with pytest.raises(
+        ConfigError, match=r"no example config named 'x'; the examples are \['demo', 'gemma3-4b'\]"
+    ):
+        example_config("x")
 
 
 def test_paths_expand_variables_and_resolve_against_the_root(

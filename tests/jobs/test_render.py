@@ -139,7 +139,7 @@ def test_every_step_command_is_accepted_by_the_cli(make_config: Callable[..., Pi
              "roles": "image,text", "seed": 1, "device": "cpu"},
         analysis={"cluster": "slurm", "workers": 2, "worker_memory": "1GiB", "alpha": 0.1, "permutations": 5,
                   "bootstrap": 5, "min_per_group": 9, "seed": 1},
-        interventions={"alpha": 3.0, "controls": 10, "max_samples": 8, "n_boot": 10, "max_new_tokens": 8,
+        interventions={"alpha": 3.0, "controls": 10, "max_samples": 8, "bootstrap": 10, "max_new_tokens": 8,
                        "seed": 2},
         slurm={"account": "proj"},
     )  # fmt: skip
@@ -155,3 +155,29 @@ def test_every_step_command_is_accepted_by_the_cli(make_config: Callable[..., Pi
 def test_template_is_in_the_top_level_jobs_folder() -> None:
     assert Path(__file__).resolve().parents[2] / "jobs" == TEMPLATE_DIR
     assert (TEMPLATE_DIR / TEMPLATE).is_file()
+
+
+def test_example_cluster_config_renders_without_the_model_on_disk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sae_store_cli.main import main
+
+    config = tmp_path / "cluster.yaml"
+    assert main(["jobs", "example", "gemma3-4b", "--out", str(config)]) == 0
+    assert main(["jobs", "example", "gemma3-4b", "--out", str(config)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["jobs", "render", "--config", str(config), "--out", str(tmp_path / "s")]) == 0
+    assert "#SBATCH --array=0-33%4" in (tmp_path / "s" / "train.sbatch").read_text()
+    assert "#SBATCH --array=6,12,18,24,30%4" in (tmp_path / "s" / "intervene-ablate.sbatch").read_text()
+
+
+def test_render_without_slurm_section_leaves_no_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sae_store_cli.main import main
+
+    config = tmp_path / "local.yaml"
+    config.write_text(f"paths: {{root: {tmp_path / 'run'}}}\nlayers: 0-1\n")
+    assert main(["jobs", "render", "--config", str(config), "--out", str(tmp_path / "scripts")]) == 2
+    assert "the config has no `slurm` section; add one" in capsys.readouterr().err
+    assert not (tmp_path / "scripts").exists()

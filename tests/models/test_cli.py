@@ -20,7 +20,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def test_make_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tiny"
-    args = _parse(["make-tiny-model", str(out), "--seed", "3", "--layers", "2", "--hidden", "32"])
+    args = _parse(["make-tiny-model", str(out), "--seed", "3", "--n-layers", "2", "--hidden", "32"])
     assert args.func(args) == 0
     assert f"to {out}" in capsys.readouterr().out
     identity = model_identity(out)
@@ -29,7 +29,8 @@ def test_make_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_defaults_and_errors(tmp_path: Path) -> None:
     args = _parse(["make-tiny-model", str(tmp_path)])
-    assert (args.seed, args.layers, args.hidden, args.overwrite) == (0, 4, 64, False)
+    assert (args.seed, args.n_layers, args.hidden, args.overwrite) == (0, 4, 64, False)
+    assert _parse(["make-tiny-model", str(tmp_path), "--layers", "3"]).n_layers == 3  # the old name
     (tmp_path / "x").write_text("x")
     with pytest.raises(SaeStoreError, match="is not empty"):
         args.func(args)

@@ -16,9 +16,13 @@ NAMES = ("01_explore_store", "02_features_and_bias")
 
 
 def _run(
-    name: str, store: ActivationStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, store: ActivationStore | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> nbformat.NotebookNode:
-    monkeypatch.setenv("SAE_STORE", str(store.path))
+    """Run a notebook with its kernel in ``tmp_path``; ``store=None`` leaves the notebook's default."""
+    if store is None:
+        monkeypatch.delenv("SAE_STORE", raising=False)
+    else:
+        monkeypatch.setenv("SAE_STORE", str(store.path))
     nb = jupytext.read(NOTEBOOKS / f"{name}.py")
     NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
@@ -66,3 +70,23 @@ def test_features_and_bias_on_a_store_without_results(
     text = _text(_run("02_features_and_bias", bare_store, tmp_path, monkeypatch))
     assert f"no features group yet: run `sae-store encode {bare_store.path} --saes saes/`" in text
     assert f"no bias results yet: run `sae-store analyze bias {bare_store.path}`" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", ["notebooks", "."])
+def test_notebooks_find_the_demo_store_from_the_repository_or_their_folder(
+    demo_run: Path, folder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkout after `make demo`: the notebooks beside demo-output/, the kernel started in `folder`
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "demo-output").symlink_to(demo_run)
+    cwd = repo / folder
+    text = _text(_run("01_explore_store", None, cwd, monkeypatch))
+    assert "layers: [0, 1, 2, 3] languages: ['en', 'ar']" in text
+    assert "100.0% complete" in text
+    nb = _run("02_features_and_bias", None, cwd, monkeypatch)
+    text = _text(nb)
+    assert "top male-biased features" in text and "top female-biased features" in text
+    pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2  # the volcano plot and the feature's image grid

@@ -141,3 +141,11 @@ def test_suggested_commands_are_valid_command_lines(bare_report: ReportResult):
         argv = shlex.split(command.replace(" L ", " 0 ").replace("--layer L", "--layer 0"))
         assert argv[0] == "sae-store"
         parser.parse_args(argv[1:])  # SystemExit (a test error) on an unknown flag or sub-command
+
+
+def test_not_run_interventions_suggest_caption_first(bare_report: ReportResult):
+    sections = _summary(bare_report)["sections"]
+    (intervene,) = [s for s in sections["completeness"]["steps"] if s["step"] == "intervene"]
+    assert [c.split()[1] for c in intervene["commands"]] == ["caption", "intervene"]
+    suggested = [c.split()[1] for c in sections["interventions"]["commands"]]
+    assert suggested == ["caption", "intervene", "intervene"]

@@ -1,0 +1,50 @@
+"""Every report figure, rendered as its PNG, on the synthetic 3-layer store and on a 34-layer one:
+no overlapping tick labels, integer layer axes, no NaN text; no NaN in the tables either."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sae_store.report import load_inputs
+from sae_store.report.assemble import report_sections
+from sae_store.report.section import Section, Table, markdown_table
+from sae_store.store import ActivationStore
+
+from .figcheck import figure_problems
+from .synthetic import make_store, write_results
+
+
+def _check(sections: list[Section]) -> list[str]:
+    problems = []
+    for section in sections:
+        for fig in section.figures:
+            if fig.static is not None:
+                problems += [f"{fig.name}: {p}" for p in figure_problems(fig.static)]
+        for item in section.items:
+            if isinstance(item, Table):
+                text = markdown_table(item.frame)
+                if re.search(r"\bnan\b", text, re.IGNORECASE):
+                    problems.append(f"table {item.caption[:40]!r} in {section.key} shows NaN")
+    return problems
+
+
+def test_every_figure_of_the_full_report_reads_cleanly(full_store: ActivationStore) -> None:
+    sections = report_sections(load_inputs(full_store.path))
+    assert sum(len(s.figures) for s in sections) >= 10
+    assert _check(sections) == []
+
+
+@pytest.fixture(scope="module")
+def store_34(tmp_path_factory: pytest.TempPathFactory) -> ActivationStore:
+    root = tmp_path_factory.mktemp("34")
+    store = make_store(root / "store.zarr", n_layers=34)
+    write_results(store, root / "results", saes_dir=root / "saes")
+    return store
+
+
+@pytest.mark.slow
+def test_every_figure_of_a_34_layer_report_reads_cleanly(store_34: ActivationStore, tmp_path: Path) -> None:
+    assert _check(report_sections(load_inputs(store_34.path))) == []
