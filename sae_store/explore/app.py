@@ -178,11 +178,21 @@ def access_lines(host: str, port: int) -> list[str]:
     return lines
 
 
+def _warm(explorer: Explorer) -> None:
+    # the first page would otherwise pay for the tokenizer, an SAE and Bokeh's plot classes
+    data = explorer.current()
+    data.warm()
+    layer = default_layer(data)
+    for args in ({"layer": str(layer)}, {"page": "feature", "layer": str(layer), "feature": "0"}):
+        build_page(explorer, args).get_root()
+
+
 def serve(explorer: Explorer, *, host: str = "127.0.0.1", port: int = 5006) -> None:
     """Serve the explorer until interrupted (prints the URL and how to reach it first)."""
     check_port(host, port)
     hv.extension("bokeh", logo=False)
     pn.extension(inline=True)
+    _warm(explorer)
     origins = [f"{h}:{port}" for h in ("localhost", "127.0.0.1", html.escape(host))]
     for line in access_lines(host, port):
         print(line, flush=True)

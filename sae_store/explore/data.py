@@ -107,6 +107,10 @@ class ExploreData:
         tokenizer = load_processor(model).tokenizer
         return lambda token_id: str(tokenizer.decode([token_id]))
 
+    def warm(self) -> None:
+        """Open the groups and load the tokenizer now, so that the first page is as quick as the rest."""
+        _ = self.features, self._analyses, self.decode_token, self.sae_records
+
     def stored_n_samples(self) -> int:
         """How many samples the store on disk holds now (grows when samples are appended)."""
         try:
