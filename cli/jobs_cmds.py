@@ -72,7 +72,10 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    return _run_local(load_config(DEMO_CONFIG, root=args.out), f"sae-store demo --out {args.out}")
+    cfg = load_config(DEMO_CONFIG, root=args.out)
+    code = _run_local(cfg, f"sae-store demo --out {args.out}")
+    print(f"browse it: sae-store explore {cfg.paths.path('store')}  (then open the URL it prints)")
+    return code
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
