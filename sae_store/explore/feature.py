@@ -107,7 +107,7 @@ def _top_samples(data: ExploreData, layer: int, feature: int) -> list[Any]:
             cells.append(
                 plots.img_tag(png, alt=f"{sid} {lang}")
                 + f"<br>{link(sid, 'sample', id=sid, layer=layer, feature=feature, language=lang)}"
-                + f" ({data.labels.gender[i]}) max {col[i]:.2f}"
+                + f"<br>{data.labels.gender[i]}, max {col[i]:.2f}"
             )
             if t.acts is not None:
                 side = grid_side(data.image_tokens) if data.image_tokens else 1

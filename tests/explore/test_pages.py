@@ -12,6 +12,7 @@ from sae_store.explore import Explorer, build_page
 from sae_store.explore.app import resolve_search
 from sae_store.store import ActivationStore
 from sae_store.train.formats import load_sae
+from tests.report.synthetic import make_store, write_features
 
 from .conftest import N_FEATURES
 from .pages import figures, page_text
@@ -155,3 +156,13 @@ def test_store_without_features_says_what_to_run(bare_store: ActivationStore):
     assert f"sae-store train {bare_store.path} --out SAE_DIR" in text
     sample = page_text(build_page(explorer, {"page": "sample", "id": "s0001"}))
     assert "sae-store encode" in sample and "data:image/png;base64," in sample
+
+
+def test_store_with_features_but_no_results_says_what_to_run(tmp_path):
+    store = make_store(tmp_path / "store.zarr", n_samples=16)
+    write_features(store, n_features=N_FEATURES)
+    text = page_text(build_page(Explorer(store.path), {}))
+    assert f"No bias results yet. Run <code>sae-store analyze bias {store.path}</code> first." in text
+    feature = page_text(build_page(Explorer(store.path), {"page": "feature", "layer": "0", "feature": "1"}))
+    assert f"sae-store analyze bias {store.path}" in feature
+    assert "No SAE for layer 0: token activations cannot be computed" in feature
