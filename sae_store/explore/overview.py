@@ -3,6 +3,7 @@ completeness, with links into feature pages."""
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,13 @@ def overview_page(data: ExploreData, layer: int, language: str) -> list[Any]:
         f"<b>{la}</b>" if la == layer else link(str(la), "overview", layer=la, language=language)
         for la in data.layers
     )
+    sources = " &middot; ".join(
+        f"{name}: <code>{html.escape(str(path))}</code>"
+        for name, path in (("store", data.store.path), ("SAEs", data.saes_dir), ("results", data.results_dir))
+        if path is not None
+    )
     return [
-        html_pane(f"layer: {layer_links}"),
+        html_pane(f"{sources}<br>layer: {layer_links}"),
         *_bias(data, layer, language),
         *_crosslingual(data, layer),
         *_quality(data),

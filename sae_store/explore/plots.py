@@ -44,7 +44,8 @@ def volcano(frame: pd.DataFrame, *, layer: int, language: str, alpha: float) -> 
     f["neglog10_q"] = -np.log10(np.clip(f["q"].to_numpy(float), 1e-300, 1.0))
     f["side"] = np.where(f["q"] > alpha, "n.s.", np.where(f["d"] > 0, "male", "female"))
     if len(f) > MAX_POINTS:
-        f = f.assign(_rank=-(f["q"] <= alpha) * 1e9 - f["d"].abs()).nsmallest(MAX_POINTS, "_rank")
+        keep = f["q"].le(alpha).astype(float) * 1e9 + f["d"].abs()
+        f = f.loc[keep.nlargest(MAX_POINTS).index]
     url = f"?page=feature&layer={layer}&feature=@feature&language={language}"
     colours = {"male": COLOURS["male"], "female": COLOURS["female"], "n.s.": COLOURS["neutral"]}
     return hv.Points(
@@ -71,7 +72,7 @@ def agreement(frame: pd.DataFrame, a: str, b: str, *, layer: int) -> hv.Points:
     """Per-feature d in language ``a`` against language ``b``; a click opens the feature's page."""
     f = frame.dropna(subset=[f"d_{a}", f"d_{b}"])
     if len(f) > MAX_POINTS:
-        f = f.assign(_m=f[f"d_{a}"].abs() + f[f"d_{b}"].abs()).nlargest(MAX_POINTS, "_m")
+        f = f.loc[(f[f"d_{a}"].abs() + f[f"d_{b}"].abs()).nlargest(MAX_POINTS).index]
     url = f"?page=feature&layer={layer}&feature=@feature&language={a}"
     return hv.Points(f[[f"d_{a}", f"d_{b}", "feature"]], kdims=[f"d_{a}", f"d_{b}"], vdims=["feature"]).opts(
         size=5,
