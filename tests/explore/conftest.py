@@ -23,7 +23,8 @@ def write_sae_weights(saes_dir: Path, layers: list[int], *, d_in: int, d_sae: in
         sae = build_sae(SaeConfig(architecture="topk", d_in=d_in, d_sae=d_sae, k=8), seed=layer)
         with torch.no_grad():
             sae.b_enc.normal_(0.0, 0.1, generator=torch.Generator().manual_seed(layer))
-        save_sae(sae, saes_dir / f"layer_{layer}", provenance={"layer": layer})
+        val = {"explained_variance": 0.7 + 0.05 * layer, "l0": 8.0, "dead_fraction": 0.01 * layer}
+        save_sae(sae, saes_dir / f"layer_{layer}", provenance={"layer": layer, "metrics": {"val": val}})
 
 
 @pytest.fixture(scope="session")

@@ -76,6 +76,20 @@ _LINK_JS = """
 })()
 """
 
+# Focuses the search box (a text input inside Panel's shadow DOM).
+_FOCUS_SEARCH_JS = """
+(() => {
+  let hit = null;
+  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
+    if (!hit && el.tagName === 'INPUT' && (el.placeholder || '').includes('sample id')) hit = el;
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  if (hit) hit.focus();
+  return hit !== null;
+})()
+"""
+
 
 class Browser:
     """One headless Chromium tab."""
@@ -141,6 +155,19 @@ class Browser:
         if hit is None:
             raise AssertionError(f"no link containing {href_part!r} on {before}")
         return str(hit), before
+
+    def search(self, text: str) -> str:
+        """Type ``text`` into the search box and press Enter; returns the page left."""
+        before = self.state()["href"]
+        if not self.evaluate(_FOCUS_SEARCH_JS):
+            raise AssertionError(f"no search box on {before}")
+        self.pipe.call("Input.insertText", {"text": text}, session=self.session)
+        for kind in ("keyDown", "keyUp"):
+            key = {"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+            self.pipe.call(
+                "Input.dispatchKeyEvent", {**key, "text": "\r"} if kind == "keyDown" else key, self.session
+            )
+        return str(before)
 
     def screenshot(self, path: Path) -> None:
         metrics = self.pipe.call("Page.getLayoutMetrics", session=self.session)["cssContentSize"]

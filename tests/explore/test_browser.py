@@ -58,6 +58,11 @@ def test_click_through_overview_feature_sample_and_language(
             t_switch = browser.wait_ready(canvases=1, images=1, since_href=left)
             assert "language=ar" in browser.state()["href"]
             browser.screenshot(shots / "sample-ar.png")
+
+            left = browser.search("1:4")  # the search box opens layer 1, feature 4
+            t_search = browser.wait_ready(canvases=2, images=8, since_href=left)
+            assert "q=1%3A4&language=ar" in browser.state()["href"]
+            browser.screenshot(shots / "search-feature.png")
             problems = browser.problems()
         finally:
             browser.close()
@@ -65,7 +70,8 @@ def test_click_through_overview_feature_sample_and_language(
     assert problems.console_errors == []
     assert problems.failed_loads == []
     assert problems.external_requests == []
-    for name in ("overview", "feature", "sample-en", "sample-ar"):
+    for name in ("overview", "feature", "sample-en", "sample-ar", "search-feature"):
         png = (shots / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-    assert max(t_feature, t_sample, t_switch) < INTERACTIVE_S, (t_feature, t_sample, t_switch)
+    times = {"feature": t_feature, "sample": t_sample, "language": t_switch, "search": t_search}
+    assert max(times.values()) < INTERACTIVE_S, times

@@ -38,7 +38,8 @@ def test_overview_shows_volcano_agreement_quality_and_completeness(explorer: Exp
     for lang in ("en", "ar"):
         assert f"significant ({lang})" in text
     assert "Cross-lingual agreement" in text and "Spearman rho" in text
-    assert "SAE quality" in text and "topk" in text
+    assert "SAE quality" in text
+    assert "<td>2</td><td>topk</td><td>64</td><td>0.800</td><td>8.000</td><td>0.020</td>" in text
     assert "Completeness (40 samples)" in text and "100%" in text
 
 
