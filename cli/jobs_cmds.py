@@ -94,7 +94,10 @@ def _pipeline(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     quick = " --quick" if args.quick else ""
-    return _run_local(demo_config(args.out, quick=args.quick), f"sae-store demo --out {args.out}{quick}")
+    cfg = demo_config(args.out, quick=args.quick)
+    code = _run_local(cfg, f"sae-store demo --out {args.out}{quick}")
+    print(f"browse it: sae-store explore {cfg.paths.path('store')}  (then open the URL it prints)")
+    return code
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

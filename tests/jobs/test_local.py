@@ -133,4 +133,6 @@ def test_cli_demo_prints_each_output(
     out = capsys.readouterr().out.splitlines()
     assert out == ["outputs:", f"  store     {tmp_path / 'demo' / 'store.zarr'}",
                    f"  report    {tmp_path / 'demo' / 'report'}",
-                   f"open the report: {tmp_path / 'demo' / 'report' / 'report.html'}"]  # fmt: skip
+                   f"open the report: {tmp_path / 'demo' / 'report' / 'report.html'}",
+                   f"browse it: sae-store explore {tmp_path / 'demo' / 'store.zarr'}"
+                   "  (then open the URL it prints)"]  # fmt: skip

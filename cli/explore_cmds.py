@@ -1,0 +1,44 @@
+"""``sae-store explore``: browse a store's features, samples and results in a web browser."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _explore(args: argparse.Namespace) -> int:
+    # imported here: Panel, HoloViews and Bokeh take seconds to import
+    from sae_store.explore import Explorer, check_port, serve
+
+    check_port(args.host, args.port)  # before opening the store: a taken port fails fast
+    serve(Explorer(args.store, saes_dir=args.saes, results_dir=args.results), host=args.host, port=args.port)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "explore",
+        help="serve a feature browser on the store (overview, feature and sample pages)",
+        description="Serve an interactive browser of the store's features, samples and results "
+        "(Panel on a Bokeh server). It reads the store lazily and prints the URL and the ssh -L "
+        "line to open it from a laptop. Stop it with Ctrl-C.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("store", type=Path, help="path of the activation store")
+    p.add_argument(
+        "--saes", type=Path, metavar="DIR", help="folder of trained SAEs (default: saes/ beside the store)"
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        metavar="DIR",
+        help="folder of analysis and intervention JSON results (default: results/ beside the store)",
+    )
+    p.add_argument("--port", type=int, default=5006, metavar="P", help="port to listen on")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; anything but localhost serves the store to the network (a warning "
+        "is printed)",
+    )
+    p.set_defaults(func=_explore)

@@ -1,0 +1,209 @@
+"""The explorer's web app: one Bokeh server session per page view, pages chosen by the URL.
+
+Every page is an ordinary URL (``?page=feature&layer=17&feature=123&language=ar``), so links,
+the back button, bookmarks and the volcano's click-through all work without server state. A
+session holds only the page it shows; sessions of pages left behind are discarded after
+:data:`SESSION_LIFETIME_MS`, which keeps the server's memory bounded while browsing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import html
+import logging
+import socket
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import holoviews as hv
+import panel as pn
+
+from sae_store.errors import SaeStoreError
+from sae_store.explore.data import ExploreData, FeatureNotFoundError
+from sae_store.explore.feature import feature_page
+from sae_store.explore.layout import error_box, header, html_pane
+from sae_store.explore.overview import default_layer, overview_page
+from sae_store.explore.sample import sample_page
+
+log = logging.getLogger(__name__)
+
+#: A page's session is dropped this long after its browser tab left it.
+SESSION_LIFETIME_MS = 5_000
+#: How often an open page checks whether samples were appended to the store.
+STORE_CHECK_MS = 5_000
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class PortInUseError(SaeStoreError):
+    """The port asked for is taken."""
+
+
+class Explorer:
+    """The store snapshot being served; re-opened for new page views once samples were appended."""
+
+    def __init__(
+        self,
+        store_path: str | Path,
+        *,
+        saes_dir: str | Path | None = None,
+        results_dir: str | Path | None = None,
+    ) -> None:
+        self._open = lambda: ExploreData(store_path, saes_dir=saes_dir, results_dir=results_dir)
+        self._data = self._open()
+        self._lock = threading.Lock()
+
+    def current(self) -> ExploreData:
+        """The data for a new page view: the opened snapshot, or a fresh one if the store grew."""
+        with self._lock:
+            if self._data.stored_n_samples() != self._data.n_samples:
+                try:
+                    self._data = self._open()
+                except (SaeStoreError, OSError) as e:  # an append still in progress: keep what works
+                    log.info("store changed but cannot be reopened yet (%s); serving the opened data", e)
+            return self._data
+
+
+def growth_notice(data: ExploreData) -> str:
+    """A notice when the store on disk holds more samples than the page shows ("" otherwise)."""
+    now = data.stored_n_samples()
+    if now == data.n_samples:
+        return ""
+    return (
+        f'<div class="notice">The store now holds {now} samples; this page shows the {data.n_samples} it '
+        "held when it was opened. Reload the page to see the new samples.</div>"
+    )
+
+
+def _int(args: Mapping[str, str], key: str) -> int | None:
+    value = args.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        raise SaeStoreError(f"{key}={value!r} in the address is not a whole number") from None
+
+
+def resolve_search(data: ExploreData, query: str, layer: int | None) -> dict[str, Any]:
+    """The page a search box entry opens: ``123`` (a feature of the current layer), ``17:123``
+    (layer 17, feature 123) or a sample id."""
+    q = query.strip()
+    if ":" in q and all(p.strip().lstrip("-").isdigit() for p in q.split(":", 1)):
+        la, f = (int(p) for p in q.split(":", 1))
+        data.check_feature(la, f)
+        return {"page": "feature", "layer": la, "feature": f}
+    if q.lstrip("-").isdigit() and q not in data.labels.sample:
+        la = layer if layer is not None else default_layer(data)
+        data.check_feature(la, int(q))
+        return {"page": "feature", "layer": la, "feature": int(q)}
+    data.sample_index(q)
+    return {"page": "sample", "id": q}
+
+
+def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
+    """The page the URL's query arguments ask for (errors in them become a message on the page)."""
+    data = explorer.current()
+    language = args.get("language") or data.languages[0]
+    params: dict[str, Any] = {"language": language}
+    try:
+        if language not in data.languages:
+            raise SaeStoreError(f"language {language!r} is not in the store; it holds {list(data.languages)}")
+        page = args.get("page") or "overview"
+        layer = _int(args, "layer")
+        if page == "search":
+            params.update(resolve_search(data, args.get("q", ""), layer))
+            page, layer = params.pop("page"), params.get("layer")
+        if page == "overview":
+            layer = layer if layer is not None else default_layer(data)
+            if layer not in data.layers:
+                raise FeatureNotFoundError(f"layer {layer} is not in the store; it holds {list(data.layers)}")
+            params["layer"] = layer
+            title, body = f"sae-store explore: {data.store.path.name}", overview_page(data, layer, language)
+        elif page == "feature":
+            feature = _int(args, "feature") if "feature" not in params else params["feature"]
+            if layer is None or feature is None:
+                raise SaeStoreError("a feature page needs layer= and feature= in the address")
+            params.update(layer=layer, feature=feature)
+            title, body = f"Layer {layer}, feature {feature}", feature_page(data, layer, feature, language)
+        elif page == "sample":
+            sid = str(params.get("id") or args.get("id", ""))
+            feature = _int(args, "feature")
+            params.update(id=sid, layer=layer, feature=feature)
+            title, body = f"Sample {sid}", sample_page(data, sid, language, layer, feature)
+        else:
+            raise SaeStoreError(f"no page {page!r}; pages are overview, feature, sample and search")
+    except SaeStoreError as e:
+        page, title, body = "overview", "sae-store explore", [error_box(str(e))]
+        params = {"language": language if language in data.languages else data.languages[0]}
+    notice = html_pane(growth_notice(data))
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        pn.state.add_periodic_callback(lambda: setattr(notice, "object", growth_notice(data)), STORE_CHECK_MS)
+    top = header(title, page, params, data.languages, params["language"])
+    return pn.Column(top, notice, *body, sizing_mode="stretch_width")
+
+
+def _session_args() -> dict[str, str]:
+    raw = pn.state.session_args if pn.state.curdoc is not None else {}
+    return {k: v[0].decode("utf-8", "replace") for k, v in (raw or {}).items() if v}
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port another program listens on, naming it and how to pick another."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise PortInUseError(
+                f"cannot listen on {host}:{port} ({e.strerror}); another program (maybe another explorer) "
+                "uses it: pick a free port with --port"
+            ) from None
+
+
+def access_lines(host: str, port: int) -> list[str]:
+    """What to print: the URL, and the ``ssh -L`` line to reach it from a laptop."""
+    lines = [f"sae-store explore: serving on http://{host}:{port}/"]
+    if host in LOCAL_HOSTS:
+        lines.append(
+            f"from your laptop: ssh -N -L {port}:localhost:{port} {getpass.getuser()}@{socket.gethostname()}"
+            f"  then open http://localhost:{port}/"
+        )
+    else:
+        lines.append(
+            f"warning: listening on {host}, not only on this machine: anyone who can reach {host}:{port} "
+            "can read this store through the explorer (there is no login); use the default "
+            "--host 127.0.0.1 and an SSH tunnel unless the network is trusted"
+        )
+    return lines
+
+
+def _warm(explorer: Explorer) -> None:
+    # the first page would otherwise pay for the tokenizer, an SAE and Bokeh's plot classes
+    data = explorer.current()
+    data.warm()
+    layer = default_layer(data)
+    for args in ({"layer": str(layer)}, {"page": "feature", "layer": str(layer), "feature": "0"}):
+        build_page(explorer, args).get_root()
+
+
+def serve(explorer: Explorer, *, host: str = "127.0.0.1", port: int = 5006) -> None:
+    """Serve the explorer until interrupted (prints the URL and how to reach it first)."""
+    check_port(host, port)
+    hv.extension("bokeh", logo=False)
+    pn.extension(inline=True)
+    _warm(explorer)
+    origins = [f"{h}:{port}" for h in ("localhost", "127.0.0.1", html.escape(host))]
+    for line in access_lines(host, port):
+        print(line, flush=True)
+    pn.serve(
+        lambda: build_page(explorer, _session_args()),
+        port=port,
+        address=host,
+        websocket_origin=origins,
+        show=False,
+        title="sae-store explore",
+        verbose=False,
+        unused_session_lifetime_milliseconds=SESSION_LIFETIME_MS,
+        check_unused_sessions_milliseconds=SESSION_LIFETIME_MS,
+    )

@@ -1,0 +1,249 @@
+"""What the explorer reads from a store, lazily: one ``ExploreData`` per opened snapshot of the store.
+
+Everything large stays on disk until a page asks for it: a feature page reads one feature's
+column of the ``features`` group and the residual streams of a few top samples; a sample page reads
+one sample's row. The per-sample metadata (ids, genders, image paths, captions) is small and read
+once. Results are opened lazily through xarray by variable name (never by file path), so a change
+in how the store lays out its files does not reach this module.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from sae_store.analyze.data import FEATURES_GROUP, Labels, has_group, read_labels, strings
+from sae_store.analyze.interpret import TokenDecoder
+from sae_store.analyze.results import ANALYSIS_GROUP
+from sae_store.errors import SaeStoreError
+from sae_store.explore.saes import SaeCache
+from sae_store.report.inputs import SaeRecord, load_saes
+from sae_store.store import ActivationStore, open_store
+from sae_store.store import schema as S
+
+GENERATION_GROUP = "generation"
+_CONSOLIDATED_WARNING = "Consolidated metadata is currently not part"
+_LAYER_DIR = "layer_"
+
+
+class FeatureNotFoundError(SaeStoreError):
+    """A feature id or layer the store does not hold."""
+
+
+class SampleNotFoundError(SaeStoreError):
+    """A sample id the store does not hold."""
+
+
+@dataclass(frozen=True)
+class SampleTokens:
+    """One sample's tokens in one language: roles, ids, and optionally a feature's activation at each."""
+
+    roles: np.ndarray
+    ids: np.ndarray
+    acts: np.ndarray | None
+
+
+class ExploreData:
+    """A store opened for browsing, with its SAE folder and results folder.
+
+    Parameters
+    ----------
+    store_path
+        The activation store.
+    saes_dir
+        Folder of ``layer_<L>`` SAE folders; default ``saes/`` beside the store if it exists.
+    results_dir
+        Folder of the analyses' JSON results; default ``results/`` beside the store if it exists.
+    """
+
+    def __init__(
+        self,
+        store_path: str | Path,
+        *,
+        saes_dir: str | Path | None = None,
+        results_dir: str | Path | None = None,
+    ) -> None:
+        self.store: ActivationStore = open_store(store_path)
+        self.saes_dir = _folder(saes_dir, self.store, "saes", "--saes")
+        self.results_dir = _folder(results_dir, self.store, "results", "--results")
+        self.n_samples = self.store.layout.n_samples
+        self.labels: Labels = read_labels(self.store)
+        self.saes = SaeCache(self.saes_dir)
+        self._sample_pos = {s: i for i, s in enumerate(self.labels.sample)}
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return self.store.layout.layers
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.store.layout.languages
+
+    @property
+    def image_tokens(self) -> int:
+        return int(self.store.attrs.get("image_tokens", 0))
+
+    @cached_property
+    def images_dir(self) -> Path | None:
+        folder = self.store.attrs.get("images_dir")
+        return Path(folder) if folder else None
+
+    @cached_property
+    def decode_token(self) -> TokenDecoder | None:
+        """Token id -> text with the store's model tokenizer; None when the model folder is not here."""
+        model = self.store.attrs.get("model", {}).get("name_or_path")
+        if not model or not Path(model).is_dir():
+            return None
+        from sae_store.models.loader import load_processor
+
+        tokenizer = load_processor(model).tokenizer
+        return lambda token_id: str(tokenizer.decode([token_id]))
+
+    def warm(self) -> None:
+        """Open the groups and load the tokenizer now, so that the first page is as quick as the rest."""
+        _ = self.features, self._analyses, self.decode_token, self.sae_records
+
+    def stored_n_samples(self) -> int:
+        """How many samples the store on disk holds now (grows when samples are appended)."""
+        try:
+            attrs = json.loads((self.store.path / "zarr.json").read_text()).get("attributes", {})
+            return int(attrs[S.ATTR_KEY]["n_samples"])
+        except (OSError, ValueError, KeyError):
+            return self.n_samples
+
+    # ------------------------------------------------------------------ groups
+    @cached_property
+    def root(self) -> xr.Dataset:
+        return self.store.dataset()
+
+    @cached_property
+    def features(self) -> xr.Dataset | None:
+        """The ``features`` group (lazy), or None before ``sae-store encode``."""
+        return self.store.dataset(FEATURES_GROUP) if has_group(self.store, FEATURES_GROUP) else None
+
+    @cached_property
+    def d_sae(self) -> int | None:
+        return None if self.features is None else int(self.features.sizes[S.FEATURE])
+
+    def analysis(self, name: str) -> xr.Dataset | None:
+        """``analysis/<name>`` opened lazily (JSON attributes parsed), or None if not written."""
+        return self._analyses.get(name)
+
+    @cached_property
+    def _analyses(self) -> dict[str, xr.Dataset]:
+        out = {}
+        for name in ("bias", "crosslingual", "crosslayer"):
+            if has_group(self.store, f"{ANALYSIS_GROUP}/{name}"):
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=_CONSOLIDATED_WARNING)
+                    ds = xr.open_zarr(self.store.path, group=f"{ANALYSIS_GROUP}/{name}", consolidated=False)
+                for k, v in list(ds.attrs.items()):
+                    if isinstance(v, str) and v[:1] in "{[":
+                        ds.attrs[k] = json.loads(v)
+                out[name] = ds
+        return out
+
+    @cached_property
+    def generation(self) -> xr.Dataset | None:
+        return self.store.dataset(GENERATION_GROUP) if has_group(self.store, GENERATION_GROUP) else None
+
+    @cached_property
+    def sae_records(self) -> dict[int, SaeRecord]:
+        return load_saes(self.saes_dir) if self.saes_dir is not None else {}
+
+    @cached_property
+    def interventions(self) -> dict[str, dict[int, dict[str, Any]]]:
+        """Summaries of every intervention experiment, by result key and layer."""
+        if not has_group(self.store, f"{ANALYSIS_GROUP}/intervene"):
+            return {}
+        node = self.store.zarr_group(f"{ANALYSIS_GROUP}/intervene")
+        out: dict[str, dict[int, dict[str, Any]]] = {}
+        for key, group in sorted(node.groups()):
+            for name, layer_group in group.groups():
+                summary = layer_group.attrs.get("summary")
+                if name.startswith(_LAYER_DIR) and isinstance(summary, str):
+                    out.setdefault(key, {})[int(name[len(_LAYER_DIR) :])] = json.loads(summary)
+        return out
+
+    # ------------------------------------------------------------------ checks
+    def check_feature(self, layer: int, feature: int) -> None:
+        """Refuse a layer or feature id the store does not hold, saying which ones it does."""
+        if layer not in self.layers:
+            raise FeatureNotFoundError(
+                f"layer {layer} is not in the store; it holds layers {list(self.layers)}"
+            )
+        if self.d_sae is not None and not 0 <= feature < self.d_sae:
+            raise FeatureNotFoundError(
+                f"feature {feature} is out of range: the SAEs have features 0..{self.d_sae - 1}"
+            )
+
+    def sample_index(self, sample_id: str) -> int:
+        """Position of ``sample_id``; refused with an example of the ids the store holds."""
+        if sample_id not in self._sample_pos:
+            examples = ", ".join(map(repr, self.labels.sample[:3]))
+            raise SampleNotFoundError(
+                f"sample {sample_id!r} is not in the store (it holds {self.n_samples} samples, "
+                f"e.g. {examples}); check the id in the address or the search box"
+            )
+        return self._sample_pos[sample_id]
+
+    # ------------------------------------------------------------------ reads
+    def feature_column(self, variable: str, layer: int, language: str, feature: int) -> np.ndarray:
+        """(sample,) one feature's per-sample statistic; NaN where the sample is not encoded."""
+        assert self.features is not None
+        sel = {S.LAYER: layer, S.LANGUAGE: language}
+        col = self.features[variable].sel(sel).isel({S.FEATURE: feature, S.SAMPLE: slice(0, self.n_samples)})
+        done = self.features[S.COMPLETE].sel(sel).isel({S.SAMPLE: slice(0, self.n_samples)})
+        values, flags = np.asarray(col.values, np.float64), np.asarray(done.values, bool)
+        return np.where(flags, values, np.nan)
+
+    def sample_row(self, variable: str, layer: int, language: str, sample: int) -> np.ndarray | None:
+        """(feature,) one sample's statistic for every feature, or None if it is not encoded."""
+        assert self.features is not None
+        sel = {S.LAYER: layer, S.LANGUAGE: language}
+        if not bool(self.features[S.COMPLETE].sel(sel).isel({S.SAMPLE: sample}).values):
+            return None
+        return np.asarray(self.features[variable].sel(sel).isel({S.SAMPLE: sample}).values)
+
+    def tokens(
+        self, language: str, sample: int, *, layer: int | None = None, feature: int | None = None
+    ) -> SampleTokens:
+        """A sample's token roles and ids; with ``layer`` and ``feature``, that feature's activation at
+        every token (the stored residual stream encoded with the layer's SAE; None without an SAE)."""
+        sel = {S.LANGUAGE: language}
+        roles = np.asarray(self.root[S.TOKEN_ROLE].sel(sel).isel({S.SAMPLE: sample}).values)
+        ids = np.asarray(self.root[S.INPUT_IDS].sel(sel).isel({S.SAMPLE: sample}).values)
+        acts = None
+        if layer is not None and feature is not None and self.saes.has(layer):
+            x = self.root[S.ACTIVATIONS].sel({S.LAYER: layer, **sel}).isel({S.SAMPLE: sample})
+            x_TD = np.nan_to_num(np.asarray(x.values, np.float32))
+            acts = self.saes.feature_at_tokens(layer, x_TD, feature) * (roles != 0)
+        return SampleTokens(roles=roles, ids=ids, acts=acts)
+
+    def captions(self, sample: int) -> dict[str, dict[str, str]]:
+        """Reference (and generated, if ``caption`` ran) captions per language."""
+        out = {lang: {"reference": str(self.labels.captions[lang][sample])} for lang in self.languages}
+        gen = self.generation
+        if gen is not None and "generated_caption" in gen:
+            for lang in self.languages:
+                text = gen["generated_caption"].sel({S.LANGUAGE: lang}).isel({S.SAMPLE: sample}).values
+                out[lang]["generated"] = str(strings(text).item()) if text is not None else ""
+        return out
+
+
+def _folder(given: str | Path | None, store: ActivationStore, sibling: str, flag: str) -> Path | None:
+    # the pipeline's default layout puts saes/ and results/ next to the store
+    path = Path(given) if given is not None else store.path.parent / sibling
+    if given is None and not path.is_dir():
+        return None
+    if not path.is_dir():
+        raise SaeStoreError(f"{flag} {str(path)!r} is not a folder; pass the folder the pipeline wrote")
+    return path

@@ -1,0 +1,144 @@
+"""The overview page: bias results per layer and language, cross-lingual agreement, SAE quality and
+completeness, with links into feature pages."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+
+from sae_store.explore import plots
+from sae_store.explore.data import ExploreData
+from sae_store.explore.layout import html_pane, link, missing, table
+from sae_store.store import completion
+from sae_store.store import schema as S
+
+
+def default_layer(data: ExploreData) -> int:
+    """The deepest layer with bias results (or the deepest layer)."""
+    bias = data.analysis("bias")
+    return int(bias[S.LAYER].values[-1]) if bias is not None else data.layers[-1]
+
+
+def overview_page(data: ExploreData, layer: int, language: str) -> list[Any]:
+    """The overview's sections for one (layer, language) chosen in the URL."""
+    layer_links = " ".join(
+        f"<b>{la}</b>" if la == layer else link(str(la), "overview", layer=la, language=language)
+        for la in data.layers
+    )
+    sources = " &middot; ".join(
+        f"{name}: <code>{html.escape(str(path))}</code>"
+        for name, path in (("store", data.store.path), ("SAEs", data.saes_dir), ("results", data.results_dir))
+        if path is not None
+    )
+    return [
+        html_pane(f"{sources}<br>layer: {layer_links}"),
+        *_bias(data, layer, language),
+        *_crosslingual(data, layer),
+        *_quality(data),
+        *_completeness(data),
+    ]
+
+
+def _bias(data: ExploreData, layer: int, language: str) -> list[Any]:
+    store = data.store.path
+    if data.features is None:
+        return [missing("No SAE features are encoded yet", f"sae-store encode {store} --saes SAE_DIR")]
+    bias = data.analysis("bias")
+    if bias is None:
+        return [missing("No bias results yet", f"sae-store analyze bias {store}")]
+    if layer not in bias[S.LAYER].values:
+        return [
+            missing(f"Layer {layer} has no bias results", f"sae-store analyze bias {store} --layers {layer}")
+        ]
+    b = bias.sel({S.LAYER: layer, S.LANGUAGE: language})
+    frame = pd.DataFrame({"feature": b[S.FEATURE].values, "d": b["d"].values, "q": b["q"].values})
+    alpha = float(bias.attrs.get("config", {}).get("alpha", 0.05))
+    counts = bias["n_significant"].load()
+    rows = [
+        [la, *(int(counts.sel({S.LAYER: la, S.LANGUAGE: lg}).item()) for lg in bias[S.LANGUAGE].values)]
+        for la in bias[S.LAYER].values
+    ]
+    header = ["layer", *(f"significant ({lg})" for lg in bias[S.LANGUAGE].values)]
+    return [
+        pn.pane.Markdown(f"### Gender bias (q <= {alpha})"),
+        pn.Row(
+            pn.pane.HoloViews(plots.volcano(frame, layer=layer, language=language, alpha=alpha)),
+            html_pane(table(header, rows)),
+        ),
+    ]
+
+
+def _crosslingual(data: ExploreData, layer: int) -> list[Any]:
+    if data.features is None or data.analysis("bias") is None:
+        return []
+    cl = data.analysis("crosslingual")
+    if cl is None:
+        return [
+            missing("No cross-lingual agreement yet", f"sae-store analyze crosslingual {data.store.path}")
+        ]
+    a, b = data.languages[:2]
+    rows = [
+        [
+            int(la),
+            float(cl["rho"].sel({S.LAYER: la})),
+            float(cl["rho_low"].sel({S.LAYER: la})),
+            float(cl["rho_high"].sel({S.LAYER: la})),
+        ]
+        for la in cl[S.LAYER].values
+    ]
+    out: list[Any] = [pn.pane.Markdown(f"### Cross-lingual agreement ({a} vs {b})")]
+    if layer in cl[S.LAYER].values and f"d_{a}" in cl and f"d_{b}" in cl:
+        c = cl.sel({S.LAYER: layer})
+        frame = pd.DataFrame(
+            {"feature": c[S.FEATURE].values, f"d_{a}": c[f"d_{a}"].values, f"d_{b}": c[f"d_{b}"].values}
+        )
+        out.append(
+            pn.Row(
+                pn.pane.HoloViews(plots.agreement(frame, a, b, layer=layer)),
+                html_pane(table(["layer", "Spearman rho", "CI low", "CI high"], rows)),
+            )
+        )
+    else:
+        out.append(html_pane(table(["layer", "Spearman rho", "CI low", "CI high"], rows)))
+    return out
+
+
+def _quality(data: ExploreData) -> list[Any]:
+    if not data.sae_records:
+        return [missing("No trained SAEs found", f"sae-store train {data.store.path} --out SAE_DIR")]
+    rows = []
+    for layer, rec in sorted(data.sae_records.items()):
+        val = rec.cfg.get("sae_store", {}).get("metrics", {}).get("val", {})
+        rows.append(
+            [
+                layer,
+                rec.cfg.get("architecture", "?"),
+                rec.cfg.get("d_sae"),
+                val.get("explained_variance"),
+                val.get("l0"),
+                val.get("dead_fraction"),
+            ]
+        )
+    header = ["layer", "architecture", "d_sae", "explained variance", "L0", "dead fraction"]
+    return [pn.pane.Markdown("### SAE quality (held-out)"), html_pane(table(header, rows))]
+
+
+def _completeness(data: ExploreData) -> list[Any]:
+    acts = completion(data.store)
+    feats = completion(data.store, group="features") if data.features is not None else None
+    rows = []
+    for i, layer in enumerate(acts.layers):
+        row: list[Any] = [layer]
+        for j, _ in enumerate(acts.languages):
+            row.append(f"{100 * float(np.mean(acts.done[i, j])):.0f}%")
+            row.append(f"{100 * float(np.mean(feats.done[i, j])):.0f}%" if feats is not None else "-")
+        rows.append(row)
+    header = ["layer", *(f"{kind} ({lg})" for lg in acts.languages for kind in ("activations", "features"))]
+    return [
+        pn.pane.Markdown(f"### Completeness ({data.n_samples} samples)"),
+        html_pane(table(header, rows, raw=True)),
+    ]

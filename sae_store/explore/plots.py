@@ -1,0 +1,139 @@
+"""The explorer's figures (HoloViews on Bokeh); clicks that open another page are plain links in JS.
+
+A click on a volcano point opens that feature's page through a Bokeh ``OpenURL`` callback in the
+browser: no round trip to the server, and the page is an ordinary URL that can be shared.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+from bokeh.models import OpenURL, TapTool
+from matplotlib import colormaps
+from PIL import Image
+
+from sae_store.report.plotting import COLOURS, language_colour
+
+#: Width of a full-width figure, in pixels.
+WIDTH = 820
+#: Points drawn per volcano: every significant feature, then the largest |d| of the rest.
+MAX_POINTS = 4000
+
+
+def _tap_opens(url: str) -> Any:
+    def hook(plot: Any, element: Any) -> None:
+        fig = plot.state
+        fig.add_tools(TapTool(callback=OpenURL(url=url, same_tab=True)))
+
+    return hook
+
+
+def volcano(frame: pd.DataFrame, *, layer: int, language: str, alpha: float) -> hv.Points:
+    """Cohen's d against -log10 q of one (layer, language); a click opens the feature's page.
+
+    ``frame`` has columns ``feature``, ``d``, ``q``. Beyond :data:`MAX_POINTS` features, the
+    significant ones and the largest |d| of the others are drawn (the browser stays fast).
+    """
+    f = frame.dropna(subset=["d", "q"]).copy()
+    f["neglog10_q"] = -np.log10(np.clip(f["q"].to_numpy(float), 1e-300, 1.0))
+    f["side"] = np.where(f["q"] > alpha, "n.s.", np.where(f["d"] > 0, "male", "female"))
+    if len(f) > MAX_POINTS:
+        keep = f["q"].le(alpha).astype(float) * 1e9 + f["d"].abs()
+        f = f.loc[keep.nlargest(MAX_POINTS).index]
+    url = f"?page=feature&layer={layer}&feature=@feature&language={language}"
+    colours = {"male": COLOURS["male"], "female": COLOURS["female"], "n.s.": COLOURS["neutral"]}
+    return hv.Points(
+        f[["d", "neglog10_q", "feature", "q", "side"]],
+        kdims=["d", "neglog10_q"],
+        vdims=["feature", "q", "side"],
+    ).opts(
+        color="side",
+        cmap=colours,
+        size=6,
+        alpha=0.7,
+        width=WIDTH // 2,
+        height=340,
+        tools=["hover"],
+        xlabel="Cohen's d (male - female)",
+        ylabel="-log10 q",
+        title=f"layer {layer}, {language}: click a point to open the feature",
+        legend_position="top_left",
+        hooks=[_tap_opens(url)],
+    )
+
+
+def agreement(frame: pd.DataFrame, a: str, b: str, *, layer: int) -> hv.Points:
+    """Per-feature d in language ``a`` against language ``b``; a click opens the feature's page."""
+    f = frame.dropna(subset=[f"d_{a}", f"d_{b}"])
+    if len(f) > MAX_POINTS:
+        f = f.loc[(f[f"d_{a}"].abs() + f[f"d_{b}"].abs()).nlargest(MAX_POINTS).index]
+    url = f"?page=feature&layer={layer}&feature=@feature&language={a}"
+    return hv.Points(f[[f"d_{a}", f"d_{b}", "feature"]], kdims=[f"d_{a}", f"d_{b}"], vdims=["feature"]).opts(
+        size=5,
+        alpha=0.6,
+        color=COLOURS["targeted"],
+        width=WIDTH // 2,
+        height=340,
+        tools=["hover"],
+        title=f"layer {layer}: d in {a} vs {b}",
+        hooks=[_tap_opens(url)],
+    )
+
+
+def histograms(values: dict[str, np.ndarray], *, title: str, xlabel: str) -> hv.Overlay:
+    """Overlaid histograms of one feature's per-sample values, one per gender (shared bins)."""
+    finite = [v[np.isfinite(v)] for v in values.values()]
+    pooled = np.concatenate(finite) if finite else np.zeros(0)
+    hi = float(pooled.max()) if pooled.size else 1.0
+    edges = np.linspace(0.0, hi if hi > 0 else 1.0, 21)
+    layers = []
+    for gender, fv in zip(values, finite, strict=True):
+        counts, _ = np.histogram(fv, bins=edges)
+        frac = counts / max(len(fv), 1)
+        layers.append(
+            hv.Histogram((edges, frac), kdims=[xlabel], vdims=["fraction"], label=gender).opts(
+                color=COLOURS.get(gender, COLOURS["neutral"]), alpha=0.5, line_alpha=0
+            )
+        )
+    return hv.Overlay(layers).opts(width=WIDTH // 2, height=240, title=title, legend_position="top_right")
+
+
+def overlay_png(image: np.ndarray | None, grid: np.ndarray | None, *, vmax: float, size: int) -> bytes:
+    """A PNG of the image with a feature's image-token grid as a translucent heatmap over it.
+
+    Drawn with Pillow rather than as a Bokeh figure: a page shows many of them, and a PNG costs
+    milliseconds where a figure costs a few hundred.
+    """
+    base = (
+        Image.fromarray(image).resize((size, size))
+        if image is not None
+        else Image.new("RGB", (size, size), "grey")
+    )
+    if grid is not None:
+        scaled = np.clip(np.asarray(grid, np.float64) / (vmax or 1.0), 0.0, 1.0)
+        heat = (colormaps["inferno"](scaled)[..., :3] * 255).astype(np.uint8)
+        layer = Image.fromarray(heat).resize((size, size), Image.Resampling.NEAREST)
+        base = Image.blend(base.convert("RGB"), layer, 0.55 if image is not None else 1.0)
+    buf = io.BytesIO()
+    base.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def img_tag(png: bytes, *, alt: str) -> str:
+    """An ``<img>`` holding ``png`` inline (no request leaves the page)."""
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" title="{html.escape(alt)}">'
+
+
+def token_bars(labels: list[str], acts: np.ndarray, *, title: str, language: str) -> hv.Bars:
+    """A feature's activation at each (non-padding) token of one sample, in token order."""
+    frame = pd.DataFrame({"token": [f"{i}:{t}" for i, t in enumerate(labels)], "activation": acts})
+    return hv.Bars(frame, kdims=["token"], vdims=["activation"]).opts(
+        width=WIDTH, height=260, color=language_colour(language), xrotation=90, title=title, tools=["hover"]
+    )

@@ -1,0 +1,78 @@
+"""The SAEs a page needs, loaded on demand and few at a time.
+
+A full-width SAE (d_in 2560, d_sae 20,480) is ~420 MB of float32 weights, so the explorer keeps
+only the most recently used ones (:data:`MAX_LOADED`) and drops the rest: memory stays bounded
+however many layers are browsed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from sae_store.train.formats import has_sae, load_sae
+from sae_store.train.run import layer_folder
+from sae_store.train.sae import SparseAutoencoder
+
+#: SAEs held in memory at once (least recently used dropped first).
+MAX_LOADED = 2
+
+
+class Neighbours(NamedTuple):
+    """Features whose decoder directions are closest to one feature's (most similar first)."""
+
+    features: np.ndarray
+    cosine: np.ndarray
+
+
+class _Loaded(NamedTuple):
+    sae: SparseAutoencoder
+    dec_norms: np.ndarray
+
+
+class SaeCache:
+    """The ``layer_<L>`` SAEs of one folder, loaded when first used."""
+
+    def __init__(self, saes_dir: Path | None, max_loaded: int = MAX_LOADED) -> None:
+        self.saes_dir = saes_dir
+        self.max_loaded = max_loaded
+        self._loaded: OrderedDict[int, _Loaded] = OrderedDict()
+
+    def has(self, layer: int) -> bool:
+        """Whether a trained SAE exists for ``layer``."""
+        return self.saes_dir is not None and has_sae(layer_folder(self.saes_dir, layer))
+
+    def _get(self, layer: int) -> _Loaded:
+        if layer in self._loaded:
+            self._loaded.move_to_end(layer)
+            return self._loaded[layer]
+        assert self.saes_dir is not None
+        sae = load_sae(layer_folder(self.saes_dir, layer)).sae.eval()
+        norms = sae.W_dec.detach().norm(dim=1).numpy().astype(np.float32)
+        self._loaded[layer] = _Loaded(sae, norms)
+        while len(self._loaded) > self.max_loaded:
+            self._loaded.popitem(last=False)
+        return self._loaded[layer]
+
+    @torch.inference_mode()
+    def feature_at_tokens(self, layer: int, x_TD: np.ndarray, feature: int) -> np.ndarray:
+        """(T,) activation of ``feature`` at each token of ``x_TD`` (T, d_in), through the full encoder
+        (TopK-style SAEs gate each feature on all the others, so one column cannot be computed alone)."""
+        sae = self._get(layer).sae
+        return sae.encode(torch.from_numpy(x_TD))[:, feature].numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def neighbours(self, layer: int, feature: int, k: int = 8) -> Neighbours:
+        """The ``k`` features of the same SAE with the highest decoder cosine to ``feature``."""
+        loaded = self._get(layer)
+        W_dec = loaded.sae.W_dec.detach()
+        cos = (W_dec @ W_dec[feature]).numpy() / np.maximum(
+            loaded.dec_norms * loaded.dec_norms[feature], 1e-12
+        )
+        cos[feature] = -np.inf
+        order = np.argsort(-cos, kind="stable")[:k]
+        return Neighbours(order, cos[order])

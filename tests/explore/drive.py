@@ -1,0 +1,196 @@
+"""Drive the running explorer in headless Chromium (DevTools pipe, as the report's browser check).
+
+One browser tab goes from page to page like a person would: open a URL, click a volcano point,
+click a link. Each step reports how long the page took to become interactive (its plots drawn and
+its images decoded), and the tab's console errors, exceptions and requests are collected.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from tests.report.browser import PageCheck, _collect_events, _Pipe
+
+# Canvases drawn and images decoded, inside every shadow root (Panel and Bokeh use shadow DOM).
+_STATE_JS = """
+(() => {
+  let canvases = 0, images = 0, broken = 0;
+  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
+    if (el.tagName === 'CANVAS' && el.width > 0) canvases++;
+    if (el.tagName === 'IMG') { if (el.complete && el.naturalWidth > 0) images++; else broken++; }
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  return JSON.stringify({canvases, images, broken, href: location.href,
+                         bokeh: typeof window.Bokeh !== 'undefined' && Bokeh.index.roots.length > 0});
+})()
+"""
+
+# The screen position of the volcano point that lies farthest from any other (a click hits only it).
+_POINT_JS = """
+(() => {
+  const found = [];
+  const visit = (v) => {
+    if (!v) return;
+    const title = v.model && v.model.type === 'Figure' && v.model.title ? v.model.title.text : '';
+    if (title.includes('%s')) found.push(v);
+    (v.child_views || []).forEach(visit);
+  };
+  [...Bokeh.index.roots].forEach(visit);
+  const view = found[0];
+  view.canvas_view.el.scrollIntoView();
+  const renderer = view.model.renderers.find((r) => r.data_source && r.data_source.data.feature);
+  const data = renderer.data_source.data;
+  const xs = [...data[renderer.glyph.x.field]], ys = [...data[renderer.glyph.y.field]];
+  const sx = xs.map((x) => view.frame.x_scale.compute(x)), sy = ys.map((y) => view.frame.y_scale.compute(y));
+  let best = 0, bestGap = -1;
+  for (let i = 0; i < xs.length; i++) {
+    let gap = Infinity;
+    for (let j = 0; j < xs.length; j++) {
+      if (j !== i) gap = Math.min(gap, Math.hypot(sx[i] - sx[j], sy[i] - sy[j]));
+    }
+    if (gap > bestGap) { best = i; bestGap = gap; }
+  }
+  const rect = view.canvas_view.el.getBoundingClientRect();
+  return JSON.stringify({x: rect.x + sx[best], y: rect.y + sy[best], feature: Number(data.feature[best])});
+})()
+"""
+
+# Clicks the first link whose address contains the given text (searching shadow roots too).
+_LINK_JS = """
+(() => {
+  let hit = null;
+  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
+    if (!hit && el.tagName === 'A' && el.getAttribute('href').includes(%s)) hit = el;
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  if (hit) hit.click();
+  return hit ? hit.getAttribute('href') : null;
+})()
+"""
+
+# Focuses the search box (a text input inside Panel's shadow DOM).
+_FOCUS_SEARCH_JS = """
+(() => {
+  let hit = null;
+  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
+    if (!hit && el.tagName === 'INPUT' && (el.placeholder || '').includes('sample id')) hit = el;
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  if (hit) hit.focus();
+  return hit !== null;
+})()
+"""
+
+
+class Browser:
+    """One headless Chromium tab."""
+
+    def __init__(self, executable: str, *, width: int = 1400, height: int = 1000) -> None:
+        self._profile = tempfile.TemporaryDirectory(prefix="chromium-profile-")
+        self.width = width
+        self.pipe = _Pipe(executable, Path(self._profile.name), width, height)
+        target = self.pipe.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.pipe.call(f"{domain}.enable", session=self.session)
+
+    def evaluate(self, expression: str) -> Any:
+        res = self.pipe.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, self.session
+        )
+        return res["result"].get("value")
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.evaluate(_STATE_JS))  # type: ignore[no-any-return]
+
+    def wait_ready(
+        self, *, canvases: int, images: int, since_href: str | None = None, timeout: float = 30
+    ) -> float:
+        """Seconds until the page shows at least ``canvases`` drawn canvases and ``images`` images."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            try:
+                s = self.state()
+            except (RuntimeError, TypeError, json.JSONDecodeError):  # navigation in progress
+                s = None
+            if (
+                s is not None
+                and s["href"] != since_href
+                and s["bokeh"]
+                and s["canvases"] >= canvases
+                and s["images"] >= images
+            ):
+                return time.monotonic() - t0
+            time.sleep(0.05)
+        raise TimeoutError(f"page not ready after {timeout} s: {s}")
+
+    def open(self, url: str, *, canvases: int, images: int = 0) -> float:
+        self.pipe.call("Page.navigate", {"url": url}, session=self.session)
+        return self.wait_ready(canvases=canvases, images=images)
+
+    def click_point(self, title: str) -> tuple[int, str]:
+        """Click the most isolated point of the figure whose title contains ``title``."""
+        where = json.loads(self.evaluate(_POINT_JS % title))
+        href = self.state()["href"]
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            params = {"type": kind, "x": where["x"], "y": where["y"], "button": "left", "clickCount": 1}
+            self.pipe.call("Input.dispatchMouseEvent", params, session=self.session)
+        return int(where["feature"]), href
+
+    def click_link(self, href_part: str) -> tuple[str, str]:
+        """Click the first link whose address contains ``href_part``; returns it and the page left."""
+        before = self.state()["href"]
+        hit = self.evaluate(_LINK_JS % json.dumps(href_part))
+        if hit is None:
+            raise AssertionError(f"no link containing {href_part!r} on {before}")
+        return str(hit), before
+
+    def search(self, text: str) -> str:
+        """Type ``text`` into the search box and press Enter; returns the page left."""
+        before = self.state()["href"]
+        if not self.evaluate(_FOCUS_SEARCH_JS):
+            raise AssertionError(f"no search box on {before}")
+        self.pipe.call("Input.insertText", {"text": text}, session=self.session)
+        for kind in ("keyDown", "keyUp"):
+            key = {"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+            self.pipe.call(
+                "Input.dispatchKeyEvent", {**key, "text": "\r"} if kind == "keyDown" else key, self.session
+            )
+        return str(before)
+
+    def screenshot(self, path: Path) -> None:
+        metrics = self.pipe.call("Page.getLayoutMetrics", session=self.session)["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": self.width, "height": min(metrics["height"], 4000), "scale": 1}
+        shot = self.pipe.call(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True, "clip": clip},
+            session=self.session,
+            timeout=60,
+        )
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+    def problems(self) -> PageCheck:
+        """Exceptions, console errors, failed loads and requests that left the machine so far."""
+        check = PageCheck(canvases=0, roots=0, bokeh_loaded=True, slider_changes_plot=None)
+        _collect_events(self.pipe.events, check)
+        check.external_requests = [
+            u
+            for u in check.external_requests
+            if urlparse(u).hostname not in ("127.0.0.1", "localhost", "::1")
+        ]
+        return check
+
+    def close(self) -> None:
+        self.pipe.close()
+        self._profile.cleanup()

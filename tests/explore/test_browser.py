@@ -1,0 +1,77 @@
+"""The running explorer in a real browser: headless Chromium clicks through the pages.
+
+Screenshots of every page are kept for a developer to look at: in ``$SAE_STORE_SCREENSHOTS`` if
+set, otherwise in pytest's temporary folder; the path is printed (``pytest -s`` shows it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sae_store.store import ActivationStore
+from tests.report.test_browser import chromium  # noqa: F401  (the fixture installing Chromium)
+
+from .drive import Browser
+from .server import running_explorer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+#: A click must give an interactive page within this many seconds (the issue's bound).
+INTERACTIVE_S = 2.0
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SAE_STORE_SCREENSHOTS") or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nexplorer screenshots: {folder}")
+    return folder
+
+
+def test_click_through_overview_feature_sample_and_language(
+    full_store: ActivationStore,
+    chromium: str,  # noqa: F811
+    shots: Path,
+):
+    with running_explorer(full_store.path) as (url, _):
+        browser = Browser(chromium)
+        try:
+            browser.open(url, canvases=2)  # the volcano and the cross-lingual scatter
+            browser.screenshot(shots / "overview.png")
+
+            feature, left = browser.click_point("click a point")
+            t_feature = browser.wait_ready(canvases=2, images=8, since_href=left)
+            state = browser.state()
+            assert f"page=feature&layer=2&feature={feature}&language=en" in state["href"]
+            assert state["broken"] == 0
+            browser.screenshot(shots / "feature.png")
+
+            _, left = browser.click_link("page=sample")
+            t_sample = browser.wait_ready(canvases=1, images=1, since_href=left)
+            assert "page=sample" in browser.state()["href"]
+            browser.screenshot(shots / "sample-en.png")
+
+            _, left = browser.click_link("language=ar")
+            t_switch = browser.wait_ready(canvases=1, images=1, since_href=left)
+            assert "language=ar" in browser.state()["href"]
+            browser.screenshot(shots / "sample-ar.png")
+
+            left = browser.search("1:4")  # the search box opens layer 1, feature 4
+            t_search = browser.wait_ready(canvases=2, images=8, since_href=left)
+            assert "q=1%3A4&language=ar" in browser.state()["href"]
+            browser.screenshot(shots / "search-feature.png")
+            problems = browser.problems()
+        finally:
+            browser.close()
+    assert problems.exceptions == []
+    assert problems.console_errors == []
+    assert problems.failed_loads == []
+    assert problems.external_requests == []
+    for name in ("overview", "feature", "sample-en", "sample-ar", "search-feature"):
+        png = (shots / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    times = {"feature": t_feature, "sample": t_sample, "language": t_switch, "search": t_search}
+    assert max(times.values()) < INTERACTIVE_S, times

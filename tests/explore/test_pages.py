@@ -1,0 +1,169 @@
+"""The explorer's pages built from a store with results: what each shows, checked against the data."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from sae_store.explore import Explorer, build_page
+from sae_store.explore.app import resolve_search
+from sae_store.store import ActivationStore
+from sae_store.train.formats import load_sae
+from tests.report.synthetic import make_store, write_features
+
+from .conftest import N_FEATURES
+from .pages import figures, page_text
+
+
+def _feature_links(text: str) -> list[tuple[int, int]]:
+    return [(int(a), int(b)) for a, b in re.findall(r"page=feature&amp;layer=(\d+)&amp;feature=(\d+)", text)]
+
+
+def test_overview_shows_volcano_agreement_quality_and_completeness(explorer: Explorer):
+    page = build_page(explorer, {})
+    text = page_text(page)
+    data = explorer.current()
+    bias = xr.open_zarr(data.store.path, group="analysis/bias")
+    layer = int(bias.layer.values[-1])
+    # the volcano of the deepest layer: one point per feature with a finite d and q
+    volcano = figures(page)[0]
+    b = bias.sel(layer=layer, language="en")
+    finite = np.isfinite(b.d.values) & np.isfinite(b.q.values)
+    assert len(volcano) == int(finite.sum())
+    assert sorted(volcano.dframe()["feature"]) == sorted(b.feature.values[finite])
+    # significant counts per layer and language, as the analysis wrote them
+    for lang in ("en", "ar"):
+        assert f"significant ({lang})" in text
+    assert "Cross-lingual agreement" in text and "Spearman rho" in text
+    assert "SAE quality" in text
+    assert "<td>2</td><td>topk</td><td>64</td><td>0.800</td><td>8.000</td><td>0.020</td>" in text
+    assert "Completeness (40 samples)" in text and "100%" in text
+
+
+def test_feature_page_statistics_top_samples_and_neighbours(explorer: Explorer, full_store: ActivationStore):
+    layer, feature = 2, 3
+    page = build_page(explorer, {"page": "feature", "layer": "2", "feature": "3", "language": "ar"})
+    text = page_text(page)
+    bias = xr.open_zarr(full_store.path, group="analysis/bias").sel(layer=layer).isel(feature=feature)
+    for lang in ("en", "ar"):
+        d = float(bias.d.sel(language=lang))
+        assert f"{d:.3f}" in text
+    # the top samples of each language are the ones with the largest per-sample max
+    feats = xr.open_zarr(full_store.path, group="features")
+    for lang in ("en", "ar"):
+        col = feats.feature_max.sel(layer=layer, language=lang).isel(feature=feature).values
+        best = feats.sample.values[np.argsort(-col, kind="stable")[0]]
+        assert f"id={best}&amp;layer=2&amp;feature=3&amp;language={lang}" in text
+    assert text.count("data:image/png;base64,") == 8  # 4 top samples x 2 languages
+    # neighbours: the highest decoder cosines, computed here from the saved weights
+    W = load_sae(full_store.path.parent / "saes" / "layer_2").sae.W_dec.detach().numpy()
+    cos = (W @ W[feature]) / (np.linalg.norm(W, axis=1) * np.linalg.norm(W[feature]))
+    cos[feature] = -np.inf
+    expected = [int(f) for f in np.argsort(-cos)[:8]]
+    section = text[text.index("Neighbouring features") :]
+    assert [f for _, f in _feature_links(section)][:8] == expected
+    # interventions on layer 2 that edit feature 3 (features 0, 1, 2 only): none
+    assert "No intervention on layer 2 includes feature 3" in text
+    # one SAE for both languages: the page says so
+    assert "One SAE encodes both languages" in text
+    # the token table lists image tokens by grid position
+    assert "Tokens where it fires" in text and "&lt;image " in text
+    assert len(figures(page)) == 2  # histograms by gender, one per language
+
+
+def test_feature_page_lists_interventions_that_edit_it(explorer: Explorer):
+    text = page_text(build_page(explorer, {"page": "feature", "layer": "1", "feature": "2"}))
+    assert "Interventions involving this feature" in text
+    assert "male_biased_ablation" in text and "male_biased_amplification" in text
+
+
+def test_sample_page_captions_features_and_tokens(explorer: Explorer, full_store: ActivationStore):
+    page = build_page(explorer, {"page": "sample", "id": "s0005", "language": "ar"})
+    text = page_text(page)
+    assert "female" in text
+    assert '<div dir="rtl" lang="ar">امرأة في الحديقة.</div>' in text
+    assert '<div dir="ltr" lang="en">A woman in a park.</div>' in text
+    feats = xr.open_zarr(full_store.path, group="features")
+    for layer in (0, 1, 2):
+        row = feats.feature_max.sel(layer=layer, language="ar", sample="s0005").values
+        top = int(np.argmax(row))
+        assert f"layer={layer}&amp;feature={top}&amp;language=ar" in text
+    # the per-token view: the strongest feature of all layers, its activation at every real token
+    bars = figures(page)[0]
+    assert len(bars) == 22  # the Arabic prompt's tokens (16 image + 6 others)
+    assert text.count("data:image/png;base64,") == 1
+
+
+def test_sample_page_token_activations_match_the_sae(explorer: Explorer, full_store: ActivationStore):
+    page = build_page(explorer, {"page": "sample", "id": "s0002", "layer": "1", "feature": "7"})
+    bars = figures(page)[0].dframe()
+    root = xr.open_zarr(full_store.path)
+    x = root.activations.sel(layer=1, language="en", sample="s0002").values[:20]
+    sae = load_sae(full_store.path.parent / "saes" / "layer_1").sae
+    import torch
+
+    expected = sae.encode(torch.from_numpy(np.nan_to_num(x))).detach().numpy()[:, 7]
+    np.testing.assert_allclose(bars["activation"].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("5", {"page": "feature", "layer": 2, "feature": 5}),
+        ("1:7", {"page": "feature", "layer": 1, "feature": 7}),
+        ("s0003", {"page": "sample", "id": "s0003"}),
+    ],
+)
+def test_search_box_resolves_features_and_samples(explorer: Explorer, query, expected):
+    assert resolve_search(explorer.current(), query, None) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            {"page": "feature", "layer": "2", "feature": "64"},
+            f"feature 64 is out of range: the SAEs have features 0..{N_FEATURES - 1}",
+        ),
+        (
+            {"page": "feature", "layer": "9", "feature": "1"},
+            "layer 9 is not in the store; it holds layers [0, 1, 2]",
+        ),
+        (
+            {"page": "sample", "id": "nope"},
+            "sample 'nope' is not in the store (it holds 40 samples, e.g. 's0000'",
+        ),
+        ({"page": "search", "q": "2:99"}, "feature 99 is out of range"),
+        ({"page": "feature", "layer": "x", "feature": "1"}, "layer='x' in the address is not a whole number"),
+        ({"language": "fr"}, "language 'fr' is not in the store; it holds ['en', 'ar']"),
+    ],
+)
+def test_bad_addresses_say_what_is_wrong(explorer: Explorer, args, message):
+    text = page_text(build_page(explorer, args))
+    assert "Cannot show this page" in text
+    assert message.replace("'", "&#x27;") in text
+
+
+def test_store_without_features_says_what_to_run(bare_store: ActivationStore):
+    explorer = Explorer(bare_store.path)
+    text = page_text(build_page(explorer, {}))
+    assert (
+        f"No SAE features are encoded yet. Run <code>sae-store encode {bare_store.path} --saes SAE_DIR</code>"
+        in text
+    )
+    assert f"sae-store train {bare_store.path} --out SAE_DIR" in text
+    sample = page_text(build_page(explorer, {"page": "sample", "id": "s0001"}))
+    assert "sae-store encode" in sample and "data:image/png;base64," in sample
+
+
+def test_store_with_features_but_no_results_says_what_to_run(tmp_path):
+    store = make_store(tmp_path / "store.zarr", n_samples=16)
+    write_features(store, n_features=N_FEATURES)
+    text = page_text(build_page(Explorer(store.path), {}))
+    assert f"No bias results yet. Run <code>sae-store analyze bias {store.path}</code> first." in text
+    feature = page_text(build_page(Explorer(store.path), {"page": "feature", "layer": "0", "feature": "1"}))
+    assert f"sae-store analyze bias {store.path}" in feature
+    assert "No SAE for layer 0: token activations cannot be computed" in feature
