@@ -114,8 +114,8 @@ class ExploreData:
     def stored_n_samples(self) -> int:
         """How many samples the store on disk holds now (grows when samples are appended)."""
         try:
-            attrs = json.loads((self.store.path / "zarr.json").read_text()).get("attributes", {})
-            return int(attrs[S.ATTR_KEY]["n_samples"])
+            raw = json.loads((self.store.path / "zarr.json").read_text()).get("attributes", {})
+            return int(S.decode_attrs(raw)[S.ATTR_KEY]["n_samples"])
         except (OSError, ValueError, KeyError):
             return self.n_samples
 
