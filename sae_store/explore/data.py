@@ -21,7 +21,7 @@ import xarray as xr
 
 from sae_store.analyze.data import FEATURES_GROUP, Labels, has_group, read_labels, strings
 from sae_store.analyze.interpret import TokenDecoder
-from sae_store.analyze.results import ANALYSIS_GROUP
+from sae_store.analyze.results import ANALYSIS_GROUP, select_subsets
 from sae_store.errors import SaeStoreError
 from sae_store.explore.saes import SaeCache
 from sae_store.report.inputs import SaeRecord, load_saes
@@ -145,6 +145,7 @@ class ExploreData:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", message=_CONSOLIDATED_WARNING)
                     ds = xr.open_zarr(self.store.path, group=f"{ANALYSIS_GROUP}/{name}", consolidated=False)
+                ds = select_subsets(ds)  # results are stored on the store's axes; keep what was analysed
                 for k, v in list(ds.attrs.items()):
                     if isinstance(v, str) and v[:1] in "{[":
                         ds.attrs[k] = json.loads(v)
