@@ -22,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve an interactive browser of the store's features, samples and results "
         "(Panel on a Bokeh server). It reads the store lazily and prints the URL and the ssh -L "
         "line to open it from a laptop. Stop it with Ctrl-C.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("store", type=Path, help="path of the activation store")
     p.add_argument(
@@ -34,11 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="folder of analysis and intervention JSON results (default: results/ beside the store)",
     )
-    p.add_argument("--port", type=int, default=5006, metavar="P", help="port to listen on")
+    p.add_argument("--port", type=int, default=5006, metavar="P", help="port to listen on (default: 5006)")
     p.add_argument(
         "--host",
         default="127.0.0.1",
         help="address to listen on; anything but localhost serves the store to the network (a warning "
-        "is printed)",
+        "is printed; default: 127.0.0.1)",
     )
     p.set_defaults(func=_explore)

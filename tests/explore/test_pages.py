@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from sae_store.explore import Explorer, build_page
 from sae_store.explore.app import resolve_search
 from sae_store.store import ActivationStore
 from sae_store.train.formats import load_sae
+from sae_store_cli.main import build_parser
 from tests.report.synthetic import make_store, write_features
 
 from .conftest import N_FEATURES
@@ -167,3 +169,19 @@ def test_store_with_features_but_no_results_says_what_to_run(tmp_path):
     feature = page_text(build_page(Explorer(store.path), {"page": "feature", "layer": "0", "feature": "1"}))
     assert f"sae-store analyze bias {store.path}" in feature
     assert "No SAE for layer 0: token activations cannot be computed" in feature
+
+
+def test_suggested_commands_are_valid_command_lines(bare_store: ActivationStore, tmp_path):
+    """Every command a page of a bare or a results-less store suggests parses with the real CLI."""
+    store = make_store(tmp_path / "store.zarr", n_samples=16)
+    write_features(store, n_features=N_FEATURES)
+    texts = [page_text(build_page(Explorer(s.path), {})) for s in (bare_store, store)]
+    texts.append(
+        page_text(build_page(Explorer(store.path), {"page": "feature", "layer": "0", "feature": "1"}))
+    )
+    commands = {c for t in texts for c in re.findall(r"<code>(sae-store [^<]+)</code>", t)}
+    assert len(commands) >= 4
+    parser = build_parser()
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])  # SystemExit on an unknown flag or command
+        assert args.func is not None
