@@ -142,7 +142,7 @@ def test_encode_analyze_report_on_pretrained_saes(filled_store, tmp_path, capsys
     assert main(["analyze", "bias", str(store.path), "--out", str(results), "--bootstrap", "20",
                  "--permutations", "5", "--cluster", "none"]) == 0, capsys.readouterr().err  # fmt: skip
     assert main(["analyze", "interpret", str(store.path), "--out", str(results), "--saes", spec,
-                 "--n-features", "2", "--cluster", "none"]) == 0, capsys.readouterr().err  # fmt: skip
+                 "--n-features", "2"]) == 0, capsys.readouterr().err  # fmt: skip
     report = tmp_path / "report"
     assert main(["report", str(store.path), "--out", str(report), "--saes", str(root),
                  "--results", str(results)]) == 0, capsys.readouterr().err  # fmt: skip
