@@ -207,10 +207,11 @@ def _solo(data_seed: int, steps: int, **kw: Any) -> dict[str, float]:
     return runner.quality(data, data.held_out())
 
 
-#: The sweep (the new defaults, lr 3e-3 / norm 1 / window 200k tokens, are the interleaved run).
+#: The sweep (the defaults, lr 3e-4 / norm 1 / window 200k tokens, are the interleaved run).
 SWEEP: list[dict[str, Any]] = [
     dict(OLD),
     {**OLD, "lr": 3e-3},
+    {"lr": 3e-3, "decoder_init_norm": 1.0, "dead_window_tokens": 200_000},
     {"lr": 1e-3, "decoder_init_norm": 1.0, "dead_window_tokens": 200_000},
     {"lr": 3e-4, "decoder_init_norm": 0.1, "dead_window_tokens": 200_000},
 ]

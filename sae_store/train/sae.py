@@ -191,11 +191,13 @@ class TopKSAE(SparseAutoencoder):
             return x.new_zeros(())
         k_aux = self.config.aux_k or max(self.d_in // 2, 1)
         scale = min(n_dead / k_aux, 1.0)
-        dead_pre = hidden_pre.masked_fill(~dead_mask, float("-inf"))
+        # only the dead columns take part: the same loss as masking the others, at n_dead / d_sae the cost
+        dead = dead_mask.nonzero().squeeze(1)
+        dead_pre = hidden_pre[:, dead]
         top = dead_pre.topk(min(k_aux, n_dead), dim=-1, sorted=False)
-        acts = torch.zeros_like(hidden_pre).scatter_(-1, top.indices, top.values)
+        acts = torch.zeros_like(dead_pre).scatter_(-1, top.indices, top.values)
         residual = (x - sae_out).detach()
-        loss = (acts @ self.W_dec - residual).pow(2).sum(-1).mean()
+        loss = (acts @ self.W_dec[dead] - residual).pow(2).sum(-1).mean()
         return self.config.aux_k_coefficient * scale * loss
 
 

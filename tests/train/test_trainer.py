@@ -157,4 +157,4 @@ def test_defaults_do_not_diverge_at_ten_times_the_steps():
         trainer.fit((b * 3 for b in _batches(dictionary, k, 128)), progress=False)
         assert all(torch.isfinite(p).all() for p in sae.parameters())
         fvu[steps] = trainer.evaluate(held).metrics["fvu"]
-    assert fvu[1500] <= fvu[150] + 0.01 and fvu[1500] < 0.1, fvu
+    assert fvu[1500] < 0.8 * fvu[150], fvu  # still improving, not diverging
