@@ -29,7 +29,7 @@ ANALYSIS_ORDER = ("bias", "crosslingual", "crosslayer", "interpret", "visual", "
 JOBS_ORDER = ("example", "render", "submit", "status", "cancel")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Adds ``(default: X)`` to every option whose help does not already say its default."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
