@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from sae_store.progress import on_terminal
 
 #: Sub-commands in the order a run uses them (``sae-store --help`` lists them so); others follow.
 PIPELINE_ORDER = (
@@ -26,7 +29,7 @@ ANALYSIS_ORDER = ("bias", "crosslingual", "crosslayer", "interpret", "visual", "
 JOBS_ORDER = ("example", "render", "submit", "status", "cancel")
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+class HelpFormatter(argparse.HelpFormatter):
     """Adds ``(default: X)`` to every option whose help does not already say its default."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -133,6 +136,8 @@ def setup_logging(args: argparse.Namespace) -> None:
     (zarr, asyncio, urllib3, matplotlib and the rest stay at INFO). A handler already installed (an
     embedding application, pytest) is kept."""
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    if not on_terminal():  # Hugging Face's own bars (loading weights) would fill a SLURM .out with \r
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler()

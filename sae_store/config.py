@@ -253,9 +253,13 @@ class AnalysisSettings:
     bootstrap: int | None = None
     min_per_group: int | None = None
     seed: int | None = None
+    n_features: int | None = None
+    """Most biased features per direction inspected by ``interpret``, ``visual`` and ``qualitative``."""
+    top_samples: int | None = None
+    """Samples shown per inspected feature (``interpret``, ``visual``)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("workers",), "analysis")
+        _check_positive(self, ("workers", "n_features", "top_samples"), "analysis")
         _check_line("analysis.worker_memory", self.worker_memory)
         if self.alpha is not None and not 0 < self.alpha < 1:
             raise ConfigError(f"analysis.alpha must be in (0, 1), got {self.alpha!r}")

@@ -142,3 +142,11 @@ def test_extract_defaults_to_the_stores_model() -> None:
     (extract,) = [p for p in LEAVES if p.prog == "sae-store extract"]
     model = next(a for a in extract._actions if "--model" in a.option_strings)
     assert not model.required and "recorded in the store" in (model.help or "")
+
+
+def test_no_progress_bars_off_a_terminal(tmp_path: Path) -> None:
+    # what a SLURM .out file receives: no carriage returns, neither ours nor Hugging Face's
+    exe = Path(sys.executable).parent / "sae-store"
+    out = subprocess.run([exe, "make-tiny-model", str(tmp_path / "m")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "\r" not in out.stdout + out.stderr

@@ -194,7 +194,7 @@ def _analyze_args(cfg: PipelineConfig) -> list[str]:
     args = [str(p.path("store")), "--out", str(p.path("results")), "--saes", str(p.path("saes")),
             "--model", str(p.path("model"))]  # fmt: skip
     args += _options(a, ("cluster", "workers", "worker_memory", "alpha", "permutations", "bootstrap",
-                         "min_per_group", "seed"))  # fmt: skip
+                         "min_per_group", "seed", "n_features", "top_samples"))  # fmt: skip
     if a.cluster == "slurm":
         slurm = cfg.require_slurm()
         args += ["--slurm-queue", slurm.partition, "--slurm-walltime", slurm.resources("analyze").time or ""]
