@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,9 +22,10 @@ import zarr
 from tqdm.auto import tqdm
 
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
-from sae_store.store import ActivationStore, TokenRole, task_blocks
+from sae_store.store import ActivationStore, Block, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
+from sae_store.store.shards import available_cores
 from sae_store.train.config import EncodeConfig
 from sae_store.train.formats import has_sae, load_sae, sha256_file
 from sae_store.train.sae import SparseAutoencoder
@@ -235,7 +237,6 @@ def encode_features(
         delete_group(store, FEATURES)
     _prepare_group(store, records, list(config.roles), sizes.pop())
 
-    acts_arr = store.array(S.ACTIVATIONS)
     roles = np.asarray(store.array(S.TOKEN_ROLE)[...])
     codes = [int(TokenRole[r.upper()]) for r in config.roles]
     done = store.read_flags(S.COMPLETE, group=FEATURES)
@@ -246,33 +247,48 @@ def encode_features(
         if not done[store.layer_index(u[0]), store.language_index(u[1]), u[2].start : u[2].stop].all()
     ]
     loaded_layer, sae = None, None
-    for layer, lang, b in tqdm(todo_units, desc="encode", unit="block", disable=not progress):
-        if layer != loaded_layer:
-            sae = load_sae(sae_dirs[layer], device=config.device).sae
-            loaded_layer = layer
-        assert sae is not None
-        li, gi = store.layer_index(layer), store.language_index(lang)
-        acts = np.asarray(acts_arr[li, gi, b.start : b.stop], dtype=np.float32)
-        mask = np.isin(roles[gi, b.start : b.stop], codes)
-        mean, mx, frac, used = summarize_tokens(
-            sae, acts, mask, batch_tokens=config.batch_tokens, device=config.device
-        )
-        for name, values in (
-            (FEATURE_MEAN, mean),
-            (FEATURE_MAX, mx),
-            (FEATURE_FRAC, frac),
-            (TOKENS_USED, used),
+    # chunks are decoded on `readers`; the next block is read on `ahead` while the SAE encodes this one
+    with (
+        ThreadPoolExecutor(available_cores(), thread_name_prefix="sae-encode-read") as readers,
+        ThreadPoolExecutor(1, thread_name_prefix="sae-encode-ahead") as ahead,
+    ):
+        reads = [ahead.submit(_read, store, u, readers) for u in todo_units[:1]]
+        for n, (layer, lang, b) in enumerate(
+            tqdm(todo_units, desc="encode", unit="block", disable=not progress)
         ):
-            store.write(name, values, start=b.start, layer=layer, language=lang, group=FEATURES)
-        store.write(
-            S.COMPLETE,
-            np.ones(b.stop - b.start, bool),
-            start=b.start,
-            layer=layer,
-            language=lang,
-            group=FEATURES,
-        )
+            if n + 1 < len(todo_units):
+                reads.append(ahead.submit(_read, store, todo_units[n + 1], readers))
+            if layer != loaded_layer:
+                sae = load_sae(sae_dirs[layer], device=config.device).sae
+                loaded_layer = layer
+            assert sae is not None
+            gi = store.language_index(lang)
+            acts = reads.pop(0).result()
+            mask = np.isin(roles[gi, b.start : b.stop], codes)
+            mean, mx, frac, used = summarize_tokens(
+                sae, acts, mask, batch_tokens=config.batch_tokens, device=config.device
+            )
+            for name, values in (
+                (FEATURE_MEAN, mean),
+                (FEATURE_MAX, mx),
+                (FEATURE_FRAC, frac),
+                (TOKENS_USED, used),
+            ):
+                store.write(name, values, start=b.start, layer=layer, language=lang, group=FEATURES)
+            store.write(
+                S.COMPLETE,
+                np.ones(b.stop - b.start, bool),
+                start=b.start,
+                layer=layer,
+                language=lang,
+                group=FEATURES,
+            )
     return EncodeResult(len(todo_units), len(units) - len(todo_units), tuple(layers))
+
+
+def _read(store: ActivationStore, unit: tuple[int, str, Block], pool: Executor) -> np.ndarray:
+    layer, lang, b = unit
+    return store.read_activations(layer, lang, b.start, b.stop, pool=pool)
 
 
 def find_saes(folder: str | os.PathLike[str], layers: list[int] | None = None) -> dict[int, Path]:
