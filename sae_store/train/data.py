@@ -194,8 +194,14 @@ class StoreDataProvider:
     @staticmethod
     def _keep_finite(x: np.ndarray) -> tuple[int, int]:
         """Move the finite rows of ``x`` to its front; (finite rows, skipped rows)."""
-        # a NaN or inf anywhere makes the row sum non-finite; float64 sums of activations cannot overflow
-        ok = np.isfinite(x.sum(axis=1, dtype=np.float64))
+        # a NaN or inf anywhere makes the row sum non-finite; a float32 sum may also overflow on finite
+        # rows, so only rows whose sum is not finite are checked value by value
+        with np.errstate(over="ignore", invalid="ignore"):
+            ok = np.isfinite(x.sum(axis=1))
+        if ok.all():
+            return len(x), 0
+        suspect = np.flatnonzero(~ok)
+        ok[suspect] = np.isfinite(x[suspect]).all(axis=1)
         if ok.all():
             return len(x), 0
         keep = np.flatnonzero(ok)
