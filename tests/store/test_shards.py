@@ -104,3 +104,20 @@ def test_round_to_bf16_in_place_equals_the_copy():
     expected = round_to_bf16(x)
     assert round_to_bf16_(x) is x
     np.testing.assert_array_equal(x.view(np.uint32), expected.view(np.uint32))
+
+
+def test_read_activations_reads_whole_blocks_or_chosen_samples(make_store):
+    store = make_store(10, config=StoreConfig(samples_per_shard=4, compressor="balanced"))
+    lay = store.layout
+    x = _values(10, lay.max_tokens, lay.hidden_size)
+    store.array(S.ACTIVATIONS, mode="r+")[...] = x
+    with ThreadPoolExecutor(2) as pool:
+        np.testing.assert_array_equal(store.read_activations(1, "ar", 0, 10, pool=pool), x[1, 1])
+        out = np.zeros((6, lay.max_tokens, lay.hidden_size), np.float32)
+        store.read_activations(3, "en", 4, 10, out=out, samples=[0, 5], pool=pool)
+    np.testing.assert_array_equal(out[[0, 5]], x[3, 0, [4, 9]])
+    assert not out[1:5].any()
+    with pytest.raises(SaeStoreError, match=r"not aligned to shard blocks of 4 samples"):
+        store.read_activations(0, "en", 2, 6)
+    with pytest.raises(SaeStoreError, match=r"out has shape \(6, 14, 16\), but samples 0:4 need \(4, 14, 16"):
+        store.read_activations(0, "en", 0, 4, out=out)
