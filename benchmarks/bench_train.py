@@ -182,7 +182,7 @@ def main() -> dict[str, Any]:
     lines = [
         f"One layer, 2 languages x {N_SAMPLES} samples x ~280 tokens x {HIDDEN} (image+text tokens: "
         f"{s.train_tokens} training vectors, {data_bytes / mb:.0f} MiB as float32), shards of {SHARD} "
-        f"samples, bf16-rounded values with Blosc zstd; batches of {BATCH} vectors.",
+        f"samples, bf16-rounded values, default codec preset (fast); batches of {BATCH} vectors.",
         "",
         "| data provider | vectors/s | vs in RAM | |",
         "| --- | --- | --- | --- |",

@@ -7,7 +7,7 @@ import shlex
 import sys
 from typing import get_args
 
-from sae_store.store.config import Compressor, Precision
+from sae_store.store.config import DEFAULT_COMPRESSOR, PRESET_HELP, Compressor, Precision, Shuffle
 
 from .options import add_device, add_languages, add_layers
 
@@ -32,6 +32,7 @@ def _init(args: argparse.Namespace) -> int:
         samples_per_shard=args.samples_per_shard,
         compressor=args.compressor,
         clevel=args.clevel,
+        shuffle=args.shuffle,
         precision=args.precision,
     )
     store = init_store(
@@ -76,6 +77,7 @@ def _extract(args: argparse.Namespace) -> int:
         sample_range=parse_sample_range(args.samples, store.layout.n_samples) if args.samples else None,
         on_nonfinite=args.on_nonfinite,
         quota=parse_size(args.quota) if args.quota else None,
+        writer_threads=args.writer_threads,
         progress=not args.no_progress,
     )
     model = args.model or store.attrs.get("model", {}).get("name_or_path")
@@ -148,10 +150,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="samples per shard file: the unit of work and of writer memory (default 16)",
     )
+    presets = "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items()).replace("%", "%%")
     p.add_argument(
-        "--compressor", default="blosc-zstd", choices=get_args(Compressor), help="codec of the activations"
+        "--compressor",
+        default=DEFAULT_COMPRESSOR,
+        choices=get_args(Compressor),
+        metavar="NAME",
+        help=f"codec preset or codec for activations (default {DEFAULT_COMPRESSOR}: the writer keeps up "
+        f"with a GPU). Presets - {presets}. Codecs: blosc-zstd, blosc-lz4, zstd, none (with --clevel, "
+        "--shuffle)",
     )
-    p.add_argument("--clevel", type=int, default=3, metavar="N", help="compression level")
+    p.add_argument(
+        "--clevel", type=int, metavar="N", help="compression level (default: the preset's or codec's)"
+    )
+    p.add_argument(
+        "--shuffle",
+        choices=get_args(Shuffle),
+        help="Blosc pre-filter (default: the preset's; byte for a Blosc codec named directly)",
+    )
     p.add_argument(
         "--precision",
         default="bf16",
@@ -191,6 +207,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--quota", metavar="SIZE", help="refuse to start if the store would outgrow SIZE, e.g. 500G"
+    )
+    p.add_argument(
+        "--writer-threads",
+        type=int,
+        metavar="N",
+        help="threads encoding activations while the model runs (default: the cores left after the "
+        "model - all but one beside a GPU, those torch leaves free on a CPU)",
     )
     p.add_argument("--images", metavar="DIR", help="images folder (default: the one recorded at init)")
     p.add_argument(

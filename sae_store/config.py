@@ -182,9 +182,11 @@ class ModelSettings:
     """``auto`` (bfloat16 on GPU, float32 on CPU), ``bfloat16`` or ``float32``."""
     batch_size: int | None = None
     """Samples per forward pass."""
+    writer_threads: int | None = None
+    """Threads encoding activations during extraction (null: the cores left after the model)."""
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("batch_size",), "model")
+        _check_positive(self, ("batch_size", "writer_threads"), "model")
         _check_line("model.device", self.device)
         _check_line("model.dtype", self.dtype)
 

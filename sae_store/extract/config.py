@@ -128,13 +128,19 @@ class ExtractConfig:
     """Blocks handed to the background writer that may wait while the next block is computed.
     Memory holds ``pending_blocks + 1`` language blocks of activations besides the model."""
 
+    writer_threads: int | None = None
+    """Threads that round, measure and encode activations while the model runs; None: the cores
+    left after the model (all but one beside a GPU, those torch does not use on a CPU)."""
+
     progress: bool = True
     """Show a progress bar on a terminal (a log line per block is written regardless)."""
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "task_count", "pending_blocks"):
+        for name in ("batch_size", "task_count", "pending_blocks", "writer_threads"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if name == "writer_threads" and value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not isinstance(self.task_index, int) or not 0 <= self.task_index < self.task_count:
             raise ConfigError(

@@ -25,6 +25,7 @@ from sae_store.store import schema as S
 from sae_store.store.blocks import check_aligned
 from sae_store.store.config import Precision
 from sae_store.store.lock import register_extraction
+from sae_store.store.shards import available_cores
 from sae_store.store.usage import format_bytes
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ def extract_activations(
             precision=precision,
             on_nonfinite=config.on_nonfinite,
             pending=config.pending_blocks,
+            threads=config.writer_threads or default_writer_threads(loaded.device.type),
         ) as writer,
     ):
         removed = sum(store.remove_partial_files(b.start, b.stop) for b in by_block)  # claimed blocks only
@@ -232,6 +234,18 @@ def extract_activations(
     _warn_overflow(summary.float16_overflow, warned)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def default_writer_threads(device_type: str) -> int:
+    """Writer threads when none are configured: the cores the model leaves free.
+
+    Beside a GPU the model needs one core to drive it; on a CPU it uses torch's threads.
+    """
+    import torch
+
+    cores = available_cores()
+    used = 1 if device_type != "cpu" else torch.get_num_threads()
+    return max(1, cores - used)
 
 
 class _Progress:

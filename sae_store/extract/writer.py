@@ -2,8 +2,14 @@
 
 A block (one shard block of samples, one language, all its layers) is written in this order:
 activations of every layer, the per-token metadata, then per layer the statistics and, last, the
-``complete`` flags. zarr writes each file atomically, so a process killed at any point leaves no
+``complete`` flags. Every file is written atomically, so a process killed at any point leaves no
 flag without its data, and a rerun redoes exactly the blocks that are not flagged.
+
+The activations take two passes over the block, each split into one task per sample chunk on a
+pool of ``threads`` threads: bf16 rounding (in place) fused with the chunk's statistics, then the
+encoding of its shards (:mod:`sae_store.store.shards`; Blosc and Zstd release the GIL) while the
+writer thread writes each layer's shard file as soon as its chunks are encoded. The second pass
+waits for the first, so a block with NaN/inf is refused before any of its files is written.
 """
 
 from __future__ import annotations
@@ -11,17 +17,18 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from sae_store.errors import SaeStoreError
+from sae_store.errors import ConfigError, SaeStoreError
 from sae_store.extract.block import BlockData
 from sae_store.extract.config import OnNonfinite
 from sae_store.faults import kill_point
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.codecs import round_to_bf16
+from sae_store.store.codecs import round_to_bf16_
 from sae_store.store.config import Precision
 
 #: Largest finite float16 value; Gemma 3 activations can exceed it.
@@ -49,6 +56,16 @@ class WriterStats:
     """Largest |x| per layer whose values exceed float16's range."""
 
 
+def sample_statistics(values: np.ndarray) -> tuple[float, int]:
+    """The largest finite |x| (NaN if none) and the count of NaN/inf of one sample's real tokens."""
+    hi, lo = values.max(initial=-np.inf), values.min(initial=np.inf)
+    if np.isfinite(hi) and np.isfinite(lo):  # the usual case: two passes, no temporary arrays
+        return float(max(hi, -lo)), 0
+    finite = np.isfinite(values)
+    top = np.abs(values[finite]).max(initial=-np.inf)
+    return (float(top) if np.isfinite(top) else np.nan), int(values.size - np.count_nonzero(finite))
+
+
 def block_statistics(
     values: np.ndarray, n_tokens: np.ndarray, ok: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -59,15 +76,7 @@ def block_statistics(
     max_abs = np.full(len(n_tokens), np.nan, np.float32)
     nonfinite = np.full(len(n_tokens), -1, np.int32)
     for s in np.flatnonzero(ok):
-        v = values[s, : n_tokens[s]]
-        hi, lo = v.max(initial=-np.inf), v.min(initial=np.inf)
-        if np.isfinite(hi) and np.isfinite(lo):  # the usual case: two passes, no temporary arrays
-            max_abs[s], nonfinite[s] = max(hi, -lo), 0
-        else:
-            finite = np.isfinite(v)
-            nonfinite[s] = v.size - np.count_nonzero(finite)
-            top = np.abs(v[finite]).max(initial=-np.inf)
-            max_abs[s] = top if np.isfinite(top) else np.nan
+        max_abs[s], nonfinite[s] = sample_statistics(values[s, : n_tokens[s]])
     return max_abs, nonfinite
 
 
@@ -77,6 +86,7 @@ class BlockWriter:
     :meth:`submit` blocks while the writer is busy, so memory holds at most ``pending + 1`` blocks
     (those handed over and the one being computed). The first write error stops the writer: later
     blocks are dropped unwritten and the error is raised by the next :meth:`submit` or :meth:`close`.
+    ``threads`` threads round, measure and encode the activations (see the module docstring).
     """
 
     def __init__(
@@ -86,11 +96,15 @@ class BlockWriter:
         precision: Precision,
         on_nonfinite: OnNonfinite = "error",
         pending: int = 1,
+        threads: int = 1,
     ) -> None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"writer threads must be a positive integer, got {threads!r}")
         self.store = store
         self.precision = precision
         self.on_nonfinite = on_nonfinite
         self.stats = WriterStats()
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="sae-store-encode")
         self._slots = threading.Semaphore(pending)
         self._queue: queue.Queue[BlockData | None] = queue.Queue()
         self._error: BaseException | None = None
@@ -110,6 +124,7 @@ class BlockWriter:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+        self._pool.shutdown()
         self._raise_if_failed()
 
     def __enter__(self) -> BlockWriter:
@@ -122,6 +137,7 @@ class BlockWriter:
             # Blocks already handed over are whole and valid: let them finish, then stop.
             self._queue.put(None)
             self._thread.join()
+        self._pool.shutdown()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -140,12 +156,20 @@ class BlockWriter:
     def _write(self, data: BlockData) -> None:
         started = time.perf_counter()
         block, lang, ok = data.block, data.language, data.ok
-        max_abs = np.empty((len(data.layers), len(ok)), np.float32)
-        nonfinite = np.empty((len(data.layers), len(ok)), np.int32)
+        max_abs = np.full((len(data.layers), len(ok)), np.nan, np.float32)
+        nonfinite = np.full((len(data.layers), len(ok)), -1, np.int32)
+        rounding = self.precision == "bf16" and not data.bf16_exact
+        acts = data.activations
+
+        def prepare(k: int, s: int) -> None:
+            if rounding:
+                round_to_bf16_(acts[k, s])
+            if ok[s]:
+                max_abs[k, s], nonfinite[k, s] = sample_statistics(acts[k, s, : data.n_tokens[s]])
+
+        cells = [(k, s) for k in range(len(data.layers)) for s in range(len(ok))]
+        list(self._pool.map(prepare, *zip(*cells, strict=True)))
         for k, layer in enumerate(data.layers):
-            if self.precision == "bf16" and not data.bf16_exact:
-                data.activations[k] = round_to_bf16(data.activations[k])
-            max_abs[k], nonfinite[k] = block_statistics(data.activations[k], data.n_tokens, ok)
             if self.on_nonfinite == "error" and nonfinite[k].max(initial=0) > 0:
                 bad = [data.sample_ids[i] for i in np.flatnonzero(nonfinite[k] > 0)]
                 raise NonFiniteError(
@@ -154,11 +178,10 @@ class BlockWriter:
                     "was written. Run the model in float32 (--dtype float32), or keep the values and count "
                     "them with --on-nonfinite record"
                 )
-        runs = self._consecutive_runs(data.layers)
         # Order matters: all data first, the completion flags last (see the module docstring).
-        for run in runs:
-            self._write_layers(S.ACTIVATIONS, data.activations[run], data, run)
+        self._write_activations(data)
         kill_point("extract.activations_written")
+        runs = self._consecutive_runs(data.layers)
         for name, values in (
             (S.INPUT_IDS, data.input_ids),
             (S.TOKEN_ROLE, data.token_role),
@@ -186,9 +209,24 @@ class BlockWriter:
                 if top > FLOAT16_MAX:
                     self.stats.float16_overflow[layer] = max(top, self.stats.float16_overflow.get(layer, 0.0))
 
+    def _write_activations(self, data: BlockData) -> None:
+        """Encode every sample chunk on the pool; write each layer's shard once its chunks are done."""
+        encode = self.store.activation_codec.encode_chunk
+        encoded: list[list[Future[bytes | None]]] = [
+            [self._pool.submit(encode, data.activations[k, s]) for s in range(len(data.ok))]
+            for k in range(len(data.layers))
+        ]
+        try:
+            for layer, futures in zip(data.layers, encoded, strict=True):
+                chunks = [f.result() for f in futures]
+                self.store.write_activation_shard(layer, data.language, data.block.start, chunks)
+        finally:  # after a failed write, drop the encodes not started yet
+            for future in (f for futures in encoded for f in futures):
+                future.cancel()
+
     def _consecutive_runs(self, layers: tuple[int, ...]) -> list[slice]:
-        """Split ``layers`` into runs that are consecutive in the store: one zarr call writes each run,
-        encoding its shards in parallel (one call per layer made small blocks overhead-bound)."""
+        """Split ``layers`` into runs that are consecutive in the store: one zarr call writes each run
+        of the small per-layer arrays (one call per layer made small blocks overhead-bound)."""
         rows = [self.store.layer_index(layer) for layer in layers]
         runs, first = [], 0
         for k in range(1, len(rows) + 1):

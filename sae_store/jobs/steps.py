@@ -134,9 +134,10 @@ def _init_args(cfg: PipelineConfig) -> list[str]:
         "--images", str(cfg.paths.path("images")),
         "--samples-per-shard", str(st.samples_per_shard),
         "--compressor", st.compressor,
-        "--clevel", str(st.clevel),
         "--precision", st.precision,
     ]  # fmt: skip
+    args += ["--clevel", str(st.clevel)] if st.clevel is not None else []
+    args += ["--shuffle", st.shuffle] if st.shuffle is not None else []
     if cfg.layers is not None:
         args += ["--layers", _layer_list(cfg.layers)]
     if cfg.languages is not None:
@@ -163,6 +164,7 @@ def _model_args(cfg: PipelineConfig) -> list[str]:
 
 def _extract_args(cfg: PipelineConfig) -> list[str]:
     args = [str(cfg.paths.path("store")), "--model", str(cfg.paths.path("model")), *_model_args(cfg)]
+    args += _options(cfg.model, ("writer_threads",))
     return args + (["--quota", cfg.quota] if cfg.quota else [])
 
 

@@ -14,21 +14,31 @@ _SHUFFLE = {"byte": "shuffle", "bit": "bitshuffle", "none": "noshuffle"}
 
 def activation_compressors(config: StoreConfig) -> tuple[Any, ...]:
     """The bytes-to-bytes codecs applied to each activation chunk."""
-    if config.compressor == "none":
+    codec, clevel, shuffle = config.settings
+    if codec == "none":
         return ()
-    if config.compressor == "zstd":
-        return (ZstdCodec(level=config.clevel),)
-    cname: Any = config.compressor.removeprefix("blosc-")
-    shuffle: Any = _SHUFFLE[config.shuffle]
-    return (BloscCodec(cname=cname, clevel=config.clevel, shuffle=shuffle),)
+    if codec == "zstd":
+        return (ZstdCodec(level=clevel),)
+    cname: Any = codec.removeprefix("blosc-")
+    return (BloscCodec(cname=cname, clevel=clevel, shuffle=_SHUFFLE[shuffle]),)  # type: ignore[arg-type]
 
 
 def round_to_bf16(values: np.ndarray) -> np.ndarray:
-    """Round float32 values to the nearest bfloat16 (ties to even), kept as float32.
+    """Round float32 values to the nearest bfloat16 (ties to even), kept as float32, in a new array.
 
     NaN and inf stay as they are; this is what ``tensor.to(torch.bfloat16).float()`` computes.
     """
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
-    rounding = ((bits >> 16) & 1) + np.uint32(0x7FFF)
-    rounded = ((bits + rounding) & np.uint32(0xFFFF0000)).view(np.float32)
-    return np.where(np.isfinite(values), rounded, values).astype(np.float32, copy=False)
+    return round_to_bf16_(np.array(values, dtype=np.float32, order="C"))
+
+
+def round_to_bf16_(values: np.ndarray) -> np.ndarray:
+    """:func:`round_to_bf16` in place on a C-contiguous float32 array (one temporary of its size);
+    returns ``values``. The writer calls it per sample chunk, fused with the chunk's statistics."""
+    bits = values.view(np.uint32)
+    rounded = bits >> 16
+    rounded &= 1
+    rounded += np.uint32(0x7FFF)
+    rounded += bits
+    rounded &= np.uint32(0xFFFF0000)
+    np.copyto(bits, rounded, where=np.isfinite(values))
+    return values

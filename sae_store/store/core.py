@@ -8,6 +8,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,7 @@ from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
 from sae_store.store.lock import ignoring_lock_dir
+from sae_store.store.shards import ShardCodec, read_shard
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +168,56 @@ class ActivationStore:
             else:
                 index.append(slice(None))
         arr[tuple(index)] = values
+
+    def read_activations(
+        self,
+        layer: int,
+        language: str,
+        start: int,
+        stop: int,
+        *,
+        out: np.ndarray | None = None,
+        samples: Sequence[int] | np.ndarray | None = None,
+        pool: Executor | None = None,
+    ) -> np.ndarray:
+        """Activations ``[sample, token, hidden]`` of samples ``start:stop`` (whole shard blocks) of one
+        layer and language, decoded shard by shard on ``pool``'s threads (see :mod:`.shards`).
+
+        With ``samples`` (indices relative to ``start``) only those samples are decoded; the other
+        rows of ``out`` are left as they are.
+        """
+        check_aligned(start, stop, self.layout.n_samples, self.layout.samples_per_shard)
+        shape = (stop - start, self.layout.max_tokens, self.layout.hidden_size)
+        out = np.empty(shape, np.float32) if out is None else out
+        if out.shape != shape:
+            raise SaeStoreError(f"out has shape {out.shape}, but samples {start}:{stop} need {shape}")
+        codec = self.activation_codec
+        li, gi, per = self.layer_index(layer), self.language_index(language), codec.per_shard
+        wanted = np.arange(stop - start) if samples is None else np.asarray(samples, dtype=np.int64)
+        for first in range(start, stop, per):
+            mine = wanted[(wanted >= first - start) & (wanted < first - start + per)] - (first - start)
+            if len(mine):
+                rows = out[first - start : first - start + per][None, None]
+                read_shard(codec, (li, gi, first // per, 0, 0), rows, chunks=mine.tolist(), pool=pool)
+        return out
+
+    def write_activation_shard(
+        self, layer: int, language: str, start: int, chunks: Sequence[bytes | None]
+    ) -> int:
+        """Write the shard of samples ``start:`` (a shard block) of one layer and language from its
+        sample chunks as encoded by ``activation_codec.encode_chunk``; returns the bytes written."""
+        codec = self.activation_codec
+        check_aligned(start, min(start + len(chunks), self.layout.n_samples), self.layout.n_samples,
+                      codec.per_shard)  # fmt: skip
+        if len(chunks) > codec.per_shard:
+            raise SaeStoreError(f"{len(chunks)} chunks do not fit one shard of {codec.per_shard} samples")
+        coords = (self.layer_index(layer), self.language_index(language), start // codec.per_shard, 0, 0)
+        return codec.write(coords, [*chunks, *[None] * (codec.per_shard - len(chunks))])
+
+    @cached_property
+    def activation_codec(self) -> ShardCodec:
+        """Encoder/decoder of the activations' shard files (see :mod:`sae_store.store.shards`)."""
+        return ShardCodec.for_array(self.path, self.array(S.ACTIVATIONS))
 
     def remove_partial_files(self, start: int, stop: int) -> int:
         """Delete temporary files a killed writer left in the chunks of samples ``start:stop``.

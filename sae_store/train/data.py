@@ -2,9 +2,10 @@
 
 Selection: one layer, some languages (default all: one shared SAE per layer), some token roles
 (default image and text; padding never), samples split into train and validation by sample (the
-same images in every language), samples whose extraction failed left out. Reading: whole shard
-blocks of one language (contiguous per-sample chunks, never fancy indexing) into the shuffle buffer
-of :class:`~sae_store.train.buffer.ShuffledBatches`; validation samples one chunk each.
+same images in every language), samples whose extraction failed left out. Reading: one shard file
+per (language, shard block), of which only the sample chunks holding selected vectors are decoded,
+on ``read_threads`` threads straight into one reusable block buffer, into the shuffle buffer of
+:class:`~sae_store.train.buffer.ShuffledBatches`; validation samples one chunk each.
 Non-finite vectors are skipped and counted.
 """
 
@@ -21,7 +22,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor
-from zarr.core.buffer import default_buffer_prototype
 
 from sae_store.errors import DataError, IncompleteError
 from sae_store.store import ActivationStore, TokenRole, completion
@@ -30,7 +30,6 @@ from sae_store.train.buffer import BatchPosition, ShuffledBatches
 from sae_store.train.config import DataConfig
 
 log = logging.getLogger(__name__)
-_ND_BUFFER = default_buffer_prototype().nd_buffer
 
 
 class _Unit(NamedTuple):
@@ -136,6 +135,7 @@ class StoreDataProvider:
                 "finish them with `sae-store extract` (see `sae-store status`) before training"
             )
         self.d_in = store.layout.hidden_size
+        self._store = store
         self._acts = store.array(S.ACTIVATIONS)
         roles = np.asarray(store.array(S.TOKEN_ROLE)[...])[self.language_index]
         failed = np.asarray(store.array(S.EXTRACT_ERROR)[...])[self.language_index] != ""
@@ -194,8 +194,14 @@ class StoreDataProvider:
     @staticmethod
     def _keep_finite(x: np.ndarray) -> tuple[int, int]:
         """Move the finite rows of ``x`` to its front; (finite rows, skipped rows)."""
-        # a NaN or inf anywhere makes the row sum non-finite; float64 sums of activations cannot overflow
-        ok = np.isfinite(x.sum(axis=1, dtype=np.float64))
+        # a NaN or inf anywhere makes the row sum non-finite; a float32 sum may also overflow on finite
+        # rows, so only rows whose sum is not finite are checked value by value
+        with np.errstate(over="ignore", invalid="ignore"):
+            ok = np.isfinite(x.sum(axis=1))
+        if ok.all():
+            return len(x), 0
+        suspect = np.flatnonzero(~ok)
+        ok[suspect] = np.isfinite(x[suspect]).all(axis=1)
         if ok.all():
             return len(x), 0
         keep = np.flatnonzero(ok)
@@ -206,16 +212,19 @@ class StoreDataProvider:
         """Write the finite training vectors of unit ``i`` (one shard block of one language) into
         ``out`` and return how many there are (at most ``out``'s rows, the unit's selected tokens)."""
         u = self._units[i]
-        # Sample by sample (one chunk each) into one reusable block buffer: reading a whole shard at once
-        # decodes its chunks concurrently and holds several block-sized transients (measured ~5x the block).
+        # Only the samples holding selected vectors, decoded in place into one reusable block buffer
+        # (zarr's own read of a shard holds several block-sized transients: measured ~5x the block).
         with self._read_lock:
             raw = self._raw[: u.stop - u.start]
-
-            def read(j: int) -> None:
-                sample = (self.layer_index, u.language, u.start + j)
-                self._acts.get_basic_selection(sample, out=_ND_BUFFER.from_numpy_array(raw[j]))
-
-            list(self._readers.map(read, (int(j) for j in np.flatnonzero(u.mask.any(axis=1)))))
+            self._store.read_activations(
+                self.config.layer,
+                self._store.layout.languages[u.language],
+                u.start,
+                u.stop,
+                out=raw,
+                samples=np.flatnonzero(u.mask.any(axis=1)),
+                pool=self._readers,
+            )
             rows = np.flatnonzero(u.mask)
             np.take(raw.reshape(-1, self.d_in), rows, axis=0, out=out[: len(rows)])
         n, bad = self._keep_finite(out[: len(rows)])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,7 +24,7 @@ from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.faults import kill_point
 from sae_store.models.loader import resolve_device
 from sae_store.progress import progress_bar
-from sae_store.store import ActivationStore, TokenRole, task_blocks
+from sae_store.store import ActivationStore, Block, TokenRole, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
 from sae_store.store.schema import (  # the features layout is part of the schema; callers import it here too
@@ -34,6 +35,7 @@ from sae_store.store.schema import (  # the features layout is part of the schem
     TOKENS_USED,
     feature_variables,
 )
+from sae_store.store.shards import available_cores
 from sae_store.train.config import EncodeConfig
 from sae_store.train.formats import load_sae, sha256_file
 from sae_store.train.pretrained import check_model
@@ -207,7 +209,6 @@ def encode_features(
         delete_group(store, FEATURES)
     _prepare_group(store, records, list(config.roles), sizes.pop())
 
-    acts_arr = store.array(S.ACTIVATIONS)
     roles = np.asarray(store.array(S.TOKEN_ROLE)[...])
     codes = [int(TokenRole[r.upper()]) for r in config.roles]
     done = store.read_flags(S.COMPLETE, group=FEATURES)
@@ -215,27 +216,48 @@ def encode_features(
     todo_units = [u for u in units if not done[store.layer_index(u[0]), :, u[1].start : u[1].stop].all()]
     out = {name: store.array(name, FEATURES, mode="r+") for name in (*_STATISTICS, S.COMPLETE)}
     loaded_layer, sae = None, None
-    for layer, b in progress_bar(todo_units, desc="encode", unit="block", enabled=progress):
-        if layer != loaded_layer:
-            sae = load_sae(sae_dirs[layer], device=device).sae
-            loaded_layer = layer
-        assert sae is not None
-        li = store.layer_index(layer)
-        stats = [
-            summarize_tokens(
-                sae,
-                np.asarray(acts_arr[li, gi, b.start : b.stop], dtype=np.float32),
-                np.isin(roles[gi, b.start : b.stop], codes),
-                batch_tokens=config.batch_tokens,
-                device=device,
-            )
-            for gi in range(len(store.layout.languages))
-        ]
-        # every language of the (layer, block) in one write: one rewrite of the block's shard
-        for k, name in enumerate(_STATISTICS):
-            out[name][li, :, b.start : b.stop] = np.stack([s[k] for s in stats])
-        kill_point("encode.features_written")
-        out[S.COMPLETE][li, :, b.start : b.stop] = True
-        kill_point("encode.flags_written")
+    # chunks are decoded on `readers`; the next block is read on `ahead` while the SAE encodes this one
     n_lang = len(store.layout.languages)
+    with (
+        ThreadPoolExecutor(available_cores(), thread_name_prefix="sae-encode-read") as readers,
+        ThreadPoolExecutor(1, thread_name_prefix="sae-encode-ahead") as ahead,
+    ):
+        reads = [ahead.submit(_read, store, u, readers) for u in todo_units[:1]]
+        for n, (layer, b) in enumerate(
+            progress_bar(todo_units, desc="encode", unit="block", enabled=progress)
+        ):
+            if n + 1 < len(todo_units):
+                reads.append(ahead.submit(_read, store, todo_units[n + 1], readers))
+            if layer != loaded_layer:
+                sae = load_sae(sae_dirs[layer], device=device).sae
+                loaded_layer = layer
+            assert sae is not None
+            li = store.layer_index(layer)
+            acts = reads.pop(0).result()
+            stats = [
+                summarize_tokens(
+                    sae,
+                    acts[gi],
+                    np.isin(roles[gi, b.start : b.stop], codes),
+                    batch_tokens=config.batch_tokens,
+                    device=device,
+                )
+                for gi in range(n_lang)
+            ]
+            # every language of the (layer, block) in one write: one rewrite of the block's shard
+            for k, name in enumerate(_STATISTICS):
+                out[name][li, :, b.start : b.stop] = np.stack([s[k] for s in stats])
+            kill_point("encode.features_written")
+            out[S.COMPLETE][li, :, b.start : b.stop] = True
+            kill_point("encode.flags_written")
     return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
+
+
+def _read(store: ActivationStore, unit: tuple[int, Block], pool: Executor) -> np.ndarray:
+    """Activations ``[language, sample, token, hidden]`` of one (layer, block)."""
+    layer, b = unit
+    lay = store.layout
+    acts = np.empty((len(lay.languages), b.stop - b.start, lay.max_tokens, lay.hidden_size), np.float32)
+    for gi, lang in enumerate(lay.languages):
+        store.read_activations(layer, lang, b.start, b.stop, out=acts[gi], pool=pool)
+    return acts

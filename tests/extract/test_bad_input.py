@@ -136,6 +136,11 @@ class _DiskFullStore(ActivationStore):
             raise OSError(errno.ENOSPC, "No space left on device")
         super().write(name, values, start=start, **kw)
 
+    def write_activation_shard(self, layer: int, language: str, start: int, chunks: Any) -> int:
+        if self.fail_on == S.ACTIVATIONS and start >= 4 and layer == self.layout.layers[-1]:
+            raise OSError(errno.ENOSPC, "No space left on device")  # the other layers' shards are written
+        return super().write_activation_shard(layer, language, start, chunks)
+
 
 @pytest.mark.parametrize("fail_on", [S.ACTIVATIONS, S.MAX_ABS])
 def test_disk_full_during_a_write_sets_no_flag_for_that_block(

@@ -98,6 +98,7 @@ def test_failed_images_give_a_summary_and_exit_1(
         (["--samples", "x"], "sample range must look like 'A:B'"),
         (["--quota", "lots"], "size 'lots' is not understood"),
         (["--dtype", "float16"], "dtype 'float16' is refused for Gemma 3"),
+        (["--writer-threads", "0"], "writer_threads must be a positive integer, got 0"),
     ],
 )
 def test_extract_errors_are_one_line_and_exit_2(
@@ -133,6 +134,11 @@ def test_init_and_append_errors(
         == 2
     )
     assert "range '3-1' runs backwards" in capsys.readouterr().err
+    init = ["init", str(new), "--samples", str(csv), "--model", str(tiny_model_dir)]
+    assert main([*init, "--compressor", "fast", "--clevel", "10"]) == 2
+    assert "clevel must be an integer in 0..9 for 'fast', got 10" in capsys.readouterr().err
+    assert main([*init, "--compressor", "zstd", "--shuffle", "bit"]) == 2
+    assert "shuffle 'bit' applies only to Blosc codecs" in capsys.readouterr().err
     assert main(["init", str(new), "--samples", str(csv), "--model", str(tmp_path / "nothing")]) == 2
     assert "does not exist or is not a folder" in capsys.readouterr().err
     assert not new.exists()

@@ -98,6 +98,7 @@ def test_slurm_task() -> None:
         ({"layers": ()}, r"layers must not be empty"),
         ({"languages": ()}, r"languages must not be empty"),
         ({"pending_blocks": 0}, r"pending_blocks must be a positive integer"),
+        ({"writer_threads": 0}, r"writer_threads must be a positive integer, got 0"),
     ],
 )
 def test_config_validation(kwargs: dict[str, object], match: str) -> None:

@@ -241,6 +241,15 @@ def test_more_pending_blocks_give_the_same_store(
     assert_same_files(store.path, reference)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_writer_threads_give_the_same_store(
+    make_store: MakeStore, loaded: LoadedModel, reference: Path, threads: int
+) -> None:
+    store = make_store()
+    extract_activations(store, loaded, ExtractConfig(batch_size=2, writer_threads=threads, progress=False))
+    assert_same_files(store.path, reference)
+
+
 def test_partial_files_of_a_killed_writer_are_removed(make_store: MakeStore, loaded: LoadedModel) -> None:
     store = make_store()
     leftover = store.path / S.ACTIVATIONS / "c" / "0" / "0" / "1" / "0" / "0.0123abcd.partial"

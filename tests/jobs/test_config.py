@@ -175,3 +175,25 @@ def test_step_resources_override_the_defaults() -> None:
         "gpu", "gpu:1", "04:00:00", 2, 8)  # fmt: skip
     assert extract.extra_directives == ("--constraint=x", "--exclusive")
     assert (report.partition, report.gres, report.time, report.tasks) == ("cpu", None, "01:00:00", 4)
+
+
+def test_writer_threads_and_codec_preset_reach_the_commands() -> None:
+    from sae_store.jobs.steps import STEPS
+
+    cfg = config_from_dict(
+        {
+            "paths": {"root": "r"},
+            "model": {"writer_threads": 6},
+            "store": {"compressor": "compact", "clevel": 5},
+        }
+    )
+    argv = {s.name: s.argv(cfg, 1) for s in STEPS if s.name in ("init", "extract")}
+    assert argv["extract"][argv["extract"].index("--writer-threads") + 1] == "6"
+    init = argv["init"]
+    assert init[init.index("--compressor") + 1] == "compact" and init[init.index("--clevel") + 1] == "5"
+    assert "--shuffle" not in init
+    plain = config_from_dict({"paths": {"root": "r"}})
+    init_step = next(s for s in STEPS if s.name == "init")
+    assert "--clevel" not in init_step.argv(plain, 1)  # unset: the preset's own level
+    with pytest.raises(ConfigError, match=r"writer_threads"):
+        config_from_dict({"paths": {"root": "r"}, "model": {"writer_threads": 0}})

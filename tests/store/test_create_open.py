@@ -144,7 +144,7 @@ def test_create_refuses_existing_paths_and_bad_arguments(tmp_path, make_store):
 
 
 def test_store_config_validation():
-    with pytest.raises(SaeStoreError, match=r"compressor must be one of .*got 'gzip'"):
+    with pytest.raises(SaeStoreError, match=r"unknown compressor 'gzip': use a preset \['fast', 'balanced'"):
         StoreConfig(compressor="gzip")  # type: ignore[arg-type]
     with pytest.raises(SaeStoreError, match=r"samples_per_shard must be a positive integer, got 0"):
         StoreConfig(samples_per_shard=0)

@@ -155,3 +155,10 @@ def test_refusals(filled_store, make_store):
         r"\['image'\]: the store's token roles hold \['pad', 'special', 'text'\]",
     ):
         StoreDataProvider(no_image, _cfg(layer=0, roles=("image",)))
+
+
+def test_keep_finite_skips_nan_and_inf_rows_but_keeps_rows_whose_sum_overflows():
+    x = np.array([[1, 2], [3e38, 3e38], [np.nan, 0], [4, 5], [-np.inf, 1], [6, 7]], dtype=np.float32)
+    n, skipped = StoreDataProvider._keep_finite(x)
+    assert (n, skipped) == (4, 2)
+    np.testing.assert_array_equal(x[:4], np.array([[1, 2], [3e38, 3e38], [4, 5], [6, 7]], np.float32))

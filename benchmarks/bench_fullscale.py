@@ -1,0 +1,220 @@
+"""A store of the real Gemma-3-4B shape written by the real writer: speed, size, files, training reads.
+
+34 layers x 2 languages x 278 tokens x 2560 hidden, shards of 16 samples, as many samples as
+``SAE_BENCH_FULL_GB`` GB of disk allow at the default preset (default 2 GB for ``make bench``; the
+run recorded in BENCHMARKS.md used 20). Activations are synthetic float32 with Gemma-like statistics
+(:func:`benchmarks.bench_io.gemma_like`: heavy tails, per-token scale, a few huge channels, a large
+first token), drawn once as a pool of sample slices and recombined per (layer, sample) with a
+per-layer scale, then rounded to bf16 and measured by the writer itself (``BlockWriter``, the path
+``sae-store extract`` uses). Reported: writer MB/s per preset (other presets on the first blocks),
+bytes/value, files and their projection to 2000 samples, and the training provider streaming one
+layer from this store against sampling it in RAM. The store is written under ``bench-output/``
+(or ``SAE_BENCH_DIR``) and deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_io import gemma_like
+from benchmarks.bench_store import synthetic_inputs
+from sae_store.extract.block import BlockData
+from sae_store.extract.writer import BlockWriter
+from sae_store.store import ActivationStore, Block, StoreConfig, TokenRole, create_store
+from sae_store.store.config import DEFAULT_COMPRESSOR, PRESETS
+from sae_store.store.shards import available_cores
+from sae_store.train.config import DataConfig
+from sae_store.train.data import StoreDataProvider
+
+LAYERS, TOKENS, HIDDEN, SHARD, IMAGE_TOKENS = 34, 278, 2560, 16, 256
+LANGS = ("en", "ar")
+FULL_SAMPLES = 2000
+POOL = 48
+BYTES_PER_VALUE_GUESS = 1.75  # the fast preset; only sizes the run, the table reports the measured value
+OTHER_PRESET_BLOCKS = 1
+BATCH = 4096
+
+
+def _n_samples() -> int:
+    gb = float(os.environ.get("SAE_BENCH_FULL_GB", "2"))
+    per_sample = len(LANGS) * LAYERS * TOKENS * HIDDEN * BYTES_PER_VALUE_GUESS
+    return max(SHARD, int(gb * 1e9 / per_sample) // SHARD * SHARD)
+
+
+def _create(path: Path, n: int, preset: str) -> ActivationStore:
+    samples, info = synthetic_inputs(n, HIDDEN, dict.fromkeys(LANGS, TOKENS), image_tokens=IMAGE_TOKENS)
+    info = dataclasses.replace(info, n_layers=LAYERS)
+    return create_store(path, samples, info, config=StoreConfig(samples_per_shard=SHARD, compressor=preset))
+
+
+def _roles() -> np.ndarray:
+    roles = np.full(TOKENS, int(TokenRole.TEXT), np.int8)
+    roles[1 : 1 + IMAGE_TOKENS] = int(TokenRole.IMAGE)
+    roles[0] = roles[-1] = int(TokenRole.SPECIAL)
+    return roles
+
+
+class _Blocks:
+    """Synthetic blocks from a pool of sample slices: one (layers, SHARD, T, H) buffer, refilled."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.pool = gemma_like(rng, (POOL, TOKENS, HIDDEN))
+        self.scale = np.geomspace(0.5, 40.0, LAYERS).astype(np.float32)  # the stream grows with depth
+        self.rng = rng
+
+    def fill(self, out: np.ndarray) -> None:
+        picks = self.rng.integers(0, POOL, size=out.shape[:2])
+        for k in range(out.shape[0]):
+            np.multiply(self.pool[picks[k]], self.scale[k], out=out[k])
+
+    def data(self, out: np.ndarray, start: int, lang: str) -> BlockData:
+        n = out.shape[1]
+        return BlockData(
+            block=Block(start // SHARD, start, start + n),
+            language=lang,
+            layers=tuple(range(LAYERS)),
+            sample_ids=[f"s{start + i}" for i in range(n)],
+            activations=out,
+            input_ids=np.ones((n, TOKENS), np.int32),
+            token_role=np.tile(_roles(), (n, 1)),
+            n_tokens=np.full(n, TOKENS, np.int32),
+            errors=np.full(n, "", dtype=object),
+        )
+
+
+def _write(store: ActivationStore, blocks: _Blocks, n_blocks: int, threads: int) -> tuple[float, float]:
+    """(seconds the writer spent, seconds in all) writing the first ``n_blocks`` blocks of each language."""
+    buffers = [np.empty((LAYERS, SHARD, TOKENS, HIDDEN), np.float32) for _ in range(2)]
+    t0 = time.perf_counter()
+    with BlockWriter(store, precision="bf16", threads=threads) as writer:
+        for i in range(n_blocks):
+            for j, lang in enumerate(LANGS):
+                buf = buffers[(2 * i + j) % 2]  # the writer holds at most one block: the other is free
+                blocks.fill(buf)
+                writer.submit(blocks.data(buf, i * SHARD, lang))
+                if (2 * i + j) % 10 == 0:
+                    print(f"  block {i + 1}/{n_blocks} {lang}: {writer.stats.bytes / 1e9:.1f} GB", flush=True)
+    return writer.stats.seconds, time.perf_counter() - t0
+
+
+def _files(path: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
+def _provider_ratio(store: ActivationStore, layer: int) -> dict[str, float]:
+    """Vectors/s of the provider streaming vs sampling in RAM (same data), interleaved rounds."""
+    per_layer = store.layout.n_samples * len(LANGS) * TOKENS * HIDDEN * 4
+    unit = SHARD * TOKENS * HIDDEN * 4  # one shard block of one language
+    streamed = max(per_layer // 4, unit + BATCH * HIDDEN * 4 + 2 * unit)  # at least a block a round
+    speeds: dict[str, list[float]] = {"streamed": [], "in RAM": []}
+    loads = []
+    for _ in range(2):
+        for kind, budget in (("streamed", streamed), ("in RAM", 2 * per_layer)):
+            config = DataConfig(
+                layer=layer, batch_size=BATCH, memory_budget=budget, read_threads=available_cores()
+            )
+            provider = StoreDataProvider(store, config)
+            if kind == "streamed" and provider.summary.in_memory:
+                raise RuntimeError(
+                    f"a layer of {per_layer} B fits the budget {streamed} B: write more samples"
+                )
+            t0 = time.perf_counter()
+            stream = provider.batches()
+            next(stream)
+            first = time.perf_counter() - t0
+            if kind == "in RAM":
+                loads.append(first)
+            n = 60
+            t0 = time.perf_counter()
+            for _ in range(n):
+                next(stream)
+            speeds[kind].append(n * BATCH / (time.perf_counter() - t0))
+            stream.close()
+    return {
+        "streamed": statistics.median(speeds["streamed"]),
+        "in RAM": statistics.median(speeds["in RAM"]),
+        "load_s": min(loads),
+        "layer_mb": per_layer / 1e6,
+        "budget_mb": streamed / 1e6,
+    }
+
+
+def main() -> dict:
+    out = Path(os.environ.get("SAE_BENCH_DIR", Path(__file__).resolve().parent.parent / "bench-output"))
+    n = _n_samples()
+    threads = available_cores()
+    rng = np.random.default_rng(0)
+    blocks = _Blocks(rng)
+    root = out / "fullscale"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    rows = []
+    try:
+        store = _create(root / "store.zarr", n, DEFAULT_COMPRESSOR)
+        empty_files = _files(store.path)
+        base = sum(p.stat().st_size for p in store.path.rglob("*") if p.is_file())
+        print(
+            f"writing {n} samples x {len(LANGS)} languages x {LAYERS} layers ({DEFAULT_COMPRESSOR})",
+            flush=True,
+        )
+        busy, wall = _write(store, blocks, n // SHARD, threads)
+        values = n * len(LANGS) * LAYERS * TOKENS * HIDDEN
+        disk = sum(p.stat().st_size for p in store.path.rglob("*") if p.is_file()) - base
+        files = _files(store.path)
+        rows.append((DEFAULT_COMPRESSOR, n, values * 4 / 1e6 / busy, values * 4 / 1e6 / wall, disk / values))
+        provider = _provider_ratio(store, layer=LAYERS // 2)
+        for preset in (p for p in PRESETS if p != DEFAULT_COMPRESSOR):
+            other = _create(root / f"{preset}.zarr", OTHER_PRESET_BLOCKS * SHARD, preset)
+            base_o = sum(p.stat().st_size for p in other.path.rglob("*") if p.is_file())
+            busy_o, wall_o = _write(other, blocks, OTHER_PRESET_BLOCKS, threads)
+            vals = OTHER_PRESET_BLOCKS * SHARD * len(LANGS) * LAYERS * TOKENS * HIDDEN
+            disk_o = sum(p.stat().st_size for p in other.path.rglob("*") if p.is_file()) - base_o
+            mb = vals * 4 / 1e6
+            rows.append((preset, OTHER_PRESET_BLOCKS * SHARD, mb / busy_o, mb / wall_o, disk_o / vals))
+            shutil.rmtree(other.path)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    bpv = rows[0][4]
+    n_blocks, full_blocks = n // SHARD, -(-FULL_SAMPLES // SHARD)
+    per_block = (files - empty_files) / n_blocks
+    lines = [
+        f"{n} samples x {len(LANGS)} languages x {LAYERS} layers x {TOKENS} tokens x {HIDDEN} "
+        f"(`SAE_BENCH_FULL_GB`), shards of {SHARD}, bf16, written by `BlockWriter` on {threads} threads "
+        f"(this machine's cores) from synthetic Gemma-like float32 blocks; page cache, local disk.",
+        "",
+        "| preset | samples | writer MB/s (float32, writer busy) | MB/s end to end (incl. making the data) "
+        "| bytes/value |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        *(f"| {p} | {s} | {w:.0f} | {e:.0f} | {b:.3f} |" for p, s, w, e, b in rows),
+        "",
+        f"Store: {disk / 1e9:.1f} GB of activations, {files:,} files ({empty_files} when empty, "
+        f"{per_block:.0f} per block of {SHARD} samples). Projected to {FULL_SAMPLES} samples: "
+        f"{bpv * FULL_SAMPLES * len(LANGS) * LAYERS * TOKENS * HIDDEN / 1e9:.0f} GB, "
+        f"{empty_files + per_block * full_blocks:,.0f} files (before encoding features; the per-block small "
+        "arrays are most of them), and "
+        f"{FULL_SAMPLES * len(LANGS) * LAYERS * TOKENS * HIDDEN * 4 / 1e6 / rows[0][2] / 3600:.1f} h of "
+        f"writer time on {threads} cores.",
+        "",
+        f"Training provider on layer {LAYERS // 2} of this store ({provider['layer_mb']:.0f} MB as float32, "
+        f"image + text tokens, batches of {BATCH}, median of 2 interleaved rounds):",
+        "",
+        "| data provider | vectors/s | vs in RAM |",
+        "| --- | ---: | ---: |",
+        f"| in RAM (loaded once in {provider['load_s']:.1f} s, sampled) | {provider['in RAM']:,.0f} "
+        "| 1.00x |",
+        f"| streamed, budget {provider['budget_mb']:.0f} MB, prefetch | {provider['streamed']:,.0f} "
+        f"| {provider['streamed'] / provider['in RAM']:.2f}x |",
+    ]
+    print("\n".join(lines))
+    return {"title": "Full-scale-shaped store (Gemma-3-4B shape)", "markdown": "\n".join(lines), "rows": rows}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""Whole-shard encoding and decoding of sharded arrays on a pool of threads.
+
+zarr-python encodes and decodes a shard's inner chunks one event-loop task at a time, with a copy
+or two per chunk and a fill-value scan of every chunk. For the activations (float32 shards of
+``samples_per_shard`` one-sample chunks) this module does the same work directly: each inner chunk is
+encoded or decoded by the array's own codec (Blosc and Zstd release the GIL) on a thread of the
+caller's pool, straight from and into the caller's numpy memory, and a shard file is written
+atomically (temporary file + rename) exactly as zarr's ``LocalStore`` writes it. The bytes are those
+zarr writes - inner chunks in order, then the index of (offset, length) pairs and its CRC32C; chunks
+equal to the fill value are left out and a shard of only such chunks is deleted - so every Zarr v3
+reader reads the files and zarr-python's own reads and writes stay interchangeable with these.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import google_crc32c
+import numcodecs
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
+
+from sae_store.errors import SaeStoreError
+
+#: Offset and length of a chunk that is not in the shard (it holds only the fill value).
+_MISSING = np.uint64(2**64 - 1)
+_BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a SLURM allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _inner_compressor(codecs: Sequence[Any], name: str) -> Any:
+    """The numcodecs codec equal to the array's bytes-to-bytes codec (zarr builds the same one)."""
+    if len(codecs) == 1:
+        return None
+    codec = codecs[1]
+    if isinstance(codec, BloscCodec) and len(codecs) == 2:
+        return numcodecs.Blosc.from_config(
+            {
+                "cname": codec.cname.value,
+                "clevel": codec.clevel,
+                "shuffle": _BLOSC_SHUFFLE[codec.shuffle.value],
+                "blocksize": codec.blocksize,
+                "typesize": codec.typesize,
+            }
+        )
+    if isinstance(codec, ZstdCodec) and len(codecs) == 2:
+        return numcodecs.Zstd.from_config({"level": codec.level, "checksum": codec.checksum})
+    raise SaeStoreError(f"array {name!r} uses codecs {list(codecs)}; sae-store reads and writes only one of "
+                        "Blosc or Zstd after the bytes codec")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ShardCodec:
+    """Encoder and decoder of the shard files of one sharded array whose shards split along one axis.
+
+    Build it with :meth:`for_array`; ``axis`` is the array axis along which a shard holds several
+    inner chunks (``per_shard`` of them, one index each).
+    """
+
+    root: Path
+    array_path: str
+    key: Callable[[tuple[int, ...]], str]
+    shard_shape: tuple[int, ...]
+    axis: int
+    per_shard: int
+    dtype: np.dtype
+    fill_value: Any
+    compressor: Any
+
+    @classmethod
+    def for_array(cls, root: str | Path, arr: zarr.Array) -> ShardCodec:
+        """The codec of ``arr`` (an array of the store at ``root``), checking its layout is one this
+        module writes bit-identically to zarr: little-endian bytes, at most one compressor, the index
+        at the end with a CRC32C, inner chunks splitting the shard along a single axis."""
+        codecs = arr.metadata.codecs  # type: ignore[union-attr]
+        sharding = codecs[0] if len(codecs) == 1 else None
+        if not isinstance(sharding, ShardingCodec):
+            raise SaeStoreError(f"array {arr.path!r} is not sharded; read it through zarr instead")
+        inner = sharding.codecs
+        index_ok = [type(c) for c in sharding.index_codecs] == [BytesCodec, Crc32cCodec]
+        if not index_ok or sharding.index_location.value != "end" or not isinstance(inner[0], BytesCodec):
+            raise SaeStoreError(f"array {arr.path!r} has a shard index layout sae-store does not write")
+        shard, chunk = tuple(arr.shards or ()), tuple(sharding.chunk_shape)
+        split = [i for i, (s, c) in enumerate(zip(shard, chunk, strict=True)) if s != c]
+        if len(split) > 1:
+            raise SaeStoreError(f"array {arr.path!r} splits its shards along several axes {split}")
+        axis = split[0] if split else 0
+        dtype = np.dtype(arr.dtype).newbyteorder("<")
+        return cls(
+            root=Path(root),
+            array_path=arr.path,
+            key=arr.metadata.encode_chunk_key,
+            shard_shape=shard,
+            axis=axis,
+            per_shard=shard[axis] // chunk[axis],
+            dtype=dtype,
+            fill_value=arr.metadata.fill_value,
+            compressor=_inner_compressor(inner, arr.path),
+        )
+
+    def path(self, coords: tuple[int, ...]) -> Path:
+        """The file of the shard at shard-grid ``coords``."""
+        return self.root / self.array_path / self.key(coords)
+
+    def is_fill(self, chunk: np.ndarray) -> bool:
+        """True when ``chunk`` holds only the fill value (zarr then leaves it out of the shard)."""
+        fill = self.fill_value
+        if np.asarray(fill).dtype.kind == "f" and np.isnan(fill):
+            return bool(np.isnan(chunk.flat[0])) and bool(np.isnan(chunk).all())
+        return bool(chunk.flat[0] == fill) and bool((chunk == fill).all())
+
+    def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
+        """The stored bytes of one inner chunk, or None when it holds only the fill value."""
+        if self.is_fill(chunk):
+            return None
+        data = np.ascontiguousarray(chunk, dtype=self.dtype)
+        return bytes(self.compressor.encode(data)) if self.compressor is not None else data.tobytes()
+
+    def assemble(self, chunks: Sequence[bytes | None]) -> bytes | None:
+        """The shard file's bytes from its encoded inner chunks (None: every chunk is fill)."""
+        index = np.full((len(chunks), 2), _MISSING, dtype="<u8")
+        offset = 0
+        for i, data in enumerate(chunks):
+            if data:
+                index[i] = (offset, len(data))
+                offset += len(data)
+        if offset == 0:
+            return None
+        index_bytes = index.tobytes()
+        crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
+        return b"".join([*(c for c in chunks if c), index_bytes, crc])
+
+    def write(self, coords: tuple[int, ...], chunks: Sequence[bytes | None]) -> int:
+        """Write (or delete, when all chunks are fill) the shard at ``coords``; returns bytes written.
+
+        The file appears whole or not at all: a killed writer leaves ``<key>.<hex>.partial``, which
+        :meth:`~sae_store.store.ActivationStore.remove_partial_files` clears.
+        """
+        path = self.path(coords)
+        data = self.assemble(chunks)
+        if data is None:
+            path.unlink(missing_ok=True)
+            return 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{uuid.uuid4().hex}.partial")
+        try:
+            with tmp.open("wb") as f:
+                f.write(data)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return len(data)
+
+    def read_index(self, raw: bytes | memoryview, where: Path) -> np.ndarray:
+        """The (chunks, 2) offsets and lengths at the end of a shard file, checked against its CRC."""
+        size = self.per_shard * 16
+        if len(raw) < size + 4:
+            raise SaeStoreError(f"shard file {str(where)!r} is truncated ({len(raw)} bytes)")
+        index_bytes = raw[len(raw) - size - 4 : len(raw) - 4]
+        crc = np.array([google_crc32c.value(bytes(index_bytes))], dtype="<u4").tobytes()
+        if crc != bytes(raw[len(raw) - 4 :]):
+            raise SaeStoreError(f"shard file {str(where)!r} is damaged: its index checksum does not match")
+        return np.frombuffer(index_bytes, dtype="<u8").reshape(self.per_shard, 2)
+
+    def decode_chunk(self, raw: memoryview, entry: np.ndarray, out: np.ndarray) -> None:
+        """Decode one inner chunk (its index ``entry``) from the shard bytes ``raw`` into ``out``."""
+        offset, length = int(entry[0]), int(entry[1])
+        if entry[0] == _MISSING:
+            out[...] = self.fill_value
+        elif self.compressor is None:
+            out[...] = np.frombuffer(raw[offset : offset + length], dtype=self.dtype).reshape(out.shape)
+        else:
+            self.compressor.decode(raw[offset : offset + length], out=out)
+
+
+def _map(pool: Executor | None, fn: Callable[..., Any], *items: Iterable[Any]) -> list[Any]:
+    return list(pool.map(fn, *items) if pool is not None else map(fn, *items))
+
+
+def read_shard(
+    codec: ShardCodec,
+    coords: tuple[int, ...],
+    out: np.ndarray,
+    *,
+    chunks: Sequence[int] | None = None,
+    pool: Executor | None = None,
+) -> None:
+    """Decode the inner chunks ``chunks`` (default: as many as ``out`` holds) of shard ``coords``.
+
+    Chunk ``c`` goes to row ``c`` of ``out`` along ``codec.axis``; ``out`` has the shard's shape on
+    the other axes and rows not asked for are left alone. A missing shard file reads as fill values.
+    The chunks are decoded on ``pool``'s threads, straight into ``out``.
+    """
+    wanted = list(range(min(out.shape[codec.axis], codec.per_shard)) if chunks is None else chunks)
+    rows = [_row(out, codec.axis, c) for c in wanted]
+    path = codec.path(coords)
+    try:
+        raw = memoryview(path.read_bytes())
+    except FileNotFoundError:
+        for row in rows:
+            row[...] = codec.fill_value
+        return
+    index = codec.read_index(raw, path)
+    _map(pool, lambda row, c: codec.decode_chunk(raw, index[c], row), rows, wanted)
+
+
+def _row(out: np.ndarray, axis: int, k: int) -> np.ndarray:
+    index: list[Any] = [slice(None)] * out.ndim
+    index[axis] = slice(k, k + 1)
+    return out[tuple(index)]
+
+
+def encode_shard(
+    codec: ShardCodec, values: np.ndarray, *, pool: Executor | None = None
+) -> list[bytes | None]:
+    """The encoded inner chunks of one shard's ``values`` (the shard's shape), on ``pool``'s threads."""
+    return _map(pool, codec.encode_chunk, [_row(values, codec.axis, k) for k in range(codec.per_shard)])
