@@ -255,14 +255,19 @@ def _activation_stats(values: np.ndarray, flags: np.ndarray, n_tokens: np.ndarra
     largest finite |x|, count of finite values beyond float16's range."""
     bad, top, over = 0, 0.0, 0
     for s in np.flatnonzero(flags):
-        v = np.abs(values[s, : n_tokens[s]])
-        finite = np.isfinite(v)
-        bad += int(v.size - np.count_nonzero(finite))
-        if v.size:
-            hi = float(v[finite].max(initial=0.0))
-            top = max(top, hi)
-            if hi > FLOAT16_MAX:
-                over += int(np.count_nonzero(v[finite] > FLOAT16_MAX))
+        v = values[s, : n_tokens[s]]
+        hi, lo = float(v.max(initial=-np.inf)), float(v.min(initial=np.inf))
+        if np.isfinite(hi) and np.isfinite(lo):  # the usual case: two passes, no temporary arrays
+            peak = max(hi, -lo, 0.0)
+            top = max(top, peak)
+            if peak > FLOAT16_MAX:
+                over += int(np.count_nonzero(np.abs(v) > FLOAT16_MAX))
+            continue
+        a = np.abs(v)
+        finite = np.isfinite(a)
+        bad += int(a.size - np.count_nonzero(finite))
+        top = max(top, float(a[finite].max(initial=0.0)))
+        over += int(np.count_nonzero(a[finite] > FLOAT16_MAX))
     return bad, top, over
 
 
