@@ -52,7 +52,13 @@ def build(path: Path) -> None:
         image_processor={"size": {"height": 32, "width": 32}},
     )
     store = create_store(
-        path, samples, model, layers=list(LAYERS), config=StoreConfig(samples_per_shard=PER_SHARD)
+        path,
+        samples,
+        model,
+        layers=list(LAYERS),
+        config=StoreConfig(
+            samples_per_shard=PER_SHARD, compressor="blosc-zstd", clevel=3, shuffle="byte"
+        ),  # the v1 default codec, which the fixture was written with
     )
     rng = np.random.default_rng(7)
     T = max(TOKENS.values())
