@@ -98,7 +98,10 @@ def _effects_figure(frame: pd.DataFrame) -> Figure:
                     "title": str(key),
                     "show_legend": True,
                     "xticks": layer_ticks(x, most=9),  # half-width panels
-                    "padding": 0.1,
+                    # a whole layer of room each side: with one layer the control point (x + 0.2)
+                    # would otherwise sit at the far edge, away from its layer's tick
+                    "xlim": (float(x.min()) - 1, float(x.max()) + 1),
+                    "padding": (0, 0.1),
                 },
                 # the legend where it covers the fewest points (PNG), beside the axes (page)
                 bokeh={"width": WIDTH // 2, "height": 300, "legend_position": "right"},

@@ -9,6 +9,7 @@ from typing import Any
 import holoviews as hv
 import matplotlib.pyplot as plt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
 from matplotlib.text import Text
 
 _NAN = re.compile(r"\bnan\b", re.IGNORECASE)
@@ -37,6 +38,8 @@ def figure_problems(obj: Any) -> list[str]:
                     fractional = [t for t, _ in boxes if not re.fullmatch(r"[−-]?\d+", t.strip())]
                     if fractional:
                         problems.append(f"{name} axis {title!r} has non-integer ticks {fractional}")
+            if "layer" in ax.get_xlabel().lower():
+                problems += _points_away_from_layer_ticks(ax)
             cells = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts if t.get_text().strip()]
             for i, (ta, a) in enumerate(cells):
                 if any(a.overlaps(b) for _, b in cells[i + 1 :]):
@@ -48,3 +51,20 @@ def figure_problems(obj: Any) -> list[str]:
         return problems
     finally:
         plt.close(fig)
+
+
+def _points_away_from_layer_ticks(ax: Any) -> list[str]:
+    """Points drawn far (over a quarter of the axes' width) from every layer tick read as unlabelled."""
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    if not ticks or hi <= lo:
+        return []
+    problems = []
+    for collection in ax.collections:
+        if not isinstance(collection, PathCollection):  # scatter markers; error bars are LineCollections
+            continue
+        for x, _ in collection.get_offsets():
+            gap = min(abs(x - t) for t in ticks) / (hi - lo)
+            if gap > 0.25:
+                problems.append(f"a point at x={x:g} is {gap:.0%} of the axis away from every layer tick")
+    return problems

@@ -48,3 +48,23 @@ def store_34(tmp_path_factory: pytest.TempPathFactory) -> ActivationStore:
 @pytest.mark.slow
 def test_every_figure_of_a_34_layer_report_reads_cleanly(store_34: ActivationStore, tmp_path: Path) -> None:
     assert _check(report_sections(load_inputs(store_34.path))) == []
+
+
+def test_the_random_control_point_of_a_single_layer_sits_by_its_layer_tick() -> None:
+    import pandas as pd
+
+    from sae_store.report.intervention_sections import _effects_figure
+
+    frame = pd.DataFrame(
+        {
+            "experiment": ["male_biased_ablation"],
+            "layer": [2],
+            "differential": [0.001],
+            "CI low": [-0.001],
+            "CI high": [0.002],
+            "random": [0.0],
+            "random low": [-0.007],
+            "random high": [0.002],
+        }
+    )
+    assert figure_problems(_effects_figure(frame).static) == []
