@@ -24,7 +24,7 @@ from sae_store.analyze.interpret import TokenDecoder
 from sae_store.analyze.results import ANALYSIS_GROUP, select_subsets
 from sae_store.errors import SaeStoreError
 from sae_store.explore.saes import SaeCache
-from sae_store.report.inputs import SaeRecord, load_saes
+from sae_store.report.inputs import SaeRecord, load_saes, sibling_folder
 from sae_store.store import ActivationStore, open_store
 from sae_store.store import schema as S
 
@@ -241,10 +241,9 @@ class ExploreData:
 
 
 def _folder(given: str | Path | None, store: ActivationStore, sibling: str, flag: str) -> Path | None:
-    # the pipeline's default layout puts saes/ and results/ next to the store
-    path = Path(given) if given is not None else store.path.parent / sibling
-    if given is None and not path.is_dir():
-        return None
+    if given is None:
+        return sibling_folder(store, sibling)
+    path = Path(given)
     if not path.is_dir():
         raise SaeStoreError(f"{flag} {str(path)!r} is not a folder; pass the folder the pipeline wrote")
     return path

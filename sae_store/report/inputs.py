@@ -147,8 +147,8 @@ def _group_names(store: ActivationStore) -> tuple[set[str], tuple[str, ...]]:
     return groups, analyses
 
 
-def _sibling(store: ActivationStore, name: str) -> Path | None:
-    # the pipeline's default layout puts saes/ and results/ next to the store
+def sibling_folder(store: ActivationStore, name: str) -> Path | None:
+    """``name`` beside the store, if it is a folder (the pipeline puts saes/ and results/ there)."""
     path = store.path.parent / name
     return path if path.is_dir() else None
 
@@ -181,12 +181,12 @@ def load_inputs(
     """
     store = open_store(store_path)
     groups, analyses = _group_names(store)
-    saes_path = Path(saes_dir) if saes_dir is not None else _sibling(store, "saes")
+    saes_path = Path(saes_dir) if saes_dir is not None else sibling_folder(store, "saes")
     if saes_path is not None and saes_path.exists() and not saes_path.is_dir():
         raise SaeStoreError(
             f"--saes {str(saes_path)!r} is not a folder; pass the folder given to `train --out`"
         )
-    results_path = Path(results_dir) if results_dir is not None else _sibling(store, "results")
+    results_path = Path(results_dir) if results_dir is not None else sibling_folder(store, "results")
     if results_path is not None and results_path.exists() and not results_path.is_dir():
         raise SaeStoreError(
             f"--results {str(results_path)!r} is not a folder; pass the analyses' output folder"
