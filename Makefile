@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 DEMO_DIR ?= demo-output
+# pytest workers: the cores, at most 4 (each worker imports torch; groups in tests/conftest.py)
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n < 4 ? n : 4 )))
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint typecheck bench clean
@@ -32,7 +34,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy sae_store cli
 
 test: lint typecheck
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --update BENCHMARKS.md

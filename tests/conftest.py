@@ -17,6 +17,48 @@ from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_stor
 
 # No model hub: every model in the tests is built locally and loaded from its folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+_TESTS = Path(__file__).resolve().parent
+
+
+#: Tests that use the ``demo_run`` fixture (minutes to build): one worker runs them all.
+_DEMO_RUN_TESTS = (
+    "test_api_doc_examples_run",
+    "test_notebooks_find_the_demo_store_from_the_repository_or_their_folder",
+    "test_report_commands_finish_the_demo_run_and_results_have_every_shape",
+)
+#: The groups that take longest, started first so that no worker is left with a long one at the end.
+_LONGEST_FIRST = ("test_packaging", "demo_run", "jobs", "report", "faults")
+
+
+def _group(nodeid: str) -> str:
+    """The worker group of a test: the demo-run tests, else its folder (whose conftest's session
+    fixtures are then built once), else its file at the top level."""
+    path, _, name = nodeid.partition("::")
+    if name.split("[")[0] in _DEMO_RUN_TESTS:
+        return "demo_run"
+    parts = Path(path).parts
+    return parts[1] if len(parts) > 2 else Path(path).stem
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()) and _group(item.nodeid) != "demo_run":
+            raise pytest.UsageError(f"{item.nodeid} uses demo_run: add its name to _DEMO_RUN_TESTS")
+    rank = {g: i for i, g in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable: file order kept
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``pytest -n N`` (what ``make test`` runs) sends each group of :func:`_group` to one worker,
+    in collection order (the longest groups first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    config.option.loadscopereorder = False
+    return GroupScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
@@ -95,14 +137,15 @@ def make_store(tmp_path: Path) -> Callable[..., ActivationStore]:
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo pipeline (``configs/demo.yaml``) run up to the report, without captions or
-    interventions: a partly finished run on the demo's real data. Takes minutes; treat as read-only
+    """The demo pipeline (``configs/demo.yaml``) run up to the analyses, without captions,
+    interventions or report: a partly finished run on the demo's real data. Takes minutes; treat as read-only
     except in tests that finish it."""
     from sae_store.config import demo_config
     from sae_store.jobs import run_pipeline
 
     root = tmp_path_factory.mktemp("demo") / "run"
     cfg = demo_config(root)
-    skip = ("caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary")
+    skip = ("caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary",
+            "report")  # fmt: skip
     run_pipeline(replace(cfg, skip=skip), echo=lambda line: None)
     return root

@@ -107,9 +107,14 @@ def _significant_figure(frame: pd.DataFrame) -> Figure:
         styled(
             overlay.clone(),
             common=common,
-            bokeh={"width": WIDTH, "height": 320, "legend_position": "top_left"},
+            bokeh={"width": WIDTH, "height": 320, "legend_position": "right"},
         ),
-        styled(overlay.clone(), common=common, mpl={"fig_size": FIG_SIZE, "aspect": 2.2}),
+        # beside the axes: counts fill the whole plot area at many layers
+        styled(
+            overlay.clone(),
+            common=common,
+            mpl={"fig_size": FIG_SIZE, "aspect": 2.2, "legend_position": "right"},
+        ),
     )
 
 

@@ -101,11 +101,16 @@ def _effects_figure(frame: pd.DataFrame) -> Figure:
                     # a whole layer of room each side: with one layer the control point (x + 0.2)
                     # would otherwise sit at the far edge, away from its layer's tick
                     "xlim": (float(x.min()) - 1, float(x.max()) + 1),
-                    "padding": (0, 0.1),
                 },
-                # the legend where it covers the fewest points (PNG), beside the axes (page)
-                bokeh={"width": WIDTH // 2, "height": 300, "legend_position": "right"},
-                mpl={"fig_size": FIG_SIZE // 2 + 30, "aspect": 1.4, "legend_position": "best"},
+                # the legend beside the axes (page); in the PNG in a band of headroom above the data,
+                # where it covers no error bar
+                bokeh={"width": WIDTH // 2, "height": 300, "legend_position": "right", "padding": (0, 0.1)},
+                mpl={
+                    "fig_size": FIG_SIZE // 2 + 30,
+                    "aspect": 1.4,
+                    "legend_position": "top_right",
+                    "padding": (0, (0.1, 0.7)),
+                },
             )
         )
     layout = hv.Layout(panels).cols(2)

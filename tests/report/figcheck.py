@@ -1,5 +1,5 @@
 """Checks of a rendered matplotlib figure that a reader would notice: overlapping tick labels or
-value labels, a fractional layer axis, and "nan" written anywhere."""
+value labels, a fractional layer axis, a legend drawn over data, and "nan" written anywhere."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import holoviews as hv
 import matplotlib.pyplot as plt
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import PathCollection
+from matplotlib.collections import LineCollection, PathCollection
+from matplotlib.lines import Line2D
 from matplotlib.text import Text
 
 _NAN = re.compile(r"\bnan\b", re.IGNORECASE)
@@ -40,6 +41,7 @@ def figure_problems(obj: Any) -> list[str]:
                         problems.append(f"{name} axis {title!r} has non-integer ticks {fractional}")
             if "layer" in ax.get_xlabel().lower():
                 problems += _points_away_from_layer_ticks(ax)
+            problems += _legend_over_data(ax, renderer)
             cells = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts if t.get_text().strip()]
             for i, (ta, a) in enumerate(cells):
                 if any(a.overlaps(b) for _, b in cells[i + 1 :]):
@@ -68,3 +70,30 @@ def _points_away_from_layer_ticks(ax: Any) -> list[str]:
             if gap > 0.25:
                 problems.append(f"a point at x={x:g} is {gap:.0%} of the axis away from every layer tick")
     return problems
+
+
+def _legend_over_data(ax: Any, renderer: Any) -> list[str]:
+    """A legend inside the axes that covers a marker, an error bar or a data line (reference lines
+    spanning the whole axes, such as y = 0, do not count)."""
+    legend = ax.get_legend()
+    if legend is None or not legend.get_visible():
+        return []
+    box = legend.get_window_extent(renderer)
+    if not box.overlaps(ax.get_window_extent(renderer)):
+        return []  # beside the axes
+    covered = []
+    for artist in ax.collections:
+        if isinstance(artist, PathCollection):
+            xy = artist.get_offset_transform().transform(artist.get_offsets())
+            if any(box.contains(x, y) for x, y in xy):
+                covered.append("a marker")
+        elif isinstance(artist, LineCollection):
+            paths = [artist.get_transform().transform_path(p) for p in artist.get_paths()]
+            if any(p.intersects_bbox(box, filled=False) for p in paths):
+                covered.append("an error bar")
+    for line in ax.lines:
+        if isinstance(line, Line2D) and len(line.get_xydata()) > 2:
+            path = line.get_transform().transform_path(line.get_path())
+            if path.intersects_bbox(box, filled=False):
+                covered.append(f"the line {line.get_label()!r}")
+    return [f"the legend covers {what}" for what in dict.fromkeys(covered)]

@@ -197,12 +197,12 @@ def write_saes(saes_dir: Path, layers: list[int], *, d_in: int, d_sae: int, step
 
 
 def _interventions(
-    store: ActivationStore, results_dir: Path, labels: Labels, rng: np.random.Generator
+    store: ActivationStore, results_dir: Path, labels: Labels, rng: np.random.Generator, layers: list[int]
 ) -> None:
     genders = labels.gender
     n = genders.size
     male = genders == "male"
-    for layer in store.layout.layers:
+    for layer in layers:
         for label, mode in (("male_biased", "ablate"), ("male_biased", "amplify")):
             config = InterventionConfig(
                 mode=mode, n_controls=10, dose_alphas=(0.5, 1.0, 2.0, 4.0), regenerate=False
@@ -238,10 +238,13 @@ def write_results(
     permutations: int = 20,
     inspect: bool = True,
     interventions: bool = True,
+    intervention_layers: list[int] | None = None,
+    probe_folds: int = 3,
     seed: int = 0,
 ) -> None:
     """Write a features group, run every analysis step on it (as ``sae-store analyze`` does), and write
-    SAE folders and intervention results: the store's ``analysis`` group and JSON in ``results_dir``."""
+    SAE folders and intervention results: the store's ``analysis`` group and JSON in ``results_dir``.
+    ``intervention_layers`` (default: every layer) and ``probe_folds`` make many-layer stores quicker."""
     write_features(store, n_features=n_features, seed=seed)
     inp = open_inputs(store.path)
     layers = list(store.layout.layers)
@@ -249,7 +252,7 @@ def write_results(
     crosslingual_step(
         inp, CrossLingualConfig(min_per_group=9, top_k=10, permutations=50, bootstrap=30), results_dir
     )
-    crosslayer_step(inp, CrossLayerConfig(min_per_group=9, folds=3), results_dir)
+    crosslayer_step(inp, CrossLayerConfig(min_per_group=9, folds=probe_folds), results_dir)
     rng = np.random.default_rng(seed)
     if inspect:
         w_enc = rng.normal(size=(store.layout.hidden_size, n_features)).astype(np.float32)
@@ -263,4 +266,4 @@ def write_results(
     if saes_dir is not None:
         write_saes(saes_dir, layers, d_in=store.layout.hidden_size, d_sae=n_features)
     if interventions:
-        _interventions(store, results_dir, inp.labels, rng)
+        _interventions(store, results_dir, inp.labels, rng, intervention_layers or layers)

@@ -41,7 +41,9 @@ def test_every_figure_of_the_full_report_reads_cleanly(full_store: ActivationSto
 def store_34(tmp_path_factory: pytest.TempPathFactory) -> ActivationStore:
     root = tmp_path_factory.mktemp("34")
     store = make_store(root / "store.zarr", n_layers=34)
-    write_results(store, root / "results", saes_dir=root / "saes")
+    # interventions on every third layer still span the 34-layer axis; two probe folds suffice here
+    write_results(store, root / "results", saes_dir=root / "saes", intervention_layers=list(range(0, 34, 3)),
+                  probe_folds=2)  # fmt: skip
     return store
 
 
@@ -65,6 +67,27 @@ def test_the_random_control_point_of_a_single_layer_sits_by_its_layer_tick() -> 
             "random": [0.0],
             "random low": [-0.007],
             "random high": [0.002],
+        }
+    )
+    assert figure_problems(_effects_figure(frame).static) == []
+
+
+def test_no_legend_covers_an_error_bar_of_the_intervention_effects() -> None:
+    import pandas as pd
+
+    from sae_store.report.intervention_sections import _effects_figure
+
+    # the demo's values: a wide random-control interval reaching into the upper right corner
+    frame = pd.DataFrame(
+        {
+            "experiment": ["male_biased_ablation", "male_biased_amplification", "male_biased_neutralisation"],
+            "layer": [2, 2, 2],
+            "differential": [0.0006, -0.0002, 0.0004],
+            "CI low": [-0.0003, -0.0013, -0.0003],
+            "CI high": [0.0013, 0.0008, 0.0011],
+            "random": [-0.0003, 0.0003, -0.0001],
+            "random low": [-0.0075, -0.0019, -0.0075],
+            "random high": [0.0017, 0.0042, 0.0024],
         }
     )
     assert figure_problems(_effects_figure(frame).static) == []
