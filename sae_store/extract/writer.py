@@ -1,14 +1,16 @@
 """The background writer: compresses and writes whole shard blocks while the model computes the next.
 
-A block (one shard block of samples, one language, all its layers) is written in this order:
-activations of every layer, the per-token metadata, then per layer the statistics and, last, the
-``complete`` flags. Every file is written atomically, so a process killed at any point leaves no
-flag without its data, and a rerun redoes exactly the blocks that are not flagged.
+A block (one shard block of samples, one language, all its layers) is written in this order: the
+per-token metadata (while the activations are encoded), the activations of every layer, then per
+layer the statistics and, last, the ``complete`` flags. Every file is written atomically, so a
+process killed at any point leaves no flag without its data, and a rerun redoes exactly the blocks
+that are not flagged.
 
 The activations take two passes over the block, each split into one task per sample chunk on a
 pool of ``threads`` threads: bf16 rounding (in place) fused with the chunk's statistics, then the
 encoding of its shards (:mod:`sae_store.store.shards`; Blosc and Zstd release the GIL) while the
-writer thread writes each layer's shard file as soon as its chunks are encoded. The second pass
+writer thread writes the small arrays and then each layer's shard file (its encoded chunks, index and
+checksum in one gathered write, no joined copy) as soon as its chunks are encoded. The second pass
 waits for the first, so a block with NaN/inf is refused before any of its files is written.
 """
 
@@ -180,17 +182,7 @@ class BlockWriter:
                 )
         # Order matters: all data first, the completion flags last (see the module docstring).
         self._write_activations(data)
-        kill_point("extract.activations_written")
         runs = self._consecutive_runs(data.layers)
-        for name, values in (
-            (S.INPUT_IDS, data.input_ids),
-            (S.TOKEN_ROLE, data.token_role),
-            (S.N_TOKENS, data.n_tokens),
-            (S.EXTRACT_ERROR, data.errors),
-            (S.EXTRACT_STATUS, (np.asarray(data.errors) != "").astype(np.int8)),
-        ):
-            self.store.write(name, values, start=block.start, language=lang)
-        kill_point("extract.metadata_written")
         for run in runs:
             self._write_layers(S.MAX_ABS, max_abs[run], data, run)
             self._write_layers(S.NONFINITE, nonfinite[run], data, run)
@@ -210,16 +202,29 @@ class BlockWriter:
                     self.stats.float16_overflow[layer] = max(top, self.stats.float16_overflow.get(layer, 0.0))
 
     def _write_activations(self, data: BlockData) -> None:
-        """Encode every sample chunk on the pool; write each layer's shard once its chunks are done."""
+        """Encode every sample chunk on the pool; meanwhile write the per-token metadata, then each
+        layer's shard once its chunks are done."""
         encode = self.store.activation_codec.encode_chunk
         encoded: list[list[Future[bytes | None]]] = [
             [self._pool.submit(encode, data.activations[k, s]) for s in range(len(data.ok))]
             for k in range(len(data.layers))
         ]
         try:
-            for layer, futures in zip(data.layers, encoded, strict=True):
-                chunks = [f.result() for f in futures]
-                self.store.write_activation_shard(layer, data.language, data.block.start, chunks)
+            block, lang = data.block, data.language
+            for name, values in (  # while the pool encodes
+                (S.INPUT_IDS, data.input_ids),
+                (S.TOKEN_ROLE, data.token_role),
+                (S.N_TOKENS, data.n_tokens),
+                (S.EXTRACT_ERROR, data.errors),
+                (S.EXTRACT_STATUS, (np.asarray(data.errors) != "").astype(np.int8)),
+            ):
+                self.store.write(name, values, start=block.start, language=lang)
+            kill_point("extract.metadata_written")
+            for k, layer in enumerate(data.layers):
+                chunks = [f.result() for f in encoded[k]]
+                self.store.write_activation_shard(layer, lang, block.start, chunks)
+                encoded[k] = []  # free the written bytes now, while the pool still encodes
+            kill_point("extract.activations_written")
         finally:  # after a failed write, drop the encodes not started yet
             for future in (f for futures in encoded for f in futures):
                 future.cancel()

@@ -23,7 +23,7 @@ from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
 from sae_store.store.lock import ignoring_lock_dir
-from sae_store.store.shards import ShardCodec, read_shard
+from sae_store.store.shards import ShardCodec, read_shards
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class ActivationStore:
         pool: Executor | None = None,
     ) -> np.ndarray:
         """Activations ``[sample, token, hidden]`` of samples ``start:stop`` (whole shard blocks) of one
-        layer and language, decoded shard by shard on ``pool``'s threads (see :mod:`.shards`).
+        layer and language, every sample chunk one task on ``pool``'s threads (see :mod:`.shards`).
 
         With ``samples`` (indices relative to ``start``) only those samples are decoded; the other
         rows of ``out`` are left as they are.
@@ -194,11 +194,13 @@ class ActivationStore:
         codec = self.activation_codec
         li, gi, per = self.layer_index(layer), self.language_index(language), codec.per_shard
         wanted = np.arange(stop - start) if samples is None else np.asarray(samples, dtype=np.int64)
+        parts = []
         for first in range(start, stop, per):
             mine = wanted[(wanted >= first - start) & (wanted < first - start + per)] - (first - start)
             if len(mine):
                 rows = out[first - start : first - start + per][None, None]
-                read_shard(codec, (li, gi, first // per, 0, 0), rows, chunks=mine.tolist(), pool=pool)
+                parts.append(((li, gi, first // per, 0, 0), rows, mine.tolist()))
+        read_shards(codec, parts, pool=pool)
         return out
 
     def write_activation_shard(
