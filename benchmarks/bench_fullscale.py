@@ -245,7 +245,8 @@ def main() -> dict:
     mb_block = LAYERS * SHARD * TOKENS * HIDDEN * 4 / 1e6
     lines = [
         f"{n} samples x {len(LANGS)} languages x {LAYERS} layers x {TOKENS} tokens x {HIDDEN} "
-        f"(`SAE_BENCH_FULL_GB`), shards of {SHARD}, bf16, written by `BlockWriter` on {threads} threads "
+        f"(`SAE_BENCH_FULL_GB={os.environ.get('SAE_BENCH_FULL_GB', '2')}`), shards of {SHARD}, bf16, "
+        f"written by `BlockWriter` on {threads} threads "
         f"(this machine's cores) from synthetic Gemma-like float32 blocks; page cache, local disk.",
         "",
         "| preset | samples | writer MB/s (float32, writer busy) | MB/s end to end (incl. making the data) "

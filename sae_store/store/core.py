@@ -9,7 +9,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,9 @@ class ActivationStore:
     path: Path
     attrs: dict[str, Any]
     """Root attributes, nested ones decoded (see :func:`~sae_store.store.schema.decode_attrs`)."""
+    _writable: dict[str, zarr.Array] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Root arrays opened by :meth:`write`, kept open for the next block (opening one reads its
+    metadata; sub-groups can be deleted and made again, so their arrays are opened every time)."""
 
     def __repr__(self) -> str:
         lay = self.layout
@@ -143,7 +146,11 @@ class ActivationStore:
         ``layers`` (consecutive in the store) instead of ``layer``, ``values`` has a leading layer
         axis and all of them are written in one call, which lets zarr encode their shards in parallel.
         """
-        arr = self.array(name, group, mode="r+")
+        arr = self._writable.get(name) if group is None else None
+        if arr is None:
+            arr = self.array(name, group, mode="r+")
+            if group is None:
+                self._writable[name] = arr
         dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
         n = arr.shape[dims.index(S.SAMPLE)]
         stop = start + values.shape[0 if layers is None else 1]

@@ -122,8 +122,10 @@ class ShuffledBatches(Iterator[Tensor]):
                 self._current = self._take_round(self.position.epoch, self.position.round)
             r, offset = self._current, self.position.offset
             take = min(len(r.vectors) - offset, bs - filled)
-            if take > 0:  # the one copy of each vector: gathered straight into the batch
-                np.take(r.vectors, r.order[offset : offset + take], axis=0, out=batch[filled : filled + take])
+            if take > 0:  # the one copy of each vector: gathered straight into the batch ("clip": the
+                # indices are valid, and numpy's default mode would gather into a temporary first)
+                out = batch[filled : filled + take]
+                np.take(r.vectors, r.order[offset : offset + take], axis=0, out=out, mode="clip")
                 filled += take
                 self.position = self.position._replace(offset=offset + take)
                 self._empty_rounds = 0

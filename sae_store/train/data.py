@@ -86,11 +86,12 @@ def _validation_samples(n: int, fraction: float, seed: int) -> np.ndarray:
 def _units_per_round(sizes: list[int], layout: S.StoreLayout, config: DataConfig) -> int:
     """Blocks per shuffle buffer: all of them when the data fits the memory budget.
 
-    The budget covers one batch, each read thread's sample buffer and chunk bytes (at most a
-    sample's float32 size each), and one (two with prefetch) shuffle buffers.
+    The budget covers two batches (the one being drawn and the one the caller still holds), each
+    read thread's sample buffer and chunk bytes (at most a sample's float32 size each), and one (two
+    with prefetch) shuffle buffers.
     """
     d = layout.hidden_size
-    fixed = (2 * config.read_threads * layout.max_tokens + config.batch_size) * d * 4
+    fixed = (2 * config.read_threads * layout.max_tokens + 2 * config.batch_size) * d * 4
     if (sum(sizes) * d * 4) + fixed <= config.memory_budget:
         return len(sizes)
     buffer_bytes = (2 if config.prefetch else 1) * max(sizes) * d * 4
@@ -105,7 +106,7 @@ def _units_per_round(sizes: list[int], layout: S.StoreLayout, config: DataConfig
     if per_round < len(sizes) and smallest < 4 * config.batch_size:
         log.warning(
             "a shuffle buffer of %d block(s) holds as few as %d vectors, under 4 batches of %d: batches "
-            "mix few images and round tails are dropped; raise the memory budget",
+            "mix few images; raise the memory budget for better shuffled batches",
             per_round,
             smallest,
             config.batch_size,
@@ -248,7 +249,7 @@ class StoreDataProvider:
         if rows[-1] - rows[0] + 1 == len(rows):  # the usual case: one run of tokens
             dst[...] = raw[rows[0] : rows[-1] + 1]
         else:
-            np.take(raw, rows, axis=0, out=dst)
+            np.take(raw, rows, axis=0, out=dst, mode="clip")  # "clip": no temporary copy
         return self._keep_finite(dst)[0]
 
     def batches(self, *, scale: float = 1.0, position: dict[str, int] | None = None) -> ShuffledBatches:
