@@ -6,10 +6,13 @@ run recorded in BENCHMARKS.md used 20). Activations are synthetic float32 with G
 (:func:`benchmarks.bench_io.gemma_like`: heavy tails, per-token scale, a few huge channels, a large
 first token), drawn once as a pool of sample slices and recombined per (layer, sample) with a
 per-layer scale, then rounded to bf16 and measured by the writer itself (``BlockWriter``, the path
-``sae-store extract`` uses). Reported: writer MB/s per preset (other presets on the first blocks),
-bytes/value, files and their projection to 2000 samples, and the training provider streaming one
-layer from this store against sampling it in RAM. The store is written under ``bench-output/``
-(or ``SAE_BENCH_DIR``) and deleted afterwards.
+``sae-store extract`` uses). Reported: writer MB/s and bytes/value per preset (other presets on the
+first blocks); per preset, the writer on 1 and 2 threads against the raw encode of the same chunks on
+as many threads (blocks rounded beforehand, as extraction rounds on the model's device; interleaved
+rounds); files, and the projection to 2000 samples by ``sae-store du``'s own projection before and
+after the ``features`` group is added; and the training provider streaming one layer from this
+store against sampling it in RAM. The store is written under ``bench-output/`` (or
+``SAE_BENCH_DIR``) and deleted afterwards.
 """
 
 from __future__ import annotations
@@ -19,17 +22,22 @@ import os
 import shutil
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.bench_io import gemma_like
+from benchmarks.bench_io import _cell, gemma_like
 from benchmarks.bench_store import synthetic_inputs
 from sae_store.extract.block import BlockData
 from sae_store.extract.writer import BlockWriter
 from sae_store.store import ActivationStore, Block, StoreConfig, TokenRole, create_store
+from sae_store.store import schema as S
+from sae_store.store.codecs import round_to_bf16_
 from sae_store.store.config import DEFAULT_COMPRESSOR, PRESETS
+from sae_store.store.groups import create_group
 from sae_store.store.shards import available_cores
+from sae_store.store.usage import store_usage
 from sae_store.train.config import DataConfig
 from sae_store.train.data import StoreDataProvider
 
@@ -39,6 +47,8 @@ FULL_SAMPLES = 2000
 POOL = 48
 BYTES_PER_VALUE_GUESS = 1.75  # the fast preset; only sizes the run, the table reports the measured value
 OTHER_PRESET_BLOCKS = 1
+RATIO_ROUNDS = 2
+D_SAE = 8 * HIDDEN
 BATCH = 4096
 
 
@@ -146,6 +156,50 @@ def _provider_ratio(store: ActivationStore, layer: int) -> dict[str, float]:
     }
 
 
+def _writer_ratio(root: Path, blocks: _Blocks, preset: str) -> dict[str, list[float]]:
+    """Seconds per round of one block (one language, all layers): the writer on 1 and 2 threads and the
+    raw encode of the same bf16 chunks on as many threads, interleaved."""
+    store = _create(root / f"ratio-{preset}.zarr", SHARD, preset)
+    block = np.empty((LAYERS, SHARD, TOKENS, HIDDEN), np.float32)
+    blocks.fill(block)
+    round_to_bf16_(block)
+    chunks = [c for layer in block for c in layer]
+    encode = store.activation_codec.encode_chunk
+    times: dict[str, list[float]] = {k: [] for k in ("writer 1", "encode 1", "writer 2", "encode 2")}
+    for _ in range(RATIO_ROUNDS):
+        for threads in (1, 2):
+            shutil.rmtree(store.path / S.ACTIVATIONS / "c", ignore_errors=True)  # no file replaced
+            data = blocks.data(block, 0, LANGS[0])
+            data.bf16_exact = True
+            t0 = time.perf_counter()
+            with BlockWriter(store, precision="bf16", threads=threads) as writer:
+                writer.submit(data)
+            times[f"writer {threads}"].append(time.perf_counter() - t0)
+            with ThreadPoolExecutor(threads) as pool:
+                t0 = time.perf_counter()
+                list(pool.map(encode, chunks))
+                times[f"encode {threads}"].append(time.perf_counter() - t0)
+    shutil.rmtree(store.path)
+    return times
+
+
+def _projected_files(root: Path, n: int) -> tuple[int, int]:
+    """``sae-store du``'s projected files of a finished ``n``-sample store, before and after its
+    ``features`` group (``sae-store encode``) is added: an empty store of that size, projected."""
+    store = _create(root / "projection.zarr", n, DEFAULT_COMPRESSOR)
+    before = store_usage(store).projected_files
+    create_group(
+        store,
+        S.FEATURES,
+        S.feature_variables(store.layout, D_SAE),
+        sizes={S.FEATURE: D_SAE},
+        coords={S.FEATURE: np.arange(D_SAE, dtype=np.int32)},
+    )
+    after = store_usage(store).projected_files
+    shutil.rmtree(store.path)
+    return before, after
+
+
 def main() -> dict:
     out = Path(os.environ.get("SAE_BENCH_DIR", Path(__file__).resolve().parent.parent / "bench-output"))
     n = _n_samples()
@@ -169,7 +223,11 @@ def main() -> dict:
         disk = sum(p.stat().st_size for p in store.path.rglob("*") if p.is_file()) - base
         files = _files(store.path)
         rows.append((DEFAULT_COMPRESSOR, n, values * 4 / 1e6 / busy, values * 4 / 1e6 / wall, disk / values))
+        written_projection = store_usage(store).projected_files
         provider = _provider_ratio(store, layer=LAYERS // 2)
+        print("writer / raw encode per preset", flush=True)
+        ratios = {preset: _writer_ratio(root, blocks, preset) for preset in PRESETS}
+        projected = _projected_files(root, FULL_SAMPLES)
         for preset in (p for p in PRESETS if p != DEFAULT_COMPRESSOR):
             other = _create(root / f"{preset}.zarr", OTHER_PRESET_BLOCKS * SHARD, preset)
             base_o = sum(p.stat().st_size for p in other.path.rglob("*") if p.is_file())
@@ -182,11 +240,13 @@ def main() -> dict:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     bpv = rows[0][4]
-    n_blocks, full_blocks = n // SHARD, -(-FULL_SAMPLES // SHARD)
+    n_blocks = n // SHARD
     per_block = (files - empty_files) / n_blocks
+    mb_block = LAYERS * SHARD * TOKENS * HIDDEN * 4 / 1e6
     lines = [
         f"{n} samples x {len(LANGS)} languages x {LAYERS} layers x {TOKENS} tokens x {HIDDEN} "
-        f"(`SAE_BENCH_FULL_GB`), shards of {SHARD}, bf16, written by `BlockWriter` on {threads} threads "
+        f"(`SAE_BENCH_FULL_GB={os.environ.get('SAE_BENCH_FULL_GB', '2')}`), shards of {SHARD}, bf16, "
+        f"written by `BlockWriter` on {threads} threads "
         f"(this machine's cores) from synthetic Gemma-like float32 blocks; page cache, local disk.",
         "",
         "| preset | samples | writer MB/s (float32, writer busy) | MB/s end to end (incl. making the data) "
@@ -195,12 +255,31 @@ def main() -> dict:
         *(f"| {p} | {s} | {w:.0f} | {e:.0f} | {b:.3f} |" for p, s, w, e, b in rows),
         "",
         f"Store: {disk / 1e9:.1f} GB of activations, {files:,} files ({empty_files} when empty, "
-        f"{per_block:.0f} per block of {SHARD} samples). Projected to {FULL_SAMPLES} samples: "
+        f"{per_block:.0f} per block of {SHARD} samples; `sae-store du` projected {written_projection:,}). "
+        f"Projected to {FULL_SAMPLES} samples: "
         f"{bpv * FULL_SAMPLES * len(LANGS) * LAYERS * TOKENS * HIDDEN / 1e9:.0f} GB, "
-        f"{empty_files + per_block * full_blocks:,.0f} files (before encoding features; the per-block small "
-        "arrays are most of them), and "
+        f"**{projected[0]:,} files, {projected[1]:,} with the `features` group** (`sae-store du`'s "
+        f"projection of an empty {FULL_SAMPLES}-sample store, before and after `sae-store encode` adds "
+        "it; schema v1 projected 34,777 before features, ~80,000 with them), and "
         f"{FULL_SAMPLES * len(LANGS) * LAYERS * TOKENS * HIDDEN * 4 / 1e6 / rows[0][2] / 3600:.1f} h of "
         f"writer time on {threads} cores.",
+        "",
+        f"**Writer / raw encode** per preset: one block ({LAYERS} layers x {SHARD} samples, "
+        f"{mb_block:.0f} MB as float32) rounded to bf16 beforehand (extraction rounds on the model's "
+        "device), written by `BlockWriter` (statistics, shard files and small arrays included) vs the "
+        f"same chunks encoded on as many threads with no I/O; MB/s, median ({RATIO_ROUNDS} interleaved "
+        "rounds, each listed):",
+        "",
+        "| preset | writer, 1 thread | raw encode, 1 thread | ratio | writer, 2 threads "
+        "| raw encode, 2 threads | ratio |",
+        "| --- | --- | --- | ---: | --- | --- | ---: |",
+        *(
+            f"| {p} | {_cell(mb_block, t['writer 1'])} | {_cell(mb_block, t['encode 1'])} "
+            f"| {statistics.median(t['encode 1']) / statistics.median(t['writer 1']):.2f} "
+            f"| {_cell(mb_block, t['writer 2'])} | {_cell(mb_block, t['encode 2'])} "
+            f"| {statistics.median(t['encode 2']) / statistics.median(t['writer 2']):.2f} |"
+            for p, t in ratios.items()
+        ),
         "",
         f"Training provider on layer {LAYERS // 2} of this store ({provider['layer_mb']:.0f} MB as float32, "
         f"image + text tokens, batches of {BATCH}, median of 2 interleaved rounds):",
@@ -213,7 +292,17 @@ def main() -> dict:
         f"| {provider['streamed'] / provider['in RAM']:.2f}x |",
     ]
     print("\n".join(lines))
-    return {"title": "Full-scale-shaped store (Gemma-3-4B shape)", "markdown": "\n".join(lines), "rows": rows}
+    return {
+        "title": "Full-scale-shaped store (Gemma-3-4B shape)",
+        "markdown": "\n".join(lines),
+        "rows": rows,
+        "projected_files": projected,
+        "writer_ratio": {
+            p: {k: statistics.median(t[f"encode {k}"]) / statistics.median(t[f"writer {k}"]) for k in (1, 2)}
+            for p, t in ratios.items()
+        },
+        "stream_vs_ram": provider["streamed"] / provider["in RAM"],
+    }
 
 
 if __name__ == "__main__":

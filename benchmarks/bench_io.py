@@ -7,6 +7,8 @@
    the former path (whole-layer rounding and statistics, then zarr's own region write).
 3. Loading one layer of one language into RAM: zarr's per-sample reads on 4 threads (the training
    provider's former path) and zarr's whole-array read, against whole-shard decoding on 2 threads.
+4. The ``zarrs`` codec pipeline for zarr-python (the ``bench`` extra) writing and reading that layer,
+   against zarr-python's default pipeline and sae-store's own shard codec, and whether its bytes match.
 
 Every comparison is measured in interleaved rounds in one run; the tables give the median and
 each round.
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import zarr
 from zarr.core.buffer import default_buffer_prototype
 
 from benchmarks.bench_store import synthetic_inputs
@@ -88,12 +91,10 @@ def bench_presets(tmp: Path, block: np.ndarray) -> list[dict]:
         encoded = [codec.encode_chunk(c) for c in chunks]
         out = np.empty_like(chunks[0])
         rows.append({"preset": preset, "bpv": sum(len(e or b"") for e in encoded) / block.size})
-        index = np.array([0, 0], dtype=np.uint64)
 
-        def decode(codec=codec, encoded=encoded, out=out, index=index) -> None:
+        def decode(codec=codec, encoded=encoded, out=out) -> None:
             for e in encoded:
-                index[1] = len(e)
-                codec.decode_chunk(memoryview(e), index, out)
+                codec.decode_bytes(e, out)
 
         fns[f"{preset} enc1"] = lambda codec=codec: [codec.encode_chunk(c) for c in chunks]
         fns[f"{preset} enc2"] = lambda codec=codec: list(pool.map(codec.encode_chunk, chunks))
@@ -195,6 +196,81 @@ def bench_load(tmp: Path, rng: np.random.Generator) -> dict[str, list[float]]:
     return times
 
 
+PIPELINES = {"default": "zarr.core.codec_pipeline.BatchedCodecPipeline", "zarrs": "zarrs.ZarrsCodecPipeline"}
+
+
+def bench_zarrs(tmp: Path, rng: np.random.Generator) -> tuple[dict[str, list[float]], bool] | None:
+    """Seconds per round to write and to read one layer of one language (LOAD_SAMPLES samples, fast
+    preset) through zarr with its default codec pipeline, with the ``zarrs`` pipeline (Rust, its own
+    threads), and through :mod:`sae_store.store.shards` on 2 threads; and whether zarrs wrote the same
+    bytes. None when the ``zarrs`` package is not installed."""
+    try:
+        import zarrs  # noqa: F401
+    except ImportError:
+        return None
+    store = _store(tmp / "zarrs.zarr", LOAD_SAMPLES, "fast", layers=1)
+    values = round_to_bf16(gemma_like(rng, (LOAD_SAMPLES, TOKENS, HIDDEN)))
+    arrays = {}
+    for name, path in PIPELINES.items():
+        with zarr.config.set({"codec_pipeline.path": path}):
+            arrays[name] = store.array(S.ACTIVATIONS, mode="r+")
+    shards = store.path / S.ACTIVATIONS / "c"
+    written = {}
+    for name, arr in arrays.items():
+        shutil.rmtree(shards, ignore_errors=True)
+        arr[0, 0] = values
+        written[name] = {p: p.read_bytes() for p in shards.rglob("*") if p.is_file()}
+    same = written["default"] == written["zarrs"]
+    codec, two = store.activation_codec, ThreadPoolExecutor(2)
+    out = np.empty_like(values)
+
+    def ours_write() -> None:
+        for start in range(0, LOAD_SAMPLES, SAMPLES):
+            chunks = list(two.map(codec.encode_chunk, values[start : start + SAMPLES]))
+            store.write_activation_shard(0, "en", start, chunks)
+
+    def clear() -> None:
+        shutil.rmtree(shards, ignore_errors=True)
+
+    fns: dict[str, Callable[[], object]] = {}
+    for name, arr in arrays.items():
+        fns[f"write {name}"] = lambda arr=arr: arr.__setitem__((0, 0), values)
+    fns["write ours"] = ours_write
+    for name, arr in arrays.items():
+        fns[f"read {name}"] = lambda arr=arr: np.asarray(arr[0, 0])
+    fns["read ours"] = lambda: store.read_activations(0, "en", 0, LOAD_SAMPLES, out=out, pool=two)
+    times = _rounds(fns, setup={k: clear for k in fns if k.startswith("write")})
+    two.shutdown()
+    return times, same
+
+
+def _zarrs_lines(result: tuple[dict[str, list[float]], bool] | None, mb: float) -> list[str]:
+    if result is None:
+        return ["The `zarrs` codec pipeline was not measured: the `zarrs` package is not installed."]
+    times, same = result
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return [
+        f"**The `zarrs` codec pipeline** (Rust, its own threads) against zarr-python's default pipeline "
+        f"and sae-store's shard codec on 2 threads, the same layer ({mb:.0f} MB, fast preset); zarrs "
+        f"wrote {'the same bytes as' if same else 'OTHER bytes than'} zarr-python:",
+        "",
+        "| path | write MB/s | read MB/s |",
+        "| --- | --- | --- |",
+        *(
+            f"| {label} | {_cell(mb, times['write ' + key])} | {_cell(mb, times['read ' + key])} |"
+            for key, label in (
+                ("default", "zarr-python, default pipeline (whole-array write / read)"),
+                ("zarrs", "zarr-python with `zarrs.ZarrsCodecPipeline`"),
+                ("ours", "sae-store shard codec, 2 threads (the writer's and readers' path)"),
+            )
+        ),
+        "",
+        f"zarrs vs default: write {med['write default'] / med['write zarrs']:.1f}x, read "
+        f"{med['read default'] / med['read zarrs']:.1f}x; sae-store's path vs zarrs: write "
+        f"{med['write zarrs'] / med['write ours']:.1f}x, read {med['read zarrs'] / med['read ours']:.1f}x.",
+    ]
+
+
 def main() -> dict:
     rng = np.random.default_rng(0)
     raw = gemma_like(rng, (LAYERS, SAMPLES, TOKENS, HIDDEN))
@@ -208,6 +284,7 @@ def main() -> dict:
             for p, exact in (("fast", True), ("fast", False), ("compact", False))
         }
         load = bench_load(tmp, rng)
+        pipelines = bench_zarrs(tmp, rng)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     compact = next(r for r in presets if r["preset"] == "compact")
@@ -266,6 +343,8 @@ def main() -> dict:
                 ("shards", "whole-shard decode on 2 threads (`read_activations`, new)"),
             )
         ),
+        "",
+        *_zarrs_lines(pipelines, load_mb),
     ]
     print("\n".join(lines))
     return {
@@ -274,6 +353,7 @@ def main() -> dict:
         "presets": presets,
         "writer_ratio": ratios,
         "load_speedup": lmed["zarr per-sample"] / lmed["shards"],
+        "zarrs": pipelines[0] if pipelines else None,
     }
 
 

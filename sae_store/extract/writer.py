@@ -1,15 +1,19 @@
 """The background writer: compresses and writes whole shard blocks while the model computes the next.
 
-A block (one shard block of samples, one language, all its layers) is written in this order:
-activations of every layer, the per-token metadata, then per layer the statistics and, last, the
-``complete`` flags. Every file is written atomically, so a process killed at any point leaves no
-flag without its data, and a rerun redoes exactly the blocks that are not flagged.
+A block (one shard block of samples, one language, all its layers) is written in this order: the
+per-token metadata (while the activations are encoded), the activations of every layer, then per
+layer the statistics and, last, the ``complete`` flags. Every file is written atomically, so a
+process killed at any point leaves no flag without its data, and a rerun redoes exactly the blocks
+that are not flagged.
 
-The activations take two passes over the block, each split into one task per sample chunk on a
-pool of ``threads`` threads: bf16 rounding (in place) fused with the chunk's statistics, then the
-encoding of its shards (:mod:`sae_store.store.shards`; Blosc and Zstd release the GIL) while the
-writer thread writes each layer's shard file as soon as its chunks are encoded. The second pass
-waits for the first, so a block with NaN/inf is refused before any of its files is written.
+The activations are encoded with one task per sample chunk on a pool of ``threads`` threads
+(:mod:`sae_store.store.shards`; Blosc and Zstd release the GIL). A block the model already rounded
+to bf16 (the usual case: rounding on the model's device) is measured (largest |x|, NaN/inf count per
+sample) by the writer thread while the pool encodes it; otherwise a first pass on the pool rounds
+each chunk in place, fused with its statistics, before the encoding. Then the writer thread writes
+the small arrays and each layer's shard file (its encoded chunks, index and checksum in one gathered
+write, no joined copy) as soon as its chunks are encoded. Nothing is written before the statistics
+are known, so a block with NaN/inf is refused before any of its files is written.
 """
 
 from __future__ import annotations
@@ -161,36 +165,40 @@ class BlockWriter:
         rounding = self.precision == "bf16" and not data.bf16_exact
         acts = data.activations
 
-        def prepare(k: int, s: int) -> None:
-            if rounding:
-                round_to_bf16_(acts[k, s])
+        def measure(k: int, s: int) -> None:
             if ok[s]:
                 max_abs[k, s], nonfinite[k, s] = sample_statistics(acts[k, s, : data.n_tokens[s]])
 
+        def prepare(k: int, s: int) -> None:
+            round_to_bf16_(acts[k, s])
+            measure(k, s)
+
         cells = [(k, s) for k in range(len(data.layers)) for s in range(len(ok))]
-        list(self._pool.map(prepare, *zip(*cells, strict=True)))
-        for k, layer in enumerate(data.layers):
-            if self.on_nonfinite == "error" and nonfinite[k].max(initial=0) > 0:
-                bad = [data.sample_ids[i] for i in np.flatnonzero(nonfinite[k] > 0)]
-                raise NonFiniteError(
-                    f"layer {layer}, language {lang!r}: {int(nonfinite[k][nonfinite[k] > 0].sum())} NaN/inf "
-                    f"values in samples {bad[:5]} (block {block.start}:{block.stop}); nothing of this block "
-                    "was written. Run the model in float32 (--dtype float32), or keep the values and count "
-                    "them with --on-nonfinite record"
-                )
-        # Order matters: all data first, the completion flags last (see the module docstring).
-        self._write_activations(data)
-        kill_point("extract.activations_written")
+        if rounding:  # the rounding must be done before encoding: both passes on the pool
+            list(self._pool.map(prepare, *zip(*cells, strict=True)))
+        encode = self.store.activation_codec.encode_chunk
+        encoded: list[list[Future[bytes | None]]] = [
+            [self._pool.submit(encode, acts[k, s]) for s in range(len(ok))] for k in range(len(data.layers))
+        ]
+        try:
+            if not rounding:  # measured by this thread while the pool encodes
+                for k, s in cells:
+                    measure(k, s)
+            for k, layer in enumerate(data.layers):
+                if self.on_nonfinite == "error" and nonfinite[k].max(initial=0) > 0:
+                    bad = [data.sample_ids[i] for i in np.flatnonzero(nonfinite[k] > 0)]
+                    raise NonFiniteError(
+                        f"layer {layer}, language {lang!r}: {int(nonfinite[k][nonfinite[k] > 0].sum())} "
+                        f"NaN/inf values in samples {bad[:5]} (block {block.start}:{block.stop}); nothing of "
+                        "this block was written. Run the model in float32 (--dtype float32), or keep the "
+                        "values and count them with --on-nonfinite record"
+                    )
+            # Order matters: all data first, the completion flags last (see the module docstring).
+            self._write_activations(data, encoded)
+        finally:  # after a refusal or a failed write, drop the encodes not started yet
+            for future in (f for futures in encoded for f in futures):
+                future.cancel()
         runs = self._consecutive_runs(data.layers)
-        for name, values in (
-            (S.INPUT_IDS, data.input_ids),
-            (S.TOKEN_ROLE, data.token_role),
-            (S.N_TOKENS, data.n_tokens),
-            (S.EXTRACT_ERROR, data.errors),
-            (S.EXTRACT_STATUS, (np.asarray(data.errors) != "").astype(np.int8)),
-        ):
-            self.store.write(name, values, start=block.start, language=lang)
-        kill_point("extract.metadata_written")
         for run in runs:
             self._write_layers(S.MAX_ABS, max_abs[run], data, run)
             self._write_layers(S.NONFINITE, nonfinite[run], data, run)
@@ -209,20 +217,24 @@ class BlockWriter:
                 if top > FLOAT16_MAX:
                     self.stats.float16_overflow[layer] = max(top, self.stats.float16_overflow.get(layer, 0.0))
 
-    def _write_activations(self, data: BlockData) -> None:
-        """Encode every sample chunk on the pool; write each layer's shard once its chunks are done."""
-        encode = self.store.activation_codec.encode_chunk
-        encoded: list[list[Future[bytes | None]]] = [
-            [self._pool.submit(encode, data.activations[k, s]) for s in range(len(data.ok))]
-            for k in range(len(data.layers))
-        ]
-        try:
-            for layer, futures in zip(data.layers, encoded, strict=True):
-                chunks = [f.result() for f in futures]
-                self.store.write_activation_shard(layer, data.language, data.block.start, chunks)
-        finally:  # after a failed write, drop the encodes not started yet
-            for future in (f for futures in encoded for f in futures):
-                future.cancel()
+    def _write_activations(self, data: BlockData, encoded: list[list[Future[bytes | None]]]) -> None:
+        """Write the per-token metadata while the pool encodes, then each layer's shard once its
+        chunks (``encoded``, per layer and sample) are done."""
+        block, lang = data.block, data.language
+        for name, values in (
+            (S.INPUT_IDS, data.input_ids),
+            (S.TOKEN_ROLE, data.token_role),
+            (S.N_TOKENS, data.n_tokens),
+            (S.EXTRACT_ERROR, data.errors),
+            (S.EXTRACT_STATUS, (np.asarray(data.errors) != "").astype(np.int8)),
+        ):
+            self.store.write(name, values, start=block.start, language=lang)
+        kill_point("extract.metadata_written")
+        for k, layer in enumerate(data.layers):
+            chunks = [f.result() for f in encoded[k]]
+            self.store.write_activation_shard(layer, lang, block.start, chunks)
+            encoded[k] = []  # free the written bytes now, while the pool still encodes
+        kill_point("extract.activations_written")
 
     def _consecutive_runs(self, layers: tuple[int, ...]) -> list[slice]:
         """Split ``layers`` into runs that are consecutive in the store: one zarr call writes each run

@@ -9,7 +9,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
 from sae_store.store.lock import ignoring_lock_dir
-from sae_store.store.shards import ShardCodec, read_shard
+from sae_store.store.shards import ShardCodec, read_shards
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ class ActivationStore:
     path: Path
     attrs: dict[str, Any]
     """Root attributes, nested ones decoded (see :func:`~sae_store.store.schema.decode_attrs`)."""
+    _writable: dict[str, zarr.Array] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """Root arrays opened by :meth:`write`, kept open for the next block (opening one reads its
+    metadata; sub-groups can be deleted and made again, so their arrays are opened every time)."""
 
     def __repr__(self) -> str:
         lay = self.layout
@@ -143,7 +146,11 @@ class ActivationStore:
         ``layers`` (consecutive in the store) instead of ``layer``, ``values`` has a leading layer
         axis and all of them are written in one call, which lets zarr encode their shards in parallel.
         """
-        arr = self.array(name, group, mode="r+")
+        arr = self._writable.get(name) if group is None else None
+        if arr is None:
+            arr = self.array(name, group, mode="r+")
+            if group is None:
+                self._writable[name] = arr
         dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
         n = arr.shape[dims.index(S.SAMPLE)]
         stop = start + values.shape[0 if layers is None else 1]
@@ -181,7 +188,7 @@ class ActivationStore:
         pool: Executor | None = None,
     ) -> np.ndarray:
         """Activations ``[sample, token, hidden]`` of samples ``start:stop`` (whole shard blocks) of one
-        layer and language, decoded shard by shard on ``pool``'s threads (see :mod:`.shards`).
+        layer and language, every sample chunk one task on ``pool``'s threads (see :mod:`.shards`).
 
         With ``samples`` (indices relative to ``start``) only those samples are decoded; the other
         rows of ``out`` are left as they are.
@@ -194,11 +201,13 @@ class ActivationStore:
         codec = self.activation_codec
         li, gi, per = self.layer_index(layer), self.language_index(language), codec.per_shard
         wanted = np.arange(stop - start) if samples is None else np.asarray(samples, dtype=np.int64)
+        parts = []
         for first in range(start, stop, per):
             mine = wanted[(wanted >= first - start) & (wanted < first - start + per)] - (first - start)
             if len(mine):
                 rows = out[first - start : first - start + per][None, None]
-                read_shard(codec, (li, gi, first // per, 0, 0), rows, chunks=mine.tolist(), pool=pool)
+                parts.append(((li, gi, first // per, 0, 0), rows, mine.tolist()))
+        read_shards(codec, parts, pool=pool)
         return out
 
     def write_activation_shard(

@@ -13,7 +13,9 @@ reader reads the files and zarr-python's own reads and writes stay interchangeab
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
@@ -130,8 +132,9 @@ class ShardCodec:
         data = np.ascontiguousarray(chunk, dtype=self.dtype)
         return bytes(self.compressor.encode(data)) if self.compressor is not None else data.tobytes()
 
-    def assemble(self, chunks: Sequence[bytes | None]) -> bytes | None:
-        """The shard file's bytes from its encoded inner chunks (None: every chunk is fill)."""
+    def assemble(self, chunks: Sequence[bytes | None]) -> list[bytes] | None:
+        """The shard file's parts in order (the stored chunks, the index, its CRC32C) from its encoded
+        inner chunks (None: every chunk is fill, no file)."""
         index = np.full((len(chunks), 2), _MISSING, dtype="<u8")
         offset = 0
         for i, data in enumerate(chunks):
@@ -142,54 +145,155 @@ class ShardCodec:
             return None
         index_bytes = index.tobytes()
         crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
-        return b"".join([*(c for c in chunks if c), index_bytes, crc])
+        return [*(c for c in chunks if c), index_bytes, crc]
 
     def write(self, coords: tuple[int, ...], chunks: Sequence[bytes | None]) -> int:
         """Write (or delete, when all chunks are fill) the shard at ``coords``; returns bytes written.
 
-        The file appears whole or not at all: a killed writer leaves ``<key>.<hex>.partial``, which
+        The parts go to the file in one gathered write (no joined copy of the shard). The file appears
+        whole or not at all: a killed writer leaves ``<key>.<hex>.partial``, which
         :meth:`~sae_store.store.ActivationStore.remove_partial_files` clears.
         """
         path = self.path(coords)
-        data = self.assemble(chunks)
-        if data is None:
+        parts = self.assemble(chunks)
+        if parts is None:
             path.unlink(missing_ok=True)
             return 0
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{uuid.uuid4().hex}.partial")
         try:
-            with tmp.open("wb") as f:
-                f.write(data)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                size = _write_all(fd, parts)
+            finally:
+                os.close(fd)
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return len(data)
+        return size
 
-    def read_index(self, raw: bytes | memoryview, where: Path) -> np.ndarray:
-        """The (chunks, 2) offsets and lengths at the end of a shard file, checked against its CRC."""
-        size = self.per_shard * 16
-        if len(raw) < size + 4:
-            raise SaeStoreError(f"shard file {str(where)!r} is truncated ({len(raw)} bytes)")
-        index_bytes = raw[len(raw) - size - 4 : len(raw) - 4]
-        crc = np.array([google_crc32c.value(bytes(index_bytes))], dtype="<u4").tobytes()
-        if crc != bytes(raw[len(raw) - 4 :]):
+    def read_index(self, tail: bytes, where: Path) -> np.ndarray:
+        """The (chunks, 2) offsets and lengths from a shard file's last ``index_bytes`` bytes, checked
+        against their CRC."""
+        if len(tail) < self.index_bytes:
+            raise SaeStoreError(f"shard file {str(where)!r} is truncated ({len(tail)} bytes)")
+        index_bytes = tail[:-4]
+        crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
+        if crc != tail[-4:]:
             raise SaeStoreError(f"shard file {str(where)!r} is damaged: its index checksum does not match")
         return np.frombuffer(index_bytes, dtype="<u8").reshape(self.per_shard, 2)
 
-    def decode_chunk(self, raw: memoryview, entry: np.ndarray, out: np.ndarray) -> None:
-        """Decode one inner chunk (its index ``entry``) from the shard bytes ``raw`` into ``out``."""
-        offset, length = int(entry[0]), int(entry[1])
-        if entry[0] == _MISSING:
+    @property
+    def index_bytes(self) -> int:
+        """Size of the index at the end of a shard file (offset and length per chunk, CRC32C)."""
+        return self.per_shard * 16 + 4
+
+    def decode_bytes(self, data: bytes | memoryview | None, out: np.ndarray) -> None:
+        """Decode one inner chunk from its stored bytes (None: not stored, the fill value) into ``out``."""
+        if data is None:
             out[...] = self.fill_value
         elif self.compressor is None:
-            out[...] = np.frombuffer(raw[offset : offset + length], dtype=self.dtype).reshape(out.shape)
+            out[...] = np.frombuffer(data, dtype=self.dtype).reshape(out.shape)
         else:
-            self.compressor.decode(raw[offset : offset + length], out=out)
+            self.compressor.decode(data, out=out)
+
+
+class OpenShard:
+    """A shard file opened for reading: its index is read once, and each inner chunk's bytes only when
+    it is decoded (``os.pread`` into a buffer of the calling thread, so threads decode concurrently
+    with no whole-file copy). A missing file reads as fill values. Use it as a context manager."""
+
+    def __init__(self, codec: ShardCodec, coords: tuple[int, ...]) -> None:
+        self.codec, self.path = codec, codec.path(coords)
+        self.index: np.ndarray | None = None
+        try:
+            self.fd: int | None = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            self.fd = None
+            return
+        try:
+            size = os.fstat(self.fd).st_size
+            tail = os.pread(self.fd, codec.index_bytes, max(size - codec.index_bytes, 0))
+            self.index = codec.read_index(tail, self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def decode(self, c: int, out: np.ndarray) -> None:
+        """Decode inner chunk ``c`` into ``out`` (its shape, contiguous)."""
+        if self.index is None or self.index[c, 0] == _MISSING:
+            self.codec.decode_bytes(None, out)
+            return
+        offset, length = int(self.index[c, 0]), int(self.index[c, 1])
+        buf = _chunk_buffer(length)
+        if self.fd is None or os.preadv(self.fd, [buf], offset) != length:
+            raise SaeStoreError(f"shard file {str(self.path)!r} is truncated: chunk {c} is cut short")
+        self.codec.decode_bytes(buf, out)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> OpenShard:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _write_all(fd: int, parts: Sequence[bytes]) -> int:
+    """Write ``parts`` to ``fd`` with as few ``writev`` calls as the system takes; returns the bytes."""
+    views, total = [memoryview(p) for p in parts if len(p)], 0
+    while views:
+        n = os.writev(fd, views[:_IOV_MAX])
+        if n <= 0:
+            raise OSError(errno.EIO, "writev wrote nothing")
+        total += n
+        while views and n >= len(views[0]):
+            n -= len(views.pop(0))
+        if n:
+            views[0] = views[0][n:]
+    return total
+
+
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+_local = threading.local()
+
+
+def _chunk_buffer(n: int) -> memoryview:
+    """``n`` bytes of this thread's read buffer (grown when needed, reused by every later read)."""
+    buf: bytearray | None = getattr(_local, "buffer", None)
+    if buf is None or len(buf) < n:
+        buf = _local.buffer = bytearray(n)
+    return memoryview(buf)[:n]
 
 
 def _map(pool: Executor | None, fn: Callable[..., Any], *items: Iterable[Any]) -> list[Any]:
     return list(pool.map(fn, *items) if pool is not None else map(fn, *items))
+
+
+def read_shards(
+    codec: ShardCodec,
+    parts: Sequence[tuple[tuple[int, ...], np.ndarray, Sequence[int] | None]],
+    *,
+    pool: Executor | None = None,
+) -> None:
+    """Decode chunks of several shards: ``parts`` holds ``(coords, out, chunks)`` as for
+    :func:`read_shard`; every chunk of every shard is one task on ``pool``, straight into ``out``."""
+    shards: list[OpenShard] = []
+    try:
+        tasks: list[tuple[OpenShard, np.ndarray, int]] = []
+        for coords, out, chunks in parts:
+            shards.append(shard := OpenShard(codec, coords))
+            wanted = range(min(out.shape[codec.axis], codec.per_shard)) if chunks is None else chunks
+            tasks += [(shard, _row(out, codec.axis, c), c) for c in wanted]
+        if tasks:
+            _map(pool, lambda shard, row, c: shard.decode(c, row), *zip(*tasks, strict=True))
+    finally:
+        for shard in shards:
+            shard.close()
 
 
 def read_shard(
@@ -206,17 +310,7 @@ def read_shard(
     the other axes and rows not asked for are left alone. A missing shard file reads as fill values.
     The chunks are decoded on ``pool``'s threads, straight into ``out``.
     """
-    wanted = list(range(min(out.shape[codec.axis], codec.per_shard)) if chunks is None else chunks)
-    rows = [_row(out, codec.axis, c) for c in wanted]
-    path = codec.path(coords)
-    try:
-        raw = memoryview(path.read_bytes())
-    except FileNotFoundError:
-        for row in rows:
-            row[...] = codec.fill_value
-        return
-    index = codec.read_index(raw, path)
-    _map(pool, lambda row, c: codec.decode_chunk(raw, index[c], row), rows, wanted)
+    read_shards(codec, [(coords, out, chunks)], pool=pool)
 
 
 def _row(out: np.ndarray, axis: int, k: int) -> np.ndarray:

@@ -3,10 +3,12 @@ the data provider).
 
 A *unit* is whatever the caller can load as one array of token vectors, e.g. one shard block of
 one language. Each epoch visits the units in a seeded random order, ``units_per_round`` at a time;
-a round's vectors fill a shuffle buffer that is drawn in a seeded random order, one batch at a
-time (the tail shorter than a batch is dropped). With ``units_per_round >= n_units`` everything
-is loaded once, kept, and re-permuted every epoch (in-RAM sampling). The batch sequence is a pure
-function of the seed, so a position ``(epoch, round, batch)`` is all a checkpoint needs.
+a round's vectors fill a shuffle buffer that is drawn in a seeded random order. Batches are
+consecutive slices of the stream of rounds, so every loaded vector is used once per epoch: a batch
+that reaches the end of a round is completed from the next one (at an epoch's end, from the next
+epoch). With ``units_per_round >= n_units`` everything is loaded once, kept, and re-permuted every
+epoch (in-RAM sampling). The batch sequence is a pure function of the seed, so a position
+``(epoch, round, offset)`` is all a checkpoint needs: only the rounds from there on are read again.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from sae_store.errors import DataError
 
 
 class BatchPosition(NamedTuple):
-    """Where a :class:`ShuffledBatches` stream is: batches already drawn from ``round`` of ``epoch``."""
+    """Where a :class:`ShuffledBatches` stream is: ``offset`` vectors of ``round`` of ``epoch`` drawn."""
 
     epoch: int = 0
     round: int = 0
-    batch: int = 0
+    offset: int = 0
 
 
 class _Round(NamedTuple):
@@ -113,28 +115,35 @@ class ShuffledBatches(Iterator[Tensor]):
         return self
 
     def __next__(self) -> Tensor:
-        while True:
+        bs, filled = self.batch_size, 0
+        batch = np.empty((bs, self._d), dtype=np.float32)
+        while filled < bs:
             if self._current is None or self._current[:2] != self.position[:2]:
                 self._current = self._take_round(self.position.epoch, self.position.round)
-            r, b, bs = self._current, self.position.batch, self.batch_size
-            if (b + 1) * bs <= len(r.vectors):
-                self.position = self.position._replace(batch=b + 1)
+            r, offset = self._current, self.position.offset
+            take = min(len(r.vectors) - offset, bs - filled)
+            if take > 0:  # the one copy of each vector: gathered straight into the batch ("clip": the
+                # indices are valid, and numpy's default mode would gather into a temporary first)
+                out = batch[filled : filled + take]
+                np.take(r.vectors, r.order[offset : offset + take], axis=0, out=out, mode="clip")
+                filled += take
+                self.position = self.position._replace(offset=offset + take)
                 self._empty_rounds = 0
-                batch = r.vectors[r.order[b * bs : (b + 1) * bs]]
-                if self.scale != 1.0:
-                    batch *= np.float32(self.scale)
-                return torch.from_numpy(batch)
-            if b == 0:
-                self._empty_rounds += 1
-                if self._empty_rounds > self._rounds_per_epoch:
-                    raise DataError(
-                        f"no shuffle buffer holds a whole batch of {bs} vectors (largest round: "
-                        f"{len(r.vectors)}); lower the batch size or raise the memory budget"
-                    )
+            if self.position.offset < len(r.vectors):
+                continue
+            self._empty_rounds += 1 if not len(r.vectors) else 0
+            if self._empty_rounds > self._rounds_per_epoch:
+                raise DataError(
+                    "no unit holds a usable vector (every round of an epoch was empty); check the data "
+                    "selection"
+                )
             self.position = BatchPosition(*self._following(self.position.epoch, self.position.round), 0)
-            if not self.cached and self._current is not None:
-                self._spare.append(self._current.buffer)  # drawn: the next load may refill it
+            if not self.cached:
+                self._spare.append(r.buffer)  # drawn: the next load may refill it
                 self._current = None
+        if self.scale != 1.0:
+            batch *= np.float32(self.scale)
+        return torch.from_numpy(batch)
 
     def close(self) -> None:
         """Stop the prefetch thread (pending loads are cancelled)."""

@@ -3,10 +3,11 @@
 Selection: one layer, some languages (default all: one shared SAE per layer), some token roles
 (default image and text; padding never), samples split into train and validation by sample (the
 same images in every language), samples whose extraction failed left out. Reading: one shard file
-per (language, shard block), of which only the sample chunks holding selected vectors are decoded,
-on ``read_threads`` threads straight into one reusable block buffer, into the shuffle buffer of
-:class:`~sae_store.train.buffer.ShuffledBatches`; validation samples one chunk each.
-Non-finite vectors are skipped and counted.
+per (language, shard block), of which only the sample chunks holding selected vectors are read and
+decoded, each on one of ``read_threads`` threads into that thread's reusable one-sample buffer
+(it stays in the CPU cache), whose selected rows are checked for NaN/inf and copied once, into the
+shuffle buffer of :class:`~sae_store.train.buffer.ShuffledBatches`; validation samples one chunk
+each. Non-finite vectors are skipped and counted.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor
 from sae_store.errors import DataError, IncompleteError
 from sae_store.store import ActivationStore, TokenRole, completion
 from sae_store.store import schema as S
+from sae_store.store.shards import OpenShard
 from sae_store.train.buffer import BatchPosition, ShuffledBatches
 from sae_store.train.config import DataConfig
 
@@ -84,10 +86,12 @@ def _validation_samples(n: int, fraction: float, seed: int) -> np.ndarray:
 def _units_per_round(sizes: list[int], layout: S.StoreLayout, config: DataConfig) -> int:
     """Blocks per shuffle buffer: all of them when the data fits the memory budget.
 
-    The budget covers the block being read, one batch, and one (two with prefetch) buffers.
+    The budget covers two batches (the one being drawn and the one the caller still holds), each
+    read thread's sample buffer and chunk bytes (at most a sample's float32 size each), and one (two
+    with prefetch) shuffle buffers.
     """
     d = layout.hidden_size
-    fixed = (layout.samples_per_shard * layout.max_tokens + config.batch_size) * d * 4
+    fixed = (2 * config.read_threads * layout.max_tokens + 2 * config.batch_size) * d * 4
     if (sum(sizes) * d * 4) + fixed <= config.memory_budget:
         return len(sizes)
     buffer_bytes = (2 if config.prefetch else 1) * max(sizes) * d * 4
@@ -102,7 +106,7 @@ def _units_per_round(sizes: list[int], layout: S.StoreLayout, config: DataConfig
     if per_round < len(sizes) and smallest < 4 * config.batch_size:
         log.warning(
             "a shuffle buffer of %d block(s) holds as few as %d vectors, under 4 batches of %d: batches "
-            "mix few images and round tails are dropped; raise the memory budget",
+            "mix few images; raise the memory budget for better shuffled batches",
             per_round,
             smallest,
             config.batch_size,
@@ -168,9 +172,7 @@ class StoreDataProvider:
                 f"fewer than one batch of {config.batch_size}; lower the batch size"
             )
         self.nonfinite: dict[int, int] = {}
-        shard = (store.layout.samples_per_shard, store.layout.max_tokens, self.d_in)
-        self._raw = np.empty(shard, dtype=np.float32)
-        self._read_lock = threading.Lock()
+        self._scratch = threading.local()
         self._readers = ThreadPoolExecutor(config.read_threads, thread_name_prefix="sae-read")
         self.val_nonfinite = 0
         per_round = _units_per_round(sizes, store.layout, config)
@@ -212,27 +214,59 @@ class StoreDataProvider:
         """Write the finite training vectors of unit ``i`` (one shard block of one language) into
         ``out`` and return how many there are (at most ``out``'s rows, the unit's selected tokens)."""
         u = self._units[i]
-        # Only the samples holding selected vectors, decoded in place into one reusable block buffer
-        # (zarr's own read of a shard holds several block-sized transients: measured ~5x the block).
-        with self._read_lock:
-            raw = self._raw[: u.stop - u.start]
-            self._store.read_activations(
-                self.config.layer,
-                self._store.layout.languages[u.language],
-                u.start,
-                u.stop,
-                out=raw,
-                samples=np.flatnonzero(u.mask.any(axis=1)),
-                pool=self._readers,
+        per = self._store.layout.samples_per_shard
+        counts = u.mask.sum(axis=1)
+        samples = np.flatnonzero(counts)
+        ends = np.cumsum(counts[samples])
+        codec = self._store.activation_codec
+        coords = (self.layer_index, u.language, u.start // per, 0, 0)
+        with OpenShard(codec, coords) as shard:
+            kept = list(
+                self._readers.map(
+                    lambda s, end: self._load_sample(shard, int(s), u.mask[s], out[end - counts[s] : end]),
+                    samples,
+                    ends,
+                )
             )
-            rows = np.flatnonzero(u.mask)
-            np.take(raw.reshape(-1, self.d_in), rows, axis=0, out=out[: len(rows)])
-        n, bad = self._keep_finite(out[: len(rows)])
-        self.nonfinite[i] = bad
+        n = int(ends[-1]) if len(ends) else 0
+        if sum(kept) < n:  # rare: close the gaps the skipped rows left, sample by sample
+            n = 0
+            for s, end, k in zip(samples, ends, kept, strict=True):
+                out[n : n + k] = out[end - counts[s] : end - counts[s] + k]
+                n += k
+        self.nonfinite[i] = int(counts.sum()) - n
         return n
 
+    def _load_sample(self, shard: OpenShard, s: int, mask: np.ndarray, dst: np.ndarray) -> int:
+        """Decode sample chunk ``s`` of ``shard`` into this thread's buffer, copy its rows ``mask`` to
+        ``dst`` with the non-finite ones moved to the end; returns the finite rows."""
+        raw = getattr(self._scratch, "raw", None)
+        if raw is None:
+            shape = (self._store.layout.max_tokens, self.d_in)
+            raw = self._scratch.raw = np.empty(shape, dtype=np.float32)
+        shard.decode(s, raw)
+        rows = np.flatnonzero(mask)
+        if rows[-1] - rows[0] + 1 == len(rows):  # the usual case: one run of tokens
+            dst[...] = raw[rows[0] : rows[-1] + 1]
+        else:
+            np.take(raw, rows, axis=0, out=dst, mode="clip")  # "clip": no temporary copy
+        return self._keep_finite(dst)[0]
+
     def batches(self, *, scale: float = 1.0, position: dict[str, int] | None = None) -> ShuffledBatches:
-        """The endless stream of shuffled training batches, scaled by ``scale``, from ``position``."""
+        """The endless stream of shuffled training batches, scaled by ``scale``, from ``position``.
+
+        Raises
+        ------
+        DataError
+            ``position`` is not one :meth:`ShuffledBatches.state_dict` of this version returns (a
+            checkpoint of a version whose batches were drawn in another order).
+        """
+        if position is not None and sorted(position) != sorted(BatchPosition._fields):
+            raise DataError(
+                f"the checkpoint's data position {position} is not one this sae-store resumes from (it "
+                f"needs {list(BatchPosition._fields)}; it was saved by a version that drew batches in "
+                "another order): start the run again without the checkpoint"
+            )
         return ShuffledBatches(
             self.load_unit,
             self._sizes,

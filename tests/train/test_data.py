@@ -84,6 +84,29 @@ def test_streaming_under_a_memory_budget_reads_the_same_vectors(filled_store):
     assert {r.tobytes() for r in _epoch(in_ram)} <= all_rows
 
 
+def test_streaming_draws_every_training_vector_exactly_once_per_epoch(filled_store):
+    store = filled_store()
+    config = _cfg(layer=0, batch_size=10, memory_budget=3 * 4 * 14 * 16 * 4, val_fraction=0.0)
+    streaming = StoreDataProvider(store, config)
+    n = streaming.summary.train_tokens
+    assert not streaming.summary.in_memory and n % 10 != 0  # epochs end inside a batch
+    stream = streaming.batches()
+    drawn = torch.cat([next(stream) for _ in range(-(-2 * n // 10))]).numpy()
+    stream.close()
+    expected = sorted(r.tobytes() for r in _rows(store, 0, range(24)))
+    assert sorted(r.tobytes() for r in drawn[:n]) == expected  # nothing dropped, nothing twice
+    assert sorted(r.tobytes() for r in drawn[n : 2 * n]) == expected  # the next epoch, re-shuffled
+    assert not np.array_equal(drawn[:n], drawn[n : 2 * n])
+
+
+def test_a_checkpoint_position_of_another_batch_order_is_refused(filled_store):
+    provider = StoreDataProvider(filled_store(), _cfg(layer=0))
+    with pytest.raises(DataError, match=r"data position .* is not one this sae-store resumes from"):
+        provider.batches(position={"epoch": 0, "round": 1, "batch": 2})
+    stream = provider.batches(position={"epoch": 0, "round": 0, "offset": 3})
+    assert stream.state_dict() == {"epoch": 0, "round": 0, "offset": 3}
+
+
 def test_input_scale_brings_mean_norm_to_sqrt_d(filled_store):
     store = filled_store(fill={"norm": 50.0})
     provider = StoreDataProvider(store, _cfg(layer=0, val_fraction=0.0, norm_tokens=10**6, batch_size=64))
