@@ -5,11 +5,15 @@ of the chosen roles, and the fraction of those tokens where it is active (> 0). 
 (layer, shard block) units (all languages), each flagged complete after its data, so encoding resumes
 where it stopped and array tasks (each owning a contiguous run of blocks) run in parallel. The
 group's attributes record which SAE produced each layer (folder, format, architecture, d_sae,
-SHA-256 of the weights file) and the token roles.
+SHA-256 of the weights file) and the token roles. For an SAE that comes without held-out metrics
+(pretrained: SAELens, sparsify, Gemma Scope), the first task also measures them
+(:func:`~sae_store.train.metrics.held_out_metrics`: FVU, L0, dead fraction) on the layer's held-out
+samples, the split ``sae-store train`` holds out, and records them as the layer's ``quality``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -20,7 +24,7 @@ import numpy as np
 import torch
 import zarr
 
-from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
+from sae_store.errors import ConfigError, DataError, IncompleteError, SaeStoreError
 from sae_store.faults import kill_point
 from sae_store.models.loader import resolve_device
 from sae_store.progress import progress_bar
@@ -36,10 +40,14 @@ from sae_store.store.schema import (  # the features layout is part of the schem
     feature_variables,
 )
 from sae_store.store.shards import available_cores
-from sae_store.train.config import EncodeConfig
+from sae_store.train.config import DataConfig, EncodeConfig
+from sae_store.train.data import StoreDataProvider
 from sae_store.train.formats import load_sae, sha256_file
+from sae_store.train.metrics import held_out_metrics
 from sae_store.train.pretrained import check_model
 from sae_store.train.sae import SparseAutoencoder
+
+log = logging.getLogger(__name__)
 
 #: Arrays written per (layer, block), in the order :func:`summarize_tokens` returns them.
 _STATISTICS = (FEATURE_MEAN, FEATURE_MAX, FEATURE_FRAC, TOKENS_USED)
@@ -153,6 +161,49 @@ def _prepare_group(
         store.consolidate()
 
 
+def _record_quality(
+    store: ActivationStore,
+    sae_dirs: Mapping[int, str | os.PathLike[str]],
+    config: EncodeConfig,
+    device: str,
+    selected: int,
+) -> None:
+    """Held-out metrics of every layer's SAE that has none from training (not a ``sae_store`` folder)
+    and none recorded yet, under ``saes[layer]["quality"]`` of the group's attributes; ``selected``
+    is the number of token positions of the chosen roles (it bounds the evaluation batch)."""
+    group = zarr.open_group(str(store.path / FEATURES), mode="r+", zarr_format=3, use_consolidated=False)
+    saes: dict[str, Any] = dict(group.attrs["saes"])  # type: ignore[arg-type]
+    todo = [
+        L for L in sorted(sae_dirs) if saes[str(L)]["format"] != "sae_store" and "quality" not in saes[str(L)]
+    ]
+    for layer in todo:
+        # the samples `sae-store train` holds out (DataConfig's split), at most max_eval_tokens vectors
+        data = DataConfig(
+            layer=layer, roles=config.roles, batch_size=max(1, min(config.batch_tokens, selected // 4))
+        )
+        try:
+            provider = StoreDataProvider(store, data)
+        except (IncompleteError, DataError) as e:
+            log.warning(
+                "held-out metrics of layer %d's SAE not measured (rerun encode when fixed): %s", layer, e
+            )
+            continue
+        log.info(
+            "measuring layer %d's SAE on its held-out samples (at most %d tokens)",
+            layer,
+            data.max_eval_tokens,
+        )
+        sae = load_sae(sae_dirs[layer], device=device).sae
+        metrics = held_out_metrics(sae, provider.validation_batches(), device).metrics
+        saes[str(layer)] = {
+            **saes[str(layer)],
+            "quality": {**metrics, "held_out_samples": provider.summary.val_samples},
+        }
+    if todo:
+        group.attrs["saes"] = saes
+        store.consolidate()
+
+
 def encode_features(
     store: ActivationStore,
     sae_dirs: Mapping[int, str | os.PathLike[str]],
@@ -208,9 +259,10 @@ def encode_features(
     if restart:
         delete_group(store, FEATURES)
     _prepare_group(store, records, list(config.roles), sizes.pop())
-
     roles = np.asarray(store.array(S.TOKEN_ROLE)[...])
     codes = [int(TokenRole[r.upper()]) for r in config.roles]
+    if task_index == 0:
+        _record_quality(store, sae_dirs, config, device, int(np.isin(roles, codes).sum()))
     done = store.read_flags(S.COMPLETE, group=FEATURES)
     units = [(layer, b) for layer in layers for b in blocks]
     todo_units = [u for u in units if not done[store.layer_index(u[0]), :, u[1].start : u[1].stop].all()]
