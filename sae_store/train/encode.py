@@ -3,7 +3,9 @@
 Per (layer, language, sample, feature): the mean and the max of the latent over the sample's tokens
 of the chosen roles, and the fraction of those tokens where it is active (> 0). Work is done in
 (layer, shard block) units (all languages), each flagged complete after its data, so encoding resumes
-where it stopped and array tasks (each owning a contiguous run of blocks) run in parallel. The
+where it stopped and array tasks (each owning a contiguous run of blocks) run in parallel. Layers go
+in groups whose SAEs fit ``EncodeConfig.sae_memory``, block by block within a group, so a block's
+statistics file (one shard for all layers) is rewritten once per group rather than once per layer. The
 group's attributes record which SAE produced each layer (folder, format, architecture, d_sae,
 SHA-256 of the weights file) and the token roles. For an SAE that comes without held-out metrics
 (pretrained: SAELens, sparsify, Gemma Scope), the first task also measures them
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Arrays written per (layer, block), in the order :func:`summarize_tokens` returns them.
 _STATISTICS = (FEATURE_MEAN, FEATURE_MAX, FEATURE_FRAC, TOKENS_USED)
+#: One language's statistics of one (layer, block), as :func:`summarize_tokens` returns them.
+_Stats = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class EncodeResult(NamedTuple):
@@ -264,11 +268,21 @@ def encode_features(
     if task_index == 0:
         _record_quality(store, sae_dirs, config, device, int(np.isin(roles, codes).sum()))
     done = store.read_flags(S.COMPLETE, group=FEATURES)
+    # layers in groups whose SAEs fit the memory budget; within a group, block by block, so each block's
+    # shard is written once per group (all its layers in one call) rather than once per layer
+    groups = _layer_groups(store, layers, records, config.sae_memory)
     units = [(layer, b) for layer in layers for b in blocks]
-    todo_units = [u for u in units if not done[store.layer_index(u[0]), :, u[1].start : u[1].stop].all()]
+    todo_units = [
+        (layer, b)
+        for group in groups
+        for b in blocks
+        for layer in group
+        if not done[store.layer_index(layer), :, b.start : b.stop].all()
+    ]
     out = {name: store.array(name, FEATURES, mode="r+") for name in (*_STATISTICS, S.COMPLETE)}
-    loaded_layer, sae = None, None
-    # chunks are decoded on `readers`; the next block is read on `ahead` while the SAE encodes this one
+    loaded: dict[int, SparseAutoencoder] = {}
+    pending: list[tuple[int, list[_Stats]]] = []  # (layer index, stats per language)
+    # chunks are decoded on `readers`; the next unit is read on `ahead` while the SAE encodes this one
     n_lang = len(store.layout.languages)
     with (
         ThreadPoolExecutor(available_cores(), thread_name_prefix="sae-encode-read") as readers,
@@ -276,19 +290,18 @@ def encode_features(
     ):
         reads = [ahead.submit(_read, store, u, readers) for u in todo_units[:1]]
         for n, (layer, b) in enumerate(
-            progress_bar(todo_units, desc="encode", unit="block", enabled=progress)
+            progress_bar(todo_units, desc="encode", unit="layer-block", enabled=progress)
         ):
             if n + 1 < len(todo_units):
                 reads.append(ahead.submit(_read, store, todo_units[n + 1], readers))
-            if layer != loaded_layer:
-                sae = load_sae(sae_dirs[layer], device=device).sae
-                loaded_layer = layer
-            assert sae is not None
-            li = store.layer_index(layer)
+            if layer not in loaded:
+                group = next(g for g in groups if layer in g)
+                loaded = {k: v for k, v in loaded.items() if k in group}  # the previous group's are freed
+                loaded[layer] = load_sae(sae_dirs[layer], device=device).sae
             acts = reads.pop(0).result()
             stats = [
                 summarize_tokens(
-                    sae,
+                    loaded[layer],
                     acts[gi],
                     np.isin(roles[gi, b.start : b.stop], codes),
                     batch_tokens=config.batch_tokens,
@@ -296,13 +309,45 @@ def encode_features(
                 )
                 for gi in range(n_lang)
             ]
-            # every language of the (layer, block) in one write: one rewrite of the block's shard
-            for k, name in enumerate(_STATISTICS):
-                out[name][li, :, b.start : b.stop] = np.stack([s[k] for s in stats])
-            kill_point("encode.features_written")
-            out[S.COMPLETE][li, :, b.start : b.stop] = True
-            kill_point("encode.flags_written")
+            pending.append((store.layer_index(layer), stats))
+            nxt = todo_units[n + 1] if n + 1 < len(todo_units) else None
+            if nxt is None or nxt[1] != b or store.layer_index(nxt[0]) != pending[-1][0] + 1:
+                _flush(out, pending, b)
+                pending = []
     return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
+
+
+def _layer_groups(
+    store: ActivationStore, layers: list[int], records: dict[int, dict[str, Any]], budget: int
+) -> list[list[int]]:
+    """``layers`` in runs of consecutive store layers whose SAEs' weights fit ``budget`` bytes together
+    (at least one layer per run)."""
+    groups: list[list[int]] = []
+    used = 0
+    for layer in layers:
+        size = 4 * (2 * records[layer]["d_in"] * records[layer]["d_sae"] + 2 * records[layer]["d_sae"])
+        last = groups[-1] if groups else []
+        adjacent = bool(last) and store.layer_index(layer) == store.layer_index(last[-1]) + 1
+        if adjacent and used + size <= budget:
+            last.append(layer)
+            used += size
+        else:
+            groups.append([layer])
+            used = size
+    return groups
+
+
+def _flush(out: dict[str, Any], pending: list[tuple[int, list[_Stats]]], b: Block) -> None:
+    """Write the statistics of consecutive store layers ``pending`` for block ``b`` in one call per
+    array (one rewrite of the block's shard), then their complete flags."""
+    first, stop = pending[0][0], pending[-1][0] + 1
+    for k, name in enumerate(_STATISTICS):
+        out[name][first:stop, :, b.start : b.stop] = np.stack(
+            [np.stack([s[k] for s in stats]) for _, stats in pending]
+        )
+    kill_point("encode.features_written")
+    out[S.COMPLETE][first:stop, :, b.start : b.stop] = True
+    kill_point("encode.flags_written")
 
 
 def _read(store: ActivationStore, unit: tuple[int, Block], pool: Executor) -> np.ndarray:
