@@ -271,6 +271,7 @@ def encode_features(
     # layers in groups whose SAEs fit the memory budget; within a group, block by block, so each block's
     # shard is written once per group (all its layers in one call) rather than once per layer
     groups = _layer_groups(store, layers, records, config.sae_memory)
+    group_of = {layer: i for i, group in enumerate(groups) for layer in group}
     units = [(layer, b) for layer in layers for b in blocks]
     todo_units = [
         (layer, b)
@@ -294,9 +295,8 @@ def encode_features(
         ):
             if n + 1 < len(todo_units):
                 reads.append(ahead.submit(_read, store, todo_units[n + 1], readers))
-            if layer not in loaded:
-                group = next(g for g in groups if layer in g)
-                loaded = {k: v for k, v in loaded.items() if k in group}  # the previous group's are freed
+            if layer not in loaded:  # the previous group's SAEs are freed
+                loaded = {k: v for k, v in loaded.items() if group_of[k] == group_of[layer]}
                 loaded[layer] = load_sae(sae_dirs[layer], device=device).sae
             acts = reads.pop(0).result()
             stats = [
@@ -311,7 +311,12 @@ def encode_features(
             ]
             pending.append((store.layer_index(layer), stats))
             nxt = todo_units[n + 1] if n + 1 < len(todo_units) else None
-            if nxt is None or nxt[1] != b or store.layer_index(nxt[0]) != pending[-1][0] + 1:
+            if (
+                nxt is None
+                or nxt[1] != b
+                or group_of[nxt[0]] != group_of[layer]
+                or store.layer_index(nxt[0]) != pending[-1][0] + 1
+            ):
                 _flush(out, pending, b)
                 pending = []
     return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))

@@ -234,6 +234,11 @@ def test_each_block_is_written_once_for_all_layers_with_unchanged_values(filled_
     result = encode_features(store, find_saes(saes), restart=True, progress=False)
     assert result.encoded == 3 * 2 * 6 and len(writes) == 6 and set(writes.values()) == {1}
     xr.testing.assert_identical(store.dataset(group=FEATURES).load(), per_layer)
+    writes.clear()
+    two_saes = EncodeConfig(sae_memory=2 * 4 * (2 * 16 * 48 + 2 * 48))  # layers 0-1, then 2
+    encode_features(store, find_saes(saes), two_saes, restart=True, progress=False)
+    assert len(writes) == 6 and set(writes.values()) == {2}
+    xr.testing.assert_identical(store.dataset(group=FEATURES).load(), per_layer)
     mean, _, frac, used = _expected(store, saes / "layer_2", 2, "ar")
     sel = per_layer.sel(layer=2, language="ar")
     np.testing.assert_allclose(sel.feature_mean.values, mean, rtol=1e-5, atol=1e-6)
