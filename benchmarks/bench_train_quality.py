@@ -360,7 +360,7 @@ def main(quick: bool = False, long: bool = False, full: bool = False, core: bool
     if not full and not quick:
         lines += [
             "",
-            f"Sized to about half an hour on a shared 2-core machine: the architecture table and both "
+            f"Sized for a shared 2-core machine (about 40 minutes): the architecture table and both "
             f"sweeps use batches of {batch} (the interleaved comparison {BATCH}) and the sweep has "
             f"{len(_sweep_points(batch))} points; `--full` runs them at {BATCH}, `--long` adds a run at "
             "10x the steps.",
