@@ -8,14 +8,15 @@ alternate in blocks (the order flips every block) and each block's tokens/s rati
 
 Quality on 65,536 held-out tokens: FVU (1 - explained variance about the held-out mean), L0, dead
 (latents that never fire on the held-out tokens) and recovery (mean over true atoms of the best cosine
-with a decoder row). Also: the sweep behind the defaults (sae-store's trainer only), every
-architecture at the new defaults vs the old ones, and one run at 10x the steps.
+with a decoder row). Also: every architecture at the new defaults vs the old ones, the sweep behind
+the defaults (sae-store's trainer only) on the known dictionary and on a store-shaped layer read
+through ``StoreDataProvider``, and (``--long``) one run at 10x the steps.
 
 SAELens runs its own ``SAETrainer._train_step`` (its optimizer, clipping and dead-latent window) at
 its defaults (lr 3e-4 constant, decoder init norm 0.1, AuxK coefficient 1, dead window 1000 steps).
 Needs ``pip install -e ".[bench]"`` (sae-lens); without it the SAELens rows are left out.
 
-    python benchmarks/bench_train_quality.py [--quick] [--long] [--arches]
+    python benchmarks/bench_train_quality.py [--quick] [--long] [--full]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,7 @@ from sae_store.train.trainer import Trainer
 D_IN, N_ATOMS, MEAN_ACTIVE, D_SAE, K, BATCH, STEPS, THREADS = 256, 1024, 16, 2048, 16, 4096, 300, 2
 EVAL_TOKENS = 65_536
 BLOCK = 25  # steps per interleaved block
-
-#: The defaults before this sweep (lr 3e-4, unit-norm decoder, dead window 1000 steps of 4096).
-OLD = {"lr": 3e-4, "decoder_init_norm": 1.0, "dead_window_tokens": 1000 * BATCH, "lr_warmup_steps": 100}
+SMALL_BATCH = 1024  # batch of the architecture table and the sweeps unless --full
 
 
 @dataclass
@@ -119,12 +118,13 @@ class Ours:
 
     name = "sae-store"
 
-    def __init__(self, steps: int, sae_kw: dict[str, Any] | None = None, **trainer_kw: Any) -> None:
-        sae_config = SaeConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=K, **(sae_kw or {}))
-        trainer_kw.setdefault("lr_warmup_steps", min(100, steps // 10))  # as `sae-store train` does
+    def __init__(self, steps: int, architecture: str = "topk", **kw: Any) -> None:
+        sae_kw = {k: kw.pop(k) for k in ("decoder_init_norm", "aux_k_coefficient") if k in kw}
+        sae_config = SaeConfig(architecture=architecture, d_in=D_IN, d_sae=D_SAE, k=K, **sae_kw)  # type: ignore[arg-type]
+        kw.setdefault("lr_warmup_steps", min(100, steps // 10))  # as `sae-store train` does
         self.trainer = Trainer(
             build_sae(sae_config, seed=0),
-            TrainerConfig(steps=steps, log_every=steps, checkpoint_every=0, device="cpu", **trainer_kw),
+            TrainerConfig(steps=steps, log_every=steps, checkpoint_every=0, device="cpu", **kw),
         )
 
     def step(self, x: torch.Tensor) -> None:
@@ -193,33 +193,43 @@ def interleaved(
     return rounds, [r.quality(data, held) for r in runners]
 
 
-def _solo(data_seed: int, steps: int, **kw: Any) -> dict[str, float]:
-    """Quality of one sae-store run (no timing) with trainer/SAE settings ``kw``."""
-    data = Synthetic.make(data_seed)
-    sae_kw = {k: kw.pop(k) for k in ("decoder_init_norm", "aux_k_coefficient", "architecture") if k in kw}
-    arch = sae_kw.pop("architecture", "topk")
-    runner = Ours(steps, sae_kw, **kw)
-    if arch != "topk":
-        config = replace(runner.trainer.sae.config, architecture=arch)
-        runner.trainer = Trainer(build_sae(config, seed=0), runner.trainer.config)
+def _solo(steps: int, batch: int, architecture: str = "topk", **kw: Any) -> dict[str, float]:
+    """Quality of one sae-store run (no timing) on the known dictionary, trainer/SAE settings ``kw``."""
+    data = Synthetic.make(0)
+    runner = Ours(steps, architecture, **kw)
     for _ in range(steps):
-        runner.step(data.batch(BATCH))
+        runner.step(data.batch(batch))
     return runner.quality(data, data.held_out())
 
 
-#: The sweep (the defaults, lr 3e-4 / norm 1 / window 200k tokens, are the interleaved run).
-SWEEP: list[dict[str, Any]] = [
-    dict(OLD),
-    {**OLD, "lr": 3e-3},
-    {"lr": 3e-3, "decoder_init_norm": 1.0, "dead_window_tokens": 200_000},
-    {"lr": 1e-3, "decoder_init_norm": 1.0, "dead_window_tokens": 200_000},
-    {"lr": 3e-4, "decoder_init_norm": 0.1, "dead_window_tokens": 200_000},
-]
+def old_defaults(batch: int) -> dict[str, Any]:
+    """The defaults before the sweep: lr 3e-4, unit-norm decoder for every architecture, a dead window
+    of 1000 steps (so ``1000 * batch`` tokens), 100 warm-up steps."""
+    return {"lr": 3e-4, "decoder_init_norm": 1.0, "dead_window_tokens": 1000 * batch, "lr_warmup_steps": 100}
 
 
-def store_rows(steps: int) -> list[str]:
-    """Old vs new defaults trained through ``StoreDataProvider`` on a store-shaped layer (outlier
-    dimensions, bf16 values, token vectors grouped by sample), evaluated on its held-out samples."""
+#: Sweep points besides the old and the new defaults (sae-store's trainer, TopK).
+SWEEP: list[dict[str, Any]] = [{"lr": 3e-3}]
+ARCHES = ("topk", "batchtopk", "matryoshka_batchtopk", "relu", "jumprelu")
+
+
+def _setting(cfg: dict[str, Any], batch: int) -> str:
+    """A sweep point as table cells: lr | decoder init norm | dead window (tokens)."""
+    norm = cfg.get("decoder_init_norm", 1.0)
+    window = cfg.get("dead_window_tokens", TrainerConfig().dead_window_tokens)
+    return f"{cfg.get('lr', TrainerConfig().lr):g} | {norm:g} | {window:,}"
+
+
+def _sweep_points(batch: int) -> list[tuple[str, dict[str, Any]]]:
+    return [("old defaults", old_defaults(batch)), ("new defaults", {})] + [
+        ("new, " + ", ".join(f"{k} {v:g}" for k, v in cfg.items()), cfg) for cfg in SWEEP
+    ]
+
+
+def store_rows(steps: int, batch: int) -> list[str]:
+    """The sweep trained through ``StoreDataProvider`` on a store-shaped layer (outlier dimensions,
+    bf16 values, token vectors grouped by sample), evaluated on its held-out samples with the
+    trainer's own metrics."""
     import shutil
     import tempfile
 
@@ -231,13 +241,12 @@ def store_rows(steps: int) -> list[str]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     rows = []
     try:
-        path, atoms = make_store(tmp / "store.zarr", Setup(D_IN, 256, 280, (), BATCH, 0, 0, "cpu"))
-        provider = StoreDataProvider(open_store(path), DataConfig(layer=0, batch_size=BATCH))
+        path, atoms = make_store(tmp / "store.zarr", Setup(D_IN, 256, 280, (), batch, 0, 0, "cpu"))
+        provider = StoreDataProvider(open_store(path), DataConfig(layer=0, batch_size=batch))
         scale = provider.estimate_scale()
-        for label, cfg in (("old defaults", OLD), ("new defaults", {})):
-            cfg = dict(cfg)
-            sae_kw = {k: cfg.pop(k) for k in ("decoder_init_norm",) if k in cfg}
-            runner = Ours(steps, sae_kw, **cfg)
+        for label, cfg in _sweep_points(batch):
+            print(f"store-shaped data: {label}", flush=True)
+            runner = Ours(steps, **cfg)
             stream = provider.batches(scale=scale)
             for _ in range(steps):
                 runner.step(next(stream))
@@ -245,9 +254,9 @@ def store_rows(steps: int) -> list[str]:
             m = runner.trainer.evaluate(provider.validation_batches(scale=scale)).metrics
             rec = recovery(runner.trainer.sae.W_dec, torch.from_numpy(atoms))
             rows.append(
-                f"| {label} | {m['fvu']:.3f} | {m['l0']:.1f} | {m['dead_fraction']:.1%} "
-                f"({m['dead_fraction_tokens']:,} tokens) | {m['dead_fraction_train_window']:.1%} | "
-                f"{rec:.3f} |"
+                f"| {label} | {_setting(cfg, batch)} | {m['fvu']:.3f} | {m['l0']:.1f} | "
+                f"{m['dead_fraction']:.1%} ({m['dead_fraction_tokens']:,} tokens) | "
+                f"{m['dead_fraction_train_window']:.1%} | {rec:.3f} |"
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -258,8 +267,8 @@ def _fmt(q: dict[str, float]) -> str:
     return f"{q['fvu']:.3f} | {q['l0']:.1f} | {q['dead']:.1%} | {q['recovery']:.3f}"
 
 
-def _core(steps: int, quick: bool) -> tuple[list[str], dict[str, dict[str, float]], list[float]]:
-    """The interleaved comparison with SAELens and the sweep: markdown lines, qualities, ratios."""
+def _core(steps: int) -> tuple[list[str], dict[str, dict[str, float]], list[float]]:
+    """The interleaved comparison with SAELens: markdown lines, qualities, per-block ratios."""
     data = Synthetic.make(0)
     runners: list[Any] = [Ours(steps)]
     if saelens_available():
@@ -289,59 +298,72 @@ def _core(steps: int, quick: bool) -> tuple[list[str], dict[str, dict[str, float
             ],
             f"| median | | | **{statistics.median(ratios):.2f}x** |",
         ]
-    sweep = [(cfg, _solo(0, steps, **dict(cfg))) for cfg in ([] if quick else SWEEP)]
-    if sweep:
-        lines += [
-            "",
-            "Sweep behind the defaults (sae-store, same data; dead window in tokens):",
-            "",
-            "| lr | decoder init norm | dead window | AuxK coef. | FVU | L0 | dead | recovery |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
-            *[
-                f"| {c['lr']:g} | {c['decoder_init_norm']:g} | {c['dead_window_tokens']:,} | "
-                f"{c.get('aux_k_coefficient', 1 / 32):.3g} | {_fmt(q)} |"
-                for c, q in sweep
-            ],
-        ]
     return lines, {r.name: q for r, q in zip(runners, qualities, strict=True)}, ratios
 
 
-def main(
-    quick: bool = False, long: bool = False, arches: bool = False, store: bool = False, core: bool = True
-) -> dict[str, Any]:
+def _arch_and_sweep(steps: int, batch: int) -> list[str]:
+    """Every architecture at the old vs the new defaults, and the sweep, on the known dictionary."""
+    runs: dict[tuple[str, str], dict[str, float]] = {}
+    for arch in ARCHES:
+        for label, cfg in _sweep_points(batch)[:2]:
+            print(f"known dictionary: {arch}, {label}", flush=True)
+            runs[arch, label] = _solo(steps, batch, arch, **cfg)
+    sweep = []
+    for label, cfg in _sweep_points(batch):
+        if ("topk", label) not in runs:
+            print(f"known dictionary: topk, {label}", flush=True)
+            runs["topk", label] = _solo(steps, batch, **cfg)
+        sweep.append(f"| {label} | {_setting(cfg, batch)} | {_fmt(runs['topk', label])} |")
+    return [
+        "",
+        f"Every architecture, old defaults vs new (same dictionary, d_sae {D_SAE}, k {K} for the TopK "
+        f"family, relu/jumprelu at their sparsity coefficients; batches of {batch}, {steps} steps = "
+        f"{steps * batch:,} tokens; FVU | L0 | dead | recovery):",
+        "",
+        "| architecture | old FVU | L0 | dead | recovery | new FVU | L0 | dead | recovery |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *[f"| {a} | {_fmt(runs[a, 'old defaults'])} | {_fmt(runs[a, 'new defaults'])} |" for a in ARCHES],
+        "",
+        f"Sweep behind the defaults on the known dictionary (TopK, batches of {batch}, {steps} steps):",
+        "",
+        "| setting | lr | decoder init norm | dead window (tokens) | FVU | L0 | dead | recovery |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        *sweep,
+    ]
+
+
+def main(quick: bool = False, long: bool = False, full: bool = False, core: bool = True) -> dict[str, Any]:
+    """Run the comparison; the secondary tables use batches of ``SMALL_BATCH`` unless ``full``."""
     torch.set_num_threads(THREADS)
     steps = 60 if quick else STEPS
-    lines, qualities, ratios = _core(steps, quick) if core else ([], {}, [])
-    arch_rows = []
-    for arch in ["topk", "batchtopk", "matryoshka_batchtopk"] if arches else []:
-        new = _solo(0, steps, architecture=arch)
-        old = _solo(0, steps, architecture=arch, **OLD)
-        arch_rows.append(f"| {arch} | {_fmt(old)} | {_fmt(new)} |")
-    if arch_rows:
+    batch = BATCH if full else SMALL_BATCH
+    lines, qualities, ratios = _core(steps) if core else ([], {}, [])
+    if not quick:
+        lines += _arch_and_sweep(steps, batch)
         lines += [
             "",
-            "Per architecture, old defaults vs new (FVU | L0 | dead | recovery):",
+            f"The same sweep on store-shaped data through StoreDataProvider (d_in {D_IN}, 1024 atoms, 32 "
+            "active per token, four outlier dimensions at +40, bf16 values, 256 samples x 280 tokens, "
+            f"10 % of the samples held out; TopK d_sae {D_SAE}, k {K}, batches of {batch}, {steps} steps):",
             "",
-            "| architecture | old FVU | L0 | dead | recovery | new FVU | L0 | dead | recovery |",
+            "| setting | lr | decoder init norm | dead window (tokens) | FVU | L0 | dead (held-out) "
+            "| dead in last training window | recovery |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-            *arch_rows,
-        ]
-    if store:
-        lines += [
-            "",
-            f"Store-shaped data through StoreDataProvider (d_in {D_IN}, 1024 atoms, 32 active per token, "
-            "four outlier dimensions at +40, bf16 values, 256 samples x 280 tokens, 10 % held out):",
-            "",
-            "| TopK d_sae 2048, k 16 | FVU | L0 | dead (held-out) | dead in last training window "
-            "| recovery |",
-            "| --- | --- | --- | --- | --- | --- |",
-            *store_rows(steps),
+            *store_rows(steps, batch),
         ]
     if long:
-        q = _solo(0, 10 * steps)
+        q = _solo(10 * steps, BATCH)
         lines += [
             "",
-            f"At 10x the steps ({10 * steps}), defaults: {_fmt(q)} (FVU, L0, dead, recovery).",
+            f"At 10x the steps ({10 * steps}), defaults: {_fmt(q)} (FVU | L0 | dead | recovery)",
+        ]
+    if not full and not quick:
+        lines += [
+            "",
+            f"Sized for a shared 2-core machine (about 40 minutes): the architecture table and both "
+            f"sweeps use batches of {batch} (the interleaved comparison {BATCH}) and the sweep has "
+            f"{len(_sweep_points(batch))} points; `--full` runs them at {BATCH}, `--long` adds a run at "
+            "10x the steps.",
         ]
     print("\n".join(lines))
     return {
@@ -356,12 +378,13 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="60 steps, no sweep (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="60 steps, the interleaved comparison only")
     parser.add_argument("--long", action="store_true", help="also one run at 10x the steps")
     parser.add_argument(
-        "--arches", action="store_true", help="also BatchTopK and Matryoshka, old vs new defaults"
+        "--full",
+        action="store_true",
+        help=f"architecture table and sweeps at batches of {BATCH}, not {SMALL_BATCH}",
     )
-    parser.add_argument("--store", action="store_true", help="also old vs new defaults on store-shaped data")
-    parser.add_argument("--no-core", action="store_true", help="skip the SAELens comparison and the sweep")
+    parser.add_argument("--no-core", action="store_true", help="skip the interleaved SAELens comparison")
     args = parser.parse_args()
-    main(quick=args.quick, long=args.long, arches=args.arches, store=args.store, core=not args.no_core)
+    main(quick=args.quick, long=args.long, full=args.full, core=not args.no_core)

@@ -54,6 +54,14 @@ def test_environment_yml_matches_pyproject():
     assert set(conda) <= set(pyproject), f"only in environment.yml: {set(conda) - set(pyproject)}"
 
 
+def test_bench_extra_is_offered_to_conda_users():
+    (bench,) = _pyproject()["project"]["optional-dependencies"]["bench"]
+    text = (ROOT / "environment.yml").read_text()
+    uncommented = text.replace("  # - pip:", "  - pip:").replace("  #     - ", "      - ")
+    assert {"pip": [bench]} in yaml.safe_load(uncommented)["dependencies"]
+    assert f'pip install "{bench}"' in (ROOT / "README.md").read_text()
+
+
 def test_console_script_is_installed_under_its_own_import_name():
     out = subprocess.run(
         [

@@ -42,6 +42,11 @@ class SaeRecord:
     """``cfg.json`` (architecture, sizes, provenance and final metrics)."""
     metrics: list[dict[str, Any]] = field(default_factory=list)
     """Rows of ``metrics.jsonl`` (one per logging step)."""
+    quality: dict[str, Any] = field(default_factory=dict)
+    """Held-out metrics (FVU, L0, dead fraction, tokens): saved by ``sae-store train`` in ``cfg.json``,
+    or, for an SAE without them (pretrained), measured by ``sae-store encode``."""
+    measured_by: str = "train"
+    """Which step measured ``quality``: ``train`` or ``encode``."""
 
 
 @dataclass
@@ -132,8 +137,32 @@ def load_saes(saes_dir: Path) -> dict[int, SaeRecord]:
         if metrics_file.is_file():
             lines = metrics_file.read_text(encoding="utf-8").splitlines()
             metrics = [json.loads(line) for line in lines if line.strip()]
-        out[int(m.group(1))] = SaeRecord(int(m.group(1)), folder, read_json(folder / "cfg.json"), metrics)
+        cfg = read_json(folder / "cfg.json")
+        val = ((cfg.get("sae_store") or {}).get("metrics") or {}).get("val") or {}
+        out[int(m.group(1))] = SaeRecord(int(m.group(1)), folder, cfg, metrics, dict(val))
     return out
+
+
+def add_encoded_saes(saes: dict[int, SaeRecord], encoded: dict[str, Any]) -> dict[int, SaeRecord]:
+    """``saes`` completed from the features group's ``saes`` attribute (the SAE that ``encode`` used
+    per layer): layers the SAE folder lacks (a pretrained layout) are added, and a folder's SAE
+    without held-out metrics gets those ``encode`` measured when it is the same folder."""
+    out = dict(saes)
+    for key, rec in encoded.items():
+        layer, quality = int(key), rec.get("quality") or {}
+        have = out.get(layer)
+        if have is None:
+            cfg = {name: rec.get(name) for name in ("architecture", "format", "d_in", "d_sae")}
+            out[layer] = SaeRecord(layer, Path(rec["folder"]), cfg, [], dict(quality), "encode")
+        elif not have.quality and quality and have.path.resolve() == Path(rec["folder"]):
+            out[layer] = SaeRecord(layer, have.path, have.cfg, have.metrics, dict(quality), "encode")
+    return dict(sorted(out.items()))
+
+
+def _encoded_saes(store: ActivationStore) -> dict[str, Any]:
+    """The features group's ``saes`` attribute: per layer, the SAE ``encode`` used (and its quality)."""
+    attrs: dict[str, Any] = dict(store.zarr_group(FEATURES_GROUP).attrs)
+    return dict(attrs.get("saes") or {})
 
 
 def _group_names(store: ActivationStore) -> tuple[set[str], tuple[str, ...]]:
@@ -202,7 +231,10 @@ def load_inputs(
         usage=store_usage(store),
         extraction=completion(store),
         features=completion(store, group=FEATURES_GROUP) if FEATURES_GROUP in groups else None,
-        saes=load_saes(saes_path) if saes_path is not None and saes_path.is_dir() else {},
+        saes=add_encoded_saes(
+            load_saes(saes_path) if saes_path is not None and saes_path.is_dir() else {},
+            _encoded_saes(store) if FEATURES_GROUP in groups else {},
+        ),
         saes_dir=saes_path,
         results=results,
         results_dir=results_path,

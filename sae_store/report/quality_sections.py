@@ -1,5 +1,6 @@
-"""SAE quality per layer: held-out FVU, L0 and dead fraction (from training), CE loss recovered when the
-SAE's reconstruction replaces the layer output (from the intervention experiments), training curves."""
+"""SAE quality per layer: held-out FVU, L0 and dead fraction (from training, or measured by ``encode`` for
+pretrained SAEs with the same formulas), CE loss recovered when the SAE's reconstruction replaces the
+layer output (from the intervention experiments), training curves."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sae_store.report.inputs import SaeRecord
 from sae_store.report.plotting import COLOURS, language_colour, layer_ticks, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
-#: Held-out metrics shown per layer (key in ``cfg.json``'s ``sae_store.metrics.val``, label).
+#: Held-out metrics shown per layer (key in :attr:`SaeRecord.quality`, label).
 METRICS = (
     ("fvu", "FVU (fraction of variance unexplained)"),
     ("l0", "L0 (active features per token)"),
@@ -23,21 +24,24 @@ METRICS = (
 
 
 def quality_table(saes: Mapping[int, SaeRecord]) -> pd.DataFrame:
-    """One row per layer: architecture, sizes and the held-out metrics as training saved them."""
+    """One row per layer: architecture, sizes and the held-out metrics as ``train`` or ``encode``
+    saved them."""
     rows = []
     for layer, rec in sorted(saes.items()):
         ours = rec.cfg.get("sae_store", {})
-        val = (ours.get("metrics") or {}).get("val", {})
+        val = rec.quality
         rows.append(
             {
                 "layer": layer,
                 "architecture": ours.get("architecture", rec.cfg.get("architecture")),
+                "format": "sae_store" if ours else rec.cfg.get("format", "saelens"),
+                "measured by": rec.measured_by if val else None,
                 "d_in": rec.cfg.get("d_in"),
                 "d_sae": rec.cfg.get("d_sae"),
                 "k": rec.cfg.get("k"),
                 **{name: val.get(name, np.nan) for name, _ in METRICS},
                 "explained variance": val.get("explained_variance", np.nan),
-                "tokens": val.get("tokens"),
+                "tokens": val.get("dead_fraction_tokens", val.get("tokens")),
                 "dead in training window": val.get("dead_fraction_train_window", np.nan),
                 "training window (tokens)": val.get("dead_window_tokens"),
             }
@@ -129,8 +133,10 @@ def quality_section(
     frame = quality_table(saes)
     items: list[Any] = [
         Text(
-            "Held-out metrics saved by `sae-store train` (`cfg.json`), on the `tokens` held-out vectors of "
-            "the layer (all of them, at most 100,000): FVU = sum of squared errors / sum of squared "
+            "Held-out metrics on the `tokens` held-out vectors of the layer (all of them, at most 100,000; "
+            "the samples `sae-store train` holds out): saved by `sae-store train` (`cfg.json`), or, for a "
+            "pretrained SAE (`measured by` encode), measured by `sae-store encode` with the same formulas. "
+            "FVU = sum of squared errors / sum of squared "
             "deviations from the held-out mean (1 - explained variance, as SAELens and SAEBench), L0 = mean "
             "active latents per token, dead fraction = latents that never fire on those tokens. `dead in "
             "training window` = latents that did not fire during the last `training window` tokens of "

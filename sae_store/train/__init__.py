@@ -5,6 +5,8 @@
 - :mod:`~sae_store.train.buffer` and :mod:`~sae_store.train.data`: the data provider (store ->
   shuffled batches).
 - :mod:`~sae_store.train.trainer`: the trainer, which sees only an iterator of batches.
+- :mod:`~sae_store.train.metrics`: held-out quality (FVU, L0, dead fraction), for trained and
+  pretrained SAEs alike.
 - :mod:`~sae_store.train.formats`: saving and loading SAE folders (ours, SAELens, sparsify, Gemma Scope).
 - :mod:`~sae_store.train.pretrained`: the SAE of each layer in a folder of SAEs (any of those layouts).
 - :mod:`~sae_store.train.run`: one training run of one layer (``sae-store train``).

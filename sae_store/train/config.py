@@ -369,10 +369,15 @@ class EncodeConfig:
     device: str = "auto"
     """Torch device for the SAE: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ..."""
 
+    sae_memory: int = 4 * 1024**3
+    """Bytes of SAE weights held at once. Layers are encoded in groups whose SAEs fit, block by block,
+    so each block's statistics file is rewritten once per group instead of once per layer."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "roles", tuple(self.roles))
         check_roles(self.roles)
         _positive("batch_tokens", self.batch_tokens)
+        _positive("sae_memory", self.sae_memory)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,13 +3,19 @@
 Per (layer, language, sample, feature): the mean and the max of the latent over the sample's tokens
 of the chosen roles, and the fraction of those tokens where it is active (> 0). Work is done in
 (layer, shard block) units (all languages), each flagged complete after its data, so encoding resumes
-where it stopped and array tasks (each owning a contiguous run of blocks) run in parallel. The
+where it stopped and array tasks (each owning a contiguous run of blocks) run in parallel. Layers go
+in groups whose SAEs fit ``EncodeConfig.sae_memory``, block by block within a group, so a block's
+statistics file (one shard for all layers) is rewritten once per group rather than once per layer. The
 group's attributes record which SAE produced each layer (folder, format, architecture, d_sae,
-SHA-256 of the weights file) and the token roles.
+SHA-256 of the weights file) and the token roles. For an SAE that comes without held-out metrics
+(pretrained: SAELens, sparsify, Gemma Scope), the first task also measures them
+(:func:`~sae_store.train.metrics.held_out_metrics`: FVU, L0, dead fraction) on the layer's held-out
+samples, the split ``sae-store train`` holds out, and records them as the layer's ``quality``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -20,7 +26,7 @@ import numpy as np
 import torch
 import zarr
 
-from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
+from sae_store.errors import ConfigError, DataError, IncompleteError, SaeStoreError
 from sae_store.faults import kill_point
 from sae_store.models.loader import resolve_device
 from sae_store.progress import progress_bar
@@ -36,13 +42,19 @@ from sae_store.store.schema import (  # the features layout is part of the schem
     feature_variables,
 )
 from sae_store.store.shards import available_cores
-from sae_store.train.config import EncodeConfig
+from sae_store.train.config import DataConfig, EncodeConfig
+from sae_store.train.data import StoreDataProvider
 from sae_store.train.formats import load_sae, sha256_file
+from sae_store.train.metrics import held_out_metrics
 from sae_store.train.pretrained import check_model
 from sae_store.train.sae import SparseAutoencoder
 
+log = logging.getLogger(__name__)
+
 #: Arrays written per (layer, block), in the order :func:`summarize_tokens` returns them.
 _STATISTICS = (FEATURE_MEAN, FEATURE_MAX, FEATURE_FRAC, TOKENS_USED)
+#: One language's statistics of one (layer, block), as :func:`summarize_tokens` returns them.
+_Stats = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class EncodeResult(NamedTuple):
@@ -153,6 +165,49 @@ def _prepare_group(
         store.consolidate()
 
 
+def _record_quality(
+    store: ActivationStore,
+    sae_dirs: Mapping[int, str | os.PathLike[str]],
+    config: EncodeConfig,
+    device: str,
+    selected: int,
+) -> None:
+    """Held-out metrics of every layer's SAE that has none from training (not a ``sae_store`` folder)
+    and none recorded yet, under ``saes[layer]["quality"]`` of the group's attributes; ``selected``
+    is the number of token positions of the chosen roles (it bounds the evaluation batch)."""
+    group = zarr.open_group(str(store.path / FEATURES), mode="r+", zarr_format=3, use_consolidated=False)
+    saes: dict[str, Any] = dict(group.attrs["saes"])  # type: ignore[arg-type]
+    todo = [
+        L for L in sorted(sae_dirs) if saes[str(L)]["format"] != "sae_store" and "quality" not in saes[str(L)]
+    ]
+    for layer in todo:
+        # the samples `sae-store train` holds out (DataConfig's split), at most max_eval_tokens vectors
+        data = DataConfig(
+            layer=layer, roles=config.roles, batch_size=max(1, min(config.batch_tokens, selected // 4))
+        )
+        try:
+            provider = StoreDataProvider(store, data)
+        except (IncompleteError, DataError) as e:
+            log.warning(
+                "held-out metrics of layer %d's SAE not measured (rerun encode when fixed): %s", layer, e
+            )
+            continue
+        log.info(
+            "measuring layer %d's SAE on its held-out samples (at most %d tokens)",
+            layer,
+            data.max_eval_tokens,
+        )
+        sae = load_sae(sae_dirs[layer], device=device).sae
+        metrics = held_out_metrics(sae, provider.validation_batches(), device).metrics
+        saes[str(layer)] = {
+            **saes[str(layer)],
+            "quality": {**metrics, "held_out_samples": provider.summary.val_samples},
+        }
+    if todo:
+        group.attrs["saes"] = saes
+        store.consolidate()
+
+
 def encode_features(
     store: ActivationStore,
     sae_dirs: Mapping[int, str | os.PathLike[str]],
@@ -208,15 +263,27 @@ def encode_features(
     if restart:
         delete_group(store, FEATURES)
     _prepare_group(store, records, list(config.roles), sizes.pop())
-
     roles = np.asarray(store.array(S.TOKEN_ROLE)[...])
     codes = [int(TokenRole[r.upper()]) for r in config.roles]
+    if task_index == 0:
+        _record_quality(store, sae_dirs, config, device, int(np.isin(roles, codes).sum()))
     done = store.read_flags(S.COMPLETE, group=FEATURES)
+    # layers in groups whose SAEs fit the memory budget; within a group, block by block, so each block's
+    # shard is written once per group (all its layers in one call) rather than once per layer
+    groups = _layer_groups(store, layers, records, config.sae_memory)
+    group_of = {layer: i for i, group in enumerate(groups) for layer in group}
     units = [(layer, b) for layer in layers for b in blocks]
-    todo_units = [u for u in units if not done[store.layer_index(u[0]), :, u[1].start : u[1].stop].all()]
+    todo_units = [
+        (layer, b)
+        for group in groups
+        for b in blocks
+        for layer in group
+        if not done[store.layer_index(layer), :, b.start : b.stop].all()
+    ]
     out = {name: store.array(name, FEATURES, mode="r+") for name in (*_STATISTICS, S.COMPLETE)}
-    loaded_layer, sae = None, None
-    # chunks are decoded on `readers`; the next block is read on `ahead` while the SAE encodes this one
+    loaded: dict[int, SparseAutoencoder] = {}
+    pending: list[tuple[int, list[_Stats]]] = []  # (layer index, stats per language)
+    # chunks are decoded on `readers`; the next unit is read on `ahead` while the SAE encodes this one
     n_lang = len(store.layout.languages)
     with (
         ThreadPoolExecutor(available_cores(), thread_name_prefix="sae-encode-read") as readers,
@@ -224,19 +291,17 @@ def encode_features(
     ):
         reads = [ahead.submit(_read, store, u, readers) for u in todo_units[:1]]
         for n, (layer, b) in enumerate(
-            progress_bar(todo_units, desc="encode", unit="block", enabled=progress)
+            progress_bar(todo_units, desc="encode", unit="layer-block", enabled=progress)
         ):
             if n + 1 < len(todo_units):
                 reads.append(ahead.submit(_read, store, todo_units[n + 1], readers))
-            if layer != loaded_layer:
-                sae = load_sae(sae_dirs[layer], device=device).sae
-                loaded_layer = layer
-            assert sae is not None
-            li = store.layer_index(layer)
+            if layer not in loaded:  # the previous group's SAEs are freed
+                loaded = {k: v for k, v in loaded.items() if group_of[k] == group_of[layer]}
+                loaded[layer] = load_sae(sae_dirs[layer], device=device).sae
             acts = reads.pop(0).result()
             stats = [
                 summarize_tokens(
-                    sae,
+                    loaded[layer],
                     acts[gi],
                     np.isin(roles[gi, b.start : b.stop], codes),
                     batch_tokens=config.batch_tokens,
@@ -244,13 +309,50 @@ def encode_features(
                 )
                 for gi in range(n_lang)
             ]
-            # every language of the (layer, block) in one write: one rewrite of the block's shard
-            for k, name in enumerate(_STATISTICS):
-                out[name][li, :, b.start : b.stop] = np.stack([s[k] for s in stats])
-            kill_point("encode.features_written")
-            out[S.COMPLETE][li, :, b.start : b.stop] = True
-            kill_point("encode.flags_written")
+            pending.append((store.layer_index(layer), stats))
+            nxt = todo_units[n + 1] if n + 1 < len(todo_units) else None
+            if (
+                nxt is None
+                or nxt[1] != b
+                or group_of[nxt[0]] != group_of[layer]
+                or store.layer_index(nxt[0]) != pending[-1][0] + 1
+            ):
+                _flush(out, pending, b)
+                pending = []
     return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
+
+
+def _layer_groups(
+    store: ActivationStore, layers: list[int], records: dict[int, dict[str, Any]], budget: int
+) -> list[list[int]]:
+    """``layers`` in runs of consecutive store layers whose SAEs' weights fit ``budget`` bytes together
+    (at least one layer per run)."""
+    groups: list[list[int]] = []
+    used = 0
+    for layer in layers:
+        size = 4 * (2 * records[layer]["d_in"] * records[layer]["d_sae"] + 2 * records[layer]["d_sae"])
+        last = groups[-1] if groups else []
+        adjacent = bool(last) and store.layer_index(layer) == store.layer_index(last[-1]) + 1
+        if adjacent and used + size <= budget:
+            last.append(layer)
+            used += size
+        else:
+            groups.append([layer])
+            used = size
+    return groups
+
+
+def _flush(out: dict[str, Any], pending: list[tuple[int, list[_Stats]]], b: Block) -> None:
+    """Write the statistics of consecutive store layers ``pending`` for block ``b`` in one call per
+    array (one rewrite of the block's shard), then their complete flags."""
+    first, stop = pending[0][0], pending[-1][0] + 1
+    for k, name in enumerate(_STATISTICS):
+        out[name][first:stop, :, b.start : b.stop] = np.stack(
+            [np.stack([s[k] for s in stats]) for _, stats in pending]
+        )
+    kill_point("encode.features_written")
+    out[S.COMPLETE][first:stop, :, b.start : b.stop] = True
+    kill_point("encode.flags_written")
 
 
 def _read(store: ActivationStore, unit: tuple[int, Block], pool: Executor) -> np.ndarray:

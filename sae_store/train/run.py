@@ -24,8 +24,9 @@ from sae_store.store import ActivationStore
 from sae_store.train.config import RunConfig
 from sae_store.train.data import StoreDataProvider
 from sae_store.train.formats import CFG_FILE, PROVENANCE_KEY, SPARSITY_FILE, WEIGHTS_FILE, save_sae
+from sae_store.train.metrics import EvalResult
 from sae_store.train.sae import build_sae
-from sae_store.train.trainer import EvalResult, Trainer
+from sae_store.train.trainer import Trainer
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"

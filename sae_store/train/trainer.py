@@ -14,10 +14,9 @@ as ``dead_fraction_train_window`` at the end).
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,24 +24,10 @@ from torch import Tensor
 from sae_store.models.loader import resolve_device
 from sae_store.progress import progress_bar
 from sae_store.train.config import TrainerConfig
+from sae_store.train.metrics import EvalResult, held_out_metrics, mean_log10_density
 from sae_store.train.sae import ForwardOutput, SparseAutoencoder
 
-#: Density below this counts as zero in log10 averages (SAELens uses the same floor).
-DENSITY_FLOOR = 1e-10
 _SUMS = ("loss", "mse", "fvu", "l0", "aux_loss", "sparsity_loss", "data_wait_s", "compute_s")
-
-
-class EvalResult(NamedTuple):
-    """Held-out metrics and the per-latent firing density behind them."""
-
-    metrics: dict[str, float]
-    log10_density: Tensor
-    """log10 of each latent's firing frequency [d_sae] (floored at 1e-10)."""
-
-
-def mean_log10_density(counts: Tensor, tokens: int) -> float:
-    """Mean over latents of log10(fraction of tokens where the latent fired)."""
-    return float(torch.log10(counts.double() / max(tokens, 1) + DENSITY_FLOOR).mean())
 
 
 class Trainer:
@@ -182,45 +167,13 @@ class Trainer:
         self._reset_window()
         return record
 
-    @torch.no_grad()
     def evaluate(self, batches: Iterable[Tensor]) -> EvalResult:
-        """Metrics of the SAE in inference mode on held-out batches (variance about their own mean)."""
-        self.sae.eval()
-        d_sae, d_in = self.sae.d_sae, self.sae.d_in
-        n, sse, l0 = 0, 0.0, 0.0
-        s1 = torch.zeros(d_in, dtype=torch.float64, device=self.device)
-        s2 = torch.zeros(d_in, dtype=torch.float64, device=self.device)
-        fired = torch.zeros(d_sae, dtype=torch.long, device=self.device)
-        try:
-            for batch in batches:
-                x = batch.to(self.device)
-                latents = self.sae.encode(x)
-                sse += float((self.sae.decode(latents) - x).double().pow(2).sum())
-                s1 += x.double().sum(0)
-                s2 += x.double().pow(2).sum(0)
-                active = latents > 0
-                fired += active.sum(0)
-                l0 += float(active.sum())
-                n += len(x)
-        finally:
-            self.sae.train()
-        if n == 0:
-            return EvalResult({"tokens": 0}, torch.full((d_sae,), math.log10(DENSITY_FLOOR)))
-        total = float((s2 - s1.pow(2) / n).sum())
-        fvu = sse / max(total, 1e-12)
-        log10_density = torch.log10(fired.double() / n + DENSITY_FLOOR).float().cpu()
-        metrics = {
-            "tokens": n,
-            "mse": sse / n,
-            "fvu": fvu,
-            "explained_variance": 1.0 - fvu,
-            "l0": l0 / n,
-            "dead_fraction": float((fired == 0).double().mean()),
-            "dead_fraction_tokens": n,
-            **self.training_dead(),
-            "mean_log10_density": float(log10_density.double().mean()),
-        }
-        return EvalResult(metrics, log10_density)
+        """Held-out metrics of the SAE (:func:`~sae_store.train.metrics.held_out_metrics`) and the dead
+        fraction of the last training window."""
+        result = held_out_metrics(self.sae, batches, self.device)
+        if not result.metrics["tokens"]:
+            return result
+        return EvalResult({**result.metrics, **self.training_dead()}, result.log10_density)
 
     def training_dead(self) -> dict[str, float]:
         """Fraction of latents that never fired during the last dead window of training (or during

@@ -53,6 +53,7 @@ def test_roles_parsing():
             r"l1_coefficient must be a non-negative number, got nan",
         ),
         (lambda: EncodeConfig(batch_tokens=0), r"batch_tokens must be a positive integer, got 0"),
+        (lambda: EncodeConfig(sae_memory=0), r"sae_memory must be a positive integer, got 0"),
         (
             lambda: RunConfig.from_dict({"sae": {}, "data": {"layer": 0}, "extra": 1}),
             r"unknown run config keys \['extra'\]",

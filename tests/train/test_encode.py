@@ -208,3 +208,39 @@ def test_concurrent_array_tasks_write_disjoint_files(encoded):
         f"feature_mean/c/0/0/{b}/0" for b in range(len(store.blocks))
     ]
     xr.testing.assert_identical(store.dataset(group=FEATURES).load(), whole)
+
+
+def test_each_block_is_written_once_for_all_layers_with_unchanged_values(filled_store, tmp_path, monkeypatch):
+    from zarr.storage import LocalStore
+
+    store = filled_store(layers=[0, 1, 2])
+    saes = tmp_path / "saes"
+    for layer in (0, 1, 2):
+        _save(saes / f"layer_{layer}", "jumprelu" if layer == 1 else "topk", seed=layer)
+    writes: dict[str, int] = {}
+    set_file = LocalStore.set
+
+    async def counting(self, key, value):
+        if key.startswith(f"{FEATURES}/{S.FEATURE_MEAN}/c/"):
+            writes[key] = writes.get(key, 0) + 1
+        await set_file(self, key, value)
+
+    monkeypatch.setattr(LocalStore, "set", counting)
+    one_sae_at_a_time = EncodeConfig(sae_memory=1)  # every layer its own group: a write per layer
+    encode_features(store, find_saes(saes), one_sae_at_a_time, progress=False)
+    per_layer = store.dataset(group=FEATURES).load()
+    assert len(writes) == 6 and set(writes.values()) == {3}  # 6 blocks, each rewritten for 3 layers
+    writes.clear()
+    result = encode_features(store, find_saes(saes), restart=True, progress=False)
+    assert result.encoded == 3 * 2 * 6 and len(writes) == 6 and set(writes.values()) == {1}
+    xr.testing.assert_identical(store.dataset(group=FEATURES).load(), per_layer)
+    writes.clear()
+    two_saes = EncodeConfig(sae_memory=2 * 4 * (2 * 16 * 48 + 2 * 48))  # layers 0-1, then 2
+    encode_features(store, find_saes(saes), two_saes, restart=True, progress=False)
+    assert len(writes) == 6 and set(writes.values()) == {2}
+    xr.testing.assert_identical(store.dataset(group=FEATURES).load(), per_layer)
+    mean, _, frac, used = _expected(store, saes / "layer_2", 2, "ar")
+    sel = per_layer.sel(layer=2, language="ar")
+    np.testing.assert_allclose(sel.feature_mean.values, mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(sel.tokens_used.values, used)
+    assert 0 < np.count_nonzero(frac) < frac.size

@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 from sae_store.errors import SaeStoreError
 from sae_store.store import TokenRole
 from sae_store.store import schema as S
-from sae_store.train.config import SaeConfig
+from sae_store.train.config import DataConfig, SaeConfig
+from sae_store.train.data import StoreDataProvider
 from sae_store.train.encode import FEATURES
 from sae_store.train.formats import load_sae
 from sae_store.train.pretrained import find_saes
@@ -146,7 +147,38 @@ def test_encode_analyze_report_on_pretrained_saes(filled_store, tmp_path, capsys
     report = tmp_path / "report"
     assert main(["report", str(store.path), "--out", str(report), "--saes", str(root),
                  "--results", str(results)]) == 0, capsys.readouterr().err  # fmt: skip
-    assert (report / "summary.json").is_file()
+    # the quality table has a row per layer, measured by encode on the held-out samples
+    rows = json.loads((report / "summary.json").read_text())["sections"]["sae_quality"]["per_layer"]
+    assert [r["layer"] for r in rows] == [0, 1]
+    for row in rows:
+        want = _held_out_quality(store, row["layer"], load_sae(find_saes(spec)[row["layer"]]).sae)
+        assert row["measured by"] == "encode" and row["format"] == fmt
+        assert row["tokens"] == want["tokens"]
+        got = [row["fvu"], row["l0"], row["dead_fraction"]]
+        np.testing.assert_allclose(got, [want["fvu"], want["l0"], want["dead_fraction"]], rtol=1e-5)
+
+
+def _held_out_quality(store, layer: int, sae) -> dict[str, float]:
+    """FVU, L0 and dead fraction of ``sae`` on the held-out samples' image and text tokens, by hand."""
+    held_out = StoreDataProvider(store, DataConfig(layer=layer, batch_size=1)).val_samples
+    li = store.layer_index(layer)
+    xs = []
+    for gi in range(len(store.layout.languages)):
+        for s in held_out:
+            x = np.asarray(store.array(S.ACTIVATIONS)[li, gi, s], dtype=np.float64)
+            roles = np.asarray(store.array(S.TOKEN_ROLE)[gi, s])
+            xs.append(x[np.isin(roles, [TokenRole.IMAGE, TokenRole.TEXT]) & np.isfinite(x).all(1)])
+    x = np.concatenate(xs)
+    with torch.no_grad():
+        z = sae.encode(torch.from_numpy(x).float())
+        err = (sae.decode(z).double().numpy() - x) ** 2
+    active = z.numpy() > 0
+    return {
+        "tokens": len(x),
+        "fvu": err.sum() / ((x - x.mean(0)) ** 2).sum(),
+        "l0": active.sum(1).mean(),
+        "dead_fraction": (~active.any(0)).mean(),
+    }
 
 
 def test_encode_refuses_a_pretrained_sae_of_another_width(filled_store, tmp_path, capsys):
