@@ -166,7 +166,7 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         "--decoder-init-norm",
         type=float,
         default=sae.decoder_init_norm,
-        help="decoder row norm at init (kept in training, folded to 1 on save); 0 = 1 (relu: 0.1)",
+        help="decoder row norm at init (kept in training, folded to 1 on save); 0 = 1",
     )
     add("--aux-k", type=int, default=sae.aux_k, help="dead latents in the AuxK loss; 0 = hidden size / 2")
     add(

@@ -58,7 +58,6 @@ class SparseAutoencoder(nn.Module):
 
     architecture: ClassVar[str]
     unit_norm_decoder: ClassVar[bool] = True
-    default_decoder_norm: ClassVar[float] = 1.0
 
     def __init__(self, config: SaeConfig, *, apply_b_dec_to_input: bool = True, seed: int = 0) -> None:
         super().__init__()
@@ -76,7 +75,7 @@ class SparseAutoencoder(nn.Module):
     @property
     def decoder_norm(self) -> float:
         """Decoder row norm at initialisation (kept while training when the decoder is constrained)."""
-        return self.config.decoder_init_norm or self.default_decoder_norm
+        return self.config.decoder_init_norm or 1.0
 
     @property
     def d_in(self) -> int:
@@ -263,7 +262,6 @@ class ReluSAE(SparseAutoencoder):
 
     architecture = "relu"
     unit_norm_decoder = False
-    default_decoder_norm = 0.1
 
     def activation(self, hidden_pre: Tensor) -> Tensor:
         return hidden_pre.relu()
