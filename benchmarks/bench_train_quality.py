@@ -226,10 +226,10 @@ def _sweep_points(batch: int) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def store_rows(steps: int, batch: int) -> list[str]:
-    """The sweep trained through ``StoreDataProvider`` on a store-shaped layer (outlier dimensions,
-    bf16 values, token vectors grouped by sample), evaluated on its held-out samples with the
-    trainer's own metrics."""
+def store_rows(steps: int, batch: int, points: list[tuple[str, dict[str, Any]]] | None = None) -> list[str]:
+    """The sweep (or ``points``: labelled trainer settings) trained through ``StoreDataProvider`` on a
+    store-shaped layer (outlier dimensions, bf16 values, token vectors grouped by sample), evaluated
+    on its held-out samples with the trainer's own metrics."""
     import shutil
     import tempfile
 
@@ -244,7 +244,7 @@ def store_rows(steps: int, batch: int) -> list[str]:
         path, atoms = make_store(tmp / "store.zarr", Setup(D_IN, 256, 280, (), batch, 0, 0, "cpu"))
         provider = StoreDataProvider(open_store(path), DataConfig(layer=0, batch_size=batch))
         scale = provider.estimate_scale()
-        for label, cfg in _sweep_points(batch):
+        for label, cfg in points or _sweep_points(batch):
             print(f"store-shaped data: {label}", flush=True)
             runner = Ours(steps, **cfg)
             stream = provider.batches(scale=scale)

@@ -59,7 +59,7 @@ def _train(args: argparse.Namespace) -> int:
         ),
         trainer=TrainerConfig(
             steps=args.steps, lr=args.lr, lr_warmup_steps=warmup, lr_decay_fraction=args.lr_decay_fraction,
-            grad_clip=args.grad_clip, dead_window_tokens=args.dead_window_tokens,
+            grad_clip=args.grad_clip, b_dec_init=args.b_dec_init, dead_window_tokens=args.dead_window_tokens,
             log_every=args.log_every, checkpoint_every=args.checkpoint_every, seed=args.seed,
             device=args.device, autocast_bf16=args.autocast_bf16,
         ),
@@ -113,7 +113,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 def _add_trainer_options(p: argparse.ArgumentParser) -> None:
     """The SAE and optimiser settings; defaults come from SaeConfig / TrainerConfig."""
-    from sae_store.train.config import ARCHITECTURES, SaeConfig, TrainerConfig
+    from sae_store.train.config import ARCHITECTURES, B_DEC_INITS, SaeConfig, TrainerConfig
 
     archs = ", ".join(ARCHITECTURES)
     sae, tr = SaeConfig(), TrainerConfig()
@@ -161,6 +161,12 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         type=float,
         default=tr.grad_clip,
         help=f"max gradient norm (0: no clipping); {tr.grad_clip}",
+    )
+    add(
+        "--b-dec-init",
+        choices=B_DEC_INITS,
+        default=tr.b_dec_init,
+        help=f"decoder bias at the start: the first batch's mean, or zeros (as SAELens); {tr.b_dec_init}",
     )
     add(
         "--decoder-init-norm",

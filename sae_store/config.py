@@ -216,6 +216,8 @@ class SaeSettings:
     """Final fraction of the steps over which the learning rate decays to 0."""
     grad_clip: float | None = None
     """Maximum gradient norm (0: no clipping)."""
+    b_dec_init: str | None = None
+    """Decoder bias at the start: ``mean`` (of the first batch) or ``zeros``."""
     decoder_init_norm: float | None = None
     aux_k: int | None = None
     """Dead latents in the AuxK loss (0: hidden size / 2)."""

@@ -175,9 +175,9 @@ def _caption_args(cfg: PipelineConfig) -> list[str]:
 
 def _train_args(cfg: PipelineConfig) -> list[str]:
     names = ("arch", "k", "expansion", "d_sae", "steps", "batch_size", "lr", "lr_warmup_steps",
-             "lr_decay_fraction", "grad_clip", "decoder_init_norm", "aux_k", "aux_k_coefficient",
-             "dead_window_tokens", "l1_coefficient", "l0_coefficient", "sparsity_warmup_steps", "roles",
-             "seed", "device")  # fmt: skip
+             "lr_decay_fraction", "grad_clip", "b_dec_init", "decoder_init_norm", "aux_k",
+             "aux_k_coefficient", "dead_window_tokens", "l1_coefficient", "l0_coefficient",
+             "sparsity_warmup_steps", "roles", "seed", "device")  # fmt: skip
     s = cfg.sae
     args = [str(cfg.paths.path("store")), "--out", str(cfg.paths.path("saes")), "--resume"]
     args += _options(s, names)

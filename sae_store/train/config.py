@@ -232,6 +232,10 @@ class DataConfig:
         return _from_dict(cls, data, "data")
 
 
+#: Starts of the decoder bias (:attr:`TrainerConfig.b_dec_init`).
+B_DEC_INITS = ("mean", "zeros")
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     """Optimisation, logging and checkpointing of one training run."""
@@ -256,6 +260,11 @@ class TrainerConfig:
 
     grad_clip: float = 1.0
     """Maximum gradient norm (0 disables clipping)."""
+
+    b_dec_init: str = "mean"
+    """How the decoder bias starts: ``mean``, the mean of the first training batch (as sparsify and
+    OpenAI's TopK recipe start it; residual streams carry large constant channels, and from zero they
+    hold nearly every latent dead), or ``zeros`` (SAELens's default)."""
 
     log_every: int = 50
     """Steps between metric records (metrics.jsonl and the progress bar)."""
@@ -287,6 +296,8 @@ class TrainerConfig:
         _positive("checkpoint_every", self.checkpoint_every, allow_zero=True)
         _positive("dead_window_tokens", self.dead_window_tokens)
         _positive("seed", self.seed, allow_zero=True)
+        if self.b_dec_init not in B_DEC_INITS:
+            raise ConfigError(f"b_dec_init must be one of {', '.join(B_DEC_INITS)}, got {self.b_dec_init!r}")
         if not 0 <= self.lr_decay_fraction <= 1:
             raise ConfigError(f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction!r}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):

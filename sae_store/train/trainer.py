@@ -74,6 +74,9 @@ class Trainer:
     def train_step(self, batch: Tensor) -> ForwardOutput:
         """One optimizer step on ``batch`` [batch, d_in]."""
         x = batch.to(self.device, non_blocking=True)
+        if self.step == 0 and self.config.b_dec_init == "mean":
+            with torch.no_grad():
+                self.sae.b_dec.copy_(x.float().mean(dim=0))
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         with self._autocast():

@@ -45,6 +45,7 @@ def test_roles_parsing():
         (lambda: DataConfig(layer=-1), r"layer must be a non-negative integer, got -1"),
         (lambda: DataConfig(layer=0, batch_size=0), r"batch_size must be a positive integer, got 0"),
         (lambda: TrainerConfig(lr=0.0), r"lr must be a positive number, got 0.0"),
+        (lambda: TrainerConfig(b_dec_init="median"), r"b_dec_init must be one of mean, zeros, got 'median'"),
         (lambda: TrainerConfig(steps=True), r"steps must be a positive integer, got True"),
         (lambda: TrainerConfig(adam_betas=(0.9, 1.0)), r"adam_betas must be two numbers in \[0, 1\)"),
         (lambda: TrainerConfig(lr_decay_fraction=1.5), r"lr_decay_fraction must be in \[0, 1\], got 1.5"),
@@ -75,13 +76,15 @@ def test_every_trainer_knob_goes_from_yaml_to_the_train_command():
 
     sae = {"arch": "matryoshka_batchtopk", "k": 8, "d_sae": 512, "matryoshka_widths": [64, 256, 512],
            "lr": 1e-3, "lr_warmup_steps": 20, "lr_decay_fraction": 0.1, "grad_clip": 0.5,
-           "decoder_init_norm": 0.5, "aux_k": 32, "aux_k_coefficient": 0.0625, "dead_window_tokens": 50000,
+           "b_dec_init": "zeros", "decoder_init_norm": 0.5, "aux_k": 32, "aux_k_coefficient": 0.0625,
+           "dead_window_tokens": 50000,
            "seed": 3, "device": "auto", "autocast_bf16": True}  # fmt: skip
     cfg = config_from_dict({"paths": {"root": "/tmp/run"}, "sae": sae})
     args = get_step("train").args(cfg)
     for flag, value in [("--arch", "matryoshka_batchtopk"), ("--d-sae", "512"), ("--lr", "0.001"),
                         ("--lr-warmup-steps", "20"), ("--lr-decay-fraction", "0.1"), ("--grad-clip", "0.5"),
-                        ("--decoder-init-norm", "0.5"), ("--aux-k", "32"), ("--aux-k-coefficient", "0.0625"),
+                        ("--b-dec-init", "zeros"), ("--decoder-init-norm", "0.5"), ("--aux-k", "32"),
+                        ("--aux-k-coefficient", "0.0625"),
                         ("--dead-window-tokens", "50000"), ("--matryoshka-widths", "64,256,512"),
                         ("--seed", "3"), ("--device", "auto")]:  # fmt: skip
         assert args[args.index(flag) + 1] == value, flag
@@ -93,4 +96,5 @@ def test_every_trainer_knob_goes_from_yaml_to_the_train_command():
         parsed.matryoshka_widths == "64,256,512"
         and parsed.autocast_bf16
         and parsed.dead_window_tokens == 50000
+        and parsed.b_dec_init == "zeros"
     )

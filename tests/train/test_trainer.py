@@ -158,3 +158,35 @@ def test_defaults_do_not_diverge_at_ten_times_the_steps():
         assert all(torch.isfinite(p).all() for p in sae.parameters())
         fvu[steps] = trainer.evaluate(held).metrics["fvu"]
     assert fvu[1500] < 0.8 * fvu[150], fvu  # still improving, not diverging
+
+
+def test_the_decoder_bias_starts_at_the_first_batch_mean() -> None:
+    batch = torch.randn(64, 8) + torch.arange(8.0)
+    sae = build_sae(SaeConfig(architecture="topk", d_in=8, expansion=2, k=2), seed=0)
+    Trainer(sae, TrainerConfig(steps=10, lr=1e-9, lr_warmup_steps=0)).train_step(batch)
+    torch.testing.assert_close(sae.b_dec.detach(), batch.mean(dim=0), atol=1e-6, rtol=0)
+    zeros = build_sae(SaeConfig(architecture="topk", d_in=8, expansion=2, k=2), seed=0)
+    Trainer(zeros, TrainerConfig(steps=10, lr=1e-9, lr_warmup_steps=0, b_dec_init="zeros")).train_step(batch)
+    assert zeros.b_dec.abs().max() < 1e-6
+
+
+def test_started_at_the_mean_constant_channels_leave_no_latent_dead() -> None:
+    """Residual streams carry a few large constant channels; from a zero decoder bias the encoder's
+    pre-activations are dominated by them and most latents never fire."""
+    d_in, n_atoms, k = 32, 48, 3
+    dictionary = sparse_dictionary(n_atoms, d_in, seed=4)
+    offset = torch.zeros(d_in)
+    offset[:4] = 40.0
+
+    def run(b_dec_init: str) -> dict:
+        sae = build_sae(SaeConfig(architecture="topk", d_in=d_in, d_sae=2 * n_atoms, k=k), seed=0)
+        config = TrainerConfig(steps=300, lr=4e-3, lr_warmup_steps=30, dead_window_tokens=10_000,
+                               b_dec_init=b_dec_init)  # fmt: skip
+        trainer = Trainer(sae, config)
+        trainer.fit((b + offset for b in _batches(dictionary, k, 128)), progress=False)
+        held = (b + offset for b, _ in zip(_batches(dictionary, k, 512, seed=9), range(4), strict=False))
+        return trainer.evaluate(held).metrics
+
+    mean, zeros = run("mean"), run("zeros")
+    assert mean["dead_fraction_train_window"] < 0.2 < zeros["dead_fraction_train_window"], (mean, zeros)
+    assert mean["fvu"] < 0.5 * zeros["fvu"], (mean, zeros)
