@@ -19,7 +19,8 @@ def main() -> dict[str, Any]:
             f"TopK (d_sae 2048, k 16), batches of {SMALL_BATCH}, {STEPS} steps, the other settings at "
             "their defaults; the same data for both starts.",
             "",
-            "Known dictionary (as in the section above; its mean is small next to its spread):",
+            'Known dictionary (the one of "SAE training quality per token"; its mean is small next to its '
+            "spread):",
             "",
             "| b_dec start | FVU | L0 | dead | recovery |",
             "| --- | --- | --- | --- | --- |",
