@@ -216,7 +216,7 @@ class SaeSettings:
     """Final fraction of the steps over which the learning rate decays to 0."""
     grad_clip: float | None = None
     """Maximum gradient norm (0: no clipping)."""
-    b_dec_init: str | None = None
+    b_dec_init: Literal["mean", "zeros"] | None = None
     """Decoder bias at the start: ``mean`` (of the first batch) or ``zeros``."""
     decoder_init_norm: float | None = None
     aux_k: int | None = None

@@ -117,6 +117,8 @@ def test_paths_expand_variables_and_resolve_against_the_root(
          r"slurm.extra_directives holds sbatch options like '--constraint=a100', got 'constraint=a100'"),
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "tasks": 0}},
          r"slurm.tasks must be a positive"),
+        ({"paths": {"root": "r"}, "sae": {"b_dec_init": "median"}},
+         r"sae.b_dec_init must be one of \['mean', 'zeros'\], got 'median'"),
         ({"paths": {"root": "r"}, "sae": {"arch": "gated"}},
          r"sae.arch must be one of \['topk', 'batchtopk', 'relu', 'jumprelu', 'matryoshka_batchtopk'\], "
          r"got 'gated'"),
