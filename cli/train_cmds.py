@@ -122,19 +122,19 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         "--arch",
         default=sae.architecture,
         metavar="ARCH",
-        help=f"SAE architecture: {archs}; {sae.architecture}",
+        help=f"SAE architecture: {archs}",
     )
     add(
         "--k",
         type=int,
         default=sae.k,
-        help=f"active latents per token (topk, batchtopk, matryoshka); {sae.k}",
+        help="active latents per token (topk, batchtopk, matryoshka)",
     )
     add(
         "--expansion",
         type=int,
         default=sae.expansion,
-        help=f"d_sae = expansion x hidden size; {sae.expansion}",
+        help="d_sae = expansion x hidden size",
     )
     add("--d-sae", type=int, default=0, help="number of latents (overrides --expansion); 0 = use --expansion")
     add(
@@ -142,9 +142,9 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         metavar="W,W,...",
         help="matryoshka_batchtopk: nested widths ending at d_sae; default d_sae/16, /8, /4, /2, d_sae",
     )
-    add("--steps", type=int, default=tr.steps, help=f"optimizer steps; {tr.steps}")
-    add("--batch-size", type=int, default=4096, help="token vectors per step; 4096")
-    add("--lr", type=float, default=tr.lr, help=f"peak Adam learning rate; {tr.lr:g}")
+    add("--steps", type=int, default=tr.steps, help="optimizer steps")
+    add("--batch-size", type=int, default=4096, help="token vectors per step")
+    add("--lr", type=float, default=tr.lr, help="peak Adam learning rate")
     add(
         "--lr-warmup-steps",
         type=int,
@@ -154,19 +154,19 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         "--lr-decay-fraction",
         type=float,
         default=tr.lr_decay_fraction,
-        help=f"final fraction of the steps over which the lr decays linearly to 0; {tr.lr_decay_fraction}",
+        help="final fraction of the steps over which the lr decays linearly to 0",
     )
     add(
         "--grad-clip",
         type=float,
         default=tr.grad_clip,
-        help=f"max gradient norm (0: no clipping); {tr.grad_clip}",
+        help="max gradient norm (0: no clipping)",
     )
     add(
         "--b-dec-init",
-        choices=B_DEC_INITS,
+        metavar="|".join(B_DEC_INITS),
         default=tr.b_dec_init,
-        help=f"decoder bias at the start: the first batch's mean, or zeros (as SAELens); {tr.b_dec_init}",
+        help="decoder bias at the start: the first batch's mean, or zeros (as SAELens)",
     )
     add(
         "--decoder-init-norm",
@@ -179,31 +179,31 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
         "--aux-k-coefficient",
         type=float,
         default=sae.aux_k_coefficient,
-        help=f"weight of the AuxK loss; {sae.aux_k_coefficient:g}",
+        help="weight of the AuxK loss",
     )
     add(
         "--dead-window-tokens",
         type=int,
         default=tr.dead_window_tokens,
-        help=f"latents silent this many training tokens are dead (AuxK); {tr.dead_window_tokens}",
+        help="latents silent this many training tokens are dead (AuxK)",
     )
     add(
         "--l1-coefficient",
         type=float,
         default=sae.l1_coefficient,
-        help=f"relu: L1 weight; {sae.l1_coefficient:g}",
+        help="relu: L1 weight",
     )
     add(
         "--l0-coefficient",
         type=float,
         default=sae.l0_coefficient,
-        help=f"jumprelu: L0 weight; {sae.l0_coefficient:g}",
+        help="jumprelu: L0 weight",
     )
     add(
         "--sparsity-warmup-steps",
         type=int,
         default=sae.sparsity_warmup_steps,
-        help=f"relu/jumprelu: sparsity warm-up steps; {sae.sparsity_warmup_steps}",
+        help="relu/jumprelu: sparsity warm-up steps",
     )
 
 
@@ -221,16 +221,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--roles", default="image,text", help="token roles: image, text, special or all (image,text)"
     )
     add_languages(p, "languages to mix into one shared SAE", "all")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="samples held out for evaluation; 0.1")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="samples held out for evaluation")
     p.add_argument(
         "--memory-budget",
         default="2GiB",
         help="RAM for training data: loaded once if it fits, else streamed; default 2GiB",
     )
-    p.add_argument("--read-threads", type=int, default=4, help="samples decoded at once when reading; 4")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split and shuffling; 0")
+    p.add_argument("--read-threads", type=int, default=4, help="samples decoded at once when reading")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split and shuffling")
     p.add_argument(
-        "--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda, cuda:1; auto"
+        "--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda, cuda:1"
     )
     p.add_argument(
         "--autocast-bf16", action="store_true", help="on CUDA, forward pass under bfloat16 autocast"
@@ -264,8 +264,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--roles", default="image,text", help="token roles summarised; default image,text")
     p.add_argument("--task-index", type=int, help="this array task (default: from $SLURM_ARRAY_TASK_ID)")
     p.add_argument("--task-count", type=int, help="number of array tasks (default: $SLURM_ARRAY_TASK_COUNT)")
-    p.add_argument("--batch-tokens", type=int, default=8192, help="token vectors encoded at once; 8192")
-    p.add_argument("--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda; auto")
+    p.add_argument("--batch-tokens", type=int, default=8192, help="token vectors encoded at once")
+    p.add_argument("--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda")
     add_overwrite(
         p, "delete the features group first (single process; discards encoded features)", old=("--restart",)
     )

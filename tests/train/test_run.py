@@ -209,6 +209,9 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
         r"architecture must be one of \['topk', 'batchtopk', 'relu', "
         r"'jumprelu', 'matryoshka_batchtopk'\], got 'gated'",
     )
+    refused(
+        ["--layer", "1", "--b-dec-init", "median"], r"b_dec_init must be one of mean, zeros, got 'median'"
+    )
     refused(["--layer", "1", "--k", "100"], r"k=100 is larger than d_sae=64")
     refused(["--layer", "1", "--lr", "0"], r"lr must be a positive number, got 0.0")
     refused(["--layer", "1", "--lr=-1e-3"], r"lr must be a positive number, got -0.001")
