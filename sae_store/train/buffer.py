@@ -2,13 +2,15 @@
 the data provider).
 
 A *unit* is whatever the caller can load as one array of token vectors, e.g. one shard block of
-one language. Each epoch visits the units in a seeded random order, ``units_per_round`` at a time;
-a round's vectors fill a shuffle buffer that is drawn in a seeded random order. Batches are
-consecutive slices of the stream of rounds, so every loaded vector is used once per epoch: a batch
-that reaches the end of a round is completed from the next one (at an epoch's end, from the next
-epoch). With ``units_per_round >= n_units`` everything is loaded once, kept, and re-permuted every
-epoch (in-RAM sampling). The batch sequence is a pure function of the seed, so a position
-``(epoch, round, offset)`` is all a checkpoint needs: only the rounds from there on are read again.
+one language; the loader says which of the rows it wrote are usable, so it may decode straight into
+the buffer and leave unused rows in place. Each epoch visits the units in a seeded random order,
+``units_per_round`` at a time; a round's vectors fill a shuffle buffer that is drawn in a seeded
+random order. Batches are consecutive slices of the stream of rounds, so every loaded vector is used
+once per epoch: a batch that reaches the end of a round is completed from the next one (at an
+epoch's end, from the next epoch). With ``units_per_round >= n_units`` everything is loaded once,
+kept, and re-permuted every epoch (in-RAM sampling). The batch sequence is a pure function of the
+seed, so a position ``(epoch, round, offset)`` is all a checkpoint needs: only the rounds from there
+on are read again.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ class BatchPosition(NamedTuple):
 class _Round(NamedTuple):
     epoch: int
     round: int
-    vectors: np.ndarray
-    order: np.ndarray
     buffer: np.ndarray
-    """The allocation ``vectors`` is a view of, reused by a later round once this one is drawn."""
+    """The round's rows (reused by a later round once this one is drawn)."""
+    rows: np.ndarray
+    """The usable rows of ``buffer``, in the order the units were loaded."""
+    order: np.ndarray
+    """``rows`` in the order they are drawn."""
 
 
 class ShuffledBatches(Iterator[Tensor]):
@@ -47,10 +51,10 @@ class ShuffledBatches(Iterator[Tensor]):
     Parameters
     ----------
     load_unit
-        ``load_unit(i, out)`` writes the (already filtered) token vectors of unit ``i`` into
-        ``out[:n]`` (``out`` has ``unit_sizes[i]`` rows) and returns ``n``.
+        ``load_unit(i, out)`` writes the token vectors of unit ``i`` into ``out`` (``unit_sizes[i]``
+        rows) and returns the indices of its usable rows, in increasing order.
     unit_sizes
-        Upper bound of the vectors each unit holds (buffers are allocated once from them).
+        Rows each unit writes (buffers are allocated once from them).
     d
         Width of the vectors.
     batch_size
@@ -69,7 +73,7 @@ class ShuffledBatches(Iterator[Tensor]):
 
     def __init__(
         self,
-        load_unit: Callable[[int, np.ndarray], int],
+        load_unit: Callable[[int, np.ndarray], np.ndarray],
         unit_sizes: Sequence[int],
         d: int,
         *,
@@ -121,17 +125,17 @@ class ShuffledBatches(Iterator[Tensor]):
             if self._current is None or self._current[:2] != self.position[:2]:
                 self._current = self._take_round(self.position.epoch, self.position.round)
             r, offset = self._current, self.position.offset
-            take = min(len(r.vectors) - offset, bs - filled)
+            take = min(len(r.order) - offset, bs - filled)
             if take > 0:  # the one copy of each vector: gathered straight into the batch ("clip": the
                 # indices are valid, and numpy's default mode would gather into a temporary first)
                 out = batch[filled : filled + take]
-                np.take(r.vectors, r.order[offset : offset + take], axis=0, out=out, mode="clip")
+                np.take(r.buffer, r.order[offset : offset + take], axis=0, out=out, mode="clip")
                 filled += take
                 self.position = self.position._replace(offset=offset + take)
                 self._empty_rounds = 0
-            if self.position.offset < len(r.vectors):
+            if self.position.offset < len(r.order):
                 continue
-            self._empty_rounds += 1 if not len(r.vectors) else 0
+            self._empty_rounds += 1 if not len(r.order) else 0
             if self._empty_rounds > self._rounds_per_epoch:
                 raise DataError(
                     "no unit holds a usable vector (every round of an epoch was empty); check the data "
@@ -180,12 +184,14 @@ class ShuffledBatches(Iterator[Tensor]):
             loaded = self._load(epoch, rnd)
         if self._pool is not None:
             self._next = self._pool.submit(self._load, *self._following(epoch, rnd))
-        order = np.random.default_rng([self.seed, epoch, rnd, 1]).permutation(len(loaded.vectors))
+        rows = loaded.rows
+        order = rows[np.random.default_rng([self.seed, epoch, rnd, 1]).permutation(len(rows))]
         return loaded._replace(epoch=epoch, round=rnd, order=order)
 
     def _load(self, epoch: int, rnd: int) -> _Round:
         buf = self._spare.pop() if self._spare else np.empty((self._capacity, self._d), dtype=np.float32)
-        n = 0
+        rows, n = [np.empty(0, dtype=np.int64)], 0
         for i in self._units(epoch, rnd):
-            n += self._load_unit(int(i), buf[n : n + self._sizes[i]])
-        return _Round(epoch, rnd, buf[:n], np.empty(0, dtype=np.int64), buf)
+            rows.append(n + self._load_unit(int(i), buf[n : n + self._sizes[i]]))
+            n += self._sizes[i]
+        return _Round(epoch, rnd, buf, np.concatenate(rows), rows[0])

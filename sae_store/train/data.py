@@ -4,10 +4,12 @@ Selection: one layer, some languages (default all: one shared SAE per layer), so
 (default image and text; padding never), samples split into train and validation by sample (the
 same images in every language), samples whose extraction failed left out. Reading: one shard file
 per (language, shard block), of which only the sample chunks holding selected vectors are read and
-decoded, each on one of ``read_threads`` threads into that thread's reusable one-sample buffer
-(it stays in the CPU cache), whose selected rows are checked for NaN/inf and copied once, into the
-shuffle buffer of :class:`~sae_store.train.buffer.ShuffledBatches`; validation samples one chunk
-each. Non-finite vectors are skipped and counted.
+decoded, each on one of ``read_threads`` threads. A chunk most of whose rows are selected (the
+usual case: image and text tokens) is decoded straight into the shuffle buffer of
+:class:`~sae_store.train.buffer.ShuffledBatches`, its unselected rows skipped by index; a sparser one
+into that thread's reusable one-sample buffer, whose selected rows are copied once. Non-finite
+vectors are skipped and counted; a sample the writer measured free of NaN/inf (its stored
+``nonfinite`` count is 0) is not checked again. Validation samples are read one chunk each.
 """
 
 from __future__ import annotations
@@ -34,12 +36,31 @@ from sae_store.train.config import DataConfig
 log = logging.getLogger(__name__)
 
 
+#: A sample chunk is decoded straight into the shuffle buffer when at least this share of its rows is
+#: selected (the buffer then holds its unselected rows too); otherwise only its selected rows are copied.
+IN_PLACE_SHARE = 0.875
+
+
 class _Unit(NamedTuple):
     language: int
     start: int
-    stop: int
     mask: np.ndarray
     """(samples, tokens) bool: the vectors of this block that are used."""
+    samples: np.ndarray
+    """The samples (relative to ``start``) holding used vectors."""
+    slots: np.ndarray
+    """Buffer rows each of ``samples`` takes: all its chunk's rows when decoded in place, else its
+    used vectors."""
+    checked: np.ndarray
+    """Per sample of ``samples``: its vectors are checked for NaN/inf (its stored count is not 0)."""
+
+
+def _unit(language: int, start: int, mask: np.ndarray, nonfinite: np.ndarray) -> _Unit:
+    counts = mask.sum(axis=1)
+    samples = np.flatnonzero(counts)
+    in_place = counts[samples] >= IN_PLACE_SHARE * mask.shape[1]
+    slots = np.where(in_place, mask.shape[1], counts[samples])
+    return _Unit(language, start, mask, samples, slots, nonfinite[samples] != 0)
 
 
 @dataclass
@@ -83,8 +104,9 @@ def _validation_samples(n: int, fraction: float, seed: int) -> np.ndarray:
     return is_val
 
 
-def _units_per_round(sizes: list[int], layout: S.StoreLayout, config: DataConfig) -> int:
-    """Blocks per shuffle buffer: all of them when the data fits the memory budget.
+def _units_per_round(sizes: list[int], counts: list[int], layout: S.StoreLayout, config: DataConfig) -> int:
+    """Blocks per shuffle buffer: all of them when the data fits the memory budget. ``sizes`` are the
+    buffer rows of each block, ``counts`` its vectors.
 
     The budget covers two batches (the one being drawn and the one the caller still holds), each
     read thread's sample buffer and chunk bytes (at most a sample's float32 size each), and one (two
@@ -102,7 +124,7 @@ def _units_per_round(sizes: list[int], layout: S.StoreLayout, config: DataConfig
             config.memory_budget,
             fixed + buffer_bytes,
         )
-    smallest = sum(sorted(sizes)[:per_round])
+    smallest = sum(sorted(counts)[:per_round])
     if per_round < len(sizes) and smallest < 4 * config.batch_size:
         log.warning(
             "a shuffle buffer of %d block(s) holds as few as %d vectors, under 4 batches of %d: batches "
@@ -151,12 +173,13 @@ class StoreDataProvider:
         self.val_samples = np.flatnonzero(is_val)
         self._val_use = use
         train_use = use & ~is_val[None, :, None]
+        nonfinite = np.asarray(store.array(S.NONFINITE)[self.layer_index])
         self._units = []
         for j, gi in enumerate(self.language_index):
             for block in store.blocks:
                 mask = train_use[j, block.start : block.stop]
                 if mask.any():
-                    self._units.append(_Unit(gi, block.start, block.stop, mask))
+                    self._units.append(_unit(gi, block.start, mask, nonfinite[gi, block.start : block.stop]))
         if not self._units:
             present = {TokenRole(int(c)).name.lower() for c in np.unique(roles)}
             raise DataError(
@@ -164,8 +187,9 @@ class StoreDataProvider:
                 f"{list(config.roles)}: the store's token roles hold {sorted(present)} and "
                 f"{int(failed.sum())} (language, sample) pairs failed extraction; choose other roles"
             )
-        self._sizes = sizes = [int(u.mask.sum()) for u in self._units]
-        n_train = sum(sizes)
+        self._counts = counts = [int(u.mask.sum()) for u in self._units]
+        self._sizes = [int(u.slots.sum()) for u in self._units]
+        n_train = sum(counts)
         if n_train < config.batch_size:
             raise DataError(
                 f"layer {config.layer} has {n_train} training vectors for roles {list(config.roles)}, "
@@ -175,7 +199,7 @@ class StoreDataProvider:
         self._scratch = threading.local()
         self._readers = ThreadPoolExecutor(config.read_threads, thread_name_prefix="sae-read")
         self.val_nonfinite = 0
-        per_round = _units_per_round(sizes, store.layout, config)
+        per_round = _units_per_round(self._sizes, counts, store.layout, config)
         self.summary = DataSummary(
             layer=config.layer,
             languages=self.languages,
@@ -183,9 +207,9 @@ class StoreDataProvider:
             train_samples=int(n - n_val),
             val_samples=int(n_val),
             train_tokens=n_train,
-            units=len(sizes),
+            units=len(counts),
             units_per_round=int(per_round),
-            in_memory=per_round >= len(sizes),
+            in_memory=per_round >= len(counts),
         )
 
     @property
@@ -194,63 +218,59 @@ class StoreDataProvider:
         return sum(self.nonfinite.values())
 
     @staticmethod
-    def _keep_finite(x: np.ndarray) -> tuple[int, int]:
-        """Move the finite rows of ``x`` to its front; (finite rows, skipped rows)."""
+    def _nonfinite_rows(x: np.ndarray) -> np.ndarray:
+        """Indices of the rows of ``x`` holding a NaN or inf (usually none)."""
         # a NaN or inf anywhere makes the row sum non-finite; a float32 sum may also overflow on finite
         # rows, so only rows whose sum is not finite are checked value by value
         with np.errstate(over="ignore", invalid="ignore"):
-            ok = np.isfinite(x.sum(axis=1))
-        if ok.all():
-            return len(x), 0
-        suspect = np.flatnonzero(~ok)
-        ok[suspect] = np.isfinite(x[suspect]).all(axis=1)
-        if ok.all():
-            return len(x), 0
-        keep = np.flatnonzero(ok)
-        x[: len(keep)] = x[keep]
-        return len(keep), len(x) - len(keep)
+            suspect = np.flatnonzero(~np.isfinite(x.sum(axis=1)))
+        return suspect[~np.isfinite(x[suspect]).all(axis=1)] if len(suspect) else suspect
 
-    def load_unit(self, i: int, out: np.ndarray) -> int:
-        """Write the finite training vectors of unit ``i`` (one shard block of one language) into
-        ``out`` and return how many there are (at most ``out``'s rows, the unit's selected tokens)."""
+    def load_unit(self, i: int, out: np.ndarray) -> np.ndarray:
+        """Write the training vectors of unit ``i`` (one shard block of one language) into ``out``
+        (``self._sizes[i]`` rows) and return the indices of its finite selected rows, in order."""
         u = self._units[i]
         per = self._store.layout.samples_per_shard
-        counts = u.mask.sum(axis=1)
-        samples = np.flatnonzero(counts)
-        ends = np.cumsum(counts[samples])
-        codec = self._store.activation_codec
+        ends = np.cumsum(u.slots)
         coords = (self.layer_index, u.language, u.start // per, 0, 0)
-        with OpenShard(codec, coords) as shard:
-            kept = list(
+        with OpenShard(self._store.activation_codec, coords) as shard:
+            rows = list(
                 self._readers.map(
-                    lambda s, end: self._load_sample(shard, int(s), u.mask[s], out[end - counts[s] : end]),
-                    samples,
+                    lambda s, end, slot, check: (
+                        end - slot + self._load_sample(shard, int(s), u.mask[s], out[end - slot : end], check)
+                    ),
+                    u.samples,
                     ends,
+                    u.slots,
+                    u.checked,
                 )
             )
-        n = int(ends[-1]) if len(ends) else 0
-        if sum(kept) < n:  # rare: close the gaps the skipped rows left, sample by sample
-            n = 0
-            for s, end, k in zip(samples, ends, kept, strict=True):
-                out[n : n + k] = out[end - counts[s] : end - counts[s] + k]
-                n += k
-        self.nonfinite[i] = int(counts.sum()) - n
-        return n
+        used = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+        self.nonfinite[i] = self._counts[i] - len(used)
+        return used
 
-    def _load_sample(self, shard: OpenShard, s: int, mask: np.ndarray, dst: np.ndarray) -> int:
-        """Decode sample chunk ``s`` of ``shard`` into this thread's buffer, copy its rows ``mask`` to
-        ``dst`` with the non-finite ones moved to the end; returns the finite rows."""
-        raw = getattr(self._scratch, "raw", None)
-        if raw is None:
-            shape = (self._store.layout.max_tokens, self.d_in)
-            raw = self._scratch.raw = np.empty(shape, dtype=np.float32)
-        shard.decode(s, raw)
+    def _load_sample(
+        self, shard: OpenShard, s: int, mask: np.ndarray, dst: np.ndarray, check: bool
+    ) -> np.ndarray:
+        """Decode sample chunk ``s`` of ``shard``: straight into ``dst`` when it has the chunk's rows,
+        else into this thread's buffer and its rows ``mask`` copied to ``dst``; returns the rows of
+        ``dst`` that hold its finite selected vectors."""
         rows = np.flatnonzero(mask)
-        if rows[-1] - rows[0] + 1 == len(rows):  # the usual case: one run of tokens
-            dst[...] = raw[rows[0] : rows[-1] + 1]
+        run = rows[-1] - rows[0] + 1 == len(rows)  # the usual case: one run of tokens
+        if len(dst) == len(mask):
+            shard.decode(s, dst)
+            picked = dst[rows[0] : rows[-1] + 1] if run else dst[rows]
         else:
-            np.take(raw, rows, axis=0, out=dst, mode="clip")  # "clip": no temporary copy
-        return self._keep_finite(dst)[0]
+            raw = getattr(self._scratch, "raw", None)
+            if raw is None:
+                raw = self._scratch.raw = np.empty((len(mask), self.d_in), dtype=np.float32)
+            shard.decode(s, raw)
+            if run:
+                dst[...] = raw[rows[0] : rows[-1] + 1]
+            else:
+                np.take(raw, rows, axis=0, out=dst, mode="clip")  # "clip": no temporary copy
+            picked, rows = dst, np.arange(len(rows))
+        return np.delete(rows, self._nonfinite_rows(picked)) if check else rows
 
     def batches(self, *, scale: float = 1.0, position: dict[str, int] | None = None) -> ShuffledBatches:
         """The endless stream of shuffled training batches, scaled by ``scale``, from ``position``.
@@ -285,7 +305,7 @@ class StoreDataProvider:
         count = 0
         for i in np.random.default_rng([self.config.seed, 3]).permutation(len(self._units)):
             x = np.empty((self._sizes[i], self.d_in), dtype=np.float32)
-            x = x[: self.load_unit(int(i), x)]
+            x = x[self.load_unit(int(i), x)]
             norms.append(np.linalg.norm(x.astype(np.float64), axis=1))
             count += len(x)
             if count >= self.config.norm_tokens:
@@ -317,9 +337,11 @@ class StoreDataProvider:
                     continue
                 sample = np.asarray(self._acts[self.layer_index, gi, int(s)], dtype=np.float32)
                 x = sample[mask]
-                n_ok, bad = self._keep_finite(x)
-                self.val_nonfinite += bad
-                x = x[: min(n_ok, cap - total)]
+                bad = self._nonfinite_rows(x)
+                if len(bad):
+                    x = np.delete(x, bad, axis=0)
+                    self.val_nonfinite += len(bad)
+                x = x[: cap - total]
                 pending.append(x)
                 n_pending += len(x)
                 total += len(x)

@@ -159,6 +159,7 @@ def test_disk_full_during_a_write_sets_no_flag_for_that_block(
     assert flags[:, :, :4].all() and not flags[:, :, 4:].any()
     if fail_on == S.MAX_ABS:  # the activations of the failed block are on disk, but unflagged: not done
         assert np.isfinite(store.array(S.ACTIVATIONS)[:, 0, 4, 0]).all()
+    assert not list(store.path.rglob("*.partial"))  # the failed write's temporary file is gone
     resumed = extract_activations(store, loaded, CFG)
     assert resumed.blocks_skipped == 2 and store.read_flags().all()
 

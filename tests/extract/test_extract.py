@@ -196,6 +196,8 @@ def test_nonfinite_stops_the_run_without_flagging_the_block(
     ):
         extract_activations(store, loaded, ExtractConfig(batch_size=2, progress=False))
     assert not store.read_flags().any()
+    shards = store.path / S.ACTIVATIONS / "c"
+    assert not [f for f in shards.rglob("*") if f.is_file()]  # no shard file, not even a temporary one
 
 
 def test_nonfinite_record_keeps_and_counts_the_values(make_store: MakeStore, loaded: LoadedModel) -> None:

@@ -23,11 +23,11 @@ def _units(sizes: list[int]) -> list[np.ndarray]:
 
 
 def _loader(units: list[np.ndarray], loads: list[int] | None = None):
-    def load(i: int, out: np.ndarray) -> int:
+    def load(i: int, out: np.ndarray) -> np.ndarray:
         if loads is not None:
             loads.append(i)
         out[: len(units[i])] = units[i]
-        return len(units[i])
+        return np.arange(len(units[i]))
 
     return load
 
@@ -53,6 +53,20 @@ def test_an_epoch_draws_each_vector_exactly_once_and_rounds_mix_units():
     first_round = torch.cat(batches[:4])
     assert len(set(first_round[:, 1].tolist())) == 2  # two units mixed in one buffer
     assert not torch.equal(first_round[:, 0], first_round[:, 0].sort().values)  # shuffled
+
+
+def test_rows_a_loader_leaves_out_are_never_drawn():
+    units = _units([6, 8, 4])
+
+    def odd_rows_unusable(i: int, out: np.ndarray) -> np.ndarray:
+        out[...] = units[i]
+        out[1::2] = np.nan  # e.g. rows decoded with the others but not selected
+        return np.arange(0, len(out), 2)
+
+    stream = ShuffledBatches(odd_rows_unusable, [6, 8, 4], D, batch_size=3, units_per_round=2, prefetch=False)
+    drawn = torch.cat(_take(stream, 6))[:, 0].tolist()  # 2 epochs of the 9 usable rows
+    expected = [float(x) for u in units for x in u[::2, 0]]
+    assert sorted(drawn[:9]) == sorted(drawn[9:]) == sorted(expected)
 
 
 def test_a_batch_spanning_rounds_takes_the_tail_of_one_and_the_head_of_the_next():
@@ -123,8 +137,8 @@ def test_scale_and_epochs_running_on_in_one_stream():
 
 
 def test_only_empty_units_are_refused():
-    def empty(i: int, out: np.ndarray) -> int:
-        return 0
+    def empty(i: int, out: np.ndarray) -> np.ndarray:
+        return np.empty(0, dtype=np.int64)
 
     stream = ShuffledBatches(empty, [3, 3, 3], D, batch_size=2, units_per_round=1, prefetch=False)
     with pytest.raises(DataError, match=r"no unit holds a usable vector"):

@@ -13,6 +13,7 @@ from sae_store.errors import DataError, IncompleteError, SaeStoreError
 from sae_store.store import TokenRole
 from sae_store.store import schema as S
 from sae_store.train.config import DataConfig
+from sae_store.train import data
 from sae_store.train.data import StoreDataProvider
 
 from .conftest import fill_store
@@ -119,7 +120,9 @@ def test_input_scale_brings_mean_norm_to_sqrt_d(filled_store):
     assert float(batch.norm(dim=1).mean()) == pytest.approx(4.0, rel=0.2)
 
 
-def test_nonfinite_vectors_are_skipped_and_counted(filled_store):
+@pytest.mark.parametrize("in_place", [True, False])
+def test_nonfinite_vectors_are_skipped_and_counted(filled_store, monkeypatch, in_place):
+    monkeypatch.setattr(data, "IN_PLACE_SHARE", 0.0 if in_place else 2.0)
     store = filled_store()
     arr = store.zarr_group()[S.ACTIVATIONS]
     block = np.asarray(arr[0, 0, 4:8])
@@ -132,6 +135,43 @@ def test_nonfinite_vectors_are_skipped_and_counted(filled_store):
     assert np.isfinite(epoch).all()
     assert provider.nonfinite_skipped == 2
     assert provider.describe()["nonfinite_skipped"] == 2
+
+
+def test_chunks_decoded_in_place_or_copied_give_the_same_batches(filled_store, monkeypatch):
+    store = filled_store()
+    config = _cfg(layer=1, batch_size=10, memory_budget=3 * 4 * 14 * 16 * 4, val_fraction=0.2)
+    streams = {}
+    for share in (0.0, 2.0):  # every chunk decoded straight into the buffer / every chunk copied
+        monkeypatch.setattr(data, "IN_PLACE_SHARE", share)
+        provider = StoreDataProvider(store, config)
+        assert not provider.summary.in_memory
+        stream = provider.batches()
+        streams[share] = torch.cat([next(stream) for _ in range(40)])  # ~2 epochs
+        stream.close()
+    assert provider._sizes[0] < 4 * 14  # copied: the selected rows only, no padding or special tokens
+    torch.testing.assert_close(streams[0.0], streams[2.0], rtol=0, atol=0)
+
+
+def test_samples_the_writer_counted_clean_are_not_checked_again(filled_store, monkeypatch):
+    store = filled_store()
+    arr = store.zarr_group()[S.ACTIVATIONS]
+    block = np.asarray(arr[0, 1, 8:12])
+    block[2, 3, 0] = np.nan  # an image token of sample 10, Arabic
+    store.write(S.ACTIVATIONS, block, start=8, layer=0, language="ar")
+    counts = np.zeros((2, 24), np.int32)
+    counts[1, 10] = 1  # as the writer records it with --on-nonfinite record
+    for lang, row in zip(("en", "ar"), counts, strict=True):
+        for start in range(0, 24, 4):
+            store.write(S.NONFINITE, row[start : start + 4], start=start, layer=0, language=lang)
+    checked = []
+    check = StoreDataProvider._nonfinite_rows
+    monkeypatch.setattr(
+        StoreDataProvider, "_nonfinite_rows", staticmethod(lambda x: checked.append(len(x)) or check(x))
+    )
+    provider = StoreDataProvider(store, _cfg(layer=0, val_fraction=0.0, batch_size=64))
+    epoch = _epoch(provider)
+    assert np.isfinite(epoch).all() and provider.nonfinite_skipped == 1
+    assert checked == [12]  # sample 10's selected Arabic tokens, nothing else
 
 
 def test_samples_whose_extraction_failed_are_left_out(filled_store):
@@ -180,8 +220,7 @@ def test_refusals(filled_store, make_store):
         StoreDataProvider(no_image, _cfg(layer=0, roles=("image",)))
 
 
-def test_keep_finite_skips_nan_and_inf_rows_but_keeps_rows_whose_sum_overflows():
+def test_nonfinite_rows_finds_nan_and_inf_rows_but_not_rows_whose_sum_overflows():
     x = np.array([[1, 2], [3e38, 3e38], [np.nan, 0], [4, 5], [-np.inf, 1], [6, 7]], dtype=np.float32)
-    n, skipped = StoreDataProvider._keep_finite(x)
-    assert (n, skipped) == (4, 2)
-    np.testing.assert_array_equal(x[:4], np.array([[1, 2], [3e38, 3e38], [4, 5], [6, 7]], np.float32))
+    np.testing.assert_array_equal(StoreDataProvider._nonfinite_rows(x), [2, 4])
+    assert len(StoreDataProvider._nonfinite_rows(x[[0, 1, 3]])) == 0
