@@ -24,6 +24,7 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,7 @@ POOL = 48
 BYTES_PER_VALUE_GUESS = 1.75  # the fast preset; only sizes the run, the table reports the measured value
 OTHER_PRESET_BLOCKS = 1
 RATIO_ROUNDS = 2
+PROVIDER_ROUNDS = 3
 D_SAE = 8 * HIDDEN
 BATCH = 4096
 
@@ -118,18 +120,16 @@ def _files(path: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(path))
 
 
-def _provider_ratio(store: ActivationStore, layer: int) -> dict[str, float]:
+def _provider_ratio(store: ActivationStore, layer: int) -> dict[str, Any]:
     """Vectors/s of the provider streaming vs sampling in RAM (same data), interleaved rounds."""
     per_layer = store.layout.n_samples * len(LANGS) * TOKENS * HIDDEN * 4
     unit = SHARD * TOKENS * HIDDEN * 4  # one shard block of one language
     streamed = max(per_layer // 4, unit + BATCH * HIDDEN * 4 + 2 * unit)  # at least a block a round
     speeds: dict[str, list[float]] = {"streamed": [], "in RAM": []}
     loads = []
-    for _ in range(2):
+    for _ in range(PROVIDER_ROUNDS):
         for kind, budget in (("streamed", streamed), ("in RAM", 2 * per_layer)):
-            config = DataConfig(
-                layer=layer, batch_size=BATCH, memory_budget=budget, read_threads=available_cores()
-            )
+            config = DataConfig(layer=layer, batch_size=BATCH, memory_budget=budget)
             provider = StoreDataProvider(store, config)
             if kind == "streamed" and provider.summary.in_memory:
                 raise RuntimeError(
@@ -150,6 +150,7 @@ def _provider_ratio(store: ActivationStore, layer: int) -> dict[str, float]:
     return {
         "streamed": statistics.median(speeds["streamed"]),
         "in RAM": statistics.median(speeds["in RAM"]),
+        "rounds": {k: ", ".join(f"{x / 1e3:.0f}k" for x in v) for k, v in speeds.items()},
         "load_s": min(loads),
         "layer_mb": per_layer / 1e6,
         "budget_mb": streamed / 1e6,
@@ -282,14 +283,15 @@ def main() -> dict:
         ),
         "",
         f"Training provider on layer {LAYERS // 2} of this store ({provider['layer_mb']:.0f} MB as float32, "
-        f"image + text tokens, batches of {BATCH}, median of 2 interleaved rounds):",
+        f"image + text tokens, batches of {BATCH}, {DataConfig(layer=0).read_threads} read threads (the "
+        f"default), median of {PROVIDER_ROUNDS} interleaved rounds, each listed):",
         "",
-        "| data provider | vectors/s | vs in RAM |",
-        "| --- | ---: | ---: |",
+        "| data provider | vectors/s | vs in RAM | rounds |",
+        "| --- | ---: | ---: | --- |",
         f"| in RAM (loaded once in {provider['load_s']:.1f} s, sampled) | {provider['in RAM']:,.0f} "
-        "| 1.00x |",
+        f"| 1.00x | {provider['rounds']['in RAM']} |",
         f"| streamed, budget {provider['budget_mb']:.0f} MB, prefetch | {provider['streamed']:,.0f} "
-        f"| {provider['streamed'] / provider['in RAM']:.2f}x |",
+        f"| {provider['streamed'] / provider['in RAM']:.2f}x | {provider['rounds']['streamed']} |",
     ]
     print("\n".join(lines))
     return {

@@ -208,6 +208,8 @@ def _add_trainer_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from sae_store.train.config import default_read_threads
+
     p = subparsers.add_parser(
         "train", help="train one SAE on a layer of the store (saved as <out>/layer_<L>, SAELens layout)",
         description="Train a sparse autoencoder on one layer, streaming token vectors from the store. "
@@ -227,7 +229,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="2GiB",
         help="RAM for training data: loaded once if it fits, else streamed; default 2GiB",
     )
-    p.add_argument("--read-threads", type=int, default=4, help="samples decoded at once when reading")
+    p.add_argument(
+        "--read-threads",
+        type=int,
+        default=default_read_threads(),
+        help="samples decoded at once when reading; default: the cores, at most 8",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation, split and shuffling")
     p.add_argument(
         "--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda, cuda:1"

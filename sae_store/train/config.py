@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 from sae_store.configbase import check_known_keys
 from sae_store.errors import ConfigError
+from sae_store.store.shards import available_cores
 
 Architecture = Literal["topk", "batchtopk", "relu", "jumprelu", "matryoshka_batchtopk"]
 Role = Literal["image", "text", "special"]
@@ -169,6 +170,11 @@ class SaeConfig:
         return _from_dict(cls, data, "SAE")
 
 
+def default_read_threads() -> int:
+    """The cores this process may use, at most 8: more decoding threads than cores only contend."""
+    return min(available_cores(), 8)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """What the data provider streams from the store and how it shuffles it."""
@@ -197,9 +203,9 @@ class DataConfig:
     prefetch: bool = True
     """Load the next shuffle buffer in a background thread while the current one is consumed."""
 
-    read_threads: int = 4
+    read_threads: int = field(default_factory=lambda: default_read_threads())
     """Samples (one zarr chunk each) decoded concurrently when a shuffle buffer is filled; each
-    thread holds one sample's chunk while decoding."""
+    thread holds one sample's chunk while decoding. Default: :func:`default_read_threads`."""
 
     norm_tokens: int = 100_000
     """Token vectors used to estimate the input normalisation (mean norm -> sqrt(d_in))."""

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from sae_store.errors import ConfigError
+from sae_store.train import config as config_module
 from sae_store.train.config import DataConfig, EncodeConfig, RunConfig, SaeConfig, TrainerConfig, parse_roles
 
 from .conftest import run_config
@@ -24,6 +25,13 @@ def test_differences_ignore_settings_that_do_not_change_the_result():
     assert base.differences(same) == []
     other = run_config(data_batch_size=32, trainer_lr=1e-3)
     assert base.differences(other) == ["data.batch_size: 64 -> 32", "trainer.lr: 0.003 -> 0.001"]
+
+
+@pytest.mark.parametrize(("cores", "threads"), [(1, 1), (2, 2), (64, 8)])
+def test_read_threads_default_to_the_cores_up_to_8(monkeypatch, cores, threads):
+    monkeypatch.setattr(config_module, "available_cores", lambda: cores)
+    assert DataConfig(layer=0).read_threads == threads
+    assert DataConfig(layer=0, read_threads=3).read_threads == 3
 
 
 def test_roles_parsing():
