@@ -85,16 +85,23 @@ def _train(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     from sae_store.extract.config import parse_layers, slurm_task
     from sae_store.store import open_store
+    from sae_store.store.usage import parse_size
     from sae_store.train.config import EncodeConfig, parse_roles
     from sae_store.train.encode import encode_features
     from sae_store.train.pretrained import find_saes
 
+    sae_memory = parse_size(args.sae_memory)
     store = open_store(args.store)
     index, count = slurm_task()
     index = args.task_index if args.task_index is not None else index
     count = args.task_count if args.task_count is not None else count
     layers = list(parse_layers(args.layers, int(store.attrs["model"]["n_layers"]))) if args.layers else None
-    config = EncodeConfig(roles=parse_roles(args.roles), batch_tokens=args.batch_tokens, device=args.device)
+    config = EncodeConfig(
+        roles=parse_roles(args.roles),
+        batch_tokens=args.batch_tokens,
+        sae_memory=sae_memory,
+        device=args.device,
+    )
     result = encode_features(
         store,
         find_saes(args.saes, layers),
@@ -272,6 +279,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task-index", type=int, help="this array task (default: from $SLURM_ARRAY_TASK_ID)")
     p.add_argument("--task-count", type=int, help="number of array tasks (default: $SLURM_ARRAY_TASK_COUNT)")
     p.add_argument("--batch-tokens", type=int, default=8192, help="token vectors encoded at once")
+    p.add_argument(
+        "--sae-memory",
+        default="4GiB",
+        help="memory for SAEs held at once: consecutive layers are grouped to fit it, and each block's "
+        "summaries are written once per group; default 4GiB",
+    )
     p.add_argument("--device", default="auto", help="torch device: auto (CUDA if available), cpu, cuda")
     add_overwrite(
         p, "delete the features group first (single process; discards encoded features)", old=("--restart",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.store import TokenRole
 from sae_store.store import schema as S
 from sae_store.store.groups import delete_group
+from sae_store.train import encode as encode_module
 from sae_store.train.config import EncodeConfig, SaeConfig
 from sae_store.train.encode import FEATURES, encode_features
 from sae_store.train.formats import load_sae, save_sae, sha256_file
@@ -170,7 +172,7 @@ def test_encode_refusals(encoded, make_store, tmp_path):
     )
 
 
-def test_cli_encode(filled_store, tmp_path, capsys):
+def test_cli_encode(filled_store, tmp_path, capsys, monkeypatch):
     store = filled_store()
     _save(tmp_path / "saes" / "layer_1")
     assert main(["encode", str(store.path), "--saes", str(tmp_path / "saes"), "--no-progress"]) == 0
@@ -180,6 +182,17 @@ def test_cli_encode(filled_store, tmp_path, capsys):
         == 2
     )
     assert "no SAE for layer(s) [0]" in capsys.readouterr().err
+    seen = []
+
+    def record(_store, _saes, config, **_kw):
+        seen.append(config)
+        return SimpleNamespace(encoded=0, layers=(1,), skipped=12)
+
+    monkeypatch.setattr(encode_module, "encode_features", record)
+    assert main(["encode", str(store.path), "--saes", str(tmp_path / "saes"), "--sae-memory", "1.5GiB"]) == 0
+    assert seen[0].sae_memory == int(1.5 * 1024**3)
+    assert main(["encode", str(store.path), "--saes", str(tmp_path / "saes"), "--sae-memory", "0"]) == 2
+    assert "size '0' must be positive" in capsys.readouterr().err
 
 
 def test_concurrent_array_tasks_write_disjoint_files(encoded):
