@@ -12,8 +12,8 @@ import torch
 from sae_store.errors import DataError, IncompleteError, SaeStoreError
 from sae_store.store import TokenRole
 from sae_store.store import schema as S
-from sae_store.train.config import DataConfig
 from sae_store.train import data
+from sae_store.train.config import DataConfig
 from sae_store.train.data import StoreDataProvider
 
 from .conftest import fill_store
