@@ -25,15 +25,15 @@ class CodecSettings(NamedTuple):
 #: Named trade-offs of write speed against bytes, measured on bf16 Gemma-3-like activations (one core,
 #: MB/s of float32; see BENCHMARKS.md "Codec presets"). Only Zarr v3 core codecs (Blosc).
 PRESETS: dict[str, CodecSettings] = {
-    "fast": CodecSettings("blosc-lz4", 5, "bit"),
+    "fast": CodecSettings("blosc-lz4", 5, "byte"),
     "balanced": CodecSettings("blosc-zstd", 1, "byte"),
     "compact": CodecSettings("blosc-zstd", 3, "byte"),
 }
 
 #: One line per preset for ``--help`` and messages.
 PRESET_HELP: dict[str, str] = {
-    "fast": "Blosc lz4 + bitshuffle: 6-8x compact's encode and ~2x its decode speed per core, "
-    "~15 % more bytes (~1.73 per bf16 value)",
+    "fast": "Blosc lz4 + byte shuffle: 4-5x compact's encode and ~4x its decode speed per core, "
+    "~20 % more bytes (~1.85 per bf16 value)",
     "balanced": "Blosc zstd 1 + byte shuffle: ~2x compact's encode speed, ~5 % more bytes",
     "compact": "Blosc zstd 3 + byte shuffle: the fewest bytes (~1.51 per bf16 value), the slowest encode",
 }

@@ -11,17 +11,18 @@ from sae_store.store.config import DEFAULT_COMPRESSOR, PRESETS, CodecSettings
 
 
 def test_presets_resolve_to_core_blosc_codecs():
-    assert StoreConfig(compressor="fast").settings == CodecSettings("blosc-lz4", 5, "bit")
+    assert StoreConfig(compressor="fast").settings == CodecSettings("blosc-lz4", 5, "byte")
     assert StoreConfig(compressor="balanced").settings == CodecSettings("blosc-zstd", 1, "byte")
     assert StoreConfig(compressor="compact").settings == CodecSettings("blosc-zstd", 3, "byte")
     assert StoreConfig().settings == PRESETS[DEFAULT_COMPRESSOR]
     # a codec named directly keeps its former defaults; options override a preset's
     assert StoreConfig(compressor="blosc-zstd").settings == CodecSettings("blosc-zstd", 3, "byte")
-    assert StoreConfig(compressor="fast", clevel=1).settings == CodecSettings("blosc-lz4", 1, "bit")
+    assert StoreConfig(compressor="fast", clevel=1).settings == CodecSettings("blosc-lz4", 1, "byte")
+    assert StoreConfig(compressor="fast", shuffle="bit").settings == CodecSettings("blosc-lz4", 5, "bit")
 
 
 @pytest.mark.parametrize(
-    ("preset", "cname", "shuffle"), [("fast", "lz4", "bitshuffle"), ("compact", "zstd", "shuffle")]
+    ("preset", "cname", "shuffle"), [("fast", "lz4", "shuffle"), ("compact", "zstd", "shuffle")]
 )
 def test_preset_is_applied_to_the_activations(make_store, preset, cname, shuffle):
     store = make_store(4, config=StoreConfig(samples_per_shard=4, compressor=preset))
