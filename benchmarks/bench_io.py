@@ -39,7 +39,7 @@ from sae_store.store.config import PRESETS, CodecSettings
 
 LAYERS, SAMPLES, TOKENS, HIDDEN = 4, 16, 278, 2560
 LOAD_SAMPLES = 96
-ROUNDS = 3
+ROUNDS = 5
 
 
 def gemma_like(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
