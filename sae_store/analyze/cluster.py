@@ -40,6 +40,9 @@ def make_cluster(config: ClusterConfig) -> Any:
             memory_limit=config.memory_per_worker,
             processes=True,
             dashboard_address=None,
+            # without a dashboard the scheduler still serves health routes, on port 8787 unless told
+            # otherwise: a free port, so two clusters on one login node do not collide
+            scheduler_kwargs={"dashboard_address": ":0"},
         )
     from dask_jobqueue import SLURMCluster
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,10 +87,16 @@ def test_crosslingual_on_one_language_exits_with_the_reason(
 
 def test_local_cluster_runs_tasks_in_worker_processes() -> None:
     config = ClusterConfig(kind="local", workers=1, memory_per_worker="1GiB")
-    with open_cluster(config) as client:
-        assert client is not None
-        results = compute_tasks([delayed(np.add)(i, 1) for i in range(3)], client, desc="test")
+    with socket.socket() as taken, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with contextlib.suppress(OSError):  # if the port is held already, the situation is the same
+            taken.bind(("", 8787))  # dask's default port, held by another cluster on this node
+            taken.listen()
+        with open_cluster(config) as client:
+            assert client is not None
+            results = compute_tasks([delayed(np.add)(i, 1) for i in range(3)], client, desc="test")
     assert results == [1, 2, 3]
+    assert not [w for w in caught if "already in use" in str(w.message)]
     with open_cluster(ClusterConfig(kind="none")) as none:
         assert none is None
 
