@@ -259,7 +259,6 @@ class StoreDataProvider:
         run = rows[-1] - rows[0] + 1 == len(rows)  # the usual case: one run of tokens
         if len(dst) == len(mask):
             shard.decode(s, dst)
-            picked = dst[rows[0] : rows[-1] + 1] if run else dst[rows]
         else:
             raw = getattr(self._scratch, "raw", None)
             if raw is None:
@@ -269,8 +268,11 @@ class StoreDataProvider:
                 dst[...] = raw[rows[0] : rows[-1] + 1]
             else:
                 np.take(raw, rows, axis=0, out=dst, mode="clip")  # "clip": no temporary copy
-            picked, rows = dst, np.arange(len(rows))
-        return np.delete(rows, self._nonfinite_rows(picked)) if check else rows
+            rows, run = np.arange(len(rows)), True
+        if not check:
+            return rows
+        picked = dst[rows[0] : rows[-1] + 1] if run else dst[rows]
+        return np.delete(rows, self._nonfinite_rows(picked))
 
     def batches(self, *, scale: float = 1.0, position: dict[str, int] | None = None) -> ShuffledBatches:
         """The endless stream of shuffled training batches, scaled by ``scale``, from ``position``.

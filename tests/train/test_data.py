@@ -137,9 +137,10 @@ def test_nonfinite_vectors_are_skipped_and_counted(filled_store, monkeypatch, in
     assert provider.describe()["nonfinite_skipped"] == 2
 
 
-def test_chunks_decoded_in_place_or_copied_give_the_same_batches(filled_store, monkeypatch):
+@pytest.mark.parametrize("roles", [("image", "text"), ("image", "special")])  # one run of rows, or two
+def test_chunks_decoded_in_place_or_copied_give_the_same_batches(filled_store, monkeypatch, roles):
     store = filled_store()
-    config = _cfg(layer=1, batch_size=10, memory_budget=3 * 4 * 14 * 16 * 4, val_fraction=0.2)
+    config = _cfg(layer=1, batch_size=10, memory_budget=3 * 4 * 14 * 16 * 4, val_fraction=0.2, roles=roles)
     streams = {}
     for share in (0.0, 2.0):  # every chunk decoded straight into the buffer / every chunk copied
         monkeypatch.setattr(data, "IN_PLACE_SHARE", share)
