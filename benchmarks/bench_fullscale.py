@@ -67,9 +67,14 @@ def _create(path: Path, n: int, preset: str) -> ActivationStore:
 
 
 def _roles() -> np.ndarray:
+    """Token roles laid out as in Gemma 3's chat prompt: <bos> <start_of_turn> user \n \n\n
+    <start_of_image> 256 image tokens <end_of_image> \n\n prompt text <end_of_turn> \n
+    <start_of_turn> model \n, the special tokens splitting image from text."""
     roles = np.full(TOKENS, int(TokenRole.TEXT), np.int8)
-    roles[1 : 1 + IMAGE_TOKENS] = int(TokenRole.IMAGE)
-    roles[0] = roles[-1] = int(TokenRole.SPECIAL)
+    first = 6
+    roles[first : first + IMAGE_TOKENS] = int(TokenRole.IMAGE)
+    for i in (0, 1, first - 1, first + IMAGE_TOKENS, TOKENS - 6, TOKENS - 4):
+        roles[i] = int(TokenRole.SPECIAL)
     return roles
 
 
@@ -283,7 +288,8 @@ def main() -> dict:
         ),
         "",
         f"Training provider on layer {LAYERS // 2} of this store ({provider['layer_mb']:.0f} MB as float32, "
-        f"image + text tokens, batches of {BATCH}, {DataConfig(layer=0).read_threads} read threads (the "
+        f"image + text tokens, split by special tokens as in Gemma 3's prompt, batches of {BATCH}, "
+        f"{DataConfig(layer=0).read_threads} read threads (the "
         f"default), median of {PROVIDER_ROUNDS} interleaved rounds, each listed):",
         "",
         "| data provider | vectors/s | vs in RAM | rounds |",
