@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.bench_io import _cell, gemma_like
-from benchmarks.bench_store import synthetic_inputs
+from benchmarks.bench_store import gemma_roles, synthetic_inputs
 from sae_store.extract.block import BlockData
 from sae_store.extract.writer import BlockWriter
-from sae_store.store import ActivationStore, Block, StoreConfig, TokenRole, create_store
+from sae_store.store import ActivationStore, Block, StoreConfig, create_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16_
 from sae_store.store.config import DEFAULT_COMPRESSOR, PRESETS
@@ -66,18 +66,6 @@ def _create(path: Path, n: int, preset: str) -> ActivationStore:
     return create_store(path, samples, info, config=StoreConfig(samples_per_shard=SHARD, compressor=preset))
 
 
-def _roles() -> np.ndarray:
-    """Token roles laid out as in Gemma 3's chat prompt: <bos> <start_of_turn> user \n \n\n
-    <start_of_image> 256 image tokens <end_of_image> \n\n prompt text <end_of_turn> \n
-    <start_of_turn> model \n, the special tokens splitting image from text."""
-    roles = np.full(TOKENS, int(TokenRole.TEXT), np.int8)
-    first = 6
-    roles[first : first + IMAGE_TOKENS] = int(TokenRole.IMAGE)
-    for i in (0, 1, first - 1, first + IMAGE_TOKENS, TOKENS - 6, TOKENS - 4):
-        roles[i] = int(TokenRole.SPECIAL)
-    return roles
-
-
 class _Blocks:
     """Synthetic blocks from a pool of sample slices: one (layers, SHARD, T, H) buffer, refilled."""
 
@@ -100,7 +88,7 @@ class _Blocks:
             sample_ids=[f"s{start + i}" for i in range(n)],
             activations=out,
             input_ids=np.ones((n, TOKENS), np.int32),
-            token_role=np.tile(_roles(), (n, 1)),
+            token_role=np.tile(gemma_roles(TOKENS, IMAGE_TOKENS), (n, 1)),
             n_tokens=np.full(n, TOKENS, np.int32),
             errors=np.full(n, "", dtype=object),
         )

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sae_store.store import ModelInfo, StoreConfig, create_store
+from sae_store.store import ModelInfo, StoreConfig, TokenRole, create_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
 
@@ -52,6 +52,19 @@ def synthetic_inputs(
         image_tokens=image_tokens,
     )
     return samples, info
+
+
+def gemma_roles(n_tokens: int, image_tokens: int, max_tokens: int | None = None) -> np.ndarray:
+    """Token roles laid out as in Gemma 3's chat prompt, padded to ``max_tokens``: <bos>
+    <start_of_turn> user \\n \\n\\n <start_of_image> image tokens <end_of_image> \\n\\n prompt text
+    <end_of_turn> \\n <start_of_turn> model \\n; the special tokens split image from text."""
+    roles = np.full(max_tokens or n_tokens, int(TokenRole.PAD), np.int8)
+    roles[:n_tokens] = int(TokenRole.TEXT)
+    first = 6
+    roles[first : first + image_tokens] = int(TokenRole.IMAGE)
+    for i in (0, 1, first - 1, first + image_tokens, n_tokens - 6, n_tokens - 4):
+        roles[i] = int(TokenRole.SPECIAL)
+    return roles
 
 
 def _dir_bytes(path: Path) -> int:

@@ -21,8 +21,8 @@ import numpy as np
 import psutil
 import torch
 
-from benchmarks.bench_store import synthetic_inputs
-from sae_store.store import StoreConfig, TokenRole, create_store, open_store
+from benchmarks.bench_store import gemma_roles, synthetic_inputs
+from sae_store.store import StoreConfig, create_store, open_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
 from sae_store.train.config import DataConfig, SaeConfig, TrainerConfig
@@ -44,10 +44,7 @@ def _make_store(path: Path) -> Path:
     T = store.layout.max_tokens
     outliers = rng.choice(HIDDEN, size=6, replace=False)
     for lang, n_tok in TOKENS.items():
-        roles = np.full(T, int(TokenRole.PAD), dtype=np.int8)
-        roles[: n_tok - 1] = int(TokenRole.TEXT)
-        roles[1 : 1 + IMAGE_TOKENS] = int(TokenRole.IMAGE)
-        roles[0] = roles[n_tok - 1] = int(TokenRole.SPECIAL)
+        roles = gemma_roles(n_tok, IMAGE_TOKENS, T)
         for start in range(0, N_SAMPLES, SHARD):
             x = rng.standard_normal((SHARD, T, HIDDEN), dtype=np.float32)
             x[..., outliers] *= 30.0
@@ -195,7 +192,8 @@ def main() -> dict[str, Any]:
         ("streamed, no prefetch", "plain", ""),
     ]
     lines = [
-        f"One layer, 2 languages x {N_SAMPLES} samples x ~280 tokens x {HIDDEN} (image+text tokens: "
+        f"One layer, 2 languages x {N_SAMPLES} samples x ~280 tokens x {HIDDEN} (image+text tokens, "
+        "split by special tokens as in Gemma 3's prompt: "
         f"{s.train_tokens} training vectors, {data_bytes / mb:.0f} MiB as float32), shards of {SHARD} "
         f"samples, bf16-rounded values, default codec preset (fast); batches of {BATCH} vectors; "
         f"{streaming.config.read_threads} read threads (the default); vectors/s: median of {ROUNDS} "
