@@ -190,8 +190,9 @@ class ShuffledBatches(Iterator[Tensor]):
 
     def _load(self, epoch: int, rnd: int) -> _Round:
         buf = self._spare.pop() if self._spare else np.empty((self._capacity, self._d), dtype=np.float32)
-        rows, n = [np.empty(0, dtype=np.int64)], 0
+        rows, n = [], 0
         for i in self._units(epoch, rnd):
             rows.append(n + self._load_unit(int(i), buf[n : n + self._sizes[i]]))
             n += self._sizes[i]
-        return _Round(epoch, rnd, buf, np.concatenate(rows), rows[0])
+        # the drawing order is set by _take_round, which knows the position
+        return _Round(epoch, rnd, buf, np.concatenate(rows), np.empty(0, dtype=np.int64))

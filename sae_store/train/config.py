@@ -18,11 +18,14 @@ from sae_store.store.shards import available_cores
 
 Architecture = Literal["topk", "batchtopk", "relu", "jumprelu", "matryoshka_batchtopk"]
 Role = Literal["image", "text", "special"]
+BDecInit = Literal["mean", "zeros"]
 
 ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 #: Architectures that choose their active latents by rank (k) and revive dead ones with AuxK.
 TOPK_ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "matryoshka_batchtopk")
 ROLES: tuple[str, ...] = get_args(Role)
+#: Starts of the decoder bias (:attr:`TrainerConfig.b_dec_init`).
+B_DEC_INITS: tuple[str, ...] = get_args(BDecInit)
 #: Token roles used when none are given: special tokens (BOS, turn markers) and padding excluded.
 DEFAULT_ROLES: tuple[str, ...] = ("image", "text")
 
@@ -203,7 +206,7 @@ class DataConfig:
     prefetch: bool = True
     """Load the next shuffle buffer in a background thread while the current one is consumed."""
 
-    read_threads: int = field(default_factory=lambda: default_read_threads())
+    read_threads: int = field(default_factory=default_read_threads)
     """Samples (one zarr chunk each) decoded concurrently when a shuffle buffer is filled; each
     thread holds one sample's chunk while decoding. Default: :func:`default_read_threads`."""
 
@@ -238,10 +241,6 @@ class DataConfig:
         return _from_dict(cls, data, "data")
 
 
-#: Starts of the decoder bias (:attr:`TrainerConfig.b_dec_init`).
-B_DEC_INITS = ("mean", "zeros")
-
-
 @dataclass(frozen=True)
 class TrainerConfig:
     """Optimisation, logging and checkpointing of one training run."""
@@ -267,7 +266,7 @@ class TrainerConfig:
     grad_clip: float = 1.0
     """Maximum gradient norm (0 disables clipping)."""
 
-    b_dec_init: str = "mean"
+    b_dec_init: BDecInit = "mean"
     """How the decoder bias starts: ``mean``, the mean of the first training batch (as sparsify and
     OpenAI's TopK recipe start it; residual streams carry large constant channels, and from zero they
     hold nearly every latent dead), or ``zeros`` (SAELens's default)."""

@@ -34,9 +34,14 @@ class EvalResult(NamedTuple):
     """log10 of each latent's firing frequency [d_sae] (floored at 1e-10)."""
 
 
+def log10_density(counts: Tensor, tokens: int) -> Tensor:
+    """Per latent, log10(fraction of ``tokens`` where it fired), floored at ``DENSITY_FLOOR`` (float64)."""
+    return torch.log10(counts.double() / max(tokens, 1) + DENSITY_FLOOR)
+
+
 def mean_log10_density(counts: Tensor, tokens: int) -> float:
     """Mean over latents of log10(fraction of tokens where the latent fired)."""
-    return float(torch.log10(counts.double() / max(tokens, 1) + DENSITY_FLOOR).mean())
+    return float(log10_density(counts, tokens).mean())
 
 
 @torch.no_grad()
@@ -85,7 +90,7 @@ def held_out_metrics(
         return EvalResult({"tokens": 0}, torch.full((d_sae,), math.log10(DENSITY_FLOOR)))
     total = float((s2 - s1.pow(2) / n).sum())
     fvu = sse / max(total, 1e-12)
-    log10_density = torch.log10(fired.double() / n + DENSITY_FLOOR).float().cpu()
+    density = log10_density(fired, n).float().cpu()
     metrics = {
         "tokens": n,
         "mse": sse / n,
@@ -94,6 +99,6 @@ def held_out_metrics(
         "l0": l0 / n,
         "dead_fraction": float((fired == 0).double().mean()),
         "dead_fraction_tokens": n,
-        "mean_log10_density": float(log10_density.double().mean()),
+        "mean_log10_density": float(density.double().mean()),
     }
-    return EvalResult(metrics, log10_density)
+    return EvalResult(metrics, density)
