@@ -52,6 +52,7 @@ def test_roles_parsing():
         (lambda: DataConfig(layer=0, val_fraction=1.0), r"val_fraction must be in \[0, 1\), got 1.0"),
         (lambda: DataConfig(layer=-1), r"layer must be a non-negative integer, got -1"),
         (lambda: DataConfig(layer=0, batch_size=0), r"batch_size must be a positive integer, got 0"),
+        (lambda: DataConfig(layer=0, read_threads=0), r"read_threads must be a positive integer, got 0"),
         (lambda: TrainerConfig(lr=0.0), r"lr must be a positive number, got 0.0"),
         (lambda: TrainerConfig(b_dec_init="median"), r"b_dec_init must be one of mean, zeros, got 'median'"),
         (lambda: TrainerConfig(steps=True), r"steps must be a positive integer, got True"),
