@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.bench_io import _cell, gemma_like
 from benchmarks.bench_store import gemma_roles, synthetic_inputs
+from sae_store.device import available_cores
 from sae_store.extract.block import BlockData
 from sae_store.extract.writer import BlockWriter
 from sae_store.store import ActivationStore, Block, StoreConfig, create_store
@@ -37,7 +38,6 @@ from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16_
 from sae_store.store.config import DEFAULT_COMPRESSOR, PRESETS
 from sae_store.store.groups import create_group
-from sae_store.store.shards import available_cores
 from sae_store.store.usage import store_usage
 from sae_store.train.config import DataConfig
 from sae_store.train.data import StoreDataProvider

@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 
 from sae_store.intervene.batches import caption_log_probs, position_mask, prompt_batch, teacher_forced
-from sae_store.intervene.captions import CaptionConfig, generate_captions
-from sae_store.intervene.experiment import InterventionConfig, LanguageSamples, run_intervention
+from sae_store.intervene.captions import generate_captions
+from sae_store.intervene.config import CaptionConfig, InterventionConfig
+from sae_store.intervene.experiment import LanguageSamples, run_intervention
 from sae_store.intervene.hooks import FeatureEdit, edit_layer, edit_residual
 from sae_store.models.loader import load_model
 from sae_store.models.tiny import MEDIUM, build_tiny_gemma3

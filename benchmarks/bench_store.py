@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sae_store.store import ModelInfo, StoreConfig, TokenRole, create_store
+from sae_store.roles import TokenRole
+from sae_store.store import ModelInfo, StoreConfig, create_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
 

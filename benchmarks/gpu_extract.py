@@ -30,6 +30,7 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from sae_store.device import available_cores  # noqa: E402
 from sae_store.extract.block import compute_block, load_images  # noqa: E402
 from sae_store.extract.config import ExtractConfig  # noqa: E402
 from sae_store.extract.init import init_store  # noqa: E402
@@ -39,7 +40,6 @@ from sae_store.models.tiny import build_tiny_gemma3  # noqa: E402
 from sae_store.store import StoreConfig, open_store  # noqa: E402
 from sae_store.store import schema as S  # noqa: E402
 from sae_store.store.config import PRESETS  # noqa: E402
-from sae_store.store.shards import available_cores  # noqa: E402
 
 #: Gemma-3-4B's configuration (text and vision towers), as published with the model.
 GEMMA3_4B_TEXT = {

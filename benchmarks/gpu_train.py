@@ -33,7 +33,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.bench_store import synthetic_inputs
-from sae_store.store import StoreConfig, TokenRole, create_store, open_store
+from sae_store.roles import TokenRole
+from sae_store.store import StoreConfig, create_store, open_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
 from sae_store.train.config import DataConfig, SaeConfig, TrainerConfig

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
+
+from .options import add_command, add_saes
+from .report_cmds import add_results
 
 
 def _explore(args: argparse.Namespace) -> int:
@@ -15,24 +19,19 @@ def _explore(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+def _add(subparsers: Any) -> None:
+    p = add_command(
+        subparsers,
         "explore",
-        help="serve a feature browser on the store (overview, feature and sample pages)",
+        "serve a feature browser on the store (overview, feature and sample pages)",
+        _explore,
         description="Serve an interactive browser of the store's features, samples and results "
         "(Panel on a Bokeh server). It reads the store lazily and prints the URL and the ssh -L "
         "line to open it from a laptop. Stop it with Ctrl-C.",
     )
     p.add_argument("store", type=Path, help="path of the activation store")
-    p.add_argument(
-        "--saes", type=Path, metavar="DIR", help="folder of trained SAEs (default: saes/ beside the store)"
-    )
-    p.add_argument(
-        "--results",
-        type=Path,
-        metavar="DIR",
-        help="folder of analysis and intervention JSON results (default: results/ beside the store)",
-    )
+    add_saes(p, required=False, what=" (default: saes/ beside the store)")
+    add_results(p)
     p.add_argument("--port", type=int, default=5006, metavar="P", help="port to listen on (default: 5006)")
     p.add_argument(
         "--host",
@@ -40,4 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="address to listen on; anything but localhost serves the store to the network (a warning "
         "is printed; default: 127.0.0.1)",
     )
-    p.set_defaults(func=_explore)
+
+
+COMMANDS = {"explore": _add}

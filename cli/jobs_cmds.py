@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
+from typing import Any
 
-from sae_store.config import PipelineConfig, demo_config, load_config
 from sae_store.errors import ConfigError
-from sae_store.jobs import cancel, outputs, plan, render_script, run_pipeline, run_status, submit
-from sae_store.jobs.render import SCRIPT_DIR, compress_ids
+from sae_store.jobs import (
+    SCRIPT_DIR,
+    cancel,
+    compress_ids,
+    outputs,
+    plan,
+    render_script,
+    run_pipeline,
+    run_status,
+    submit,
+)
+from sae_store.jobs.config import PipelineConfig, demo_config, example_text, load_config
 from sae_store.resources import example_config, example_configs
-from sae_store.store import completion, open_store, store_usage
-from sae_store.store.usage import render_usage
 
-from .options import add_json, add_overwrite
+from .options import add_command, add_group, add_json, add_overwrite
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -31,13 +38,13 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _example(args: argparse.Namespace) -> int:
-    source = example_config(args.name)
+    text = example_text(example_config(args.name))
     if args.out is None:
-        print(source.read_text(encoding="utf-8"), end="")
+        print(text, end="")
         return 0
     if args.out.exists() and not args.overwrite:
         raise ConfigError(f"{str(args.out)!r} already exists; pass --overwrite to replace it")
-    shutil.copyfile(source, args.out)
+    args.out.write_text(text, encoding="utf-8")
     print(
         f"wrote {args.out}: edit its paths and slurm section, "
         f"then `sae-store jobs render --config {args.out}`"
@@ -73,6 +80,9 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _run_local(cfg: PipelineConfig, rerun: str) -> int:
+    from sae_store.store import completion, open_store, store_usage
+    from sae_store.store.usage import render_usage
+
     run_pipeline(cfg, rerun=rerun)
     store_path = cfg.paths.path("store")
     if (store_path / "zarr.json").exists():  # steps skipped by the config may leave no store
@@ -100,51 +110,62 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    jobs = subparsers.add_parser(
-        "jobs",
-        help="render, submit, follow and cancel the pipeline on SLURM",
-        description="The pipeline of a YAML config as SLURM array jobs that wait for each other.",
-    )
-    sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+def _config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, metavar="FILE", help="pipeline config (YAML, see configs/)")
 
-    p = sub.add_parser(
+
+def _add_jobs(subparsers: Any) -> None:
+    sub = add_group(
+        subparsers,
+        "jobs",
+        "render, submit, follow and cancel the pipeline on SLURM",
+        description="The pipeline of a YAML config as SLURM array jobs that wait for each other.",
+        dest="jobs_command",
+    )
+    p = add_command(
+        sub,
         "example",
-        help="write an example pipeline config to start from (demo or gemma3-4b)",
-        description="Print an example pipeline config shipped with sae-store, or copy it to --out.",
+        "write an example pipeline config to start from (demo or gemma3-4b)",
+        _example,
+        description="Print an example pipeline config shipped with sae-store, or copy it to --out; every "
+        "setting it leaves out is listed after it with its default.",
     )
     p.add_argument("name", choices=sorted(example_configs()), help="which example")
     p.add_argument("--out", type=Path, metavar="FILE", help="write it here (default: print it)")
     add_overwrite(p, "replace FILE if it exists")
-    p.set_defaults(func=_example)
 
-    p = sub.add_parser("render", help="write the sbatch script of every step (nothing is submitted)")
-    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
+    p = add_command(sub, "render", "write the sbatch script of every step (nothing is submitted)", _render)
+    _config(p)
     p.add_argument("--out", metavar="DIR", help="folder for the scripts (default: RUN/scripts)")
-    p.set_defaults(func=_render)
 
-    p = sub.add_parser("submit", help="submit the chain of steps with afterok dependencies; resumes a run")
-    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
-    p.set_defaults(func=_submit)
+    p = add_command(
+        sub, "submit", "submit the chain of steps with afterok dependencies; resumes a run", _submit
+    )
+    _config(p)
 
-    p = sub.add_parser("status", help="state of each step and array task, failures explained")
-    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
+    p = add_command(sub, "status", "state of each step and array task, failures explained", _status)
+    _config(p)
     add_json(p)
-    p.set_defaults(func=_status)
 
-    p = sub.add_parser("cancel", help="cancel the run's queued and running jobs")
-    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
-    p.set_defaults(func=_cancel)
+    p = add_command(sub, "cancel", "cancel the run's queued and running jobs", _cancel)
+    _config(p)
 
-    p = subparsers.add_parser("pipeline", help="run every step here, in order (complete steps are skipped)")
-    p.add_argument("--config", required=True, help="pipeline config (YAML, see configs/)")
-    p.set_defaults(func=_pipeline)
 
-    p = subparsers.add_parser("demo", help="the demo pipeline on generated data and a tiny model, here")
+def _add_pipeline(subparsers: Any) -> None:
+    p = add_command(
+        subparsers, "pipeline", "run every step here, in order (complete steps are skipped)", _pipeline
+    )
+    _config(p)
+
+
+def _add_demo(subparsers: Any) -> None:
+    p = add_command(subparsers, "demo", "the demo pipeline on generated data and a tiny model, here", _demo)
     p.add_argument("--out", default="demo-output", help="folder of the demo run (default: demo-output)")
     p.add_argument(
         "--quick",
         action="store_true",
         help="two layers, short training, no captions or interventions: checks an installation in ~1 min",
     )
-    p.set_defaults(func=_demo)
+
+
+COMMANDS = {"jobs": _add_jobs, "pipeline": _add_pipeline, "demo": _add_demo}

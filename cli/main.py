@@ -1,7 +1,9 @@
 """Entry point of the ``sae-store`` command.
 
-Each sub-command module (``cli/*_cmds.py``) exposes ``register(subparsers)``, which adds its parsers
-and sets ``func`` to a handler taking the parsed namespace and returning an exit code.
+Each sub-command module (``cli/*_cmds.py``) exposes ``COMMANDS``: a function per command name that adds
+its parser (with ``func``, the handler taking the parsed namespace and returning an exit code).
+Commands are added in pipeline order, so ``--help`` lists them as a run uses them. Building the parser
+imports only the config declarations: heavy packages load when a command runs.
 """
 
 from __future__ import annotations
@@ -12,20 +14,24 @@ import json
 import os
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sae_store._version import __version__
 from sae_store.errors import SaeStoreError
 
-from .options import finish_parser, setup_logging
+from .options import PIPELINE_ORDER, add_verbosity, setup_logging
 
 
-def _command_modules() -> list[str]:
-    """Modules of this package named ``*_cmds``; each adds its own sub-commands."""
-    return sorted(
-        m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.endswith("_cmds")
-    )
+def _commands() -> dict[str, Callable[[Any], None]]:
+    """Every command's parser builder, from the modules of this package named ``*_cmds``."""
+    found: dict[str, Callable[[Any], None]] = {}
+    for m in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if m.name.endswith("_cmds"):
+            found.update(importlib.import_module(f"{__package__}.{m.name}").COMMANDS)
+    rank = {name: i for i, name in enumerate(PIPELINE_ORDER)}
+    return dict(sorted(found.items(), key=lambda kv: rank.get(kv[0], len(rank))))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Activation store, SAE training and bias analyses for vision-language models.",
     )
     parser.add_argument("--version", action="version", version=f"sae-store {__version__}")
+    add_verbosity(parser, top=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _command_modules():
-        importlib.import_module(f"{__package__}.{name}").register(subparsers)
-    finish_parser(parser)
+    for add in _commands().values():
+        add(subparsers)
     return parser
 
 

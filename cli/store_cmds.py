@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
-from sae_store.store import completion, open_store, store_usage
-from sae_store.store import schema as S
-from sae_store.store.usage import parse_count, parse_size, quota_problems, render_usage
-from sae_store.store.verify import check_flags, recorded_nonfinite, repair_store, verify_store
-
-from .options import add_json
+from .options import add_command, add_json, add_quotas, add_store, quotas_from_args
 
 
 def _du(args: argparse.Namespace) -> int:
-    quota = parse_size(args.quota) if args.quota is not None else None
-    inodes = parse_count(args.inode_quota) if args.inode_quota is not None else None
+    from sae_store.store import open_store, store_usage
+    from sae_store.store.usage import quota_problems, render_usage
+    from sae_store.store.verify import recorded_nonfinite
+
+    quota, inodes = quotas_from_args(args)
     store = open_store(args.store)
     usage = store_usage(store)
     problems = quota_problems(usage, quota=quota, inode_quota=inodes)
@@ -37,6 +36,10 @@ def _nonfinite_line(counts: dict[int, int]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from sae_store.store import completion, open_store
+    from sae_store.store import schema as S
+    from sae_store.store.verify import check_flags, recorded_nonfinite, verify_store
+
     store = open_store(args.store)
     check = verify_store(store, progress=not args.json) if args.verify else check_flags(store)
     flags_readable = not any(p.array == S.COMPLETE for p in check.problems)
@@ -58,6 +61,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from sae_store.store import open_store
+    from sae_store.store.verify import repair_store, verify_store
+
     store = open_store(args.store)
     report = verify_store(store, progress=not args.json)
     if args.json:
@@ -79,34 +85,37 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("du", help="bytes, files, compression and projected size of a store")
-    p.add_argument("store", help="path of the activation store")
-    p.add_argument(
-        "--quota", metavar="SIZE", help="byte quota, e.g. 500G or 2TiB; exit 1 if the projection exceeds it"
-    )
-    p.add_argument(
-        "--inode-quota", metavar="N", help="file-count quota, e.g. 1e6; exit 1 if the projection exceeds it"
-    )
+def _add_du(subparsers: Any) -> None:
+    p = add_command(subparsers, "du", "bytes, files, compression and projected size of a store", _du)
+    add_store(p)
+    add_quotas(p)
     add_json(p)
-    p.set_defaults(func=_du)
 
-    p = subparsers.add_parser("status", help="completion grid (layer x language x shard block)")
-    p.add_argument("store", help="path of the activation store")
+
+def _add_status(subparsers: Any) -> None:
+    p = add_command(subparsers, "status", "completion grid (layer x language x shard block)", _status)
+    add_store(p)
     add_json(p)
     p.add_argument(
-        "--max-lines", type=int, default=20, metavar="N", help="list at most this many unfinished items"
+        "--max-lines",
+        type=int,
+        default=20,
+        metavar="N",
+        help="list at most this many unfinished items (default: 20)",
     )
     p.add_argument("--verify", action="store_true", help="also decode every stored file (as `verify` does)")
-    p.set_defaults(func=_status)
 
-    p = subparsers.add_parser(
+
+def _add_verify(subparsers: Any) -> None:
+    p = add_command(
+        subparsers,
         "verify",
-        help="decode every stored file; name damaged ones and how to redo them (exit 1 if any)",
+        "decode every stored file; name damaged ones and how to redo them (exit 1 if any)",
+        _verify,
         description="Decode every chunk file of the store's arrays, check that every block flagged complete "
         "has its files, and count NaN/inf values and values beyond float16's range per layer.",
     )
-    p.add_argument("store", help="path of the activation store")
+    add_store(p)
     p.add_argument(
         "--repair",
         action="store_true",
@@ -114,15 +123,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "so that `sae-store extract` redoes them",
     )
     add_json(p)
-    p.set_defaults(func=_verify)
 
-    p = subparsers.add_parser(
+
+def _add_migrate(subparsers: Any) -> None:
+    p = add_command(
+        subparsers,
         "migrate",
-        help="upgrade a store of an older schema version in place (safe to rerun after a kill)",
+        "upgrade a store of an older schema version in place (safe to rerun after a kill)",
+        _migrate,
         description="Upgrade a schema version 1 store to the current version in place: the small "
         "per-block arrays are rebuilt with fewer files, integer label codes and attributes are added; "
         "activations are not rewritten. Killed at any point, running it again finishes the job. "
         "No extraction or append may run meanwhile.",
     )
-    p.add_argument("store", help="path of the activation store")
-    p.set_defaults(func=_migrate)
+    add_store(p)
+
+
+COMMANDS = {"du": _add_du, "status": _add_status, "verify": _add_verify, "migrate": _add_migrate}

@@ -40,7 +40,8 @@ import numpy as np
 import xarray as xr
 from PIL import Image
 
-from sae_store.store import TokenRole, completion, open_store, store_usage
+from sae_store.roles import TokenRole
+from sae_store.store import completion, open_store, store_usage
 from sae_store.store.usage import render_usage
 
 ds = xr.open_zarr(STORE)
@@ -71,7 +72,7 @@ layer, language = written[len(written) // 2]
 flags = ds.complete.sel(layer=layer, language=language).values
 sample = str(ds.sample.values[np.flatnonzero(flags)[0]])
 x = ds.activations.sel(layer=layer, language=language, sample=sample)
-print(f"layer {layer}, {language}, sample {sample} ({str(ds.gender.sel(sample=sample).values)})")
+print(f"layer {layer}, {language}, sample {sample} ({ds.gender.sel(sample=sample).values!s})")
 x
 
 # %% [markdown]

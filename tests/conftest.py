@@ -140,8 +140,8 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo pipeline (``configs/demo.yaml``) run up to the analyses, without captions,
     interventions or report: a partly finished run on the demo's real data. Takes minutes; treat as read-only
     except in tests that finish it."""
-    from sae_store.config import demo_config
     from sae_store.jobs import run_pipeline
+    from sae_store.jobs.config import demo_config
 
     root = tmp_path_factory.mktemp("demo") / "run"
     cfg = demo_config(root)

@@ -19,7 +19,8 @@ import zarr
 
 from sae_store.analyze.config import STATISTIC_VARIABLES
 from sae_store.errors import IncompleteError, SaeStoreError
-from sae_store.store import ActivationStore, TokenRole
+from sae_store.roles import TokenRole
+from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 
 FEATURES_GROUP = "features"

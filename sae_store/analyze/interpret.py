@@ -19,7 +19,7 @@ import xarray as xr
 
 from sae_store.analyze.data import GENDERS, Labels, aligned_gender, feature_matrix, strings
 from sae_store.analyze.topsamples import TopSamples
-from sae_store.store import TokenRole
+from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 
 TokenDecoder = Callable[[int], str]

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from sae_store.errors import SaeStoreError
-from sae_store.store import TokenRole
+from sae_store.roles import TokenRole
 
 
 def grid_side(image_tokens: int) -> int:

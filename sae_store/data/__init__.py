@@ -8,35 +8,44 @@ The public API, re-exported here:
 * :func:`make_demo_data` - a small deterministic captions set with images
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING
 
-from sae_store.data.demo import make_demo_data
-from sae_store.data.gender import (
-    GENDER_LABELS,
-    GenderCounts,
-    GenderLabel,
-    count_gender_terms,
-    label_captions,
-    normalize_arabic,
-    normalize_gender_value,
+from sae_store._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from sae_store.data.demo import make_demo_data
+    from sae_store.data.gender import (
+        GENDER_LABELS,
+        GenderCounts,
+        GenderLabel,
+        count_gender_terms,
+        label_captions,
+        normalize_arabic,
+        normalize_gender_value,
+    )
+    from sae_store.data.prepare import PrepareResult, prepare_samples
+    from sae_store.data.samples import (
+        SAMPLE_COLUMNS,
+        SamplesTable,
+        read_samples,
+        validate_samples,
+        write_samples,
+    )
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "demo": ("make_demo_data",),
+        "gender": (
+            "GENDER_LABELS",
+            "GenderCounts",
+            "GenderLabel",
+            "count_gender_terms",
+            "label_captions",
+            "normalize_arabic",
+            "normalize_gender_value",
+        ),
+        "prepare": ("PrepareResult", "prepare_samples"),
+        "samples": ("SAMPLE_COLUMNS", "SamplesTable", "read_samples", "validate_samples", "write_samples"),
+    },
 )
-from sae_store.data.prepare import PrepareResult, prepare_samples
-from sae_store.data.samples import SAMPLE_COLUMNS, SamplesTable, read_samples, validate_samples, write_samples
-
-__all__ = [
-    "GENDER_LABELS",
-    "SAMPLE_COLUMNS",
-    "GenderCounts",
-    "GenderLabel",
-    "PrepareResult",
-    "SamplesTable",
-    "count_gender_terms",
-    "label_captions",
-    "make_demo_data",
-    "normalize_arabic",
-    "normalize_gender_value",
-    "prepare_samples",
-    "read_samples",
-    "validate_samples",
-    "write_samples",
-]

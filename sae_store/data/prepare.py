@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from sae_store._version import __version__
+from sae_store.data.config import PrepareConfig
 from sae_store.data.gender import GENDER_LABELS, GenderName, label_captions, normalize_gender_value
 from sae_store.data.images import check_image
 from sae_store.data.samples import SAMPLE_COLUMNS, SamplesTable, write_samples
@@ -256,11 +257,8 @@ def prepare_samples(
     captions_csv: str | os.PathLike[str],
     images_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    *,
-    num_samples: int | None = None,
-    seed: int = 0,
-    gender_column: str | None = None,
-    keep_unlabelled: bool = False,
+    config: PrepareConfig | None = None,
+    **settings: Any,
 ) -> PrepareResult:
     """Turn a captions CSV and an image folder into ``samples.csv`` and ``prepare_report.json``.
 
@@ -273,17 +271,9 @@ def prepare_samples(
         Folder the ``image`` paths are relative to.
     out_dir : str or path-like
         Folder for ``samples.csv`` and ``prepare_report.json`` (created if needed).
-    num_samples : int, optional
-        Keep this many images, stratified by gender label with proportional allocation; all by
-        default.
-    seed : int
-        Non-negative seed of the subsample; same inputs and seed give the same samples.
-    gender_column : str, optional
-        A column of the CSV holding the gender (``male/m/man``, ``female/f/woman``, any case;
-        empty cells mean unknown) to use instead of the labels derived from the captions.
-    keep_unlabelled : bool
-        Keep images labelled ambiguous or unknown. By default they are excluded (and listed in
-        the report), so only male and female images are written.
+    config : PrepareConfig, optional
+        Subsample size and seed, gender column, whether unlabelled images are kept
+        (:class:`~sae_store.data.config.PrepareConfig`); ``settings`` give its fields by name instead.
 
     Returns
     -------
@@ -297,11 +287,9 @@ def prepare_samples(
         recognised, no usable image is left, none is left after excluding unlabelled images, or
         ``num_samples`` exceeds what is available.
     """
+    config = config or PrepareConfig(**settings)
+    num_samples, seed, gender_column = config.num_samples, config.seed, config.gender_column
     captions_csv, images_dir, out_dir = Path(captions_csv), Path(images_dir), Path(out_dir)
-    if num_samples is not None and num_samples < 1:
-        raise DataError(f"num_samples must be a positive integer or None, got {num_samples!r}.")
-    if seed < 0:
-        raise DataError(f"seed must be a non-negative integer, got {seed!r}.")
     table = _read_captions(captions_csv, gender_column)
     if not images_dir.is_dir():
         raise DataError(f"Images folder {str(images_dir)!r} does not exist or is not a folder.")
@@ -318,7 +306,7 @@ def prepare_samples(
             f"images named) with images in {str(images_dir)!r}: {_summarise_rejections(rejected)}."
         )
     usable, disagreements = _build_table(images, images_dir, gender_column)
-    selection = _select(usable, num_samples, seed, keep_unlabelled, len(rejected))
+    selection = _select(usable, num_samples, seed, config.keep_unlabelled, len(rejected))
 
     samples_path = write_samples(selection.samples, out_dir / SAMPLES_FILE)
     report_path = out_dir / REPORT_FILE
@@ -331,7 +319,7 @@ def prepare_samples(
             "num_samples": num_samples,
             "seed": seed,
             "gender_column": gender_column,
-            "keep_unlabelled": keep_unlabelled,
+            "keep_unlabelled": config.keep_unlabelled,
         },
         "gender_source": f"column {gender_column!r}" if gender_column else "captions (en + ar pooled)",
         "row_numbering": "row 1 is the first data row after the CSV header",

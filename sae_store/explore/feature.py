@@ -12,7 +12,7 @@ from sae_store.analyze.visual import grid_side, image_grid, load_image
 from sae_store.explore import plots
 from sae_store.explore.data import ExploreData
 from sae_store.explore.layout import html_pane, link, missing, table
-from sae_store.store import TokenRole
+from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 from sae_store.train.encode import FEATURE_MAX, FEATURE_MEAN
 

@@ -14,7 +14,7 @@ from sae_store.explore import plots
 from sae_store.explore.data import ExploreData
 from sae_store.explore.feature import image_map
 from sae_store.explore.layout import html_pane, link, missing, table, text_html
-from sae_store.store import TokenRole
+from sae_store.roles import TokenRole
 from sae_store.train.encode import FEATURE_MAX
 
 #: Most active features listed per layer.

@@ -5,23 +5,24 @@
 resumably and safely beside other array tasks. ``sae_store.store.append`` adds samples later.
 """
 
-from sae_store.extract.config import DEFAULT_PROMPTS, ExtractConfig, parse_languages, parse_layers
-from sae_store.extract.init import init_store
-from sae_store.extract.model_info import describe_model
-from sae_store.extract.run import ExtractSummary, extract_activations, plan, run_extraction
-from sae_store.extract.writer import Float16OverflowWarning, NonFiniteError
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DEFAULT_PROMPTS",
-    "ExtractConfig",
-    "ExtractSummary",
-    "Float16OverflowWarning",
-    "NonFiniteError",
-    "describe_model",
-    "extract_activations",
-    "init_store",
-    "parse_languages",
-    "parse_layers",
-    "plan",
-    "run_extraction",
-]
+from sae_store._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from sae_store.extract.config import DEFAULT_PROMPTS, ExtractConfig
+    from sae_store.extract.init import init_store
+    from sae_store.extract.model_info import describe_model
+    from sae_store.extract.run import ExtractSummary, extract_activations, plan, run_extraction
+    from sae_store.extract.writer import Float16OverflowWarning, NonFiniteError
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "config": ("DEFAULT_PROMPTS", "ExtractConfig"),
+        "init": ("init_store",),
+        "model_info": ("describe_model",),
+        "run": ("ExtractSummary", "extract_activations", "plan", "run_extraction"),
+        "writer": ("Float16OverflowWarning", "NonFiniteError"),
+    },
+)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from sae_store.errors import SaeStoreError
-from sae_store.extract.config import DEFAULT_PROMPTS, parse_languages
+from sae_store.extract.config import DEFAULT_PROMPTS
 from sae_store.extract.model_info import describe_model
+from sae_store.selection import parse_languages
 from sae_store.store import ActivationStore, StoreConfig, create_store
 
 

@@ -12,7 +12,7 @@ from sae_store.errors import SaeStoreError
 from sae_store.store import ActivationStore, store_usage
 from sae_store.store import schema as S
 from sae_store.store.explain import explain_os_error
-from sae_store.store.usage import format_bytes
+from sae_store.units import format_bytes
 
 # Bytes per stored value assumed before anything is written: bf16-exact float32 with byte shuffle
 # compresses to ~1.5 (BENCHMARKS.md); full float32 mantissas compress little. Both err high.

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sae_store.device import available_cores
 from sae_store.errors import SaeStoreError
 from sae_store.extract.block import compute_block, load_images
 from sae_store.extract.config import ExtractConfig
@@ -25,8 +26,7 @@ from sae_store.store import schema as S
 from sae_store.store.blocks import check_aligned
 from sae_store.store.config import Precision
 from sae_store.store.lock import register_extraction
-from sae_store.store.shards import available_cores
-from sae_store.store.usage import format_bytes
+from sae_store.units import format_bytes
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from PIL import Image
 
-from sae_store.intervene.hooks import PositionMask, Positions
+from sae_store.intervene.config import Positions
+from sae_store.intervene.hooks import PositionMask
 from sae_store.models.inputs import build_batch, special_token_ids, token_roles
 from sae_store.models.loader import LoadedModel
-from sae_store.store.schema import TokenRole
+from sae_store.roles import TokenRole
 
 __all__ = ["TeacherForced", "caption_log_probs", "position_mask", "prompt_batch", "teacher_forced"]
 

@@ -4,41 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch
 from PIL import Image
 
 from sae_store.data.gender import Language, count_gender_terms
-from sae_store.errors import ConfigError
 from sae_store.intervene.batches import prompt_batch
+from sae_store.intervene.config import CaptionConfig
 from sae_store.models.loader import LoadedModel
 from sae_store.progress import progress_bar
 
-__all__ = ["Caption", "CaptionConfig", "EditFactory", "generate_captions"]
+__all__ = ["Caption", "EditFactory", "generate_captions"]
 
 #: Builds the context manager that edits the model for one prompt batch (its masks need the batch).
 EditFactory = Callable[[dict[str, torch.Tensor]], AbstractContextManager[Any]]
-
-
-@dataclass(frozen=True)
-class CaptionConfig:
-    """How captions are generated."""
-
-    max_new_tokens: int = 32
-    """Most tokens generated per caption (greedy decoding stops earlier at end of turn)."""
-    batch_size: int = 8
-    """Images per generate call."""
-
-    def __post_init__(self) -> None:
-        for name in ("max_new_tokens", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Caption(NamedTuple):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from sae_store.data.gender import Language
-from sae_store.errors import ConfigError, SaeStoreError
+from sae_store.errors import SaeStoreError
 from sae_store.intervene.batches import (
     TeacherForced,
     caption_log_probs,
@@ -32,17 +32,10 @@ from sae_store.intervene.batches import (
     prompt_batch,
     teacher_forced,
 )
-from sae_store.intervene.captions import Caption, CaptionConfig, EditFactory, generate_captions
+from sae_store.intervene.captions import Caption, EditFactory, generate_captions
+from sae_store.intervene.config import CaptionConfig, InterventionConfig
 from sae_store.intervene.features import random_feature_sets
-from sae_store.intervene.hooks import (
-    EditMode,
-    FeatureEdit,
-    Positions,
-    SAELike,
-    check_sae,
-    edit_layer,
-    layer_hook,
-)
+from sae_store.intervene.hooks import FeatureEdit, SAELike, check_sae, edit_layer, layer_hook
 from sae_store.intervene.metrics import (
     SpliceQuality,
     SpliceTotals,
@@ -56,49 +49,7 @@ from sae_store.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InterventionConfig", "LanguageEffects", "LanguageSamples", "LayerResult", "run_intervention"]
-
-
-@dataclass(frozen=True)
-class InterventionConfig:
-    """How one intervention experiment is run."""
-
-    mode: EditMode
-    """``"ablate"``, ``"amplify"`` or ``"neutralise"``."""
-    alpha: float = 2.0
-    """Amplification factor of the targeted run (``"amplify"``); > 0."""
-    positions: Positions = "all"
-    """Token positions edited: ``"image"``, ``"text"`` or ``"all"``."""
-    n_controls: int = 10
-    """Random feature sets of the targeted set's size (0 for none, else at least 10)."""
-    seed: int = 0
-    """Seed of the control draws and the bootstrap."""
-    n_positions: int = 5
-    """First content positions of the baseline caption that metric (a) averages over."""
-    dose_alphas: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
-    """Amplification factors of the dose-response (``"amplify"`` only; each > 0)."""
-    batch_size: int = 8
-    """Samples per forward pass."""
-    max_new_tokens: int = 32
-    """Length limit of the regenerated captions."""
-    regenerate: bool = True
-    """Regenerate captions with the edit and count their gender terms (metric (b))."""
-
-    def __post_init__(self) -> None:
-        targets = () if self.mode == "neutralise" else None
-        FeatureEdit(mode=self.mode, features=(), alpha=self.alpha, positions=self.positions, targets=targets)
-        if self.n_controls != 0 and (not isinstance(self.n_controls, int) or self.n_controls < 10):
-            raise ConfigError(f"n_controls must be 0 (no controls) or at least 10, got {self.n_controls!r}")
-        for name in ("n_positions", "batch_size", "max_new_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        bad = [a for a in self.dose_alphas if not a > 0]
-        if bad:
-            raise ConfigError(f"dose_alphas must all be > 0, got {bad!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["LanguageEffects", "LanguageSamples", "LayerResult", "run_intervention"]
 
 
 @dataclass(frozen=True)
@@ -270,6 +221,11 @@ def _edit_maker(
     return make
 
 
+def _length(config: InterventionConfig) -> dict[str, int]:
+    # regenerated captions as long as configured, else as long as CaptionConfig makes them
+    return {} if config.max_new_tokens is None else {"max_new_tokens": config.max_new_tokens}
+
+
 def run_intervention(
     loaded: LoadedModel,
     sae: SAELike,
@@ -367,7 +323,7 @@ def run_intervention(
         scores = _edited_pass(loaded, module, sae, s, config, terms, edits, progress) - baseline
         edited = None
         if config.regenerate:
-            caption_config = CaptionConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
+            caption_config = CaptionConfig(batch_size=config.batch_size, **_length(config))
             factory = _edit_factory(loaded, module, sae, edits[0])
             edited = generate_captions(
                 loaded, s.images, s.prompt, s.language, config=caption_config, edit=factory, progress=progress

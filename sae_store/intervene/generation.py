@@ -23,7 +23,8 @@ from PIL import Image
 
 from sae_store.errors import DataError, IncompleteError, SaeStoreError
 from sae_store.extract.block import load_images
-from sae_store.intervene.captions import CaptionConfig, generate_captions
+from sae_store.intervene.captions import generate_captions
+from sae_store.intervene.config import CaptionConfig
 from sae_store.intervene.experiment import LanguageSamples
 from sae_store.models.loader import LoadedModel
 from sae_store.progress import progress_bar

@@ -18,29 +18,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Protocol, get_args
 
 import torch
 from torch import nn
 
 from sae_store.errors import ConfigError, SaeStoreError
+from sae_store.intervene.config import EditMode, Positions, check_alpha
 from sae_store.models.adapter import hidden_from_output, replace_hidden
 
 __all__ = [
-    "EditMode",
     "FeatureEdit",
     "HookRecord",
     "PositionMask",
-    "Positions",
     "SAELike",
     "check_sae",
     "edit_layer",
     "edit_residual",
     "layer_hook",
 ]
-
-EditMode = Literal["ablate", "amplify", "neutralise"]
-Positions = Literal["image", "text", "all"]
 
 
 class SAELike(Protocol):
@@ -98,11 +94,7 @@ class FeatureEdit:
             raise ConfigError(f"features must be non-negative integers, got {bad!r}")
         if len(set(self.features)) != len(self.features):
             raise ConfigError(f"features must be distinct, got {list(self.features)!r}")
-        if self.mode == "amplify" and not self.alpha > 0:
-            raise ConfigError(
-                f"alpha must be > 0 for mode 'amplify', got {self.alpha!r}; use mode 'ablate' to remove "
-                "features (alpha = 0)"
-            )
+        check_alpha(self.mode, self.alpha)
         if self.mode == "neutralise":
             if self.targets is None or len(self.targets) != len(self.features):
                 n = None if self.targets is None else len(self.targets)

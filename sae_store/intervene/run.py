@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -15,18 +14,20 @@ import torch
 from sae_store.analyze.bias import biased_features
 from sae_store.analyze.results import read_analysis
 from sae_store.errors import ConfigError, SaeStoreError
-from sae_store.intervene.experiment import InterventionConfig, run_intervention
-from sae_store.intervene.features import FeatureSpec, resolve_features
+from sae_store.intervene.config import InterventionConfig
+from sae_store.intervene.experiment import run_intervention
+from sae_store.intervene.features import parse_feature_spec, resolve_features
 from sae_store.intervene.generation import experiment_samples, read_generation
 from sae_store.intervene.hooks import SAELike, check_sae
 from sae_store.intervene.results import result_key, summarise, to_dataset, write_cross_layer, write_result
+from sae_store.models.config import ModelRunConfig
 from sae_store.models.loader import LoadedModel
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 from sae_store.train.formats import has_sae, load_sae
 from sae_store.train.pretrained import find_saes
 
-__all__ = ["LayerSae", "bias_ranking", "intervene_store", "layer_from_env", "load_layer_sae"]
+__all__ = ["LayerSae", "bias_ranking", "intervene_store", "load_layer_sae", "load_store_model"]
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,17 @@ class LayerSae(NamedTuple):
     cfg: dict[str, Any]
 
 
-def layer_from_env(layer: int | None, environ: Mapping[str, str] | None = None) -> int:
-    """``layer`` if given, else ``SLURM_ARRAY_TASK_ID``: ``sbatch --array=0-33`` runs one layer per task."""
-    if layer is not None:
-        return layer
-    env = os.environ if environ is None else environ
-    task = env.get("SLURM_ARRAY_TASK_ID")
-    if task is None:
-        raise ConfigError("no layer given: pass --layer L, or run as a SLURM array task (--array=<layers>)")
-    try:
-        return int(task)
-    except ValueError:
-        raise ConfigError(f"SLURM_ARRAY_TASK_ID must be an integer layer, got {task!r}") from None
+def load_store_model(store: ActivationStore, model: str | Path | None, config: ModelRunConfig) -> LoadedModel:
+    """Load ``model`` (default: the folder the store records) and check it is the store's model."""
+    from sae_store.extract.model_info import check_identity
+    from sae_store.models.loader import load_model
+
+    folder = model or store.attrs.get("model", {}).get("name_or_path")
+    if not folder:
+        raise ConfigError("the store records no model folder; pass --model DIR")
+    loaded = load_model(folder, device=config.device, dtype=config.dtype)
+    check_identity(store, loaded.identity)
+    return loaded
 
 
 def load_layer_sae(saes: str | Path, layer: int, *, device: torch.device | str = "cpu") -> LayerSae:
@@ -107,23 +107,20 @@ def intervene_store(
     layer_sae: LayerSae,
     *,
     layer: int,
-    spec: FeatureSpec,
     config: InterventionConfig,
     out_dir: str | Path,
     languages: Sequence[str] | None = None,
     key: str | None = None,
-    rank_language: str | None = None,
     images_dir: str | Path | None = None,
-    max_samples: int | None = None,
-    max_new_tokens: int | None = None,
-    n_boot: int = 2000,
     progress: bool = True,
 ) -> InterventionOutcome:
     """Run one experiment at ``layer`` on the store's captioned samples and write its results.
 
-    ``max_new_tokens`` of the regenerated captions defaults to the stored captions' setting, so
-    baseline and edited captions are compared at the same length.
+    The features are ``config.features`` (a :func:`~sae_store.intervene.features.parse_feature_spec`
+    set); ``config.max_new_tokens`` of the regenerated captions defaults to the stored captions'
+    setting, so baseline and edited captions are compared at the same length.
     """
+    spec = parse_feature_spec(config.features)
     if not 0 <= layer < loaded.adapter.n_layers:
         raise SaeStoreError(
             f"layer {layer} does not exist: the model has layers 0..{loaded.adapter.n_layers - 1}"
@@ -131,11 +128,13 @@ def intervene_store(
     languages = list(store.layout.languages if languages is None else languages)
     gen = read_generation(store, require_complete=False)
     stored_len = int(gen.attrs["generation"]["max_new_tokens"])
-    config = replace(config, max_new_tokens=max_new_tokens or stored_len)
+    config = replace(config, max_new_tokens=config.max_new_tokens or stored_len)
     check_sae(layer_sae.sae, layer=layer, d_in=loaded.adapter.hidden_size, sae_layer=layer_sae.recorded_layer)
-    ranked = bias_ranking(store, layer, rank_language) if spec.kind != "list" else None
+    ranked = bias_ranking(store, layer, config.rank_language) if spec.kind != "list" else None
     features = resolve_features(spec, ranked, layer_sae.sae.d_sae)
-    index, samples = experiment_samples(store, languages, images_dir=images_dir, max_samples=max_samples)
+    index, samples = experiment_samples(
+        store, languages, images_dir=images_dir, max_samples=config.max_samples
+    )
     log.info(
         "layer %d: %s of %d features on %d samples x %d languages",
         layer,
@@ -162,7 +161,7 @@ def intervene_store(
         )
         for lang in languages
     }
-    summary = summarise(result, genders, baseline, n_boot=n_boot)
+    summary = summarise(result, genders, baseline, n_boot=config.bootstrap)
     summary.update(features_spec=str(spec), sae=str(layer_sae.path), model=loaded.identity)
     key = key or result_key(spec.label, config.mode)
     sample_ids = np.asarray(gen[S.SAMPLE].values)[index]

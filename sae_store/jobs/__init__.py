@@ -11,13 +11,14 @@
 
 from sae_store.jobs.local import PipelineError, StepResult, outputs, run_pipeline
 from sae_store.jobs.plan import StepPlan, plan
-from sae_store.jobs.render import render_script
+from sae_store.jobs.render import SCRIPT_DIR, compress_ids, render_script
 from sae_store.jobs.slurm import SlurmError
 from sae_store.jobs.status import RunStatus, TaskStatus, run_status
 from sae_store.jobs.steps import STEPS, Step
 from sae_store.jobs.submit import Manifest, SubmittedStep, cancel, read_manifest, submit
 
 __all__ = [
+    "SCRIPT_DIR",
     "STEPS",
     "Manifest",
     "PipelineError",
@@ -29,6 +30,7 @@ __all__ = [
     "SubmittedStep",
     "TaskStatus",
     "cancel",
+    "compress_ids",
     "outputs",
     "plan",
     "read_manifest",

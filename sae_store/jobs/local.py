@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from sae_store.config import PathName, PipelineConfig
 from sae_store.errors import SaeStoreError
+from sae_store.jobs.config import PathName, PipelineConfig
 from sae_store.jobs.plan import plan
 from sae_store.jobs.render import job_environment, shell_command
 from sae_store.jobs.steps import TASK_ID

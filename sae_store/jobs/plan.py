@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-from sae_store.config import PipelineConfig
 from sae_store.errors import ConfigError, SaeStoreError, StoreNotFoundError
+from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.steps import STEPS, Step, ancestors, step_names
-from sae_store.store import open_store
 
 
 class StepPlan(NamedTuple):
@@ -30,6 +29,8 @@ def _n_blocks(cfg: PipelineConfig) -> tuple[int, str] | None:
     """Shard blocks of the store (or an upper bound before it exists), with where that came from."""
     spp = cfg.store.samples_per_shard
     try:
+        from sae_store.store import open_store
+
         store = open_store(cfg.paths.path("store"))
         return store.layout.n_blocks, f"the store holds {store.layout.n_samples} samples"
     except StoreNotFoundError:
@@ -51,6 +52,8 @@ def pipeline_layers(cfg: PipelineConfig) -> tuple[int, ...]:
     if cfg.layers is not None:
         return cfg.layers
     try:
+        from sae_store.store import open_store
+
         return open_store(cfg.paths.path("store")).layout.layers
     except StoreNotFoundError:
         pass

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sae_store.config import PipelineConfig
 from sae_store.errors import ConfigError
+from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.plan import StepPlan
 from sae_store.jobs.steps import TASK_ID, Arg
 from sae_store.resources import resource_dir

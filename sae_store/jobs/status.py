@@ -13,13 +13,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sae_store.config import PipelineConfig
 from sae_store.errors import SaeStoreError, StoreNotFoundError
 from sae_store.jobs import slurm
+from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.render import LOG_DIR
 from sae_store.jobs.steps import get_step
 from sae_store.jobs.submit import Manifest, SubmittedStep, read_manifest, status_dir
-from sae_store.store import completion, open_store
 
 _LOG_LINES = 5
 _KILLED = ("143", "137")  # bash killed by SIGTERM / SIGKILL
@@ -163,5 +162,7 @@ def run_status(cfg: PipelineConfig, *, config_file: str = "C") -> RunStatus:
             "incomplete (complete steps and array tasks are skipped; extraction resumes from its flags)"
         )
     with contextlib.suppress(StoreNotFoundError):
+        from sae_store.store import completion, open_store
+
         status.store_grid = completion(open_store(cfg.paths.path("store"))).render()
     return status

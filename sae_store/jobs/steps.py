@@ -1,20 +1,28 @@
 """The pipeline's steps, defined once for local runs and SLURM submissions.
 
 Each :class:`Step` says which ``sae-store`` sub-command it runs, how its options follow from the
-:class:`~sae_store.config.PipelineConfig`, whether it is an array (over shard blocks of samples or
+:class:`~sae_store.jobs.config.PipelineConfig`, whether it is an array (over shard blocks of samples or
 over layers), which steps it needs, and how to tell from its outputs that a task is complete.
 Adding a step to the pipeline is one entry in :data:`STEPS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from sae_store.config import InterventionMode, PathName, PipelineConfig
+from sae_store.analyze.config import ClusterConfig
+from sae_store.analyze.registry import ANALYSES
+from sae_store.data.config import PrepareConfig
 from sae_store.errors import ConfigError, StoreNotFoundError
-from sae_store.store import open_store, task_blocks
+from sae_store.extract.config import ExtractConfig
+from sae_store.intervene.config import CaptionConfig, EditMode, InterventionConfig
+from sae_store.jobs.config import PathName, PipelineConfig
+from sae_store.models.config import ModelRunConfig
+from sae_store.selection import format_layers
+from sae_store.store.config import StoreConfig
+from sae_store.train.config import DataConfig, EncodeConfig, SaeConfig, TrainerConfig
 
 
 class TaskId:
@@ -86,6 +94,8 @@ def _samples_csv(cfg: PipelineConfig) -> str:
 
 
 def _store_exists(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+    from sae_store.store import open_store
+
     try:
         open_store(cfg.paths.path("store"))
     except StoreNotFoundError:
@@ -97,6 +107,8 @@ def _blocks_done(group: str | None) -> Callable[[PipelineConfig, int, int], bool
     """Every (layer, language) of the task's shard blocks is flagged complete in the store's ``group``."""
 
     def done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+        from sae_store.store import open_store, task_blocks
+
         try:
             store = open_store(cfg.paths.path("store"))
             flags = store.read_flags(group=group)
@@ -112,6 +124,8 @@ def _group_complete(group: str) -> Callable[[PipelineConfig, int, int], bool]:
     """Every completion flag of the store's ``group`` is set (False before the group exists)."""
 
     def done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+        from sae_store.store import open_store
+
         try:
             store = open_store(cfg.paths.path("store"))
             return bool(store.read_flags(group=group).all())
@@ -121,25 +135,16 @@ def _group_complete(group: str) -> Callable[[PipelineConfig, int, int], bool]:
     return done
 
 
-def _layer_list(layers: Sequence[int]) -> str:
-    return ",".join(str(layer) for layer in layers)
-
-
 def _init_args(cfg: PipelineConfig) -> list[str]:
-    st = cfg.store
     args = [
         str(cfg.paths.path("store")),
         "--samples", _samples_csv(cfg),
         "--model", str(cfg.paths.path("model")),
         "--images", str(cfg.paths.path("images")),
-        "--samples-per-shard", str(st.samples_per_shard),
-        "--compressor", st.compressor,
-        "--precision", st.precision,
+        *cfg.store.argv(StoreConfig),
     ]  # fmt: skip
-    args += ["--clevel", str(st.clevel)] if st.clevel is not None else []
-    args += ["--shuffle", st.shuffle] if st.shuffle is not None else []
     if cfg.layers is not None:
-        args += ["--layers", _layer_list(cfg.layers)]
+        args += ["--layers", format_layers(cfg.layers)]
     if cfg.languages is not None:
         args += ["--languages", ",".join(cfg.languages)]
     for key, text in cfg.prompts.items():
@@ -147,57 +152,33 @@ def _init_args(cfg: PipelineConfig) -> list[str]:
     return args
 
 
-def _options(section: object, names: Sequence[str], **flags: str) -> list[str]:
-    """``--name value`` for each of ``names`` set (not None) in ``section``; the flag is the field name
-    with dashes unless ``flags`` renames it. Unset values keep the command's own defaults."""
-    out = []
-    for name in names:
-        value = getattr(section, name)
-        if value is not None:
-            out += [flags.get(name, "--" + name.replace("_", "-")), str(value)]
-    return out
-
-
-def _model_args(cfg: PipelineConfig) -> list[str]:
-    return _options(cfg.model, ("device", "dtype", "batch_size"))
-
-
 def _extract_args(cfg: PipelineConfig) -> list[str]:
-    args = [str(cfg.paths.path("store")), "--model", str(cfg.paths.path("model")), *_model_args(cfg)]
-    args += _options(cfg.model, ("writer_threads",))
+    args = [str(cfg.paths.path("store")), "--model", str(cfg.paths.path("model"))]
+    args += cfg.model.argv(ModelRunConfig, ExtractConfig)
     return args + (["--quota", cfg.quota] if cfg.quota else [])
 
 
 def _caption_args(cfg: PipelineConfig) -> list[str]:
     store, model = str(cfg.paths.path("store")), str(cfg.paths.path("model"))
-    return [store, "--model", model, *_model_args(cfg), *_options(cfg.interventions, ("max_new_tokens",))]
+    return [store, "--model", model, *cfg.model.argv(ModelRunConfig, CaptionConfig),
+            *cfg.interventions.argv(CaptionConfig)]  # fmt: skip
 
 
 def _train_args(cfg: PipelineConfig) -> list[str]:
-    names = ("arch", "k", "expansion", "d_sae", "steps", "batch_size", "lr", "lr_warmup_steps",
-             "lr_decay_fraction", "grad_clip", "b_dec_init", "decoder_init_norm", "aux_k",
-             "aux_k_coefficient", "dead_window_tokens", "l1_coefficient", "l0_coefficient",
-             "sparsity_warmup_steps", "roles", "seed", "device")  # fmt: skip
-    s = cfg.sae
     args = [str(cfg.paths.path("store")), "--out", str(cfg.paths.path("saes")), "--resume"]
-    args += _options(s, names)
-    if s.matryoshka_widths:
-        args += ["--matryoshka-widths", ",".join(str(w) for w in s.matryoshka_widths)]
-    return args + (["--autocast-bf16"] if s.autocast_bf16 else [])
+    return args + cfg.sae.argv(SaeConfig, DataConfig, TrainerConfig)
 
 
 def _encode_args(cfg: PipelineConfig) -> list[str]:
-    return [str(cfg.paths.path("store")), "--saes", str(cfg.paths.path("saes")),
-            *_options(cfg.sae, ("roles", "device"))]  # fmt: skip
+    return [str(cfg.paths.path("store")), "--saes", str(cfg.paths.path("saes")), *cfg.sae.argv(EncodeConfig)]
 
 
 def _analyze_args(cfg: PipelineConfig) -> list[str]:
-    a, p = cfg.analysis, cfg.paths
+    p = cfg.paths
     args = [str(p.path("store")), "--out", str(p.path("results")), "--saes", str(p.path("saes")),
             "--model", str(p.path("model"))]  # fmt: skip
-    args += _options(a, ("cluster", "workers", "worker_memory", "alpha", "permutations", "bootstrap",
-                         "min_per_group", "seed", "n_features", "top_samples"))  # fmt: skip
-    if a.cluster == "slurm":
+    args += cfg.analysis.argv(*dict.fromkeys(a.config for a in ANALYSES), ClusterConfig)
+    if cfg.analysis.cluster == "slurm":
         slurm = cfg.require_slurm()
         args += ["--slurm-queue", slurm.partition, "--slurm-walltime", slurm.resources("analyze").time or ""]
         args += ["--slurm-account", slurm.account] if slurm.account else []
@@ -206,11 +187,13 @@ def _analyze_args(cfg: PipelineConfig) -> list[str]:
 
 def _intervene_args(mode: str) -> Callable[[PipelineConfig], list[str]]:
     def args(cfg: PipelineConfig) -> list[str]:
-        i, p = cfg.interventions, cfg.paths
-        options = _options(i, ("alpha", "controls", "max_samples", "bootstrap", "max_new_tokens", "seed"))
-        return [str(p.path("store")), "--saes", str(p.path("saes")), "--model", str(p.path("model")),
-                "--mode", mode, "--features", i.features, "--out", str(p.path("results")), *_model_args(cfg),
-                *options]  # fmt: skip
+        p = cfg.paths
+        fixed = [str(p.path("store")), "--saes", str(p.path("saes")), "--model", str(p.path("model")),
+                 "--mode", mode, "--out", str(p.path("results"))]  # fmt: skip
+        options = cfg.model.argv(ModelRunConfig, InterventionConfig) + cfg.interventions.argv(
+            InterventionConfig
+        )
+        return fixed + options
 
     return args
 
@@ -244,15 +227,12 @@ def _report_args(cfg: PipelineConfig) -> list[str]:
 
 
 def _prepare_args(cfg: PipelineConfig) -> list[str]:
-    args = [
+    return [
         "--captions", str(cfg.paths.path("captions")),
         "--images", str(cfg.paths.path("images")),
         "--out", str(cfg.paths.path("prepared")),
-        "--seed", str(cfg.samples.seed),
+        *cfg.samples.argv(PrepareConfig),
     ]  # fmt: skip
-    if cfg.samples.num_samples is not None:
-        args += ["--num-samples", str(cfg.samples.num_samples)]
-    return args
 
 
 def _demo(cfg: PipelineConfig) -> bool:
@@ -300,10 +280,10 @@ STEPS: tuple[Step, ...] = (
     *(Step(f"intervene-{mode}", f"{mode} SAE features inside the running model", ("intervene",),
            _intervene_args(mode), array="layers", after=("analyze", "caption"), done=_intervention_done(mode),
            when=_mode_enabled(mode),
-           layers=lambda cfg: cfg.interventions.layers) for mode in get_args(InterventionMode)),
+           layers=lambda cfg: cfg.interventions.layers) for mode in get_args(EditMode)),
     Step("intervene-summary", "cross-layer intervention summary", ("intervene-summary",),
          lambda cfg: [str(cfg.paths.path("results"))],
-         after=tuple(f"intervene-{m}" for m in get_args(InterventionMode)),
+         after=tuple(f"intervene-{m}" for m in get_args(EditMode)),
          done=_exists("results", "cross_layer_results.json"), when=lambda cfg: bool(cfg.interventions.modes)),
     Step("report", "HTML and Markdown report of everything the run produced", ("report",), _report_args,
          after=("analyze", "intervene-summary", "caption"), done=_exists("report", "summary.json")),

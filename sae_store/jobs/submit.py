@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from sae_store.config import PipelineConfig
 from sae_store.errors import SaeStoreError
 from sae_store.jobs import slurm
+from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.plan import StepPlan, plan
 from sae_store.jobs.render import LOG_DIR, SCRIPT_DIR, STATUS_DIR, log_pattern, render_script
 from sae_store.jobs.steps import ancestors

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from sae_store.errors import DataError
-from sae_store.store.schema import TokenRole
+from sae_store.roles import TokenRole
 
 __all__ = ["build_batch", "left_align", "sequence_length", "special_token_ids", "token_roles"]
 

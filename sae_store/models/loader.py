@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from sae_store.device import resolve_device
 from sae_store.errors import ModelLoadError, SaeStoreError
 from sae_store.models.adapter import ModelAdapter, get_adapter, supported_model_types, unsupported_message
 
@@ -26,7 +27,6 @@ __all__ = [
     "load_model",
     "load_processor",
     "model_identity",
-    "resolve_device",
     "resolve_dtype",
 ]
 
@@ -237,34 +237,6 @@ def model_identity(path: str | Path) -> dict[str, Any]:
         "image_token_id": adapter.image_token_id,
         "vocab_size": None if vocab_size is None else int(vocab_size),
     }
-
-
-def resolve_device(device: str) -> torch.device:
-    """Turn ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` into a device.
-
-    Raises
-    ------
-    SaeStoreError
-        If the name is not a device, or CUDA is requested but not available.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as e:
-        raise SaeStoreError(f"Invalid device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from e
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SaeStoreError(
-                f"Device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
-                "torch.cuda.is_available() is False). Use device 'cpu', or run on a GPU node with a "
-                "CUDA build of torch."
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise SaeStoreError(
-                f"Device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist."
-            )
-    return resolved
 
 
 def resolve_dtype(dtype: str, device: torch.device, model_type: str) -> torch.dtype:

@@ -4,23 +4,22 @@ Nothing here computes results: :func:`load_inputs` reads what earlier steps wrot
 turn loaded results into figures, and :func:`build_report` writes the documents.
 """
 
-from sae_store.report.assemble import report_sections
-from sae_store.report.build import ReportResult, build_report, check_writable
-from sae_store.report.inputs import ReportInputs, SaeRecord, load_inputs
-from sae_store.report.section import Figure, Notice, Section, Table, Text, not_run_section
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "Figure",
-    "Notice",
-    "ReportInputs",
-    "ReportResult",
-    "SaeRecord",
-    "Section",
-    "Table",
-    "Text",
-    "build_report",
-    "check_writable",
-    "load_inputs",
-    "not_run_section",
-    "report_sections",
-]
+from sae_store._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from sae_store.report.assemble import report_sections
+    from sae_store.report.build import ReportResult, build_report, check_writable
+    from sae_store.report.inputs import ReportInputs, SaeRecord, load_inputs
+    from sae_store.report.section import Figure, Notice, Section, Table, Text, not_run_section
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "assemble": ("report_sections",),
+        "build": ("ReportResult", "build_report", "check_writable"),
+        "inputs": ("ReportInputs", "SaeRecord", "load_inputs"),
+        "section": ("Figure", "Notice", "Section", "Table", "Text", "not_run_section"),
+    },
+)

@@ -13,7 +13,8 @@ from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, layer_ticks, sty
 from sae_store.report.section import Figure, Notice, Section, Table, Text
 from sae_store.report.steps import StepStatus
 from sae_store.store import Completion, Usage
-from sae_store.store.usage import format_bytes, quota_problems
+from sae_store.store.usage import quota_problems
+from sae_store.units import format_bytes
 
 
 def usage_section(usage: Usage, *, quota: int | None = None, inode_quota: int | None = None) -> Section:

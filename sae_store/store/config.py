@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, NamedTuple, get_args
+from dataclasses import dataclass
+from typing import Literal, NamedTuple, get_args
 
-from sae_store.configbase import check_choice, check_known_keys
+from sae_store.configbase import Settings, setting
 from sae_store.errors import ConfigError
 
 Compressor = Literal["fast", "balanced", "compact", "blosc-zstd", "blosc-lz4", "zstd", "none"]
@@ -50,38 +50,41 @@ _CODEC_DEFAULTS: dict[str, CodecSettings] = {
 
 
 @dataclass(frozen=True)
-class StoreConfig:
-    """How activations are laid out and compressed on disk."""
+class StoreConfig(Settings):
+    """How activations are laid out and compressed on disk (``sae-store init``; YAML ``store:``)."""
 
-    samples_per_shard: int = 16
+    samples_per_shard: int = setting(
+        16, help="samples per shard file: the unit of work and of writer memory", metavar="N", ge=1
+    )
     """Samples grouped in one shard file (one sample per chunk inside it). Sets the writers' unit of
     work and memory: a shard block of S samples for all 34 layers of Gemma-3-4B is S x ~97 MB."""
 
-    compressor: Compressor = DEFAULT_COMPRESSOR
+    compressor: Compressor = setting(
+        DEFAULT_COMPRESSOR,
+        help="codec preset or codec for activations (fast: the writer keeps up with a GPU). Presets - "
+        + "; ".join(f"{name}: {text}" for name, text in PRESET_HELP.items())
+        + ". Codecs: blosc-zstd, blosc-lz4, zstd, none (with --clevel, --shuffle)",
+        metavar="NAME",
+        what=f"a preset {list(PRESETS)} (trade-offs in `sae-store init --help`) or a codec "
+        f"{list(get_args(Codec))}",
+    )
     """A preset (``fast``, ``balanced``, ``compact``: see :data:`PRESETS`) or a codec named directly
     (``blosc-zstd``, ``blosc-lz4``, ``zstd``, ``none``) with ``clevel`` and ``shuffle``."""
 
-    clevel: int | None = None
+    clevel: int | None = setting(
+        None, help="compression level", metavar="N", default_text="the preset's or codec's"
+    )
     """Compression level (1-9 for Blosc, 1-22 for Zstd); None keeps the preset's or codec's level."""
 
-    shuffle: Shuffle | None = None
-    """Blosc pre-filter (``byte``, ``bit``, ``none``); None keeps the preset's or codec's (byte)."""
+    shuffle: Shuffle | None = setting(
+        None, help="Blosc pre-filter", default_text="the preset's; byte for a Blosc codec named directly"
+    )
 
-    precision: Precision = "bf16"
+    precision: Precision = setting("bf16", help="round stored values to bfloat16 or keep float32")
     """"bf16": store float32 values rounded to bfloat16 (what Gemma computes on GPUs; exact when the
     model runs in bf16). "fp32": keep full float32. Never float16: Gemma 3 overflows it."""
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.samples_per_shard, int) or self.samples_per_shard < 1:
-            raise ConfigError(f"samples_per_shard must be a positive integer, got {self.samples_per_shard!r}")
-        if self.compressor not in get_args(Compressor):
-            raise ConfigError(
-                f"unknown compressor {self.compressor!r}: use a preset {list(PRESETS)} (trade-offs in "
-                f"`sae-store init --help`) or a codec {list(get_args(Codec))}"
-            )
-        if self.shuffle is not None:
-            check_choice("shuffle", self.shuffle, get_args(Shuffle))
-        check_choice("precision", self.precision, get_args(Precision))
+    def check(self) -> None:
         codec = self.settings.codec
         if self.shuffle not in (None, "none") and not codec.startswith("blosc"):
             raise ConfigError(
@@ -89,7 +92,7 @@ class StoreConfig:
                 "leave shuffle unset"
             )
         top = 22 if codec == "zstd" else 9
-        if self.clevel is not None and (not isinstance(self.clevel, int) or not 0 <= self.clevel <= top):
+        if self.clevel is not None and not 0 <= self.clevel <= top:
             raise ConfigError(
                 f"clevel must be an integer in 0..{top} for {self.compressor!r}, got {self.clevel!r}"
             )
@@ -102,11 +105,3 @@ class StoreConfig:
             clevel=base.clevel if self.clevel is None else self.clevel,
             shuffle=base.shuffle if self.shuffle is None else self.shuffle,
         )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StoreConfig:
-        check_known_keys(data, cls, "store config")
-        return cls(**data)

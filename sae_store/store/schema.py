@@ -13,6 +13,8 @@ from typing import Any
 
 from zarr.codecs import BloscCodec
 
+from sae_store.roles import TOKEN_ROLE_NAMES
+
 #: Version of the on-disk layout written by this code. Stores with another version are refused
 #: for writing; version 1 stores can still be read and are upgraded by ``sae-store migrate``.
 SCHEMA_VERSION = 2
@@ -38,18 +40,6 @@ SAMPLE = "sample"
 TOKEN = "token"
 HIDDEN = "hidden"
 FEATURE = "feature"
-
-
-class TokenRole(IntEnum):
-    """What a token position holds; stored in ``token_role`` as int8."""
-
-    PAD = 0
-    SPECIAL = 1
-    TEXT = 2
-    IMAGE = 3
-
-
-TOKEN_ROLE_NAMES: tuple[str, ...] = tuple(r.name.lower() for r in TokenRole)
 
 
 class ExtractStatus(IntEnum):

@@ -36,14 +36,6 @@ _MISSING = np.uint64(2**64 - 1)
 _BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, e.g. a SLURM allocation)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
-
-
 def _inner_compressor(codecs: Sequence[Any], name: str) -> Any:
     """The numcodecs codec equal to the array's bytes-to-bytes codec (zarr builds the same one)."""
     if len(codecs) == 1:

@@ -13,31 +13,30 @@
 - :mod:`~sae_store.train.encode`: the store's ``features`` group (``sae-store encode``).
 """
 
-from sae_store.train.config import DataConfig, EncodeConfig, RunConfig, SaeConfig, TrainerConfig
-from sae_store.train.data import StoreDataProvider
-from sae_store.train.encode import encode_features
-from sae_store.train.formats import LoadedSae, load_sae, save_sae
-from sae_store.train.pretrained import find_saes
-from sae_store.train.run import TrainResult, train_layer
-from sae_store.train.sae import ForwardOutput, SparseAutoencoder, build_sae
-from sae_store.train.trainer import Trainer
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DataConfig",
-    "EncodeConfig",
-    "ForwardOutput",
-    "LoadedSae",
-    "RunConfig",
-    "SaeConfig",
-    "SparseAutoencoder",
-    "StoreDataProvider",
-    "TrainResult",
-    "Trainer",
-    "TrainerConfig",
-    "build_sae",
-    "encode_features",
-    "find_saes",
-    "load_sae",
-    "save_sae",
-    "train_layer",
-]
+from sae_store._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from sae_store.train.config import DataConfig, EncodeConfig, RunConfig, SaeConfig, TrainerConfig
+    from sae_store.train.data import StoreDataProvider
+    from sae_store.train.encode import encode_features
+    from sae_store.train.formats import LoadedSae, load_sae, save_sae
+    from sae_store.train.pretrained import find_saes
+    from sae_store.train.run import TrainResult, train_layer
+    from sae_store.train.sae import ForwardOutput, SparseAutoencoder, build_sae
+    from sae_store.train.trainer import Trainer
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "config": ("DataConfig", "EncodeConfig", "RunConfig", "SaeConfig", "TrainerConfig"),
+        "data": ("StoreDataProvider",),
+        "encode": ("encode_features",),
+        "formats": ("LoadedSae", "load_sae", "save_sae"),
+        "pretrained": ("find_saes",),
+        "run": ("TrainResult", "train_layer"),
+        "sae": ("ForwardOutput", "SparseAutoencoder", "build_sae"),
+        "trainer": ("Trainer",),
+    },
+)

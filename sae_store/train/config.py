@@ -2,152 +2,108 @@
 
 A run's configuration (:class:`RunConfig`) nests one sub-config per component: the SAE
 (:class:`SaeConfig`), the data provider (:class:`DataConfig`) and the trainer
-(:class:`TrainerConfig`); each component receives only its own. All of them round-trip through
-JSON with ``to_dict`` / ``from_dict``, which refuses unknown keys.
+(:class:`TrainerConfig`); each component receives only its own. Every field is declared once
+(:mod:`sae_store.configbase`): ``sae-store train``/``encode`` options and the pipeline YAML's ``sae``
+section come from these declarations. All of them round-trip through JSON with ``to_dict`` /
+``from_dict``, which refuses unknown keys.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeVar, get_args
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
-from sae_store.configbase import check_known_keys
+from sae_store.configbase import Settings, seed_setting, setting
+from sae_store.device import available_cores, device_setting
 from sae_store.errors import ConfigError
-from sae_store.store.shards import available_cores
+from sae_store.roles import roles_setting
+from sae_store.selection import languages_setting
+from sae_store.train.architectures import ARCHITECTURES, architecture_names
+from sae_store.units import format_size, parse_size
 
-Architecture = Literal["topk", "batchtopk", "relu", "jumprelu", "matryoshka_batchtopk"]
-Role = Literal["image", "text", "special"]
 BDecInit = Literal["mean", "zeros"]
 
-ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
-#: Architectures that choose their active latents by rank (k) and revive dead ones with AuxK.
-TOPK_ARCHITECTURES: tuple[str, ...] = ("topk", "batchtopk", "matryoshka_batchtopk")
-ROLES: tuple[str, ...] = get_args(Role)
-#: Starts of the decoder bias (:attr:`TrainerConfig.b_dec_init`).
-B_DEC_INITS: tuple[str, ...] = get_args(BDecInit)
-#: Token roles used when none are given: special tokens (BOS, turn markers) and padding excluded.
-DEFAULT_ROLES: tuple[str, ...] = ("image", "text")
-
-_C = TypeVar("_C")
-
-
-def parse_roles(text: str) -> tuple[str, ...]:
-    """Parse ``image,text`` (or ``all`` = image and text) into a tuple of role names."""
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    roles = DEFAULT_ROLES if parts == ["all"] else tuple(parts)
-    check_roles(roles)
-    return roles
-
-
-def check_roles(roles: tuple[str, ...]) -> None:
-    bad = [r for r in roles if r not in ROLES]
-    if bad or not roles or len(set(roles)) != len(roles):
-        raise ConfigError(
-            f"roles must be distinct names from {list(ROLES)} (or 'all' for image and text), "
-            f"got {list(roles)!r}"
-        )
-
-
-def _positive(name: str, value: object, *, integer: bool = True, allow_zero: bool = False) -> None:
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
-        what = "integer" if integer else "number"
-        raise ConfigError(
-            f"{name} must be a {'non-negative' if allow_zero else 'positive'} {what}, got {value!r}"
-        )
-
-
-def _from_dict(cls: type[_C], data: dict[str, Any], what: str) -> _C:
-    check_known_keys(data, cls, f"{what} config")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return cls(**values)
+#: One help text for ``--roles`` of ``train`` and ``encode`` (one flag in the YAML's ``sae`` section).
+_ROLES_HELP = "token roles used: image, text, special or all (image,text)"
+#: ``--seed`` of ``train`` sets the data's and the trainer's seed.
+_SEED_HELP = "seed of initialisation, split and shuffling"
 
 
 @dataclass(frozen=True)
-class SaeConfig:
+class SaeConfig(Settings):
     """Shape and training objective of one sparse autoencoder."""
 
-    architecture: Architecture = "topk"
+    architecture: str = setting(
+        "topk", help="SAE architecture", flag="arch", metavar="ARCH", choices=architecture_names
+    )
     """``topk`` (OpenAI, with AuxK), ``batchtopk`` (saved as JumpReLU for inference), ``relu``
     (Anthropic: L1 weighted by decoder norms), ``jumprelu`` (Gemma Scope: L0 with a
     straight-through estimator) or ``matryoshka_batchtopk`` (BatchTopK whose nested prefixes of
-    latents each reconstruct the input; saved as JumpReLU)."""
+    latents each reconstruct the input; saved as JumpReLU); more register in
+    :mod:`~sae_store.train.architectures`."""
 
-    d_in: int = 0
-    """Input width (the store's hidden size); 0 until the data is known."""
+    d_in: int = setting(
+        0, help="input width (the store's hidden size); 0 until the data is known", ge=0, expose=False
+    )
 
-    expansion: int = 8
-    """d_sae = expansion * d_in unless ``d_sae`` is given."""
+    expansion: int = setting(8, help="d_sae = expansion x hidden size", ge=1)
 
-    d_sae: int = 0
-    """Number of latents; 0 means ``expansion * d_in``."""
+    d_sae: int = setting(0, help="number of latents (overrides --expansion); 0 = use --expansion", ge=0)
 
-    k: int = 64
+    k: int = setting(64, help="active latents per token (topk, batchtopk, matryoshka)", ge=1)
     """Active latents per token (topk) or on average per token (batchtopk)."""
 
-    aux_k: int = 0
+    aux_k: int = setting(0, help="dead latents in the AuxK loss; 0 = hidden size / 2", ge=0)
     """Dead latents used by the AuxK loss; 0 means ``d_in // 2`` (OpenAI's heuristic)."""
 
-    aux_k_coefficient: float = 1 / 32
+    aux_k_coefficient: float = setting(1 / 32, help="weight of the AuxK loss", ge=0)
     """Weight of the AuxK loss relative to the reconstruction loss (OpenAI's alpha)."""
 
-    decoder_init_norm: float = 0.0
+    decoder_init_norm: float = setting(
+        0.0, help="decoder row norm at init (kept in training, folded to 1 on save); 0 = 1", ge=0
+    )
     """Norm of every decoder row at initialisation (the encoder starts as its transpose); 0 means 1
     (for ``relu`` too: Anthropic's 0.1 gave FVU 0.75 instead of 0.49 in 300 steps). Norm-constrained
     architectures (all but ``relu``) keep the rows at this norm while training; the saved SAE has it
     folded into the encoder (unit-norm decoder rows, same reconstruction)."""
 
-    matryoshka_widths: tuple[int, ...] = ()
+    matryoshka_widths: tuple[int, ...] = setting(
+        (),
+        help="matryoshka_batchtopk: nested widths ending at d_sae",
+        metavar="W,W,...",
+        ge=1,
+        default_text="d_sae/16, /8, /4, /2, d_sae",
+    )
     """matryoshka_batchtopk: widths of the nested dictionaries (increasing, the last one d_sae; as
     SAELens's ``matryoshka_widths``); each prefix of latents is trained to reconstruct the input on its
     own. Empty means d_sae/16, d_sae/8, d_sae/4, d_sae/2, d_sae."""
 
-    l1_coefficient: float = 5.0
+    l1_coefficient: float = setting(5.0, help="relu: L1 weight", ge=0)
     """relu: weight of the decoder-norm-weighted L1 penalty (inputs normalised to norm sqrt(d_in))."""
 
-    l0_coefficient: float = 1.0
-    """jumprelu: weight of the L0 penalty."""
+    l0_coefficient: float = setting(1.0, help="jumprelu: L0 weight", ge=0)
 
-    sparsity_warmup_steps: int = 0
+    sparsity_warmup_steps: int = setting(0, help="relu/jumprelu: sparsity warm-up steps", ge=0)
     """relu/jumprelu: the sparsity coefficient grows linearly from 0 over this many steps."""
 
-    jumprelu_init_threshold: float = 0.01
-    """jumprelu: initial threshold of every latent."""
+    jumprelu_init_threshold: float = setting(0.01, help="jumprelu: initial threshold of every latent", gt=0)
 
-    jumprelu_bandwidth: float = 0.05
-    """jumprelu: width of the rectangle kernel of the straight-through estimator."""
+    jumprelu_bandwidth: float = setting(
+        0.05, help="jumprelu: width of the straight-through estimator's rectangle kernel", gt=0
+    )
 
-    batchtopk_threshold_lr: float = 0.01
-    """batchtopk: rate of the running estimate of the inference threshold."""
+    batchtopk_threshold_lr: float = setting(
+        0.01, help="batchtopk: rate of the running estimate of the inference threshold", gt=0
+    )
 
-    def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"architecture must be one of {list(ARCHITECTURES)}, got {self.architecture!r}")
-        _positive("d_in", self.d_in, allow_zero=True)
-        _positive("expansion", self.expansion)
-        _positive("d_sae", self.d_sae, allow_zero=True)
-        _positive("k", self.k)
-        _positive("aux_k", self.aux_k, allow_zero=True)
-        _positive("sparsity_warmup_steps", self.sparsity_warmup_steps, allow_zero=True)
-        for name in ("aux_k_coefficient", "l1_coefficient", "l0_coefficient"):
-            _positive(name, getattr(self, name), integer=False, allow_zero=True)
-        for name in ("jumprelu_init_threshold", "jumprelu_bandwidth", "batchtopk_threshold_lr"):
-            _positive(name, getattr(self, name), integer=False)
-        _positive("decoder_init_norm", self.decoder_init_norm, integer=False, allow_zero=True)
-        object.__setattr__(self, "matryoshka_widths", tuple(self.matryoshka_widths))
+    def check(self) -> None:
         w = self.matryoshka_widths
-        if w and (
-            any(not isinstance(v, int) or v <= 0 for v in w)
-            or list(w) != sorted(set(w))
-            or (self.d_in and w[-1] != self.n_latents)
-        ):
+        if w and (list(w) != sorted(set(w)) or (self.d_in and w[-1] != self.n_latents)):
             raise ConfigError(
                 f"matryoshka_widths must be increasing positive integers ending at d_sae={self.n_latents}, "
                 f"got {list(w)}"
             )
-        if self.d_in and self.architecture in TOPK_ARCHITECTURES and self.k > self.n_latents:
+        if self.d_in and ARCHITECTURES[self.architecture].ranked and self.k > self.n_latents:
             raise ConfigError(
                 f"k={self.k} is larger than d_sae={self.n_latents}: a {self.architecture} SAE cannot keep "
                 "more latents than it has; lower k or raise the expansion"
@@ -165,13 +121,6 @@ class SaeConfig:
         n = self.n_latents
         return tuple(sorted({max(n >> i, 1) for i in range(4, 0, -1)} | {n}))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SaeConfig:
-        return _from_dict(cls, data, "SAE")
-
 
 def default_read_threads() -> int:
     """The cores this process may use, at most 8: more decoding threads than cores only contend."""
@@ -179,152 +128,130 @@ def default_read_threads() -> int:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Settings):
     """What the data provider streams from the store and how it shuffles it."""
 
-    layer: int
-    """Decoder layer whose residual stream is used."""
+    layer: int = setting(help="decoder layer whose residual stream is used", ge=0, expose=False)
 
-    languages: tuple[str, ...] = ()
-    """Prompt languages to mix; empty means every language of the store (one shared SAE per layer
+    languages: tuple[str, ...] | None = languages_setting("languages to mix into one shared SAE", "all")
+    """Prompt languages to mix; None means every language of the store (one shared SAE per layer
     keeps feature indices comparable across languages)."""
 
-    roles: tuple[str, ...] = DEFAULT_ROLES
+    roles: tuple[str, ...] = roles_setting(_ROLES_HELP)
     """Token roles used (``image``, ``text``, ``special``); padding is never used."""
 
-    batch_size: int = 4096
-    """Token vectors per training batch."""
+    batch_size: int = setting(4096, help="token vectors per step", ge=1)
 
-    val_fraction: float = 0.1
+    val_fraction: float = setting(0.1, help="fraction of samples held out for evaluation", ge=0, lt=1)
     """Fraction of samples (images, in every language) held out for evaluation."""
 
-    memory_budget: int = 2 * 1024**3
+    memory_budget: int = setting(
+        2 * 1024**3,
+        help="RAM for training data: loaded once if it fits, else streamed",
+        metavar="SIZE",
+        ge=1,
+        parse=parse_size,
+        show=format_size,
+    )
     """Bytes the provider may hold. When the selected training data fits, it is loaded once and
     sampled in RAM; otherwise shard blocks stream through a shuffle buffer (two of them with
     prefetch) sized to fit."""
 
-    prefetch: bool = True
-    """Load the next shuffle buffer in a background thread while the current one is consumed."""
+    prefetch: bool = setting(True, help="load the next shuffle buffer in a background thread")
 
-    read_threads: int = field(default_factory=default_read_threads)
+    read_threads: int = setting(
+        default_factory=default_read_threads,
+        help="samples decoded at once when reading",
+        metavar="N",
+        ge=1,
+        default_text="the cores, at most 8",
+    )
     """Samples (one zarr chunk each) decoded concurrently when a shuffle buffer is filled; each
     thread holds one sample's chunk while decoding. Default: :func:`default_read_threads`."""
 
-    norm_tokens: int = 100_000
+    norm_tokens: int = setting(100_000, help="token vectors used to estimate the input normalisation", ge=1)
     """Token vectors used to estimate the input normalisation (mean norm -> sqrt(d_in))."""
 
-    max_eval_tokens: int = 100_000
-    """At most this many held-out token vectors are used for evaluation."""
+    max_eval_tokens: int = setting(100_000, help="held-out token vectors used for evaluation, at most", ge=1)
 
-    seed: int = 0
+    seed: int = seed_setting(_SEED_HELP)
     """Seed of the train/validation split and of every shuffle."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "languages", tuple(self.languages))
-        object.__setattr__(self, "roles", tuple(self.roles))
-        _positive("layer", self.layer, allow_zero=True)
-        check_roles(self.roles)
-        _positive("batch_size", self.batch_size)
-        _positive("memory_budget", self.memory_budget)
-        _positive("read_threads", self.read_threads)
-        _positive("norm_tokens", self.norm_tokens)
-        _positive("max_eval_tokens", self.max_eval_tokens)
-        _positive("seed", self.seed, allow_zero=True)
-        if not isinstance(self.val_fraction, int | float) or not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DataConfig:
-        return _from_dict(cls, data, "data")
 
 
 @dataclass(frozen=True)
-class TrainerConfig:
+class TrainerConfig(Settings):
     """Optimisation, logging and checkpointing of one training run."""
 
-    steps: int = 2000
-    """Optimizer steps (one batch each)."""
+    steps: int = setting(2000, help="optimizer steps", ge=1)
 
-    lr: float = 3e-4
+    lr: float = setting(3e-4, help="peak Adam learning rate", gt=0)
     """Peak Adam learning rate (chosen by ``benchmarks/bench_train_quality.py``: with the dead window
     in tokens it meets the quality targets on both synthetic dictionaries, where 3e-3 leaves more
     latents dead)."""
 
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    """Adam's beta1 and beta2."""
+    adam_betas: tuple[float, float] = setting(
+        (0.9, 0.999), help="Adam's beta1 and beta2", metavar="B1,B2", ge=0, lt=1
+    )
 
-    lr_warmup_steps: int = 100
-    """The learning rate grows linearly from 0 over this many steps (warm-up and decay together
-    must fit in ``steps``)."""
+    lr_warmup_steps: int | None = setting(
+        None,
+        help="linear lr warm-up from 0 (warm-up and decay together must fit in --steps)",
+        ge=0,
+        default_text="100, or a tenth of --steps when that is less",
+    )
 
-    lr_decay_fraction: float = 0.2
-    """The learning rate decays linearly to 0 over this final fraction of the steps."""
+    lr_decay_fraction: float = setting(
+        0.2, help="final fraction of the steps over which the lr decays linearly to 0", ge=0, le=1
+    )
 
-    grad_clip: float = 1.0
-    """Maximum gradient norm (0 disables clipping)."""
+    grad_clip: float = setting(1.0, help="max gradient norm (0: no clipping)", ge=0)
 
-    b_dec_init: BDecInit = "mean"
+    b_dec_init: BDecInit = setting(
+        "mean", help="decoder bias at the start: the first batch's mean, or zeros (as SAELens)"
+    )
     """How the decoder bias starts: ``mean``, the mean of the first training batch (as sparsify and
     OpenAI's TopK recipe start it; residual streams carry large constant channels, and from zero they
     hold nearly every latent dead), or ``zeros`` (SAELens's default)."""
 
-    log_every: int = 50
-    """Steps between metric records (metrics.jsonl and the progress bar)."""
+    log_every: int = setting(50, help="steps between metrics records (metrics.jsonl, progress)", ge=1)
 
-    checkpoint_every: int = 500
-    """Steps between checkpoints (0 disables them)."""
+    checkpoint_every: int = setting(500, help="steps between checkpoints (0: none)", ge=0)
 
-    dead_window_tokens: int = 200_000
+    dead_window_tokens: int = setting(
+        200_000, help="latents silent this many training tokens are dead (AuxK)", ge=1
+    )
     """A latent that has not fired on this many training tokens is dead (reported, and fed to AuxK);
     counted in tokens so that it means the same at any batch size."""
 
-    seed: int = 0
+    seed: int = seed_setting(_SEED_HELP)
     """Seed of the weight initialisation."""
 
-    device: str = "auto"
-    """Torch device: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    device: str = device_setting()
 
-    autocast_bf16: bool = False
+    autocast_bf16: bool = setting(False, help="on CUDA, the forward pass under bfloat16 autocast")
     """On CUDA, run the forward pass under bfloat16 autocast (weights, optimizer and losses stay
     float32). Ignored on CPU."""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "adam_betas", tuple(self.adam_betas))
-        _positive("steps", self.steps)
-        _positive("lr", self.lr, integer=False)
-        _positive("lr_warmup_steps", self.lr_warmup_steps, allow_zero=True)
-        _positive("grad_clip", self.grad_clip, integer=False, allow_zero=True)
-        _positive("log_every", self.log_every)
-        _positive("checkpoint_every", self.checkpoint_every, allow_zero=True)
-        _positive("dead_window_tokens", self.dead_window_tokens)
-        _positive("seed", self.seed, allow_zero=True)
-        if self.b_dec_init not in B_DEC_INITS:
-            raise ConfigError(f"b_dec_init must be one of {', '.join(B_DEC_INITS)}, got {self.b_dec_init!r}")
-        if not 0 <= self.lr_decay_fraction <= 1:
-            raise ConfigError(f"lr_decay_fraction must be in [0, 1], got {self.lr_decay_fraction!r}")
-        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
-            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
-        if self.lr_warmup_steps + self.lr_decay_steps > self.steps:
+    def check(self) -> None:
+        if self.lr_warmup_steps is None:  # the documented default, made explicit (saved, compared on resume)
+            object.__setattr__(self, "lr_warmup_steps", min(100, self.steps // 10))
+        if self.warmup_steps + self.lr_decay_steps > self.steps:
             raise ConfigError(
-                f"the learning-rate schedule ({self.lr_warmup_steps} warm-up steps + {self.lr_decay_steps} "
+                f"the learning-rate schedule ({self.warmup_steps} warm-up steps + {self.lr_decay_steps} "
                 f"decay steps) is longer than the run ({self.steps} steps); lower lr_warmup_steps or "
                 "lr_decay_fraction, or raise steps"
             )
 
     @property
+    def warmup_steps(self) -> int:
+        """Steps of the linear warm-up (``lr_warmup_steps``, made explicit when the config is built)."""
+        assert self.lr_warmup_steps is not None
+        return self.lr_warmup_steps
+
+    @property
     def lr_decay_steps(self) -> int:
         """Final steps over which the learning rate decays linearly to 0."""
         return int(self.lr_decay_fraction * self.steps)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
-        return _from_dict(cls, data, "trainer")
 
 
 #: Settings that may change when a run is resumed (they do not affect the result).
@@ -373,27 +300,25 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
-class EncodeConfig:
+class EncodeConfig(Settings):
     """How ``sae-store encode`` turns activations into per-sample feature statistics."""
 
-    roles: tuple[str, ...] = DEFAULT_ROLES
+    roles: tuple[str, ...] = roles_setting(_ROLES_HELP)
     """Token roles whose latents are summarised (mean, max, fraction active) per sample."""
 
-    batch_tokens: int = 8192
+    batch_tokens: int = setting(8192, help="token vectors encoded at once", ge=1)
     """Token vectors encoded at once (bounds memory: batch_tokens x d_sae floats)."""
 
-    device: str = "auto"
-    """Torch device for the SAE: ``auto`` (CUDA if available, else CPU), ``cpu``, ``cuda``, ..."""
+    device: str = device_setting()
 
-    sae_memory: int = 4 * 1024**3
+    sae_memory: int = setting(
+        4 * 1024**3,
+        help="memory for SAEs held at once: consecutive layers are grouped to fit it, and each block's "
+        "summaries are written once per group",
+        metavar="SIZE",
+        ge=1,
+        parse=parse_size,
+        show=format_size,
+    )
     """Bytes of SAE weights held at once. Layers are encoded in groups whose SAEs fit, block by block,
     so each block's statistics file is rewritten once per group instead of once per layer."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "roles", tuple(self.roles))
-        check_roles(self.roles)
-        _positive("batch_tokens", self.batch_tokens)
-        _positive("sae_memory", self.sae_memory)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

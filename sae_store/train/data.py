@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from sae_store.errors import DataError, IncompleteError
-from sae_store.store import ActivationStore, TokenRole, completion
+from sae_store.roles import TokenRole
+from sae_store.store import ActivationStore, completion
 from sae_store.store import schema as S
 from sae_store.store.shards import OpenShard
 from sae_store.train.buffer import BatchPosition, ShuffledBatches

@@ -26,11 +26,12 @@ import numpy as np
 import torch
 import zarr
 
+from sae_store.device import available_cores, resolve_device
 from sae_store.errors import ConfigError, DataError, IncompleteError, SaeStoreError
 from sae_store.faults import kill_point
-from sae_store.models.loader import resolve_device
 from sae_store.progress import progress_bar
-from sae_store.store import ActivationStore, Block, TokenRole, task_blocks
+from sae_store.roles import TokenRole
+from sae_store.store import ActivationStore, Block, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
 from sae_store.store.schema import (  # the features layout is part of the schema; callers import it here too
@@ -41,7 +42,6 @@ from sae_store.store.schema import (  # the features layout is part of the schem
     TOKENS_USED,
     feature_variables,
 )
-from sae_store.store.shards import available_cores
 from sae_store.train.config import DataConfig, EncodeConfig
 from sae_store.train.data import StoreDataProvider
 from sae_store.train.formats import load_sae, sha256_file

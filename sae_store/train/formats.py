@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from sae_store.errors import ConfigError, ModelLoadError
+from sae_store.train.architectures import ARCHITECTURES, saelens_architecture
 from sae_store.train.config import SaeConfig
 from sae_store.train.sae import SparseAutoencoder, build_sae
 
@@ -35,16 +36,6 @@ SPARSIFY_WEIGHTS_FILE = "sae.safetensors"
 GEMMA_SCOPE_FILES = ("params.safetensors", "params.npz")
 #: Key of our provenance inside cfg.json.
 PROVENANCE_KEY = "sae_store"
-
-# our architecture -> SAELens inference architecture, and back
-_TO_SAELENS = {
-    "topk": "topk",
-    "batchtopk": "jumprelu",
-    "matryoshka_batchtopk": "jumprelu",
-    "relu": "standard",
-    "jumprelu": "jumprelu",
-}
-_FROM_SAELENS = {"topk": "topk", "standard": "relu", "jumprelu": "jumprelu"}
 
 
 class LoadedSae(NamedTuple):
@@ -76,10 +67,10 @@ def export_tensors(sae: SparseAutoencoder, *, scale: float = 1.0) -> dict[str, T
     tensors = {
         name: getattr(inference, name).detach().contiguous() for name in ("W_enc", "W_dec", "b_enc", "b_dec")
     }
-    if _TO_SAELENS[sae.architecture] == "jumprelu":
-        name = "threshold" if sae.architecture == "jumprelu" else "topk_threshold"
-        threshold = inference.get_parameter(name) if name == "threshold" else inference.get_buffer(name)
-        tensors["threshold"] = threshold.detach().float().expand(sae.d_sae).contiguous()
+    name = ARCHITECTURES[sae.architecture].threshold
+    if name is not None:  # a learned parameter (JumpReLU) or a running estimate (BatchTopK's buffer)
+        held = {**dict(inference.named_parameters()), **dict(inference.named_buffers())}
+        tensors["threshold"] = held[name].detach().float().expand(sae.d_sae).contiguous()
     return tensors
 
 
@@ -87,7 +78,7 @@ def saelens_config(
     sae: SparseAutoencoder, *, metadata: dict[str, Any], provenance: dict[str, Any]
 ) -> dict[str, Any]:
     """cfg.json content: SAELens v6 fields, its metadata (also at top level for older readers), ours."""
-    arch = _TO_SAELENS[sae.architecture]
+    arch = ARCHITECTURES[sae.architecture].saved_as
     cfg: dict[str, Any] = {
         "architecture": arch,
         "d_in": sae.d_in,
@@ -191,7 +182,7 @@ def _build(
         )
     try:
         config = SaeConfig(
-            architecture=architecture,  # type: ignore[arg-type]
+            architecture=architecture,
             d_in=d_in,
             d_sae=d_sae,
             k=k or 1,
@@ -206,10 +197,10 @@ def _build(
 
 def _load_saelens(folder: Path, cfg: dict[str, Any]) -> tuple[SparseAutoencoder, Path]:
     arch = cfg.get("architecture", "standard")
-    if arch not in _FROM_SAELENS:
-        raise ModelLoadError(
-            f"SAE {str(folder)!r} has architecture {arch!r}; supported: {sorted(_FROM_SAELENS)}"
-        )
+    ours = saelens_architecture(arch)
+    if ours is None:
+        supported = sorted({name for a in ARCHITECTURES for name in a.loads})
+        raise ModelLoadError(f"SAE {str(folder)!r} has architecture {arch!r}; supported: {supported}")
     norm = cfg.get("normalize_activations", "none")
     if norm not in ("none", None, False):
         raise ModelLoadError(
@@ -224,7 +215,7 @@ def _load_saelens(folder: Path, cfg: dict[str, Any]) -> tuple[SparseAutoencoder,
     path = folder / WEIGHTS_FILE
     k = int(cfg.get("k") or cfg.get("activation_fn_kwargs", {}).get("k") or 0)
     sae = _build(
-        _FROM_SAELENS[arch],
+        ours.name,
         _read_tensors(path),
         k=k,
         apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),

@@ -1,5 +1,8 @@
-"""Sparse autoencoders as plain torch modules: TopK, BatchTopK, ReLU (L1), JumpReLU and Matryoshka
-BatchTopK.
+"""Sparse autoencoders as plain torch modules: the base class every architecture derives from.
+
+The architectures (TopK, BatchTopK and Matryoshka BatchTopK in :mod:`.archs.topk`, ReLU (L1) in
+:mod:`.archs.relu`, JumpReLU in :mod:`.archs.jumprelu`) are registered in
+:mod:`sae_store.train.architectures`.
 
 Every architecture shares the SAELens parameter layout (``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae],
 ``W_dec`` [d_sae, d_in], ``b_dec`` [d_in]) and computation::
@@ -24,12 +27,13 @@ All encoders start as the decoder's transpose.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from sae_store.errors import ConfigError
+from sae_store.train.architectures import ARCHITECTURES
 from sae_store.train.config import SaeConfig
 
 
@@ -56,7 +60,6 @@ class ForwardOutput(NamedTuple):
 class SparseAutoencoder(nn.Module):
     """Base class: parameters, encode/decode/forward and the per-step decoder-norm handling."""
 
-    architecture: ClassVar[str]
     unit_norm_decoder: ClassVar[bool] = True
 
     def __init__(self, config: SaeConfig, *, apply_b_dec_to_input: bool = True, seed: int = 0) -> None:
@@ -76,6 +79,10 @@ class SparseAutoencoder(nn.Module):
     def decoder_norm(self) -> float:
         """Decoder row norm at initialisation (kept while training when the decoder is constrained)."""
         return self.config.decoder_init_norm or 1.0
+
+    @property
+    def architecture(self) -> str:
+        return self.config.architecture
 
     @property
     def d_in(self) -> int:
@@ -172,182 +179,9 @@ class SparseAutoencoder(nn.Module):
         self.b_dec.div_(scale)
 
 
-class TopKSAE(SparseAutoencoder):
-    """Keeps the k largest pre-activations per token (ReLU'd); AuxK revives dead latents."""
-
-    architecture = "topk"
-
-    def activation(self, hidden_pre: Tensor) -> Tensor:
-        top = hidden_pre.topk(self.config.k, dim=-1, sorted=False)
-        return torch.zeros_like(hidden_pre).scatter_(-1, top.indices, top.values.relu())
-
-    def aux_loss(self, x: Tensor, sae_out: Tensor, hidden_pre: Tensor, dead_mask: Tensor | None) -> Tensor:
-        """The top ``aux_k`` dead latents reconstruct the residual the live ones leave (OpenAI's AuxK)."""
-        if dead_mask is None or not self.training or self.config.aux_k_coefficient == 0:
-            return x.new_zeros(())
-        n_dead = int(dead_mask.sum())
-        if n_dead == 0:
-            return x.new_zeros(())
-        k_aux = self.config.aux_k or max(self.d_in // 2, 1)
-        scale = min(n_dead / k_aux, 1.0)
-        # only the dead columns take part: the same loss as masking the others, at n_dead / d_sae the cost
-        dead = dead_mask.nonzero().squeeze(1)
-        dead_pre = hidden_pre[:, dead]
-        top = dead_pre.topk(min(k_aux, n_dead), dim=-1, sorted=False)
-        acts = torch.zeros_like(dead_pre).scatter_(-1, top.indices, top.values)
-        residual = (x - sae_out).detach()
-        loss = (acts @ self.W_dec[dead] - residual).pow(2).sum(-1).mean()
-        return self.config.aux_k_coefficient * scale * loss
-
-
-class BatchTopKSAE(TopKSAE):
-    """Keeps the ``k * batch`` largest activations of the whole batch while training.
-
-    Inference (eval mode) uses a JumpReLU with one threshold for all latents, the running mean of
-    the smallest activation kept in training batches; it is saved as a JumpReLU SAE.
-    """
-
-    architecture = "batchtopk"
-    topk_threshold: Tensor
-
-    def __init__(self, config: SaeConfig, *, apply_b_dec_to_input: bool = True, seed: int = 0) -> None:
-        super().__init__(config, apply_b_dec_to_input=apply_b_dec_to_input, seed=seed)
-        self.register_buffer("topk_threshold", torch.zeros((), dtype=torch.float64))
-
-    def activation(self, hidden_pre: Tensor) -> Tensor:
-        acts = hidden_pre.relu()
-        if not self.training:
-            return acts * (hidden_pre > self.topk_threshold.to(acts.dtype))
-        flat = acts.flatten()
-        top = flat.topk(min(self.config.k * acts.shape[0], flat.numel()), sorted=False)
-        return torch.zeros_like(flat).scatter_(0, top.indices, top.values).view_as(acts)
-
-    def _scale_thresholds(self, factor: float) -> None:
-        self.topk_threshold.mul_(factor)
-
-    @torch.no_grad()
-    def after_step(self, out: ForwardOutput) -> None:
-        super().after_step(out)
-        positive = out.latents[out.latents > 0]
-        if positive.numel():
-            lr = self.config.batchtopk_threshold_lr
-            self.topk_threshold.mul_(1 - lr).add_(lr * positive.min().double())
-
-
-class MatryoshkaBatchTopKSAE(BatchTopKSAE):
-    """BatchTopK whose nested prefixes of latents (``SaeConfig.widths()``) each reconstruct the input.
-
-    The loss sums the squared error of every prefix's reconstruction (the full one included), as
-    SAELens's Matryoshka BatchTopK does, so early latents learn general features and later ones refine
-    them instead of absorbing them. Inference is the BatchTopK JumpReLU; saved as JumpReLU.
-    """
-
-    architecture = "matryoshka_batchtopk"
-
-    def reconstruction_loss(self, x: Tensor, latents: Tensor, sae_out: Tensor) -> Tensor:
-        loss = (sae_out - x).pow(2).sum(-1).mean()
-        if not self.training:
-            return loss
-        partial = self.b_dec.expand_as(x)
-        start = 0
-        for width in self.config.widths()[:-1]:
-            partial = partial + latents[:, start:width] @ self.W_dec[start:width]
-            loss = loss + (partial - x).pow(2).sum(-1).mean()
-            start = width
-        return loss
-
-
-class ReluSAE(SparseAutoencoder):
-    """ReLU latents with an L1 penalty weighted by decoder row norms (no unit-norm constraint)."""
-
-    architecture = "relu"
-    unit_norm_decoder = False
-
-    def activation(self, hidden_pre: Tensor) -> Tensor:
-        return hidden_pre.relu()
-
-    def sparsity_loss(self, latents: Tensor, hidden_pre: Tensor) -> Tensor:
-        weighted = latents * self.W_dec.norm(dim=1)
-        return self.config.l1_coefficient * weighted.sum(-1).mean()
-
-
-def _rectangle(z: Tensor) -> Tensor:
-    return ((z > -0.5) & (z < 0.5)).to(z.dtype)
-
-
-def _sum_to_threshold(grad: Tensor, threshold: Tensor) -> Tensor:
-    return grad.reshape(-1, threshold.shape[-1]).sum(0)
-
-
-class _JumpReLUFn(torch.autograd.Function):
-    """x * H(x - theta); gradient to theta by a rectangle-kernel straight-through estimator."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        ctx.save_for_backward(x, threshold)
-        ctx.bandwidth = bandwidth
-        return x * (x > threshold)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
-        x, threshold = ctx.saved_tensors
-        bw = ctx.bandwidth
-        x_grad = (x > threshold) * grad
-        t_grad = -(threshold / bw) * _rectangle((x - threshold) / bw) * grad
-        return x_grad, _sum_to_threshold(t_grad, threshold), None
-
-
-class _StepFn(torch.autograd.Function):
-    """H(x - theta) for the L0 penalty; gradient only to theta (Gemma Scope's estimator)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, threshold: Tensor, bandwidth: float) -> Tensor:
-        ctx.save_for_backward(x, threshold)
-        ctx.bandwidth = bandwidth
-        return (x > threshold).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, None]:
-        x, threshold = ctx.saved_tensors
-        bw = ctx.bandwidth
-        t_grad = -(1.0 / bw) * _rectangle((x - threshold) / bw) * grad
-        return torch.zeros_like(x), _sum_to_threshold(t_grad, threshold), None
-
-
-class JumpReLUSAE(SparseAutoencoder):
-    """``relu(h) * (h > threshold)`` with a learned threshold per latent and an L0 penalty."""
-
-    architecture = "jumprelu"
-
-    def __init__(self, config: SaeConfig, *, apply_b_dec_to_input: bool = True, seed: int = 0) -> None:
-        super().__init__(config, apply_b_dec_to_input=apply_b_dec_to_input, seed=seed)
-        self.threshold = nn.Parameter(torch.full((self.d_sae,), config.jumprelu_init_threshold))
-
-    def activation(self, hidden_pre: Tensor) -> Tensor:
-        if self.training:
-            return _JumpReLUFn.apply(hidden_pre, self.threshold, self.config.jumprelu_bandwidth)
-        return hidden_pre.relu() * (hidden_pre > self.threshold)
-
-    def sparsity_loss(self, latents: Tensor, hidden_pre: Tensor) -> Tensor:
-        l0 = _StepFn.apply(hidden_pre, self.threshold, self.config.jumprelu_bandwidth)
-        return self.config.l0_coefficient * l0.sum(-1).mean()
-
-    def _scale_thresholds(self, factor: float) -> None:
-        self.threshold.mul_(factor)
-
-    @torch.no_grad()
-    def after_step(self, out: ForwardOutput) -> None:
-        super().after_step(out)
-        self.threshold.clamp_(min=0.0)
-
-
-SAE_CLASSES: dict[str, type[SparseAutoencoder]] = {
-    cls.architecture: cls for cls in (TopKSAE, BatchTopKSAE, ReluSAE, JumpReLUSAE, MatryoshkaBatchTopKSAE)
-}
-
-
 def build_sae(config: SaeConfig, *, apply_b_dec_to_input: bool = True, seed: int = 0) -> SparseAutoencoder:
     """A freshly initialised SAE of ``config.architecture`` (``config.d_in`` must be set)."""
     if not config.d_in:
         raise ConfigError("SaeConfig.d_in is 0; set it to the input width (the store's hidden size)")
-    return SAE_CLASSES[config.architecture](config, apply_b_dec_to_input=apply_b_dec_to_input, seed=seed)
+    sae_class = ARCHITECTURES[config.architecture].load_class()
+    return sae_class(config, apply_b_dec_to_input=apply_b_dec_to_input, seed=seed)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sae_store.models.loader import resolve_device
+from sae_store.device import resolve_device
 from sae_store.progress import progress_bar
 from sae_store.train.config import TrainerConfig
 from sae_store.train.metrics import EvalResult, held_out_metrics, mean_log10_density
@@ -52,7 +52,7 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         """Learning rate of step ``step`` (0-based): linear warm-up, constant, linear decay to 0."""
         c = self.config
-        factor = min(1.0, (step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps else 1.0
+        factor = min(1.0, (step + 1) / c.warmup_steps) if c.warmup_steps else 1.0
         decay = c.lr_decay_steps
         if decay and step >= c.steps - decay:
             factor = min(factor, (c.steps - step) / decay)

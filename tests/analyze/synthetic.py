@@ -19,7 +19,8 @@ import xarray as xr
 from PIL import Image
 from safetensors.numpy import save_file
 
-from sae_store.store import ActivationStore, ModelInfo, StoreConfig, TokenRole, create_store
+from sae_store.roles import TokenRole
+from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
 
 IMAGE_TOKENS = 16  # a 4 x 4 grid
 TOKENS = {"en": 22, "ar": 24}

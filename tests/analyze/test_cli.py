@@ -104,7 +104,7 @@ def test_local_cluster_runs_tasks_in_worker_processes() -> None:
 def test_cluster_config_validation() -> None:
     with pytest.raises(ConfigError, match=r"kind must be one of \['local', 'slurm', 'none'\], got 'pbs'"):
         ClusterConfig(kind="pbs")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"workers must be an integer >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"workers must be a positive integer, got 0"):
         ClusterConfig(workers=0)
 
 

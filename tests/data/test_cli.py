@@ -11,7 +11,9 @@ from sae_store_cli import data_cmds
 
 def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    data_cmds.register(parser.add_subparsers(dest="command", required=True))
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in data_cmds.COMMANDS.values():
+        add(subparsers)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -8,7 +8,7 @@ import pytest
 
 from sae_store.data.prepare import prepare_samples
 from sae_store.data.samples import SAMPLE_COLUMNS, read_samples
-from sae_store.errors import DataError
+from sae_store.errors import ConfigError, DataError
 
 from .helpers import WriteCsv, write_png
 
@@ -145,7 +145,7 @@ def test_num_samples_too_large(tmp_path: Path, write_csv: WriteCsv) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"num_samples": 0}, r"num_samples must be a positive integer or None, got 0"),
+        ({"num_samples": 0}, r"num_samples must be a positive integer, got 0"),
         ({"seed": -1}, r"seed must be a non-negative integer, got -1"),
     ],
 )
@@ -153,8 +153,8 @@ def test_bad_parameters(
     tmp_path: Path, images_dir: Path, write_csv: WriteCsv, kwargs: dict[str, int], match: str
 ) -> None:
     csv = write_csv([HEADER, ["a.png", "A man.", ""]])
-    with pytest.raises(DataError, match=match):
-        prepare_samples(csv, images_dir, tmp_path / "out", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=match):
+        prepare_samples(csv, images_dir, tmp_path / "out", **kwargs)
 
 
 def test_missing_csv(tmp_path: Path, images_dir: Path) -> None:

@@ -6,15 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sae_store.arraytask import slurm_task
 from sae_store.errors import ConfigError
-from sae_store.extract.config import (
-    DEFAULT_PROMPTS,
-    ExtractConfig,
-    parse_languages,
-    parse_layers,
-    parse_prompts,
-    slurm_task,
-)
+from sae_store.extract.config import DEFAULT_PROMPTS, ExtractConfig, parse_prompts
+from sae_store.selection import parse_languages, parse_layers
 
 
 @pytest.mark.parametrize(
@@ -109,5 +104,7 @@ def test_config_validation(kwargs: dict[str, object], match: str) -> None:
 def test_config_round_trip() -> None:
     config = ExtractConfig(layers=(1, 3), languages=("ar",), sample_range=(0, 16), quota=10**9)
     assert ExtractConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ConfigError, match=r"unknown extract config keys \['batch'\]"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key\(s\) \['batch'\] in ExtractConfig \(did you mean 'batch_"
+    ):
         ExtractConfig.from_dict({"batch": 4})

@@ -14,7 +14,8 @@ from sae_store.extract.run import extract_activations
 from sae_store.extract.writer import Float16OverflowWarning, NonFiniteError
 from sae_store.models.inputs import build_batch
 from sae_store.models.loader import LoadedModel
-from sae_store.store import TokenRole, open_store
+from sae_store.roles import TokenRole
+from sae_store.store import open_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
 

@@ -23,6 +23,13 @@ from tests.extract.helpers import N_SAMPLES, assert_same_files
 from .helpers import extract_args, start
 
 
+def _duration(args: list[str]) -> float:
+    """Seconds a whole unkilled run of ``sae-store ARGS`` takes (kill times are drawn within it)."""
+    t0 = time.perf_counter()
+    assert _kill_after(args, 600.0) == 0
+    return time.perf_counter() - t0
+
+
 def _kill_after(args: list[str], seconds: float) -> int:
     """Run ``sae-store ARGS``, SIGKILL it after ``seconds``; its return code (-9 if it was killed)."""
     proc = start(args)
@@ -45,16 +52,21 @@ def test_random_kills_of_extract_and_append_always_recover(
     shutil.copytree(reference, grown)
     append_samples(grown, samples(images_root, range(N_SAMPLES, N_SAMPLES + 4)))
     codes = []
+    whole = _duration(extract_args(make_store().path, tiny_model_dir))
     for _ in range(2):  # extraction: kill somewhere between loading the model and the last block
         store = make_store().path
         t0 = time.perf_counter()
-        codes.append(_kill_after(extract_args(store, tiny_model_dir), rng.uniform(4.0, 12.0)))
+        codes.append(_kill_after(extract_args(store, tiny_model_dir), rng.uniform(0.3, 0.95) * whole))
         assert main(extract_args(store, tiny_model_dir)) == 0, time.perf_counter() - t0
         assert_same_files(store, reference)
+    shutil.copytree(reference, tmp_path / "timed.zarr")
+    whole = _duration(["append", str(tmp_path / "timed.zarr"), "--samples", str(table)])
     for k in range(3):  # append: kill anywhere; unlock, append again
         store = tmp_path / f"append{k}.zarr"
         shutil.copytree(reference, store)
-        codes.append(_kill_after(["append", str(store), "--samples", str(table)], rng.uniform(1.0, 4.0)))
+        codes.append(
+            _kill_after(["append", str(store), "--samples", str(table)], rng.uniform(0.2, 0.95) * whole)
+        )
         assert main(["unlock", str(store)]) == 0
         if open_store(store).layout.n_samples == N_SAMPLES:
             assert_same_files(store, reference)

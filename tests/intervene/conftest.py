@@ -105,7 +105,7 @@ def captioned_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path, ti
     from sae_store.data.demo import make_demo_data
     from sae_store.data.prepare import prepare_samples
     from sae_store.extract.init import init_store
-    from sae_store.intervene.captions import CaptionConfig
+    from sae_store.intervene.config import CaptionConfig
     from sae_store.intervene.generation import caption_store
     from sae_store.store import StoreConfig
 

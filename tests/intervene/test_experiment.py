@@ -9,8 +9,9 @@ from PIL import Image
 
 from sae_store.errors import ConfigError, SaeStoreError
 from sae_store.intervene.batches import position_mask, prompt_batch, teacher_forced
-from sae_store.intervene.captions import CaptionConfig, generate_captions
-from sae_store.intervene.experiment import InterventionConfig, LanguageSamples, run_intervention
+from sae_store.intervene.captions import generate_captions
+from sae_store.intervene.config import CaptionConfig, InterventionConfig
+from sae_store.intervene.experiment import LanguageSamples, run_intervention
 from sae_store.intervene.hooks import layer_hook
 from sae_store.models.loader import LoadedModel
 from tests.intervene.conftest import AR_PROMPT, EN_PROMPT, PerfectSAE, ToySAE
@@ -127,5 +128,5 @@ def test_bad_experiments_are_refused(
         InterventionConfig(mode="ablate", n_controls=5)
     with pytest.raises(ConfigError, match="alpha must be > 0 for mode 'amplify'"):
         InterventionConfig(mode="amplify", alpha=0.0)
-    with pytest.raises(ConfigError, match=r"dose_alphas must all be > 0, got \[0.0\]"):
+    with pytest.raises(ConfigError, match=r"dose_alphas\[0\] must be a positive number, got 0.0"):
         InterventionConfig(mode="amplify", dose_alphas=(0.0, 1.0))

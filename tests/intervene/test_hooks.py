@@ -12,7 +12,8 @@ from PIL import Image
 
 from sae_store.errors import ConfigError, SaeStoreError
 from sae_store.intervene.batches import position_mask, prompt_batch
-from sae_store.intervene.captions import CaptionConfig, generate_captions
+from sae_store.intervene.captions import generate_captions
+from sae_store.intervene.config import CaptionConfig
 from sae_store.intervene.hooks import (
     FeatureEdit,
     HookRecord,

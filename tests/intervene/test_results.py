@@ -12,7 +12,8 @@ import pytest
 import xarray as xr
 
 from sae_store.intervene.captions import Caption
-from sae_store.intervene.experiment import InterventionConfig, LanguageEffects, LayerResult
+from sae_store.intervene.config import InterventionConfig
+from sae_store.intervene.experiment import LanguageEffects, LayerResult
 from sae_store.intervene.metrics import SpliceQuality
 from sae_store.intervene.results import result_key, summarise, to_dataset, write_cross_layer, write_result
 from sae_store.store import ActivationStore

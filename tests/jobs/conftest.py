@@ -27,8 +27,8 @@ import pytest
 import yaml
 import zarr
 
-from sae_store.config import DEMO_CONFIG, PipelineConfig, config_from_dict
 from sae_store.jobs import Manifest, run_pipeline
+from sae_store.jobs.config import DEMO_CONFIG, PipelineConfig, config_from_dict
 from sae_store.jobs.slurm import squeue
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")

@@ -8,16 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sae_store.config import (
-    DEMO_CONFIG,
-    PipelineConfig,
-    SlurmConfig,
-    StepResources,
-    config_from_dict,
-    load_config,
-    parse_slurm_time,
-)
 from sae_store.errors import ConfigError
+from sae_store.jobs.config import DEMO_CONFIG, PipelineConfig, config_from_dict, load_config
+from sae_store.jobs.slurm_config import SlurmConfig, StepResources, parse_slurm_time
 from sae_store.resources import example_config, example_configs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,7 +93,7 @@ def test_paths_expand_variables_and_resolve_against_the_root(
          r"slurm.partition is required: the partition to submit to \(`sinfo -s` lists them\)"),
         ({"paths": {}}, r"paths.root is required"),
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "cpus": "four"}},
-         r"slurm.cpus must be of type int, got 'four'"),
+         r"slurm.cpus must be a positive integer, got 'four'"),
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "time": "2h"}},
          r"slurm.time must be a SLURM time limit in one of MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"),
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "steps": {"train": {"time": "01:75:00"}}}},

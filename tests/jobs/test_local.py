@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from sae_store.config import PipelineConfig
 from sae_store.errors import SaeStoreError
 from sae_store.jobs import PipelineError, SlurmError, run_pipeline, run_status, submit
+from sae_store.jobs.config import PipelineConfig
 from sae_store_cli import jobs_cmds
 from sae_store_cli.main import main
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sae_store.config import PipelineConfig
 from sae_store.errors import ConfigError
+from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.plan import pipeline_layers, plan
 from sae_store.jobs.steps import ancestors
 from sae_store.store import StoreConfig, create_store, open_store

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sae_store.config import PipelineConfig
+from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.plan import plan
 from sae_store.jobs.render import TEMPLATE, TEMPLATE_DIR, compress_ids, render_script, sbatch_quote
 from sae_store.jobs.steps import STEPS, TASK_ID

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sae_store.config import PipelineConfig
 from sae_store.errors import SaeStoreError
 from sae_store.jobs import SlurmError, read_manifest, run_pipeline, run_status, submit
+from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.steps import step_names
 from tests.jobs.conftest import (
     LocalSlurm,

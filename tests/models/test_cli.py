@@ -14,7 +14,9 @@ from sae_store_cli import model_cmds
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    model_cmds.register(parser.add_subparsers(dest="command", required=True))
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in model_cmds.COMMANDS.values():
+        add(subparsers)
     return parser.parse_args(argv)
 
 

@@ -12,7 +12,7 @@ from sae_store.errors import DataError
 from sae_store.models.adapter import hidden_from_output
 from sae_store.models.inputs import build_batch, left_align, sequence_length, special_token_ids, token_roles
 from sae_store.models.loader import LoadedModel
-from sae_store.store.schema import TokenRole
+from sae_store.roles import TokenRole
 
 from .conftest import AR_PROMPT, EN_PROMPT
 

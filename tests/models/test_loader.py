@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from sae_store.device import resolve_device
 from sae_store.errors import ModelLoadError, SaeStoreError
 from sae_store.models.loader import (
     LoadedModel,
@@ -17,7 +18,6 @@ from sae_store.models.loader import (
     load_model,
     load_processor,
     model_identity,
-    resolve_device,
     resolve_dtype,
 )
 

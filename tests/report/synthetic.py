@@ -27,10 +27,12 @@ from sae_store.analyze.pipeline import (
     top_samples_step,
     visual_step,
 )
-from sae_store.intervene.experiment import InterventionConfig, LanguageEffects, LayerResult
+from sae_store.intervene.config import InterventionConfig
+from sae_store.intervene.experiment import LanguageEffects, LayerResult
 from sae_store.intervene.metrics import SpliceQuality
 from sae_store.intervene.results import result_key, summarise, to_dataset, write_cross_layer, write_result
-from sae_store.store import ActivationStore, ModelInfo, StoreConfig, TokenRole, create_store
+from sae_store.roles import TokenRole
+from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group
 from sae_store.train.encode import (

@@ -10,7 +10,8 @@ from sae_store.store import StoreConfig, completion, create_store, store_usage
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
 from sae_store.store.groups import create_group
-from sae_store.store.usage import parse_count, parse_size, quota_problems
+from sae_store.store.usage import quota_problems
+from sae_store.units import parse_count, parse_size
 from sae_store_cli.main import main
 from tests.conftest import model_info, samples_table
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from sae_store.store import ActivationStore, StoreConfig, TokenRole, create_store, open_store
+from sae_store.roles import TokenRole
+from sae_store.store import ActivationStore, StoreConfig, create_store, open_store
 from sae_store.store import schema as S
 from sae_store.train.config import DataConfig, RunConfig, SaeConfig, TrainerConfig
 from tests.conftest import model_info, samples_table

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sae_store.errors import DataError, IncompleteError, SaeStoreError
-from sae_store.store import TokenRole
+from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 from sae_store.train import data
 from sae_store.train.config import DataConfig

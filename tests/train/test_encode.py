@@ -11,7 +11,7 @@ import torch
 import xarray as xr
 
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
-from sae_store.store import TokenRole
+from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 from sae_store.store.groups import delete_group
 from sae_store.train import encode as encode_module

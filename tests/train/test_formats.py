@@ -11,9 +11,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sae_store.errors import ModelLoadError
+from sae_store.train.archs.jumprelu import JumpReLUSAE
 from sae_store.train.config import SaeConfig
 from sae_store.train.formats import load_sae, save_sae, sha256_file
-from sae_store.train.sae import JumpReLUSAE, build_sae
+from sae_store.train.sae import build_sae
 
 SCALE = 0.25
 D_IN = 10

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from sae_store.errors import SaeStoreError
-from sae_store.store import TokenRole
+from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 from sae_store.train.config import DataConfig, SaeConfig
 from sae_store.train.data import StoreDataProvider
