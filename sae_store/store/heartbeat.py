@@ -1,16 +1,21 @@
 """The heartbeat of a running extraction: its claim files touched every :data:`HEARTBEAT_S` seconds.
 
 Other hosts cannot check a process of this one; they take a claim whose file was not touched for
-:data:`~sae_store.store.lock_files.STALE_AFTER_S` seconds for dead.
+:data:`~sae_store.store.lock_files.STALE_AFTER_S` seconds for dead. A heartbeat that cannot touch a
+file says so once, in the log: the extraction goes on, but others may soon take its blocks over.
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+
+from sae_store.store.lock_files import STALE_AFTER_S
+
+log = logging.getLogger(__name__)
 
 #: Seconds between two touches of the claim files (read at every beat, so tests may change it).
 HEARTBEAT_S = 30.0
@@ -29,9 +34,27 @@ class Heartbeat(threading.Thread):
         super().__init__(daemon=True, name="sae-store-heartbeat")
         self.paths = list(paths)
         self.stopped = threading.Event()
+        # Kinds of error (exception type and errno) already logged: each is reported once.
+        self._reported: set[tuple[type[OSError], int | None]] = set()
 
     def run(self) -> None:
         while not self.stopped.wait(HEARTBEAT_S):
             for path in self.paths:
-                with contextlib.suppress(OSError):
+                try:
                     os.utime(path)  # NULL times: the server's clock on NFS
+                except OSError as e:
+                    self._report(path, e)
+
+    def _report(self, path: Path, error: OSError) -> None:
+        kind = (type(error), error.errno)
+        if kind in self._reported:
+            return
+        self._reported.add(kind)
+        log.warning(
+            "the heartbeat could not touch claim file %r (%s); other hosts take this extraction for dead "
+            "after %.0f s without one and may take its shard blocks over. Further errors of this kind "
+            "are not logged",
+            str(path),
+            error,
+            STALE_AFTER_S,
+        )
