@@ -50,7 +50,7 @@ from sae_store.store.lock_files import (
     slurm_job,
     state,
 )
-from sae_store.store.lock_messages import stale_lock_message, taken_message
+from sae_store.store.lock_messages import ClaimRecord, stale_lock_message, taken_message
 
 __all__ = [
     "APPEND_LOCK",
@@ -59,6 +59,7 @@ __all__ = [
     "STALE_AFTER_S",
     "VISIBLE_WAIT_S",
     "BlockTakenError",
+    "ClaimRecord",
     "KeepLockedError",
     "Kind",
     "LockInfo",
@@ -217,39 +218,42 @@ def claims(store_path: str | Path) -> list[tuple[Path, LockInfo]]:
 
 def clear_claims(
     store_path: str | Path, *, force: bool = False, kinds: Sequence[Kind] = ("extract",)
-) -> list[str]:
-    """Remove the claims of dead tasks (and with ``force`` of other hosts' tasks); say what was removed.
+) -> list[ClaimRecord]:
+    """Remove the claims of dead tasks (and with ``force`` of other hosts' tasks); say what was done.
 
     Claims of a task still running on this host are never removed; ones of another host whose
-    heartbeat is fresh are listed with how to clear them unless ``force``.
+    heartbeat is fresh are kept unless ``force``, their record saying how to clear them.
+
+    Returns
+    -------
+    list of ClaimRecord
+        One per task holding claims of one of ``kinds``, in the order of its first claim file;
+        :meth:`ClaimRecord.describe` gives the line for people.
     """
     by_task: dict[str, list[tuple[Path, LockInfo]]] = {}
     for path, info in claims(store_path):
         if info.kind in kinds:
             by_task.setdefault(info.token, []).append((path, info))
-    lines = []
+    records = []
     for held in by_task.values():
         path, info = held[0]
         st = state(info, path)
-        blocks = sorted(int(p.stem.removeprefix("block-")) for p, _ in held)
-        age = heartbeat_age(path)
-        what = f"the claim of shard blocks {blocks} by {info.describe()}" + (
-            f" (last heartbeat {age:.0f} s ago)"
-            if age is not None and info.host != socket.gethostname()
-            else ""
-        )
-        if st == "running" or (st == "unknown" and not force):
-            how = (
-                "it is running"
-                if st == "running"
-                else f"its host cannot be checked: `sae-store unlock {store_path} --force`"
+        keep = st == "running" or (st == "unknown" and not force)
+        records.append(
+            ClaimRecord(
+                action="kept" if keep else "removed",
+                store=str(store_path),
+                blocks=tuple(sorted(int(p.stem.removeprefix("block-")) for p, _ in held)),
+                holder=info,
+                state=st,
+                heartbeat_age=heartbeat_age(path),
+                remote=info.host != socket.gethostname(),
             )
-            lines.append(f"kept {what}: {how}")
-            continue
-        for p, _ in held:
-            remove_lock(p)
-        lines.append(f"removed {what}, " + ("which is no longer running" if st == "dead" else "forced"))
-    return lines
+        )
+        if not keep:
+            for p, _ in held:
+                remove_lock(p)
+    return records
 
 
 def release_append_lock(store_path: str | Path) -> None:

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psutil
 
@@ -57,6 +57,10 @@ class LockInfo:
         job = f", SLURM job {self.job}" if self.job else ""
         what = f" ({self.command})" if self.command else ""
         return f"pid {self.pid} on host {self.host!r}{job}, started {when}{what}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content as JSON-serialisable values (as written to the file)."""
+        return {**asdict(self), "blocks": list(self.blocks)}
 
 
 def lock_dir(store_path: str | Path) -> Path:
@@ -153,7 +157,7 @@ def create_lock(path: Path, info: LockInfo) -> tuple[bool, float]:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
         try:
             with open(tmp, "x") as f:
-                f.write(json.dumps(asdict(info)))
+                f.write(json.dumps(info.to_dict()))
         except FileNotFoundError:  # another process removed the folder as it became empty
             continue
         try:
