@@ -113,7 +113,7 @@ def _append(args: argparse.Namespace) -> int:
 def _unlock(args: argparse.Namespace) -> int:
     from sae_store.store.append import unlock_store
 
-    for line in unlock_store(args.store, force=args.force):
+    for line in unlock_store(args.store, force=args.force).lines():
         print(line)
     return 0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,10 @@ from sae_store.store.create import write_sample_metadata
 from sae_store.store.journal import clear_scratch, discard_journal, rollback, sample_arrays, write_journal
 from sae_store.store.lock import (
     BlockTakenError,
+    ClaimRecord,
     KeepLockedError,
+    LockInfo,
+    State,
     append_lock,
     append_lock_path,
     claim_blocks,
@@ -165,31 +168,91 @@ def _grow(store: ActivationStore, samples: pd.DataFrame, n_before: int, n_after:
     discard_journal(store.path, "append")
 
 
-def unlock_store(path: str | Path, *, force: bool = False) -> list[str]:
+@dataclasses.dataclass(frozen=True)
+class UnlockResult:
+    """What :func:`unlock_store` did: facts, as lines for people (:meth:`lines`) or JSON (:meth:`to_dict`)."""
+
+    store: str
+    rolled_back_to: int | None = None
+    """The number of samples an interrupted append was rolled back to; None if nothing was rolled back."""
+    append_lock: LockInfo | None = None
+    """The holder of the append lock that was removed; None if the store had none."""
+    append_lock_state: State | None = None
+    """Whether that holder was ``"dead"`` or ``"unknown"`` (another host: removed with ``force``)."""
+    claims: tuple[ClaimRecord, ...] = ()
+    """The claims removed or kept: an append's first, then extractions'."""
+
+    @property
+    def locked(self) -> bool:
+        """Whether the store held anything to clear (or keep)."""
+        return self.append_lock is not None or bool(self.claims)
+
+    def lines(self) -> list[str]:
+        """What was done (or kept, and why), one line each, in the order it was done."""
+        done = (
+            []
+            if self.rolled_back_to is None
+            else [f"rolled back the interrupted append: the store has {self.rolled_back_to} samples again"]
+        )
+        done += [c.describe() for c in self.claims if c.holder.kind == "append"]
+        if self.append_lock is not None:
+            forced = "" if self.append_lock_state == "dead" else ", forced"
+            done.append(f"removed the append lock of {self.append_lock.describe()}{forced}")
+        done += [c.describe() for c in self.claims if c.holder.kind != "append"]
+        return done or ["the store was not locked"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-serialisable values."""
+        lock = self.append_lock
+        return {
+            "store": self.store,
+            "locked": self.locked,
+            "rolled_back_to": self.rolled_back_to,
+            "append_lock": None
+            if lock is None
+            else {
+                "holder": lock.to_dict(),
+                "state": self.append_lock_state,
+                "forced": self.append_lock_state != "dead",
+            },
+            "claims": [c.to_dict() for c in self.claims],
+        }
+
+
+def unlock_store(path: str | Path, *, force: bool = False) -> UnlockResult:
     """Clear what killed processes left: roll back an interrupted append, remove stale locks and claims.
 
-    Returns what was done (or kept, and why), as lines for people. Refuses an append lock whose
-    process is running; a lock from another host (whose process cannot be checked) needs ``force``,
-    and so do claims of extractions on another host whose heartbeat is fresh.
+    Refuses an append lock whose process is running; a lock from another host (whose process cannot
+    be checked) needs ``force``, and so do claims of extractions on another host whose heartbeat is
+    fresh.
+
+    Returns
+    -------
+    UnlockResult
+        What was done (or kept, and why); ``.lines()`` gives it as lines for people.
+
+    Raises
+    ------
+    StoreLockedError
+        If an append is running, or its lock is of another host and ``force`` is not set.
     """
     store = open_store(path)
-    done: list[str] = []
     lock = append_lock_path(store.path)
     info = read_append_lock(store.path)
+    st: State | None = None
+    n: int | None = None
+    cleared: list[ClaimRecord] = []
     if info is not None:
         st = state(info, lock)
         if st == "running" or (st == "unknown" and not force):
             raise StoreLockedError(stale_lock_message(store.path, info, st))
         n = rollback(store.path)
-        if n is not None:
-            done.append(f"rolled back the interrupted append: the store has {n} samples again")
-        done += clear_claims(store.path, force=True, kinds=("append",))
+        cleared += clear_claims(store.path, force=True, kinds=("append",))
         release_append_lock(store.path)
-        done.append(f"removed the append lock of {info.describe()}" + ("" if st == "dead" else ", forced"))
     elif any(c.kind == "append" for _, c in claims(store.path)):
-        done += clear_claims(store.path, force=force, kinds=("append",))
-    done += clear_claims(store.path, force=force)
+        cleared += clear_claims(store.path, force=force, kinds=("append",))
+    cleared += clear_claims(store.path, force=force)
     clear_scratch(store.path)
     with contextlib.suppress(OSError):
         lock_dir(store.path).rmdir()
-    return done or ["the store was not locked"]
+    return UnlockResult(str(store.path), n, info, st, tuple(cleared))

@@ -7,12 +7,16 @@ The journal is crash-safe by construction:
   is always whole;
 - it is removed by renaming it to a scratch name first (atomic), then deleting that folder, so a
   process killed while deleting leaves only scratch, never a half-deleted journal;
+- its files, the files a rollback restores and the folders whose entries a step renames, creates or
+  removes are fsynced before the next step, so the journal and a rollback survive a power loss
+  too, not only a killed process;
 - a rollback checks every saved file against the manifest before restoring anything, and refuses
   (changing nothing) if one differs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -75,6 +79,16 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make the names created, renamed or removed in folder ``path`` durable.
+
+    Some file systems (and Windows) refuse to open or fsync a folder; there nothing more can be done,
+    so the error is ignored, as is common practice.
+    """
+    with contextlib.suppress(OSError):
+        _fsync(path)
+
+
 def clear_scratch(path: Path) -> None:
     """Delete journals a killed process left half-written or half-deleted (never trusted)."""
     folder = lock_dir(path)
@@ -102,8 +116,11 @@ def write_journal(path: Path, n_before: int) -> None:
     manifest = scratch / _MANIFEST
     manifest.write_text(json.dumps({"n_samples": n_before, "files": files}))
     _fsync(manifest)
+    for folder in [*(p for p in scratch.rglob("*") if p.is_dir()), scratch]:
+        _fsync_dir(folder)  # the names of the saved files
     kill_point("append.journal_saved")
     os.rename(scratch, lock_dir(path) / JOURNAL)  # the journal appears whole or not at all
+    _fsync_dir(lock_dir(path))
 
 
 def discard_journal(path: Path, operation: str) -> None:
@@ -111,6 +128,7 @@ def discard_journal(path: Path, operation: str) -> None:
     journal = lock_dir(path) / JOURNAL
     if journal.is_dir():
         os.rename(journal, lock_dir(path) / f"{_SCRATCH}{uuid.uuid4().hex}")
+        _fsync_dir(lock_dir(path))
         kill_point(f"{operation}.journal_renamed")
     clear_scratch(path)
 
@@ -165,16 +183,24 @@ def rollback(path: Path) -> int | None:
     manifest = _verified_manifest(path, journal)
     n_before = int(manifest["n_samples"])  # type: ignore[call-overload]
     for name, axis, per_file, _ in sample_arrays(path):
-        for f in _chunk_files(path, name, axis, per_file, -(-n_before // per_file) * per_file):
+        removed = _chunk_files(path, name, axis, per_file, -(-n_before // per_file) * per_file)
+        for f in removed:
             f.unlink()
+        for folder in {f.parent for f in removed}:
+            _fsync_dir(folder)  # before the journal goes: removed chunks must not come back
         if (path / name / "c").is_dir():
             _remove_empty_folders(path / name / "c")
     kill_point("unlock.chunks_removed")
+    restored: set[Path] = set()
     for rel in manifest["files"]:  # type: ignore[attr-defined]
         target = path / rel
         tmp = target.with_name(f".{target.name}.restore")
         shutil.copy2(journal / rel, tmp)
+        _fsync(tmp)
         os.replace(tmp, target)
+        restored.add(target.parent)
+    for folder in restored:
+        _fsync_dir(folder)
     kill_point("unlock.files_restored")
     discard_journal(path, "unlock")
     return n_before

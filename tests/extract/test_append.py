@@ -170,10 +170,10 @@ def test_an_interrupted_append_is_explained_and_unlock_restores_the_store(
         append_samples(store.path, samples(images_root, NEW))
     with pytest.raises(StoreLockedError, match=r"stale append lock"):
         extract_activations(store, loaded, CFG)
-    done = unlock_store(store.path)
+    done = unlock_store(store.path).lines()
     assert done[0] == "rolled back the interrupted append: the store has 10 samples again"
     assert store_files(store.path) == files
-    assert unlock_store(store.path) == ["the store was not locked"]
+    assert unlock_store(store.path).lines() == ["the store was not locked"]
     assert append_samples(store.path, samples(images_root, NEW)).n_after == 14
 
 
@@ -204,7 +204,7 @@ def test_an_append_whose_rollback_fails_keeps_the_store_locked_for_unlock(
         f.write_text(json.dumps({**json.loads(f.read_text()), "pid": dead}))
     with pytest.raises(StoreLockedError, match=r"stale append lock"):
         append_samples(store.path, samples(images_root, NEW))
-    lines = unlock_store(store.path)
+    lines = unlock_store(store.path).lines()
     assert lines[0] == "rolled back the interrupted append: the store has 10 samples again"
     assert lines[1].startswith("removed the claim of shard blocks [0, 1, 2, 3] by pid")
     assert store_files(store.path) == files and not (store.path / LOCK_DIR).exists()
@@ -276,11 +276,15 @@ def test_stale_claims_are_taken_over_and_other_hosts_need_force(
         append_samples(store.path, samples(images_root, NEW))
     assert not claim_path(store.path, 0).exists()  # the dead claim was taken over, then released
     # without --force the remote claim is kept and unlock says why; with it, it says what it removed
-    assert unlock_store(store.path)[0].startswith("kept the claim of shard blocks [1] by pid 4242 on host")
+    assert (
+        unlock_store(store.path)
+        .lines()[0]
+        .startswith("kept the claim of shard blocks [1] by pid 4242 on host")
+    )
     _write_lock(store.path, LockInfo("append", "node-17", 4242, time.time(), "append"))
     with pytest.raises(StoreLockedError, match=r"on another host, whose state cannot be checked.* --force"):
         unlock_store(store.path)
-    lines = unlock_store(store.path, force=True)
+    lines = unlock_store(store.path, force=True).lines()
     assert (
         lines[0].startswith("removed the append lock of pid 4242 on host 'node-17'") and "forced" in lines[0]
     )
@@ -301,7 +305,7 @@ def test_a_remote_heartbeat_silent_for_long_is_dead(make_store: MakeStore) -> No
     path.write_text(json.dumps(asdict(remote)))
     old = time.time() - 3600
     os.utime(path, (old, old))
-    assert unlock_store(store.path) == [
+    assert unlock_store(store.path).lines() == [
         f"removed the claim of shard blocks [1] by {remote.describe()} (last heartbeat 3600 s ago), "
         "which is no longer running"
     ]
