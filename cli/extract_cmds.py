@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from typing import Any
@@ -15,6 +16,7 @@ from sae_store.store.config import StoreConfig
 from .options import (
     add_command,
     add_images,
+    add_json,
     add_languages,
     add_layers,
     add_model,
@@ -113,8 +115,11 @@ def _append(args: argparse.Namespace) -> int:
 def _unlock(args: argparse.Namespace) -> int:
     from sae_store.store.append import unlock_store
 
-    for line in unlock_store(args.store, force=args.force).lines():
-        print(line)
+    result = unlock_store(args.store, force=args.force)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(result.lines()))
     return 0
 
 
@@ -193,6 +198,7 @@ def _add_unlock(subparsers: Any) -> None:
         action="store_true",
         help="also clear locks and claims of another host (each one is listed)",
     )
+    add_json(p)
 
 
 COMMANDS = {"init": _add_init, "extract": _add_extract, "append": _add_append, "unlock": _add_unlock}

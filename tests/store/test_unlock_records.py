@@ -120,3 +120,17 @@ def test_unlock_store_records_render_the_lines_and_serialise_to_json(make_store)
         "append_lock": None,
         "claims": [],
     }
+
+
+def test_unlock_json_prints_the_records(make_store, capsys) -> None:
+    from sae_store_cli.main import main
+
+    store = make_store(16, samples_per_shard=4)
+    _claims_of_three_tasks(store.path)
+    assert main(["unlock", str(store.path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [(c["holder"]["token"], c["action"]) for c in data["claims"]] == [
+        ("d", "removed"),
+        ("r", "kept"),
+        ("me", "kept"),
+    ]
