@@ -61,8 +61,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _encode(args: argparse.Namespace) -> int:
     from sae_store.store import open_store
+    from sae_store.train.discovery import find_saes
     from sae_store.train.encode import encode_features
-    from sae_store.train.pretrained import find_saes
 
     config = build(args, EncodeConfig)
     layers = layers_from_args(args)

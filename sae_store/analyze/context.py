@@ -8,7 +8,7 @@ the dask cluster only if an analysis runs on it, and runs the analyses in regist
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from sae_store.analyze.config import ClusterConfig
 from sae_store.analyze.registry import ANALYSES, Analysis
 from sae_store.configbase import Settings
 from sae_store.errors import SaeStoreError
+from sae_store.models.tokens import TokenDecoder, token_decoder
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +94,12 @@ class AnalysisContext:
             )
         return self._tops[key]
 
-    def token_decoder(self) -> Callable[[int], str] | None:
+    def token_decoder(self) -> TokenDecoder | None:
         """Token id -> text with the model's tokenizer (``--model`` or the store's folder), if it loads."""
-        store = self.inputs.store
-        model = self.model or store.attrs.get("model", {}).get("name_or_path")
-        if not model or not Path(model).is_dir():
+        decode = token_decoder(self.model or self.inputs.store.attrs.get("model", {}).get("name_or_path"))
+        if decode is None:
             log.info("no tokenizer (pass --model DIR): tokens are shown by id")
-            return None
-        from sae_store.models.loader import load_processor
-
-        tokenizer = load_processor(model).tokenizer
-        return lambda token_id: str(tokenizer.decode([token_id]))
+        return decode
 
 
 class _TorchEncoder:
@@ -122,8 +118,8 @@ class _TorchEncoder:
 def _load_saes(spec: str, layers: list[int], inputs: Any) -> dict[int, Any]:
     """The SAE module of each layer in ``spec``, checked against the store and its features group."""
     from sae_store.analyze.data import check_d_in
+    from sae_store.train.discovery import find_saes
     from sae_store.train.formats import load_sae
-    from sae_store.train.pretrained import find_saes
 
     out = {}
     n_feat = inputs.features.sizes["feature"]

@@ -15,72 +15,25 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-import zarr
 
 from sae_store.analyze.config import STATISTIC_VARIABLES
 from sae_store.errors import IncompleteError, SaeStoreError
 from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
+from sae_store.store.results import Labels, has_group, read_group, strings
 
-FEATURES_GROUP = "features"
 GENDERS = ("male", "female")
 
 
-@dataclass(frozen=True)
-class Labels:
-    """Per-sample metadata of the store (small; read eagerly)."""
-
-    sample: np.ndarray
-    """Sample ids (str)."""
-    gender: np.ndarray
-    """``male``, ``female``, ``ambiguous`` or ``unknown`` (str)."""
-    image: np.ndarray
-    """Image paths relative to ``images_dir``."""
-    captions: dict[str, np.ndarray]
-    """Reference captions per language (newline-separated per sample)."""
-    images_dir: str
-
-
-def read_labels(store: ActivationStore) -> Labels:
-    """Sample ids, genders, image paths and captions of every sample of ``store``."""
-    root = store.dataset()
-    captions = root[S.CAPTION].load()
-    return Labels(
-        sample=strings(root[S.SAMPLE].values),
-        gender=strings(root[S.GENDER].values),
-        image=strings(root[S.IMAGE].values),
-        captions={str(lang): strings(captions.sel(language=lang).values) for lang in root.language.values},
-        images_dir=str(store.attrs.get("images_dir", "")),
-    )
-
-
-def strings(values: Any) -> np.ndarray:
-    """An object array of Python ``str`` (zarr/xarray hand back numpy's StringDType, which casts poorly)."""
-    return np.array([str(v) for v in np.asarray(values).ravel()], dtype=object).reshape(np.shape(values))
-
-
-def has_group(store: ActivationStore, path: str) -> bool:
-    """Whether the store holds the group ``path`` (e.g. ``"analysis/bias"``), on disk now.
-
-    Read without consolidated metadata, which can lag behind groups added or removed later.
-    """
-    node: Any = zarr.open_group(str(store.path), mode="r", use_consolidated=False)
-    for part in path.split("/"):
-        if part not in set(node.group_keys()):
-            return False
-        node = node[part]
-    return True
-
-
-def open_features(store: ActivationStore, group: str = FEATURES_GROUP) -> xr.Dataset:
+def open_features(store: ActivationStore, group: str = S.FEATURES) -> xr.Dataset:
     """The store's features group as a lazy Dataset; refused (with what to run) if it is not there."""
     if not has_group(store, group):
         raise IncompleteError(
             f"the store {str(store.path)!r} has no {group!r} group: no SAE features are encoded yet; "
             f"run `sae-store encode {store.path} --saes SAE_DIR` first"
         )
-    return store.dataset(group)
+    return read_group(store, group)
 
 
 def feature_matrix(features: xr.Dataset, statistic: str, layer: int, language: str) -> xr.DataArray:
@@ -239,8 +192,6 @@ def sae_identities(features: xr.Dataset, layer: int, languages: Sequence[str]) -
     or maps each language to its own. Returns None when the provenance is absent.
     """
     saes = features.attrs.get("saes")
-    if isinstance(saes, str):
-        saes = json.loads(saes)
     if not isinstance(saes, dict):
         return None
     entry = saes.get(str(layer), saes.get(layer))

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from sae_store.analyze.data import GENDERS, Labels, aligned_gender, feature_matrix, strings
+from sae_store.analyze.data import GENDERS, aligned_gender, feature_matrix
 from sae_store.analyze.topsamples import TopSamples
+from sae_store.models.tokens import TokenDecoder
 from sae_store.roles import TokenRole
 from sae_store.store import schema as S
+from sae_store.store.results import Labels, strings
 
-TokenDecoder = Callable[[int], str]
 #: Firing tokens listed per top sample.
 TOKENS_PER_SAMPLE = 5
 

@@ -17,10 +17,11 @@ import xarray as xr
 from distributed import Client
 
 from sae_store.analyze.config import BiasConfig, CrossLayerConfig, CrossLingualConfig, InspectConfig
-from sae_store.analyze.data import FEATURES_GROUP, Labels, open_features, read_labels, strings
+from sae_store.analyze.data import open_features
 from sae_store.analyze.interpret import TokenDecoder
+from sae_store.analyze.registry import ANALYSES
 from sae_store.analyze.results import has_analysis, read_analysis, write_analysis, write_json
-from sae_store.analyze.run_bias import BIAS_JSON, run_bias
+from sae_store.analyze.run_bias import run_bias
 from sae_store.analyze.run_crosslayer import run_crosslayer
 from sae_store.analyze.run_crosslingual import run_crosslingual
 from sae_store.analyze.run_inspect import (
@@ -32,6 +33,8 @@ from sae_store.analyze.run_inspect import (
 )
 from sae_store.analyze.topsamples import Encoder, TopSamples
 from sae_store.store import ActivationStore, open_store
+from sae_store.store import schema as S
+from sae_store.store.results import Labels, read_labels, strings
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +48,15 @@ class Inputs:
     labels: Labels
 
 
-def open_inputs(store_path: str | Path, features_group: str = FEATURES_GROUP) -> Inputs:
+def open_inputs(store_path: str | Path, features_group: str = S.FEATURES) -> Inputs:
     """Open a store, its features group (refused with what to run if missing) and its labels."""
     store = open_store(store_path)
     return Inputs(store, open_features(store, features_group), read_labels(store))
 
 
-def _save(
-    inp: Inputs, name: str, ds: xr.Dataset, out_dir: Path, filename: str, payload: dict[str, Any]
-) -> Path:
+def _save(inp: Inputs, name: str, ds: xr.Dataset, out_dir: Path, payload: dict[str, Any]) -> Path:
     group = write_analysis(inp.store, name, ds)
-    path = write_json(out_dir, filename, {"store": str(inp.store.path), **payload})
+    path = write_json(out_dir, ANALYSES[name].result_file, {"store": str(inp.store.path), **payload})
     log.info("%s: wrote %s/%s and %s", name, inp.store.path, group, path)
     return path
 
@@ -73,7 +74,7 @@ def bias_step(
     run = run_bias(
         inp.store, inp.features, inp.labels, config, layers=layers, languages=languages, client=client
     )
-    return _save(inp, "bias", run.dataset, out_dir, BIAS_JSON, run.payload)
+    return _save(inp, "bias", run.dataset, out_dir, run.payload)
 
 
 def crosslingual_step(
@@ -97,7 +98,7 @@ def crosslingual_step(
         decoders=decoders,
         client=client,
     )
-    return _save(inp, "crosslingual", run.dataset, out_dir, "crosslingual.json", run.payload)
+    return _save(inp, "crosslingual", run.dataset, out_dir, run.payload)
 
 
 def crosslayer_step(
@@ -123,7 +124,7 @@ def crosslayer_step(
         decoders=decoders,
         client=client,
     )
-    return _save(inp, "crosslayer", run.dataset, out_dir, "crosslayer.json", run.payload)
+    return _save(inp, "crosslayer", run.dataset, out_dir, run.payload)
 
 
 def _bias_or_none(inp: Inputs) -> xr.Dataset | None:
@@ -166,13 +167,13 @@ def interpret_step(
     run = run_interpret(
         inp.store, inp.features, inp.labels, bias, tops, config, statistic=statistic, decode=decode
     )
-    return _save(inp, "interpret", run.dataset, out_dir, "interpret.json", run.payload)
+    return _save(inp, "interpret", run.dataset, out_dir, run.payload)
 
 
 def visual_step(inp: Inputs, tops: dict[Key, TopSamples], config: InspectConfig, out_dir: Path) -> Path:
     """``analyze visual``: maps in the store, heatmaps in ``out_dir/visual``; returns ``visual.json``."""
     run = run_visual(inp.store, inp.labels, tops, config, out_dir)
-    return _save(inp, "visual", run.dataset, out_dir, "visual.json", run.payload)
+    return _save(inp, "visual", run.dataset, out_dir, run.payload)
 
 
 def qualitative_step(
@@ -210,4 +211,4 @@ def qualitative_step(
         samples=samples,
         descriptions=descriptions,
     )
-    return _save(inp, "qualitative", run.dataset, out_dir, "qualitative.json", run.payload)
+    return _save(inp, "qualitative", run.dataset, out_dir, run.payload)

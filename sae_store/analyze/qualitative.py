@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from sae_store.analyze.data import GENDERS, Labels
+from sae_store.analyze.data import GENDERS
+from sae_store.store.results import Labels
 
 #: Columns of the table, in order.
 COLUMNS = (

@@ -126,7 +126,7 @@ register_analysis(
         BiasConfig,
         _bias,
         cluster=True,
-        result="comprehensive_analysis_results.json",
+        result="comprehensive_analysis_results.json",  # the name users' scripts read
     )
 )
 register_analysis(

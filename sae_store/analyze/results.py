@@ -28,30 +28,17 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from sae_store.analyze.data import has_group
+from sae_store.analyze.registry import produced_by
 from sae_store.errors import IncompleteError
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-
-ANALYSIS_GROUP = "analysis"
-#: Prefix of the attributes naming the subset of an axis a result covers (see :func:`align_to_store`).
-_SUBSET = "subset_"
-# zarr's notice that consolidated metadata is not in the v3 spec yet: the store relies on it knowingly
-_CONSOLIDATED_WARNING = "Consolidated metadata is currently not part"
-
-#: The command producing each analysis, named when a later analysis needs it.
-PRODUCED_BY = {
-    name: f"sae-store analyze {name}"
-    for name in ("bias", "crosslingual", "crosslayer", "interpret", "visual")
-}
-
+from sae_store.store.results import has_group, read_group, write_group
 
 #: ``long_name`` of the variables of the analysis groups (exact names, then name prefixes).
 DESCRIPTIONS = {
@@ -132,88 +119,30 @@ def describe(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def align_to_store(store: ActivationStore, ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` on the store's own ``layer``, ``language`` and ``sample`` axes, so the whole store
-    opens as one aligned ``xr.DataTree``.
-
-    Where ``ds`` holds a subset of an axis, the others are filled (NaN, -1, False or ``""``) and
-    the subset is kept in the attribute ``subset_<dim>``; :func:`read_analysis` selects it again.
-    """
-    full: dict[str, list[Any]] = {
-        S.LAYER: list(store.layout.layers),
-        S.LANGUAGE: list(store.layout.languages),
-        S.SAMPLE: [str(s) for s in np.asarray(store.array(S.SAMPLE)[...])],
-    }
-    for dim, values in full.items():
-        if dim not in ds.indexes:
-            continue
-        have = ds.indexes[dim].tolist()
-        if have == values or not set(have) <= set(values):
-            continue
-        fill = {str(k): _fill(v.dtype) for k, v in ds.variables.items() if dim in v.dims and k != dim}
-        ds = ds.reindex(
-            {dim: np.asarray(values, dtype=object if isinstance(values[0], str) else None)}, fill_value=fill
-        )
-        ds.attrs[f"{_SUBSET}{dim}"] = json.dumps(to_jsonable(have))
-    return ds
-
-
-def _fill(dtype: np.dtype) -> Any:
-    if dtype.kind == "f":
-        return np.nan
-    if dtype.kind in "iu":
-        return -1
-    return False if dtype.kind == "b" else ""
-
-
-def select_subsets(ds: xr.Dataset) -> xr.Dataset:
-    """Undo :func:`align_to_store`: keep only the ``subset_<dim>`` values of each axis."""
-    for key in [k for k in ds.attrs if k.startswith(_SUBSET)]:
-        values = ds.attrs.pop(key)
-        ds = ds.sel({key.removeprefix(_SUBSET): json.loads(values) if isinstance(values, str) else values})
-    return ds
-
-
 def write_analysis(store: ActivationStore, name: str, ds: xr.Dataset) -> str:
     """Write ``ds`` as ``analysis/<name>`` of the store, replacing an earlier result; returns the group path.
 
-    Dict- and list-valued attributes are stored as JSON text so any zarr reader can load them;
-    every variable gets a ``long_name``; the layer, language and sample axes are the store's own
-    (see :func:`align_to_store`).
+    Every variable gets a ``long_name``; attributes are made JSON-safe (NaN as null); the store's
+    results writer puts it on the store's axes (:func:`sae_store.store.results.write_group`).
     """
-    store.require_writable()
-    ds = describe(align_to_store(store, ds.copy()))
-    ds.attrs = {
-        k: json.dumps(to_jsonable(v)) if isinstance(v, dict | list | tuple) else v
-        for k, v in ds.attrs.items()
-    }
-    group = f"{ANALYSIS_GROUP}/{name}"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_CONSOLIDATED_WARNING)
-        ds.to_zarr(store.path, group=group, mode="w", consolidated=True)
-    return group
+    ds = describe(ds.copy())
+    ds.attrs = {k: to_jsonable(v) for k, v in ds.attrs.items()}
+    return write_group(store, f"{S.ANALYSIS}/{name}", ds)
 
 
 def has_analysis(store: ActivationStore, name: str) -> bool:
     """Whether the store holds the result ``analysis/<name>``."""
-    return has_group(store, f"{ANALYSIS_GROUP}/{name}")
+    return has_group(store, f"{S.ANALYSIS}/{name}")
 
 
 def read_analysis(store: ActivationStore, name: str) -> xr.Dataset:
     """The stored result ``analysis/<name>``, loaded; refused with the command to run if it is missing."""
     if not has_analysis(store, name):
         raise IncompleteError(
-            f"the store {str(store.path)!r} has no {name} results yet; run `{PRODUCED_BY.get(name, name)} "
-            f"{store.path}` first"
+            f"the store {str(store.path)!r} has no {name} results yet; run "
+            f"`{produced_by(name)} {store.path}` first"
         )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_CONSOLIDATED_WARNING)
-        ds = xr.open_zarr(store.path, group=f"{ANALYSIS_GROUP}/{name}", consolidated=True).load()
-    ds = select_subsets(ds)
-    for k, v in list(ds.attrs.items()):
-        if isinstance(v, str) and v[:1] in "{[":
-            ds.attrs[k] = json.loads(v)
-    return ds
+    return read_group(store, f"{S.ANALYSIS}/{name}", load=True)
 
 
 def to_jsonable(value: Any) -> Any:

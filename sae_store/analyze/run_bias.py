@@ -21,14 +21,12 @@ from sae_store.analyze.bias import (
 )
 from sae_store.analyze.cluster import compute_tasks
 from sae_store.analyze.config import BiasConfig
-from sae_store.analyze.data import Labels, Selection, choose, feature_matrix, select_samples, strings
+from sae_store.analyze.data import Selection, choose, feature_matrix, select_samples
 from sae_store.analyze.resample import BootstrapCI
 from sae_store.analyze.stats import bh_count, bh_qvalues
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-
-#: File name users' post-processing scripts read (``results["layers"]["10"]["male_biased_features"]``).
-BIAS_JSON = "comprehensive_analysis_results.json"
+from sae_store.store.results import Labels, strings
 
 
 @dataclass(frozen=True)

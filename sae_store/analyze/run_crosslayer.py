@@ -15,12 +15,13 @@ from distributed import Client
 from sae_store.analyze.bias import biased_features
 from sae_store.analyze.cluster import compute_tasks
 from sae_store.analyze.config import CrossLayerConfig
-from sae_store.analyze.data import Labels, choose, feature_matrix, pooled_activations, select_samples, strings
+from sae_store.analyze.data import choose, feature_matrix, pooled_activations, select_samples
 from sae_store.analyze.matching import lineage
 from sae_store.analyze.probe import ProbeResult, gender_probe
 from sae_store.errors import IncompleteError
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
+from sae_store.store.results import Labels, strings
 
 
 def abs_interval(low: float, high: float) -> list[float]:

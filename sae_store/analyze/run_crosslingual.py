@@ -21,20 +21,14 @@ from sae_store.analyze.crosslingual import (
     top_k,
     topk_overlap,
 )
-from sae_store.analyze.data import (
-    Labels,
-    aligned_gender,
-    choose,
-    feature_matrix,
-    sae_identities,
-    select_samples,
-)
+from sae_store.analyze.data import aligned_gender, choose, feature_matrix, sae_identities, select_samples
 from sae_store.analyze.matching import Matching, match_features
 from sae_store.analyze.stats import cohens_d
 from sae_store.errors import SaeStoreError
 from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
+from sae_store.store.results import Labels
 
 #: Sets whose overlap is compared: top-k by |d|, by d (male-biased) and by -d (female-biased).
 DIRECTIONS = ("abs", "male", "female")

@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from sae_store.analyze.config import InspectConfig
-from sae_store.analyze.data import Labels, choose, feature_matrix, strings
+from sae_store.analyze.data import choose, feature_matrix
 from sae_store.analyze.interpret import TokenDecoder, interpret_features
 from sae_store.analyze.qualitative import COLUMNS, pick_samples, table_rows, top_biased_rows, write_markdown
 from sae_store.analyze.topsamples import Encoder, TopSamples, chosen_features, find_top_samples
@@ -25,6 +25,7 @@ from sae_store.errors import SaeStoreError
 from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
+from sae_store.store.results import Labels, strings
 
 Key = tuple[int, str]
 

@@ -15,11 +15,12 @@ import numpy as np
 import xarray as xr
 
 from sae_store.analyze.bias import biased_features
-from sae_store.analyze.data import feature_matrix, strings
+from sae_store.analyze.data import feature_matrix
 from sae_store.errors import SaeStoreError
 from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
+from sae_store.store.results import strings
 
 #: Token vectors encoded per call (bounds the latents held at once to rows x d_sae floats).
 _ENCODE_ROWS = 4096

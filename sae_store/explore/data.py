@@ -9,8 +9,6 @@ in how the store lays out its files does not reach this module.
 
 from __future__ import annotations
 
-import json
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,18 +17,21 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sae_store.analyze.data import FEATURES_GROUP, Labels, has_group, read_labels, strings
-from sae_store.analyze.interpret import TokenDecoder
-from sae_store.analyze.results import ANALYSIS_GROUP, select_subsets
 from sae_store.errors import SaeStoreError
 from sae_store.explore.saes import SaeCache
-from sae_store.report.inputs import SaeRecord, load_saes, sibling_folder
+from sae_store.models.tokens import TokenDecoder, token_decoder
 from sae_store.store import ActivationStore, open_store
 from sae_store.store import schema as S
-
-GENERATION_GROUP = "generation"
-_CONSOLIDATED_WARNING = "Consolidated metadata is currently not part"
-_LAYER_DIR = "layer_"
+from sae_store.store.results import (
+    Labels,
+    has_group,
+    intervention_summaries,
+    read_group,
+    read_labels,
+    sibling_folder,
+    strings,
+)
+from sae_store.train import SaeRecord, encoded_saes, sae_records
 
 
 class FeatureNotFoundError(SaeStoreError):
@@ -58,7 +59,8 @@ class ExploreData:
     store_path
         The activation store.
     saes_dir
-        Folder of ``layer_<L>`` SAE folders; default ``saes/`` beside the store if it exists.
+        Folder of per-layer SAEs in any layout ``encode`` accepts, or a ``{L}`` pattern; default
+        ``saes/`` beside the store if it exists. Layers it lacks use the SAE ``encode`` recorded.
     results_dir
         Folder of the analyses' JSON results; default ``results/`` beside the store if it exists.
     """
@@ -75,7 +77,7 @@ class ExploreData:
         self.results_dir = _folder(results_dir, self.store, "results", "--results")
         self.n_samples = self.store.layout.n_samples
         self.labels: Labels = read_labels(self.store)
-        self.saes = SaeCache(self.saes_dir)
+        self.saes = SaeCache({layer: rec.path for layer, rec in self.sae_records.items()})
         self._sample_pos = {s: i for i, s in enumerate(self.labels.sample)}
 
     # ------------------------------------------------------------------ layout
@@ -99,13 +101,7 @@ class ExploreData:
     @cached_property
     def decode_token(self) -> TokenDecoder | None:
         """Token id -> text with the store's model tokenizer; None when the model folder is not here."""
-        model = self.store.attrs.get("model", {}).get("name_or_path")
-        if not model or not Path(model).is_dir():
-            return None
-        from sae_store.models.loader import load_processor
-
-        tokenizer = load_processor(model).tokenizer
-        return lambda token_id: str(tokenizer.decode([token_id]))
+        return token_decoder(self.store.attrs.get("model", {}).get("name_or_path"))
 
     def warm(self) -> None:
         """Open the groups and load the tokenizer now, so that the first page is as quick as the rest."""
@@ -114,9 +110,8 @@ class ExploreData:
     def stored_n_samples(self) -> int:
         """How many samples the store on disk holds now (grows when samples are appended)."""
         try:
-            raw = json.loads((self.store.path / "zarr.json").read_text()).get("attributes", {})
-            return int(S.decode_attrs(raw)[S.ATTR_KEY]["n_samples"])
-        except (OSError, ValueError, KeyError):
+            return open_store(self.store.path).layout.n_samples
+        except SaeStoreError:  # an append rewriting the attributes: keep what is open
             return self.n_samples
 
     # ------------------------------------------------------------------ groups
@@ -127,7 +122,7 @@ class ExploreData:
     @cached_property
     def features(self) -> xr.Dataset | None:
         """The ``features`` group (lazy), or None before ``sae-store encode``."""
-        return self.store.dataset(FEATURES_GROUP) if has_group(self.store, FEATURES_GROUP) else None
+        return read_group(self.store, S.FEATURES) if has_group(self.store, S.FEATURES) else None
 
     @cached_property
     def d_sae(self) -> int | None:
@@ -139,40 +134,24 @@ class ExploreData:
 
     @cached_property
     def _analyses(self) -> dict[str, xr.Dataset]:
-        out = {}
-        for name in ("bias", "crosslingual", "crosslayer"):
-            if has_group(self.store, f"{ANALYSIS_GROUP}/{name}"):
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=_CONSOLIDATED_WARNING)
-                    ds = xr.open_zarr(self.store.path, group=f"{ANALYSIS_GROUP}/{name}", consolidated=False)
-                ds = select_subsets(ds)  # results are stored on the store's axes; keep what was analysed
-                for k, v in list(ds.attrs.items()):
-                    if isinstance(v, str) and v[:1] in "{[":
-                        ds.attrs[k] = json.loads(v)
-                out[name] = ds
-        return out
+        paths = {name: f"{S.ANALYSIS}/{name}" for name in ("bias", "crosslingual", "crosslayer")}
+        return {
+            name: read_group(self.store, path) for name, path in paths.items() if has_group(self.store, path)
+        }
 
     @cached_property
     def generation(self) -> xr.Dataset | None:
-        return self.store.dataset(GENERATION_GROUP) if has_group(self.store, GENERATION_GROUP) else None
+        return read_group(self.store, S.GENERATION) if has_group(self.store, S.GENERATION) else None
 
     @cached_property
     def sae_records(self) -> dict[int, SaeRecord]:
-        return load_saes(self.saes_dir) if self.saes_dir is not None else {}
+        """Each layer's SAE: from the SAE folder (any layout), else the one ``encode`` recorded."""
+        return sae_records(self.saes_dir, encoded_saes(self.store))
 
     @cached_property
     def interventions(self) -> dict[str, dict[int, dict[str, Any]]]:
         """Summaries of every intervention experiment, by result key and layer."""
-        if not has_group(self.store, f"{ANALYSIS_GROUP}/intervene"):
-            return {}
-        node = self.store.zarr_group(f"{ANALYSIS_GROUP}/intervene")
-        out: dict[str, dict[int, dict[str, Any]]] = {}
-        for key, group in sorted(node.groups()):
-            for name, layer_group in group.groups():
-                summary = layer_group.attrs.get("summary")
-                if name.startswith(_LAYER_DIR) and isinstance(summary, str):
-                    out.setdefault(key, {})[int(name[len(_LAYER_DIR) :])] = json.loads(summary)
-        return out
+        return intervention_summaries(self.store)
 
     # ------------------------------------------------------------------ checks
     def check_feature(self, layer: int, feature: int) -> None:
@@ -244,6 +223,6 @@ def _folder(given: str | Path | None, store: ActivationStore, sibling: str, flag
     if given is None:
         return sibling_folder(store, sibling)
     path = Path(given)
-    if not path.is_dir():
+    if not path.is_dir() and "{L}" not in str(given):  # an SAE pattern names no folder
         raise SaeStoreError(f"{flag} {str(path)!r} is not a folder; pass the folder the pipeline wrote")
     return path

@@ -8,14 +8,14 @@ however many layers are browsed.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from sae_store.train.formats import has_sae, load_sae
-from sae_store.train.run import layer_folder
+from sae_store.train.formats import load_sae
 from sae_store.train.sae import SparseAutoencoder
 
 #: SAEs held in memory at once (least recently used dropped first).
@@ -35,23 +35,22 @@ class _Loaded(NamedTuple):
 
 
 class SaeCache:
-    """The ``layer_<L>`` SAEs of one folder, loaded when first used."""
+    """The SAE folder of each layer (any layout ``find_saes`` reads), loaded when first used."""
 
-    def __init__(self, saes_dir: Path | None, max_loaded: int = MAX_LOADED) -> None:
-        self.saes_dir = saes_dir
+    def __init__(self, folders: Mapping[int, Path], max_loaded: int = MAX_LOADED) -> None:
+        self.folders = dict(folders)
         self.max_loaded = max_loaded
         self._loaded: OrderedDict[int, _Loaded] = OrderedDict()
 
     def has(self, layer: int) -> bool:
-        """Whether a trained SAE exists for ``layer``."""
-        return self.saes_dir is not None and has_sae(layer_folder(self.saes_dir, layer))
+        """Whether there is an SAE for ``layer``."""
+        return layer in self.folders
 
     def _get(self, layer: int) -> _Loaded:
         if layer in self._loaded:
             self._loaded.move_to_end(layer)
             return self._loaded[layer]
-        assert self.saes_dir is not None
-        sae = load_sae(layer_folder(self.saes_dir, layer)).sae.eval()
+        sae = load_sae(self.folders[layer]).sae.eval()
         norms = sae.W_dec.detach().norm(dim=1).numpy().astype(np.float32)
         self._loaded[layer] = _Loaded(sae, norms)
         while len(self._loaded) > self.max_loaded:

@@ -10,7 +10,6 @@ repeat the root's. Attributes record the generation settings and the model ident
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any, overload
 
 import numpy as np
 import xarray as xr
-import zarr
 from PIL import Image
 
 from sae_store.errors import DataError, IncompleteError, SaeStoreError
@@ -30,24 +28,16 @@ from sae_store.models.loader import LoadedModel
 from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
+from sae_store.store.groups import create_group, delete_group, grow_group
+from sae_store.store.results import group_attrs, has_group, read_group, strings
 
 __all__ = [
-    "GENERATION_GROUP",
     "CaptionSummary",
     "LazyImages",
     "caption_store",
     "experiment_samples",
     "store_images",
 ]
-
-GENERATION_GROUP = "generation"
-NEW_TOKEN = "new_token"
-_PER_SAMPLE = {"n_generated": -1, "male_terms": -1, "female_terms": -1}
-
-
-def _strings(values: Any) -> np.ndarray:
-    # zarr returns numpy StringDType arrays, which refuse .astype(str); plain str objects work everywhere.
-    return np.array([str(v) for v in np.asarray(values).ravel()], dtype=object)
 
 
 class LazyImages(Sequence[Image.Image]):
@@ -81,82 +71,36 @@ def store_images(store: ActivationStore, images_dir: str | Path | None = None) -
             f"images folder {str(folder)!r} of store {str(store.path)!r} is missing; "
             "pass it with --images DIR"
         )
-    root: Any = store.zarr_group()
-    names = _strings(root[S.IMAGE][...])
+    names = strings(store.array(S.IMAGE)[...])
     return LazyImages([Path(folder) / name for name in names])
-
-
-def _create_group(store: ActivationStore, attrs: dict[str, Any], max_new_tokens: int) -> Any:
-    root: Any = store.zarr_group(mode="r+")
-    layout = store.layout
-    L, N, spb = len(layout.languages), layout.n_samples, layout.samples_per_shard
-    group = root.create_group(GENERATION_GROUP, overwrite=True, attributes=attrs)
-
-    def array(name: str, dims: tuple[str, ...], dtype: Any, fill: Any, chunks: tuple[int, ...]) -> zarr.Array:
-        shape = tuple({S.LANGUAGE: L, S.SAMPLE: N, NEW_TOKEN: max_new_tokens}[d] for d in dims)
-        # the CF "coordinates" attribute makes xarray show the gender label beside each value
-        attributes: dict[str, Any] = {"coordinates": S.GENDER} if len(dims) > 1 else {}
-        return group.create_array(
-            name,
-            shape=shape,
-            chunks=chunks,
-            dtype=dtype,
-            fill_value=fill,
-            dimension_names=list(dims),
-            attributes=attributes,
-        )
-
-    array(S.LANGUAGE, (S.LANGUAGE,), str, "", (L,))[:] = np.array(layout.languages, dtype=object)
-    for name in (S.SAMPLE, S.GENDER):
-        array(name, (S.SAMPLE,), str, "", (spb,))[:] = root[name][...]
-    array("generated_caption", (S.LANGUAGE, S.SAMPLE), str, "", (1, spb))
-    array("generated_ids", (S.LANGUAGE, S.SAMPLE, NEW_TOKEN), "int32", -1, (1, spb, max_new_tokens))
-    for name, fill in _PER_SAMPLE.items():
-        array(name, (S.LANGUAGE, S.SAMPLE), "int32", fill, (1, spb))
-    array(S.COMPLETE, (S.LANGUAGE, S.SAMPLE), "bool", False, (1, spb))
-    store.consolidate()
-    return group
-
-
-def _grow(store: ActivationStore) -> None:
-    # Samples appended to the store since the captions were made: extend every array along `sample`.
-    # Opened without the consolidated metadata, which is stale until the end.
-    root: Any = store.zarr_group()
-    group: Any = zarr.open_group(str(store.path / GENERATION_GROUP), mode="r+", use_consolidated=False)
-    n_old, n_new = group[S.SAMPLE].shape[0], store.layout.n_samples
-    for _name, arr in group.arrays():
-        dims = list(arr.metadata.dimension_names)
-        if S.SAMPLE in dims:
-            arr.resize(tuple(n_new if d == S.SAMPLE else n for d, n in zip(dims, arr.shape, strict=True)))
-    for name in (S.SAMPLE, S.GENDER):
-        group[name][n_old:n_new] = root[name][n_old:n_new]
-    store.consolidate()
 
 
 def _open_group(
     store: ActivationStore, config: CaptionConfig, identity: dict[str, Any], overwrite: bool
-) -> Any:
-    """The generation group, created (or re-created with ``overwrite``) or grown to the store's samples."""
+) -> None:
+    """Create the generation group (again, with ``overwrite``), or grow it to the store's samples."""
+    if overwrite and has_group(store, S.GENERATION):
+        delete_group(store, S.GENERATION)
     attrs = {
         "generation": {**config.to_dict(), "decoding": "greedy"},
         "model": identity,
         "prompts": store.attrs.get("prompts", {}),
     }
-    root: Any = store.zarr_group()
-    if GENERATION_GROUP not in root or overwrite:
-        return _create_group(store, attrs, config.max_new_tokens)
-    group: Any = store.zarr_group(GENERATION_GROUP, mode="r+")
-    before = dict(group.attrs).get("generation", {})
+    variables = S.generation_variables(store.layout, config.max_new_tokens)
+    sizes = {S.NEW_TOKEN: config.max_new_tokens}
+    if create_group(
+        store, S.GENERATION, variables, sizes=sizes, attrs=attrs, root_coords=S.GENERATION_COORDS
+    ):
+        return
+    before = group_attrs(store, S.GENERATION).get("generation", {})
     if before.get("max_new_tokens") != config.max_new_tokens:
         raise SaeStoreError(
             f"the store's captions were generated with max_new_tokens={before.get('max_new_tokens')!r}; this "
             f"run asks for {config.max_new_tokens}. Pass --overwrite to generate them all again, or keep "
             f"--max-new-tokens {before.get('max_new_tokens')}"
         )
-    if group[S.SAMPLE].shape[0] < store.layout.n_samples:
-        _grow(store)
-        group = store.zarr_group(GENERATION_GROUP, mode="r+")
-    return group
+    if store.array(S.SAMPLE, S.GENERATION).shape[0] < store.layout.n_samples:
+        grow_group(store, S.GENERATION)
 
 
 @dataclass(frozen=True)
@@ -190,10 +134,10 @@ def caption_store(
     languages = list(store.layout.languages if languages is None else languages)
     for lang in languages:
         store.language_index(lang)
-    group = _open_group(store, config, loaded.identity, overwrite)
+    _open_group(store, config, loaded.identity, overwrite)
     images = store_images(store, images_dir)
     prompts = store.attrs.get("prompts", {})
-    done = np.asarray(group[S.COMPLETE][...], dtype=bool)
+    done = store.read_flags(S.COMPLETE, group=S.GENERATION)
     todo = [
         (lang, b)
         for lang in languages
@@ -214,13 +158,9 @@ def caption_store(
             "female_terms": np.array([c.female for c in caps], dtype=np.int32),
         }
         for name, value in values.items():
-            store.write(name, value, start=block.start, language=lang, group=GENERATION_GROUP)
+            store.write(name, value, start=block.start, language=lang, group=S.GENERATION)
         store.write(
-            S.COMPLETE,
-            np.ones(len(caps), dtype=bool),
-            start=block.start,
-            language=lang,
-            group=GENERATION_GROUP,
+            S.COMPLETE, np.ones(len(caps), dtype=bool), start=block.start, language=lang, group=S.GENERATION
         )
         generated += len(caps)
     ds = read_generation(store, require_complete=False)
@@ -243,19 +183,17 @@ def read_generation(store: ActivationStore, *, require_complete: bool = True) ->
     IncompleteError
         If captions have not been generated (or, with ``require_complete``, not for every sample).
     """
-    root = store.zarr_group()
-    if GENERATION_GROUP not in root:
+    if not has_group(store, S.GENERATION):
         raise IncompleteError(
             f"store {str(store.path)!r} has no generated captions; run `sae-store caption` first"
         )
-    ds = store.dataset(GENERATION_GROUP).load()
+    ds = read_group(store, S.GENERATION, load=True)
     if require_complete and not bool(ds[S.COMPLETE].all()):
         missing = int((~ds[S.COMPLETE]).sum())
         raise IncompleteError(
             f"{missing} (language, sample) captions are missing in store {str(store.path)!r}; rerun "
             "`sae-store caption` (it resumes)"
         )
-    ds.attrs = {k: json.loads(v) if isinstance(v, str) and v[:1] in "{[" else v for k, v in ds.attrs.items()}
     return ds
 
 
@@ -281,7 +219,7 @@ def experiment_samples(
     gen = read_generation(store, require_complete=False)
     lang_idx = [store.language_index(lang) for lang in languages]
     complete = np.asarray(gen[S.COMPLETE].values, dtype=bool)[lang_idx].all(axis=0)
-    genders = _strings(gen[S.GENDER].values)
+    genders = strings(gen[S.GENDER].values)
     index = np.flatnonzero(complete & np.isin(genders, ["male", "female"]))
     if max_samples is not None:
         male, female = index[genders[index] == "male"], index[genders[index] == "female"]

@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sae_store.analyze.results import align_to_store, describe, to_jsonable, write_json
+from sae_store.analyze.results import describe, to_jsonable, write_json
 from sae_store.errors import SaeStoreError
 from sae_store.intervene.experiment import LanguageEffects, LayerResult
 from sae_store.intervene.stats import compare_controls, differential, paired_stats
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
+from sae_store.store.results import write_group
 
 __all__ = [
     "CROSS_LAYER_JSON",
@@ -43,7 +44,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CROSS_LAYER_JSON = "cross_layer_results.json"
-INTERVENE_GROUP = "analysis/intervene"
 _NOUNS = {"ablate": "ablation", "amplify": "amplification", "neutralise": "neutralisation"}
 DEFINITION = (
     "differential = mean effect on male-labelled samples - mean effect on female-labelled samples; effect = "
@@ -224,11 +224,9 @@ def write_result(
     (group, path)
         The store group written and the JSON file.
     """
-    group = f"{INTERVENE_GROUP}/{key}/layer_{summary['layer']}"
-    store.require_writable()
+    group = f"{S.INTERVENE}/{key}/{S.INTERVENE_LAYER_PREFIX}{summary['layer']}"
     ds = ds.assign(evaluated=xr.ones_like(ds["effect"], dtype=bool))
-    describe(align_to_store(store, ds)).to_zarr(store.path, group=group, mode="w", consolidated=False)
-    store.consolidate()
+    write_group(store, group, describe(ds))
     path = write_json(
         Path(out_dir) / "intervene", f"{key}_layer_{summary['layer']}.json", {"key": key, **summary}
     )

@@ -24,8 +24,9 @@ from sae_store.models.config import ModelRunConfig
 from sae_store.models.loader import LoadedModel
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.train.formats import has_sae, load_sae
-from sae_store.train.pretrained import find_saes
+from sae_store.train.discovery import find_saes
+from sae_store.train.folder import has_sae
+from sae_store.train.formats import load_sae
 
 __all__ = ["LayerSae", "bias_ranking", "intervene_store", "load_layer_sae", "load_store_model"]
 

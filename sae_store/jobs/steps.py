@@ -112,7 +112,7 @@ def _blocks_done(group: str | None) -> Callable[[PipelineConfig, int, int], bool
         try:
             store = open_store(cfg.paths.path("store"))
             flags = store.read_flags(group=group)
-        except (StoreNotFoundError, KeyError):
+        except (FileNotFoundError, KeyError):
             return False
         blocks = task_blocks(store.blocks, task, n_tasks)
         return all(bool(flags[..., b.start : b.stop].all()) for b in blocks)
@@ -129,7 +129,7 @@ def _group_complete(group: str) -> Callable[[PipelineConfig, int, int], bool]:
         try:
             store = open_store(cfg.paths.path("store"))
             return bool(store.read_flags(group=group).all())
-        except (StoreNotFoundError, KeyError):
+        except (FileNotFoundError, KeyError):
             return False
 
     return done
@@ -213,8 +213,13 @@ def _mode_enabled(mode: str) -> Callable[[PipelineConfig], bool]:
     return lambda cfg: mode in cfg.interventions.modes
 
 
+def _analyses_done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+    """Every registered analysis has written its results (the last one in ``analyze all``'s order)."""
+    return (cfg.paths.path("results") / list(ANALYSES)[-1].result_file).exists()
+
+
 def _sae_trained(cfg: PipelineConfig, layer: int, n_tasks: int) -> bool:
-    from sae_store.train.run import is_trained, layer_folder
+    from sae_store.train.folder import is_trained, layer_folder
 
     return is_trained(layer_folder(cfg.paths.path("saes"), layer))
 
@@ -276,7 +281,7 @@ STEPS: tuple[Step, ...] = (
     Step("encode", "per-sample SAE feature summaries into the store", ("encode",), _encode_args,
          array="blocks", after=("train",), done=_blocks_done("features")),
     Step("analyze", "bias statistics, cross-lingual, cross-layer, interpretation", ("analyze", "all"),
-         _analyze_args, after=("encode",), done=_exists("results", "qualitative.json")),
+         _analyze_args, after=("encode",), done=_analyses_done),
     *(Step(f"intervene-{mode}", f"{mode} SAE features inside the running model", ("intervene",),
            _intervene_args(mode), array="layers", after=("analyze", "caption"), done=_intervention_done(mode),
            when=_mode_enabled(mode),

@@ -11,7 +11,7 @@ from sae_store._lazy import lazy_exports
 if TYPE_CHECKING:
     from sae_store.report.assemble import report_sections
     from sae_store.report.build import ReportResult, build_report, check_writable
-    from sae_store.report.inputs import ReportInputs, SaeRecord, load_inputs
+    from sae_store.report.inputs import ReportInputs, load_inputs
     from sae_store.report.section import Figure, Notice, Section, Table, Text, not_run_section
 
 __getattr__, __dir__, __all__ = lazy_exports(
@@ -19,7 +19,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "assemble": ("report_sections",),
         "build": ("ReportResult", "build_report", "check_writable"),
-        "inputs": ("ReportInputs", "SaeRecord", "load_inputs"),
+        "inputs": ("ReportInputs", "load_inputs"),
         "section": ("Figure", "Notice", "Section", "Table", "Text", "not_run_section"),
     },
 )

@@ -7,8 +7,6 @@ from collections.abc import Callable
 import numpy as np
 import xarray as xr
 
-from sae_store.analyze.data import read_labels, strings
-from sae_store.analyze.run_bias import BIAS_JSON
 from sae_store.progress import progress_bar
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
@@ -19,12 +17,13 @@ from sae_store.report.features_sections import (
     features_section,
     qualitative_section,
 )
-from sae_store.report.inputs import ReportInputs
+from sae_store.report.inputs import BIAS_JSON, ReportInputs
 from sae_store.report.intervention_sections import interventions_section, splice_quality
 from sae_store.report.quality_sections import quality_section
 from sae_store.report.section import Section, not_run_section
 from sae_store.report.steps import Commands, intervention_layer, pipeline_steps
 from sae_store.report.store_sections import completeness_section, usage_section
+from sae_store.store.results import read_labels, strings
 
 
 def _quality(inputs: ReportInputs, cmd: Commands) -> Section:

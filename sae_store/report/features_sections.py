@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sae_store.analyze.data import Labels, strings
 from sae_store.analyze.qualitative import COLUMNS
 from sae_store.report.plotting import COLOURS, styled
 from sae_store.report.section import Figure, Frames, Notice, Section, Table, Text
+from sae_store.store.results import Labels, strings
 
 #: Dashboards drawn at most (each embeds its thumbnails in the HTML file).
 MAX_DASHBOARDS = 12

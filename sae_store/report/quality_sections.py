@@ -11,9 +11,9 @@ import holoviews as hv
 import numpy as np
 import pandas as pd
 
-from sae_store.report.inputs import SaeRecord
 from sae_store.report.plotting import COLOURS, language_colour, layer_ticks, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
+from sae_store.train.discovery import SaeRecord
 
 #: Held-out metrics shown per layer (key in :attr:`SaeRecord.quality`, label).
 METRICS = (
@@ -34,7 +34,7 @@ def quality_table(saes: Mapping[int, SaeRecord]) -> pd.DataFrame:
             {
                 "layer": layer,
                 "architecture": ours.get("architecture", rec.cfg.get("architecture")),
-                "format": "sae_store" if ours else rec.cfg.get("format", "saelens"),
+                "format": rec.format,
                 "measured by": rec.measured_by if val else None,
                 "d_in": rec.cfg.get("d_in"),
                 "d_sae": rec.cfg.get("d_sae"),

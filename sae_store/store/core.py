@@ -12,7 +12,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
@@ -23,7 +23,7 @@ from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
 from sae_store.store.lock import ignoring_lock_dir
-from sae_store.store.shards import ShardCodec, read_shards
+from sae_store.store.shards import OpenShard, ShardCodec, read_shards
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,15 @@ class ActivationStore:
     def blocks(self) -> list[Block]:
         return block_ranges(self.layout.n_samples, self.layout.samples_per_shard)
 
-    def zarr_group(self, group: str | None = None, *, mode: str = "r") -> zarr.Group:
+    def zarr_group(self, group: str | None = None, *, mode: Literal["r", "r+"] = "r") -> zarr.Group:
         if mode != "r":
             self.require_writable()
-        root = zarr.open_group(str(self.path), mode=mode, zarr_format=3)  # type: ignore[arg-type]
+        # sub-groups change under array tasks: reach them without the root's consolidated metadata
+        consolidated = None if group is None else False
+        root = zarr.open_group(str(self.path), mode=mode, zarr_format=3, use_consolidated=consolidated)
         return root if group is None else root[group]  # type: ignore[return-value]
 
-    def array(self, name: str, group: str | None = None, *, mode: str = "r") -> zarr.Array:
+    def array(self, name: str, group: str | None = None, *, mode: Literal["r", "r+"] = "r") -> zarr.Array:
         """One zarr array of the store (``group`` None is the root)."""
         arr = self.zarr_group(group, mode=mode)[name]
         if not isinstance(arr, zarr.Array):
@@ -110,7 +112,11 @@ class ActivationStore:
         with warnings.catch_warnings():
             # label arrays (a few bytes per sample) have chunks of many blocks: splitting them is cheap
             warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
-            return xr.open_zarr(self.path, group=group, chunks=chunks, consolidated=True)
+            # sub-groups change under array tasks: read from their own metadata (store/results.py)
+            ds = xr.open_zarr(self.path, group=group, chunks=chunks, consolidated=group is None)
+        if group is not None:  # a sub-group's nested attributes as dicts (the root keeps its JSON text)
+            ds.attrs = S.decode_attrs(ds.attrs)
+        return ds
 
     def layer_index(self, layer: int) -> int:
         try:
@@ -222,6 +228,15 @@ class ActivationStore:
             raise SaeStoreError(f"{len(chunks)} chunks do not fit one shard of {codec.per_shard} samples")
         coords = (self.layer_index(layer), self.language_index(language), start // codec.per_shard, 0, 0)
         return codec.write(coords, [*chunks, *[None] * (codec.per_shard - len(chunks))])
+
+    def open_shard(self, layer: int, language: str, start: int) -> OpenShard:
+        """The activation shard of samples ``start:`` (a shard block) of one layer and language, opened
+        for reading its sample chunks one by one (:class:`~sae_store.store.shards.OpenShard`)."""
+        codec = self.activation_codec
+        check_aligned(start, min(start + codec.per_shard, self.layout.n_samples), self.layout.n_samples,
+                      codec.per_shard)  # fmt: skip
+        coords = (self.layer_index(layer), self.language_index(language), start // codec.per_shard, 0, 0)
+        return OpenShard(codec, coords)
 
     @cached_property
     def activation_codec(self) -> ShardCodec:

@@ -55,6 +55,7 @@ def create_group(
     sizes: Mapping[str, int] | None = None,
     coords: Mapping[str, np.ndarray] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    root_coords: tuple[str, ...] = GROUP_COORDS,
 ) -> bool:
     """Create sub-group ``name`` of ``store`` unless it exists; True if this call created it.
 
@@ -66,7 +67,9 @@ def create_group(
     coords
         1-D coordinate values of the group's own dimensions, named by their dimension.
     attrs
-        The group's attributes.
+        The group's attributes (dicts and lists stored as JSON text).
+    root_coords
+        The root's coordinates the group repeats.
     """
     store.require_writable()
     target = store.path / name
@@ -74,9 +77,11 @@ def create_group(
         tmp = store.path / f".{name}.creating-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=dict(attrs or {}))
+            group = zarr.open_group(
+                str(tmp), mode="w", zarr_format=3, attributes=S.encode_attrs(dict(attrs or {}), keys=None)
+            )
             root = store.zarr_group()
-            for coord in GROUP_COORDS:
+            for coord in root_coords:
                 _copy_coordinate(root, group, coord)
             for dim, values in (coords or {}).items():
                 arr = group.create_array(
@@ -107,4 +112,23 @@ def delete_group(store: ActivationStore, name: str) -> None:
     """Remove sub-group ``name`` (single process only: never while array tasks write into it)."""
     store.require_writable()
     shutil.rmtree(store.path / name, ignore_errors=True)
+    store.consolidate()
+
+
+def grow_group(store: ActivationStore, name: str) -> None:
+    """Extend every array of sub-group ``name`` along ``sample`` to the store's samples (after an
+    append), copying the root's sample coordinates of the new samples."""
+    store.require_writable()
+    group = zarr.open_group(str(store.path / name), mode="r+", use_consolidated=False)
+    n_new = store.layout.n_samples
+    old = group[S.SAMPLE]
+    assert isinstance(old, zarr.Array)
+    n_old = old.shape[0]
+    for _, arr in group.arrays():
+        dims = list(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
+        if S.SAMPLE in dims:
+            arr.resize(tuple(n_new if d == S.SAMPLE else n for d, n in zip(dims, arr.shape, strict=True)))
+    for coord in (S.SAMPLE, *S.SAMPLE_COORDS):
+        if coord in group:
+            store.array(coord, name, mode="r+")[n_old:n_new] = store.array(coord)[n_old:n_new]
     store.consolidate()

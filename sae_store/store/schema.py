@@ -76,6 +76,15 @@ EXTRACT_STATUS = "extract_status"
 #: Arrays that hold only the fill value unless a sample failed: zarr writes no file for such a chunk.
 SPARSE_VARIABLES = (EXTRACT_ERROR, EXTRACT_STATUS)
 
+# Groups written after extraction (read and written through sae_store.store.results).
+GENERATION = "generation"
+"""The model's own captions (``sae-store caption``)."""
+ANALYSIS = "analysis"
+"""One sub-group per analysis (``sae-store analyze``)."""
+INTERVENE = f"{ANALYSIS}/intervene"
+"""``<key>/layer_<L>`` per intervention experiment (``sae-store intervene``)."""
+INTERVENE_LAYER_PREFIX = "layer_"
+
 # The ``features`` group (written by ``sae-store encode``).
 FEATURES = "features"
 FEATURE_MEAN = "feature_mean"
@@ -159,17 +168,31 @@ def coordinate_attrs(dim: str) -> dict[str, Any]:
     return {"long_name": long_name, **({"units": units} if units else {})}
 
 
-def encode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Root attributes as stored: the nested ones of :data:`JSON_ATTRS` as JSON text."""
+def encode_attrs(attrs: dict[str, Any], keys: tuple[str, ...] | None = JSON_ATTRS) -> dict[str, Any]:
+    """Attributes as stored: nested values as JSON text (netCDF writers accept text).
+
+    ``keys`` are the attributes stored so (the root's :data:`JSON_ATTRS`); None: every dict or list.
+    """
     return {
-        k: json.dumps(v, ensure_ascii=False) if k in JSON_ATTRS and not isinstance(v, str) else v
+        k: json.dumps(v, ensure_ascii=False)
+        if (k in keys if keys is not None else isinstance(v, dict | list | tuple)) and not isinstance(v, str)
+        else v
         for k, v in attrs.items()
     }
 
 
 def decode_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Root attributes as dicts again (reads both version 2's JSON text and version 1's dicts)."""
-    return {k: json.loads(v) if k in JSON_ATTRS and isinstance(v, str) else v for k, v in attrs.items()}
+    """Attributes with JSON text turned back into dicts and lists (version 1's dicts are kept as they are)."""
+    return {k: _decoded(v) for k, v in attrs.items()}
+
+
+def _decoded(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "{[":
+        try:
+            return json.loads(value)
+        except ValueError:  # text that only starts like JSON
+            return value
+    return value
 
 
 def root_variables(layout: StoreLayout, compressors: tuple[Any, ...]) -> dict[str, VarSpec]:
@@ -337,6 +360,51 @@ def feature_variables(layout: StoreLayout, d_sae: int) -> dict[str, VarSpec]:
             (L, G, B),
             fill_value=False,
             attrs={"long_name": "features of this sample are on disk"},
+        ),
+    }
+
+
+#: Dimension of the generated caption's token ids (``generation`` group).
+NEW_TOKEN = "new_token"
+#: Root coordinates the ``generation`` group repeats.
+GENERATION_COORDS = (LANGUAGE, SAMPLE, GENDER)
+
+
+def generation_variables(layout: StoreLayout, max_new_tokens: int) -> dict[str, VarSpec]:
+    """The ``generation`` group's arrays (``sae-store caption``), chunked ``(1, samples_per_shard)`` along
+    (language, sample) so that a block's write owns its chunks; -1 means "not generated"."""
+    B = layout.samples_per_shard
+    per_sample = {"coordinates": GENDER}
+
+    def counts(long_name: str) -> VarSpec:
+        return VarSpec(
+            (LANGUAGE, SAMPLE), "int32", (1, B), fill_value=-1, attrs={"long_name": long_name, **per_sample}
+        )
+
+    return {
+        "generated_caption": VarSpec(
+            (LANGUAGE, SAMPLE),
+            "str",
+            (1, B),
+            fill_value="",
+            attrs={"long_name": "greedy caption", **per_sample},
+        ),
+        "generated_ids": VarSpec(
+            (LANGUAGE, SAMPLE, NEW_TOKEN),
+            "int32",
+            (1, B, max_new_tokens),
+            fill_value=-1,
+            attrs={"long_name": "token ids of the caption (-1 after its end)", **per_sample},
+        ),
+        "n_generated": counts("tokens generated"),
+        "male_terms": counts("male terms in the caption"),
+        "female_terms": counts("female terms in the caption"),
+        COMPLETE: VarSpec(
+            (LANGUAGE, SAMPLE),
+            "bool",
+            (1, B),
+            fill_value=False,
+            attrs={"long_name": "caption is on disk", **per_sample},
         ),
     }
 

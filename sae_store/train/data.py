@@ -231,10 +231,10 @@ class StoreDataProvider:
         """Write the training vectors of unit ``i`` (one shard block of one language) into ``out``
         (``self._sizes[i]`` rows) and return the indices of its finite selected rows, in order."""
         u = self._units[i]
-        per = self._store.layout.samples_per_shard
         ends = np.cumsum(u.slots)
-        coords = (self.layer_index, u.language, u.start // per, 0, 0)
-        with OpenShard(self._store.activation_codec, coords) as shard:
+        with self._store.open_shard(
+            self.config.layer, self._store.layout.languages[u.language], u.start
+        ) as shard:
             rows = list(
                 self._readers.map(
                     lambda s, end, slot, check: (

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import zarr
 
 from sae_store.device import available_cores, resolve_device
 from sae_store.errors import ConfigError, DataError, IncompleteError, SaeStoreError
@@ -34,6 +33,7 @@ from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore, Block, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group
+from sae_store.store.results import group_attrs, update_group_attrs
 from sae_store.store.schema import (  # the features layout is part of the schema; callers import it here too
     FEATURE_FRAC,
     FEATURE_MAX,
@@ -44,9 +44,9 @@ from sae_store.store.schema import (  # the features layout is part of the schem
 )
 from sae_store.train.config import DataConfig, EncodeConfig
 from sae_store.train.data import StoreDataProvider
+from sae_store.train.discovery import check_model
 from sae_store.train.formats import load_sae, sha256_file
 from sae_store.train.metrics import held_out_metrics
-from sae_store.train.pretrained import check_model
 from sae_store.train.sae import SparseAutoencoder
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,7 @@ def _prepare_group(
         attrs=attrs,
     ):
         return
-    group = zarr.open_group(str(store.path / FEATURES), mode="r+", zarr_format=3, use_consolidated=False)
-    have: dict[str, Any] = dict(group.attrs)
+    have = group_attrs(store, FEATURES)
     restart = "start over with --restart (this discards the features encoded so far)"
     if have.get("n_samples") != store.layout.n_samples or have.get("d_sae") != d_sae:
         raise SaeStoreError(
@@ -161,8 +160,7 @@ def _prepare_group(
             )
     if any(str(layer) not in saes for layer in records):
         saes.update({str(k): v for k, v in records.items()})
-        group.attrs["saes"] = saes
-        store.consolidate()
+        update_group_attrs(store, FEATURES, {"saes": saes})
 
 
 def _record_quality(
@@ -175,8 +173,7 @@ def _record_quality(
     """Held-out metrics of every layer's SAE that has none from training (not a ``sae_store`` folder)
     and none recorded yet, under ``saes[layer]["quality"]`` of the group's attributes; ``selected``
     is the number of token positions of the chosen roles (it bounds the evaluation batch)."""
-    group = zarr.open_group(str(store.path / FEATURES), mode="r+", zarr_format=3, use_consolidated=False)
-    saes: dict[str, Any] = dict(group.attrs["saes"])  # type: ignore[arg-type]
+    saes: dict[str, Any] = dict(group_attrs(store, FEATURES)["saes"])
     todo = [
         L for L in sorted(sae_dirs) if saes[str(L)]["format"] != "sae_store" and "quality" not in saes[str(L)]
     ]
@@ -204,8 +201,7 @@ def _record_quality(
             "quality": {**metrics, "held_out_samples": provider.summary.val_samples},
         }
     if todo:
-        group.attrs["saes"] = saes
-        store.consolidate()
+        update_group_attrs(store, FEATURES, {"saes": saes})
 
 
 def encode_features(

@@ -27,15 +27,16 @@ from torch import Tensor
 from sae_store.errors import ConfigError, ModelLoadError
 from sae_store.train.architectures import ARCHITECTURES, saelens_architecture
 from sae_store.train.config import SaeConfig
+from sae_store.train.folder import (
+    CFG_FILE,
+    GEMMA_SCOPE_FILES,
+    PROVENANCE_KEY,
+    SPARSIFY_WEIGHTS_FILE,
+    SPARSITY_FILE,
+    WEIGHTS_FILE,
+    folder_format,
+)
 from sae_store.train.sae import SparseAutoencoder, build_sae
-
-CFG_FILE = "cfg.json"
-WEIGHTS_FILE = "sae_weights.safetensors"
-SPARSITY_FILE = "sparsity.safetensors"
-SPARSIFY_WEIGHTS_FILE = "sae.safetensors"
-GEMMA_SCOPE_FILES = ("params.safetensors", "params.npz")
-#: Key of our provenance inside cfg.json.
-PROVENANCE_KEY = "sae_store"
 
 
 class LoadedSae(NamedTuple):
@@ -263,14 +264,6 @@ def _load_gemma_scope(path: Path) -> tuple[SparseAutoencoder, Path]:
     return _build("jumprelu", tensors, apply_b_dec_to_input=False, source=path), path
 
 
-def has_sae(folder: Path) -> bool:
-    """``folder`` holds a finished SAE in one of the formats :func:`load_sae` reads."""
-    files = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
-    return (CFG_FILE in files and bool(files & {WEIGHTS_FILE, SPARSIFY_WEIGHTS_FILE})) or bool(
-        files & set(GEMMA_SCOPE_FILES)
-    )
-
-
 def load_sae(path: str | os.PathLike[str], *, device: str = "cpu") -> LoadedSae:
     """Read an SAE folder: ours, SAELens (``cfg.json`` + ``sae_weights.safetensors``), sparsify
     (``cfg.json`` + ``sae.safetensors``) or Gemma Scope (``params.safetensors`` / ``params.npz``, or
@@ -288,15 +281,13 @@ def load_sae(path: str | os.PathLike[str], *, device: str = "cpu") -> LoadedSae:
     if not path.is_dir():
         raise ModelLoadError(f"no SAE folder at {str(path)!r}")
     cfg = _read_json(path / CFG_FILE) if (path / CFG_FILE).is_file() else {}
-    if (path / WEIGHTS_FILE).is_file() and cfg:
+    fmt = folder_format(path, cfg)
+    if fmt in ("sae_store", "saelens"):
         sae, weights = _load_saelens(path, cfg)
-        fmt = "sae_store" if PROVENANCE_KEY in cfg else "saelens"
-    elif (path / SPARSIFY_WEIGHTS_FILE).is_file() and cfg:
+    elif fmt == "sparsify":
         sae, weights = _load_sparsify(path, cfg)
-        fmt = "sparsify"
-    elif gemma := [path / f for f in GEMMA_SCOPE_FILES if (path / f).is_file()]:
-        sae, weights = _load_gemma_scope(gemma[0])
-        fmt = "gemma_scope"
+    elif fmt == "gemma_scope":
+        sae, weights = _load_gemma_scope(next(path / f for f in GEMMA_SCOPE_FILES if (path / f).is_file()))
     else:
         raise ModelLoadError(
             f"{str(path)!r} holds no SAE: expected cfg.json with {WEIGHTS_FILE} (sae-store, SAELens) or "

@@ -23,12 +23,19 @@ from sae_store.errors import ConfigError, SaeStoreError
 from sae_store.store import ActivationStore
 from sae_store.train.config import RunConfig
 from sae_store.train.data import StoreDataProvider
-from sae_store.train.formats import CFG_FILE, PROVENANCE_KEY, SPARSITY_FILE, WEIGHTS_FILE, save_sae
+from sae_store.train.folder import (
+    CFG_FILE,
+    METRICS_FILE,
+    SPARSITY_FILE,
+    WEIGHTS_FILE,
+    is_trained,
+    layer_folder,
+)
+from sae_store.train.formats import save_sae
 from sae_store.train.metrics import EvalResult
 from sae_store.train.sae import build_sae
 from sae_store.train.trainer import Trainer
 
-METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 _CHECKPOINT_VERSION = 2
@@ -44,22 +51,6 @@ class TrainResult(NamedTuple):
     """Step of the checkpoint the run continued from, if any."""
     skipped: bool
     """The folder already held a finished SAE and ``resume`` was set: nothing was done."""
-
-
-def layer_folder(out_dir: str | os.PathLike[str], layer: int) -> Path:
-    """``<out_dir>/layer_<layer>``: where the SAE of ``layer`` lives."""
-    return Path(out_dir) / f"layer_{layer}"
-
-
-def is_trained(folder: Path) -> bool:
-    """The folder holds a finished SAE written by this toolkit."""
-    cfg = folder / CFG_FILE
-    if not (cfg.is_file() and (folder / WEIGHTS_FILE).is_file()):
-        return False
-    try:
-        return PROVENANCE_KEY in json.loads(cfg.read_text())
-    except (OSError, ValueError):
-        return False
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -10,11 +10,12 @@ import pytest
 
 from sae_store.analyze import pipeline as P
 from sae_store.analyze.config import BiasConfig, CrossLayerConfig, CrossLingualConfig, InspectConfig
-from sae_store.analyze.data import open_features, read_labels
+from sae_store.analyze.data import open_features
 from sae_store.analyze.results import read_analysis
 from sae_store.analyze.run_bias import run_bias
 from sae_store.analyze.run_crosslingual import run_crosslingual
 from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
+from sae_store.store.results import read_labels
 
 from .synthetic import (
     FEMALE_CELLS,

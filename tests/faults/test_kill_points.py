@@ -17,8 +17,8 @@ from sae_store.models.loader import LoadedModel
 from sae_store.store import open_store
 from sae_store.store.append import append_samples
 from sae_store.store.lock import LOCK_DIR
+from sae_store.train.discovery import find_saes
 from sae_store.train.encode import encode_features
-from sae_store.train.pretrained import find_saes
 from sae_store_cli.main import main
 from tests.extract.conftest import samples
 from tests.extract.helpers import N_SAMPLES, assert_same_files

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 from PIL import Image
+from safetensors.torch import save_file
 
 from sae_store.analyze.config import BiasConfig, CrossLayerConfig, CrossLingualConfig, InspectConfig
-from sae_store.analyze.data import Labels, open_features, read_labels
+from sae_store.analyze.data import open_features
 from sae_store.analyze.pipeline import (
     bias_step,
     crosslayer_step,
@@ -35,6 +37,7 @@ from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group
+from sae_store.store.results import Labels, read_labels
 from sae_store.train.encode import (
     FEATURE_FRAC,
     FEATURE_MAX,
@@ -43,6 +46,7 @@ from sae_store.train.encode import (
     TOKENS_USED,
     feature_variables,
 )
+from sae_store.train.folder import WEIGHTS_FILE
 
 IMAGE_TOKENS = 16  # a 4 x 4 grid of image tokens
 TOKENS = {"en": IMAGE_TOKENS + 4, "ar": IMAGE_TOKENS + 6}
@@ -167,10 +171,13 @@ def write_features(
 
 
 def write_saes(saes_dir: Path, layers: list[int], *, d_in: int, d_sae: int, steps: int = 5) -> None:
-    """SAE folders with the ``cfg.json`` provenance and ``metrics.jsonl`` that training writes."""
+    """SAE folders with the ``cfg.json`` provenance and ``metrics.jsonl`` that training writes (and
+    weights of the right shapes: a folder without them is not an SAE)."""
     for layer in layers:
         folder = saes_dir / f"layer_{layer}"
         folder.mkdir(parents=True, exist_ok=True)
+        shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
+        save_file({name: torch.zeros(shape) for name, shape in shapes.items()}, str(folder / WEIGHTS_FILE))
         val = {
             "tokens": 1000,
             "mse": 0.1,

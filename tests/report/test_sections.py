@@ -8,11 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from sae_store.analyze.data import strings
 from sae_store.analyze.results import read_analysis
 from sae_store.report import ReportResult, load_inputs, report_sections
 from sae_store.report.features_sections import MAX_DASHBOARDS
 from sae_store.store import ActivationStore
+from sae_store.store.results import strings
 
 from .conftest import results_dir
 

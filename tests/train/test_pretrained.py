@@ -16,9 +16,9 @@ from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 from sae_store.train.config import DataConfig, SaeConfig
 from sae_store.train.data import StoreDataProvider
+from sae_store.train.discovery import find_saes
 from sae_store.train.encode import FEATURES
 from sae_store.train.formats import load_sae
-from sae_store.train.pretrained import find_saes
 from sae_store.train.sae import build_sae
 from sae_store_cli.main import main
 

@@ -15,13 +15,28 @@ for a pattern that picks one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sae_store.errors import SaeStoreError
-from sae_store.train.formats import GEMMA_SCOPE_FILES, has_sae
+from sae_store.errors import DataError, SaeStoreError
+from sae_store.store import schema as S
+from sae_store.train.folder import (
+    CFG_FILE,
+    GEMMA_SCOPE_FILES,
+    METRICS_FILE,
+    PROVENANCE_KEY,
+    folder_format,
+    has_sae,
+)
+
+if TYPE_CHECKING:
+    from sae_store.store import ActivationStore
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +90,13 @@ def _split(spec: str) -> tuple[Path, str]:
     return Path(*parts[:fixed]) if fixed else Path("."), "/".join(parts[fixed:])
 
 
-def find_saes(spec: str | os.PathLike[str], layers: list[int] | None = None) -> dict[int, Path]:
+def find_saes(
+    spec: str | os.PathLike[str], layers: list[int] | None = None, *, required: bool = True
+) -> dict[int, Path]:
     """The SAE folder of each layer that ``spec`` (a folder, or a pattern with ``{L}``) provides.
+
+    Every command that takes SAEs finds them here: ``encode``, ``analyze``, ``intervene``, the report
+    and the explorer.
 
     Parameters
     ----------
@@ -84,6 +104,8 @@ def find_saes(spec: str | os.PathLike[str], layers: list[int] | None = None) -> 
         A folder searched with :data:`DEFAULT_PATTERNS`, or a path pattern with ``{L}``.
     layers
         Layers wanted: each must have exactly one SAE. ``None``: every layer found.
+    required
+        False: a missing folder or one without SAEs (nothing trained yet) gives ``{}``.
 
     Raises
     ------
@@ -92,6 +114,8 @@ def find_saes(spec: str | os.PathLike[str], layers: list[int] | None = None) -> 
         several SAEs (the message lists them and how to pick one).
     """
     text = os.fspath(spec)
+    if not required and not Path(_split(text)[0] if "{L}" in text else text).is_dir():
+        return {}
     if "{L}" in text:
         root, patterns = _split(text)
         if not root.is_dir():
@@ -108,6 +132,8 @@ def find_saes(spec: str | os.PathLike[str], layers: list[int] | None = None) -> 
             found = [sae for d in dirs for sae in _sae_below(d)]
             if found and layer not in candidates:
                 candidates[layer] = found
+    if not candidates and not required:
+        return {}
     if not candidates:
         raise SaeStoreError(
             f"{text!r} holds no SAE in a known layout (tried {', '.join(tried)}); accepted layouts: "
@@ -146,3 +172,68 @@ def check_model(cfg: dict[str, object], store_model: dict[str, object], folder: 
     base = str(named).rstrip("/").rsplit("/", 1)[-1].lower()
     if base != str(ours).rstrip("/").rsplit("/", 1)[-1].lower():
         log.warning("the SAE %s was trained on model %r, the store holds %r", folder, named, ours)
+
+
+@dataclass
+class SaeRecord:
+    """One layer's SAE as its folder (and ``encode``) recorded it."""
+
+    layer: int
+    path: Path
+    format: str | None
+    """``sae_store``, ``saelens``, ``sparsify`` or ``gemma_scope``."""
+    cfg: dict[str, Any]
+    """``cfg.json`` (architecture, sizes, provenance and final metrics); {} for a folder without one."""
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    """Rows of ``metrics.jsonl`` (one per logging step; ours only)."""
+    quality: dict[str, Any] = field(default_factory=dict)
+    """Held-out metrics (FVU, L0, dead fraction, tokens): saved by ``sae-store train`` in ``cfg.json``,
+    or, for an SAE without them (pretrained), measured by ``sae-store encode``."""
+    measured_by: str = "train"
+    """Which step measured ``quality``: ``train`` or ``encode``."""
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(
+            f"{str(path)!r} is unreadable or not JSON ({e}); rerun the step that wrote it or remove the file"
+        ) from e
+
+
+def sae_records(
+    spec: str | os.PathLike[str] | None, encoded: Mapping[str, Any] | None = None
+) -> dict[int, SaeRecord]:
+    """Every layer's SAE that ``spec`` provides (any layout :func:`find_saes` reads; none trained yet:
+    ``{}``) with what its folder records, completed from ``encoded``: the features group's ``saes``
+    attribute, the SAE ``encode`` used per layer (layers ``spec`` lacks are added, and a folder's SAE
+    without held-out metrics gets those ``encode`` measured when it is the same folder)."""
+    out: dict[int, SaeRecord] = {}
+    for layer, folder in (find_saes(spec, required=False) if spec is not None else {}).items():
+        cfg = _read_json(folder / CFG_FILE) if (folder / CFG_FILE).is_file() else {}
+        metrics_file = folder / METRICS_FILE
+        lines = metrics_file.read_text(encoding="utf-8").splitlines() if metrics_file.is_file() else []
+        val = ((cfg.get(PROVENANCE_KEY) or {}).get("metrics") or {}).get("val") or {}
+        rows = [json.loads(ln) for ln in lines if ln.strip()]
+        out[layer] = SaeRecord(layer, folder, folder_format(folder, cfg), cfg, rows, dict(val))
+    for key, rec in (encoded or {}).items():
+        layer, quality = int(key), rec.get("quality") or {}
+        have = out.get(layer)
+        if have is None:
+            cfg = {name: rec.get(name) for name in ("architecture", "format", "d_in", "d_sae")}
+            out[layer] = SaeRecord(
+                layer, Path(rec["folder"]), rec.get("format"), cfg, [], dict(quality), "encode"
+            )
+        elif not have.quality and quality and have.path.resolve() == Path(rec["folder"]):
+            out[layer] = replace(have, quality=dict(quality), measured_by="encode")
+    return dict(sorted(out.items()))
+
+
+def encoded_saes(store: ActivationStore) -> dict[str, Any]:
+    """The features group's ``saes`` attribute: per layer, the SAE ``encode`` used (and its quality)."""
+    from sae_store.store.results import group_attrs, has_group
+
+    if not has_group(store, S.FEATURES):
+        return {}
+    return dict(group_attrs(store, S.FEATURES).get("saes") or {})
