@@ -27,8 +27,9 @@ import xarray as xr
 from sae_store.analyze.results import write_analysis
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
+from sae_store.store.group_schema import feature_variables
 from sae_store.store.groups import create_group
-from sae_store.train.encode import FEATURE_MAX, FEATURE_MEAN, FEATURES, feature_variables
+from sae_store.store.schema import FEATURE_MAX, FEATURE_MEAN, FEATURES
 from tests.explore.conftest import write_sae_weights
 from tests.explore.drive import Browser
 from tests.explore.server import running_explorer

@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from sae_store.extract.block import BlockData, compute_block, load_images
+from sae_store.data.images import load_images
+from sae_store.extract.block import BlockData, compute_block
 from sae_store.extract.config import ExtractConfig
 from sae_store.extract.init import init_store
 from sae_store.extract.run import extract_activations, plan

@@ -34,6 +34,7 @@ from sae_store.device import available_cores
 from sae_store.extract.block import BlockData
 from sae_store.extract.writer import BlockWriter
 from sae_store.store import ActivationStore, Block, StoreConfig, create_store
+from sae_store.store import group_schema as G
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16_
 from sae_store.store.config import DEFAULT_COMPRESSOR, PRESETS
@@ -185,7 +186,7 @@ def _projected_files(root: Path, n: int) -> tuple[int, int]:
     create_group(
         store,
         S.FEATURES,
-        S.feature_variables(store.layout, D_SAE),
+        G.feature_variables(store.layout, D_SAE),
         sizes={S.FEATURE: D_SAE},
         coords={S.FEATURE: np.arange(D_SAE, dtype=np.int32)},
     )

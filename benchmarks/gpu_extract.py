@@ -30,8 +30,9 @@ from PIL import Image
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from sae_store.data.images import load_images  # noqa: E402
 from sae_store.device import available_cores  # noqa: E402
-from sae_store.extract.block import compute_block, load_images  # noqa: E402
+from sae_store.extract.block import compute_block  # noqa: E402
 from sae_store.extract.config import ExtractConfig  # noqa: E402
 from sae_store.extract.init import init_store  # noqa: E402
 from sae_store.extract.run import default_writer_threads, extract_activations, plan  # noqa: E402

@@ -10,7 +10,7 @@ from typing import Any
 
 from sae_store.extract.config import ExtractConfig
 from sae_store.models.config import ModelRunConfig
-from sae_store.selection import format_layers
+from sae_store.selection import format_ranges
 from sae_store.store.config import StoreConfig
 
 from .options import (
@@ -58,7 +58,7 @@ def _init(args: argparse.Namespace) -> int:
     )
     lay = store.layout
     print(
-        f"created {store.path}: {lay.n_samples} samples, layers {format_layers(lay.layers)} "
+        f"created {store.path}: {lay.n_samples} samples, layers {format_ranges(lay.layers)} "
         f"({len(lay.layers)}), languages {list(lay.languages)}, {lay.max_tokens} tokens x {lay.hidden_size}, "
         f"{lay.n_blocks} shard blocks of {lay.samples_per_shard}"
     )
@@ -101,7 +101,7 @@ def _extract(args: argparse.Namespace) -> int:
 
 def _append(args: argparse.Namespace) -> int:
     from sae_store.data.samples import read_samples
-    from sae_store.store.append import append_samples
+    from sae_store.extract.append import append_samples
 
     result = append_samples(args.store, read_samples(args.samples), images_dir=args.images)
     blocks = ", ".join(f"{b.start}:{b.stop}" for b in result.blocks_to_extract)

@@ -11,7 +11,6 @@ from sae_store.errors import ConfigError
 from sae_store.jobs import (
     SCRIPT_DIR,
     cancel,
-    compress_ids,
     outputs,
     plan,
     render_script,
@@ -21,6 +20,7 @@ from sae_store.jobs import (
 )
 from sae_store.jobs.config import PipelineConfig, demo_config, example_text, load_config
 from sae_store.resources import example_config, example_configs
+from sae_store.selection import format_ranges
 
 from .options import add_command, add_group, add_json, add_overwrite
 
@@ -59,7 +59,7 @@ def _submit(args: argparse.Namespace) -> int:
         if s.job_id is None:
             print(f"{s.name:<20} complete, not submitted")
             continue
-        tasks = f" array {compress_ids(s.tasks)}" if s.array else ""
+        tasks = f" array {format_ranges(s.tasks)}" if s.array else ""
         after = f" after {','.join(map(str, s.depends_on))}" if s.depends_on else ""
         print(f"{s.name:<20} job {s.job_id}{tasks}{after}")
     print(f"manifest: {cfg.paths.run_dir / 'pipeline_status' / 'manifest.json'}")

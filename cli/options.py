@@ -23,10 +23,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sae_store.arraytask import slurm_task
-from sae_store.configbase import SettingError, SettingField, declared, from_text
+from sae_store.configbase import SettingError, SettingField, declared
 from sae_store.errors import ConfigError
 from sae_store.progress import on_terminal
 from sae_store.selection import parse_layer_spec
+from sae_store.settings_text import from_text
 from sae_store.units import parse_count, parse_size
 
 _C = TypeVar("_C")

@@ -7,9 +7,10 @@ A configuration is a frozen dataclass deriving from :class:`Settings` whose fiel
   and what is allowed (:class:`SettingError`); a class adds its cross-field rules in ``check``;
 - :meth:`Settings.from_dict` (JSON, YAML) refuses unknown keys, naming the closest known one;
 - the command line gets one option per field with the declared flag, metavar, help and default
-  (``sae_store_cli.options.add_settings``), and values given as text are read by :func:`from_text`;
-- a pipeline job's options are rendered back from values by :func:`to_argv`, so a setting cannot fall
-  through the hop from the pipeline YAML to the command line.
+  (``sae_store_cli.options.add_settings``), and values given as text are read by
+  :func:`~sae_store.settings_text.from_text`;
+- a pipeline job's options are rendered back from values by :func:`~sae_store.settings_text.to_argv`,
+  so a setting cannot fall through the hop from the pipeline YAML to the command line.
 
 A field's *flag* (``--arch``) is also its YAML key (``arch``); JSON round trips use field names.
 This module imports nothing heavy: command-line parsers are built from it in milliseconds.
@@ -112,9 +113,9 @@ class SettingField:
 
     def same_as(self, other: SettingField) -> bool:
         """Whether two fields declare the same option (one flag may set several configs' fields)."""
-        return (self.setting, _strip_optional(self.type), self.default) == (
+        return (self.setting, strip_optional(self.type), self.default) == (
             other.setting,
-            _strip_optional(other.type),
+            strip_optional(other.type),
             other.default,
         )
 
@@ -146,7 +147,7 @@ class SettingField:
         return _phrase(self.type, self.setting)
 
 
-def _strip_optional(tp: Any) -> Any:
+def strip_optional(tp: Any) -> Any:
     if get_origin(tp) in (Union, types.UnionType):
         rest = [a for a in get_args(tp) if a is not type(None)]
         return rest[0] if len(rest) == 1 else tp
@@ -154,13 +155,13 @@ def _strip_optional(tp: Any) -> Any:
 
 
 def _literal(tp: Any) -> Any:
-    tp = _strip_optional(tp)
+    tp = strip_optional(tp)
     return tp if get_origin(tp) is Literal else None
 
 
 def _phrase(tp: Any, s: Setting, *, plural: bool = False) -> str:
     """What values of type ``tp`` with the bounds of ``s`` are (``a positive integer``, ``in [0, 1)``)."""
-    tp = _strip_optional(tp)
+    tp = strip_optional(tp)
     if get_origin(tp) is Literal:
         return f"one of {list(get_args(tp))}"
     if get_origin(tp) is tuple:
@@ -221,7 +222,7 @@ class SettingError(ConfigError):
         return SettingError(name + self.name[len(self.field) :], self.detail)
 
 
-def _fail(f: SettingField, value: Any, tp: Any = None, name: str = "") -> SettingError:
+def value_error(f: SettingField, value: Any, tp: Any = None, name: str = "") -> SettingError:
     what = f.phrase() if tp is None else _phrase(tp, f.setting)
     return SettingError(name or f.name, f"must be {what}, got {shown_value(value)}")
 
@@ -241,10 +242,6 @@ def declared(cls: type) -> tuple[SettingField, ...]:
     return _DECLARED[cls]
 
 
-def field_named(cls: type, name: str) -> SettingField:
-    return next(f for f in declared(cls) if f.name == name)
-
-
 def _coerce(f: SettingField, tp: Any, value: Any, name: str = "") -> Any:
     """``value`` checked against type ``tp`` (lists become tuples, ints floats); SettingError if not.
 
@@ -255,12 +252,12 @@ def _coerce(f: SettingField, tp: Any, value: Any, name: str = "") -> Any:
     name = name or f.name
 
     def fail() -> SettingError:
-        return _fail(f, value) if top else _fail(f, value, tp, name)
+        return value_error(f, value) if top else value_error(f, value, tp, name)
 
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return _coerce(f, _strip_optional(tp), value, "" if top else name)
+        return _coerce(f, strip_optional(tp), value, "" if top else name)
     if top and value is not None and f.setting.parse is not None:
         value = f.setting.parse(value)  # text, or a value to normalise (layers are sorted)
     if origin is Literal or tp is str:
@@ -318,61 +315,9 @@ def validate(obj: Settings) -> None:
             allowed = f.choices() or ()
             items = checked if isinstance(checked, tuple) and f.setting.repeat else (checked,)
             if any(v not in allowed for v in items):
-                raise _fail(f, value)
+                raise value_error(f, value)
         if checked is not value:
             object.__setattr__(obj, f.name, checked)
-
-
-def from_text(f: SettingField, text: Any) -> Any:
-    """The value of ``f`` written as ``text`` on a command line (non-text values pass through)."""
-    if not isinstance(text, str):
-        return text
-    if f.setting.parse is not None:
-        return f.setting.parse(text)
-    tp = _strip_optional(f.type)
-    if get_origin(tp) is tuple and not f.setting.repeat:
-        item = get_args(tp)[0]
-        try:
-            return tuple(_scalar(f, item, part.strip()) for part in text.split(",") if part.strip())
-        except SettingError:
-            raise _fail(f, text) from None
-    return _scalar(f, tp, text)
-
-
-def _scalar(f: SettingField, tp: Any, text: str) -> Any:
-    if tp in (int, float):
-        try:
-            return tp(text)
-        except ValueError:
-            raise _fail(f, text) from None
-    if tp is bool:
-        words = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False}
-        if text.lower() not in words:
-            raise _fail(f, text)
-        return words[text.lower()]
-    return text
-
-
-def to_argv(values: Mapping[str, Any], classes: Sequence[type]) -> list[str]:
-    """Command-line options that set ``values`` (YAML keys -> values) of ``classes``' fields.
-
-    Keys that none of ``classes`` declares are left out (another command takes them); None values
-    are left out (the command keeps its default).
-    """
-    by_key = {f.key: f for cls in classes for f in declared(cls) if f.setting.expose}
-    argv: list[str] = []
-    for key, value in values.items():
-        f = by_key.get(key)
-        if f is None or value is None:
-            continue
-        if isinstance(value, bool):
-            argv.append(f"--{f.flag}" if value else f"--no-{f.flag}")
-        elif f.setting.repeat:
-            for item in value:
-                argv += [f"--{f.flag}", str(item)]
-        else:
-            argv += [f"--{f.flag}", f.show(value)]
-    return argv
 
 
 class Settings:
@@ -422,7 +367,7 @@ class Settings:
 
 def _nested(tp: Any, value: Any, where: str, keys: Literal["name", "flag"]) -> Any:
     """``value`` of a field typed ``tp``, with nested configs built (and named in messages) by path."""
-    tp = _strip_optional(tp)
+    tp = strip_optional(tp)
     if isinstance(tp, type) and issubclass(tp, Settings) and isinstance(value, Mapping):
         return tp.from_dict(value, where=where, keys=keys)
     args = get_args(tp)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any, Literal, get_args
 
-from sae_store.configbase import setting
-from sae_store.errors import ConfigError
+from sae_store.configbase import SettingError, setting
 
 
 class TokenRole(IntEnum):
@@ -39,10 +38,8 @@ def parse_roles(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
 def check_roles(roles: tuple[str, ...]) -> None:
     bad = [r for r in roles if r not in ROLES]
     if bad or not roles or len(set(roles)) != len(roles):
-        raise ConfigError(
-            f"roles must be distinct names from {list(ROLES)} (or 'all' for image and text), "
-            f"got {list(roles)!r}"
-        )
+        what = f"must be distinct names from {list(ROLES)} (or 'all' for image and text), got {list(roles)!r}"
+        raise SettingError("roles", what)
 
 
 def role_codes(roles: tuple[str, ...] | list[str]) -> list[int]:

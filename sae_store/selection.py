@@ -79,15 +79,16 @@ def parse_layers(text: str, n_layers: int) -> tuple[int, ...]:
     return layers
 
 
-def format_layers(layers: Sequence[int]) -> str:
-    """Layers in the layer syntax, runs as ranges: ``0-3,10`` (read back by :func:`parse_layer_spec`)."""
+def format_ranges(values: Sequence[int], sep: str = ",") -> str:
+    """Sorted integers as runs: ``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"`` (the layer syntax, read back
+    by :func:`parse_layer_spec`, and sbatch's ``--array`` syntax)."""
     runs: list[list[int]] = []
-    for layer in sorted(layers):
-        if runs and layer == runs[-1][-1] + 1:
-            runs[-1].append(layer)
+    for v in sorted(set(values)):
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
         else:
-            runs.append([layer])
-    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs)
+            runs.append([v])
+    return sep.join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
 def parse_language_list(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -117,7 +118,7 @@ def parse_languages(text: str, known: Sequence[str]) -> tuple[str, ...]:
 def layers_setting(help: str, none: str) -> Any:
     """The one declaration of a layer selection (``--layers SPEC``); None means ``none``."""
     return setting(
-        None, help=help, metavar="SPEC", parse=parse_layer_spec, show=format_layers, default_text=none
+        None, help=help, metavar="SPEC", parse=parse_layer_spec, show=format_ranges, default_text=none
     )
 
 

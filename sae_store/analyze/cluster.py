@@ -14,6 +14,7 @@ from typing import Any
 
 from dask.delayed import Delayed
 from distributed import Client, as_completed
+from threadpoolctl import threadpool_limits
 
 from sae_store.analyze.config import ClusterConfig
 from sae_store.progress import progress_bar
@@ -86,9 +87,14 @@ def open_cluster(config: ClusterConfig) -> Iterator[Client | None]:
 
 
 def compute_tasks(tasks: Sequence[Delayed], client: Client | None, *, desc: str) -> list[Any]:
-    """Compute ``tasks`` (on ``client``'s cluster, or one by one here) and return results in order."""
+    """Compute ``tasks`` (on ``client``'s cluster, or one by one here) and return results in order.
+
+    Here, as on dask's workers, the tasks' matrix products use one BLAS thread: float32 products round
+    differently with other thread counts, and a result must not depend on where it was computed.
+    """
     if client is None:
-        return [t.compute(scheduler="synchronous") for t in progress_bar(tasks, desc=desc, unit="task")]
+        with threadpool_limits(1):
+            return [t.compute(scheduler="synchronous") for t in progress_bar(tasks, desc=desc, unit="task")]
     futures = client.compute(list(tasks))
     for _ in progress_bar(as_completed(futures), total=len(futures), desc=desc, unit="task"):
         pass

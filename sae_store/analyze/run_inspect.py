@@ -20,7 +20,8 @@ from sae_store.analyze.data import choose, feature_matrix
 from sae_store.analyze.interpret import TokenDecoder, interpret_features
 from sae_store.analyze.qualitative import COLUMNS, pick_samples, table_rows, top_biased_rows, write_markdown
 from sae_store.analyze.topsamples import Encoder, TopSamples, chosen_features, find_top_samples
-from sae_store.analyze.visual import feature_maps, grid_side, load_image, render_feature
+from sae_store.analyze.visual import feature_maps, grid_side, render_feature
+from sae_store.data.images import load_image
 from sae_store.errors import SaeStoreError
 from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from PIL import Image
 
 from sae_store.errors import SaeStoreError
 from sae_store.roles import TokenRole
@@ -61,15 +60,6 @@ def feature_maps(
             maps[i, j] = image_grid(token_acts_KkT[i, j], roles_KkT[i, j], image_tokens)
     mean = maps.mean(axis=1) if k else np.zeros((K, side, side), dtype=np.float32)
     return maps, mean
-
-
-def load_image(path: Path, size: int) -> np.ndarray | None:
-    """The image at ``path`` as (size, size, 3) uint8, squared as the processor does, or None."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
-    except (OSError, ValueError):
-        return None
 
 
 def render_feature(

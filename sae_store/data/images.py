@@ -1,11 +1,13 @@
-"""Checking that image files exist and decode."""
+"""Image files: checking that they exist and decode, and loading them (the one place images are opened)."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from PIL import Image
 
 
@@ -50,3 +52,24 @@ def check_image(path: Path) -> ImageProblem | None:
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
         return ImageProblem("corrupt image", f"{str(path)!r} cannot be decoded: {type(e).__name__}: {e}")
     return None
+
+
+def load_images(paths: Sequence[Path]) -> tuple[list[Image.Image | None], list[str]]:
+    """Open each image as RGB; a failure gives ``None`` and its reason instead of stopping the run."""
+    images: list[Image.Image | None] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                images.append(im.convert("RGB"))
+            errors.append("")
+        except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
+            images.append(None)
+            errors.append(f"cannot load image {str(path)!r}: {type(e).__name__}: {e}")
+    return images, errors
+
+
+def load_image(path: Path, size: int) -> np.ndarray | None:
+    """The image at ``path`` as (size, size, 3) uint8, squared as the processor does, or None."""
+    (image,), _ = load_images([path])
+    return None if image is None else np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))

@@ -19,7 +19,7 @@ import xarray as xr
 
 from sae_store.errors import SaeStoreError
 from sae_store.explore.saes import SaeCache
-from sae_store.models.tokens import TokenDecoder, token_decoder
+from sae_store.models import TokenDecoder, token_decoder
 from sae_store.store import ActivationStore, open_store
 from sae_store.store import schema as S
 from sae_store.store.results import (

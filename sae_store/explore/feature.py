@@ -7,14 +7,14 @@ from typing import Any
 import numpy as np
 import panel as pn
 
-from sae_store.analyze.interpret import firing_tokens
-from sae_store.analyze.visual import grid_side, image_grid, load_image
+from sae_store.analyze import firing_tokens, grid_side, image_grid
+from sae_store.data import load_image
 from sae_store.explore import plots
 from sae_store.explore.data import ExploreData
 from sae_store.explore.layout import html_pane, link, missing, table
 from sae_store.roles import TokenRole
 from sae_store.store import schema as S
-from sae_store.train.encode import FEATURE_MAX, FEATURE_MEAN
+from sae_store.store.schema import FEATURE_MAX, FEATURE_MEAN
 
 #: Top samples drawn with their image per language (each one is encoded with the SAE).
 TOP_SAMPLES = 4

@@ -18,7 +18,7 @@ from bokeh.models import OpenURL, TapTool
 from matplotlib import colormaps
 from PIL import Image
 
-from sae_store.report.plotting import COLOURS, language_colour
+from sae_store.report import COLOURS, language_colour
 
 #: Width of a full-width figure, in pixels.
 WIDTH = 820

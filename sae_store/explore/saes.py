@@ -15,8 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from sae_store.train.formats import load_sae
-from sae_store.train.sae import SparseAutoencoder
+from sae_store.train import SparseAutoencoder, load_sae
 
 #: SAEs held in memory at once (least recently used dropped first).
 MAX_LOADED = 2

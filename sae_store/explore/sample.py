@@ -8,14 +8,14 @@ from typing import Any
 import numpy as np
 import panel as pn
 
-from sae_store.analyze.interpret import token_label
-from sae_store.analyze.visual import grid_side, load_image
+from sae_store.analyze import grid_side, token_label
+from sae_store.data import load_image
 from sae_store.explore import plots
 from sae_store.explore.data import ExploreData
 from sae_store.explore.feature import image_map
 from sae_store.explore.layout import html_pane, link, missing, table, text_html
 from sae_store.roles import TokenRole
-from sae_store.train.encode import FEATURE_MAX
+from sae_store.store.schema import FEATURE_MAX
 
 #: Most active features listed per layer.
 TOP_FEATURES = 5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -41,21 +40,6 @@ class BlockData:
     @property
     def ok(self) -> np.ndarray:
         return self.errors == ""
-
-
-def load_images(paths: Sequence[Path]) -> tuple[list[Image.Image | None], list[str]]:
-    """Open each image as RGB; a failure gives ``None`` and its reason instead of stopping the run."""
-    images: list[Image.Image | None] = []
-    errors: list[str] = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                images.append(im.convert("RGB"))
-            errors.append("")
-        except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
-            images.append(None)
-            errors.append(f"cannot load image {str(path)!r}: {type(e).__name__}: {e}")
-    return images, errors
 
 
 def compute_block(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,24 +33,6 @@ def parse_prompts(items: Sequence[str]) -> dict[str, str]:
             raise ConfigError(f"prompt for {key.strip()!r} is empty")
         prompts[key.strip()] = value.strip()
     return prompts
-
-
-def slurm_task(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
-    """The array task ``(index, count)`` from ``SLURM_ARRAY_TASK_ID``/``SLURM_ARRAY_TASK_COUNT``.
-
-    ``(0, 1)`` outside an array job. Array ids are taken relative to ``SLURM_ARRAY_TASK_MIN`` so
-    ``--array=1-8`` works as well as ``--array=0-7``.
-    """
-    env = os.environ if environ is None else environ
-    if "SLURM_ARRAY_TASK_ID" not in env:
-        return 0, 1
-    try:
-        task_id = int(env["SLURM_ARRAY_TASK_ID"])
-        first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
-        count = int(env.get("SLURM_ARRAY_TASK_COUNT", "1"))
-    except ValueError as e:
-        raise ConfigError(f"SLURM array variables are not integers: {e}") from e
-    return task_id - first, count
 
 
 @dataclass(frozen=True)

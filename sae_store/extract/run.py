@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sae_store.data.images import load_images
 from sae_store.device import available_cores
 from sae_store.errors import SaeStoreError
-from sae_store.extract.block import compute_block, load_images
+from sae_store.extract.block import compute_block
 from sae_store.extract.config import ExtractConfig
 from sae_store.extract.model_info import check_identity, check_prompts
 from sae_store.extract.preflight import check_fits, check_writable, project

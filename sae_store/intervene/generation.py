@@ -19,14 +19,15 @@ import numpy as np
 import xarray as xr
 from PIL import Image
 
+from sae_store.data.images import load_images
 from sae_store.errors import DataError, IncompleteError, SaeStoreError
-from sae_store.extract.block import load_images
 from sae_store.intervene.captions import generate_captions
 from sae_store.intervene.config import CaptionConfig
 from sae_store.intervene.experiment import LanguageSamples
 from sae_store.models.loader import LoadedModel
 from sae_store.progress import progress_bar
 from sae_store.store import ActivationStore
+from sae_store.store import group_schema as G
 from sae_store.store import schema as S
 from sae_store.store.groups import create_group, delete_group, grow_group
 from sae_store.store.results import group_attrs, has_group, read_group, strings
@@ -86,10 +87,10 @@ def _open_group(
         "model": identity,
         "prompts": store.attrs.get("prompts", {}),
     }
-    variables = S.generation_variables(store.layout, config.max_new_tokens)
-    sizes = {S.NEW_TOKEN: config.max_new_tokens}
+    variables = G.generation_variables(store.layout, config.max_new_tokens)
+    sizes = {G.NEW_TOKEN: config.max_new_tokens}
     if create_group(
-        store, S.GENERATION, variables, sizes=sizes, attrs=attrs, root_coords=S.GENERATION_COORDS
+        store, S.GENERATION, variables, sizes=sizes, attrs=attrs, root_coords=G.GENERATION_COORDS
     ):
         return
     before = group_attrs(store, S.GENERATION).get("generation", {})

@@ -11,7 +11,7 @@
 
 from sae_store.jobs.local import PipelineError, StepResult, outputs, run_pipeline
 from sae_store.jobs.plan import StepPlan, plan
-from sae_store.jobs.render import SCRIPT_DIR, compress_ids, render_script
+from sae_store.jobs.render import SCRIPT_DIR, render_script
 from sae_store.jobs.slurm import SlurmError
 from sae_store.jobs.status import RunStatus, TaskStatus, run_status
 from sae_store.jobs.steps import STEPS, Step
@@ -30,7 +30,6 @@ __all__ = [
     "SubmittedStep",
     "TaskStatus",
     "cancel",
-    "compress_ids",
     "outputs",
     "plan",
     "read_manifest",

@@ -20,6 +20,7 @@ from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.plan import StepPlan
 from sae_store.jobs.steps import TASK_ID, Arg
 from sae_store.resources import resource_dir
+from sae_store.selection import format_ranges
 
 #: Folder of the sbatch templates (the repository's top-level ``jobs/``, packaged with the library).
 TEMPLATE_DIR = resource_dir("jobs")
@@ -40,20 +41,6 @@ def sbatch_quote(value: str) -> str:
     if _BARE.match(value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def compress_ids(ids: Sequence[int]) -> str:
-    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2,5,7-8"`` (sbatch ``--array`` syntax)."""
-    out: list[str] = []
-    vals = sorted(set(ids))
-    i = 0
-    while i < len(vals):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        out.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
-        i = j + 1
-    return ",".join(out)
 
 
 def executable(cfg: PipelineConfig) -> list[str]:
@@ -124,7 +111,7 @@ def render_script(cfg: PipelineConfig, p: StepPlan, tasks: Sequence[int] | None 
         if not ids:
             raise ConfigError(f"step {p.step.name!r} has no array tasks to render")
         limit = f"%{slurm.array_limit}" if slurm.array_limit else ""
-        directives.append(("--array", compress_ids(ids) + limit))
+        directives.append(("--array", format_ranges(ids) + limit))
     lines = [f"#SBATCH {opt}={sbatch_quote(value)}" for opt, value in directives if value is not None]
     lines += [f"#SBATCH {d}" for d in res.extra_directives]
     argv = [*executable(cfg), *p.step.argv(cfg, p.n_tasks)]

@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sae_store.configbase import SettingError, SettingField, declared, from_text, to_argv, unknown_keys
+from sae_store.configbase import SettingError, SettingField, declared, unknown_keys
 from sae_store.errors import ConfigError, shown_value
+from sae_store.settings_text import from_text, to_argv
 
 
 class Binding(NamedTuple):

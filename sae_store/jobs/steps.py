@@ -20,7 +20,7 @@ from sae_store.extract.config import ExtractConfig
 from sae_store.intervene.config import CaptionConfig, EditMode, InterventionConfig
 from sae_store.jobs.config import PathName, PipelineConfig
 from sae_store.models.config import ModelRunConfig
-from sae_store.selection import format_layers
+from sae_store.selection import format_ranges
 from sae_store.store.config import StoreConfig
 from sae_store.train.config import DataConfig, EncodeConfig, SaeConfig, TrainerConfig
 
@@ -144,7 +144,7 @@ def _init_args(cfg: PipelineConfig) -> list[str]:
         *cfg.store.argv(StoreConfig),
     ]  # fmt: skip
     if cfg.layers is not None:
-        args += ["--layers", format_layers(cfg.layers)]
+        args += ["--layers", format_ranges(cfg.layers)]
     if cfg.languages is not None:
         args += ["--languages", ",".join(cfg.languages)]
     for key, text in cfg.prompts.items():

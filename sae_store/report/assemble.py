@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import xarray as xr
 
+from sae_store.analyze.registry import ANALYSES, Analysis
 from sae_store.progress import progress_bar
+from sae_store.report.analysis_sections import analysis_section
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
 from sae_store.report.features_sections import (
@@ -165,6 +168,21 @@ def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
     return interventions_section(summaries)
 
 
+#: Analyses whose results the report shows in sections of their own (above); every other registered
+#: analysis gets :func:`~sae_store.report.analysis_sections.analysis_section`.
+DEDICATED = frozenset({"bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative"})
+
+
+def _analysis(inputs: ReportInputs, cmd: Commands, analysis: Analysis) -> Section:
+    ds = inputs.analysis(analysis.name)
+    if ds is None:
+        what = f"Needs the store's `analysis/{analysis.name}` group ({analysis.help})."
+        return not_run_section(
+            f"analysis_{analysis.name}", f"Analysis: {analysis.name}", what, [cmd.analyze(analysis.name)]
+        )
+    return analysis_section(analysis, ds)
+
+
 def report_sections(inputs: ReportInputs) -> list[Section]:
     """All sections in reading order; each missing input gives a "not run yet" section."""
     cmd = Commands.for_inputs(inputs)
@@ -180,6 +198,7 @@ def report_sections(inputs: ReportInputs) -> list[Section]:
         lambda: _features(inputs, cmd),
         lambda: _qualitative(inputs, cmd),
         lambda: _interventions(inputs, cmd),
+        *(partial(_analysis, inputs, cmd, a) for a in ANALYSES if a.name not in DEDICATED),
         lambda: usage_section(inputs.usage, quota=inputs.quota, inode_quota=inputs.inode_quota),
     ]
     return [build() for build in progress_bar(builders, desc="report sections", unit="section", leave=False)]

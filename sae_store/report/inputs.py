@@ -19,7 +19,7 @@ import xarray as xr
 
 from sae_store.analyze.registry import ANALYSES
 from sae_store.analyze.results import read_analysis
-from sae_store.analyze.visual import load_image
+from sae_store.data.images import load_image
 from sae_store.errors import DataError, SaeStoreError
 from sae_store.store import ActivationStore, Completion, Usage, completion, open_store, store_usage
 from sae_store.store import schema as S

@@ -9,19 +9,17 @@ of ranges: rerunning it fills exactly what is missing.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from sae_store.analyze.registry import ANALYSES
 from sae_store.report.inputs import BIAS_JSON, ReportInputs
+from sae_store.selection import format_ranges
 from sae_store.store import Completion
 
 State = Literal["done", "partial", "not run"]
-
-#: Analyses of ``sae-store analyze`` in the order they build on each other.
-ANALYSES = ("bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative")
 
 
 @dataclass
@@ -34,20 +32,6 @@ class StepStatus:
     """What is there and what is missing, for people."""
     commands: list[str] = field(default_factory=list)
     """Commands that would fill what is missing (empty when done)."""
-
-
-def _ranges(values: Sequence[int]) -> str:
-    """Compact text of sorted integers: ``0-3, 7, 9-10``."""
-    out: list[str] = []
-    vals = sorted(values)
-    i = 0
-    while i < len(vals):
-        j = i
-        while j + 1 < len(vals) and vals[j + 1] == vals[j] + 1:
-            j += 1
-        out.append(str(vals[i]) if i == j else f"{vals[i]}-{vals[j]}")
-        i = j + 1
-    return ", ".join(out)
 
 
 def _sample_ranges(comp: Completion, mask: np.ndarray) -> str:
@@ -77,7 +61,10 @@ def describe_completion(comp: Completion) -> tuple[State, str]:
             todo = comp.done[i, j] < 1
             if todo.any():
                 by_ranges.setdefault(_sample_ranges(comp, todo), []).append(layer)
-        parts += [f"{lang} layers {_ranges(layers)}: samples {spans}" for spans, layers in by_ranges.items()]
+        parts += [
+            f"{lang} layers {format_ranges(layers, ', ')}: samples {spans}"
+            for spans, layers in by_ranges.items()
+        ]
     return "partial", "; ".join(parts)
 
 
@@ -109,7 +96,7 @@ class Commands:
         return f"sae-store encode {self.store} --saes {self.saes}"
 
     def analyze(self, name: str) -> str:
-        saes = f" --saes {self.saes}" if name in ("interpret", "visual") else ""
+        saes = f" --saes {self.saes}" if name in ANALYSES and ANALYSES[name].saes == "required" else ""
         return f"sae-store analyze {name} {self.store}{saes} --out {self.results}"
 
     def caption(self) -> str:
@@ -143,7 +130,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
         train = StepStatus(
             "train",
             "partial" if inputs.saes else "not run",
-            f"layers {_ranges(missing)} have no SAE in {cmd.saes}",
+            f"layers {format_ranges(missing, ', ')} have no SAE in {cmd.saes}",
         )
     else:
         train = StepStatus("train", "done", f"an SAE for each of the {len(inputs.layers)} layers")
@@ -159,7 +146,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
         state, detail = describe_completion(inputs.features)
         steps.append(StepStatus("encode", state, detail, [] if state == "done" else [cmd.encode()]))
 
-    for name in ANALYSES:
+    for name in ANALYSES.names():
         ran = name in inputs.analysis_groups
         steps.append(_done_or(ran, f"analyze {name}", ("results present", "no results"), [cmd.analyze(name)]))
     steps.append(

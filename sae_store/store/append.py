@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import pandas as pd
 import zarr
 
-from sae_store.data.images import check_image
-from sae_store.data.samples import validate_samples
-from sae_store.errors import DataError, StoreLockedError
+from sae_store.errors import StoreLockedError
 from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block
@@ -50,7 +48,7 @@ from sae_store.store.lock import (
 
 
 class AppendResult(NamedTuple):
-    """What :func:`append_samples` changed."""
+    """What :func:`grow_samples` changed."""
 
     n_before: int
     n_after: int
@@ -60,61 +58,30 @@ class AppendResult(NamedTuple):
     """Shard blocks that now hold samples without activations (the old tail block included)."""
 
 
-def _check_new_samples(store: ActivationStore, samples: pd.DataFrame, images_dir: Path | None) -> None:
-    validate_samples(samples, source="the new samples table")
-    existing = {str(s) for s in np.asarray(store.array(S.SAMPLE)[...])}
-    dup = [s for s in samples["sample_id"].astype(str) if s in existing]
-    if dup:
-        raise DataError(
-            f"{len(dup)} sample id(s) are already in store {str(store.path)!r}: {dup[:20]}"
-            f"{' ...' if len(dup) > 20 else ''}; append only new samples (remove these rows)"
-        )
-    folder = images_dir or (Path(store.attrs["images_dir"]) if store.attrs.get("images_dir") else None)
-    if folder is None:
-        return
-    problems = [(im, p) for im in samples["image"].astype(str) if (p := check_image(folder / im)) is not None]
-    if problems:
-        listed = "; ".join(f"{im}: {p.reason}" for im, p in problems[:10])
-        raise DataError(
-            f"{len(problems)} image(s) of the new samples in {str(folder)!r} cannot be used ({listed}"
-            f"{' ...' if len(problems) > 10 else ''}); fix the table (`sae-store prepare` drops such "
-            "images) or pass the right folder with --images"
-        )
-
-
-def append_samples(
+def grow_samples(
     path: str | Path,
     samples: pd.DataFrame,
+    check: Callable[[ActivationStore], None],
     *,
-    images_dir: str | Path | None = None,
     command: str = "append",
 ) -> AppendResult:
-    """Add ``samples`` (a samples table of new images) at the end of the store's sample dimension.
+    """Add ``samples`` (rows of a samples table) at the end of the store's sample dimension.
 
-    Parameters
-    ----------
-    path
-        The store.
-    samples
-        New rows following the samples-table contract; none of their ids may be in the store.
-    images_dir
-        Folder to check the new images in; default the store's ``images_dir`` attribute.
+    ``check`` refuses samples the store cannot take (it raises); it runs before anything is locked and
+    again under the lock, against the store as it is then (another append may have finished meanwhile).
+    :func:`sae_store.extract.append.append_samples` checks the table and its images with it.
 
     Raises
     ------
-    DataError
-        If the table is invalid, repeats sample ids of the store, or names missing or undecodable
-        images.
     StoreLockedError
         If another append holds the lock, or an extraction is running.
     """
     store = open_store(path)
     store.require_writable()
-    images = Path(images_dir) if images_dir is not None else None
-    _check_new_samples(store, samples, images)
+    check(store)
     with append_lock(store.path, command=command) as me:
-        store = open_store(path)  # another append may have finished meanwhile
-        _check_new_samples(store, samples, images)
+        store = open_store(path)
+        check(store)
         n_before = store.layout.n_samples
         n_after = n_before + len(samples)
         me = dataclasses.replace(me, blocks=tuple(range(-(-n_after // store.layout.samples_per_shard))))

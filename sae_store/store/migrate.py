@@ -27,6 +27,7 @@ import zarr
 
 from sae_store.errors import SaeStoreError
 from sae_store.faults import kill_point
+from sae_store.store import group_schema as G
 from sae_store.store import schema as S
 from sae_store.store.core import ActivationStore, open_store
 from sae_store.store.create import create_array, gender_codes
@@ -139,7 +140,7 @@ def _plans(store: ActivationStore) -> Iterator[_Plan]:
             yield _Plan(f"{S.FEATURES}/{name}", spec, lay.shape(spec.dims), _reader(root, name))
         feature = S.VarSpec((S.FEATURE,), "int32", (d_sae,), attrs=S.coordinate_attrs(S.FEATURE))
         yield _Plan(f"{S.FEATURES}/{S.FEATURE}", feature, (d_sae,), _reader(group, S.FEATURE))
-        for name, spec in S.feature_variables(lay, d_sae).items():
+        for name, spec in G.feature_variables(lay, d_sae).items():
             yield _Plan(
                 f"{S.FEATURES}/{name}", spec, lay.shape(spec.dims, {S.FEATURE: d_sae}), _reader(group, name)
             )

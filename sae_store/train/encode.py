@@ -32,16 +32,10 @@ from sae_store.progress import progress_bar
 from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore, Block, task_blocks
 from sae_store.store import schema as S
+from sae_store.store.group_schema import feature_variables
 from sae_store.store.groups import create_group, delete_group
 from sae_store.store.results import group_attrs, update_group_attrs
-from sae_store.store.schema import (  # the features layout is part of the schema; callers import it here too
-    FEATURE_FRAC,
-    FEATURE_MAX,
-    FEATURE_MEAN,
-    FEATURES,
-    TOKENS_USED,
-    feature_variables,
-)
+from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES, TOKENS_USED
 from sae_store.train.config import DataConfig, EncodeConfig
 from sae_store.train.data import StoreDataProvider
 from sae_store.train.discovery import check_model

@@ -10,8 +10,8 @@ import pytest
 
 from sae_store.explore import Explorer, build_page
 from sae_store.explore.app import access_lines, growth_notice
+from sae_store.extract.append import append_samples
 from sae_store.store import ActivationStore
-from sae_store.store.append import append_samples
 from sae_store_cli.main import main
 from tests.report.synthetic import make_store
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from sae_store.errors import DataError, StoreLockedError
+from sae_store.extract.append import append_samples
 from sae_store.extract.config import ExtractConfig
 from sae_store.extract.init import init_store
 from sae_store.extract.run import extract_activations
@@ -23,7 +24,7 @@ from sae_store.models.loader import LoadedModel
 from sae_store.store import StoreConfig, open_store
 from sae_store.store import append as append_mod
 from sae_store.store import schema as S
-from sae_store.store.append import append_samples, unlock_store
+from sae_store.store.append import unlock_store
 from sae_store.store.lock import (
     LOCK_DIR,
     LockInfo,

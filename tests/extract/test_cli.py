@@ -45,7 +45,7 @@ def test_init_extract_append_extract(
         )
         == 0
     )
-    assert "6 samples, layers 0,1,3 (3), languages ['en', 'ar']" in capsys.readouterr().out
+    assert "6 samples, layers 0-1,3 (3), languages ['en', 'ar']" in capsys.readouterr().out
     opened = open_store(store)
     assert opened.attrs["prompts"]["ar"] == "صف هذه الصورة."
     assert opened.config()["store"]["precision"] == "fp32"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from sae_store.extract.append import append_samples
 from sae_store.faults import KILL_POINTS, kill_points
 from sae_store.models.loader import LoadedModel
 from sae_store.store import open_store
-from sae_store.store.append import append_samples
 from sae_store.store.lock import LOCK_DIR
 from sae_store.train.discovery import find_saes
 from sae_store.train.encode import encode_features

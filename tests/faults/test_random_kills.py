@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from sae_store.extract.append import append_samples
 from sae_store.models.loader import LoadedModel
 from sae_store.store import open_store
-from sae_store.store.append import append_samples
 from sae_store_cli.main import main
 from tests.extract.conftest import samples
 from tests.extract.helpers import N_SAMPLES, assert_same_files

@@ -11,12 +11,12 @@ import xarray as xr
 
 from sae_store.data.gender import count_gender_terms
 from sae_store.errors import IncompleteError, SaeStoreError
+from sae_store.extract.append import append_samples
 from sae_store.intervene.captions import generate_captions
 from sae_store.intervene.config import CaptionConfig
 from sae_store.intervene.generation import caption_store, experiment_samples, read_generation, store_images
 from sae_store.models.loader import LoadedModel
 from sae_store.store import open_store
-from sae_store.store.append import append_samples
 
 CONFIG = CaptionConfig(max_new_tokens=6, batch_size=4)
 

@@ -12,8 +12,9 @@ import pytest
 
 from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.plan import plan
-from sae_store.jobs.render import TEMPLATE, TEMPLATE_DIR, compress_ids, render_script, sbatch_quote
+from sae_store.jobs.render import TEMPLATE, TEMPLATE_DIR, render_script, sbatch_quote
 from sae_store.jobs.steps import STEPS, TASK_ID
+from sae_store.selection import format_ranges
 from sae_store_cli.main import build_parser
 
 HOSTILE = "a'; rm -rf ~; echo '"
@@ -122,7 +123,7 @@ def test_sbatch_quote(value: str, quoted: str) -> None:
     ("ids", "text"), [([0], "0"), ([0, 1, 2], "0-2"), ([3, 1, 2, 7, 9, 10], "1-3,7,9-10"), ([5, 5], "5")]
 )
 def test_compress_ids(ids: list[int], text: str) -> None:
-    assert compress_ids(ids) == text
+    assert format_ranges(ids) == text
 
 
 def test_default_executable_is_this_interpreter(make_config: Callable[..., PipelineConfig]) -> None:

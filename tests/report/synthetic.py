@@ -36,16 +36,10 @@ from sae_store.intervene.results import result_key, summarise, to_dataset, write
 from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
 from sae_store.store import schema as S
+from sae_store.store.group_schema import feature_variables
 from sae_store.store.groups import create_group
 from sae_store.store.results import Labels, read_labels
-from sae_store.train.encode import (
-    FEATURE_FRAC,
-    FEATURE_MAX,
-    FEATURE_MEAN,
-    FEATURES,
-    TOKENS_USED,
-    feature_variables,
-)
+from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES, TOKENS_USED
 from sae_store.train.folder import WEIGHTS_FILE
 
 IMAGE_TOKENS = 16  # a 4 x 4 grid of image tokens

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sae_store.report.steps import _ranges, describe_completion
+from sae_store.report.steps import describe_completion
+from sae_store.selection import format_ranges
 from sae_store.store import Completion
 
 
@@ -15,8 +16,8 @@ def _completion(done: np.ndarray) -> Completion:
 
 
 def test_ranges_are_compact():
-    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
-    assert _ranges([]) == ""
+    assert format_ranges([0, 1, 2, 5, 7, 8], ", ") == "0-2, 5, 7-8"
+    assert format_ranges([], ", ") == ""
 
 
 def test_complete_and_empty_grids():

@@ -18,8 +18,9 @@ import pandas as pd
 
 from sae_store.store import ModelInfo, StoreConfig, create_store
 from sae_store.store import schema as S
+from sae_store.store.group_schema import feature_variables
 from sae_store.store.groups import create_group
-from sae_store.train.encode import FEATURES, feature_variables
+from sae_store.store.schema import FEATURES
 
 N_SAMPLES, PER_SHARD, LAYERS, HIDDEN, D_SAE = 10, 4, (0, 2, 3), 8, 16
 TOKENS = {"en": 6, "ar": 8}

@@ -17,10 +17,10 @@ import pytest
 import zarr
 
 from sae_store.errors import SchemaVersionError
+from sae_store.extract.append import append_samples
 from sae_store.faults import ENV_VAR, KILL_POINTS
 from sae_store.store import open_store
 from sae_store.store import schema as S
-from sae_store.store.append import append_samples
 from sae_store.store.migrate import migrate_store
 from tests.store import migration_data
 

@@ -7,6 +7,7 @@ import pytest
 
 from sae_store.errors import SaeStoreError
 from sae_store.store import StoreConfig, completion, create_store, store_usage
+from sae_store.store import group_schema as G
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
 from sae_store.store.groups import create_group
@@ -142,7 +143,7 @@ def test_full_scale_study_fits_ten_thousand_files(tmp_path):
     create_group(
         store,
         S.FEATURES,
-        S.feature_variables(store.layout, 16384),
+        G.feature_variables(store.layout, 16384),
         sizes={S.FEATURE: 16384},
         coords={S.FEATURE: np.arange(16384, dtype=np.int32)},
         attrs={"d_sae": 16384},

@@ -14,10 +14,11 @@ from sae_store.errors import ConfigError, IncompleteError, SaeStoreError
 from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 from sae_store.store.groups import delete_group
+from sae_store.store.schema import FEATURES
 from sae_store.train import encode as encode_module
 from sae_store.train.config import EncodeConfig, SaeConfig
 from sae_store.train.discovery import find_saes
-from sae_store.train.encode import FEATURES, encode_features
+from sae_store.train.encode import encode_features
 from sae_store.train.formats import load_sae, save_sae, sha256_file
 from sae_store.train.sae import build_sae
 from sae_store_cli.main import main

@@ -14,10 +14,10 @@ from safetensors.torch import save_file
 from sae_store.errors import SaeStoreError
 from sae_store.roles import TokenRole
 from sae_store.store import schema as S
+from sae_store.store.schema import FEATURES
 from sae_store.train.config import DataConfig, SaeConfig
 from sae_store.train.data import StoreDataProvider
 from sae_store.train.discovery import find_saes
-from sae_store.train.encode import FEATURES
 from sae_store.train.formats import load_sae
 from sae_store.train.sae import build_sae
 from sae_store_cli.main import main
