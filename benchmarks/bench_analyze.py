@@ -29,6 +29,7 @@ from sae_store.analyze import pipeline as P
 from sae_store.analyze.bias import compare_groups
 from sae_store.analyze.cluster import open_cluster
 from sae_store.analyze.config import BiasConfig, ClusterConfig, CrossLayerConfig, CrossLingualConfig
+from sae_store.analyze.data import open_inputs
 from sae_store.analyze.matching import match_features
 from sae_store.analyze.resample import permutation_null
 from sae_store.store import ModelInfo, StoreConfig, create_store
@@ -163,7 +164,7 @@ def _suite_table(rng: np.random.Generator, tmp: Path) -> tuple[str, dict[str, An
     t0 = time.perf_counter()
     path = _build_store(tmp, rng)
     t_build = time.perf_counter() - t0
-    inp = P.open_inputs(path)
+    inp = open_inputs(path)
     out = tmp / "out"
     families = len(LAYERS) * len(LANGUAGES)
     rows, res = [], {"build_store_s": t_build}

@@ -148,7 +148,7 @@ def _add(subparsers: Any) -> None:
     for analysis in [*ANALYSES, None]:
         name = analysis.name if analysis is not None else "all"
         help_text = analysis.help if analysis is not None else _ALL_HELP
-        p = add_command(sub, name, help_text, _run)
+        p = add_command(sub, name, _run, help=help_text)
         _options(p, [analysis] if analysis is not None else list(ANALYSES))
 
 

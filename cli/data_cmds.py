@@ -12,6 +12,11 @@ from .options import add_command, add_settings, build
 
 
 def _prepare(args: argparse.Namespace) -> int:
+    """Build samples.csv (one row per image, gender-labelled) from a captions CSV.
+
+    Group a bilingual captions CSV by image, label gender from both languages, check every image, optionally
+    subsample (stratified by gender) and write samples.csv and prepare_report.json.
+    """
     from sae_store.data.prepare import prepare_samples
 
     result = prepare_samples(args.captions, args.images, args.out, build(args, PrepareConfig))
@@ -29,6 +34,11 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
+    """Write a small bilingual demo captions CSV with images.
+
+    Write DIR/captions.csv and DIR/images/*.png: deterministic demo data with a planted visual gender cue and
+    a few deliberate faults.
+    """
     from sae_store.data.demo import DEMO_CAPTIONS_FILE, DEMO_IMAGES_DIR, make_demo_data
 
     out = make_demo_data(args.out, n_images=args.n_images, seed=args.seed)
@@ -38,15 +48,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
 
 
 def _add_prepare(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "prepare",
-        "build samples.csv (one row per image, gender-labelled) from a captions CSV",
-        _prepare,
-        description="Group a bilingual captions CSV by image, label gender from both languages, "
-        "check every image, optionally subsample (stratified by gender) and write samples.csv "
-        "and prepare_report.json.",
-    )
+    p = add_command(subparsers, "prepare", _prepare)
     p.add_argument(
         "--captions", required=True, type=Path, metavar="CSV", help="image,en_caption,ar_caption CSV"
     )
@@ -58,14 +60,7 @@ def _add_prepare(subparsers: Any) -> None:
 
 
 def _add_make_demo_data(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "make-demo-data",
-        "write a small bilingual demo captions CSV with images",
-        _make_demo_data,
-        description="Write DIR/captions.csv and DIR/images/*.png: deterministic demo data with a "
-        "planted visual gender cue and a few deliberate faults.",
-    )
+    p = add_command(subparsers, "make-demo-data", _make_demo_data)
     p.add_argument("out", type=Path, metavar="DIR", help="output folder")
     p.add_argument("--n-images", type=int, default=48, metavar="N", help="number of images (default: 48)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default: 0)")

@@ -11,6 +11,12 @@ from .report_cmds import add_results
 
 
 def _explore(args: argparse.Namespace) -> int:
+    """Serve a feature browser on the store (overview, feature and sample pages).
+
+    Serve an interactive browser of the store's features, samples and results (Panel on a Bokeh server). It
+    reads the store lazily and prints the URL and the ssh -L line to open it from a laptop. Stop it with
+    Ctrl-C.
+    """
     # imported here: Panel, HoloViews and Bokeh take seconds to import
     from sae_store.explore import Explorer, check_port, serve
 
@@ -20,15 +26,7 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _add(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "explore",
-        "serve a feature browser on the store (overview, feature and sample pages)",
-        _explore,
-        description="Serve an interactive browser of the store's features, samples and results "
-        "(Panel on a Bokeh server). It reads the store lazily and prints the URL and the ssh -L "
-        "line to open it from a laptop. Stop it with Ctrl-C.",
-    )
+    p = add_command(subparsers, "explore", _explore)
     p.add_argument("store", type=Path, help="path of the activation store")
     add_saes(p, required=False, what=" (default: saes/ beside the store)")
     add_results(p)

@@ -30,6 +30,10 @@ from .options import (
 
 
 def _init(args: argparse.Namespace) -> int:
+    """Create an empty activation store for a samples table and a model.
+
+    Create the store (metadata, labels, token counts; no activations) without loading the model's weights.
+    """
     # Imported here so that `sae-store --help` does not pay for importing torch and transformers.
     from sae_store.data.samples import read_samples
     from sae_store.extract.config import DEFAULT_PROMPTS, parse_prompts
@@ -66,6 +70,12 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    """Fill the store with residual streams (resumable, array-parallel).
+
+    Run the model once per sample and language, capture every requested layer, and write whole shard blocks.
+    Complete blocks are skipped, so rerun after a kill. In an sbatch array each task takes its share of blocks
+    from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT.
+    """
     from sae_store.errors import ConfigError
     from sae_store.extract.run import run_extraction
     from sae_store.store import open_store
@@ -100,6 +110,11 @@ def _extract(args: argparse.Namespace) -> int:
 
 
 def _append(args: argparse.Namespace) -> int:
+    """Add new samples to a store (then run `extract` to fill them).
+
+    Grow the sample dimension with the rows of a samples table whose ids are new, under an exclusive lock;
+    refuses while extractions run.
+    """
     from sae_store.data.samples import read_samples
     from sae_store.extract.append import append_samples
 
@@ -113,6 +128,7 @@ def _append(args: argparse.Namespace) -> int:
 
 
 def _unlock(args: argparse.Namespace) -> int:
+    """Clear a stale append lock left by a killed process (rolling back its append)."""
     from sae_store.store.append import unlock_store
 
     result = unlock_store(args.store, force=args.force)
@@ -124,14 +140,7 @@ def _unlock(args: argparse.Namespace) -> int:
 
 
 def _add_init(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "init",
-        "create an empty activation store for a samples table and a model",
-        _init,
-        description="Create the store (metadata, labels, token counts; no activations) without loading "
-        "the model's weights.",
-    )
+    p = add_command(subparsers, "init", _init)
     add_store(p, "folder to create")
     p.add_argument(
         "--samples", required=True, metavar="CSV", help="samples.csv written by `sae-store prepare`"
@@ -153,15 +162,7 @@ def _add_init(subparsers: Any) -> None:
 
 
 def _add_extract(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "extract",
-        "fill the store with residual streams (resumable, array-parallel)",
-        _extract,
-        description="Run the model once per sample and language, capture every requested layer, and "
-        "write whole shard blocks. Complete blocks are skipped, so rerun after a kill. In an sbatch array "
-        "each task takes its share of blocks from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT.",
-    )
+    p = add_command(subparsers, "extract", _extract)
     add_store(p, "the store made by `sae-store init`")
     add_model(p)
     add_settings(p, ModelRunConfig, ExtractConfig)
@@ -172,26 +173,14 @@ def _add_extract(subparsers: Any) -> None:
 
 
 def _add_append(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "append",
-        "add new samples to a store (then run `extract` to fill them)",
-        _append,
-        description="Grow the sample dimension with the rows of a samples table whose ids are new, under an "
-        "exclusive lock; refuses while extractions run.",
-    )
+    p = add_command(subparsers, "append", _append)
     add_store(p)
     p.add_argument("--samples", required=True, metavar="CSV", help="samples table of the new images")
     add_images(p, "folder to check the new images in (default: the store's)")
 
 
 def _add_unlock(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "unlock",
-        "clear a stale append lock left by a killed process (rolling back its append)",
-        _unlock,
-    )
+    p = add_command(subparsers, "unlock", _unlock)
     add_store(p)
     p.add_argument(
         "--force",

@@ -31,6 +31,11 @@ def _languages(text: str | None) -> list[str] | None:
 
 
 def _caption(args: argparse.Namespace) -> int:
+    """Generate the model's own caption for every sample and language (resumable).
+
+    Greedy captions per (language, sample) with male/female term counts, stored in the store's 'generation'
+    group: the behavioural baseline of the interventions.
+    """
     from sae_store.intervene.generation import caption_store
     from sae_store.intervene.run import load_store_model
     from sae_store.store import open_store
@@ -51,6 +56,13 @@ def _caption(args: argparse.Namespace) -> int:
 
 
 def _intervene(args: argparse.Namespace) -> int:
+    """Ablate, amplify or neutralise SAE features of one layer inside the running model.
+
+    Edit the residual stream after one decoder layer (keeping the SAE's reconstruction error), measure the
+    effect on male-vs-female term probabilities of the model's own captions and on regenerated captions,
+    against random feature sets of the same size. One layer per run; as a SLURM array (--array=<layers>) the
+    layer is the task id.
+    """
     from sae_store.intervene.run import intervene_store, load_layer_sae, load_store_model
     from sae_store.store import open_store
 
@@ -82,6 +94,10 @@ def _intervene(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
+    """Gather per-layer intervention results into cross_layer_results.json.
+
+    Rebuild OUT/cross_layer_results.json from OUT/intervene/*.json (run it after an array job).
+    """
     from sae_store.intervene.results import write_cross_layer
 
     path = write_cross_layer(args.out)
@@ -101,30 +117,14 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_caption(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "caption",
-        "generate the model's own caption for every sample and language (resumable)",
-        _caption,
-        description="Greedy captions per (language, sample) with male/female term counts, stored in the "
-        "store's 'generation' group: the behavioural baseline of the interventions.",
-    )
+    p = add_command(subparsers, "caption", _caption)
     _model_options(p)
     add_settings(p, CaptionConfig)
     add_overwrite(p, "generate every caption again")
 
 
 def _add_intervene(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "intervene",
-        "ablate, amplify or neutralise SAE features of one layer inside the running model",
-        _intervene,
-        description="Edit the residual stream after one decoder layer (keeping the SAE's reconstruction "
-        "error), measure the effect on male-vs-female term probabilities of the model's own captions and on "
-        "regenerated captions, against random feature sets of the same size. One layer per run; as a SLURM "
-        "array (--array=<layers>) the layer is the task id.",
-    )
+    p = add_command(subparsers, "intervene", _intervene)
     _model_options(p)
     add_saes(p, required=True)
     add_layer(p)
@@ -139,14 +139,7 @@ def _add_intervene(subparsers: Any) -> None:
 
 
 def _add_summary(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "intervene-summary",
-        "gather per-layer intervention results into cross_layer_results.json",
-        _summary,
-        description="Rebuild OUT/cross_layer_results.json from OUT/intervene/*.json "
-        "(run it after an array job).",
-    )
+    p = add_command(subparsers, "intervene-summary", _summary)
     p.add_argument("out", type=Path, metavar="OUT", help="the results folder given to `intervene --out`")
 
 

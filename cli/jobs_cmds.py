@@ -26,6 +26,7 @@ from .options import add_command, add_group, add_json, add_overwrite
 
 
 def _render(args: argparse.Namespace) -> int:
+    """Write the sbatch script of every step (nothing is submitted)."""
     cfg = load_config(args.config)
     out = Path(args.out) if args.out else cfg.paths.run_dir / SCRIPT_DIR
     scripts = {p.step.name: render_script(cfg, p) for p in plan(cfg, slurm=True)}  # all or nothing
@@ -38,6 +39,11 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _example(args: argparse.Namespace) -> int:
+    """Write an example pipeline config to start from (demo or gemma3-4b).
+
+    Print an example pipeline config shipped with sae-store, or copy it to --out; every setting it leaves out
+    is listed after it with its default.
+    """
     text = example_text(example_config(args.name))
     if args.out is None:
         print(text, end="")
@@ -53,6 +59,7 @@ def _example(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    """Submit the chain of steps with afterok dependencies; resumes a run."""
     cfg = load_config(args.config)
     manifest = submit(cfg, config_file=args.config)
     for s in manifest.steps:
@@ -68,12 +75,14 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """State of each step and array task, failures explained."""
     status = run_status(load_config(args.config), config_file=args.config)
     print(json.dumps(status.to_dict(), indent=2) if args.json else status.render())
     return 1 if status.failed else 0
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    """Cancel the run's queued and running jobs."""
     ids = cancel(load_config(args.config))
     print(f"cancelled jobs {', '.join(map(str, ids))}" if ids else "no queued or running jobs in this run")
     return 0
@@ -99,10 +108,12 @@ def _run_local(cfg: PipelineConfig, rerun: str) -> int:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
+    """Run every step here, in order (complete steps are skipped)."""
     return _run_local(load_config(args.config), f"sae-store pipeline --config {args.config}")
 
 
 def _demo(args: argparse.Namespace) -> int:
+    """The demo pipeline on generated data and a tiny model, here."""
     quick = " --quick" if args.quick else ""
     cfg = demo_config(args.out, quick=args.quick)
     code = _run_local(cfg, f"sae-store demo --out {args.out}{quick}")
@@ -122,44 +133,33 @@ def _add_jobs(subparsers: Any) -> None:
         description="The pipeline of a YAML config as SLURM array jobs that wait for each other.",
         dest="jobs_command",
     )
-    p = add_command(
-        sub,
-        "example",
-        "write an example pipeline config to start from (demo or gemma3-4b)",
-        _example,
-        description="Print an example pipeline config shipped with sae-store, or copy it to --out; every "
-        "setting it leaves out is listed after it with its default.",
-    )
+    p = add_command(sub, "example", _example)
     p.add_argument("name", choices=sorted(example_configs()), help="which example")
     p.add_argument("--out", type=Path, metavar="FILE", help="write it here (default: print it)")
     add_overwrite(p, "replace FILE if it exists")
 
-    p = add_command(sub, "render", "write the sbatch script of every step (nothing is submitted)", _render)
+    p = add_command(sub, "render", _render)
     _config(p)
     p.add_argument("--out", metavar="DIR", help="folder for the scripts (default: RUN/scripts)")
 
-    p = add_command(
-        sub, "submit", "submit the chain of steps with afterok dependencies; resumes a run", _submit
-    )
+    p = add_command(sub, "submit", _submit)
     _config(p)
 
-    p = add_command(sub, "status", "state of each step and array task, failures explained", _status)
+    p = add_command(sub, "status", _status)
     _config(p)
     add_json(p)
 
-    p = add_command(sub, "cancel", "cancel the run's queued and running jobs", _cancel)
+    p = add_command(sub, "cancel", _cancel)
     _config(p)
 
 
 def _add_pipeline(subparsers: Any) -> None:
-    p = add_command(
-        subparsers, "pipeline", "run every step here, in order (complete steps are skipped)", _pipeline
-    )
+    p = add_command(subparsers, "pipeline", _pipeline)
     _config(p)
 
 
 def _add_demo(subparsers: Any) -> None:
-    p = add_command(subparsers, "demo", "the demo pipeline on generated data and a tiny model, here", _demo)
+    p = add_command(subparsers, "demo", _demo)
     p.add_argument("--out", default="demo-output", help="folder of the demo run (default: demo-output)")
     p.add_argument(
         "--quick",

@@ -9,6 +9,11 @@ from .options import add_command, add_overwrite
 
 
 def _make_tiny_model(args: argparse.Namespace) -> int:
+    """Build a small random Gemma 3 vision-language model folder (offline).
+
+    Build a random Gemma 3 vision-language model with a real English/Arabic tokenizer, loadable like
+    google/gemma-3-4b-it. --n-layers 8 --hidden 512 gives the benchmark size.
+    """
     # Imported here so that `sae-store --help` does not pay for importing torch and transformers.
     from sae_store.models.tiny import build_tiny_gemma3
 
@@ -21,14 +26,7 @@ def _make_tiny_model(args: argparse.Namespace) -> int:
 
 
 def _add(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "make-tiny-model",
-        "build a small random Gemma 3 vision-language model folder (offline)",
-        _make_tiny_model,
-        description="Build a random Gemma 3 vision-language model with a real English/Arabic tokenizer, "
-        "loadable like google/gemma-3-4b-it. --n-layers 8 --hidden 512 gives the benchmark size.",
-    )
+    p = add_command(subparsers, "make-tiny-model", _make_tiny_model)
     p.add_argument("dir", help="folder to write the model into (must be empty unless --overwrite)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights (default: 0)")
     p.add_argument(

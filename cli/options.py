@@ -16,6 +16,7 @@ shared concept, and the parser conventions every command follows.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
@@ -46,12 +47,21 @@ _ADDED = "_settings_added"
 
 
 def add_command(
-    subparsers: Any, name: str, help: str, func: Handler, *, description: str | None = None
+    subparsers: Any, name: str, func: Handler, *, help: str | None = None
 ) -> argparse.ArgumentParser:
-    """A sub-command with its one-line help, a description (the help as a sentence by default),
-    ``-v``/``-q`` accepted after it, and ``func`` as its handler."""
+    """A sub-command with ``func`` as its handler and ``-v``/``-q`` accepted after it.
+
+    Its help is the first sentence of ``func``'s docstring (or ``help``) and its description the rest of
+    the docstring (or that sentence), so a command is described once, where it is implemented.
+    """
+    summary, _, rest = (inspect.getdoc(func) or "").partition("\n\n")
+    sentence = help or " ".join(summary.split()).rstrip(".")
+    if not sentence:
+        raise TypeError(f"command {name!r}: its handler {func.__name__} has no docstring to describe it")
     p: argparse.ArgumentParser = subparsers.add_parser(
-        name, help=help, description=description or help[:1].upper() + help[1:] + "."
+        name,
+        help=sentence[:1].lower() + sentence[1:] if sentence[1:2].islower() else sentence,
+        description=" ".join(rest.split()) or sentence[:1].upper() + sentence[1:] + ".",
     )
     add_verbosity(p, top=False)
     p.set_defaults(func=func)

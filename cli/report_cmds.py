@@ -10,6 +10,12 @@ from .options import add_command, add_images, add_quotas, add_saes, quotas_from_
 
 
 def _report(args: argparse.Namespace) -> int:
+    """Write report.html (interactive, works offline), report.md with PNGs, and summary.json.
+
+    Turn a store and its SAE and analysis results into a self-contained interactive HTML report, a Markdown
+    report with static PNG figures and a summary.json. Steps that have not run yet are listed with the
+    commands that would run them.
+    """
     # imported here: HoloViews, Panel and Bokeh take seconds to import, which every other
     # sub-command would pay when the parser is built
     from sae_store.report import build_report, load_inputs
@@ -43,15 +49,7 @@ def add_results(p: argparse.ArgumentParser) -> None:
 
 
 def _add(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "report",
-        "write report.html (interactive, works offline), report.md with PNGs, and summary.json",
-        _report,
-        description="Turn a store and its SAE and analysis results into a self-contained interactive "
-        "HTML report, a Markdown report with static PNG figures and a summary.json. Steps that have "
-        "not run yet are listed with the commands that would run them.",
-    )
+    p = add_command(subparsers, "report", _report)
     p.add_argument("store", type=Path, help="path of the activation store")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if needed)")
     add_saes(p, required=False, what=" (default: saes/ beside the store)")

@@ -10,6 +10,7 @@ from .options import add_command, add_json, add_quotas, add_store, quotas_from_a
 
 
 def _du(args: argparse.Namespace) -> int:
+    """Bytes, files, compression and projected size of a store."""
     from sae_store.store import open_store, store_usage
     from sae_store.store.usage import quota_problems, render_usage
     from sae_store.store.verify import recorded_nonfinite
@@ -36,6 +37,7 @@ def _nonfinite_line(counts: dict[int, int]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    """Completion grid (layer x language x shard block)."""
     from sae_store.store import completion, open_store
     from sae_store.store import schema as S
     from sae_store.store.verify import check_flags, recorded_nonfinite, verify_store
@@ -61,6 +63,11 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    """Decode every stored file; name damaged ones and how to redo them (exit 1 if any).
+
+    Decode every chunk file of the store's arrays, check that every block flagged complete has its files, and
+    count NaN/inf values and values beyond float16's range per layer.
+    """
     from sae_store.store import open_store
     from sae_store.store.verify import repair_store, verify_store
 
@@ -78,6 +85,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    """Upgrade a store of an older schema version in place (safe to rerun after a kill).
+
+    Upgrade a schema version 1 store to the current version in place: the small per-block arrays are rebuilt
+    with fewer files, integer label codes and attributes are added; activations are not rewritten. Killed at
+    any point, running it again finishes the job. No extraction or append may run meanwhile.
+    """
     from sae_store.store.migrate import migrate_store
 
     for line in migrate_store(args.store):
@@ -86,14 +99,14 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _add_du(subparsers: Any) -> None:
-    p = add_command(subparsers, "du", "bytes, files, compression and projected size of a store", _du)
+    p = add_command(subparsers, "du", _du)
     add_store(p)
     add_quotas(p)
     add_json(p)
 
 
 def _add_status(subparsers: Any) -> None:
-    p = add_command(subparsers, "status", "completion grid (layer x language x shard block)", _status)
+    p = add_command(subparsers, "status", _status)
     add_store(p)
     add_json(p)
     p.add_argument(
@@ -107,14 +120,7 @@ def _add_status(subparsers: Any) -> None:
 
 
 def _add_verify(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "verify",
-        "decode every stored file; name damaged ones and how to redo them (exit 1 if any)",
-        _verify,
-        description="Decode every chunk file of the store's arrays, check that every block flagged complete "
-        "has its files, and count NaN/inf values and values beyond float16's range per layer.",
-    )
+    p = add_command(subparsers, "verify", _verify)
     add_store(p)
     p.add_argument(
         "--repair",
@@ -126,16 +132,7 @@ def _add_verify(subparsers: Any) -> None:
 
 
 def _add_migrate(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "migrate",
-        "upgrade a store of an older schema version in place (safe to rerun after a kill)",
-        _migrate,
-        description="Upgrade a schema version 1 store to the current version in place: the small "
-        "per-block arrays are rebuilt with fewer files, integer label codes and attributes are added; "
-        "activations are not rewritten. Killed at any point, running it again finishes the job. "
-        "No extraction or append may run meanwhile.",
-    )
+    p = add_command(subparsers, "migrate", _migrate)
     add_store(p)
 
 

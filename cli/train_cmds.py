@@ -34,6 +34,11 @@ def run_config(args: argparse.Namespace, layer: int) -> RunConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Train one SAE on a layer of the store (saved as <out>/layer_<L>, SAELens layout).
+
+    Train a sparse autoencoder on one layer, streaming token vectors from the store. --layer defaults to
+    $SLURM_ARRAY_TASK_ID (one array task per layer).
+    """
     # Imported here so that `sae-store --help` does not pay for importing torch.
     from sae_store.store import open_store
     from sae_store.train.run import train_layer
@@ -60,6 +65,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    """Encode activations with the trained SAEs into the store's features group.
+
+    Per (layer, language, sample, feature): mean and max of the latent over the sample's tokens of the chosen
+    roles and the fraction of them where it is active. Resumable; array tasks (--task-index/--task-count,
+    default from SLURM) own contiguous runs of shard blocks.
+    """
     from sae_store.store import open_store
     from sae_store.train.discovery import find_saes
     from sae_store.train.encode import encode_features
@@ -85,14 +96,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _add_train(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "train",
-        "train one SAE on a layer of the store (saved as <out>/layer_<L>, SAELens layout)",
-        _train,
-        description="Train a sparse autoencoder on one layer, streaming token vectors from the store. "
-        "--layer defaults to $SLURM_ARRAY_TASK_ID (one array task per layer).",
-    )
+    p = add_command(subparsers, "train", _train)
     add_store(p)
     add_layer(p)
     p.add_argument(
@@ -111,15 +115,7 @@ def _add_train(subparsers: Any) -> None:
 
 
 def _add_encode(subparsers: Any) -> None:
-    p = add_command(
-        subparsers,
-        "encode",
-        "encode activations with the trained SAEs into the store's features group",
-        _encode,
-        description="Per (layer, language, sample, feature): mean and max of the latent over the sample's "
-        "tokens of the chosen roles and the fraction of them where it is active. Resumable; array tasks "
-        "(--task-index/--task-count, default from SLURM) own contiguous runs of shard blocks.",
-    )
+    p = add_command(subparsers, "encode", _encode)
     add_store(p)
     add_saes(p, required=True)
     add_layers(p, "layers to encode", "every layer with an SAE")

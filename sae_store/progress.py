@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypedDict, TypeVar, Unpack, overload
 
 from tqdm import tqdm
 
@@ -126,32 +126,20 @@ def on_terminal() -> bool:
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
-@overload
-def progress_bar(
-    iterable: Iterable[T],
-    *,
-    total: int | None = None,
-    desc: str = "",
-    unit: str = "it",
-    initial: int = 0,
-    enabled: bool = True,
-    log_lines: bool = True,
-    leave: bool = True,
-) -> tqdm[T] | LogProgress[T]: ...
+class _BarOptions(TypedDict, total=False):
+    total: int | None
+    desc: str
+    unit: str
+    initial: int
+    enabled: bool
+    log_lines: bool
+    leave: bool
 
 
 @overload
-def progress_bar(
-    iterable: None = None,
-    *,
-    total: int | None = None,
-    desc: str = "",
-    unit: str = "it",
-    initial: int = 0,
-    enabled: bool = True,
-    log_lines: bool = True,
-    leave: bool = True,
-) -> tqdm[Any] | LogProgress[Any]: ...
+def progress_bar(iterable: Iterable[T], **options: Unpack[_BarOptions]) -> tqdm[T] | LogProgress[T]: ...
+@overload
+def progress_bar(iterable: None = None, **options: Unpack[_BarOptions]) -> tqdm[Any] | LogProgress[Any]: ...
 
 
 def progress_bar(

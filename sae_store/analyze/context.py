@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from sae_store.configbase import Settings
 from sae_store.errors import SaeStoreError
 from sae_store.models.tokens import TokenDecoder, token_decoder
 
+if TYPE_CHECKING:
+    from sae_store.analyze.data import Inputs
+
 log = logging.getLogger(__name__)
 
 
@@ -28,8 +31,8 @@ log = logging.getLogger(__name__)
 class AnalysisContext:
     """What the analyses of one run read: the opened store, the selection, the SAEs, extra inputs."""
 
-    inputs: Any
-    """:class:`~sae_store.analyze.pipeline.Inputs`: the store, its features group and labels."""
+    inputs: Inputs
+    """The store, its features group and labels."""
     out_dir: Path
     layers: list[int] | None = None
     languages: list[str] | None = None
@@ -115,7 +118,7 @@ class _TorchEncoder:
             return self.sae.encode(torch.as_tensor(x_ND, dtype=torch.float32)).numpy()
 
 
-def _load_saes(spec: str, layers: list[int], inputs: Any) -> dict[int, Any]:
+def _load_saes(spec: str, layers: list[int], inputs: Inputs) -> dict[int, Any]:
     """The SAE module of each layer in ``spec``, checked against the store and its features group."""
     from sae_store.analyze.data import check_d_in
     from sae_store.train.discovery import find_saes
@@ -182,7 +185,7 @@ def run_analyses(
         The fields of :class:`AnalysisContext`: ``layers``, ``languages``, ``saes_spec``, ...
     """
     from sae_store.analyze.cluster import open_cluster
-    from sae_store.analyze.pipeline import open_inputs
+    from sae_store.analyze.data import open_inputs
 
     inputs = open_inputs(store_path, features_group)
     out = Path(out_dir) if out_dir is not None else Path(store_path).resolve().parent / "results"

@@ -11,7 +11,8 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -19,9 +20,9 @@ import xarray as xr
 from sae_store.analyze.config import STATISTIC_VARIABLES
 from sae_store.errors import IncompleteError, SaeStoreError
 from sae_store.roles import TokenRole
-from sae_store.store import ActivationStore
+from sae_store.store import ActivationStore, open_store
 from sae_store.store import schema as S
-from sae_store.store.results import Labels, has_group, read_group, strings
+from sae_store.store.results import Labels, has_group, read_group, read_labels, strings
 
 GENDERS = ("male", "female")
 
@@ -34,6 +35,20 @@ def open_features(store: ActivationStore, group: str = S.FEATURES) -> xr.Dataset
             f"run `sae-store encode {store.path} --saes SAE_DIR` first"
         )
     return read_group(store, group)
+
+
+class Inputs(NamedTuple):
+    """What every analysis reads: an opened store, its features group (lazy) and its labels."""
+
+    store: ActivationStore
+    features: xr.Dataset
+    labels: Labels
+
+
+def open_inputs(store_path: str | Path, features_group: str = S.FEATURES) -> Inputs:
+    """Open a store, its features group (refused with what to run if missing) and its labels."""
+    store = open_store(store_path)
+    return Inputs(store, open_features(store, features_group), read_labels(store))
 
 
 def feature_matrix(features: xr.Dataset, statistic: str, layer: int, language: str) -> xr.DataArray:

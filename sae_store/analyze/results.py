@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,16 @@ from sae_store.errors import IncompleteError
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 from sae_store.store.results import has_group, read_group, write_group
+
+
+@dataclass(frozen=True)
+class AnalysisRun:
+    """One analysis's result: the Dataset for ``analysis/<name>``, its JSON payload and files beside it."""
+
+    dataset: xr.Dataset
+    payload: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
 
 #: ``long_name`` of the variables of the analysis groups (exact names, then name prefixes).
 DESCRIPTIONS = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,42 +20,28 @@ from sae_store.analyze.bias import (
 )
 from sae_store.analyze.cluster import compute_tasks
 from sae_store.analyze.config import BiasConfig
-from sae_store.analyze.data import Selection, choose, feature_matrix, select_samples
+from sae_store.analyze.data import Inputs, Selection, choose, feature_matrix, select_samples
 from sae_store.analyze.resample import BootstrapCI
+from sae_store.analyze.results import AnalysisRun
 from sae_store.analyze.stats import bh_count, bh_qvalues
-from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.results import Labels, strings
-
-
-@dataclass(frozen=True)
-class BiasRun:
-    """Results of ``analyze bias``: the ``analysis/bias`` Dataset and the JSON payload."""
-
-    dataset: xr.Dataset
-    payload: dict[str, Any]
+from sae_store.store.results import strings
 
 
 def run_bias(
-    store: ActivationStore,
-    features: xr.Dataset,
-    labels: Labels,
+    inp: Inputs,
     config: BiasConfig,
     *,
     layers: Sequence[int] | None = None,
     languages: Sequence[str] | None = None,
     client: Client | None = None,
-) -> BiasRun:
+) -> AnalysisRun:
     """Test every feature of every (layer, language) for a gender difference.
 
     Parameters
     ----------
-    store
-        The store (for its layout and for messages naming it).
-    features
-        Its features group (:func:`~sae_store.analyze.data.open_features`), lazy.
-    labels
-        Its per-sample labels (:func:`~sae_store.analyze.data.read_labels`).
+    inp
+        The store, its features group (lazy) and its labels (:func:`~sae_store.analyze.data.open_inputs`).
     config
         Test, correction, reporting and resampling settings.
     layers, languages
@@ -64,6 +49,7 @@ def run_bias(
     client
         A dask client (:func:`~sae_store.analyze.cluster.open_cluster`); None runs here.
     """
+    store, features, labels = inp
     layers, languages = choose(features, layers, languages)
     keys = [(layer, lang) for layer in layers for lang in languages]
     selections = {
@@ -106,7 +92,7 @@ def run_bias(
     )
     dataset = _to_dataset(features, layers, languages, families, q, cis, columns, selections, nulls, config)
     payload = _to_payload(layers, languages, families, q, cis, reported, selections, nulls, config)
-    return BiasRun(dataset, payload)
+    return AnalysisRun(dataset, payload)
 
 
 def _qvalues(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,13 +14,13 @@ from distributed import Client
 from sae_store.analyze.bias import biased_features
 from sae_store.analyze.cluster import compute_tasks
 from sae_store.analyze.config import CrossLayerConfig
-from sae_store.analyze.data import choose, feature_matrix, pooled_activations, select_samples
+from sae_store.analyze.data import Inputs, choose, feature_matrix, pooled_activations, select_samples
 from sae_store.analyze.matching import lineage
 from sae_store.analyze.probe import ProbeResult, gender_probe
+from sae_store.analyze.results import AnalysisRun
 from sae_store.errors import IncompleteError
-from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.results import Labels, strings
+from sae_store.store.results import strings
 
 
 def abs_interval(low: float, high: float) -> list[float]:
@@ -44,18 +43,8 @@ def probe_layer(
     }
 
 
-@dataclass(frozen=True)
-class CrossLayerRun:
-    """Results of ``analyze crosslayer``: the ``analysis/crosslayer`` Dataset and the JSON payload."""
-
-    dataset: xr.Dataset
-    payload: dict[str, Any]
-
-
 def run_crosslayer(
-    store: ActivationStore,
-    features: xr.Dataset,
-    labels: Labels,
+    inp: Inputs,
     bias: xr.Dataset,
     config: CrossLayerConfig,
     *,
@@ -63,7 +52,7 @@ def run_crosslayer(
     languages: Sequence[str] | None = None,
     decoders: dict[int, np.ndarray] | None = None,
     client: Client | None = None,
-) -> CrossLayerRun:
+) -> AnalysisRun:
     """Summarise gender bias across layers.
 
     Parameters
@@ -74,6 +63,7 @@ def run_crosslayer(
         ``W_dec`` [d_sae, d_in] per layer, for the lineage of top biased features into the next
         analysed layer (shared SAEs; omitted layers get no lineage).
     """
+    store, features, labels = inp
     layers, languages = choose(features, layers, languages)
     layers = sorted(layers)
     missing = [
@@ -120,7 +110,7 @@ def run_crosslayer(
         "languages": languages,
         "layers": out_layers,
     }
-    return CrossLayerRun(_to_dataset(layers, languages, out_layers, config), payload)
+    return AnalysisRun(_to_dataset(layers, languages, out_layers, config), payload)
 
 
 def _lineage(

@@ -21,14 +21,20 @@ from sae_store.analyze.crosslingual import (
     top_k,
     topk_overlap,
 )
-from sae_store.analyze.data import aligned_gender, choose, feature_matrix, sae_identities, select_samples
+from sae_store.analyze.data import (
+    Inputs,
+    aligned_gender,
+    choose,
+    feature_matrix,
+    sae_identities,
+    select_samples,
+)
 from sae_store.analyze.matching import Matching, match_features
+from sae_store.analyze.results import AnalysisRun
 from sae_store.analyze.stats import cohens_d
 from sae_store.errors import SaeStoreError
 from sae_store.progress import progress_bar
-from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.results import Labels
 
 #: Sets whose overlap is compared: top-k by |d|, by d (male-biased) and by -d (female-biased).
 DIRECTIONS = ("abs", "male", "female")
@@ -77,25 +83,15 @@ def compare_layer(
     return LayerComparison(full[0], full[1], full[2], corr, overlaps)
 
 
-@dataclass(frozen=True)
-class CrossLingualRun:
-    """Results of ``analyze crosslingual``: the ``analysis/crosslingual`` Dataset and the JSON payload."""
-
-    dataset: xr.Dataset
-    payload: dict[str, Any]
-
-
 def run_crosslingual(
-    store: ActivationStore,
-    features: xr.Dataset,
-    labels: Labels,
+    inp: Inputs,
     config: CrossLingualConfig,
     *,
     layers: Sequence[int] | None = None,
     languages: Sequence[str] | None = None,
     decoders: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
     client: Client | None = None,
-) -> CrossLingualRun:
+) -> AnalysisRun:
     """Compare the gender effects of two languages layer by layer.
 
     Parameters
@@ -108,6 +104,7 @@ def run_crosslingual(
         assignment) before comparing. Without it the features group must come from one shared SAE
         per layer; comparing raw indices of separately trained SAEs is refused.
     """
+    store, features, labels = inp
     layers, available = choose(features, layers, None)
     pair = list(languages) if languages is not None else available[:2]
     if len(available) < 2 or len(pair) != 2 or len(set(pair)) != 2:
@@ -152,7 +149,7 @@ def run_crosslingual(
         match = matches[layer].index if layer in matches else None
         tasks.append(delayed(compare_layer)(x[0], x[1], is_male, match, config))
     results = dict(zip(layers, compute_tasks(tasks, client, desc="cross-lingual"), strict=True))
-    return CrossLingualRun(
+    return AnalysisRun(
         _to_dataset(features, layers, pair, results, matches, config),
         _to_payload(layers, pair, results, matches, counts, config),
     )

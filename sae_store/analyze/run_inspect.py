@@ -7,7 +7,6 @@ cost is encoding the top samples' tokens with each layer's SAE.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +15,23 @@ import pandas as pd
 import xarray as xr
 
 from sae_store.analyze.config import InspectConfig
-from sae_store.analyze.data import choose, feature_matrix
+from sae_store.analyze.data import Inputs, choose, feature_matrix
 from sae_store.analyze.interpret import TokenDecoder, interpret_features
 from sae_store.analyze.qualitative import COLUMNS, pick_samples, table_rows, top_biased_rows, write_markdown
+from sae_store.analyze.results import AnalysisRun
 from sae_store.analyze.topsamples import Encoder, TopSamples, chosen_features, find_top_samples
 from sae_store.analyze.visual import feature_maps, grid_side, render_feature
 from sae_store.data.images import load_image
 from sae_store.errors import SaeStoreError
 from sae_store.progress import progress_bar
-from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.results import Labels, strings
+from sae_store.store.results import strings
 
 Key = tuple[int, str]
 
 
-@dataclass(frozen=True)
-class InspectRun:
-    """A result Dataset for ``analysis/<name>``, its JSON payload and files written beside it."""
-
-    dataset: xr.Dataset
-    payload: dict[str, Any]
-    files: list[Path] = field(default_factory=list)
-
-
 def collect_top_samples(
-    store: ActivationStore,
-    features: xr.Dataset,
+    inp: Inputs,
     bias: xr.Dataset | None,
     config: InspectConfig,
     *,
@@ -52,6 +41,7 @@ def collect_top_samples(
     given: Sequence[int] | None = None,
 ) -> dict[Key, TopSamples]:
     """Top samples and token activations of the selected features of every (layer, language)."""
+    store, features, _ = inp
     layers, languages = choose(features, layers, languages)
     missing = [layer for layer in layers if layer not in encoders]
     if missing:
@@ -95,17 +85,16 @@ def _pad(rows: list[np.ndarray], tail: tuple[int, ...], fill: Any, dtype: Any) -
 
 
 def run_interpret(
-    store: ActivationStore,
-    features: xr.Dataset,
-    labels: Labels,
+    inp: Inputs,
     bias: xr.Dataset | None,
     tops: dict[Key, TopSamples],
     config: InspectConfig,
     *,
     statistic: str = "mean",
     decode: TokenDecoder | None = None,
-) -> InspectRun:
+) -> AnalysisRun:
     """Interpretations of the features in ``tops`` (see :mod:`sae_store.analyze.interpret`)."""
+    store, features, labels = inp
     image_tokens = int(store.attrs.get("image_tokens", 0))
     records, hists, edges = [], [], []
     for top in tops.values():
@@ -153,15 +142,14 @@ def run_interpret(
         coords={"hist_language": strings(languages), "gender": strings(["male", "female"])},
         attrs={"config": config.to_dict(), "statistic": statistic},
     )
-    return InspectRun(
+    return AnalysisRun(
         ds, {"analysis": "interpret", "config": config.to_dict(), "statistic": statistic, "features": records}
     )
 
 
-def run_visual(
-    store: ActivationStore, labels: Labels, tops: dict[Key, TopSamples], config: InspectConfig, out_dir: Path
-) -> InspectRun:
+def run_visual(inp: Inputs, tops: dict[Key, TopSamples], config: InspectConfig, out_dir: Path) -> AnalysisRun:
     """Image-token maps of the features in ``tops``, stored as arrays and drawn as PNG heatmaps."""
+    store, _, labels = inp
     image_tokens = int(store.attrs.get("image_tokens", 0))
     images_dir = Path(labels.images_dir)
     row_of = {s: i for i, s in enumerate(labels.sample)}
@@ -211,13 +199,11 @@ def run_visual(
             "layout": "row-major image-token grid",
         },
     )
-    return InspectRun(ds, {"analysis": "visual", "config": config.to_dict(), "features": records}, files)
+    return AnalysisRun(ds, {"analysis": "visual", "config": config.to_dict(), "features": records}, files)
 
 
 def run_qualitative(
-    store: ActivationStore,
-    features: xr.Dataset,
-    labels: Labels,
+    inp: Inputs,
     bias: xr.Dataset,
     config: InspectConfig,
     out_dir: Path,
@@ -227,8 +213,9 @@ def run_qualitative(
     languages: Sequence[str] | None = None,
     samples: Sequence[str] | None = None,
     descriptions: dict[tuple[int, str, int], str] | None = None,
-) -> InspectRun:
+) -> AnalysisRun:
     """Per sample, the significant biased features most active on it, with interpretations and captions."""
+    _, features, labels = inp
     layers, languages = choose(features, layers, languages)
     if samples is None:
         rows = pick_samples(labels, config.n_samples, config.seed)
@@ -265,4 +252,4 @@ def run_qualitative(
         },
         attrs={"config": config.to_dict(), "statistic": statistic},
     )
-    return InspectRun(ds, {"analysis": "qualitative", "config": config.to_dict(), "rows": table}, [csv, md])
+    return AnalysisRun(ds, {"analysis": "qualitative", "config": config.to_dict(), "rows": table}, [csv, md])

@@ -21,7 +21,7 @@ import holoviews as hv
 import panel as pn
 
 from sae_store.errors import SaeStoreError
-from sae_store.explore.data import ExploreData, FeatureNotFoundError
+from sae_store.explore.data import ExploreData
 from sae_store.explore.feature import feature_page
 from sae_store.explore.layout import error_box, header, html_pane
 from sae_store.explore.overview import default_layer, overview_page
@@ -43,14 +43,9 @@ class PortInUseError(SaeStoreError):
 class Explorer:
     """The store snapshot being served; re-opened for new page views once samples were appended."""
 
-    def __init__(
-        self,
-        store_path: str | Path,
-        *,
-        saes_dir: str | Path | None = None,
-        results_dir: str | Path | None = None,
-    ) -> None:
-        self._open = lambda: ExploreData(store_path, saes_dir=saes_dir, results_dir=results_dir)
+    def __init__(self, store_path: str | Path, **options: Any) -> None:
+        """``options``: :class:`ExploreData`'s (``saes_dir``, ``results_dir``)."""
+        self._open = lambda: ExploreData(store_path, **options)
         self._data = self._open()
         self._lock = threading.Lock()
 
@@ -108,8 +103,7 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
     language = args.get("language") or data.languages[0]
     params: dict[str, Any] = {"language": language}
     try:
-        if language not in data.languages:
-            raise SaeStoreError(f"language {language!r} is not in the store; it holds {list(data.languages)}")
+        data.store.language_index(language)
         page = args.get("page") or "overview"
         layer = _int(args, "layer")
         if page == "search":
@@ -117,8 +111,7 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
             page, layer = params.pop("page"), params.get("layer")
         if page == "overview":
             layer = layer if layer is not None else default_layer(data)
-            if layer not in data.layers:
-                raise FeatureNotFoundError(f"layer {layer} is not in the store; it holds {list(data.layers)}")
+            data.store.layer_index(layer)
             params["layer"] = layer
             title, body = f"sae-store explore: {data.store.path.name}", overview_page(data, layer, language)
         elif page == "feature":

@@ -156,10 +156,7 @@ class ExploreData:
     # ------------------------------------------------------------------ checks
     def check_feature(self, layer: int, feature: int) -> None:
         """Refuse a layer or feature id the store does not hold, saying which ones it does."""
-        if layer not in self.layers:
-            raise FeatureNotFoundError(
-                f"layer {layer} is not in the store; it holds layers {list(self.layers)}"
-            )
+        self.store.layer_index(layer)
         if self.d_sae is not None and not 0 <= feature < self.d_sae:
             raise FeatureNotFoundError(
                 f"feature {feature} is out of range: the SAEs have features 0..{self.d_sae - 1}"

@@ -64,10 +64,10 @@ def _block(
     out: dict[str, Any] = {
         "differential": diff.value,
         "differential_ci": [diff.ci_low, diff.ci_high],
-        "differential_detail": diff.to_dict(),
-        "effect": paired_stats(effects, n_boot=n_boot, seed=seed).to_dict(),
-        "effect_male": paired_stats(effects[genders == "male"], n_boot=n_boot, seed=seed).to_dict(),
-        "effect_female": paired_stats(effects[genders == "female"], n_boot=n_boot, seed=seed).to_dict(),
+        "differential_detail": asdict(diff),
+        "effect": asdict(paired_stats(effects, n_boot=n_boot, seed=seed)),
+        "effect_male": asdict(paired_stats(effects[genders == "male"], n_boot=n_boot, seed=seed)),
+        "effect_female": asdict(paired_stats(effects[genders == "female"], n_boot=n_boot, seed=seed)),
     }
     if controls.shape[0]:
         cmp = compare_controls(effects, controls, genders)
@@ -75,7 +75,7 @@ def _block(
             random_differential=cmp.random_differential,
             random_differential_interval=[cmp.random_differential_low, cmp.random_differential_high],
             targeted_random_ratio=cmp.differential_ratio,
-            controls=cmp.to_dict(),
+            controls=asdict(cmp),
         )
     return out
 
@@ -93,11 +93,11 @@ def _term_counts(
         "edited_male": int(male.sum()),
         "edited_female": int(female.sum()),
         "relative_change_total": (total - base_total) / base_total if base_total else None,
-        "delta_male": paired_stats(male - base_male, n_boot=n_boot, seed=seed).to_dict(),
-        "delta_female": paired_stats(female - base_female, n_boot=n_boot, seed=seed).to_dict(),
-        "delta_total": paired_stats(
-            male + female - base_male - base_female, n_boot=n_boot, seed=seed
-        ).to_dict(),
+        "delta_male": asdict(paired_stats(male - base_male, n_boot=n_boot, seed=seed)),
+        "delta_female": asdict(paired_stats(female - base_female, n_boot=n_boot, seed=seed)),
+        "delta_total": asdict(
+            paired_stats(male + female - base_male - base_female, n_boot=n_boot, seed=seed)
+        ),
     }
 
 

@@ -7,8 +7,7 @@ seeded generator, so a result is reproducible from its seed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -48,9 +47,6 @@ class PairedStats:
     p_value: float
     """Its p-value; 1 when every delta is zero, NaN without samples."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def paired_stats(
     deltas: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
@@ -82,9 +78,6 @@ class Differential:
     female_mean: float
     n_male: int
     n_female: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _groups(effects: np.ndarray, genders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,9 +143,6 @@ class ControlComparison:
     """``|differential|`` of the targeted set over the mean ``|differential|`` of the controls."""
     p_random: float
     """``(1 + #controls with |differential| >= targeted) / (1 + n_controls)``."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def compare_controls(

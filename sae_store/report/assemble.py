@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 import xarray as xr
 
-from sae_store.analyze.registry import ANALYSES, Analysis
+from sae_store.analyze.registry import ANALYSES
 from sae_store.progress import progress_bar
 from sae_store.report.analysis_sections import analysis_section
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
@@ -62,28 +62,34 @@ def _bias_layers(inputs: ReportInputs, cmd: Commands) -> Section:
     return bias_layers_section(bias, inputs.analysis("crosslayer"))
 
 
-def _volcano(inputs: ReportInputs, cmd: Commands) -> Section:
-    ds = inputs.analysis("bias")
+def _from_group(
+    inputs: ReportInputs,
+    cmd: Commands,
+    build: Callable[[xr.Dataset], Section],
+    group: str,
+    key: str,
+    title: str,
+    what: str = "",
+) -> Section:
+    """The section ``build`` makes of the store's ``analysis/<group>``, or one saying what to run."""
+    ds = inputs.analysis(group)
     if ds is None:
-        return not_run_section(
-            "volcano",
-            "Volcano plots per layer and language",
-            "Needs the store's `analysis/bias` group.",
-            [cmd.analyze("bias")],
-        )
-    return volcano_section(ds)
+        need = f"Needs the store's `analysis/{group}` group{what}."
+        return not_run_section(key, title, need, [cmd.analyze(group)])
+    return build(ds)
 
 
 def _crosslingual(inputs: ReportInputs, cmd: Commands) -> Section:
-    ds = inputs.analysis("crosslingual")
-    if ds is None:
-        what = "Needs the store's `analysis/crosslingual` group"
-        if len(inputs.languages) < 2:
-            what += f" and a second language (the store holds {list(inputs.languages)})"
-        return not_run_section(
-            "crosslingual", "Cross-lingual comparison", what + ".", [cmd.analyze("crosslingual")]
-        )
-    return crosslingual_section(ds, inputs.analysis("bias"))
+    languages = list(inputs.layout.languages)
+    return _from_group(
+        inputs,
+        cmd,
+        partial(crosslingual_section, bias=inputs.analysis("bias")),
+        group="crosslingual",
+        key="crosslingual",
+        title="Cross-lingual comparison",
+        what=f" and a second language (the store holds {languages})" if len(languages) < 2 else "",
+    )
 
 
 def _strongest(interpret: xr.Dataset, bias: xr.Dataset | None, n: int) -> np.ndarray:
@@ -140,18 +146,6 @@ def _features(inputs: ReportInputs, cmd: Commands) -> Section:
     return features_section(dashes, n_inspected=interpret.sizes["entry"])
 
 
-def _qualitative(inputs: ReportInputs, cmd: Commands) -> Section:
-    ds = inputs.analysis("qualitative")
-    if ds is None:
-        return not_run_section(
-            "qualitative",
-            "Qualitative examples",
-            "Needs `analysis/qualitative`.",
-            [cmd.analyze("qualitative")],
-        )
-    return qualitative_section(ds)
-
-
 def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
     summaries = inputs.interventions()
     if not summaries:
@@ -173,32 +167,34 @@ def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
 DEDICATED = frozenset({"bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative"})
 
 
-def _analysis(inputs: ReportInputs, cmd: Commands, analysis: Analysis) -> Section:
-    ds = inputs.analysis(analysis.name)
-    if ds is None:
-        what = f"Needs the store's `analysis/{analysis.name}` group ({analysis.help})."
-        return not_run_section(
-            f"analysis_{analysis.name}", f"Analysis: {analysis.name}", what, [cmd.analyze(analysis.name)]
-        )
-    return analysis_section(analysis, ds)
-
-
 def report_sections(inputs: ReportInputs) -> list[Section]:
     """All sections in reading order; each missing input gives a "not run yet" section."""
     cmd = Commands.for_inputs(inputs)
     grids = {"extract": inputs.extraction}
     if inputs.features is not None:
         grids["encode"] = inputs.features
+    from_group = partial(_from_group, inputs, cmd)
     builders: list[Callable[[], Section]] = [
         lambda: completeness_section(pipeline_steps(inputs), grids),
         lambda: _quality(inputs, cmd),
         lambda: _bias_layers(inputs, cmd),
-        lambda: _volcano(inputs, cmd),
+        partial(from_group, volcano_section, "bias", "volcano", "Volcano plots per layer and language"),
         lambda: _crosslingual(inputs, cmd),
         lambda: _features(inputs, cmd),
-        lambda: _qualitative(inputs, cmd),
+        partial(from_group, qualitative_section, "qualitative", "qualitative", "Qualitative examples"),
         lambda: _interventions(inputs, cmd),
-        *(partial(_analysis, inputs, cmd, a) for a in ANALYSES if a.name not in DEDICATED),
+        *(
+            partial(
+                from_group,
+                partial(analysis_section, a),
+                a.name,
+                f"analysis_{a.name}",
+                f"Analysis: {a.name}",
+                f" ({a.help})",
+            )
+            for a in ANALYSES
+            if a.name not in DEDICATED
+        ),
         lambda: usage_section(inputs.usage, quota=inputs.quota, inode_quota=inputs.inode_quota),
     ]
     return [build() for build in progress_bar(builders, desc="report sections", unit="section", leave=False)]

@@ -19,6 +19,7 @@ from sae_store.report.plotting import (
     COLOURS,
     FIG_SIZE,
     WIDTH,
+    figure,
     intervals,
     language_colour,
     layer_ticks,
@@ -74,6 +75,18 @@ def layer_table(bias: dict[str, Any]) -> pd.DataFrame:
     return frame.astype({"top male CI low": float, "top male CI high": float}).reset_index(drop=True)
 
 
+def _layer_figure(
+    name: str, caption: str, overlay: Any, frame: pd.DataFrame, *, title: str, height: int, **opts: Any
+) -> Figure:
+    """A per-layer line figure with a legend beside the axes (counts fill the plot area at many layers);
+    ``opts`` are more options for both backends."""
+    common = {"title": title, "show_legend": True, "xticks": _ticks(frame), "padding": 0.08, **opts}
+    legend = {"legend_position": "right"}
+    bokeh = {"width": WIDTH, "height": height, **legend}
+    mpl = {"fig_size": FIG_SIZE, "aspect": 2.2, **legend}
+    return figure(name, caption, overlay, common=common, bokeh=bokeh, mpl=mpl)
+
+
 def _ticks(frame: pd.DataFrame) -> list[int]:
     """Integer layer ticks (at most ~17, so 34 layers stay readable)."""
     return layer_ticks(frame["layer"].unique())
@@ -94,27 +107,14 @@ def _significant_figure(frame: pd.DataFrame) -> Figure:
             null = hv.Curve(sub, layers, [("null q95", count.label)], label=f"{lang} null 95%")
             parts.append(line_style(null, colour, dash="dashed"))
     overlay = hv.Overlay(parts)
-    common = {
-        "title": "Significant gender-biased features per layer",
-        "show_legend": True,
-        "xticks": _ticks(frame),
-        "padding": 0.08,
-    }
-    return Figure(
+    return _layer_figure(
         "bias_significant_per_layer",
         "Number of features with q < alpha per layer and language (Benjamini-Hochberg); dashed: the 95% "
         "quantile of discoveries under permuted labels, where the permutation null was run.",
-        styled(
-            overlay.clone(),
-            common=common,
-            bokeh={"width": WIDTH, "height": 320, "legend_position": "right"},
-        ),
-        # beside the axes: counts fill the whole plot area at many layers
-        styled(
-            overlay.clone(),
-            common=common,
-            mpl={"fig_size": FIG_SIZE, "aspect": 2.2, "legend_position": "right"},
-        ),
+        overlay,
+        frame,
+        title="Significant gender-biased features per layer",
+        height=320,
     )
 
 
@@ -139,24 +139,14 @@ def _effect_figure(frame: pd.DataFrame) -> Figure:
         top = hv.Curve(sub, layers, [("max |d|", d.label)], label=f"{lang} max |d|")
         parts.append(line_style(top, colour, dash="dotted", alpha=0.6))
     overlay = hv.Overlay(parts) * line_style(hv.HLine(0), "black", alpha=0.3)
-    common = {
-        "title": "Strongest significant effects per layer, with 95% bootstrap CIs",
-        "show_legend": True,
-        "xticks": _ticks(frame),
-        "padding": 0.08,
-    }
-    return Figure(
+    return _layer_figure(
         "bias_effects_per_layer",
         "Cohen's d of the top-ranked male-biased (solid, above 0) and female-biased (dashed, below 0) "
         "feature per layer and language with its bootstrap CI; dotted: the largest |d| over all features.",
-        styled(
-            overlay.clone(), common=common, bokeh={"width": WIDTH, "height": 360, "legend_position": "right"}
-        ),
-        styled(
-            overlay.clone(),
-            common=common,
-            mpl={"fig_size": FIG_SIZE, "aspect": 2.2, "legend_position": "right"},
-        ),
+        overlay,
+        frame,
+        title="Strongest significant effects per layer, with 95% bootstrap CIs",
+        height=360,
     )
 
 
@@ -181,27 +171,16 @@ def probe_figure(crosslayer: xr.Dataset) -> Figure:
         base = hv.Curve(sub, layers, [("probe_baseline", acc.label)], label=f"{lang} majority class")
         parts.append(line_style(base, colour, dash="dotted", alpha=0.6))
     overlay = hv.Overlay(parts)
-    common = {
-        "title": "Gender probe accuracy per layer, with 95% CIs",
-        "show_legend": True,
-        "ylim": (0.0, 1.05),
-        "padding": 0.08,
-        "xticks": _ticks(frame),
-    }
-    return Figure(
+    return _layer_figure(
         "probe_accuracy_per_layer",
         "Out-of-fold accuracy of a logistic-regression gender probe on per-sample SAE features (solid) "
         "and on mean-pooled raw activations (dashed), with Wilson 95% intervals; dotted: always guessing the "
-        "majority "
-        "class (from `analyze crosslayer`).",
-        styled(
-            overlay.clone(), common=common, bokeh={"width": WIDTH, "height": 340, "legend_position": "right"}
-        ),
-        styled(
-            overlay.clone(),
-            common=common,
-            mpl={"fig_size": FIG_SIZE, "aspect": 2.2, "legend_position": "right"},
-        ),
+        "majority class (from `analyze crosslayer`).",
+        overlay,
+        frame,
+        title="Gender probe accuracy per layer, with 95% CIs",
+        height=340,
+        ylim=(0.0, 1.05),
     )
 
 

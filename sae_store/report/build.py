@@ -58,8 +58,8 @@ def _intro(inputs: ReportInputs) -> str:
     model = attrs.get("model", {}).get("name_or_path", "?")
     info = attrs.get("sae_store", {})
     return (
-        f"Store `{inputs.store.path}` (model `{model}`; {len(inputs.layers)} layers, languages "
-        f"{', '.join(inputs.languages)}; {inputs.store.layout.n_samples} samples; created "
+        f"Store `{inputs.store.path}` (model `{model}`; {len(inputs.layout.layers)} layers, languages "
+        f"{', '.join(inputs.layout.languages)}; {inputs.store.layout.n_samples} samples; created "
         f"{info.get('created', '?')}). Generated {_dt.datetime.now().isoformat(timespec='seconds')} by "
         f"sae-store {__version__}. Every number is read from the store and the result files."
     )

@@ -9,7 +9,6 @@ what to run.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,8 @@ import xarray as xr
 from sae_store.analyze.registry import ANALYSES
 from sae_store.analyze.results import read_analysis
 from sae_store.data.images import load_image
-from sae_store.errors import DataError, SaeStoreError
+from sae_store.errors import SaeStoreError
+from sae_store.jsonfile import read_json
 from sae_store.store import ActivationStore, Completion, Usage, completion, open_store, store_usage
 from sae_store.store import schema as S
 from sae_store.store.results import intervention_summaries, sibling_folder, subgroups
@@ -78,23 +78,9 @@ class ReportInputs:
         return self.results.get(filename)
 
     @property
-    def layers(self) -> tuple[int, ...]:
-        return self.store.layout.layers
-
-    @property
-    def languages(self) -> tuple[str, ...]:
-        return self.store.layout.languages
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON results file, naming the file when it is unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(
-            f"results file {str(path)!r} is unreadable or not JSON ({e}); rerun the step that wrote it "
-            "or remove the file"
-        ) from e
+    def layout(self) -> S.StoreLayout:
+        """The store's layers, languages, samples and token counts."""
+        return self.store.layout
 
 
 def load_inputs(
@@ -139,7 +125,9 @@ def load_inputs(
     results = {}
     if results_path is not None and results_path.is_dir():
         results = {
-            name: read_json(results_path / name) for name in RESULT_FILES if (results_path / name).is_file()
+            name: read_json(results_path / name, what="results file ")
+            for name in RESULT_FILES
+            if (results_path / name).is_file()
         }
     images = images_dir if images_dir is not None else store.attrs.get("images_dir") or None
     return ReportInputs(

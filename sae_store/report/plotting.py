@@ -17,6 +17,8 @@ import holoviews.plotting.mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
+from sae_store.report.section import Figure
+
 hv.Store.current_backend = "bokeh"
 
 #: Colours used for the same meaning everywhere in the report.
@@ -58,6 +60,24 @@ def styled(
     common = common or {}
     obj = obj.opts(**common, **(bokeh or {}), backend="bokeh")
     return obj.opts(**common, **(mpl or {}), backend="matplotlib")
+
+
+def figure(
+    name: str,
+    caption: str,
+    obj: Any,
+    *,
+    common: dict[str, Any] | None = None,
+    bokeh: dict[str, Any] | None = None,
+    mpl: dict[str, Any] | None = None,
+) -> Figure:
+    """A :class:`Figure` of ``obj`` styled (:func:`styled`) for the HTML page and for the PNG."""
+    return Figure(
+        name,
+        caption,
+        styled(obj.clone(), common=common, bokeh=bokeh),
+        styled(obj.clone(), common=common, mpl=mpl),
+    )
 
 
 def line_style(obj: Any, colour: str, *, dash: str | None = None, alpha: float = 1.0) -> Any:

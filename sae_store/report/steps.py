@@ -123,7 +123,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
     state, detail = describe_completion(inputs.extraction)
     steps.append(StepStatus("extract", state, detail, [] if state == "done" else [cmd.extract()]))
 
-    missing = [layer for layer in inputs.layers if layer not in inputs.saes]
+    missing = [layer for layer in inputs.layout.layers if layer not in inputs.saes]
     if inputs.saes_dir is None and not inputs.saes:
         train = StepStatus("train", "not run", "no SAE folder (--saes, or saes/ beside the store)")
     elif missing:
@@ -133,7 +133,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
             f"layers {format_ranges(missing, ', ')} have no SAE in {cmd.saes}",
         )
     else:
-        train = StepStatus("train", "done", f"an SAE for each of the {len(inputs.layers)} layers")
+        train = StepStatus("train", "done", f"an SAE for each of the {len(inputs.layout.layers)} layers")
     if train.state != "done":
         train.commands = [cmd.train(layer) for layer in missing[:3]]
         if len(missing) > 3:
@@ -174,7 +174,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
 
 def intervention_layer(inputs: ReportInputs) -> int | str:
     """The layer with an SAE and the most male-biased significant features, for a runnable command."""
-    with_sae = [layer for layer in inputs.layers if layer in inputs.saes]
+    with_sae = [layer for layer in inputs.layout.layers if layer in inputs.saes]
     if not with_sae:
         return "L"
     by_layer = inputs.results.get(BIAS_JSON, {}).get("layers", {})

@@ -119,20 +119,12 @@ class ActivationStore:
         return ds
 
     def layer_index(self, layer: int) -> int:
-        try:
-            return self.layout.layers.index(layer)
-        except ValueError:
-            raise SaeStoreError(
-                f"layer {layer!r} is not in the store; it holds layers {list(self.layout.layers)}"
-            ) from None
+        """Position of ``layer`` on the layer dimension; refused, listing the stored ones, if absent."""
+        return _position("layer", layer, self.layout.layers)
 
     def language_index(self, language: str) -> int:
-        try:
-            return self.layout.languages.index(language)
-        except ValueError:
-            raise SaeStoreError(
-                f"language {language!r} is not in the store; it holds {list(self.layout.languages)}"
-            ) from None
+        """Position of ``language`` on the language dimension; refused like :meth:`layer_index`."""
+        return _position("language", language, self.layout.languages)
 
     def write(
         self,
@@ -295,6 +287,12 @@ class ActivationStore:
     def config(self) -> dict[str, Any]:
         """The configuration the store was created with (as saved in its attributes)."""
         return dict(self.attrs.get("config", {}))
+
+
+def _position(kind: str, value: Any, stored: tuple[Any, ...]) -> int:
+    if value not in stored:
+        raise SaeStoreError(f"{kind} {value!r} is not in the store; it holds {kind}s {list(stored)}")
+    return stored.index(value)
 
 
 def open_store(path: str | Path) -> ActivationStore:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sae_store.errors import DataError, SaeStoreError
+from sae_store.errors import SaeStoreError
+from sae_store.jsonfile import read_json
 from sae_store.store import schema as S
 from sae_store.train.folder import (
     CFG_FILE,
@@ -193,15 +194,6 @@ class SaeRecord:
     """Which step measured ``quality``: ``train`` or ``encode``."""
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(
-            f"{str(path)!r} is unreadable or not JSON ({e}); rerun the step that wrote it or remove the file"
-        ) from e
-
-
 def sae_records(
     spec: str | os.PathLike[str] | None, encoded: Mapping[str, Any] | None = None
 ) -> dict[int, SaeRecord]:
@@ -211,7 +203,7 @@ def sae_records(
     without held-out metrics gets those ``encode`` measured when it is the same folder)."""
     out: dict[int, SaeRecord] = {}
     for layer, folder in (find_saes(spec, required=False) if spec is not None else {}).items():
-        cfg = _read_json(folder / CFG_FILE) if (folder / CFG_FILE).is_file() else {}
+        cfg = read_json(folder / CFG_FILE) if (folder / CFG_FILE).is_file() else {}
         metrics_file = folder / METRICS_FILE
         lines = metrics_file.read_text(encoding="utf-8").splitlines() if metrics_file.is_file() else []
         val = ((cfg.get(PROVENANCE_KEY) or {}).get("metrics") or {}).get("val") or {}

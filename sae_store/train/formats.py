@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from sae_store.errors import ConfigError, ModelLoadError
+from sae_store.jsonfile import read_json
 from sae_store.train.architectures import ARCHITECTURES, saelens_architecture
 from sae_store.train.config import SaeConfig
 from sae_store.train.folder import (
@@ -131,10 +132,7 @@ def save_sae(
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelLoadError(f"{str(path)!r} is unreadable or not JSON: {e}") from e
+    data = read_json(path, error=ModelLoadError)
     if not isinstance(data, dict):
         raise ModelLoadError(f"{str(path)!r} does not hold a JSON object")
     return data

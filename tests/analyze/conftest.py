@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sae_store.analyze.pipeline import Inputs, open_inputs
+from sae_store.analyze.data import Inputs, open_inputs
 
 from .synthetic import Built, build_store
 

@@ -10,7 +10,7 @@ import pytest
 
 from sae_store.analyze import pipeline as P
 from sae_store.analyze.config import BiasConfig, CrossLayerConfig, CrossLingualConfig, InspectConfig
-from sae_store.analyze.data import open_features
+from sae_store.analyze.data import Inputs, open_features, open_inputs
 from sae_store.analyze.results import read_analysis
 from sae_store.analyze.run_bias import run_bias
 from sae_store.analyze.run_crosslingual import run_crosslingual
@@ -28,7 +28,7 @@ from .synthetic import (
 )
 
 
-def test_bias_json_has_the_users_shape_and_planted_features(inputs: P.Inputs, out_dir: Path) -> None:
+def test_bias_json_has_the_users_shape_and_planted_features(inputs: Inputs, out_dir: Path) -> None:
     path = P.bias_step(inputs, BiasConfig(permutations=30, bootstrap=200), out_dir)
     results = json.loads(path.read_text())
     layer = results["layers"]["1"]
@@ -53,10 +53,9 @@ def test_bias_json_has_the_users_shape_and_planted_features(inputs: P.Inputs, ou
     assert ds.attrs["config"]["permutations"] == 30
 
 
-def test_global_correction_pools_all_families(inputs: P.Inputs) -> None:
-    per = run_bias(inputs.store, inputs.features, inputs.labels, BiasConfig(bootstrap=0))
-    pooled = run_bias(inputs.store, inputs.features, inputs.labels,
-                      BiasConfig(bootstrap=0, correction="global", permutations=10))  # fmt: skip
+def test_global_correction_pools_all_families(inputs: Inputs) -> None:
+    per = run_bias(inputs, BiasConfig(bootstrap=0))
+    pooled = run_bias(inputs, BiasConfig(bootstrap=0, correction="global", permutations=10))
     p = per.dataset["p_welch"].values.ravel()
     from scipy.stats import false_discovery_control
 
@@ -74,7 +73,7 @@ def test_bias_refuses_missing_features_group(tmp_path: Path) -> None:
     with pytest.raises(
         IncompleteError, match=r"no 'features' group: no SAE features are encoded yet; run `sae-store encode"
     ):
-        P.open_inputs(open_store(built.store.path).path)
+        open_inputs(open_store(built.store.path).path)
 
 
 def test_bias_refuses_unencoded_and_partly_encoded_layers(tmp_path: Path) -> None:
@@ -84,8 +83,8 @@ def test_bias_refuses_unencoded_and_partly_encoded_layers(tmp_path: Path) -> Non
         IncompleteError,
         match=r"layer 1 \(en\) has no encoded features yet; run `sae-store encode .* --layer 1` first",
     ):
-        run_bias(built.store, features, labels, BiasConfig())
-    run = run_bias(built.store, features, labels, BiasConfig(bootstrap=0), layers=[0])
+        run_bias(Inputs(built.store, features, labels), BiasConfig())
+    run = run_bias(Inputs(built.store, features, labels), BiasConfig(bootstrap=0), layers=[0])
     assert run.payload["layers"]["0"]["n_male"] == 18
     flags = np.ones((2, 2, 40), dtype=bool)
     flags[0, 0, :3] = False
@@ -98,8 +97,9 @@ def test_bias_refuses_unencoded_and_partly_encoded_layers(tmp_path: Path) -> Non
     with pytest.raises(
         IncompleteError, match=rf"features of {n_missing} of 36 male/female samples are not encoded yet"
     ):
-        run_bias(built.store, features, labels, BiasConfig(), layers=[0], languages=["en"])
-    ok = run_bias(built.store, features, labels, BiasConfig(bootstrap=0, allow_incomplete=True), layers=[0])
+        run_bias(Inputs(built.store, features, labels), BiasConfig(), layers=[0], languages=["en"])
+    inputs = Inputs(built.store, features, labels)
+    ok = run_bias(inputs, BiasConfig(bootstrap=0, allow_incomplete=True), layers=[0])
     assert ok.payload["by_language"]["en"]["layers"]["0"]["excluded"]["not_encoded"] == n_missing
 
 
@@ -110,7 +110,7 @@ def test_bias_refuses_too_few_per_gender(tmp_path: Path) -> None:
         match=r"has 12 male and 8 female samples with encoded features \(excluded: "
         r"\{'unknown': 2, 'ambiguous': 2, 'not_encoded': 0\}\); the tests need at least 10 of each",
     ):
-        run_bias(built.store, open_features(built.store), read_labels(built.store), BiasConfig())
+        run_bias(open_inputs(built.store.path), BiasConfig())
 
 
 @pytest.mark.parametrize(
@@ -136,7 +136,7 @@ def test_bias_config_round_trip_refuses_unknown_keys() -> None:
         BiasConfig.from_dict({"alpah": 0.1})
 
 
-def test_crosslingual_shared_sae(inputs: P.Inputs, out_dir: Path) -> None:
+def test_crosslingual_shared_sae(inputs: Inputs, out_dir: Path) -> None:
     path = P.crosslingual_step(inputs, CrossLingualConfig(top_k=5, bootstrap=50), out_dir)
     layer = json.loads(path.read_text())["layers"]["0"]
     assert layer["spearman_d"]["rho"] > 0.8
@@ -151,12 +151,10 @@ def test_crosslingual_shared_sae(inputs: P.Inputs, out_dir: Path) -> None:
 def test_crosslingual_refuses_one_language(tmp_path: Path) -> None:
     built = build_store(tmp_path, languages=("en",))
     with pytest.raises(SaeStoreError, match=r"needs two languages; the features group holds \['en'\]"):
-        run_crosslingual(
-            built.store, open_features(built.store), read_labels(built.store), CrossLingualConfig()
-        )
+        run_crosslingual(open_inputs(built.store.path), CrossLingualConfig())
 
 
-def test_crosslingual_refuses_unaligned_saes_and_matches_them(built: Built, inputs: P.Inputs) -> None:
+def test_crosslingual_refuses_unaligned_saes_and_matches_them(built: Built, inputs: Inputs) -> None:
     features = inputs.features.copy()
     perm = np.random.default_rng(0).permutation(32)
     # Arabic "encoded with a separately trained SAE": the same dictionary in another order
@@ -168,18 +166,18 @@ def test_crosslingual_refuses_unaligned_saes_and_matches_them(built: Built, inpu
     with pytest.raises(
         SaeStoreError, match=r"layer 0 of 'en' and 'ar' was encoded with different SAEs \(aaa vs bbb\)"
     ):
-        run_crosslingual(built.store, permuted, inputs.labels, CrossLingualConfig())
+        run_crosslingual(inputs._replace(features=permuted), CrossLingualConfig())
     decoders = {la: (built.saes[la].W_dec, built.saes[la].W_dec[perm]) for la in (0, 1)}
-    matched = run_crosslingual(built.store, permuted, inputs.labels, CrossLingualConfig(top_k=5, bootstrap=0),
+    matched = run_crosslingual(inputs._replace(features=permuted), CrossLingualConfig(top_k=5, bootstrap=0),
                                decoders=decoders)  # fmt: skip
-    shared = run_crosslingual(built.store, features, inputs.labels, CrossLingualConfig(top_k=5, bootstrap=0))
+    shared = run_crosslingual(inputs._replace(features=features), CrossLingualConfig(top_k=5, bootstrap=0))
     layer = matched.payload["layers"]["0"]
     assert layer["matching"]["mean_cosine"] == pytest.approx(1.0, abs=1e-5)
     assert layer["spearman_d"]["rho"] == pytest.approx(shared.payload["layers"]["0"]["spearman_d"]["rho"])
     assert (matched.dataset["matched_ar_feature"].sel(layer=0).values == np.argsort(perm)).all()
 
 
-def test_crosslayer_probes_and_lineage(built: Built, inputs: P.Inputs, out_dir: Path) -> None:
+def test_crosslayer_probes_and_lineage(built: Built, inputs: Inputs, out_dir: Path) -> None:
     P.bias_step(inputs, BiasConfig(bootstrap=100), out_dir)
     decoders = {la: built.saes[la].W_dec for la in (0, 1)}
     path = P.crosslayer_step(inputs, CrossLayerConfig(folds=3, lineage_top=3), out_dir, decoders=decoders)
@@ -194,7 +192,7 @@ def test_crosslayer_probes_and_lineage(built: Built, inputs: P.Inputs, out_dir: 
     assert float(ds["probe_sae_accuracy"].sel(layer=0, language="en")) == en0["probe_sae"]["accuracy"]
 
 
-def test_interpret_visual_qualitative(built: Built, inputs: P.Inputs, out_dir: Path) -> None:
+def test_interpret_visual_qualitative(built: Built, inputs: Inputs, out_dir: Path) -> None:
     P.bias_step(inputs, BiasConfig(bootstrap=0), out_dir)
     config = InspectConfig(n_features=2, top_k=4, n_samples=2, features_per_sample=3, image_size=32)
     encoders = {la: built.saes[la].encode for la in (0, 1)}
@@ -229,7 +227,7 @@ def test_interpret_visual_qualitative(built: Built, inputs: P.Inputs, out_dir: P
 
 def test_inspection_with_nothing_significant_writes_empty_results(tmp_path: Path) -> None:
     built = build_store(tmp_path, amplitude=0.0, layers=(0,), languages=("en",))
-    inputs = P.open_inputs(built.store.path)
+    inputs = open_inputs(built.store.path)
     out = tmp_path / "out"
     bias = json.loads(P.bias_step(inputs, BiasConfig(), out).read_text())
     assert bias["layers"]["0"]["n_significant"] == 0 and bias["layers"]["0"]["male_biased_features"] == []

@@ -140,7 +140,7 @@ def test_search_box_resolves_features_and_samples(explorer: Explorer, query, exp
         ),
         ({"page": "search", "q": "2:99"}, "feature 99 is out of range"),
         ({"page": "feature", "layer": "x", "feature": "1"}, "layer='x' in the address is not a whole number"),
-        ({"language": "fr"}, "language 'fr' is not in the store; it holds ['en', 'ar']"),
+        ({"language": "fr"}, "language 'fr' is not in the store; it holds languages ['en', 'ar']"),
     ],
 )
 def test_bad_addresses_say_what_is_wrong(explorer: Explorer, args, message):

@@ -92,7 +92,7 @@ def test_failed_images_give_a_summary_and_exit_1(
     [
         (["--layers", "9"], "layer 9 is not in the store; it holds layers [0, 1, 2, 3]"),
         (["--layers", "1-x"], "cannot read '1-x'"),
-        (["--languages", "fr"], "language 'fr' is not in the store; it holds ['en', 'ar']"),
+        (["--languages", "fr"], "language 'fr' is not in the store; it holds languages ['en', 'ar']"),
         (["--task-index", "3", "--task-count", "3"], "task_index must be in 0..2 for task_count 3, got 3"),
         (["--samples", "2:8"], "sample range 2:8 is not aligned to shard blocks of 4 samples"),
         (["--samples", "x"], "sample range must look like 'A:B'"),

@@ -18,13 +18,12 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from sae_store.analyze.config import BiasConfig, CrossLayerConfig, CrossLingualConfig, InspectConfig
-from sae_store.analyze.data import open_features
+from sae_store.analyze.data import open_features, open_inputs
 from sae_store.analyze.pipeline import (
     bias_step,
     crosslayer_step,
     crosslingual_step,
     interpret_step,
-    open_inputs,
     qualitative_step,
     top_samples_step,
     visual_step,

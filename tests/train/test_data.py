@@ -193,7 +193,8 @@ def test_refusals(filled_store, make_store):
     store = filled_store(layers=[0, 1])
     with pytest.raises(SaeStoreError, match=r"layer 3 is not in the store; it holds layers \[0, 1\]"):
         StoreDataProvider(store, _cfg(layer=3))
-    with pytest.raises(SaeStoreError, match=r"language 'fr' is not in the store; it holds \['en', 'ar'\]"):
+    refusal = r"language 'fr' is not in the store; it holds languages \['en', 'ar'\]"
+    with pytest.raises(SaeStoreError, match=refusal):
         StoreDataProvider(store, _cfg(layer=0, languages=("fr",)))
 
     partial = make_store(24, samples_per_shard=4, layers=[0, 1], hidden_size=16)
