@@ -25,6 +25,7 @@ import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from benchmarks.run import result
 from sae_store.analyze import pipeline as P
 from sae_store.analyze.bias import compare_groups
 from sae_store.analyze.cluster import open_cluster
@@ -221,13 +222,8 @@ def main() -> dict[str, Any]:
         suite_md, suite = _suite_table(rng, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "title": "Analyses: vectorised tests and wall times",
-        "markdown": tests_md + "\n" + suite_md,
-        **tests,
-        **suite,
-    }
+    return result("Analyses: vectorised tests and wall times", [tests_md, suite_md], **tests, **suite)
 
 
 if __name__ == "__main__":
-    print(main()["markdown"])
+    main()

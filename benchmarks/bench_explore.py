@@ -24,6 +24,7 @@ import numpy as np
 import psutil
 import xarray as xr
 
+from benchmarks.run import result
 from sae_store.analyze.results import write_analysis
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
@@ -136,7 +137,7 @@ def _row(name: str, m: dict[str, Any]) -> str:
     )
 
 
-def main() -> dict[str, str]:
+def main() -> dict[str, Any]:
     chromium = find_chromium()
     if chromium is None:
         raise RuntimeError("the explorer benchmark needs Chromium (apt-get install chromium)")
@@ -155,7 +156,8 @@ def main() -> dict[str, str]:
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    markdown = "\n".join(
+    return result(
+        "Explorer: time to an interactive page, server memory",
         [
             "Seconds until a page is interactive in headless Chromium (plots drawn, images decoded), "
             f"median and each of {ROUNDS} interleaved rounds; then {BROWSED} random feature pages "
@@ -166,10 +168,9 @@ def main() -> dict[str, str]:
             "| RSS end |",
             "| --- | --- | --- | --- | --- | --- | --- |",
             *rows,
-        ]
+        ],
     )
-    return {"title": "Explorer: time to an interactive page, server memory", "markdown": markdown}
 
 
 if __name__ == "__main__":
-    print(main()["markdown"])
+    main()

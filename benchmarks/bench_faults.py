@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from benchmarks.run import result
 from sae_store.extract.init import init_store
 from sae_store.models.tiny import build_tiny_gemma3
 from sae_store.store import StoreConfig, open_store
@@ -144,8 +145,7 @@ def main() -> dict:
     ]
     recovery = {"extract": "`extract` again", "append": "`unlock`, then `append` again"}
     lines += [f"| {k} | {d:.1f} | {n}/{TRIALS} | **{s}/{TRIALS}** | {recovery[k]} |" for k, d, n, s in rows]
-    print("\n".join(lines))
-    return {"title": "Randomised SIGKILL trials", "markdown": "\n".join(lines), "rows": rows}
+    return result("Randomised SIGKILL trials", lines, rows=rows)
 
 
 if __name__ == "__main__":

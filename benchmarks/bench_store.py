@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.run import result
 from sae_store.roles import TokenRole
 from sae_store.store import ModelInfo, StoreConfig, create_store
 from sae_store.store import schema as S
@@ -133,8 +134,7 @@ def main() -> dict:
         f"34 layers x 278 tokens x 2560) that is {default_bpv * FULL_SCALE_VALUES / 1e9:.0f} GB instead of "
         f"{torch_bpv * FULL_SCALE_VALUES / 1e9:.0f} GB.",
     ]
-    print("\n".join(lines))
-    return {"title": "Store encoding: size and write speed", "markdown": "\n".join(lines), "rows": rows}
+    return result("Store encoding: size and write speed", lines, rows=rows)
 
 
 if __name__ == "__main__":
