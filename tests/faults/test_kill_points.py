@@ -20,10 +20,9 @@ from sae_store.store.lock import LOCK_DIR
 from sae_store.train.discovery import find_saes
 from sae_store.train.encode import encode_features
 from sae_store_cli.main import main
-from tests.extract.conftest import samples
-from tests.extract.helpers import N_SAMPLES, assert_same_files
+from tests.extract.helpers import N_SAMPLES, assert_same_files, extract_args, samples
 
-from .helpers import extract_args, run_killed, save_saes, start
+from .helpers import run_killed, save_saes, start
 
 NEW = range(N_SAMPLES, N_SAMPLES + 4)
 SRC = Path(__file__).resolve().parents[2] / "sae_store"
