@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from benchmarks.bench_store import synthetic_inputs
+from benchmarks.run import result
 from sae_store.analyze import pipeline as P
 from sae_store.analyze.bias import compare_groups
 from sae_store.analyze.cluster import open_cluster
@@ -32,7 +33,7 @@ from sae_store.analyze.config import BiasConfig, ClusterConfig, CrossLayerConfig
 from sae_store.analyze.data import open_inputs
 from sae_store.analyze.matching import match_features
 from sae_store.analyze.resample import permutation_null
-from sae_store.store import ModelInfo, StoreConfig, create_store
+from sae_store.store import StoreConfig, create_store
 
 N_SAMPLES, N_FEATURES, D_IN = 2000, 20480, 2560
 LOOP_SUBSET = 1024
@@ -112,22 +113,8 @@ def _tests_table(rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
 
 def _build_store(root: Path, rng: np.random.Generator) -> Path:
     gender = np.repeat(["male", "female"], N_SAMPLES // 2)
-    samples = pd.DataFrame(
-        {
-            "sample_id": [f"s{i:05d}" for i in range(N_SAMPLES)],
-            "image": [f"{i}.png" for i in range(N_SAMPLES)],
-            "gender": gender,
-            "en_caption": "",
-            "ar_caption": "",
-        }
-    )
-    model = ModelInfo(
-        identity={"name_or_path": "synthetic"},
-        n_layers=34,
-        hidden_size=D_IN,
-        prompts={"en": "e", "ar": "a"},
-        tokens_per_language={"en": 278, "ar": 280},
-        image_tokens=256,
+    samples, model = synthetic_inputs(
+        N_SAMPLES, D_IN, {"en": 278, "ar": 280}, image_tokens=256, n_layers=34, gender=gender
     )
     store = create_store(root / "store.zarr", samples, model, layers=list(LAYERS), config=StoreConfig())
     shard = store.layout.samples_per_shard
@@ -222,13 +209,8 @@ def main() -> dict[str, Any]:
         suite_md, suite = _suite_table(rng, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {
-        "title": "Analyses: vectorised tests and wall times",
-        "markdown": tests_md + "\n" + suite_md,
-        **tests,
-        **suite,
-    }
+    return result("Analyses: vectorised tests and wall times", [tests_md, suite_md], **tests, **suite)
 
 
 if __name__ == "__main__":
-    print(main()["markdown"])
+    main()

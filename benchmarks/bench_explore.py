@@ -24,17 +24,16 @@ import numpy as np
 import psutil
 import xarray as xr
 
+from benchmarks.run import result
 from sae_store.analyze.results import write_analysis
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.group_schema import feature_variables
-from sae_store.store.groups import create_group
 from sae_store.store.schema import FEATURE_MAX, FEATURE_MEAN, FEATURES
 from tests.explore.conftest import write_sae_weights
 from tests.explore.drive import Browser
 from tests.explore.server import running_explorer
 from tests.report.browser import find_chromium
-from tests.report.synthetic import make_store
+from tests.report.synthetic import create_features_group, make_store
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 5
@@ -54,14 +53,7 @@ def _synthetic(root: Path) -> Path:
 
 def _features(store: ActivationStore) -> None:
     lay, rng = store.layout, np.random.default_rng(0)
-    create_group(
-        store,
-        FEATURES,
-        feature_variables(lay, D_SAE),
-        sizes={S.FEATURE: D_SAE},
-        coords={S.FEATURE: np.arange(D_SAE, dtype=np.int32)},
-        attrs={"roles": ["image", "text"], "d_sae": D_SAE, "n_samples": lay.n_samples},
-    )
+    create_features_group(store, D_SAE)
     rows = np.repeat(np.arange(lay.n_samples), ACTIVE)
     for layer in lay.layers:
         for lang in lay.languages:
@@ -136,7 +128,7 @@ def _row(name: str, m: dict[str, Any]) -> str:
     )
 
 
-def main() -> dict[str, str]:
+def main() -> dict[str, Any]:
     chromium = find_chromium()
     if chromium is None:
         raise RuntimeError("the explorer benchmark needs Chromium (apt-get install chromium)")
@@ -155,7 +147,8 @@ def main() -> dict[str, str]:
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    markdown = "\n".join(
+    return result(
+        "Explorer: time to an interactive page, server memory",
         [
             "Seconds until a page is interactive in headless Chromium (plots drawn, images decoded), "
             f"median and each of {ROUNDS} interleaved rounds; then {BROWSED} random feature pages "
@@ -166,10 +159,9 @@ def main() -> dict[str, str]:
             "| RSS end |",
             "| --- | --- | --- | --- | --- | --- | --- |",
             *rows,
-        ]
+        ],
     )
-    return {"title": "Explorer: time to an interactive page, server memory", "markdown": markdown}
 
 
 if __name__ == "__main__":
-    print(main()["markdown"])
+    main()

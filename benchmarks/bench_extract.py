@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from benchmarks.run import result
 from sae_store.data.images import load_images
 from sae_store.extract.block import BlockData, compute_block
 from sae_store.extract.config import ExtractConfig
@@ -292,14 +293,7 @@ def main() -> dict[str, Any]:
         "Expected: about two language blocks (one being written, one being computed) plus the forward "
         "pass's activations for one batch, on top of the model.",
     ]
-    print("\n".join(lines))
-    return {
-        "title": "Extraction: writer, overhead, memory",
-        "markdown": "\n".join(lines),
-        "writer": writer,
-        "overhead": overhead,
-        "rss": rss,
-    }
+    return result("Extraction: writer, overhead, memory", lines, writer=writer, overhead=overhead, rss=rss)
 
 
 if __name__ == "__main__":

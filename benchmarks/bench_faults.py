@@ -8,7 +8,6 @@ store with the uninterrupted one bit for bit. The tests run a few such trials; t
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import signal
@@ -19,22 +18,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
+from benchmarks.run import result
 from sae_store.extract.init import init_store
 from sae_store.models.tiny import build_tiny_gemma3
 from sae_store.store import StoreConfig, open_store
-from sae_store.store.lock import LOCK_DIR
+from tests.extract.helpers import cli_env, extract_args, samples, store_files
 
 N_SAMPLES, SHARD, TRIALS = 10, 4, 8
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
 def _cli(args: list[str], kill_after: float | None = None) -> tuple[int, float]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "sae_store_cli", *args],
-        env=ENV,
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -45,27 +43,6 @@ def _cli(args: list[str], kill_after: float | None = None) -> tuple[int, float]:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     return proc.returncode, time.perf_counter() - t0
-
-
-def _files(path: Path) -> dict[str, bytes]:
-    return {
-        str(f.relative_to(path)): f.read_bytes()
-        for f in sorted(path.rglob("*"))
-        if f.is_file() and LOCK_DIR not in f.parts
-    }
-
-
-def _table(images: Path, rows: range) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "sample_id": [f"s{i:02d}" for i in rows],
-            "image": [f"im{i:02d}.png" for i in rows],
-            "image_path": [str(images / f"im{i:02d}.png") for i in rows],
-            "gender": ["male" if i % 2 else "female" for i in rows],
-            "en_caption": [f"A person number {i}." for i in rows],
-            "ar_caption": [f"شخص رقم {i}." for i in rows],
-        }
-    )
 
 
 def main() -> dict:
@@ -82,30 +59,19 @@ def main() -> dict:
             )
         empty = init_store(
             tmp / "empty.zarr",
-            _table(images, range(N_SAMPLES)),
+            samples(images, range(N_SAMPLES)),
             model,
             config=StoreConfig(samples_per_shard=SHARD),
         ).path
-        extract = [
-            "--model",
-            str(model),
-            "--device",
-            "cpu",
-            "--dtype",
-            "float32",
-            "--batch-size",
-            "2",
-            "--no-progress",
-        ]
         new = tmp / "new.csv"
-        _table(images, range(N_SAMPLES, N_SAMPLES + 4)).to_csv(new, index=False)
+        samples(images, range(N_SAMPLES, N_SAMPLES + 4)).to_csv(new, index=False)
         full = tmp / "full.zarr"
         shutil.copytree(empty, full)
-        _, extract_s = _cli(["extract", str(full), *extract])
+        _, extract_s = _cli(extract_args(full, model))
         grown = tmp / "grown.zarr"
         shutil.copytree(full, grown)
         _, append_s = _cli(["append", str(grown), "--samples", str(new)])
-        ref_full, ref_grown = _files(full), _files(grown)
+        ref_full, ref_grown = store_files(full), store_files(grown)
         rows = []
         for kind, duration in (("extract", extract_s), ("append", append_s)):
             killed = same = 0
@@ -113,22 +79,20 @@ def main() -> dict:
                 store = tmp / f"{kind}{k}.zarr"
                 shutil.copytree(empty if kind == "extract" else full, store)
                 if kind == "extract":
-                    code, _ = _cli(
-                        ["extract", str(store), *extract], kill_after=rng.uniform(0.2, 1.0) * duration
-                    )
-                    _cli(["extract", str(store), *extract])
-                    ok = _files(store) == ref_full
+                    code, _ = _cli(extract_args(store, model), kill_after=rng.uniform(0.2, 1.0) * duration)
+                    _cli(extract_args(store, model))
+                    ok = store_files(store) == ref_full
                 else:
                     code, _ = _cli(
                         ["append", str(store), "--samples", str(new)], rng.uniform(0.2, 1.0) * duration
                     )
                     _cli(["unlock", str(store)])
                     if open_store(store).layout.n_samples == N_SAMPLES:
-                        ok = _files(store) == ref_full
+                        ok = store_files(store) == ref_full
                         _cli(["append", str(store), "--samples", str(new)])
                     else:
                         ok = True
-                    ok = ok and _files(store) == ref_grown
+                    ok = ok and store_files(store) == ref_grown
                 killed += code == -9
                 same += ok
                 shutil.rmtree(store)
@@ -144,8 +108,7 @@ def main() -> dict:
     ]
     recovery = {"extract": "`extract` again", "append": "`unlock`, then `append` again"}
     lines += [f"| {k} | {d:.1f} | {n}/{TRIALS} | **{s}/{TRIALS}** | {recovery[k]} |" for k, d, n, s in rows]
-    print("\n".join(lines))
-    return {"title": "Randomised SIGKILL trials", "markdown": "\n".join(lines), "rows": rows}
+    return result("Randomised SIGKILL trials", lines, rows=rows)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import numpy as np
 
 from benchmarks.bench_io import _cell, gemma_like
 from benchmarks.bench_store import gemma_roles, synthetic_inputs
+from benchmarks.run import result
 from sae_store.device import available_cores
 from sae_store.extract.block import BlockData
 from sae_store.extract.writer import BlockWriter
@@ -288,18 +289,18 @@ def main() -> dict:
         f"| streamed, budget {provider['budget_mb']:.0f} MB, prefetch | {provider['streamed']:,.0f} "
         f"| {provider['streamed'] / provider['in RAM']:.2f}x | {provider['rounds']['streamed']} |",
     ]
-    print("\n".join(lines))
-    return {
-        "title": "Full-scale-shaped store (Gemma-3-4B shape)",
-        "markdown": "\n".join(lines),
-        "rows": rows,
-        "projected_files": projected,
-        "writer_ratio": {
-            p: {k: statistics.median(t[f"encode {k}"]) / statistics.median(t[f"writer {k}"]) for k in (1, 2)}
-            for p, t in ratios.items()
-        },
-        "stream_vs_ram": provider["streamed"] / provider["in RAM"],
+    writer_ratio = {
+        p: {k: statistics.median(t[f"encode {k}"]) / statistics.median(t[f"writer {k}"]) for k in (1, 2)}
+        for p, t in ratios.items()
     }
+    return result(
+        "Full-scale-shaped store (Gemma-3-4B shape)",
+        lines,
+        rows=rows,
+        projected_files=projected,
+        writer_ratio=writer_ratio,
+        stream_vs_ram=provider["streamed"] / provider["in RAM"],
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.run import result
 from sae_store.intervene.batches import caption_log_probs, position_mask, prompt_batch, teacher_forced
 from sae_store.intervene.captions import generate_captions
 from sae_store.intervene.config import CaptionConfig, InterventionConfig
@@ -141,18 +142,17 @@ def main() -> dict[str, Any]:
         "them) and a rank-|F| decoder update; the model's forward pass dominates. Differences of a few "
         "percent between the edited rows are within this machine's noise.",
     ]
-    print("\n".join(lines))
-    return {
-        "title": "Interventions: edit overhead in forward passes and generation",
-        "markdown": "\n".join(lines),
-        "forward_s": fwd,
-        "samples_per_s": rate,
-        "forward_overhead": {k: fwd[k] / fwd["plain"] for k in fwd},
-        "edit_alone_s": hook_s["edit"],
-        "generation_s": gen,
-        "generation_overhead": gen["edited"] / gen["plain"],
-        "experiment_s": experiment_s,
-    }
+    return result(
+        "Interventions: edit overhead in forward passes and generation",
+        lines,
+        forward_s=fwd,
+        samples_per_s=rate,
+        forward_overhead={k: fwd[k] / fwd["plain"] for k in fwd},
+        edit_alone_s=hook_s["edit"],
+        generation_s=gen,
+        generation_overhead=gen["edited"] / gen["plain"],
+        experiment_s=experiment_s,
+    )
 
 
 if __name__ == "__main__":

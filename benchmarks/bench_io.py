@@ -30,6 +30,7 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 
 from benchmarks.bench_store import synthetic_inputs
+from benchmarks.run import result
 from sae_store.extract.block import BlockData
 from sae_store.extract.writer import BlockWriter, block_statistics
 from sae_store.store import ActivationStore, Block, StoreConfig, create_store
@@ -374,15 +375,14 @@ def main() -> dict:
         "",
         *_zarrs_lines(pipelines, load_mb),
     ]
-    print("\n".join(lines))
-    return {
-        "title": "Store I/O: codec presets, parallel writer, whole-shard reads",
-        "markdown": "\n".join(lines),
-        "presets": presets,
-        "writer_ratio": ratios,
-        "load_speedup": lmed["zarr per-sample"] / lmed["shards"],
-        "zarrs": pipelines[0] if pipelines else None,
-    }
+    return result(
+        "Store I/O: codec presets, parallel writer, whole-shard reads",
+        lines,
+        presets=presets,
+        writer_ratio=ratios,
+        load_speedup=lmed["zarr per-sample"] / lmed["shards"],
+        zarrs=pipelines[0] if pipelines else None,
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import holoviews as hv
 import panel as pn
 from bokeh.resources import INLINE
 
+from benchmarks.run import result
 from sae_store.report import build_report, load_inputs, report_sections
 from sae_store.report.html import write_html
 from sae_store.report.markdown import write_markdown
@@ -126,7 +127,8 @@ def main() -> dict[str, Any]:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     small, big = (results[k] for k in STORES)
-    markdown = "\n".join(
+    return result(
+        "Report generation",
         [
             "| store | report (s) | load | sections | HTML | PNGs | report.html (MB) | figures / PNGs |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -145,10 +147,10 @@ def main() -> dict[str, Any]:
             "| figures | views | switcher (s) | Panel embed (s) | ratio |",
             "| --- | ---: | ---: | ---: | ---: |",
             *embed_rows,
-        ]
+        ],
+        **results,
     )
-    return {"title": "Report generation", "markdown": markdown, **results}
 
 
 if __name__ == "__main__":
-    print(main()["markdown"])
+    main()

@@ -25,6 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the single-node SLURM lives with the tests' fixtures
 
+from benchmarks.run import result  # noqa: E402
 from sae_store.jobs import Manifest, run_pipeline, submit  # noqa: E402
 from sae_store.jobs.steps import step_names  # noqa: E402
 from tests.jobs.conftest import LocalSlurm, copy_inputs, fast_config, wait_for  # noqa: E402
@@ -136,9 +137,7 @@ def main() -> dict[str, Any]:
     for tasks, seconds in extract.items():
         lines.append(f"| {tasks} | {seconds:.1f} | {extract[1] / seconds:.2f}x | {work[tasks]:.1f} s |")
     lines += ["", "The rest of each task's time is Python/torch/model start-up and scheduling."]
-    print("\n".join(lines))
-    results.update(title="SLURM: submission overhead and array scaling", markdown="\n".join(lines))
-    return results
+    return result("SLURM: submission overhead and array scaling", lines, **results)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,14 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks.run import result
 from sae_store.roles import TokenRole
 from sae_store.store import ModelInfo, StoreConfig, create_store
 from sae_store.store import schema as S
@@ -32,21 +34,28 @@ def synthetic_activations(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def synthetic_inputs(
-    n_samples: int, hidden: int, tokens_per_language: dict[str, int], *, image_tokens: int
+    n_samples: int,
+    hidden: int,
+    tokens_per_language: dict[str, int],
+    *,
+    image_tokens: int,
+    n_layers: int = 1,
+    gender: str | Sequence[str] = "male",
 ) -> tuple[pd.DataFrame, ModelInfo]:
-    """A samples table and a one-layer ModelInfo for synthetic benchmark stores (no model behind them)."""
+    """A samples table and a ModelInfo (one layer unless ``n_layers``) for synthetic benchmark stores
+    (no model behind them); ``gender`` is every sample's label, or one label per sample."""
     samples = pd.DataFrame(
         {
             "sample_id": [f"s{i}" for i in range(n_samples)],
             "image": "x.png",
-            "gender": "male",
+            "gender": gender,
             "en_caption": "",
             "ar_caption": "",
         }
     )
     info = ModelInfo(
         identity={"name_or_path": "synthetic"},
-        n_layers=1,
+        n_layers=n_layers,
         hidden_size=hidden,
         prompts={lang: lang for lang in tokens_per_language},
         tokens_per_language=tokens_per_language,
@@ -133,8 +142,7 @@ def main() -> dict:
         f"34 layers x 278 tokens x 2560) that is {default_bpv * FULL_SCALE_VALUES / 1e9:.0f} GB instead of "
         f"{torch_bpv * FULL_SCALE_VALUES / 1e9:.0f} GB.",
     ]
-    print("\n".join(lines))
-    return {"title": "Store encoding: size and write speed", "markdown": "\n".join(lines), "rows": rows}
+    return result("Store encoding: size and write speed", lines, rows=rows)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import psutil
 import torch
 
 from benchmarks.bench_store import gemma_roles, synthetic_inputs
+from benchmarks.run import result
 from sae_store.store import StoreConfig, create_store, open_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
@@ -218,17 +219,16 @@ def main() -> dict[str, Any]:
         f"({train['data_wait_s'] / (train['data_wait_s'] + train['compute_s']):.1%} of the step).",
         *gpu_lines,
     ]
-    print("\n".join(lines))
-    return {
-        "title": "SAE training: data provider throughput, memory and step time",
-        "markdown": "\n".join(lines),
-        "vectors_per_s": {"in_ram": ram_rate, "streamed": stream_rate, "streamed_no_prefetch": plain_rate},
-        "rounds": rates,
-        "stream_vs_ram": stream_rate / ram_rate,
-        "peak_rss_bytes": {"streamed": rss_stream, "in_ram": rss_ram, "budget": budget, "data": data_bytes},
-        "train_step": train,
-        "gpu_train_step": gpu,
-    }
+    return result(
+        "SAE training: data provider throughput, memory and step time",
+        lines,
+        vectors_per_s={"in_ram": ram_rate, "streamed": stream_rate, "streamed_no_prefetch": plain_rate},
+        rounds=rates,
+        stream_vs_ram=stream_rate / ram_rate,
+        peak_rss_bytes={"streamed": rss_stream, "in_ram": rss_ram, "budget": budget, "data": data_bytes},
+        train_step=train,
+        gpu_train_step=gpu,
+    )
 
 
 if __name__ == "__main__":

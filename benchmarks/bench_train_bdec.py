@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.bench_train_quality import SMALL_BATCH, STEPS, _fmt, _solo, store_rows
+from benchmarks.run import result
 
 POINTS: list[tuple[str, dict[str, Any]]] = [("zeros", {"b_dec_init": "zeros"}), ("mean (default)", {})]
 
@@ -14,7 +15,8 @@ POINTS: list[tuple[str, dict[str, Any]]] = [("zeros", {"b_dec_init": "zeros"}), 
 def main() -> dict[str, Any]:
     known = [f"| {label} | {_fmt(_solo(STEPS, SMALL_BATCH, **cfg))} |" for label, cfg in POINTS]
     store = store_rows(STEPS, SMALL_BATCH, POINTS)
-    markdown = "\n".join(
+    return result(
+        "SAE training: where the decoder bias starts",
         [
             f"TopK (d_sae 2048, k 16), batches of {SMALL_BATCH}, {STEPS} steps, the other settings at "
             "their defaults; the same data for both starts.",
@@ -33,10 +35,9 @@ def main() -> dict[str, Any]:
             "dead in last training window | recovery |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *store,
-        ]
+        ],
     )
-    return {"title": "SAE training: where the decoder bias starts", "markdown": markdown}
 
 
 if __name__ == "__main__":
-    print(main()["markdown"])
+    main()

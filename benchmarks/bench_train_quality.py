@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.run import result
 from sae_store.train.config import SaeConfig, TrainerConfig
 from sae_store.train.sae import build_sae
 from sae_store.train.trainer import Trainer
@@ -365,13 +366,12 @@ def main(quick: bool = False, long: bool = False, full: bool = False, core: bool
             f"{len(_sweep_points(batch))} points; `--full` runs them at {BATCH}, `--long` adds a run at "
             "10x the steps.",
         ]
-    print("\n".join(lines))
-    return {
-        "title": "SAE training quality per token: sae-store vs SAELens on a known dictionary",
-        "markdown": "\n".join(lines),
-        "quality": qualities,
-        "ratio_median": statistics.median(ratios) if ratios else None,
-    }
+    return result(
+        "SAE training quality per token: sae-store vs SAELens on a known dictionary",
+        lines,
+        quality=qualities,
+        ratio_median=statistics.median(ratios) if ratios else None,
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_store import TOKENS, synthetic_activations, synthetic_inputs
+from benchmarks.run import result
 from sae_store.store import StoreConfig, create_store
 from sae_store.store import schema as S
 from sae_store.store.lock import register_extraction
@@ -113,14 +114,13 @@ def main() -> dict:
         "| --- | --- | --- |",
     ]
     lines += [f"| {n} | {ms:.2f} | {ms / n:.3f} |" for n, ms in claim_ms.items()]
-    print("\n".join(lines))
-    return {
-        "title": "verify throughput and the cost of block claims",
-        "markdown": "\n".join(lines),
-        "verify_gbps": med["verify"],
-        "plain_gbps": med["plain"],
-        "claim_ms": claim_ms,
-    }
+    return result(
+        "verify throughput and the cost of block claims",
+        lines,
+        verify_gbps=med["verify"],
+        plain_gbps=med["plain"],
+        claim_ms=claim_ms,
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Run every benchmark (``benchmarks/bench_*.py``) and write their tables into BENCHMARKS.md.
 
-Each benchmark module has ``main() -> dict`` returning ``{"title": str, "markdown": str, ...}``:
-its ratios are measured side by side in one run, since this kind of machine is noisy.
+Each benchmark module has ``main() -> dict`` returning ``{"title": str, "markdown": str, ...}``
+(made by :func:`result`): its ratios are measured side by side in one run, since this kind of machine
+is noisy.
 
     python benchmarks/run.py [--only store,extract] [--update BENCHMARKS.md]
 """
@@ -15,9 +16,18 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+
+def result(title: str, lines: list[str], **data: Any) -> dict[str, Any]:
+    """A benchmark's result: its section ``title``, its ``lines`` joined as the section's markdown and
+    any measured ``data``; the markdown is printed too, so a run shows each table when it is done."""
+    markdown = "\n".join(lines)
+    print(markdown)
+    return {"title": title, "markdown": markdown, **data}
 
 
 def _machine() -> str:
@@ -47,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"== benchmark {name}", flush=True)
         t0 = time.perf_counter()
-        result = importlib.import_module(f"benchmarks.bench_{name}").main()
+        out = importlib.import_module(f"benchmarks.bench_{name}").main()
         took = time.perf_counter() - t0
         sections.append(
-            f"## {result['title']}\n\n{result['markdown'].strip()}\n\n_(`bench_{name}.py`, {took:.0f} s)_\n"
+            f"## {out['title']}\n\n{out['markdown'].strip()}\n\n_(`bench_{name}.py`, {took:.0f} s)_\n"
         )
     if args.update:
         head = (

@@ -135,6 +135,16 @@ def make_store(tmp_path: Path) -> Callable[..., ActivationStore]:
     return make
 
 
+def cli_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """The ``--help`` text of ``sae-store ARGV`` with its whitespace collapsed to single spaces (so that
+    words wrapped by argparse can be searched for)."""
+    from sae_store_cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo pipeline (``configs/demo.yaml``) run up to the analyses, without captions,

@@ -18,7 +18,8 @@ from sae_store.configbase import Settings, setting
 from sae_store.errors import ConfigError
 from sae_store.jobs.config import DEMO_CONFIG, config_from_dict, example_text
 from sae_store.jobs.steps import get_step
-from sae_store_cli.main import build_parser, main
+from sae_store_cli.main import main
+from tests.conftest import cli_help
 
 
 @dataclass(frozen=True)
@@ -45,16 +46,11 @@ def toy_analysis() -> Iterator[None]:
     ANALYSES.unregister("count")
 
 
-def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args([*argv, "--help"])
-    return " ".join(capsys.readouterr().out.split())
-
-
 def test_a_toy_analysis_runs_in_analyze_all_the_pipeline_and_the_report(
     toy_analysis: None, built: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert "count" in _help(["analyze"], capsys) and "--count-scale" in _help(["analyze", "all"], capsys)
+    assert "count" in cli_help(["analyze"], capsys)
+    assert "--count-scale" in cli_help(["analyze", "all"], capsys)
     assert "count_scale: 1.0" in example_text(DEMO_CONFIG)
     cfg = config_from_dict({"paths": {"root": str(tmp_path)}, "analysis": {"count_scale": 3}})
     assert "--count-scale 3.0" in " ".join(get_step("analyze").args(cfg))

@@ -200,23 +200,27 @@ def test_unknown_gender_value(tmp_path: Path, images_dir: Path, write_csv: Write
         prepare_samples(csv, images_dir, tmp_path / "out", gender_column="g")
 
 
-def test_nothing_usable(tmp_path: Path, images_dir: Path, write_csv: WriteCsv) -> None:
-    csv = write_csv([HEADER, ["x.png", "A man.", ""], ["y.png", "A man.", ""]])
-    with pytest.raises(
-        DataError,
-        match=r"No usable image left .*: missing file: 2; first: row 1 'x.png': '.*x.png' does not exist",
-    ):
-        prepare_samples(csv, images_dir, tmp_path / "out")
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        pytest.param(
+            [["x.png", "A man.", ""], ["y.png", "A man.", ""]],
+            r"No usable image left .*: missing file: 2; first: row 1 'x.png': '.*x.png' does not exist",
+            id="nothing usable",
+        ),
+        pytest.param(
+            [["a.png", "A man and a woman.", ""], ["b.png", "A tree.", ""]],
+            r"None of the 2 usable images is labelled male or female \(ambiguous: 1, unknown: 1\)",
+            id="nothing labelled",
+        ),
+    ],
+)
+def test_a_table_with_nothing_to_keep_is_refused_and_nothing_is_written(
+    rows: list[list[str]], error: str, tmp_path: Path, images_dir: Path, write_csv: WriteCsv
+) -> None:
+    with pytest.raises(DataError, match=error):
+        prepare_samples(write_csv([HEADER, *rows]), images_dir, tmp_path / "out")
     assert not (tmp_path / "out").exists()
-
-
-def test_nothing_labelled(tmp_path: Path, images_dir: Path, write_csv: WriteCsv) -> None:
-    csv = write_csv([HEADER, ["a.png", "A man and a woman.", ""], ["b.png", "A tree.", ""]])
-    with pytest.raises(
-        DataError,
-        match=r"None of the 2 usable images is labelled male or female \(ambiguous: 1, unknown: 1\)",
-    ):
-        prepare_samples(csv, images_dir, tmp_path / "out")
 
 
 def test_exact_duplicate_rows_are_reported_not_counted_twice(

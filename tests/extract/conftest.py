@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -19,7 +18,7 @@ from sae_store.extract.run import extract_activations
 from sae_store.models.loader import LoadedModel, load_model
 from sae_store.store import ActivationStore, StoreConfig, open_store
 
-from .helpers import N_SAMPLES, SAMPLES_PER_SHARD
+from .helpers import N_SAMPLES, SAMPLES_PER_SHARD, samples
 
 MakeStore = Callable[..., ActivationStore]
 
@@ -57,20 +56,6 @@ def images_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         h, w = rng.integers(20, 70, size=2)
         Image.fromarray(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)).save(root / f"im{i:02d}.png")
     return root
-
-
-def samples(images_root: Path, rows: range) -> pd.DataFrame:
-    """A samples table for images ``im{i}.png`` with ``i`` in ``rows``."""
-    return pd.DataFrame(
-        {
-            "sample_id": [f"s{i:02d}" for i in rows],
-            "image": [f"im{i:02d}.png" for i in rows],
-            "image_path": [str(images_root / f"im{i:02d}.png") for i in rows],
-            "gender": ["male" if i % 2 else "female" for i in rows],
-            "en_caption": [f"A person number {i}." for i in rows],
-            "ar_caption": [f"شخص رقم {i}." for i in rows],
-        }
-    )
 
 
 @pytest.fixture(scope="session")

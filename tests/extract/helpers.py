@@ -1,10 +1,13 @@
-"""Comparisons of whole stores shared by the extraction tests."""
+"""Samples tables, command lines and comparisons of whole stores shared by the extraction tests (and
+by the fault-injection tests and ``benchmarks/bench_faults.py``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import zarr
 
 from sae_store.store.lock import LOCK_DIR
@@ -12,6 +15,34 @@ from sae_store.store.lock import LOCK_DIR
 #: Samples in the test stores and samples per shard: blocks 0:4, 4:8 and a partial 8:10.
 N_SAMPLES = 10
 SAMPLES_PER_SHARD = 4
+
+
+def samples(images_root: Path, rows: range) -> pd.DataFrame:
+    """A samples table for images ``im{i}.png`` with ``i`` in ``rows``."""
+    return pd.DataFrame(
+        {
+            "sample_id": [f"s{i:02d}" for i in rows],
+            "image": [f"im{i:02d}.png" for i in rows],
+            "image_path": [str(images_root / f"im{i:02d}.png") for i in rows],
+            "gender": ["male" if i % 2 else "female" for i in rows],
+            "en_caption": [f"A person number {i}." for i in rows],
+            "ar_caption": [f"شخص رقم {i}." for i in rows],
+        }
+    )
+
+
+def extract_args(store: Path, model: Path, *extra: str) -> list[str]:
+    """Arguments of ``sae-store extract`` of ``store`` with ``model``: CPU, float32, batches of 2, quiet."""
+    return [
+        "extract", str(store), "--model", str(model), "--device", "cpu", "--dtype", "float32",
+        "--batch-size", "2", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a command run in its own process: one torch thread (as the reference stores
+    were computed with), offline, quiet."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
 def store_files(path: Path) -> dict[str, bytes]:

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -116,16 +117,22 @@ def test_undecodable_new_images_are_refused_like_prepare_does(
     assert not (store.path / LOCK_DIR).exists()
 
 
+def _raises(error: BaseException) -> Callable[..., None]:
+    """A stand-in for a step of the append that fails with ``error`` (a full disk, a kill)."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    return fail
+
+
 def test_a_failed_append_rolls_back_to_the_old_shape(
     make_store: MakeStore, images_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = make_store()
     files = store_files(store.path)
-
-    def fail(*args: object, **kwargs: object) -> None:
-        raise OSError("disk quota exceeded")
-
-    monkeypatch.setattr(append_mod.zarr, "consolidate_metadata", fail)  # after resize and metadata writes
+    # after the resize and the metadata writes
+    monkeypatch.setattr(append_mod.zarr, "consolidate_metadata", _raises(OSError("disk quota exceeded")))
     with pytest.raises(OSError, match="disk quota exceeded"):
         append_samples(store.path, samples(images_root, NEW))
     monkeypatch.undo()
@@ -146,22 +153,26 @@ def _write_lock(store_path: Path, info: LockInfo) -> None:
     path.write_text(json.dumps(asdict(info)))
 
 
+def _append_killed_after_resizing(
+    store_path: Path, images_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Leave ``store_path`` as a process killed mid-append would: no rollback ran, the journal and a
+    stale lock (of a dead pid, a minute old) stay behind."""
+    monkeypatch.setattr(append_mod, "write_sample_metadata", _raises(KeyboardInterrupt()))
+    monkeypatch.setattr(append_mod, "rollback", lambda path: None)
+    with pytest.raises(KeyboardInterrupt):
+        append_samples(store_path, samples(images_root, NEW))
+    monkeypatch.undo()
+    _write_lock(store_path, LockInfo("append", socket.gethostname(), _dead_pid(), time.time() - 60, "append"))
+
+
 def test_an_interrupted_append_is_explained_and_unlock_restores_the_store(
     make_store: MakeStore, loaded: LoadedModel, images_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = make_store()
     files = store_files(store.path)
 
-    # a process killed after resizing: no rollback ran, the journal and its lock stay behind
-    def killed(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(append_mod, "write_sample_metadata", killed)
-    monkeypatch.setattr(append_mod, "rollback", lambda path: None)
-    with pytest.raises(KeyboardInterrupt):
-        append_samples(store.path, samples(images_root, NEW))
-    monkeypatch.undo()
-    _write_lock(store.path, LockInfo("append", socket.gethostname(), _dead_pid(), time.time() - 60, "append"))
+    _append_killed_after_resizing(store.path, images_root, monkeypatch)
 
     with pytest.raises(
         StoreLockedError,
@@ -183,15 +194,8 @@ def test_an_append_whose_rollback_fails_keeps_the_store_locked_for_unlock(
 ) -> None:
     store = make_store()
     files = store_files(store.path)
-
-    def fail(*args: object, **kwargs: object) -> None:
-        raise OSError("disk quota exceeded")
-
-    def cannot(path: Path) -> None:
-        raise OSError("input/output error")
-
-    monkeypatch.setattr(append_mod, "write_sample_metadata", fail)
-    monkeypatch.setattr(append_mod, "rollback", cannot)
+    monkeypatch.setattr(append_mod, "write_sample_metadata", _raises(OSError("disk quota exceeded")))
+    monkeypatch.setattr(append_mod, "rollback", _raises(OSError("input/output error")))
     with pytest.raises(
         StoreLockedError,
         match=r"appending to store .* failed \(OSError: disk quota exceeded\) and rolling back failed too "
@@ -215,16 +219,7 @@ def test_unlock_refuses_a_journal_whose_checksums_do_not_match(
     make_store: MakeStore, images_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = make_store()
-
-    def killed(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(append_mod, "write_sample_metadata", killed)
-    monkeypatch.setattr(append_mod, "rollback", lambda path: None)
-    with pytest.raises(KeyboardInterrupt):
-        append_samples(store.path, samples(images_root, NEW))
-    monkeypatch.undo()
-    _write_lock(store.path, LockInfo("append", socket.gethostname(), _dead_pid(), time.time() - 60, "append"))
+    _append_killed_after_resizing(store.path, images_root, monkeypatch)
     saved = store.path / LOCK_DIR / "append-journal" / "zarr.json"
     saved.write_text(saved.read_text().replace("n_samples", "n_samplez"))  # any change breaks the checksum
     half_appended = store_files(store.path)

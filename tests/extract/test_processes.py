@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from sae_store.store import open_store
 from sae_store.store import schema as S
 
 from .conftest import MakeStore
-from .helpers import arrays, assert_same_files
+from .helpers import arrays, assert_same_files, cli_env, extract_args
 
 # Runs the real command, after making the process SIGKILL itself at its K-th store write
 # (the writes happen in the background writer thread while the model works on the next block).
@@ -34,28 +33,6 @@ def counting_write(self, *args, **kwargs):
 ActivationStore.write = counting_write
 sys.exit(main(sys.argv[2:]))
 """
-
-
-def _extract_cmd(store: Path, model: Path, *extra: str) -> list[str]:
-    return [
-        "extract",
-        str(store),
-        "--model",
-        str(model),
-        "--device",
-        "cpu",
-        "--dtype",
-        "float32",
-        "--batch-size",
-        "2",
-        "--no-progress",
-        *extra,
-    ]
-
-
-def _env() -> dict[str, str]:
-    # one torch thread, as the reference store was computed with
-    return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
 
 def _assert_no_flag_without_data(store: Path, reference: Path) -> None:
@@ -82,8 +59,8 @@ def test_sigkill_at_several_points_then_resume_gives_the_uninterrupted_store(
     stores = {k: make_store().path for k in KILL_POINTS}
     procs = {
         k: subprocess.Popen(
-            [sys.executable, "-c", _KILL_AT_WRITE, str(k), *_extract_cmd(stores[k], tiny_model_dir)],
-            env=_env(),
+            [sys.executable, "-c", _KILL_AT_WRITE, str(k), *extract_args(stores[k], tiny_model_dir)],
+            env=cli_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -119,9 +96,9 @@ def test_concurrent_array_tasks_give_the_same_store_as_one_process(
                 sys.executable,
                 "-m",
                 "sae_store_cli",
-                *_extract_cmd(store, tiny_model_dir, "--task-index", str(i), "--task-count", "3"),
+                *extract_args(store, tiny_model_dir, "--task-index", str(i), "--task-count", "3"),
             ],
-            env=_env(),
+            env=cli_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

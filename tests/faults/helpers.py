@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +12,12 @@ from sae_store.faults import ENV_VAR
 from sae_store.train.config import SaeConfig
 from sae_store.train.formats import save_sae
 from sae_store.train.sae import build_sae
+from tests.extract.helpers import cli_env
 
 
 def env(kill_point: str | None = None) -> dict[str, str]:
-    """The environment of a command run: one torch thread (as the reference stores were made)."""
-    out = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    """The environment of a command run (see :func:`cli_env`), killed at ``kill_point`` if given."""
+    out = cli_env()
     out.pop(ENV_VAR, None)
     if kill_point:
         out[ENV_VAR] = kill_point
@@ -40,13 +40,6 @@ def run_killed(args: list[str], kill_point: str) -> None:
     proc = start(args, kill_point)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == -9, f"{kill_point} was not reached:\n{out}"
-
-
-def extract_args(store: Path, model: Path) -> list[str]:
-    return [
-        "extract", str(store), "--model", str(model), "--device", "cpu", "--dtype", "float32",
-        "--batch-size", "2", "--no-progress",
-    ]  # fmt: skip
 
 
 def save_saes(folder: Path, layers: list[int], d_in: int) -> Path:

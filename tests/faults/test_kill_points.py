@@ -20,10 +20,9 @@ from sae_store.store.lock import LOCK_DIR
 from sae_store.train.discovery import find_saes
 from sae_store.train.encode import encode_features
 from sae_store_cli.main import main
-from tests.extract.conftest import samples
-from tests.extract.helpers import N_SAMPLES, assert_same_files
+from tests.extract.helpers import N_SAMPLES, assert_same_files, extract_args, samples
 
-from .helpers import extract_args, run_killed, save_saes, start
+from .helpers import run_killed, save_saes, start
 
 NEW = range(N_SAMPLES, N_SAMPLES + 4)
 SRC = Path(__file__).resolve().parents[2] / "sae_store"
@@ -74,26 +73,23 @@ def _recovered_by_unlock(store: Path, reference: Path, table: Path, appended: Pa
     assert_same_files(store, appended)
 
 
-@pytest.mark.parametrize("point", kill_points("append"))
-def test_append_killed_at_each_point_is_recovered_by_unlock(
-    point: str, reference: Path, appended: tuple[Path, Path], tmp_path: Path
+# (append killed at, then unlock killed at): the append at each of its points; then an append killed
+# late whose rollback by unlock is killed at each of unlock's points
+APPEND_THEN_UNLOCK = [pytest.param(p, None, id=p) for p in kill_points("append")] + [
+    pytest.param("append.attributes_written", p, id=p) for p in kill_points("unlock")
+]
+
+
+@pytest.mark.parametrize(("append_at", "unlock_at"), APPEND_THEN_UNLOCK)
+def test_append_or_its_rollback_killed_at_each_point_is_recovered_by_unlock(
+    append_at: str, unlock_at: str | None, reference: Path, appended: tuple[Path, Path], tmp_path: Path
 ) -> None:
     table, grown = appended
     store = tmp_path / "store.zarr"
     shutil.copytree(reference, store)
-    run_killed(["append", str(store), "--samples", str(table)], point)
-    _recovered_by_unlock(store, reference, table, grown)
-
-
-@pytest.mark.parametrize("point", kill_points("unlock"))
-def test_unlock_killed_while_rolling_back_is_recovered_by_unlock(
-    point: str, reference: Path, appended: tuple[Path, Path], tmp_path: Path
-) -> None:
-    table, grown = appended
-    store = tmp_path / "store.zarr"
-    shutil.copytree(reference, store)
-    run_killed(["append", str(store), "--samples", str(table)], "append.attributes_written")
-    run_killed(["unlock", str(store)], point)
+    run_killed(["append", str(store), "--samples", str(table)], append_at)
+    if unlock_at is not None:
+        run_killed(["unlock", str(store)], unlock_at)
     _recovered_by_unlock(store, reference, table, grown)
 
 

@@ -17,10 +17,9 @@ from sae_store.extract.append import append_samples
 from sae_store.models.loader import LoadedModel
 from sae_store.store import open_store
 from sae_store_cli.main import main
-from tests.extract.conftest import samples
-from tests.extract.helpers import N_SAMPLES, assert_same_files
+from tests.extract.helpers import N_SAMPLES, assert_same_files, extract_args, samples
 
-from .helpers import extract_args, start
+from .helpers import start
 
 
 def _duration(args: list[str]) -> float:

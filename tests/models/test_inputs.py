@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from sae_store.errors import DataError
@@ -149,27 +150,34 @@ def test_batched_equals_alone(tiny_loaded: LoadedModel, images: list[Image.Image
             assert (batched[layer][b] - alone[layer][0]).abs().max() < 1e-5
 
 
+def _left_padded(batches: list[Any], pad_id: int) -> dict[str, torch.Tensor]:
+    """One batch of single-sample ``batches`` whose prompts differ in length: each row padded on the left
+    to the longest (``pad_id``, attention 0, no image token), as a processor padding on the left does."""
+    width = max(b["input_ids"].shape[1] for b in batches)
+
+    def stacked(name: str, pad: int) -> torch.Tensor:
+        return torch.cat([F.pad(b[name], (width - b[name].shape[1], 0), value=pad) for b in batches])
+
+    return {
+        "input_ids": stacked("input_ids", pad_id),
+        "attention_mask": stacked("attention_mask", 0),
+        "token_type_ids": stacked("token_type_ids", 0),
+        "pixel_values": torch.cat([b["pixel_values"] for b in batches]),
+    }
+
+
 def test_left_padded_batch_equals_alone(tiny_loaded: LoadedModel, images: list[Image.Image]) -> None:
     # Prompts of different lengths in one batch force left padding; after left_align, each sample's
     # real tokens must match a run on its own.
     processor = tiny_loaded.processor
-    conversations = [
-        [{"role": "user", "content": [{"type": "image", "image": im}, {"type": "text", "text": p}]}]
-        for im, p in zip(images, (EN_PROMPT, AR_PROMPT + " " + AR_PROMPT), strict=True)
-    ]
-    batch = processor.apply_chat_template(
-        conversations,
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=True,
-        return_tensors="pt",
-        processor_kwargs={"padding": True},
-    )
+    prompts = (EN_PROMPT, AR_PROMPT + " " + AR_PROMPT)
+    singles = [build_batch(processor, [image], prompt) for image, prompt in zip(images, prompts, strict=True)]
+    batch = _left_padded(singles, processor.tokenizer.pad_token_id)
     mask = batch["attention_mask"]
     assert (mask == 0).any()
     padded, _ = _capture(tiny_loaded, batch)
-    for b, (image, prompt) in enumerate(zip(images, (EN_PROMPT, AR_PROMPT + " " + AR_PROMPT), strict=True)):
-        alone, _ = _capture(tiny_loaded, build_batch(processor, [image], prompt))
+    for b, single in enumerate(singles):
+        alone, _ = _capture(tiny_loaded, single)
         n = alone[0].shape[1]
         for layer in range(len(alone)):
             aligned = left_align(padded[layer], mask)[b, :n]

@@ -120,6 +120,20 @@ def make_store(
     return store
 
 
+def create_features_group(store: ActivationStore, n_features: int) -> None:
+    """Create the empty ``features`` group of ``n_features`` features (image and text tokens), laid out as
+    ``sae-store encode`` creates it, for the caller to fill."""
+    lay = store.layout
+    create_group(
+        store,
+        FEATURES,
+        feature_variables(lay, n_features),
+        sizes={S.FEATURE: n_features},
+        coords={S.FEATURE: np.arange(n_features, dtype=np.int32)},
+        attrs={"roles": ["image", "text"], "d_sae": n_features, "n_samples": lay.n_samples},
+    )
+
+
 def write_features(
     store: ActivationStore, *, n_features: int = 64, n_planted: int = 6, seed: int = 0
 ) -> xr.Dataset:
@@ -129,14 +143,7 @@ def write_features(
     rng = np.random.default_rng(seed)
     lay = store.layout
     male = read_labels(store).gender == "male"
-    create_group(
-        store,
-        FEATURES,
-        feature_variables(lay, n_features),
-        sizes={S.FEATURE: n_features},
-        coords={S.FEATURE: np.arange(n_features, dtype=np.int32)},
-        attrs={"roles": ["image", "text"], "d_sae": n_features, "n_samples": lay.n_samples},
-    )
+    create_features_group(store, n_features)
     for i, layer in enumerate(lay.layers):
         shift = 0.5 + 1.5 * i / max(len(lay.layers) - 1, 1)
         for lang in lay.languages:

@@ -95,16 +95,18 @@ def test_unaligned_region_write_refused_and_nothing_written(make_store):
 
 
 def test_open_refuses_missing_and_foreign_paths(tmp_path):
-    with pytest.raises(StoreNotFoundError, match=r"no activation store at .*nowhere.*sae-store init"):
-        open_store(tmp_path / "nowhere")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(StoreNotFoundError, match=r"exists but is not an activation store \(no zarr.json\)"):
-        open_store(tmp_path / "plain")
     foreign = tmp_path / "foreign.zarr"
     foreign.mkdir()
     (foreign / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
-    with pytest.raises(StoreNotFoundError, match=r"a Zarr group but not an sae-store activation store"):
-        open_store(foreign)
+    refusals = {
+        "nowhere": r"no activation store at .*nowhere.*sae-store init",
+        "plain": r"exists but is not an activation store \(no zarr.json\)",
+        "foreign.zarr": r"a Zarr group but not an sae-store activation store",
+    }
+    for name, error in refusals.items():
+        with pytest.raises(StoreNotFoundError, match=error):
+            open_store(tmp_path / name)
 
 
 def test_open_refuses_other_schema_version(make_store):

@@ -18,7 +18,7 @@ import zarr
 
 from sae_store.errors import SchemaVersionError
 from sae_store.extract.append import append_samples
-from sae_store.faults import ENV_VAR, KILL_POINTS
+from sae_store.faults import ENV_VAR, kill_points
 from sae_store.store import open_store
 from sae_store.store import schema as S
 from sae_store.store.migrate import migrate_store
@@ -151,21 +151,16 @@ def _run_migration(path: Path, kill_at: str | None) -> int | None:
     return proc.exitcode
 
 
-MIGRATE_POINTS = [p for p in KILL_POINTS if p.startswith("migrate.")]
+MIGRATE_POINTS = list(kill_points("migrate"))
 #: per-array points also hit at a later array (a features array, after the root's are done)
 REPEATED = ["migrate.built@6", "migrate.swapped@27", "migrate.array_done@29"]
 
 
 def test_every_step_has_a_kill_point():
-    assert set(MIGRATE_POINTS) >= {
-        "migrate.built",
-        "migrate.moved_aside",
-        "migrate.swapped",
-        "migrate.array_done",
-        "migrate.attributes",
-        "migrate.consolidated",
-        "migrate.version",
-    }
+    # per array: built aside, old moved aside, new swapped in, done; then the root attributes, the
+    # consolidated metadata and the version switch
+    steps = ["built", "moved_aside", "swapped", "array_done", "attributes", "consolidated", "version"]
+    assert set(MIGRATE_POINTS) >= {f"migrate.{step}" for step in steps}
 
 
 @pytest.mark.parametrize("point", MIGRATE_POINTS + REPEATED)

@@ -19,7 +19,9 @@ import torch
 from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore, StoreConfig, create_store, open_store
 from sae_store.store import schema as S
+from sae_store.train.archs.jumprelu import JumpReLUSAE
 from sae_store.train.config import DataConfig, RunConfig, SaeConfig, TrainerConfig
+from sae_store.train.sae import SparseAutoencoder, build_sae
 from tests.conftest import model_info, samples_table
 
 
@@ -46,6 +48,20 @@ def run_config(layer: int = 1, **overrides: Any) -> RunConfig:
     return RunConfig(
         SaeConfig(**parts["sae"]), DataConfig(**parts["data"]), TrainerConfig(**parts["trainer"])
     )
+
+
+def perturbed_sae(config: SaeConfig, *, seed: int, noise: float, max_threshold: float) -> SparseAutoencoder:
+    """``build_sae(config, seed=seed)`` moved away from its initial values: ``noise`` x N(0, 1) added to
+    every parameter and JumpReLU thresholds uniform in [0, ``max_threshold``), drawn in that order from
+    one generator seeded ``seed + 1``."""
+    sae = build_sae(config, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(noise * torch.randn(p.shape, generator=gen))
+        if isinstance(sae, JumpReLUSAE):
+            sae.threshold.copy_(torch.rand(sae.d_sae, generator=gen) * max_threshold)
+    return sae
 
 
 def sparse_dictionary(n_atoms: int, d: int, *, seed: int = 0) -> np.ndarray:

@@ -18,7 +18,8 @@ from sae_store.train.architectures import ARCHITECTURES, Architecture, register_
 from sae_store.train.config import SaeConfig
 from sae_store.train.formats import load_sae
 from sae_store.train.sae import SparseAutoencoder
-from sae_store_cli.main import build_parser, main
+from sae_store_cli.main import main
+from tests.conftest import cli_help
 
 
 class ShiftedReluSAE(SparseAutoencoder):
@@ -35,16 +36,10 @@ def toy_architecture() -> Iterator[None]:
     ARCHITECTURES.unregister("shifted_relu")
 
 
-def _help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args([*argv, "--help"])
-    return " ".join(capsys.readouterr().out.split())
-
-
 def test_a_toy_architecture_is_trained_from_the_cli_and_the_yaml(
     toy_architecture: None, filled_store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert "shifted_relu" in _help(["train"], capsys)
+    assert "shifted_relu" in cli_help(["train"], capsys)
     cfg = config_from_dict({"paths": {"root": str(tmp_path)}, "sae": {"arch": "shifted_relu"}})
     assert "--arch shifted_relu" in " ".join(get_step("train").args(cfg))
     assert SaeConfig(architecture="shifted_relu").architecture == "shifted_relu"

@@ -11,10 +11,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from sae_store.errors import ModelLoadError
-from sae_store.train.archs.jumprelu import JumpReLUSAE
 from sae_store.train.config import SaeConfig
 from sae_store.train.formats import load_sae, save_sae, sha256_file
-from sae_store.train.sae import build_sae
+
+from .conftest import perturbed_sae
 
 SCALE = 0.25
 D_IN = 10
@@ -23,14 +23,9 @@ D_IN = 10
 def _trained_like(arch: str, seed: int = 0, decoder_init_norm: float = 0.0):
     """An SAE with non-trivial parameters, as if trained on inputs scaled by SCALE."""
     config = SaeConfig(architecture=arch, d_in=D_IN, expansion=3, k=4, decoder_init_norm=decoder_init_norm)
-    sae = build_sae(config, seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in sae.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen))
-        if isinstance(sae, JumpReLUSAE):
-            sae.threshold.copy_(torch.rand(sae.d_sae, generator=gen) * 0.3)
-        if arch in ("batchtopk", "matryoshka_batchtopk"):
+    sae = perturbed_sae(config, seed=seed, noise=0.2, max_threshold=0.3)
+    if arch in ("batchtopk", "matryoshka_batchtopk"):
+        with torch.no_grad():
             sae.topk_threshold.fill_(0.15)
     return sae.eval()
 

@@ -204,30 +204,23 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
 
     refused([], r"no layer given: pass --layer L")
     refused(["--layer", "7"], r"layer 7 is not in the store; it holds layers \[0, 1\]")
-    refused(
-        ["--layer", "1", "--arch", "gated"],
-        r"--arch must be one of \['topk', 'batchtopk', 'relu', "
+    # options of a run of layer 1 (which the store has), and the error each gets
+    bad_options = {
+        "--arch gated": r"--arch must be one of \['topk', 'batchtopk', 'relu', "
         r"'jumprelu', 'matryoshka_batchtopk'\], got 'gated'",
-    )
-    refused(
-        ["--layer", "1", "--b-dec-init", "median"],
-        r"--b-dec-init must be one of \['mean', 'zeros'\], got 'median'",
-    )
-    refused(["--layer", "1", "--k", "100"], r"k=100 is larger than d_sae=64")
-    refused(["--layer", "1", "--lr", "0"], r"lr must be a positive number, got 0.0")
-    refused(["--layer", "1", "--lr=-1e-3"], r"lr must be a positive number, got -0.001")
-    refused(
-        ["--layer", "1", "--lr-warmup-steps", "30"],
-        r"the learning-rate schedule \(30 warm-up steps \+ 4 decay steps\) is longer than the run "
-        r"\(20 steps\)",
-    )
-    refused(
-        ["--layer", "1", "--matryoshka-widths", "8,x"],
-        r"--matryoshka-widths must be a list of positive integers, got '8,x'",
-    )
-    refused(["--layer", "1", "--device", "tpu:0"], r"Invalid device 'tpu:0': use 'auto', 'cpu', 'cuda'")
+        "--b-dec-init median": r"--b-dec-init must be one of \['mean', 'zeros'\], got 'median'",
+        "--k 100": r"k=100 is larger than d_sae=64",
+        "--lr 0": r"lr must be a positive number, got 0.0",
+        "--lr=-1e-3": r"lr must be a positive number, got -0.001",
+        "--lr-warmup-steps 30": r"the learning-rate schedule \(30 warm-up steps \+ 4 decay steps\) is longer "
+        r"than the run \(20 steps\)",
+        "--matryoshka-widths 8,x": r"--matryoshka-widths must be a list of positive integers, got '8,x'",
+        "--device tpu:0": r"Invalid device 'tpu:0': use 'auto', 'cpu', 'cuda'",
+    }
     if not torch.cuda.is_available():
-        refused(["--layer", "1", "--device", "cuda"], r"Device 'cuda' requested but CUDA is not available")
+        bad_options["--device cuda"] = r"Device 'cuda' requested but CUDA is not available"
+    for options, pattern in bad_options.items():
+        refused(["--layer", "1", *options.split()], pattern)
     assert not (out / "layer_1").exists()  # refused runs leave nothing behind
     refused(
         ["--layer", "1", "--roles", "image,pad"],

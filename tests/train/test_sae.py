@@ -7,24 +7,19 @@ import pytest
 import torch
 
 from sae_store.errors import ConfigError
-from sae_store.train.archs.jumprelu import JumpReLUSAE
 from sae_store.train.archs.topk import BatchTopKSAE
 from sae_store.train.config import SaeConfig
 from sae_store.train.sae import build_sae
+
+from .conftest import perturbed_sae
 
 # float32 forward passes vs float64 numpy references of the same formula
 RTOL, ATOL = 1e-5, 1e-5
 
 
 def _randomised(arch: str, d_in: int = 12, expansion: int = 4, k: int = 3, seed: int = 0, **kw):
-    sae = build_sae(SaeConfig(architecture=arch, d_in=d_in, expansion=expansion, k=k, **kw), seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in sae.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=gen))
-        if isinstance(sae, JumpReLUSAE):
-            sae.threshold.copy_(torch.rand(sae.d_sae, generator=gen) * 0.5)
-    return sae
+    config = SaeConfig(architecture=arch, d_in=d_in, expansion=expansion, k=k, **kw)
+    return perturbed_sae(config, seed=seed, noise=0.1, max_threshold=0.5)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
