@@ -90,6 +90,14 @@ def _crosslingual(data: ExploreData, layer: int) -> list[Any]:
         ]
         for la in cl[S.LAYER].values
     ]
+    config = cl.attrs.get("config")
+    level = f"{100 * float(config.get('ci_level', 0.95)):g}%" if isinstance(config, dict) else "95%"
+    method = cl.attrs.get("rho_ci_method", "bootstrap")
+    header = ["layer", "Spearman rho of d", f"{level} CI low", f"{level} CI high"]
+    note = pn.pane.Markdown(
+        f"Spearman correlation over features of Cohen's d in {a} and {b}; CI: {method}, over the features "
+        "(images taken as given)."
+    )
     out: list[Any] = [pn.pane.Markdown(f"### Cross-lingual agreement ({a} vs {b})")]
     if layer in cl[S.LAYER].values and f"d_{a}" in cl and f"d_{b}" in cl:
         c = cl.sel({S.LAYER: layer})
@@ -99,17 +107,19 @@ def _crosslingual(data: ExploreData, layer: int) -> list[Any]:
         out.append(
             pn.Row(
                 pn.pane.HoloViews(plots.agreement(frame, a, b, layer=layer)),
-                html_pane(table(["layer", "Spearman rho", "CI low", "CI high"], rows)),
+                html_pane(table(header, rows)),
             )
         )
     else:
-        out.append(html_pane(table(["layer", "Spearman rho", "CI low", "CI high"], rows)))
+        out.append(html_pane(table(header, rows)))
+    out.append(note)
     return out
 
 
 def _quality(data: ExploreData) -> list[Any]:
     if not data.sae_records:
         return [missing("No trained SAEs found", f"sae-store train {data.store.path} --out SAE_DIR")]
+    held_out_dead, held_out_tokens = DEAD_METRICS["dead_fraction"]
     rows = []
     for layer, rec in sorted(data.sae_records.items()):
         val = rec.cfg.get("sae_store", {}).get("metrics", {}).get("val", {})
