@@ -15,6 +15,7 @@ from sae_store.explore.data import ExploreData
 from sae_store.explore.layout import html_pane, link, missing, table
 from sae_store.store import completion
 from sae_store.store import schema as S
+from sae_store.train import DEAD_METRICS
 
 
 def default_layer(data: ExploreData) -> int:
@@ -131,9 +132,10 @@ def _quality(data: ExploreData) -> list[Any]:
                 val.get("explained_variance"),
                 val.get("l0"),
                 val.get("dead_fraction"),
+                val.get(held_out_tokens, val.get("tokens")),
             ]
         )
-    header = ["layer", "architecture", "d_sae", "explained variance", "L0", "dead fraction"]
+    header = ["layer", "architecture", "d_sae", "explained variance", "L0", held_out_dead, "held-out tokens"]
     return [pn.pane.Markdown("### SAE quality (held-out)"), html_pane(table(header, rows))]
 
 
