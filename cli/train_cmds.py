@@ -42,6 +42,7 @@ def _train(args: argparse.Namespace) -> int:
     """
     # Imported here so that `sae-store --help` does not pay for importing torch.
     from sae_store.store import open_store
+    from sae_store.train.discovery import dead_text
     from sae_store.train.run import train_layer
 
     layer = task_layer(args.layer)
@@ -58,9 +59,7 @@ def _train(args: argparse.Namespace) -> int:
     print(
         f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
         f"{m.get('explained_variance', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, "
-        f"never active on {m.get('tokens', 0)} held-out tokens {m.get('dead_fraction', float('nan')):.1%}; "
-        f"dead in the last {m.get('dead_window_tokens', 0)} training tokens "
-        f"{m.get('dead_fraction_train_window', float('nan')):.1%}"
+        f"{dead_text(m, 'dead_fraction')}; {dead_text(m, 'dead_fraction_train_window')}"
     )
     return 0
 

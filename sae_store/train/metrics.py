@@ -9,6 +9,10 @@ quality table is computed the same way. Names and formulas follow SAELens / SAEB
 - ``l0`` = mean number of active latents (> 0) per token;
 - ``dead_fraction`` = latents that never fire on the ``dead_fraction_tokens`` held-out tokens;
 - ``mean_log10_density`` = mean over latents of log10(firing frequency), floored at 1e-10.
+
+The trainer's other dead-latent metric, ``dead_fraction_train_window`` (latents silent during the last
+``dead_window_tokens`` training tokens), is a different number;
+:data:`~sae_store.train.discovery.DEAD_METRICS` names both the same way everywhere they are shown.
 """
 
 from __future__ import annotations

@@ -258,9 +258,7 @@ def write_results(
     inp = open_inputs(store.path)
     layers = list(store.layout.layers)
     bias_step(inp, BiasConfig(min_per_group=9, bootstrap=bootstrap, permutations=permutations), results_dir)
-    crosslingual_step(
-        inp, CrossLingualConfig(min_per_group=9, top_k=10, permutations=50, bootstrap=30), results_dir
-    )
+    crosslingual_step(inp, CrossLingualConfig(min_per_group=9, top_k=10, permutations=50), results_dir)
     crosslayer_step(inp, CrossLayerConfig(min_per_group=9, folds=probe_folds), results_dir)
     rng = np.random.default_rng(seed)
     if inspect:

@@ -51,8 +51,16 @@ def test_crosslingual_correlations_are_those_stored(full_store: ActivationStore,
     assert section["languages"] == ["en", "ar"]
     rows = {r["layer"]: r for r in section["per_layer"]}
     for layer in ds["layer"].values:
-        for name in ("rho", "rho_low", "rho_high", "overlap_abs_count", "overlap_abs_expected"):
+        for name in (
+            "rho",
+            "rho_low",
+            "rho_high",
+            "rho_n_features",
+            "overlap_abs_count",
+            "overlap_abs_expected",
+        ):
             assert rows[int(layer)][name] == float(ds[name].sel(layer=layer))
+        assert rows[int(layer)]["rho_low"] <= rows[int(layer)]["rho"] <= rows[int(layer)]["rho_high"]
 
 
 def test_interventions_match_the_cross_layer_json(full_store: ActivationStore, full_report: ReportResult):
@@ -67,6 +75,9 @@ def test_interventions_match_the_cross_layer_json(full_store: ActivationStore, f
         assert [r["CI low"], r["CI high"]] == entry["differential_ci"]
         assert r["random"] == entry["random_differential"]
         assert r["targeted/random"] == entry["targeted_random_ratio"]
+        # each p-value beside the quantity it tests
+        assert r["differential p (Welch)"] == entry["differential_p"]
+        assert (r["mean effect"], r["mean effect p (t)"]) == (entry["effect_mean"], entry["effect_p_value"])
     dose = _sections(full_report)["interventions"]["dose_response"]
     amplify = json.loads(
         (results_dir(full_store) / "intervene" / "male_biased_amplification_layer_1.json").read_text()
@@ -89,8 +100,11 @@ def test_sae_quality_is_read_from_cfg_json(full_store: ActivationStore, full_rep
         val = json.loads((saes / f"layer_{r['layer']}" / "cfg.json").read_text())["sae_store"]["metrics"][
             "val"
         ]
-        assert (r["fvu"], r["l0"], r["dead_fraction"]) == (val["fvu"], val["l0"], val["dead_fraction"])
+        assert (r["fvu"], r["l0"]) == (val["fvu"], val["l0"])
+        # each dead-latent metric under its one name, beside the tokens it was measured on
+        assert (r["dead on held-out tokens"], r["held-out tokens"]) == (val["dead_fraction"], val["tokens"])
         assert r["dead in training window"] == val["dead_fraction_train_window"]
+        assert "dead_fraction" not in r and "dead fraction" not in r
         assert r["training window (tokens)"] == val["dead_window_tokens"] == 200_000
         splice = json.loads((intervene / f"male_biased_ablation_layer_{r['layer']}.json").read_text())
         assert r["CE recovered en"] == splice["languages"]["en"]["splice_quality"]["ce_recovered"]
@@ -153,7 +167,7 @@ def test_volcano_draws_every_significant_feature(full_store: ActivationStore, th
 
 
 def test_interval_that_excludes_its_estimate_still_draws(full_store: ActivationStore, tmp_path):
-    """Bootstrap percentile intervals need not contain the estimate: drawn as segments, not error bars."""
+    """An interval need not contain the estimate drawn with it: whiskers are based at its bounds."""
     from sae_store.report.bias_sections import bias_layers_section
     from sae_store.report.plotting import save_png
 
