@@ -1,7 +1,8 @@
 """Behaviour preservation: each SAE spliced into the running model at its layer, on the study's prompts
 with their images, teacher-forcing each sample's reference caption.
 
-Per batch the clean model runs once; then, for each splice (``image``, ``text`` or ``all`` positions,
+Per batch the clean model runs once (recording its image features and the layer's output: the other
+runs start from them, :mod:`.replay`); then, for each splice (``image``, ``text`` or ``all`` positions,
 :func:`~sae_store.intervene.batches.position_mask`), the layer's output at those positions is replaced
 (a forward hook, :func:`~sae_store.intervene.hooks.layer_hook`) by zeros, by the mean stored residual
 of the position's token role and language (mean ablation, optional), and by each SAE's
@@ -23,6 +24,7 @@ from PIL import Image
 from torch import Tensor
 
 from sae_store.evaluate.config import EvaluateConfig
+from sae_store.evaluate.replay import Replay
 from sae_store.intervene.batches import caption_log_probs, position_mask, prompt_batch, teacher_forced
 from sae_store.intervene.generation import LazyImages
 from sae_store.intervene.hooks import SAELike, layer_hook
@@ -145,7 +147,8 @@ def measure_behaviour(
     ``means`` holds, per language, the mean residual of each token role [4, d_in] (rows by
     :class:`~sae_store.roles.TokenRole` code) for mean ablation; None leaves it out.
     """
-    module = loaded.adapter.decoder_layers(loaded.model)[layer]
+    layers = loaded.adapter.decoder_layers(loaded.model)
+    module, replay = layers[layer], Replay(loaded.model, layers, layer)
     specials = special_token_ids(loaded.processor.tokenizer)
     out = BehaviourTotals()
     for g, data in languages.items():
@@ -155,7 +158,8 @@ def measure_behaviour(
             stop = start + config.batch_size
             inputs = prompt_batch(loaded, data.images[start:stop], data.prompt)
             tf = teacher_forced(loaded, inputs, data.captions[start:stop])
-            clean = caption_log_probs(loaded, tf)
+            with replay.record():
+                clean = caption_log_probs(loaded, tf)
             out.clean[g].add(clean, clean, tf.caption_ids, tf.caption_mask)
             ids, attention = tf.inputs["input_ids"], tf.inputs["attention_mask"]
             image_id = loaded.adapter.image_token_id
@@ -171,7 +175,7 @@ def measure_behaviour(
             for splice in config.splice:
                 mask = position_mask(loaded, tf.inputs, splice).prompt
                 for name, new in runs.items():
-                    with layer_hook(module, _replace_at(mask, new)):
+                    with replay.replay(), layer_hook(module, _replace_at(mask, new)):
                         lp = caption_log_probs(loaded, tf)
                     out.runs.setdefault((name, g, splice), LossTotals()).add(
                         clean, lp, tf.caption_ids, tf.caption_mask

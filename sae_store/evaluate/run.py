@@ -196,6 +196,18 @@ def _values(
     return values, density
 
 
+def layer_complete(store: ActivationStore, specs: Sequence[str], layer: int) -> bool:
+    """Whether every set of ``specs`` that has an SAE for ``layer`` has evaluated it."""
+    from sae_store.evaluate.sets import parse_sets
+    from sae_store.train.discovery import find_saes
+
+    return all(
+        layer_done(store, name, layer)
+        for name, spec in parse_sets(specs).items()
+        if layer in find_saes(spec, required=False)
+    )
+
+
 def evaluate_store(
     store: ActivationStore,
     specs: Sequence[str],

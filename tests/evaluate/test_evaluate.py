@@ -149,3 +149,39 @@ def test_results_follow_saebench_layout_and_a_rerun_resumes(
     assert list(read_evaluations(store)["topk"][S.LAYER].values) == list(LAYERS)
     assert len(RECONSTRUCTION_METRICS) == ds.sizes["metric"]
     assert group_path("topk") == "evaluation/topk"
+
+
+def test_replayed_runs_equal_full_forward_passes(tiny_model_dir: Path, sae_sets: dict[str, Path]) -> None:
+    """A run replayed from the clean pass (no vision tower, no layer up to the spliced one) gives the
+    log-probabilities of a full forward pass with the same splice."""
+    from PIL import Image
+
+    from sae_store.evaluate.behaviour import _reconstruct, _replace_at
+    from sae_store.evaluate.replay import Replay
+    from sae_store.intervene.batches import caption_log_probs, position_mask, prompt_batch, teacher_forced
+    from sae_store.intervene.hooks import layer_hook
+    from sae_store.models.loader import load_model
+
+    loaded = load_model(tiny_model_dir, device="cpu", dtype="float32")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)) for _ in range(3)]
+    captions = [[int(t) for t in rng.integers(300, 600, n)] for n in (5, 9, 2)]
+    tf = teacher_forced(loaded, prompt_batch(loaded, images, "Describe the person."), captions)
+    sae = load_sae(sae_sets["topk"] / "layer_1").sae
+    layers = loaded.adapter.decoder_layers(loaded.model)
+    for layer in (0, 1, 3):
+        replay = Replay(loaded.model, layers, layer)
+        with replay.record():
+            clean = caption_log_probs(loaded, tf)
+        torch.testing.assert_close(clean, caption_log_probs(loaded, tf), rtol=0, atol=0)
+        mask = position_mask(loaded, tf.inputs, "all").prompt
+        splice = _replace_at(mask, _reconstruct(sae))
+        with layer_hook(layers[layer], splice):
+            full = caption_log_probs(loaded, tf)
+        with replay.replay(), layer_hook(layers[layer], splice):
+            replayed = caption_log_probs(loaded, tf)
+        torch.testing.assert_close(replayed, full, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(full, clean, atol=1e-3)  # the splice changes the output
+        # afterwards the model computes everything again
+        assert all("forward" not in vars(m) for m in layers)
+        torch.testing.assert_close(caption_log_probs(loaded, tf), clean, rtol=0, atol=0)
