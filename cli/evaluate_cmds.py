@@ -140,7 +140,9 @@ def _add_evaluate(subparsers: Any) -> None:
     )
     add_settings(p, EvaluateConfig, title="evaluation")
     add_settings(p, ModelRunConfig, title="model runs")
-    add_overwrite(p, "evaluate the sets' layers again (replaces their evaluation groups)")
+    add_overwrite(
+        p, "evaluate the layers again; a set's group made with other settings is replaced (all its layers)"
+    )
     add_json(p)
     add_progress(p)
 

@@ -79,15 +79,17 @@ def _coords(languages: list[str], config: EvaluateConfig) -> dict[str, np.ndarra
 def prepare_group(
     store: ActivationStore, name: str, spec: str, config: EvaluateConfig, *, overwrite: bool = False
 ) -> None:
-    """Create set ``name``'s group (again, with ``overwrite``), or check it was made with the same splits.
+    """Create set ``name``'s group, or check it was made for the same set with the same splits; with
+    ``overwrite``, a group that was not is made again (its layers evaluated so far are dropped).
 
     Raises
     ------
     SaeStoreError
-        The group holds another SAE set, splice positions or probe sizes than this run asks for.
+        Without ``overwrite``: the group holds another SAE set, splice positions or probe sizes than
+        this run asks for.
     """
     path = group_path(name)
-    if overwrite and has_group(store, path):
+    if overwrite and has_group(store, path) and _mismatch(store, path, spec, config):
         delete_group(store, path)
     coords = _coords(list(store.layout.languages), config)
     sizes = {dim: len(values) for dim, values in coords.items()}
@@ -97,20 +99,28 @@ def prepare_group(
         store, path, variables, sizes=sizes, coords=coords, attrs=attrs, root_coords=G.EVALUATION_COORDS
     ):
         return
+    problem = _mismatch(store, path, spec, config)
+    if problem:
+        raise SaeStoreError(problem)
+
+
+def _mismatch(store: ActivationStore, path: str, spec: str, config: EvaluateConfig) -> str | None:
+    """Why the existing group ``path`` cannot take this run's results (None if it can)."""
     have = read_group(store, path)
-    for dim, values in coords.items():
+    for dim, values in _coords(list(store.layout.languages), config).items():
         stored = [str(v) if isinstance(v, str) else v for v in have[dim].values.tolist()]
         if stored != [str(v) if isinstance(v, str) else v for v in values.tolist()]:
-            raise SaeStoreError(
+            return (
                 f"{path} was evaluated with {dim} {stored}, this run asks for {values.tolist()}; pass "
                 "--overwrite to evaluate every layer of the set again, or the settings it was made with"
             )
     before = group_attrs(store, path).get("saes")
     if before != spec:
-        raise SaeStoreError(
+        return (
             f"{path} holds the evaluation of SAE set {before!r}, not {spec!r}; name this set otherwise "
             f"(--saes NAME={spec}) or pass --overwrite to replace it"
         )
+    return None
 
 
 def layer_done(store: ActivationStore, name: str, layer: int) -> bool:

@@ -257,7 +257,7 @@ def evaluate_store(
         todo: list[SaeSet] = []
         for s in sets:
             if layer in s.folders:
-                done = layer_done(store, s.name, layer)
+                done = layer_done(store, s.name, layer) and not overwrite
                 (outcome.done_before if done else outcome.evaluated).setdefault(s.name, []).append(layer)
                 todo += [] if done else [s]
         if todo:
