@@ -117,7 +117,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"\nbest per layer (by {config.rank_by}; explained variance where it was not measured):")
         for row in outcome.best.to_dict(orient="records"):
             second = row["runner-up"]
-            versus = f", {row['margin']:+.3f} over {second}" if isinstance(second, str) else ""
+            versus = f", {row['margin']:+.3f} over {second}" if second else ""
+            versus = f", tied with {second}" if row["tie"] else versus
             print(f"  layer {row['layer']}: {row['best']} ({row['by']} {row['value']:.3f}{versus})")
     if outcome.files:
         print(f"\nresults: {args.store}/evaluation/<set>, {Path(outcome.files[0]).parent.parent}/")

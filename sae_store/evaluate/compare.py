@@ -80,7 +80,8 @@ def comparison_table(evaluations: Mapping[str, xr.Dataset]) -> pd.DataFrame:
 
 def best_per_layer(table: pd.DataFrame, rank_by: str) -> pd.DataFrame:
     """Per layer: the best set by ``rank_by`` (or by explained variance where ``rank_by`` was not
-    measured for every set), its value, the runner-up and the margin between them."""
+    measured for every set), its value, the runner-up, the margin between them and whether they tie
+    (equal on both metrics: the best is then the first by name)."""
     rows = []
     for layer, group in table.groupby("layer", sort=True) if len(table) else []:
         values = group[rank_by] if rank_by in group else pd.Series(np.nan, index=group.index)
@@ -94,8 +95,10 @@ def best_per_layer(table: pd.DataFrame, rank_by: str) -> pd.DataFrame:
                 "best": best["set"],
                 "by": metric,
                 "value": float(best[metric]),
-                "runner-up": None if second is None else second["set"],
+                "runner-up": "" if second is None else second["set"],
                 "margin": math.nan if second is None else float(best[metric]) - float(second[metric]),
+                "tie": second is not None
+                and all(float(best[m]) == float(second[m]) for m in dict.fromkeys([metric, FALLBACK])),
                 "sets": len(group),
             }
         )

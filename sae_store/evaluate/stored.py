@@ -19,7 +19,7 @@ from torch import Tensor
 
 from sae_store.evaluate.tokens import CELL_ROLES, StoredTokens
 from sae_store.progress import progress_bar
-from sae_store.train.metrics import ReconstructionTotals, legacy_sum, token_totals
+from sae_store.train.metrics import ActiveLatents, ReconstructionTotals, legacy_sum, token_totals
 from sae_store.train.sae import SparseAutoencoder
 
 #: The token-role splits reported: the roles read, then ``all`` (image and text).
@@ -63,6 +63,11 @@ class StoredPass:
         return torch.where(n > 0, sums / n.clamp_min(1), torch.nan).numpy()
 
 
+#: Below this share of non-zero latents, the reconstruction sums only the decoder rows of non-zero
+#: latents (:meth:`~sae_store.train.metrics.ActiveLatents.decode`); above it, the dense product is faster.
+SPARSE_DECODE = 0.05
+
+
 @torch.no_grad()
 def measure_stored(
     tokens: StoredTokens,
@@ -102,11 +107,15 @@ def measure_stored(
             for i in range(0, len(x), batch_tokens):
                 part = slice(i, i + batch_tokens)
                 latents = sae.encode(x[part].to(sae.W_enc.dtype))
-                measured = token_totals(x[part], latents, sae.decode(latents), cell[part], 3, shift)
+                active = ActiveLatents.of(latents)
+                sparse = len(active.rows) <= SPARSE_DECODE * latents.numel()
+                x_hat = active.decode(sae.W_dec, sae.b_dec) if sparse else sae.decode(latents)
+                measured = token_totals(x[part], active, x_hat, cell[part], 3, shift)
                 parts.append(measured.groups)
                 errs.append(measured.err)
-                keep = pooled[part]
-                rec.pooled.index_add_(0, slot[part][keep], latents[keep].float())
+                keep = pooled[part][active.rows]  # the non-zero latents of image and text tokens
+                where = (slot[part][active.rows[keep]], active.cols[keep])
+                rec.pooled.index_put_(where, active.values[keep].float(), accumulate=True)
             if not parts:
                 continue
             err = torch.cat(errs)

@@ -139,7 +139,7 @@ def _evaluation(data: ExploreData) -> list[Any]:
     config = next(iter(evaluations.values())).attrs.get("config") or {}
     best = best_per_layer(frame, str(config.get("rank_by", "ce_loss_score:image")))
     rows = [
-        [r["layer"], r["best"], r["by"], r["value"], r["runner-up"] or "", r["margin"]]
+        [r["layer"], r["best"], r["by"], r["value"], r["runner-up"], r["margin"]]
         for r in best.to_dict("records")
     ]
     header = ["layer", "best SAE set", "by", "value", "runner-up", "margin"]

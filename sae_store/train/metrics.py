@@ -153,6 +153,33 @@ class ReconstructionTotals:
         }
 
 
+class ActiveLatents(NamedTuple):
+    """The non-zero latents of a batch as (token, latent, value) triples, token-major: what sparse
+    SAEs make cheap to count and to decode (k 64 of 16,384 latents: 0.4 % of a dense batch)."""
+
+    rows: Tensor
+    cols: Tensor
+    values: Tensor
+    n_tokens: int
+    d_sae: int
+
+    @classmethod
+    def of(cls, latents: Tensor) -> ActiveLatents:
+        """The latents > 0 of ``latents`` [n, d_sae]."""
+        rows, cols = (latents > 0).nonzero(as_tuple=True)
+        return cls(rows, cols, latents[rows, cols], int(latents.shape[0]), int(latents.shape[1]))
+
+    def decode(self, W_dec: Tensor, b_dec: Tensor) -> Tensor:
+        """``latents @ W_dec + b_dec`` [n, d_in] from the non-zero latents only."""
+        offsets = torch.zeros(self.n_tokens, dtype=torch.long, device=self.rows.device)
+        offsets[1:] = torch.bincount(self.rows, minlength=self.n_tokens).cumsum(0)[:-1]
+        weights = self.values.to(W_dec.dtype)
+        summed = torch.nn.functional.embedding_bag(
+            self.cols, W_dec, offsets, mode="sum", per_sample_weights=weights
+        )
+        return summed + b_dec
+
+
 class BatchTotals(NamedTuple):
     """What :func:`token_totals` measured on a batch."""
 
@@ -163,10 +190,10 @@ class BatchTotals(NamedTuple):
 
 
 def token_totals(
-    x: Tensor, latents: Tensor, x_hat: Tensor, groups: Tensor, n_groups: int, shift: Tensor
+    x: Tensor, active: ActiveLatents, x_hat: Tensor, groups: Tensor, n_groups: int, shift: Tensor
 ) -> BatchTotals:
-    """Totals of each group of a batch: ``x``, ``latents``, ``x_hat`` [n, ...] on one device, ``groups``
-    [n] (int64, in ``0..n_groups-1``) the group of each token."""
+    """Totals of each group of a batch: ``x``, ``x_hat`` [n, d_in] and the ``active`` latents on one
+    device, ``groups`` [n] (int64, in ``0..n_groups-1``) the group of each token."""
     x64, out64 = x.double(), x_hat.double()
     err = (x64 - out64).pow(2).sum(-1)
     norm_in, norm_out = x64.norm(dim=-1), out64.norm(dim=-1)
@@ -174,32 +201,28 @@ def token_totals(
     both = (norm_in > 0) & (norm_out > 0)
     cos = torch.where(both, dot / (norm_in * norm_out).clamp_min(1e-300), torch.zeros_like(dot))
     ratio = norm_out / torch.where(norm_in.abs() < _SMALL_NORM, torch.ones_like(norm_in), norm_in)
-    active = latents > 0
-    per_token = torch.stack(
-        [
-            err,
-            cos,
-            norm_in,
-            norm_out,
-            ratio,
-            norm_out.pow(2),
-            dot,
-            active.sum(-1).double(),
-            latents.double().sum(-1),
-        ],
-        dim=1,
-    )
-    one_hot = torch.zeros(n_groups, len(x), dtype=torch.float64, device=x.device)
-    one_hot[groups, torch.arange(len(x), device=x.device)] = 1.0
+    rows, cols, n, d_sae = active.rows, active.cols, len(x), active.d_sae
+    l0 = torch.bincount(rows, minlength=n).double()
+    l1 = torch.bincount(rows, weights=active.values.double(), minlength=n)
+    fired = torch.bincount(groups[rows] * d_sae + cols, minlength=n_groups * d_sae).view(n_groups, d_sae)
+    per_token = torch.stack([err, cos, norm_in, norm_out, ratio, norm_out.pow(2), dot, l0, l1], dim=1)
+    one_hot = torch.zeros(n_groups, n, dtype=torch.float64, device=x.device)
+    one_hot[groups, torch.arange(n, device=x.device)] = 1.0
     centred = x64 - shift.to(x.device)
     sums, x_sum, x_sq = one_hot @ per_token, one_hot @ centred, one_hot @ centred.pow(2)
     out = []
     for g in range(n_groups):
         mask = groups == g
         totals = ReconstructionTotals(
-            x.shape[1], latents.shape[1], shift, int(mask.sum()), sums[g].cpu(),
-            x_sum[g].cpu(), x_sq[g].cpu(), active[mask].sum(0).cpu(),
-        )  # fmt: skip
+            x.shape[1],
+            d_sae,
+            shift,
+            int(mask.sum()),
+            sums[g].cpu(),
+            x_sum[g].cpu(),
+            x_sq[g].cpu(),
+            fired[g].cpu(),
+        )
         out.append(totals)
     return BatchTotals(out, err)
 
@@ -247,7 +270,7 @@ def held_out_metrics(
             latents = sae.encode(x)
             shift = totals.shift if totals is not None else x.double().mean(0)
             groups = x.new_zeros(len(x), dtype=torch.long)
-            part = token_totals(x, latents, sae.decode(latents), groups, 1, shift).groups[0]
+            part = token_totals(x, ActiveLatents.of(latents), sae.decode(latents), groups, 1, shift).groups[0]
             totals = part if totals is None else totals + part
     finally:
         sae.train(was_training)

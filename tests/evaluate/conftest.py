@@ -14,6 +14,7 @@ import torch
 from sae_store.train.config import SaeConfig
 from sae_store.train.formats import save_sae
 from sae_store.train.sae import build_sae
+from tests.extract.conftest import one_thread
 
 #: Layers extracted into the test store (of the tiny model's 4).
 LAYERS = (1, 2)
@@ -21,11 +22,8 @@ LAYERS = (1, 2)
 
 @pytest.fixture(autouse=True)
 def _one_torch_thread() -> Iterator[None]:
-    # tiny matmuls on a shared 2-core machine: a second intra-op thread only spins
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -48,22 +46,16 @@ def extracted(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) ->
     store = init_store(
         root / "store.zarr", samples, tiny_model_dir, layers=LAYERS, images_dir=data / "images", config=config
     )
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         loaded = load_model(tiny_model_dir, device="cpu", dtype="float32")
         extract_activations(store, loaded, ExtractConfig(batch_size=4, progress=False))
-    finally:
-        torch.set_num_threads(before)
     return store.path
 
 
 @pytest.fixture
 def store_copy(extracted: Path, tmp_path: Path) -> Path:
     """A private copy of the extracted store."""
-    dst = tmp_path / "store.zarr"
-    shutil.copytree(extracted, dst)
-    return dst
+    return Path(shutil.copytree(extracted, tmp_path / "store.zarr"))
 
 
 def _save(sae: torch.nn.Module, folder: Path) -> Path:

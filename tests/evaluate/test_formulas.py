@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sae_store.train.metrics import ReconstructionTotals, legacy_sum, token_totals
+from sae_store.train.metrics import ActiveLatents, ReconstructionTotals, legacy_sum, token_totals
 
 
 def _data(n: int = 600, d: int = 12, offset: float = 1e4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -21,7 +21,7 @@ def _measure(
     x: np.ndarray, x_hat: np.ndarray, groups: np.ndarray, n_groups: int
 ) -> list[ReconstructionTotals]:
     xt, xh = torch.from_numpy(x), torch.from_numpy(x_hat)
-    latents = torch.from_numpy(np.abs(x[:, :3]) * (np.arange(3) > 0))  # any non-negative latents
+    latents = ActiveLatents.of(torch.from_numpy(np.abs(x[:, :3]) * (np.arange(3) > 0)))  # any, >= 0
     return token_totals(xt, latents, xh, torch.from_numpy(groups), n_groups, xt[:50].mean(0)).groups
 
 
@@ -80,3 +80,17 @@ def test_an_empty_group_reports_only_its_zero_tokens() -> None:
     x, x_hat = _data(n=30)
     parts = _measure(x, x_hat, np.zeros(len(x), dtype=np.int64), 2)
     assert parts[1].tokens == 0 and parts[1].metrics() == {"tokens": 0}
+
+
+def test_the_sparse_decode_equals_the_dense_product() -> None:
+    rng = np.random.default_rng(2)
+    latents = torch.from_numpy(np.where(rng.random((50, 400)) < 0.02, rng.random((50, 400)), 0.0)).float()
+    latents[7] = 0.0  # a token without an active latent
+    W_dec, b_dec = torch.randn(400, 24), torch.randn(24)
+    active = ActiveLatents.of(latents)
+    assert len(active.rows) == int((latents > 0).sum())
+    torch.testing.assert_close(active.decode(W_dec, b_dec), latents @ W_dec + b_dec, rtol=1e-5, atol=1e-5)
+    ones, group = torch.ones(50, 24), torch.zeros(50, dtype=torch.long)
+    totals = token_totals(ones, active, ones, group, 1, torch.zeros(24)).groups[0].metrics()
+    assert totals["l0"] == pytest.approx(float((latents > 0).sum(1).double().mean()))
+    assert totals["l1"] == pytest.approx(float(latents.double().sum(1).mean()))
