@@ -58,6 +58,10 @@ def test_identity_and_zero_saes_score_one_and_zero(
     # a zero reconstruction is the zero-ablation baseline itself
     for score in ("ce_loss_score", "kl_div_score"):
         assert np.allclose(_metric(zero, "behaviour", behaviour_metric=score), 0.0, atol=1e-9), score
+    # its explained variance is 1 - sum x^2 / sum (x - mean)^2: 0 only for centred data (these are not)
+    want = _direct(store_copy, sae_sets["zero"] / "layer_1", 1, "en", TokenRole.IMAGE)["explained_variance"]
+    got = float(zero["reconstruction"].sel(language="en", role="image", metric="explained_variance"))
+    assert got == pytest.approx(want, rel=1e-6) and got < -0.5
     tokens = _metric(ident, "behaviour_total", behaviour_metric="tokens")
     assert (tokens > 0).all()
 
