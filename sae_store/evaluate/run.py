@@ -26,6 +26,7 @@ from sae_store.errors import DataError, SaeStoreError
 from sae_store.evaluate.behaviour import (
     BEHAVIOUR_METRICS,
     BehaviourTotals,
+    LanguageCaptions,
     language_captions,
     measure_behaviour,
 )
@@ -44,7 +45,7 @@ from sae_store.evaluate.results import (
     write_saebench,
 )
 from sae_store.evaluate.sets import SaeSet, find_sets
-from sae_store.evaluate.stored import SPLIT_ROLES, StoredPass, measure_stored
+from sae_store.evaluate.stored import SPLIT_ROLES, SaeTotals, StoredPass, measure_stored
 from sae_store.evaluate.tokens import StoredTokens, evaluated_samples
 from sae_store.intervene.generation import LazyImages, store_images
 from sae_store.models.config import ModelRunConfig
@@ -93,19 +94,20 @@ class _Model:
         run: ModelRunConfig,
     ) -> None:
         self.store, self.config, self.samples, self.run = store, config, samples, run
-        self.folder = model or store.attrs.get("model", {}).get("name_or_path")
+        self.folder, self.given = model or store.attrs.get("model", {}).get("name_or_path"), model is not None
         self.images: LazyImages | None = None
         self.loaded: LoadedModel | None = None
-        self.languages: dict[int, Any] = {}
+        self.languages: dict[int, LanguageCaptions] = {}
         self.reason = self._why_not(images_dir)
 
     def _why_not(self, images_dir: str | Path | None) -> str | None:
         if not self.config.behaviour:
             return "skipped (--no-behaviour)"
         if not self.folder or not Path(self.folder).is_dir():
+            whose = "--model" if self.given else "the one the store records"
             return (
-                f"skipped: the store's model folder {str(self.folder or '')!r} is not here; pass --model DIR "
-                "(the model the store was extracted with) to measure CE loss recovered and the KL score"
+                f"skipped: no model folder at {str(self.folder or '')!r} ({whose}); pass --model DIR (the "
+                "model the store was extracted with) to measure CE loss recovered and the KL score"
             )
         try:
             self.images = store_images(self.store, images_dir)
@@ -127,7 +129,7 @@ class _Model:
         return self.loaded
 
 
-def _mean_table(totals: Any, g: int, d_in: int) -> torch.Tensor:
+def _mean_table(totals: SaeTotals, g: int, d_in: int) -> torch.Tensor:
     """[4, d_in] the mean stored residual of each token role (rows by TokenRole code) in language ``g``."""
     table = torch.zeros(len(TokenRole), d_in, dtype=torch.float64)
     for role in (TokenRole.SPECIAL, TokenRole.TEXT, TokenRole.IMAGE):
