@@ -13,7 +13,7 @@ import torch
 
 from sae_store.train.config import SaeConfig
 from sae_store.train.formats import save_sae
-from sae_store.train.sae import build_sae
+from sae_store.train.sae import SparseAutoencoder, build_sae
 from tests.extract.conftest import one_thread
 
 #: Layers extracted into the test store (of the tiny model's 4).
@@ -58,6 +58,29 @@ def store_copy(extracted: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(extracted, tmp_path / "store.zarr"))
 
 
+def identity_sae(d: int) -> SparseAutoencoder:
+    """The identity as a ReLU SAE without sparsity: W_enc = [I, -I], W_dec = [I; -I], zero biases, so
+    the latents are relu(x) and relu(-x) (latent j < d fires where x_j > 0, latent d + j where x_j < 0)
+    and the reconstruction is x."""
+    sae = build_sae(SaeConfig(architecture="relu", d_in=d, d_sae=2 * d))
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
+def zero_sae(d: int, *, seed: int) -> SparseAutoencoder:
+    """A ReLU SAE (128 random latents) whose decoder and decoder bias are zero: reconstruction 0."""
+    sae = build_sae(SaeConfig(architecture="relu", d_in=d, d_sae=128), seed=seed)
+    with torch.no_grad():
+        sae.W_dec.zero_()
+        sae.b_dec.zero_()
+    return sae
+
+
 def _save(sae: torch.nn.Module, folder: Path) -> Path:
     save_sae(sae, folder)  # type: ignore[arg-type]
     return folder
@@ -67,9 +90,8 @@ def _save(sae: torch.nn.Module, folder: Path) -> Path:
 def sae_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """SAE folders (layer_<L>/ for every extracted layer) by kind:
 
-    - ``identity``: the identity as a ReLU SAE without sparsity: W_enc = [I, -I], W_dec = [I; -I], zero
-      biases, so the latents are relu(x) and relu(-x) and the reconstruction is x;
-    - ``zero``: a ReLU SAE whose decoder and decoder bias are zero (reconstruction 0);
+    - ``identity``: :func:`identity_sae` (reconstruction x);
+    - ``zero``: :func:`zero_sae` (reconstruction 0);
     - ``topk``: a TopK SAE (k=8, 256 latents) with perturbed random weights.
     """
     root = tmp_path_factory.mktemp("evaluate-saes")
@@ -78,18 +100,9 @@ def sae_sets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for kind in ("identity", "zero", "topk"):
         for layer in LAYERS:
             if kind == "identity":
-                sae = build_sae(SaeConfig(architecture="relu", d_in=d, d_sae=2 * d))
-                eye = torch.eye(d)
-                with torch.no_grad():
-                    sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-                    sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-                    sae.b_enc.zero_()
-                    sae.b_dec.zero_()
+                sae = identity_sae(d)
             elif kind == "zero":
-                sae = build_sae(SaeConfig(architecture="relu", d_in=d, d_sae=128), seed=layer)
-                with torch.no_grad():
-                    sae.W_dec.zero_()
-                    sae.b_dec.zero_()
+                sae = zero_sae(d, seed=layer)
             else:
                 sae = build_sae(SaeConfig(architecture="topk", d_in=d, d_sae=256, k=8), seed=layer)
                 with torch.no_grad():
