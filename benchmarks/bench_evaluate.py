@@ -46,7 +46,7 @@ from sae_store.train.config import SaeConfig
 from sae_store.train.sae import SparseAutoencoder, build_sae
 
 TOKENS, IMAGE_TOKENS, HIDDEN, SHARD, D_SAE, K = 278, 256, 2560, 16, 16384, 64
-STORED_SAMPLES = 16
+STORED_SAMPLES, STORED_ROUNDS = 16, 3
 #: Held-out tokens of one layer in the full study (200 of 2000 samples x 2 languages x 278 tokens).
 FULL_LAYER_TOKENS = 200 * 2 * TOKENS
 MODEL_SAMPLES, BATCH, CAPTION_TOKENS, ROUNDS = 16, 8, 24, 3
@@ -69,23 +69,46 @@ def _store(path: Path) -> ActivationStore:
     return store
 
 
-def stored_rate(store: ActivationStore, layer: int, sae: SparseAutoencoder, device: str) -> dict[str, float]:
-    """Tokens/s of one layer's stored-activation pass with ``sae``, and of reading those tokens alone."""
+def stored_rate(
+    store: ActivationStore, layer: int, sae: SparseAutoencoder, device: str, *, rounds: int = 1
+) -> dict[str, Any]:
+    """Tokens/s of one layer's stored-activation pass with ``sae``, of reading those tokens alone and of
+    the SAE's encoder alone on them (in memory), in ``rounds`` interleaved rounds (medians, and each
+    round's seconds)."""
     samples = np.arange(store.layout.n_samples)
-    t0 = time.perf_counter()
-    tokens = sum(len(b.x) for b in StoredTokens(store, layer, samples).batches())
-    read_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    measure_stored(StoredTokens(store, layer, samples), {"sae": sae}, batch_tokens=4096, device=device,
-                   progress=False)  # fmt: skip
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    batches = [b.x for b in StoredTokens(store, layer, samples).batches()]
+    chunks = [torch.from_numpy(x[i : i + 4096]).to(device) for x in batches for i in range(0, len(x), 4096)]
+    tokens = sum(len(c) for c in chunks)
+
+    def read() -> None:
+        for _ in StoredTokens(store, layer, samples).batches():
+            pass
+
+    @torch.no_grad()
+    def encode() -> None:
+        for c in chunks:
+            sae.encode(c)
+
+    def every_metric() -> None:
+        measure_stored(StoredTokens(store, layer, samples), {"sae": sae}, batch_tokens=4096, device=device,
+                       progress=False)  # fmt: skip
+
+    times: dict[str, list[float]] = {"read": [], "encode": [], "all": []}
+    for _ in range(rounds):
+        for name, fn in (("read", read), ("encode", encode), ("all", every_metric)):
+            t0 = time.perf_counter()
+            fn()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "tokens": tokens,
-        "seconds": seconds,
-        "tokens_per_s": tokens / seconds,
-        "read_per_s": tokens / read_s,
+        "seconds": med["all"],
+        "rounds": times,
+        "tokens_per_s": tokens / med["all"],
+        "read_per_s": tokens / med["read"],
+        "encode_per_s": tokens / med["encode"],
     }
 
 
@@ -134,7 +157,22 @@ def model_run_costs(
     return {**med, "runs": runs, "per_run": (med["evaluate"] - med["clean"]) / runs}
 
 
-def _demo_table(tmp: Path) -> tuple[str, str]:
+def _losses(evaluation: Any) -> Any:
+    """Per layer and splice, the mean caption-token losses behind the CE and KL scores (nats)."""
+    import pandas as pd
+
+    metrics = ["ce_loss_without_sae", "ce_loss_with_ablation", "ce_loss_with_sae", "kl_div_with_ablation",
+               "kl_div_with_sae"]  # fmt: skip
+    rows = []
+    for layer in evaluation["layer"].values.tolist():
+        for splice in evaluation["splice"].values.tolist():
+            at = evaluation["behaviour_total"].sel(layer=layer, splice=splice)
+            rows.append({"layer": layer, "splice": splice,
+                         **{m: float(at.sel(behaviour_metric=m)) for m in metrics}})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _demo_table(tmp: Path) -> tuple[str, str, str]:
     from sae_store.evaluate import best_per_layer, comparison_table, read_evaluations
     from sae_store.jobs import run_pipeline
     from sae_store.jobs.config import demo_config
@@ -143,13 +181,14 @@ def _demo_table(tmp: Path) -> tuple[str, str]:
     skip = ("caption", "analyze", "intervene-ablate", "intervene-amplify", "intervene-neutralise",
             "intervene-summary", "report")  # fmt: skip
     run_pipeline(dataclasses.replace(cfg, skip=skip), echo=lambda line: None)
-    table = comparison_table(read_evaluations(open_store(cfg.paths.path("store"))))
+    evaluations = read_evaluations(open_store(cfg.paths.path("store")))
+    table = comparison_table(evaluations)
     best = best_per_layer(table, EvaluateConfig().rank_by)
     columns = ["layer", "set", "explained_variance", "explained_variance_legacy", "explained_variance:image",
                "l0", "dead_fraction", "dense_fraction", "ce_loss_score:image", "ce_loss_score:all",
                "kl_div_score:all", "gender probe top-1 latent", "gender probe raw"]  # fmt: skip
     shown = table[[c for c in columns if c in table]]
-    return _markdown(shown), _markdown(best)
+    return _markdown(shown), _markdown(best), _markdown(_losses(evaluations["saes"]))
 
 
 def _markdown(frame: Any) -> str:
@@ -173,7 +212,7 @@ def main() -> dict[str, Any]:
     threads = torch.get_num_threads()
     try:
         sae = build_sae(SaeConfig(architecture="topk", d_in=HIDDEN, d_sae=D_SAE, k=K)).eval()
-        stored = stored_rate(_store(tmp / "full.zarr"), 0, sae, "cpu")
+        stored = stored_rate(_store(tmp / "full.zarr"), 0, sae, "cpu", rounds=STORED_ROUNDS)
         torch.set_num_threads(1)
         model = build_tiny_gemma3(tmp / "medium", seed=0, **MEDIUM, **IMAGE_KW)
         images_dir, table = _demo_inputs(tmp)
@@ -188,7 +227,7 @@ def main() -> dict[str, Any]:
                                 lambda: _forward_only(store.path, loaded, images_dir), batch=BATCH,
                                 rounds=ROUNDS)  # fmt: skip
         torch.set_num_threads(threads)
-        demo, demo_best = _demo_table(tmp)
+        demo, demo_best, demo_losses = _demo_table(tmp)
     finally:
         torch.set_num_threads(threads)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -202,8 +241,17 @@ def main() -> dict[str, Any]:
         "| --- | ---: | ---: |",
         f"| reading the tokens (decode, role split) | {stored['read_per_s']:,.0f} | "
         f"{FULL_LAYER_TOKENS / stored['read_per_s']:.0f} s |",
+        f"| the SAE's encoder alone (tokens in memory) | {stored['encode_per_s']:,.0f} | "
+        f"{FULL_LAYER_TOKENS / stored['encode_per_s']:.0f} s |",
         f"| every metric of every split (read, encode, decode, totals, pooled latents) | "
         f"{stored['tokens_per_s']:,.0f} | {FULL_LAYER_TOKENS / stored['tokens_per_s']:.0f} s |",
+        "",
+        f"Median of {STORED_ROUNDS} interleaved rounds; every metric, seconds per round: "
+        + ", ".join(f"{t:.1f}" for t in stored["rounds"]["all"])
+        + f"; the encoder alone: {', '.join(f'{t:.1f}' for t in stored['rounds']['encode'])}. The pass "
+        "costs the encoder's matmul plus "
+        f"{stored['seconds'] / (stored['tokens'] / stored['encode_per_s']) - 1:.0%}; a GPU does it in "
+        "seconds (`benchmarks/gpu_extract.py`'s evaluate rows).",
         "",
         f"**Model runs** - random Gemma 3 ({MEDIUM['num_layers']} layers, hidden {MEDIUM['hidden_size']}, "
         f"256 image tokens), {MODEL_SAMPLES} samples x 2 languages, batch {BATCH}, {CAPTION_TOKENS} caption "
@@ -234,6 +282,14 @@ def main() -> dict[str, Any]:
         "image tokens):",
         "",
         demo_best,
+        "",
+        "The losses behind the scores (set `saes`, nats per caption token). The tiny model's weights are "
+        "random: its clean cross-entropy is near chance, and ablating the layer output at some positions "
+        "moves it little and in either direction, so CE loss recovered (a ratio over CE ablated - CE "
+        "clean) leaves [0, 1] on it; the KL score, whose denominator is always positive, is the stable one "
+        "here. On a trained model both are meaningful:",
+        "",
+        demo_losses,
     ]
     return result(
         "Evaluate: stored metrics, model runs, the demo's SAE sets", lines, stored=stored, costs=costs
