@@ -95,14 +95,25 @@ class CrossLingualConfig(Settings):
     seed: int = seed_setting(_SEED_HELP)
 
 
+#: The cross-validated probes' folds and regularisation (``analyze crosslayer`` and ``evaluate``).
+PROBE_FOLDS: dict[str, Any] = {"default": 5, "help": "cross-validation folds of the probes", "ge": 2}
+PROBE_C: dict[str, Any] = {
+    "default": 1.0,
+    "help": "inverse L2 strength of the probes",
+    "flag": "probe-c",
+    "metavar": "C",
+    "gt": 0,
+}
+
+
 @dataclass(frozen=True)
 class CrossLayerConfig(Settings):
     """Per-layer summary, gender probes and feature lineage (``sae-store analyze crosslayer``)."""
 
     statistic: Statistic = setting(**_STATISTIC)
     min_per_group: int = setting(**_MIN_PER_GROUP)
-    folds: int = setting(5, help="cross-validation folds of the probes", ge=2)
-    C: float = setting(1.0, help="inverse L2 strength of the probes", flag="probe-c", metavar="C", gt=0)
+    folds: int = setting(**PROBE_FOLDS)
+    C: float = setting(**PROBE_C)
     """Inverse L2 regularisation strength of the probes (features are standardised first)."""
     raw_probe: bool = setting(True, help="also probe the raw activations, pooled over --roles")
     """Also probe the raw residual stream, mean-pooled over the tokens of ``roles``."""

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from sae_store.evaluate import best_per_layer, comparison_table, read_evaluations
 from sae_store.explore import plots
 from sae_store.explore.data import ExploreData
 from sae_store.explore.layout import html_pane, link, missing, table
@@ -40,6 +41,7 @@ def overview_page(data: ExploreData, layer: int, language: str) -> list[Any]:
         *_bias(data, layer, language),
         *_crosslingual(data, layer),
         *_quality(data),
+        *_evaluation(data),
         *_completeness(data),
     ]
 
@@ -137,6 +139,27 @@ def _quality(data: ExploreData) -> list[Any]:
         )
     header = ["layer", "architecture", "d_sae", "explained variance", "L0", held_out_dead, "held-out tokens"]
     return [pn.pane.Markdown("### SAE quality (held-out)"), html_pane(table(header, rows))]
+
+
+def _evaluation(data: ExploreData) -> list[Any]:
+    from sae_store.report import evaluation_figure
+
+    evaluations = read_evaluations(data.store)
+    if not evaluations:
+        return [missing("No SAE sets evaluated yet", f"sae-store evaluate {data.store.path} --saes SAE_DIR")]
+    frame = comparison_table(evaluations)
+    config = next(iter(evaluations.values())).attrs.get("config") or {}
+    best = best_per_layer(frame, str(config.get("rank_by", "ce_loss_score:image")))
+    rows = [
+        [r["layer"], r["best"], r["by"], r["value"], r["runner-up"], r["margin"]]
+        for r in best.to_dict("records")
+    ]
+    header = ["layer", "best SAE set", "by", "value", "runner-up", "margin"]
+    return [
+        pn.pane.Markdown("### Which SAE to trust (`sae-store evaluate`)"),
+        html_pane(table(header, rows)),
+        pn.pane.HoloViews(evaluation_figure(frame)),
+    ]
 
 
 def _completeness(data: ExploreData) -> list[Any]:

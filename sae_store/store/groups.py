@@ -74,8 +74,12 @@ def create_group(
     """
     store.require_writable()
     target = store.path / name
+    if "/" in name:  # a group below another (evaluation/<set>): its parents first
+        zarr.open_group(str(store.path), mode="r+", zarr_format=3, use_consolidated=False).require_group(
+            name.rsplit("/", 1)[0]
+        )
     if not target.exists():
-        tmp = store.path / f".{name}.creating-{os.getpid()}"
+        tmp = target.parent / f".{target.name}.creating-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             group = zarr.open_group(
@@ -91,11 +95,11 @@ def create_group(
                     dim,
                     shape=values.shape,
                     chunks=values.shape,
-                    dtype=values.dtype,
+                    dtype=str if values.dtype.kind in "UO" else values.dtype,
                     dimension_names=[dim],
                     attributes=S.coordinate_attrs(dim) if dim == S.FEATURE else {},
                 )
-                arr[...] = values
+                arr[...] = values.astype(object) if values.dtype.kind in "UO" else values
             for var, spec in variables.items():
                 create_array(group, var, spec, store.layout.shape(spec.dims, dict(sizes or {})))
             try:

@@ -272,5 +272,15 @@ def write_results(
         qualitative_step(inp, config, results_dir, layers=layers[-1:])
     if saes_dir is not None:
         write_saes(saes_dir, layers, d_in=store.layout.hidden_size, d_sae=n_features)
+        write_evaluation(store, saes_dir, results_dir)
     if interventions:
         _interventions(store, results_dir, inp.labels, rng, intervention_layers or layers)
+
+
+def write_evaluation(store: ActivationStore, saes_dir: Path, results_dir: Path) -> None:
+    """``sae-store evaluate`` of ``saes_dir`` on every sample (the store has no model: stored metrics and
+    probes only)."""
+    from sae_store.evaluate import EvaluateConfig, evaluate_store
+
+    config = EvaluateConfig(samples="all", behaviour=False, folds=2, probe_k=(1, 2))
+    evaluate_store(store, [str(saes_dir)], config, out_dir=results_dir / "evaluate", progress=False)

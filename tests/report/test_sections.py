@@ -32,7 +32,25 @@ def test_every_section_ran_on_a_complete_set_of_results(full_report: ReportResul
         "feature_dashboards.png",
         "intervention_effects.png",
         "dose_response.png",
+        "evaluation.png",
     } <= names
+
+
+def test_evaluation_shows_each_sets_stored_numbers(full_store: ActivationStore, full_report: ReportResult):
+    import xarray as xr
+
+    section = _sections(full_report)["evaluation"]
+    ds = xr.open_zarr(full_store.path, group="evaluation/saes", consolidated=False)
+    rows = {r["layer"]: r for r in section["per_layer"]}
+    assert sorted(rows) == ds.layer.values.tolist()
+    for layer, row in rows.items():
+        total = ds.reconstruction_total.sel(layer=layer, role="all")
+        assert row["explained_variance"] == float(total.sel(metric="explained_variance"))
+        assert row["l0"] == float(total.sel(metric="l0"))
+    best = section["best"]
+    assert [(b["layer"], b["best"], b["by"]) for b in best] == [
+        (la, "saes", "explained_variance") for la in rows
+    ]
 
 
 def test_probe_accuracies_are_those_of_crosslayer(full_store: ActivationStore, full_report: ReportResult):
