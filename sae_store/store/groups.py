@@ -100,6 +100,8 @@ def create_group(
                     attributes=S.coordinate_attrs(dim) if dim == S.FEATURE else {},
                 )
                 arr[...] = values.astype(object) if values.dtype.kind in "UO" else values
+                if values.dtype.kind in "UO":
+                    _code_coordinate(group, dim, values)
             for var, spec in variables.items():
                 create_array(group, var, spec, store.layout.shape(spec.dims, dict(sizes or {})))
             try:
@@ -113,6 +115,24 @@ def create_group(
         created = False
     ensure_consolidated(store, name)
     return created
+
+
+def _code_coordinate(group: zarr.Group, dim: str, values: np.ndarray) -> None:
+    """Write ``<dim>_code`` beside string coordinate ``dim`` (integer codes with CF flags), so that
+    Zarr readers without strings read the group's labels too."""
+    coded = S.category_codes(values)
+    if coded is None:  # text, not labels
+        return
+    codes, meanings = coded
+    arr = group.create_array(
+        f"{dim}{S.CODE_SUFFIX}",
+        shape=codes.shape,
+        chunks=codes.shape,
+        dtype=codes.dtype,
+        dimension_names=[dim],
+        attributes=S.flag_attrs(meanings, f"{dim.replace('_', ' ')} (code)"),
+    )
+    arr[...] = codes
 
 
 def delete_group(store: ActivationStore, name: str) -> None:

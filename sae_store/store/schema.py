@@ -114,6 +114,7 @@ TEXT_VARIABLES = frozenset(
         "description",
         "interpretation",
         "top_sample",
+        "sae_record",
     }
 )
 
