@@ -175,7 +175,7 @@ def _encode_args(cfg: PipelineConfig) -> list[str]:
 
 def _analyze_args(cfg: PipelineConfig) -> list[str]:
     p = cfg.paths
-    args = [str(p.path("store")), "--out", str(p.path("results")), "--saes", str(p.path("saes")),
+    args = [str(p.path("store")), "--results", str(p.path("results")), "--saes", str(p.path("saes")),
             "--model", str(p.path("model"))]  # fmt: skip
     args += cfg.analysis.argv(*dict.fromkeys(a.config for a in ANALYSES), ClusterConfig)
     if cfg.analysis.cluster == "slurm":
@@ -189,7 +189,7 @@ def _intervene_args(mode: str) -> Callable[[PipelineConfig], list[str]]:
     def args(cfg: PipelineConfig) -> list[str]:
         p = cfg.paths
         fixed = [str(p.path("store")), "--saes", str(p.path("saes")), "--model", str(p.path("model")),
-                 "--mode", mode, "--out", str(p.path("results"))]  # fmt: skip
+                 "--mode", mode, "--results", str(p.path("results"))]  # fmt: skip
         options = cfg.model.argv(ModelRunConfig, InterventionConfig) + cfg.interventions.argv(
             InterventionConfig
         )
