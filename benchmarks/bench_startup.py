@@ -6,6 +6,9 @@ sees it), timed interleaved with a fresh ``python -c "import <module>"`` of the 
 imports first when it runs (torch for ``--help`` and ``--version``, which used to import it). Rounds of
 all cases are repeated; each round and the median are reported.
 
+Then one ``sae-store demo --quick`` in a fresh folder, timed against what the README and ``--help`` say
+it takes (``sae_store.jobs.demo.QUICK_TIME``).
+
     python benchmarks/run.py --only startup
 """
 
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 
 from benchmarks.run import result
+from sae_store.jobs.demo import QUICK_TIME
 
 #: (what, sae-store argv, the module its run imports first: the yardstick).
 CASES: tuple[tuple[str, list[str], str], ...] = (
@@ -46,8 +50,10 @@ def _time(argv: list[str], cwd: Path) -> tuple[float, int]:
 def main(rounds: int = 5) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         work = Path(tmp)
-        (work / "bad.yaml").write_text("paths: {root: run}\nsae: {k: 0}\n")
         cli = [sys.executable, "-m", "sae_store_cli"]
+        demo_s, code = _time([*cli, "demo", "--out", "demo", "--quick"], work)
+        assert code == 0, code
+        (work / "bad.yaml").write_text("paths: {root: run}\nsae: {k: 0}\n")
         times: dict[str, list[tuple[float, float]]] = {what: [] for what, _, _ in CASES}
         for _ in range(rounds):
             for what, argv, module in CASES:
@@ -77,5 +83,13 @@ def main(rounds: int = 5) -> dict:
     lines += [
         "",
         f"Slowest answer: {max(medians.values()):.3f} s" + (f"; OVER {LIMIT_S} s: {slow}" if slow else ""),
+        "",
+        f"`sae-store demo --out DIR --quick` in a fresh folder: {demo_s:.0f} s (the README and --help say "
+        f"{QUICK_TIME}).",
     ]
-    return result("Start-up: --help, --version and argument errors", lines, medians=medians)
+    return result(
+        "Start-up: --help, --version and argument errors; the quick demo",
+        lines,
+        medians=medians,
+        quick_demo_s=demo_s,
+    )

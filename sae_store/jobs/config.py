@@ -289,7 +289,8 @@ def example_text(source: Path, written_to: str | Path | None = None) -> str:
 
 
 #: What ``sae-store demo --quick`` changes in the demo config: two layers, short SAE training, no
-#: captions, interventions or permutations; a check that an installation works end to end (~1 min).
+#: captions, interventions or permutations; a check that an installation works end to end (in
+#: jobs/demo.py's QUICK_TIME).
 DEMO_QUICK: dict[str, Any] = {
     "layers": "0,2",
     "skip": ["caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary"],
