@@ -2,9 +2,12 @@
 
 Chromium reads commands from file descriptor 3 and writes replies and events to descriptor 4, each
 message a JSON object terminated by a NUL byte. :func:`check_page` opens one page, waits until its
-Bokeh plots have drawn, and returns what a person checking the page by eye would want to know:
-canvases drawn, console errors, uncaught exceptions, network loads that failed or left the machine,
-and a full-page screenshot.
+Bokeh documents say they are idle (every view rendered), and returns what a person checking the page
+by eye would want to know: canvases drawn, console errors, uncaught exceptions, network loads that
+failed or left the machine, and a full-page screenshot.
+
+Every wait ends when what it waits for has happened; its time limit (:data:`PATIENCE_S`) only stops a
+Chromium that never answers, and is long enough for a machine slowed down five times by other work.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +36,9 @@ CHROMIUM_FLAGS = (
     "--remote-debugging-pipe",
 )
 
+#: Seconds any one wait may take before Chromium is taken to have hung (the waits end on readiness).
+PATIENCE_S = 300.0
+
 # Counts canvases in the document and in every (nested) shadow root: Bokeh draws inside shadow DOM.
 _COUNT_JS = """
 (() => {
@@ -50,6 +57,18 @@ _COUNT_JS = """
 })()
 """
 
+# Whether the page has loaded and every Bokeh document has rendered all its roots (Document.is_idle):
+# as many roots as the page has placeholders for.
+_READY_JS = """
+(() => {
+  if (document.readyState !== 'complete' || typeof window.Bokeh === 'undefined') return false;
+  const docs = Bokeh.documents;
+  const roots = docs.reduce((n, d) => n + d.roots().length, 0);
+  return docs.length > 0 && docs.every((d) => d.is_idle)
+    && roots >= document.querySelectorAll('[data-root-id]').length;
+})()
+"""
+
 
 # Moves the first slider to its end and reports whether what is shown changed (plotted data or which
 # views are visible): a static file must carry every frame (a DynamicMap would need a live server).
@@ -64,7 +83,13 @@ new Promise((resolve) => {
   if (!slider) { resolve(JSON.stringify(null)); return; }
   const before = signature();
   slider.value = slider.end;
-  setTimeout(() => resolve(JSON.stringify(signature() !== before)), 1000);
+  const deadline = Date.now() + 30000;  // no change in 30 s: the frames are not in the file
+  const poll = () => {
+    if (signature() !== before) resolve(JSON.stringify(true));
+    else if (Date.now() > deadline) resolve(JSON.stringify(false));
+    else setTimeout(poll, 50);
+  };
+  poll();
 })
 """
 
@@ -133,8 +158,9 @@ class _Pipe:
 
     def _read_message(self, deadline: float) -> dict[str, Any]:
         while b"\0" not in self._buffer:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no reply from Chromium")
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_chrome_r], [], [], left)[0]:
+                raise TimeoutError(f"no reply from Chromium in {PATIENCE_S:.0f} s")
             chunk = os.read(self._from_chrome_r, 1 << 20)
             if not chunk:
                 raise RuntimeError("Chromium closed its DevTools pipe")
@@ -147,7 +173,7 @@ class _Pipe:
         method: str,
         params: dict[str, Any] | None = None,
         session: str | None = None,
-        timeout: float = 30,
+        timeout: float = PATIENCE_S,
     ) -> dict[str, Any]:
         msg_id = self.send(method, params, session)
         deadline = time.monotonic() + timeout
@@ -182,10 +208,9 @@ class _Pipe:
             os.close(self._from_chrome_r)
 
 
-def check_page(
-    html: Path, *, executable: str, width: int = 1400, height: int = 1000, settle_s: float = 20.0
-) -> PageCheck:
-    """Open ``html`` in headless Chromium and report what rendered and what went wrong."""
+def check_page(html: Path, *, executable: str, width: int = 1400, height: int = 1000) -> PageCheck:
+    """Open ``html`` in headless Chromium, wait until its plots are drawn, and report what rendered and
+    what went wrong."""
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         pipe = _Pipe(executable, Path(profile), width, height)
         try:
@@ -194,8 +219,8 @@ def check_page(
             for domain in ("Page", "Runtime", "Log", "Network"):
                 pipe.call(f"{domain}.enable", session=session)
             pipe.call("Page.navigate", {"url": html.resolve().as_uri()}, session=session)
-            pipe.wait_event("Page.loadEventFired", timeout=60)
-            state = _wait_until_drawn(pipe, session, settle_s)
+            pipe.wait_event("Page.loadEventFired", timeout=PATIENCE_S)
+            state = _wait_until_drawn(pipe, session)
             metrics = pipe.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
             shot = pipe.call(
                 "Page.captureScreenshot",
@@ -205,7 +230,6 @@ def check_page(
                     "clip": {"x": 0, "y": 0, "width": width, "height": metrics["height"], "scale": 1},
                 },
                 session=session,
-                timeout=60,
             )
             moved = pipe.call(
                 "Runtime.evaluate",
@@ -225,23 +249,18 @@ def check_page(
     return check
 
 
-def _evaluate(pipe: _Pipe, session: str) -> dict[str, Any]:
-    res = pipe.call("Runtime.evaluate", {"expression": _COUNT_JS, "returnByValue": True}, session=session)
-    return json.loads(res["result"]["value"])  # type: ignore[no-any-return]
+def _evaluate(pipe: _Pipe, session: str, expression: str) -> Any:
+    res = pipe.call("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)
+    return res["result"]["value"]
 
 
-def _wait_until_drawn(pipe: _Pipe, session: str, settle_s: float) -> dict[str, Any]:
-    # Bokeh builds its views after the load event; wait until the canvas count stops changing.
-    deadline = time.monotonic() + settle_s
-    state, stable_since = _evaluate(pipe, session), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        new = _evaluate(pipe, session)
-        if new != state:
-            state, stable_since = new, time.monotonic()
-        elif state["canvases"] and time.monotonic() - stable_since > 1.0:
-            break
-    return state
+def _wait_until_drawn(pipe: _Pipe, session: str) -> dict[str, Any]:
+    """The page's counts once Bokeh has built and rendered every view (it does so after the load event);
+    if it never gets there, the counts after :data:`PATIENCE_S` (the test then says what is missing)."""
+    deadline = time.monotonic() + PATIENCE_S
+    while not _evaluate(pipe, session, _READY_JS) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return json.loads(_evaluate(pipe, session, _COUNT_JS))  # type: ignore[no-any-return]
 
 
 def _collect_events(events: list[dict[str, Any]], check: PageCheck) -> None:

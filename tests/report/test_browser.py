@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sae_store.report import ReportResult
+from tests import apt
 
 from .browser import check_page, find_chromium
 
@@ -28,9 +29,10 @@ def chromium() -> str:
         return found
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         pytest.skip("chromium is not installed and cannot be installed here (needs root and apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
+    for cmd in apt.commands("chromium"):
+        done = subprocess.run(
+            cmd, env=apt.ENV, capture_output=True, text=True, timeout=apt.LOCK_WAIT_S + 900, check=False
+        )
         if done.returncode != 0:
             pytest.skip(f"installing chromium failed ({' '.join(cmd)}): {done.stderr.strip()[-300:]}")
     found = find_chromium()

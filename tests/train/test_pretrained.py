@@ -139,9 +139,9 @@ def test_encode_analyze_report_on_pretrained_saes(filled_store, tmp_path, capsys
     np.testing.assert_allclose(got, mean, rtol=1e-5, atol=1e-6)
 
     results = tmp_path / "results"
-    assert main(["analyze", "bias", str(store.path), "--out", str(results), "--bootstrap", "20",
+    assert main(["analyze", "bias", str(store.path), "--results", str(results), "--bootstrap", "20",
                  "--permutations", "5", "--cluster", "none"]) == 0, capsys.readouterr().err  # fmt: skip
-    assert main(["analyze", "interpret", str(store.path), "--out", str(results), "--saes", spec,
+    assert main(["analyze", "interpret", str(store.path), "--results", str(results), "--saes", spec,
                  "--n-features", "2"]) == 0, capsys.readouterr().err  # fmt: skip
     report = tmp_path / "report"
     assert main(["report", str(store.path), "--out", str(report), "--saes", str(root),
