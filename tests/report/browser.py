@@ -94,6 +94,78 @@ new Promise((resolve) => {
 """
 
 
+# What a reader would see as broken layout: the page scrolling sideways, a table or plot wider than
+# the card it sits in (or than the window), and an axis label or title of a Bokeh plot running past
+# its canvas (cut off). Text is measured with the font Bokeh draws it with.
+LAYOUT_JS = r"""
+(() => {
+  const problems = [];
+  const page = document.documentElement.scrollWidth, win = window.innerWidth;
+  if (page > win + 1) problems.push(`the page scrolls sideways: ${page} px wide in a ${win} px window`);
+  const up = (el) => el.parentElement || (el.getRootNode() ? el.getRootNode().host : null) || null;
+  const cardOf = (el) => {
+    for (let e = up(el); e; e = up(e)) if (e.classList && e.classList.contains('card')) return e;
+    return null;
+  };
+  const walk = (root, f) => root.querySelectorAll('*').forEach((el) => {
+    f(el);
+    if (el.shadowRoot) walk(el.shadowRoot, f);
+  });
+  walk(document, (el) => {
+    if (el.tagName !== 'TABLE' && el.tagName !== 'CANVAS') return;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) return;  // not shown (another page of a table, another view)
+    const card = cardOf(el);
+    const right = card ? card.getBoundingClientRect().right : win;
+    if (r.right > right + 1) {
+      const text = el.innerText.slice(0, 40).replace(/\s+/g, ' ');
+      const what = el.tagName === 'TABLE' ? `a table ("${text}")` : 'a plot';
+      const over = Math.round(r.right - right);
+      problems.push(`${what} runs ${over} px past the right edge of its ${card ? 'card' : 'window'}`);
+    }
+  });
+  const ctx = document.createElement('canvas').getContext('2d');
+  const width = (text, style, size, font) => {
+    ctx.font = `${style} ${size} ${font}`;
+    return ctx.measureText(text).width;
+  };
+  const visit = (v) => {
+    if (!v) return;
+    const m = v.model;
+    if (m && m.type === 'Figure' && v.canvas_view && v.canvas_view.bbox.width > 0) {
+      const frame = v.frame.bbox, canvas = v.canvas_view.bbox;
+      const name = m.title && m.title.text ? m.title.text : '(untitled)';
+      for (const [side, axes] of [['y', [...m.left, ...m.right]], ['x', [...m.below, ...m.above]]]) {
+        for (const a of axes) {
+          if (!a.visible || !a.axis_label) continue;
+          const label = a.axis_label;
+          const w = width(label, a.axis_label_text_font_style, a.axis_label_text_font_size,
+                          a.axis_label_text_font);
+          const centre = side === 'y' ? frame.y + frame.height / 2 : frame.x + frame.width / 2;
+          const room = side === 'y' ? canvas.height : canvas.width;
+          if (centre - w / 2 < 0 || centre + w / 2 > room) {
+            problems.push(`plot "${name}": its ${side} axis label "${label}" (${Math.round(w)} px) ` +
+                          `is cut off (${Math.round(room)} px of canvas)`);
+          }
+        }
+      }
+      const t = m.title;
+      if (t && t.text && t.visible) {
+        const w = width(t.text, t.text_font_style, t.text_font_size, t.text_font);
+        if (frame.x + w > canvas.width) {
+          problems.push(`plot "${name}": its title (${Math.round(w)} px) is cut off ` +
+                        `(${Math.round(canvas.width - frame.x)} px from the frame to the canvas edge)`);
+        }
+      }
+    }
+    (v.child_views || []).forEach(visit);
+  };
+  if (window.Bokeh) [...Bokeh.index.roots].forEach(visit);
+  return JSON.stringify(problems);
+})()
+"""
+
+
 def find_chromium() -> str | None:
     """The Chromium executable on PATH, if any."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
@@ -116,6 +188,10 @@ class PageCheck:
     console_errors: list[str] = field(default_factory=list)
     failed_loads: list[str] = field(default_factory=list)
     external_requests: list[str] = field(default_factory=list)
+    layout_problems: list[str] = field(default_factory=list)
+    """Sideways scrolling, tables and plots wider than their card, cut-off labels (:data:`LAYOUT_JS`)."""
+    evaluated: list[Any] = field(default_factory=list)
+    """What the ``evaluate`` expressions of :func:`check_page` returned (JSON text, parsed)."""
     screenshot: bytes = b""
 
 
@@ -208,9 +284,16 @@ class _Pipe:
             os.close(self._from_chrome_r)
 
 
-def check_page(html: Path, *, executable: str, width: int = 1400, height: int = 1000) -> PageCheck:
-    """Open ``html`` in headless Chromium, wait until its plots are drawn, and report what rendered and
-    what went wrong."""
+def check_page(
+    html: Path,
+    *,
+    executable: str,
+    width: int = 1440,
+    height: int = 1000,
+    evaluate: tuple[str, ...] = (),
+) -> PageCheck:
+    """Open ``html`` in headless Chromium and report what rendered and what went wrong; ``evaluate``:
+    JavaScript expressions returning JSON text, run in order once the page is drawn and checked."""
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         pipe = _Pipe(executable, Path(profile), width, height)
         try:
@@ -231,16 +314,29 @@ def check_page(html: Path, *, executable: str, width: int = 1400, height: int = 
                 },
                 session=session,
             )
+            layout = pipe.call(
+                "Runtime.evaluate", {"expression": LAYOUT_JS, "returnByValue": True}, session=session
+            )
             moved = pipe.call(
                 "Runtime.evaluate",
                 {"expression": _SLIDER_JS, "awaitPromise": True, "returnByValue": True},
                 session=session,
             )
+            evaluated = [
+                json.loads(
+                    pipe.call("Runtime.evaluate", {"expression": js, "returnByValue": True}, session=session)[
+                        "result"
+                    ]["value"]
+                )
+                for js in evaluate
+            ]
             check = PageCheck(
                 canvases=state["canvases"],
                 roots=state["roots"],
                 bokeh_loaded=state["bokeh"],
                 slider_changes_plot=json.loads(moved["result"]["value"]),
+                layout_problems=json.loads(layout["result"]["value"]),
+                evaluated=evaluated,
                 screenshot=base64.b64decode(shot["data"]),
             )
             _collect_events(pipe.events, check)
