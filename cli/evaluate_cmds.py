@@ -31,19 +31,12 @@ from .options import (
 )
 from .parser import add_command
 
-#: Columns of the comparison printed per (layer, set), with their headers.
-_COLUMNS = {
-    "explained_variance": "EV",
-    "explained_variance_legacy": "EV legacy",
-    "l0": "L0",
-    "dead_fraction": "dead",
-    "dense_fraction": "dense",
-    "ce_loss_score:image": "CE rec. image",
-    "ce_loss_score:all": "CE rec. all",
-    "kl_div_score:all": "KL score all",
-    "gender probe top-1 latent": "gender top-1",
-    "gender probe raw": "gender raw",
-}
+#: Columns of the comparison printed per (layer, set) (headers: :data:`~sae_store.evaluate.compare.HEADERS`).
+_COLUMNS = (
+    "explained_variance", "explained_variance_legacy", "l0", "dead_fraction", "dense_fraction",
+    "ce_loss_score:image", "ce_loss_score:all", "kl_div_score:all", "gender probe top-1 latent",
+    "gender probe raw",
+)  # fmt: skip
 
 
 def _cell(value: Any) -> str:
@@ -70,6 +63,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         layers = (task_layer(args.layer),)
     config = build(args, EvaluateConfig)
     model_config = build(args, ModelRunConfig)
+    from sae_store.evaluate.compare import HEADERS
     from sae_store.evaluate.run import evaluate_store
     from sae_store.store import open_store
 
@@ -112,7 +106,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"model runs (CE loss recovered, KL score): {outcome.behaviour}")
     shown = [c for c in _COLUMNS if c in outcome.table]
     if shown:
-        print("\n" + " | ".join(["layer", "set", *(_COLUMNS[c] for c in shown)]))
+        print("\n" + " | ".join(["layer", "set", *(HEADERS[c] for c in shown)]))
         for record in outcome.table.to_dict(orient="records"):
             print(" | ".join([str(record["layer"]), str(record["set"]), *(_cell(record[c]) for c in shown)]))
     if len(outcome.best):

@@ -97,7 +97,9 @@ def create_group(
                     chunks=values.shape,
                     dtype=str if values.dtype.kind in "UO" else values.dtype,
                     dimension_names=[dim],
-                    attributes=S.coordinate_attrs(dim) if dim == S.FEATURE else {},
+                    attributes=S.coordinate_attrs(dim)
+                    if dim == S.FEATURE
+                    else {"long_name": dim.replace("_", " ")},
                 )
                 arr[...] = values.astype(object) if values.dtype.kind in "UO" else values
                 if values.dtype.kind in "UO":

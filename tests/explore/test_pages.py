@@ -49,7 +49,7 @@ def test_overview_shows_volcano_agreement_quality_and_completeness(explorer: Exp
     ev = xr.open_zarr(data.store.path, group="evaluation/saes", consolidated=False)
     for la in ev.layer.values:
         value = float(ev.reconstruction_total.sel(layer=la, role="all", metric="explained_variance"))
-        assert f"<td>{la}</td><td>saes</td><td>explained_variance</td><td>{value:.3f}</td>" in text
+        assert f"{n}{la}</td><td>saes</td><td>explained_variance</td>{n}{value:.3f}</td>" in text
 
 
 ARGS_2_3 = {"page": "feature", "layer": "2", "feature": "3"}
