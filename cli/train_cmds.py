@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from sae_store.arraytask import task_layer
@@ -37,30 +38,40 @@ def _train(args: argparse.Namespace) -> int:
     """Train one SAE on a layer of the store (saved as <out>/layer_<L>, SAELens layout).
 
     Train a sparse autoencoder on one layer, streaming token vectors from the store. --layer defaults to
-    $SLURM_ARRAY_TASK_ID (one array task per layer).
+    $SLURM_ARRAY_TASK_ID (one array task per layer). With --sweep, several SAEs of the layer (the product
+    of the values given) are trained from one pass over the same batches, each saved as
+    <out>/<SETTING=VALUE,...>/layer_<L>.
     """
     # Imported here so that `sae-store --help` does not pay for importing torch.
     from sae_store.store import open_store
-    from sae_store.train.run import train_layer
+    from sae_store.train.run import train_sweep
+    from sae_store.train.sweep import sweep_entries
 
     layer = task_layer(args.layer)
     config = run_config(args, layer)
+    entries = sweep_entries(config, args.sweep) if args.sweep else [("", config)]
     store = open_store(args.store)
-    result = train_layer(
-        store, config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+    results = train_sweep(
+        store,
+        [c for _, c in entries],
+        [Path(args.out) / name for name, _ in entries],
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
-    if result.skipped:
-        print(f"layer {layer}: {result.folder} already holds a trained SAE; nothing to do")
-        return 0
-    m = result.metrics
-    resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
-    print(
-        f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
-        f"{m.get('explained_variance', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, "
-        f"never active on {m.get('tokens', 0)} held-out tokens {m.get('dead_fraction', float('nan')):.1%}; "
-        f"dead in the last {m.get('dead_window_tokens', 0)} training tokens "
-        f"{m.get('dead_fraction_train_window', float('nan')):.1%}"
-    )
+    for result in results:
+        if result.skipped:
+            print(f"layer {layer}: {result.folder} already holds a trained SAE; nothing to do")
+            continue
+        m, nan = result.metrics, float("nan")
+        resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
+        print(
+            f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
+            f"{m.get('explained_variance', nan):.3f}, L0 {m.get('l0', nan):.1f}, "
+            f"never active on {m.get('tokens', 0)} held-out tokens {m.get('dead_fraction', nan):.1%}; "
+            f"dead in the last {m.get('dead_window_tokens', 0)} training tokens "
+            f"{m.get('dead_fraction_train_window', float('nan')):.1%}"
+        )
     return 0
 
 
@@ -105,6 +116,14 @@ def _add_train(subparsers: Any) -> None:
     add_settings(p, SaeConfig, title="SAE")
     add_settings(p, DataConfig, title="training data")
     add_settings(p, TrainerConfig, title="optimisation")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        metavar="SETTING=V1,V2",
+        help="train an SAE for each value (repeat for the product of several settings) from one pass "
+        "over the data, each saved as <out>/<SETTING=VALUE,...>/layer_<L>; e.g. --sweep k=32,64 "
+        "--sweep lr=1e-3,3e-3",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
