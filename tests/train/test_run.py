@@ -223,7 +223,12 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
         "--device tpu:0": r"Invalid device 'tpu:0': use 'auto', 'cpu', 'cuda'",
     }
     if not torch.cuda.is_available():
-        bad_options["--device cuda"] = r"Device 'cuda' requested but CUDA is not available"
+        unavailable = (
+            f"sae-store train: error: Device 'cuda' requested but CUDA is not available (torch "
+            f"{torch.__version__}, torch.cuda.is_available() is False): use --device auto (a GPU when "
+            "there is one, else the CPU) or --device cpu, or run on a GPU node with a CUDA build of torch.\n"
+        )
+        bad_options["--device cuda"] = "^" + re.escape(unavailable) + r"\Z"  # the whole error: one line
     for options, pattern in bad_options.items():
         refused(["--layer", "1", *options.split()], pattern)
     assert not (out / "layer_1").exists()  # refused runs leave nothing behind
