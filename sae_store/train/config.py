@@ -147,7 +147,7 @@ class DataConfig(Settings):
 
     device_memory: str = setting(
         "50%",
-        help="memory of the training device for the layer's data: a share of what is free (50%%), a size "
+        help="memory of the training device for the layer's data: a share of what is free (50%), a size "
         "(40GiB) or 0; the layer is loaded there once when it fits, else read through --memory-budget",
         metavar="SHARE|SIZE",
         parse=parse_share,
