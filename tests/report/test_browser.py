@@ -71,7 +71,8 @@ def _check(report: ReportResult, chromium: str, shot: Path, evaluate: tuple[str,
     assert page.console_errors == []
     assert page.failed_loads == []
     assert page.external_requests == []
-    assert page.layout_problems == [], "\n".join(page.layout_problems)  # nothing cut off, nothing past its card, no sideways scroll
+    # nothing cut off, nothing past its card, no sideways scroll
+    assert page.layout_problems == [], "\n".join(page.layout_problems)
     assert page.screenshot[:8] == b"\x89PNG\r\n\x1a\n" and len(page.screenshot) > 20_000
     return page
 
