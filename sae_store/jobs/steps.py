@@ -255,7 +255,11 @@ def _evaluated(cfg: PipelineConfig, layer: int, n_tasks: int) -> bool:
     from sae_store.evaluate.run import layer_complete
     from sae_store.store import open_store
 
-    return layer_complete(open_store(cfg.paths.path("store")), _sae_sets(cfg), layer)
+    try:
+        store = open_store(cfg.paths.path("store"))
+    except StoreNotFoundError:  # not extracted yet
+        return False
+    return layer_complete(store, _sae_sets(cfg), layer)
 
 
 def _export_args(cfg: PipelineConfig) -> list[str]:

@@ -31,7 +31,7 @@ PANELS = (
     ("ce_loss_score:all", "CE loss recovered (SAE at every token)"),
     ("kl_div_score:all", "KL score (SAE at every token)"),
     ("l0", "L0 (active latents per token)"),
-    ("gender probe top-1 latent", "gender probe accuracy, top-1 latent (image tokens)"),
+    ("gender probe top-1 latent", "gender probe accuracy (top-1 latent, image)"),
 )
 #: Columns of the per-split table (reconstruction metrics), with their headers.
 SPLIT_COLUMNS = {

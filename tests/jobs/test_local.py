@@ -97,7 +97,7 @@ def test_cli_submit_without_sbatch_is_one_clear_line(
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert main(["jobs", "submit", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("sae-store jobs: error: `sbatch` is not on PATH") and err.count("\n") == 1
+    assert err.startswith("sae-store jobs submit: error: `sbatch` is not on PATH") and err.count("\n") == 1
 
 
 def test_status_before_any_submission(make_config: Callable[..., PipelineConfig]) -> None:
@@ -124,7 +124,7 @@ def test_cli_demo_prints_each_output(
 ) -> None:
     seen: list[PipelineConfig] = []
 
-    def fake_run(cfg: PipelineConfig, *, rerun: str) -> list[object]:
+    def fake_run(cfg: PipelineConfig, *, rerun: str, echo: Callable[[str], None]) -> list[object]:
         seen.append(cfg)
         for name in ("store", "report"):
             cfg.paths.path(name).mkdir(parents=True)
