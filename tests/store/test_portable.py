@@ -118,5 +118,5 @@ def test_token_role_flags_do_not_collide_with_the_image_coordinate(store_path):
 def test_a_version_2_store_had_labels_only_as_strings(tmp_path):
     from tests.store.test_migrate import v2_store
 
-    with pytest.raises(AssertionError, match="generation/gender holds labels without integer codes"):
+    with pytest.raises(AssertionError, match=r"^\w+/\w+ holds labels without integer codes"):
         check_portable(v2_store(tmp_path))
