@@ -82,6 +82,10 @@ ANALYSIS = "analysis"
 INTERVENE = f"{ANALYSIS}/intervene"
 """``<key>/layer_<L>`` per intervention experiment (``sae-store intervene``)."""
 INTERVENE_LAYER_PREFIX = "layer_"
+LOGIT_LENS = "logit_lens"
+"""``analysis/logit_lens``: tokens each feature's decoder direction promotes and suppresses."""
+EXPLANATIONS = "explanations"
+"""Explanations of features and their detection and fuzzing scores (``sae-store explain``)."""
 
 # The ``features`` group (written by ``sae-store encode``).
 FEATURES = "features"
