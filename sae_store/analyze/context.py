@@ -91,21 +91,25 @@ class AnalysisContext:
 
         key = (config.n_features, config.top_k, config.rank_by)
         if key not in self._tops:
-            encoders = {layer: _TorchEncoder(sae) for layer, sae in self.saes().items()}
+            encoders = {layer: TorchEncoder(sae) for layer, sae in self.saes().items()}
             self._tops[key] = top_samples_step(
                 self.inputs, config, encoders=encoders, given=self.features, **self.selection
             )
         return self._tops[key]
 
+    def model_dir(self) -> str:
+        """The model folder: ``--model``, or the one the store was extracted with."""
+        return str(self.model or self.inputs.store.attrs.get("model", {}).get("name_or_path") or "")
+
     def token_decoder(self) -> TokenDecoder | None:
         """Token id -> text with the model's tokenizer (``--model`` or the store's folder), if it loads."""
-        decode = token_decoder(self.model or self.inputs.store.attrs.get("model", {}).get("name_or_path"))
+        decode = token_decoder(self.model_dir())
         if decode is None:
             log.info("no tokenizer (pass --model DIR): tokens are shown by id")
         return decode
 
 
-class _TorchEncoder:
+class TorchEncoder:
     """Adapts a loaded SAE module to the analyses' ``Encoder``: numpy in, numpy out."""
 
     def __init__(self, sae: Any) -> None:
