@@ -57,7 +57,8 @@ def main() -> dict:
     med = {name: statistics.median(v) for name, v in times.items()}
     scale = D_SAE / FEATURES
     lines = [
-        f"{FEATURES} of {D_SAE} features of one layer, d {D}, vocabulary {VOCAB:,}, k {K}, {TERMS} gender words, "
+        f"{FEATURES} of {D_SAE} features of one layer, d {D}, vocabulary {VOCAB:,}, k {K}, "
+        f"{TERMS} gender words, "
         f"float32 on {torch.get_num_threads()} CPU threads; interleaved rounds, seconds:",
         "",
         "| round | blocked (sae-store) | plain (one product) |",
@@ -65,13 +66,17 @@ def main() -> dict:
         *rows,
         f"| median | {med['blocked']:.1f} | {med['plain']:.1f} |",
         "",
-        f"**Per layer (extrapolated x{scale:.0f} from the measured fraction): {med['blocked'] * scale / 60:.1f} min** "
+        f"**Per layer (extrapolated x{scale:.0f} from the measured fraction): "
+        f"{med['blocked'] * scale / 60:.1f} min** "
         f"with sae-store's blocks (plain: {med['plain'] * scale / 60:.1f} min, and it needs a "
-        f"{FEATURES}x{VOCAB:,} float matrix at once, {FEATURES * VOCAB * 4 / 2**30:.2f} GiB for this fraction); "
+        f"{FEATURES}x{VOCAB:,} float matrix at once, "
+        f"{FEATURES * VOCAB * 4 / 2**30:.2f} GiB for this fraction); "
         f"34 layers: {med['blocked'] * scale * 34 / 3600:.1f} h on this CPU. On a GPU the same code runs "
         "with `analyze logit_lens --device cuda`.",
     ]
-    return result("Logit lens: precomputation per layer", lines, median_s=med, per_layer_s=med["blocked"] * scale)
+    return result(
+        "Logit lens: precomputation per layer", lines, median_s=med, per_layer_s=med["blocked"] * scale
+    )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ _C = TypeVar("_C")
 PIPELINE_ORDER = (
     "demo", "make-demo-data", "make-tiny-model", "prepare", "init", "extract", "append", "unlock",
     "migrate", "status", "du", "verify", "train", "encode", "analyze", "caption", "intervene",
-    "intervene-summary", "report", "explore", "pipeline", "jobs",
+    "intervene-summary", "explain", "report", "explore", "pipeline", "jobs",
 )  # fmt: skip
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # with the date: jobs run for days

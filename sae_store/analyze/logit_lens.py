@@ -47,7 +47,12 @@ class Lens:
 
 
 def _merge(
-    values: torch.Tensor, ids: torch.Tensor, new_values: torch.Tensor, new_ids: torch.Tensor, k: int, largest: bool
+    values: torch.Tensor,
+    ids: torch.Tensor,
+    new_values: torch.Tensor,
+    new_ids: torch.Tensor,
+    k: int,
+    largest: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The best ``k`` of the running candidates and a new block's (ties: the lower token id first)."""
     all_values = torch.cat([values, new_values], dim=1)
@@ -116,7 +121,9 @@ def logit_lens(
                 ("term_rank", (greater + 1).to(torch.int32)),
                 ("term_logit", term_logit),
             ):
-                out[name].append(value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy())
+                out[name].append(
+                    value.float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy()
+                )
             if on_block is not None:
                 on_block(n)
     return Lens(**{name: np.concatenate(parts) for name, parts in out.items()})
@@ -151,7 +158,8 @@ def run_logit_lens(saes: dict[int, Any], model_dir: str, config: LogitLensConfig
     from sae_store.models.loader import load_model
 
     loaded = load_model(model_dir, device=config.device, dtype="float32")
-    w_U = loaded.model.get_output_embeddings().weight.detach()
+    model: Any = loaded.model
+    w_U = model.get_output_embeddings().weight.detach()
     norm = loaded.adapter.final_norm(loaded.model)
     terms = term_tokens(loaded.processor.tokenizer, study_terms())
     layers = sorted(saes)
@@ -160,9 +168,16 @@ def run_logit_lens(saes: dict[int, Any], model_dir: str, config: LogitLensConfig
         for layer in layers:
             w_dec = saes[layer].W_dec.detach().float()
             lenses.append(
-                logit_lens(w_dec, norm, w_U, terms.token_id, k=config.lens_k, block=config.vocab_block,
-                           on_block=bar.update)
-            )  # fmt: skip
+                logit_lens(
+                    w_dec,
+                    norm,
+                    w_U,
+                    terms.token_id,
+                    k=config.lens_k,
+                    block=config.vocab_block,
+                    on_block=bar.update,
+                )
+            )
     F = next(iter(saes.values())).d_sae if saes else 0
     dims_k, dims_w = (S.LAYER, S.FEATURE, "rank"), (S.LAYER, S.FEATURE, "term")
     data = {name: np.stack([getattr(lens, name) for lens in lenses]) for name in Lens.__dataclass_fields__}

@@ -60,7 +60,12 @@ def encode_tokens(acts_TH: np.ndarray, encode: Encoder, features: np.ndarray) ->
 
 
 def sample_tokens(
-    store: ActivationStore, layer: int, language: str, sample_ids: list[str], encode: Encoder, features: np.ndarray
+    store: ActivationStore,
+    layer: int,
+    language: str,
+    sample_ids: list[str],
+    encode: Encoder,
+    features: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(n, T, K) activations of ``features`` at every token of each sample (0 on padding), and the
     samples' (n, T) token roles and token ids."""

@@ -27,7 +27,9 @@ def test_logit_lens_equals_direct_computation(tiny_model_dir: Path) -> None:
     sae = build_sae(SaeConfig(d_in=64, d_sae=48, architecture="relu"), seed=3)
     with torch.no_grad():
         sae.W_dec.mul_(torch.linspace(0.1, 5.0, 48)[:, None])  # norms differ: the norm is not a no-op
-    run = run_logit_lens({2: sae}, str(tiny_model_dir), LogitLensConfig(lens_k=6, vocab_block=256, device="cpu"))
+    run = run_logit_lens(
+        {2: sae}, str(tiny_model_dir), LogitLensConfig(lens_k=6, vocab_block=256, device="cpu")
+    )
     ds = run.dataset.sel(layer=2)
     logits = _direct(tiny_model_dir, sae.W_dec.detach().float())
     V = logits.shape[1]

@@ -1,0 +1,100 @@
+"""``sae-store explain`` on a real store: the loopback endpoint and a local model folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sae_store.autointerp.config import ExplainConfig
+from sae_store.autointerp.run import explain
+from sae_store.store import open_store
+from sae_store.store import schema as S
+from sae_store.store.results import has_group, read_group
+from tests.analyze.synthetic import Built, build_store
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    return build_store(tmp_path_factory.mktemp("explain"))
+
+
+def test_loopback_explains_scores_stores_and_exports(built: Built, tmp_path: Path) -> None:
+    config = ExplainConfig(
+        explainer="loopback", features="0:0,0:3,1:1", n_held=4, cache=str(tmp_path / "cache")
+    )
+    entries = explain(built.store.path, str(built.sae_dirs[0].parent), config, export=tmp_path / "delphi")
+    ex = read_group(open_store(built.store.path), S.EXPLANATIONS, load=True)
+    assert ex.sizes["entry"] == 3
+    assert [int(v) for v in ex.entry_layer.values] == [0, 0, 1]
+    assert [int(v) for v in ex.entry_feature.values] == [0, 3, 1]
+    assert set(ex.explainer.values) == {"loopback:rule"}
+    # planted features fire on image cells: a text explainer names the cell it saw marked most
+    assert all(str(v).startswith('Active on "<image ') for v in ex.explanation.values)
+    assert bool(ex.image_feature.values.all()) and not bool(ex.images_shown.values.any())
+    assert set(ex.language.values) == {"en", "ar"}
+    for e in entries:
+        assert {k for k in e.scores} == {(la, m) for la in ("en", "ar") for m in ("detection", "fuzzing")}
+        shown = {x.sample for x in e.shown}
+        assert not shown & {x.sample for x in e.held["en"]} and not shown & {x.sample for x in e.held["ar"]}
+    ba = ex.fuzzing_balanced_accuracy.values
+    assert np.all((ba >= 0) & (ba <= 1))
+    samples = ex.explain_sample.isel(entry=0).values
+    assert sum(bool(s) for s in samples) == len(entries[0].shown)
+    assert json.loads((tmp_path / "delphi/explanations/layers.0_latent3.txt").read_text()).startswith(
+        "Active on"
+    )
+    records = json.loads((tmp_path / "delphi/scores/detection/layers.0_latent3.txt").read_text())
+    assert {
+        "str_tokens",
+        "activations",
+        "distance",
+        "activating",
+        "prediction",
+        "probability",
+        "correct",
+    } <= set(records[0])
+    # a rerun of one feature asks nothing again (the cache) and keeps the other entries
+    cached = sorted((tmp_path / "cache").rglob("*.json"))
+    again = ExplainConfig(explainer="loopback", features="0:3", n_held=4, cache=str(tmp_path / "cache"))
+    explain(built.store.path, str(built.sae_dirs[0].parent), again)
+    ex2 = read_group(open_store(built.store.path), S.EXPLANATIONS, load=True)
+    assert ex2.sizes["entry"] == 3
+    assert sorted((tmp_path / "cache").rglob("*.json")) == cached
+    assert sorted(ex2.explanation.values.tolist()) == sorted(ex.explanation.values.tolist())
+
+
+def test_unreachable_endpoint_writes_nothing(tmp_path: Path) -> None:
+    built = build_store(tmp_path / "s")
+    config = ExplainConfig(explainer="http://127.0.0.1:9/v1", features="0:0", timeout=2)
+    with pytest.raises(
+        Exception, match=r"^the explainer endpoint http://127\.0\.0\.1:9/v1/chat/completions cannot"
+    ):
+        explain(built.store.path, str(built.sae_dirs[0].parent), config)
+    assert not has_group(open_store(built.store.path), S.EXPLANATIONS)
+    assert not (built.store.path.parent / ".explain-cache").exists()
+
+
+def test_local_model_folder_explains_through_the_same_path(
+    built: Built, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The tiny random Gemma 3 is a VLM: it is shown the marked images (its replies are noise)."""
+    config = ExplainConfig(
+        explainer=str(tiny_model_dir),
+        features="1:2",
+        n_held=2,
+        n_top=2,
+        n_quantiles=1,
+        n_random=0,
+        max_new_tokens=6,
+        device="cpu",
+        cache=str(tmp_path / "c"),
+    )
+    (entry,) = explain(built.store.path, str(built.sae_dirs[0].parent), config)
+    assert entry.explainer == f"local:{tiny_model_dir.resolve()}"
+    assert entry.image_feature and entry.images_shown
+    assert entry.status == "scored" or entry.status.startswith("unscored: ")
+    ex = read_group(open_store(built.store.path), S.EXPLANATIONS, load=True)
+    assert f"local:{tiny_model_dir.resolve()}" in set(ex.explainer.values)
