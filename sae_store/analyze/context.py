@@ -146,14 +146,22 @@ def _decoders(saes: dict[int, Any]) -> dict[int, np.ndarray]:
     return {layer: sae.W_dec.detach().cpu().numpy() for layer, sae in saes.items()}
 
 
-def selected_analyses(which: str, n_languages: int) -> list[Analysis]:
+def selected_analyses(which: str, n_languages: int, model_dir: str = "") -> list[Analysis]:
     """``which`` (a registered analysis), or for ``all`` every registered one in order, leaving out (and
-    saying so) those that need more languages than are analysed."""
+    saying so) those that need more languages than are analysed or model weights that are not here."""
+    here = bool(model_dir) and Path(model_dir).is_dir()
     if which != "all":
+        if ANALYSES[which].weights and not here:
+            raise SaeStoreError(
+                f"`analyze {which}` needs the model's weights: pass --model DIR (the store records "
+                f"{model_dir!r}, which is not a folder here)"
+            )
         return [ANALYSES[which]]
     chosen = []
     for analysis in ANALYSES:
-        if n_languages < analysis.languages:
+        if analysis.weights and not here:
+            log.info("%s skipped: no model folder %r here (pass --model DIR)", analysis.name, model_dir)
+        elif n_languages < analysis.languages:
             log.info(
                 "%s skipped: it needs %d languages, %d are analysed",
                 analysis.name,
@@ -195,7 +203,7 @@ def run_analyses(
     out = Path(out_dir) if out_dir is not None else Path(store_path).resolve().parent / "results"
     ctx = AnalysisContext(inputs, out, **context)
     n_languages = len(ctx.languages or inputs.features.language.values)
-    analyses = selected_analyses(which, n_languages)
+    analyses = selected_analyses(which, n_languages, ctx.model_dir())
     if ctx.saes_spec is None:
         needing = [a.name for a in analyses if a.saes == "required"]
         if needing:

@@ -53,6 +53,9 @@ class Analysis:
     """Its work runs on the dask cluster (``--cluster``)."""
     languages: int = 1
     """Fewest languages it needs; ``analyze all`` skips it (saying so) with fewer."""
+    weights: bool = False
+    """It reads the model's weights (``--model`` or the store's folder); ``analyze all`` skips it (saying
+    so) when that folder is not here."""
     inputs: tuple[Input, ...] = ()
     result: str = ""
     """Its JSON file in the results folder (default ``<name>.json``)."""
@@ -206,5 +209,6 @@ register_analysis(
         _logit_lens,
         saes="required",
         inputs=("model",),
+        weights=True,
     )
 )

@@ -62,8 +62,11 @@ class Example:
                     parts.append(f" [image: {self.caption}]")
                     image_done = True
                 if t in marked:
-                    parts.append(f" {MARK_OPEN}{token}{MARK_CLOSE}")
+                    parts.append(f" {MARK_OPEN}{token.strip('<>')}{MARK_CLOSE}")
                 continue
+            if role == TokenRole.SPECIAL:  # "<start_of_image>" in a prompt would be read as an image slot
+                token = token.replace("<", "[").replace(">", "]")
+            token = token.replace("\n", "\\n")  # one example per line; line breaks stay visible
             parts.append(f"{MARK_OPEN}{token}{MARK_CLOSE}" if t in marked else token)
         return "".join(parts).strip()
 

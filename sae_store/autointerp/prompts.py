@@ -1,7 +1,7 @@
 """The explanation, detection and fuzzing prompts (as delphi words them) and reading their replies.
 
-An example is shown as its tokens: text as decoded, the image as ``[image: <caption>]`` and image
-tokens as ``<image row,col>``; the tokens where the feature is active are marked ``<<like this>>``.
+An example is shown on one line as its tokens: text as decoded (line breaks as ``\\n``, special
+tokens in square brackets), the image as ``[image: <caption>]`` and its marked tokens as ``<<image row,col>>``; the tokens where the feature is active are marked ``<<like this>>``.
 Each prompt starts with a ``TASK:`` line, so a reader of the prompt (a person, a log, the rule-based
 endpoint) knows which of the three it is.
 """
@@ -31,7 +31,7 @@ def explain_prompt(examples: Sequence[str], activations: Sequence[float], *, ima
     lines = [
         "TASK: explain",
         f"A feature is active on the tokens marked {MARK_OPEN}like this{MARK_CLOSE} in the examples below; "
-        f"image tokens are written <image row,col>.{seen} In one short sentence, say what the feature "
+        f"image tokens are written image row,col.{seen} In one short sentence, say what the feature "
         "responds to, naming the tokens or things in double quotes.",
         *(
             f"Example {i + 1} (activation {a:.2f}): {text}"

@@ -144,9 +144,9 @@ def write_entries(store: ActivationStore, entries: list[Entry], config: ExplainC
 
 def export_delphi(entries: list[Entry], out: Path) -> None:
     """delphi's layout: ``explanations/<module>_latent<F>.txt`` and ``scores/<scorer>/...`` (JSON)."""
+    (out / "explanations").mkdir(parents=True, exist_ok=True)
     for e in entries:
         name = f"layers.{e.layer}_latent{e.feature}.txt"
-        (out / "explanations").mkdir(parents=True, exist_ok=True)
         (out / "explanations" / name).write_text(json.dumps(e.explanation, ensure_ascii=False))
         for method, folder in (("detection", "detection"), ("fuzzing", "fuzz")):
             records = [r for (lang, m), s in e.scores.items() if m == method for r in s.records]

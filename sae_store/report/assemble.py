@@ -13,6 +13,7 @@ from sae_store.progress import progress_bar
 from sae_store.report.analysis_sections import analysis_section
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
+from sae_store.report.explain_sections import explanations_section
 from sae_store.report.features_sections import (
     MAX_DASHBOARDS,
     THUMBNAIL,
@@ -26,7 +27,8 @@ from sae_store.report.quality_sections import quality_section
 from sae_store.report.section import Section, not_run_section
 from sae_store.report.steps import Commands, intervention_layer, pipeline_steps
 from sae_store.report.store_sections import completeness_section, usage_section
-from sae_store.store.results import read_labels, strings
+from sae_store.store import schema as S
+from sae_store.store.results import has_group, read_group, read_labels, strings
 
 
 def _quality(inputs: ReportInputs, cmd: Commands) -> Section:
@@ -162,9 +164,35 @@ def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
     return interventions_section(summaries)
 
 
+def _explanations(inputs: ReportInputs, cmd: Commands) -> Section:
+    from sae_store.models.tokens import token_decoder
+
+    explanations = (
+        read_group(inputs.store, S.EXPLANATIONS, load=True)
+        if has_group(inputs.store, S.EXPLANATIONS)
+        else None
+    )
+    lens = inputs.analysis("logit_lens")
+    if explanations is None and lens is None:
+        return not_run_section(
+            "explanations",
+            "What the top biased features are",
+            "Needs explanations (`explain`) or the logit lens (`analysis/logit_lens`).",
+            [cmd.analyze("logit_lens"), cmd.explain()],
+        )
+    decode = (
+        token_decoder(inputs.store.attrs.get("model", {}).get("name_or_path")) if lens is not None else None
+    )
+    return explanations_section(
+        explanations, lens, inputs.analysis("bias"), decode, list(inputs.layout.languages)
+    )
+
+
 #: Analyses whose results the report shows in sections of their own (above); every other registered
 #: analysis gets :func:`~sae_store.report.analysis_sections.analysis_section`.
-DEDICATED = frozenset({"bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative"})
+DEDICATED = frozenset(
+    {"bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative", "logit_lens"}
+)
 
 
 def report_sections(inputs: ReportInputs) -> list[Section]:
@@ -182,6 +210,7 @@ def report_sections(inputs: ReportInputs) -> list[Section]:
         lambda: _crosslingual(inputs, cmd),
         lambda: _features(inputs, cmd),
         partial(from_group, qualitative_section, "qualitative", "qualitative", "Qualitative examples"),
+        lambda: _explanations(inputs, cmd),
         lambda: _interventions(inputs, cmd),
         *(
             partial(

@@ -99,6 +99,9 @@ class Commands:
         saes = f" --saes {self.saes}" if name in ANALYSES and ANALYSES[name].saes == "required" else ""
         return f"sae-store analyze {name} {self.store}{saes} --out {self.results}"
 
+    def explain(self) -> str:
+        return f"sae-store explain {self.store} --saes {self.saes} --explainer URL|DIR"
+
     def caption(self) -> str:
         return f"sae-store caption {self.store}"
 

@@ -32,7 +32,7 @@ def test_loopback_explains_scores_stores_and_exports(built: Built, tmp_path: Pat
     assert [int(v) for v in ex.entry_feature.values] == [0, 3, 1]
     assert set(ex.explainer.values) == {"loopback:rule"}
     # planted features fire on image cells: a text explainer names the cell it saw marked most
-    assert all(str(v).startswith('Active on "<image ') for v in ex.explanation.values)
+    assert all(str(v).startswith('Active on "image ') for v in ex.explanation.values)
     assert bool(ex.image_feature.values.all()) and not bool(ex.images_shown.values.any())
     assert set(ex.language.values) == {"en", "ar"}
     for e in entries:
