@@ -1,8 +1,9 @@
 """The explanation, detection and fuzzing prompts (as delphi words them) and reading their replies.
 
 An example is shown on one line as its tokens: text as decoded (line breaks as ``\\n``, special
-tokens in square brackets), the image as ``[image: <caption>]`` and its marked tokens as ``<<image row,col>>``; the tokens where the feature is active are marked ``<<like this>>``.
-Each prompt starts with a ``TASK:`` line, so a reader of the prompt (a person, a log, the rule-based
+tokens in square brackets), the image as ``[image: <caption>]`` and its marked tokens as
+``<<image row,col>>``; the tokens where the feature is active are marked ``<<like this>>``. Each
+prompt starts with a ``TASK:`` line, so a reader of the prompt (a person, a log, the rule-based
 endpoint) knows which of the three it is.
 """
 

@@ -98,3 +98,44 @@ def test_local_model_folder_explains_through_the_same_path(
     assert entry.status == "scored" or entry.status.startswith("unscored: ")
     ex = read_group(open_store(built.store.path), S.EXPLANATIONS, load=True)
     assert f"local:{tiny_model_dir.resolve()}" in set(ex.explainer.values)
+
+
+def _text_only_copy(tiny_model_dir: Path, out: Path) -> Path:
+    """The tiny model's language model alone (a text-only causal LM folder) with its tokenizer."""
+    from transformers import AutoConfig, AutoTokenizer, Gemma3ForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_model_dir, local_files_only=True).text_config
+    Gemma3ForCausalLM(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir, local_files_only=True).save_pretrained(out)
+    return out
+
+
+def test_a_text_only_model_folder_explains_image_features_from_text(
+    built: Built, tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = _text_only_copy(tiny_model_dir, tmp_path / "text-only")
+    config = ExplainConfig(explainer=str(folder), features="0:1", n_held=2, n_top=2, n_quantiles=0, n_random=0,
+                           max_new_tokens=4, device="cpu", cache=str(tmp_path / "c"))  # fmt: skip
+    with caplog.at_level("INFO", logger="sae_store.autointerp.run"):
+        (entry,) = explain(built.store.path, str(built.sae_dirs[0].parent), config)
+    assert entry.image_feature and not entry.images_shown
+    assert (
+        f"local:{folder.resolve()} takes no images: image-token features are explained from text contexts"
+        in (caplog.text)
+    )
+
+
+def test_cli_refuses_a_wrong_endpoint_in_one_line(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
+    from sae_store.autointerp.loopback import serve_loopback
+    from sae_store_cli.main import main
+
+    with serve_loopback() as server:
+        wrong = server.url.removesuffix("/v1")
+        argv = ["explain", str(built.store.path), "--saes", str(built.sae_dirs[0].parent), "--explainer", wrong,
+                "--features", "0:0"]  # fmt: skip
+        assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"sae-store explain: error: the explainer endpoint {wrong}/chat/completions answered HTTP 404 (Not Found); "
+        "check the URL (the base URL ends in /v1) and --explainer-model"
+    )

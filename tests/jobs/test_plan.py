@@ -31,7 +31,8 @@ def test_fresh_demo_run_has_everything_pending(make_config: Callable[..., Pipeli
     plans = _by_name(make_config())
     assert list(plans) == [
         "demo-data", "tiny-model", "prepare", "init", "extract", "caption", "train", "encode", "analyze",
-        "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary", "report",
+        "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary", "explain",
+        "explain-model", "report",
     ]  # fmt: skip
     assert plans["extract"] == ((0, 1, 2), (0, 1, 2)) and plans["encode"][0] == (0, 1, 2)
     assert plans["train"][0] == (0, 1, 2, 3)  # every layer of the demo model
@@ -44,7 +45,7 @@ def test_steps_left_out_by_config(make_config: Callable[..., PipelineConfig]) ->
     cfg = make_config(demo=None, layers=[0, 1], skip=["caption"], interventions={"modes": ["amplify"]})
     names = list(_by_name(cfg))
     assert names == ["prepare", "init", "extract", "train", "encode", "analyze", "intervene-amplify",
-                     "intervene-summary", "report"]  # fmt: skip
+                     "intervene-summary", "explain", "report"]  # fmt: skip
     with pytest.raises(
         ConfigError, match=r"skip names unknown step\(s\) \['captions'\]; the pipeline's steps"
     ):
