@@ -13,7 +13,7 @@ from sae_store.progress import progress_bar
 from sae_store.report.analysis_sections import analysis_section
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
-from sae_store.report.explain_sections import explanations_section
+from sae_store.report.explain_sections import explanations_section, order_by_effect
 from sae_store.report.features_sections import (
     MAX_DASHBOARDS,
     THUMBNAIL,
@@ -96,18 +96,7 @@ def _crosslingual(inputs: ReportInputs, cmd: Commands) -> Section:
 
 def _strongest(interpret: xr.Dataset, bias: xr.Dataset | None, n: int) -> np.ndarray:
     """Entries of the inspected features with the largest |d| (in stored order without bias results)."""
-    if bias is None:
-        return np.arange(min(n, interpret.sizes["entry"]))
-    d = [
-        abs(float(bias["d"].sel(layer=int(la), language=str(lg), feature=int(f))))
-        for la, lg, f in zip(
-            interpret["entry_layer"].values,
-            strings(interpret["entry_language"].values),
-            interpret["entry_feature"].values,
-            strict=True,
-        )
-    ]
-    return np.sort(np.argsort(-np.nan_to_num(np.asarray(d), nan=-1.0), kind="stable")[:n])
+    return np.sort(order_by_effect(interpret, bias, "entry_language")[:n])
 
 
 def _features(inputs: ReportInputs, cmd: Commands) -> Section:

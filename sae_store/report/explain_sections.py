@@ -19,6 +19,23 @@ MAX_ROWS = 20
 TOKENS = 5
 
 
+def order_by_effect(entries: xr.Dataset, bias: xr.Dataset | None, language: str) -> np.ndarray:
+    """Indices of ``entries`` by the |d| of their (``entry_layer``, ``language``, ``entry_feature``),
+    largest first (stored order without bias results)."""
+    if bias is None:
+        return np.arange(entries.sizes["entry"])
+    d = [
+        abs(float(bias["d"].sel(layer=int(la), language=str(lg), feature=int(f))))
+        for la, lg, f in zip(
+            entries["entry_layer"].values,
+            strings(entries[language].values),
+            entries["entry_feature"].values,
+            strict=True,
+        )
+    ]
+    return np.argsort(-np.nan_to_num(np.asarray(d), nan=-1.0), kind="stable")
+
+
 def _score(ds: xr.Dataset, i: int, name: str, language: str) -> float:
     if language not in set(strings(ds["language"].values)):
         return math.nan
@@ -52,19 +69,7 @@ def explanations_section(
     """One row per explained feature (or, without explanations, per top biased feature)."""
     rows: list[dict[str, Any]] = []
     if explanations is not None:
-        order = np.arange(explanations.sizes["entry"])
-        if bias is not None:
-            d = [
-                abs(float(bias["d"].sel(layer=int(la), language=str(lg), feature=int(f))))
-                for la, lg, f in zip(
-                    explanations["entry_layer"].values,
-                    strings(explanations["explain_language"].values),
-                    explanations["entry_feature"].values,
-                    strict=True,
-                )
-            ]
-            order = np.argsort(-np.nan_to_num(np.asarray(d), nan=-1.0), kind="stable")
-        for i in order[:MAX_ROWS]:
+        for i in order_by_effect(explanations, bias, "explain_language")[:MAX_ROWS]:
             e = explanations.isel(entry=int(i))
             layer, feature = int(e["entry_layer"]), int(e["entry_feature"])
             row: dict[str, Any] = {

@@ -114,8 +114,17 @@ def test_a_text_only_model_folder_explains_image_features_from_text(
     built: Built, tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = _text_only_copy(tiny_model_dir, tmp_path / "text-only")
-    config = ExplainConfig(explainer=str(folder), features="0:1", n_held=2, n_top=2, n_quantiles=0, n_random=0,
-                           max_new_tokens=4, device="cpu", cache=str(tmp_path / "c"))  # fmt: skip
+    config = ExplainConfig(
+        explainer=str(folder),
+        features="0:1",
+        n_held=2,
+        n_top=2,
+        n_quantiles=0,
+        n_random=0,
+        max_new_tokens=4,
+        device="cpu",
+        cache=str(tmp_path / "c"),
+    )
     with caplog.at_level("INFO", logger="sae_store.autointerp.run"):
         (entry,) = explain(built.store.path, str(built.sae_dirs[0].parent), config)
     assert entry.image_feature and not entry.images_shown
@@ -131,11 +140,19 @@ def test_cli_refuses_a_wrong_endpoint_in_one_line(built: Built, capsys: pytest.C
 
     with serve_loopback() as server:
         wrong = server.url.removesuffix("/v1")
-        argv = ["explain", str(built.store.path), "--saes", str(built.sae_dirs[0].parent), "--explainer", wrong,
-                "--features", "0:0"]  # fmt: skip
+        argv = [
+            "explain",
+            str(built.store.path),
+            "--saes",
+            str(built.sae_dirs[0].parent),
+            "--explainer",
+            wrong,
+            "--features",
+            "0:0",
+        ]
         assert main(argv) != 0
     err = capsys.readouterr().err.strip()
     assert err == (
-        f"sae-store explain: error: the explainer endpoint {wrong}/chat/completions answered HTTP 404 (Not Found); "
-        "check the URL (the base URL ends in /v1) and --explainer-model"
+        f"sae-store explain: error: the explainer endpoint {wrong}/chat/completions answered HTTP 404 "
+        "(Not Found); check the URL (the base URL ends in /v1) and --explainer-model"
     )
