@@ -118,16 +118,18 @@ def explain(
             log.info(
                 "%s takes no images: image-token features are explained from text contexts", explainer.name
             )
-        entries = _explain(inputs, saes, config, explainer, layers)
+        entries = collect_examples(inputs, saes, config, explainer, layers)
+        ask(entries, explainer, config)
     write_entries(inputs.store, entries, config)
     if export is not None:
         export_delphi(entries, export)
     return entries
 
 
-def _explain(
+def collect_examples(
     inputs: Any, saes: str, config: ExplainConfig, explainer: Explainer, layers: list[int] | None
 ) -> list[Entry]:
+    """The chosen features with their examples (shown and held out), not yet explained."""
     store, features, labels = inputs
     languages = [str(v) for v in features[S.LANGUAGE].values]
     if config.explain_language not in languages:
@@ -200,9 +202,13 @@ def _explain(
             rows = [(int(r), "held") for r in fire] + [(int(r), "none") for r in none]
             entry.held[lang] = load_examples(store, layer, lang, feature, rows, **load)
         entries.append(entry)
+    return entries
+
+
+def ask(entries: list[Entry], explainer: Explainer, config: ExplainConfig) -> None:
+    """Explain every entry, then score every explanation (each stage's requests sent together)."""
     _ask_explanations(entries, explainer, config)
     _score(entries, explainer, config)
-    return entries
 
 
 def _ask_explanations(entries: list[Entry], explainer: Explainer, config: ExplainConfig) -> None:

@@ -101,13 +101,22 @@ def explanations_section(
             "words rank among all tokens (1 = promoted most)."
         )
     ]
-    text_only = explanations is not None and not bool(explanations["images_shown"].values.any())
-    if text_only and bool(explanations["image_feature"].values.any()):  # type: ignore[index]
-        items.append(
-            Notice(
-                "Image-token features were explained from text contexts: the explainer took no images.",
-                "info",
+    text_only = (
+        sorted(
+            set(
+                strings(explanations["explainer"].values)[
+                    np.asarray(explanations["image_feature"].values)
+                    & ~np.asarray(explanations["images_shown"].values)
+                ]
             )
+        )
+        if explanations is not None
+        else []
+    )
+    if text_only:
+        names = ", ".join(f"`{n}`" for n in text_only)
+        items.append(
+            Notice(f"Image-token features were explained from text contexts by {names} (no images).", "info")
         )
     if rows:
         items.append(

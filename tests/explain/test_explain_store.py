@@ -56,6 +56,15 @@ def test_loopback_explains_scores_stores_and_exports(built: Built, tmp_path: Pat
         "probability",
         "correct",
     } <= set(records[0])
+    # the report's section: one row per explained feature, and the text-only explainer named
+    from sae_store.report.explain_sections import explanations_section
+    from sae_store.report.section import Notice, Table
+
+    section = explanations_section(ex, None, None, None, ["en", "ar"])
+    (table,) = [i for i in section.items if isinstance(i, Table)]
+    assert table.frame["feature"].tolist() == [0, 3, 1] and "detection ar" in table.frame
+    notice = next(i for i in section.items if isinstance(i, Notice))
+    assert "explained from text contexts by `loopback:rule`" in notice.markdown
     # a rerun of one feature asks nothing again (the cache) and keeps the other entries
     cached = sorted((tmp_path / "cache").rglob("*.json"))
     again = ExplainConfig(explainer="loopback", features="0:3", n_held=4, cache=str(tmp_path / "cache"))
