@@ -50,5 +50,6 @@ class ExplainConfig(Settings):
 
     def check(self) -> None:
         spec = self.features
-        if not (spec == "significant" or spec.startswith("top:") or ":" in spec):
+        top = spec.startswith("top:")
+        if (top and not spec[4:].isdigit()) or not (spec == "significant" or top or ":" in spec):
             raise ConfigError(f"--features {spec!r}: give significant, top:N or L:F,L:F (e.g. 2:17,3:5)")

@@ -104,3 +104,13 @@ def test_wrong_and_unreachable_endpoints_are_one_line() -> None:
         r"cannot be reached \(.*\); start the server or fix --explainer$",
     ):
         _client(closed, timeout=2).check()
+
+
+@pytest.mark.parametrize("spec", ["top:x", "beard", "top:"])
+def test_a_bad_feature_spec_is_refused_naming_the_forms(spec: str) -> None:
+    from sae_store.autointerp.config import ExplainConfig
+    from sae_store.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        ExplainConfig(features=spec)
+    assert str(info.value) == f"--features {spec!r}: give significant, top:N or L:F,L:F (e.g. 2:17,3:5)"
