@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sae_store.autointerp.config import ExplainConfig
-from sae_store.autointerp.run import explain
+from sae_store.autointerp.run import Entry, explain
 from sae_store.store import open_store
 from sae_store.store import schema as S
 from sae_store.store.results import has_group, read_group
@@ -86,13 +86,11 @@ def test_unreachable_endpoint_writes_nothing(tmp_path: Path) -> None:
     assert not (built.store.path.parent / ".explain-cache").exists()
 
 
-def test_local_model_folder_explains_through_the_same_path(
-    built: Built, tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    """The tiny random Gemma 3 is a VLM: it is shown the marked images (its replies are noise)."""
+def _explain_one(built: Built, explainer: str, feature: str, tmp_path: Path) -> list[Entry]:
+    """One feature explained by a local model folder with few examples and short replies."""
     config = ExplainConfig(
-        explainer=str(tiny_model_dir),
-        features="1:2",
+        explainer=explainer,
+        features=feature,
         n_held=2,
         n_top=2,
         n_quantiles=1,
@@ -101,7 +99,14 @@ def test_local_model_folder_explains_through_the_same_path(
         device="cpu",
         cache=str(tmp_path / "c"),
     )
-    (entry,) = explain(built.store.path, str(built.sae_dirs[0].parent), config)
+    return explain(built.store.path, str(built.sae_dirs[0].parent), config)
+
+
+def test_local_model_folder_explains_through_the_same_path(
+    built: Built, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The tiny random Gemma 3 is a VLM: it is shown the marked images (its replies are noise)."""
+    (entry,) = _explain_one(built, str(tiny_model_dir), "1:2", tmp_path)
     assert entry.explainer == f"local:{tiny_model_dir.resolve()}"
     assert entry.image_feature and entry.images_shown
     assert entry.status == "scored" or entry.status.startswith("unscored: ")
@@ -123,19 +128,8 @@ def test_a_text_only_model_folder_explains_image_features_from_text(
     built: Built, tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = _text_only_copy(tiny_model_dir, tmp_path / "text-only")
-    config = ExplainConfig(
-        explainer=str(folder),
-        features="0:1",
-        n_held=2,
-        n_top=2,
-        n_quantiles=0,
-        n_random=0,
-        max_new_tokens=4,
-        device="cpu",
-        cache=str(tmp_path / "c"),
-    )
     with caplog.at_level("INFO", logger="sae_store.autointerp.run"):
-        (entry,) = explain(built.store.path, str(built.sae_dirs[0].parent), config)
+        (entry,) = _explain_one(built, str(folder), "0:1", tmp_path)
     assert entry.image_feature and not entry.images_shown
     assert (
         f"local:{folder.resolve()} takes no images: image-token features are explained from text contexts"
