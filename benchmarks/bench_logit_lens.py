@@ -18,8 +18,10 @@ import torch
 
 from benchmarks.run import result
 from sae_store.analyze.logit_lens import logit_lens
+from sae_store.data.gender import study_terms
 
-D, VOCAB, D_SAE, FEATURES, K, TERMS, ROUNDS = 2560, 262_144, 16_384, 256, 20, 67, 3
+D, VOCAB, D_SAE, FEATURES, K, ROUNDS = 2560, 262_144, 16_384, 256, 20, 3
+TERMS = len(study_terms())  # the words ranked for every feature
 
 
 def _rmsnorm(weight: torch.Tensor) -> torch.nn.Module:
@@ -58,7 +60,7 @@ def main() -> dict:
     scale = D_SAE / FEATURES
     lines = [
         f"{FEATURES} of {D_SAE} features of one layer, d {D}, vocabulary {VOCAB:,}, k {K}, "
-        f"{TERMS} gender words, "
+        f"{TERMS} gender-word tokens ranked, "
         f"float32 on {torch.get_num_threads()} CPU threads; interleaved rounds, seconds:",
         "",
         "| round | blocked (sae-store) | plain (one product) |",
