@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from .options import add_command, add_json, add_quotas, add_store, quotas_from_args
+from .options import add_quotas, add_store, quotas_from_args
+from .parser import add_command, natural, show
 
 
 def _du(args: argparse.Namespace) -> int:
     """Bytes, files, compression and projected size of a store."""
+    quota, inodes = quotas_from_args(args)
     from sae_store.store import open_store, store_usage
     from sae_store.store.usage import quota_problems, render_usage
     from sae_store.store.verify import recorded_nonfinite
 
-    quota, inodes = quotas_from_args(args)
     store = open_store(args.store)
     usage = store_usage(store)
     problems = quota_problems(usage, quota=quota, inode_quota=inodes)
     nonfinite = recorded_nonfinite(store)
-    if args.json:
-        print(json.dumps({**usage.to_dict(), "problems": problems, "nonfinite": nonfinite}, indent=2))
-    else:
-        print(render_usage(usage))
-        print(_nonfinite_line(nonfinite))
-        for p in problems:
-            print(f"QUOTA: {p}")
+    lines = [render_usage(usage), _nonfinite_line(nonfinite), *(f"QUOTA: {p}" for p in problems)]
+    show(args, {**usage.to_dict(), "problems": problems, "nonfinite": nonfinite}, lines)
     return 1 if problems else 0
 
 
@@ -47,18 +42,17 @@ def _status(args: argparse.Namespace) -> int:
     flags_readable = not any(p.array == S.COMPLETE for p in check.problems)
     result = completion(store) if flags_readable else None
     nonfinite = recorded_nonfinite(store)
-    if args.json:
-        out = result.to_dict() if result is not None else {}
-        print(json.dumps({**out, "nonfinite": nonfinite, "check": check.to_dict()}, indent=2))
-    else:
-        if result is not None:
-            print(result.render())
-            for item in result.remaining()[: args.max_lines]:
-                ranges = ", ".join(f"{a}:{b}" for a, b in item["blocks"])
-                print(f"to do: layer {item['layer']} {item['language']}: samples {ranges}")
-        print(_nonfinite_line(nonfinite))
-        if args.verify or check.problems:
-            print(check.render())
+    lines = []
+    if result is not None:
+        lines.append(result.render())
+        for item in result.remaining()[: args.max_lines]:
+            ranges = ", ".join(f"{a}:{b}" for a, b in item["blocks"])
+            lines.append(f"to do: layer {item['layer']} {item['language']}: samples {ranges}")
+    lines.append(_nonfinite_line(nonfinite))
+    if args.verify or check.problems:
+        lines.append(check.render())
+    out = result.to_dict() if result is not None else {}
+    show(args, {**out, "nonfinite": nonfinite, "check": check.to_dict()}, lines)
     return 0 if check.ok else 1
 
 
@@ -73,28 +67,26 @@ def _verify(args: argparse.Namespace) -> int:
 
     store = open_store(args.store)
     report = verify_store(store, progress=not args.json)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(report.render())
-    if args.repair and report.problems:
-        for line in repair_store(store, report):
-            print(line)
-        print(f"now run `sae-store extract {store.path} --model DIR` to redo those blocks")
+    repaired = repair_store(store, report) if args.repair and report.problems else []
+    lines = [report.render(), *repaired]
+    if repaired:
+        lines.append(f"now run `sae-store extract {store.path} --model DIR` to redo those blocks")
+    show(args, {**report.to_dict(), "repaired": repaired}, lines)
     return 0 if report.ok else 1
 
 
 def _migrate(args: argparse.Namespace) -> int:
     """Upgrade a store of an older schema version in place (safe to rerun after a kill).
 
-    Upgrade a schema version 1 store to the current version in place: the small per-block arrays are rebuilt
-    with fewer files, integer label codes and attributes are added; activations are not rewritten. Killed at
-    any point, running it again finishes the job. No extraction or append may run meanwhile.
+    Upgrade a schema version 1 or 2 store to the current version in place: the small per-block arrays (and
+    the captions) are rebuilt with fewer files, integer label codes are added in every group and attributes
+    updated; activations are not rewritten. Results written before version 3 count as stale until rerun.
+    Killed at any point, running it again finishes the job. No extraction or append may run meanwhile.
     """
     from sae_store.store.migrate import migrate_store
 
-    for line in migrate_store(args.store):
-        print(line)
+    lines = list(migrate_store(args.store))
+    show(args, {"store": args.store, "steps": lines}, lines)
     return 0
 
 
@@ -102,16 +94,14 @@ def _add_du(subparsers: Any) -> None:
     p = add_command(subparsers, "du", _du)
     add_store(p)
     add_quotas(p)
-    add_json(p)
 
 
 def _add_status(subparsers: Any) -> None:
     p = add_command(subparsers, "status", _status)
     add_store(p)
-    add_json(p)
     p.add_argument(
         "--max-lines",
-        type=int,
+        type=natural,
         default=20,
         metavar="N",
         help="list at most this many unfinished items (default: 20)",
@@ -128,7 +118,6 @@ def _add_verify(subparsers: Any) -> None:
         help="delete the damaged files and clear the completion flags of exactly the blocks they held, "
         "so that `sae-store extract` redoes them",
     )
-    add_json(p)
 
 
 def _add_migrate(subparsers: Any) -> None:

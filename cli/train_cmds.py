@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from sae_store.arraytask import task_layer
+from sae_store.selection import format_ranges, layer_list
 from sae_store.train.config import DataConfig, EncodeConfig, RunConfig, SaeConfig, TrainerConfig
 
 from .options import (
-    add_command,
     add_layer,
     add_layers,
     add_overwrite,
@@ -22,6 +22,7 @@ from .options import (
     layers_from_args,
     task_from_args,
 )
+from .parser import add_command, show
 
 
 def run_config(args: argparse.Namespace, layer: int) -> RunConfig:
@@ -39,27 +40,29 @@ def _train(args: argparse.Namespace) -> int:
     Train a sparse autoencoder on one layer, streaming token vectors from the store. --layer defaults to
     $SLURM_ARRAY_TASK_ID (one array task per layer).
     """
-    # Imported here so that `sae-store --help` does not pay for importing torch.
-    from sae_store.store import open_store
-    from sae_store.train.run import train_layer
-
     layer = task_layer(args.layer)
     config = run_config(args, layer)
+    from sae_store.store import open_store
+    from sae_store.train.discovery import dead_text
+    from sae_store.train.run import train_layer
+
     store = open_store(args.store)
     result = train_layer(
         store, config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
     )
+    data = {"layer": layer, "folder": result.folder, "skipped": result.skipped,
+            "resumed_from": result.resumed_from, "metrics": result.metrics}  # fmt: skip
     if result.skipped:
-        print(f"layer {layer}: {result.folder} already holds a trained SAE; nothing to do")
+        show(args, data, f"layer {layer}: {result.folder} already holds a trained SAE; nothing to do")
         return 0
     m = result.metrics
     resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
-    print(
+    show(
+        args,
+        data,
         f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
         f"{m.get('explained_variance', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, "
-        f"never active on {m.get('tokens', 0)} held-out tokens {m.get('dead_fraction', float('nan')):.1%}; "
-        f"dead in the last {m.get('dead_window_tokens', 0)} training tokens "
-        f"{m.get('dead_fraction_train_window', float('nan')):.1%}"
+        f"{dead_text(m, 'dead_fraction')}; {dead_text(m, 'dead_fraction_train_window')}",
     )
     return 0
 
@@ -71,27 +74,60 @@ def _encode(args: argparse.Namespace) -> int:
     roles and the fraction of them where it is active. Resumable; array tasks (--task-index/--task-count,
     default from SLURM) own contiguous runs of shard blocks.
     """
+    config = build(args, EncodeConfig)
+    layers = layers_from_args(args)
+    index, count = task_from_args(args)
     from sae_store.store import open_store
     from sae_store.train.discovery import find_saes
     from sae_store.train.encode import encode_features
 
-    config = build(args, EncodeConfig)
-    layers = layers_from_args(args)
-    index, count = task_from_args(args)
     store = open_store(args.store)
+    saes = find_saes(args.saes, list(layers) if layers is not None else None)
     result = encode_features(
         store,
-        find_saes(args.saes, list(layers) if layers is not None else None),
+        saes,
         config,
         task_index=index,
         task_count=count,
         restart=args.overwrite,
         progress=not args.no_progress,
     )
-    print(
+    without = [layer for layer in store.layout.layers if layer not in saes] if layers is None else []
+    data = {"features": f"{store.path}/features", "encoded": result.encoded, "skipped": result.skipped,
+            "layers": list(result.layers), "without_sae": without, "task_index": index,
+            "task_count": count}  # fmt: skip
+    text = (
         f"encoded {result.encoded} (layer, language, block) units into {store.path}/features "
-        f"(layers {list(result.layers)}, task {index + 1}/{count}); {result.skipped} were already complete"
+        f"({layer_list(result.layers)}, task {index + 1}/{count}); {result.skipped} were already complete"
     )
+    if without:
+        text += (
+            f"\nnot encoded: layers {format_ranges(without, ',')} have no SAE in {args.saes!r}; train them "
+            f"(`sae-store train {store.path} --layer L --out {args.saes}`) and run encode again"
+        )
+    show(args, data, text)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Write SAEs again in sparsify's or Gemma Scope's layout (same numbers, another tool's files).
+
+    TopK SAEs go to sparsify's layout (layers.<L>/cfg.json + sae.safetensors), SAEs with a ReLU or a threshold
+    to Gemma Scope's (resid_post/layer_<L>_width_<d_sae>/params.safetensors); every command taking --saes
+    reads both.
+    """
+    from sae_store.train.discovery import find_saes
+    from sae_store.train.export import export_saes
+
+    layers = layers_from_args(args)
+    written = export_saes(
+        find_saes(args.saes, list(layers) if layers is not None else None),
+        args.out,
+        args.layout,
+        progress=not args.no_progress,
+    )
+    data = {"layout": args.layout, "out": args.out, "layers": {str(k): str(v) for k, v in written.items()}}
+    show(args, data, [f"layer {layer}: {folder}" for layer, folder in written.items()])
     return 0
 
 
@@ -100,7 +136,10 @@ def _add_train(subparsers: Any) -> None:
     add_store(p)
     add_layer(p)
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="folder of SAEs; this layer's goes to <out>/layer_<L>"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder of SAEs; this layer's goes to DIR/layer_<L> (required)",
     )
     add_settings(p, SaeConfig, title="SAE")
     add_settings(p, DataConfig, title="training data")
@@ -127,4 +166,15 @@ def _add_encode(subparsers: Any) -> None:
     add_progress(p)
 
 
-COMMANDS = {"train": _add_train, "encode": _add_encode}
+def _add_export(subparsers: Any) -> None:
+    from sae_store.train.folder import LAYOUTS
+
+    p = add_command(subparsers, "export-saes", _export)
+    add_saes(p, required=True)
+    p.add_argument("--layout", required=True, choices=LAYOUTS, help="the layout written (required)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder the SAEs are written under (required)")
+    add_layers(p, "layers to export", "every layer with an SAE")
+    add_progress(p)
+
+
+COMMANDS = {"train": _add_train, "encode": _add_encode, "export-saes": _add_export}

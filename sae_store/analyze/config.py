@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sae_store.configbase import Settings, seed_setting, setting
+from sae_store.configbase import SettingError, Settings, seed_setting, setting
 from sae_store.device import device_setting
 from sae_store.roles import roles_setting
 
@@ -33,7 +33,7 @@ _MIN_PER_GROUP: dict[str, Any] = {
 }
 _CI_LEVEL: dict[str, Any] = {
     "default": 0.95,
-    "help": "confidence level of the bootstrap intervals",
+    "help": "confidence level of every interval",
     "gt": 0,
     "lt": 1,
 }
@@ -60,7 +60,8 @@ class BiasConfig(Settings):
     Mann-Whitney test, which scipy also picks above 8 per group)."""
     top_n: int = setting(50, help="features listed per direction (0 = all significant)", metavar="N", ge=0)
     """Most features reported per direction (male-/female-biased) per layer and language."""
-    bootstrap: int = setting(1000, help="bootstrap resamples for the CIs of d (0 = none)", metavar="B", ge=0)
+    bootstrap: int = setting(1000, help="bootstrap resamples for the BCa CIs of d (0 = none)", ge=0)
+    """Bootstrap resamples for the BCa intervals of d of the reported features (0: no intervals)."""
     ci_level: float = setting(**_CI_LEVEL)
     permutations: int = setting(0, help="label permutations for the null (0 = none)", metavar="N", ge=0)
     """Label permutations for the empirical null of the number of discoveries."""
@@ -69,6 +70,14 @@ class BiasConfig(Settings):
     excluded); by default such layers are refused."""
     seed: int = seed_setting(_SEED_HELP)
 
+    def check(self) -> None:
+        if self.bootstrap == 1:
+            raise SettingError(
+                "bootstrap",
+                "must be 0 (no confidence intervals of d) or at least 2 resamples, got 1: a BCa interval "
+                "needs the spread of several resamples (the default is 1000)",
+            )
+
 
 @dataclass(frozen=True)
 class CrossLingualConfig(Settings):
@@ -76,17 +85,23 @@ class CrossLingualConfig(Settings):
 
     statistic: Statistic = setting(**_STATISTIC)
     min_per_group: int = setting(**_MIN_PER_GROUP)
-    top_k: int = setting(100, help="size of the top biased sets compared", metavar="K", ge=1)
+    top_k: int = setting(100, help="size of the top biased sets compared", ge=1)
     """Size of the top biased feature sets (by |d|) whose overlap is compared with chance."""
     permutations: int = setting(
         1000, help="random relabellings of the overlap's null", flag="overlap-permutations", metavar="N", ge=0
     )
-    bootstrap: int = setting(
-        200, help="bootstrap resamples of the Spearman CI", flag="rho-bootstrap", metavar="B", ge=0
-    )
-    """Bootstrap resamples of images for the CI of the Spearman correlation of effect sizes."""
     ci_level: float = setting(**_CI_LEVEL)
     seed: int = seed_setting(_SEED_HELP)
+
+
+#: The cross-validated probes' folds and regularisation (``analyze crosslayer`` and ``evaluate``).
+PROBE_FOLDS: dict[str, Any] = {"default": 5, "help": "cross-validation folds of the probes", "ge": 2}
+PROBE_C: dict[str, Any] = {
+    "default": 1.0,
+    "help": "inverse L2 strength of the probes",
+    "flag": "probe-c",
+    "gt": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -95,8 +110,8 @@ class CrossLayerConfig(Settings):
 
     statistic: Statistic = setting(**_STATISTIC)
     min_per_group: int = setting(**_MIN_PER_GROUP)
-    folds: int = setting(5, help="cross-validation folds of the probes", ge=2)
-    C: float = setting(1.0, help="inverse L2 strength of the probes", flag="probe-c", metavar="C", gt=0)
+    folds: int = setting(**PROBE_FOLDS)
+    C: float = setting(**PROBE_C)
     """Inverse L2 regularisation strength of the probes (features are standardised first)."""
     raw_probe: bool = setting(True, help="also probe the raw activations, pooled over --roles")
     """Also probe the raw residual stream, mean-pooled over the tokens of ``roles``."""
@@ -113,13 +128,13 @@ class InspectConfig(Settings):
     n_features: int = setting(5, help="top biased features per direction", metavar="N", ge=1)
     """Top significant features per direction, layer and language taken from the bias results (when
     no features are given explicitly)."""
-    top_k: int = setting(10, help="samples shown per feature", flag="top-samples", metavar="K", ge=1)
+    top_k: int = setting(10, help="samples shown per feature", flag="top-samples", ge=1)
     """Samples shown per feature (highest activation)."""
     rank_by: Statistic = setting("max", help="per-sample statistic ranking the samples of a feature")
     bins: int = setting(30, help="histogram bins per gender and language", ge=1)
     n_samples: int = setting(6, help="random samples per gender in the qualitative table", metavar="N", ge=1)
     features_per_sample: int = setting(5, help="rows per sample in the qualitative table", metavar="N", ge=1)
-    image_size: int = setting(224, help="image side under the heatmaps", metavar="PX", ge=16)
+    image_size: int = setting(224, help="image side under the heatmaps", ge=16)
     seed: int = seed_setting(_SEED_HELP)
 
 
@@ -127,7 +142,7 @@ class InspectConfig(Settings):
 class LogitLensConfig(Settings):
     """The tokens each feature promotes and suppresses (``sae-store analyze logit_lens``)."""
 
-    lens_k: int = setting(20, help="tokens kept per feature and direction", flag="lens-k", metavar="K", ge=1)
+    lens_k: int = setting(20, help="tokens kept per feature and direction", flag="lens-k", metavar="N", ge=1)
     """Promoted and suppressed tokens stored per feature (the gender words are ranked regardless)."""
     vocab_block: int = setting(16384, help="vocabulary rows multiplied at a time", metavar="N", ge=256)
     """Vocabulary rows per matrix product: memory is 1024 features x N floats per product."""

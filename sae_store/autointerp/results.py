@@ -29,7 +29,8 @@ def _records(entries: list[Entry], languages: list[str]) -> list[dict[str, Any]]
             "explainer": e.explainer,
             "direction": e.direction,
             "explanation": e.explanation,
-            "status": e.status,
+            "status": e.status.partition(":")[0],
+            "status_reason": e.status.partition(":")[2].strip(),
             "images_shown": e.images_shown,
             "image_feature": e.image_feature,
             "explain_language": e.explain_language,
@@ -63,7 +64,7 @@ def _stored_records(ds: xr.Dataset) -> list[dict[str, Any]]:
         }
         rec |= {
             k: str(e[k].values)
-            for k in ("explainer", "direction", "explanation", "status", "explain_language")
+            for k in ("explainer", "direction", "explanation", "status", "status_reason", "explain_language")
         }
         rec["explain_sample"] = [pad[j] for j in keep]
         rec["explain_kind"] = [str(e["explain_kind"].values[j]) for j in keep]
@@ -106,7 +107,7 @@ def _dataset(records: list[dict[str, Any]], languages: list[str], config: Explai
         "entry_feature": ("entry", np.array([r["entry_feature"] for r in records], dtype=np.int64)),
         **{
             k: ("entry", strings([r[k] for r in records]))
-            for k in ("explainer", "direction", "explanation", "status", "explain_language")
+            for k in ("explainer", "direction", "explanation", "status", "status_reason", "explain_language")
         },
         **{k: ("entry", np.array([bool(r[k]) for r in records])) for k in ("images_shown", "image_feature")},
         "explain_sample": (("entry", "example"), _pad([r["explain_sample"] for r in records], "", object)),

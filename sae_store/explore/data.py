@@ -9,6 +9,9 @@ in how the store lays out its files does not reach this module.
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +28,7 @@ from sae_store.store import schema as S
 from sae_store.store.results import (
     Labels,
     has_group,
+    has_result,
     intervention_summaries,
     read_group,
     read_labels,
@@ -136,7 +140,7 @@ class ExploreData:
     def _analyses(self) -> dict[str, xr.Dataset]:
         paths = {name: f"{S.ANALYSIS}/{name}" for name in ("bias", "crosslingual", "crosslayer")}
         return {
-            name: read_group(self.store, path) for name, path in paths.items() if has_group(self.store, path)
+            name: read_group(self.store, path) for name, path in paths.items() if has_result(self.store, path)
         }
 
     @cached_property
@@ -171,6 +175,26 @@ class ExploreData:
                 f"e.g. {examples}); check the id in the address or the search box"
             )
         return self._sample_pos[sample_id]
+
+    def find_sample(self, text: str) -> str | None:
+        """The sample id ``text`` names: itself, or the one id equal to it ignoring case."""
+        if text in self._sample_pos:
+            return text
+        return self._folded.get(text.casefold())
+
+    def similar_samples(self, text: str, n: int = 3) -> list[str]:
+        """Up to ``n`` sample ids that look like ``text`` (ignoring case), most alike first: ids with the
+        same numbers (``img_5`` for ``img_0005``), then the closest spellings."""
+        key = _unpadded(text.casefold())
+        same = [s for f, s in self._folded.items() if _unpadded(f) == key]
+        close = difflib.get_close_matches(text.casefold(), list(self._folded), n=n, cutoff=0.6)
+        return list(dict.fromkeys([*same, *(self._folded[c] for c in close)]))[:n]
+
+    @cached_property
+    def _folded(self) -> dict[str, str]:
+        # lower-cased id -> id; ids that differ only in case are left out (no unique answer)
+        seen = Counter(str(s).casefold() for s in self.labels.sample)
+        return {str(s).casefold(): str(s) for s in self.labels.sample if seen[str(s).casefold()] == 1}
 
     # ------------------------------------------------------------------ reads
     def feature_column(self, variable: str, layer: int, language: str, feature: int) -> np.ndarray:
@@ -214,6 +238,11 @@ class ExploreData:
                 text = gen["generated_caption"].sel({S.LANGUAGE: lang}).isel({S.SAMPLE: sample}).values
                 out[lang]["generated"] = str(strings(text).item()) if text is not None else ""
         return out
+
+
+def _unpadded(text: str) -> str:
+    """``text`` with the leading zeros of its numbers dropped."""
+    return re.sub(r"\d+", lambda m: str(int(m.group(0))), text)
 
 
 def _folder(given: str | Path | None, store: ActivationStore, sibling: str, flag: str) -> Path | None:

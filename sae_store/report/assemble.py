@@ -13,6 +13,7 @@ from sae_store.progress import progress_bar
 from sae_store.report.analysis_sections import analysis_section
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
+from sae_store.report.evaluation_sections import evaluation_section
 from sae_store.report.explain_sections import explanations_section, order_by_effect
 from sae_store.report.features_sections import (
     MAX_DASHBOARDS,
@@ -45,6 +46,14 @@ def _quality(inputs: ReportInputs, cmd: Commands) -> Section:
             [cmd.train()],
         )
     return quality_section(inputs.saes, splice_quality(inputs.interventions()))
+
+
+def _evaluation(inputs: ReportInputs, cmd: Commands) -> Section:
+    evaluations = inputs.evaluations()
+    if not evaluations:
+        what = "Needs `sae-store evaluate` (the SAE sets compared on the store's held-out samples)."
+        return not_run_section("evaluation", "Which SAE to trust", what, [cmd.evaluate()])
+    return evaluation_section(evaluations)
 
 
 def _bias_layers(inputs: ReportInputs, cmd: Commands) -> Section:
@@ -137,6 +146,14 @@ def _features(inputs: ReportInputs, cmd: Commands) -> Section:
     return features_section(dashes, n_inspected=interpret.sizes["entry"])
 
 
+def _qualitative(inputs: ReportInputs, cmd: Commands) -> Section:
+    def build(ds: xr.Dataset) -> Section:
+        names = sorted({str(n) for n in strings(ds["image"].values) if n}) if "image" in ds else []
+        return qualitative_section(ds, inputs.thumbnails(names, THUMBNAIL))
+
+    return _from_group(inputs, cmd, build, "qualitative", "qualitative", "Qualitative examples")
+
+
 def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
     summaries = inputs.interventions()
     if not summaries:
@@ -194,11 +211,12 @@ def report_sections(inputs: ReportInputs) -> list[Section]:
     builders: list[Callable[[], Section]] = [
         lambda: completeness_section(pipeline_steps(inputs), grids),
         lambda: _quality(inputs, cmd),
+        lambda: _evaluation(inputs, cmd),
         lambda: _bias_layers(inputs, cmd),
         partial(from_group, volcano_section, "bias", "volcano", "Volcano plots per layer and language"),
         lambda: _crosslingual(inputs, cmd),
         lambda: _features(inputs, cmd),
-        partial(from_group, qualitative_section, "qualitative", "qualitative", "Qualitative examples"),
+        lambda: _qualitative(inputs, cmd),
         lambda: _explanations(inputs, cmd),
         lambda: _interventions(inputs, cmd),
         *(

@@ -75,7 +75,7 @@ def explanations_section(
             row: dict[str, Any] = {
                 "layer": layer, "feature": feature, "direction": str(e["direction"].values),
                 "explainer": str(e["explainer"].values), "explanation": str(e["explanation"].values) or "-",
-                "status": str(e["status"].values),
+                "status": ": ".join(filter(None, (str(e["status"].values), str(e["status_reason"].values)))),
             }  # fmt: skip
             for lang in languages:
                 row[f"detection {lang}"] = _score(explanations, int(i), "detection_balanced_accuracy", lang)

@@ -1,4 +1,4 @@
-"""SAE quality per layer: held-out FVU, L0 and dead fraction (from training, or measured by ``encode`` for
+"""SAE quality per layer: held-out FVU, L0 and dead latents (from training, or measured by ``encode`` for
 pretrained SAEs with the same formulas), CE loss recovered when the SAE's reconstruction replaces the
 layer output (from the intervention experiments), training curves."""
 
@@ -13,13 +13,17 @@ import pandas as pd
 
 from sae_store.report.plotting import COLOURS, language_colour, layer_ticks, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
-from sae_store.train.discovery import SaeRecord
+from sae_store.train.discovery import DEAD_METRICS, SaeRecord
 
-#: Held-out metrics shown per layer (key in :attr:`SaeRecord.quality`, label).
+HELD_OUT_DEAD, HELD_OUT_TOKENS = DEAD_METRICS["dead_fraction"]
+WINDOW_DEAD, WINDOW_TOKENS = DEAD_METRICS["dead_fraction_train_window"]
+
+#: Held-out metrics drawn per layer: (column of :func:`quality_table`, key in :attr:`SaeRecord.quality`,
+#: label).
 METRICS = (
-    ("fvu", "FVU (fraction of variance unexplained)"),
-    ("l0", "L0 (active features per token)"),
-    ("dead_fraction", "dead fraction"),
+    ("fvu", "fvu", "FVU (fraction of variance unexplained)"),
+    ("l0", "l0", "L0 (active features per token)"),
+    (HELD_OUT_DEAD, "dead_fraction", f"{HELD_OUT_DEAD} (fraction of latents)"),
 )
 
 
@@ -39,20 +43,22 @@ def quality_table(saes: Mapping[int, SaeRecord]) -> pd.DataFrame:
                 "d_in": rec.cfg.get("d_in"),
                 "d_sae": rec.cfg.get("d_sae"),
                 "k": rec.cfg.get("k"),
-                **{name: val.get(name, np.nan) for name, _ in METRICS},
+                **{column: val.get(key, np.nan) for column, key, _ in METRICS},
+                "held-out tokens": val.get(HELD_OUT_TOKENS, val.get("tokens")),
                 "explained variance": val.get("explained_variance", np.nan),
-                "tokens": val.get("dead_fraction_tokens", val.get("tokens")),
-                "dead in training window": val.get("dead_fraction_train_window", np.nan),
-                "training window (tokens)": val.get("dead_window_tokens"),
+                WINDOW_DEAD: val.get("dead_fraction_train_window", np.nan),
+                "training window (tokens)": val.get(WINDOW_TOKENS),
             }
         )
     return pd.DataFrame(rows)
 
 
-def _panel(points: Any, title: str, layers: list[int]) -> Any:
+def _panel(points: Any, title: str, layers: list[int], **opts: Any) -> Any:
+    # the y axis starts at 0: these are fractions and counts, and a truncated axis would make
+    # differences of a few percent look large
     return styled(
         points,
-        common={"title": title, "xticks": layer_ticks(layers, most=9)},
+        common={"title": title, "xticks": layer_ticks(layers, most=9), "ylim": (0, None), **opts},
         bokeh={"width": 420, "height": 240},
         mpl={"fig_size": 80, "aspect": 1.6},
     )
@@ -61,14 +67,15 @@ def _panel(points: Any, title: str, layers: list[int]) -> Any:
 def _metric_panels(frame: pd.DataFrame, splice: Mapping[tuple[int, str], dict[str, Any]]) -> hv.Layout:
     layers = frame["layer"].tolist()
     panels = []
-    for name, label in METRICS:
-        dim = hv.Dimension(name, label=label)
+    for name, _, label in METRICS:
+        # the panel's title says what the metric is; its y label stays short enough for the panel
+        dim = hv.Dimension(name, label=label.split(" (")[0])
         colour = COLOURS["targeted"]
         curve = line_style(hv.Curve(frame, "layer", dim), colour) * line_style(
             hv.Scatter(frame, "layer", dim), colour
         )
         panels.append(_panel(curve, label, layers))
-    if splice:
+    if len({layer for layer, _ in splice}) > 1:  # one layer is a point per language: the table says it
         ce = hv.Dimension("ce_recovered", label="CE loss recovered")
         parts = []
         for lang in sorted({lang for _, lang in splice}):
@@ -77,16 +84,15 @@ def _metric_panels(frame: pd.DataFrame, splice: Mapping[tuple[int, str], dict[st
                 line_style(hv.Curve(pts, "layer", ce, label=lang), language_colour(lang))
                 * line_style(hv.Scatter(pts, "layer", ce, label=lang), language_colour(lang))
             )
+        # a worse splice than zero-ablation is negative: the axis starts at 0 or below
+        low = min(0.0, min(s["ce_recovered"] for s in splice.values()))
         panels.append(
-            styled(
+            _panel(
                 hv.Overlay(parts),
-                common={
-                    "title": "CE loss recovered (spliced SAE)",
-                    "show_legend": True,
-                    "xticks": layer_ticks(layers, most=9),
-                },
-                bokeh={"width": 420, "height": 240},
-                mpl={"fig_size": 80, "aspect": 1.6},
+                "CE loss recovered (spliced SAE)",
+                layers,
+                show_legend=True,
+                ylim=(low, None),
             )
         )
     return hv.Layout(panels).cols(2)
@@ -109,15 +115,11 @@ def _curves(saes: Mapping[int, SaeRecord]) -> Frames | None:
         frames[(layer,)] = hv.Layout(
             [
                 styled(
-                    fvu,
-                    common={"title": f"layer {layer}: FVU during training"},
+                    curve,
+                    common={"title": f"layer {layer}: {name} during training", "ylim": (0, None)},
                     bokeh={"width": 420, "height": 240},
-                ),
-                styled(
-                    l0,
-                    common={"title": f"layer {layer}: L0 during training"},
-                    bokeh={"width": 420, "height": 240},
-                ),
+                )
+                for name, curve in (("FVU", fvu), ("L0", l0))
             ]
         )
     if not frames:
@@ -133,14 +135,16 @@ def quality_section(
     frame = quality_table(saes)
     items: list[Any] = [
         Text(
-            "Held-out metrics on the `tokens` held-out vectors of the layer (all of them, at most 100,000; "
+            "Held-out metrics on the `held-out tokens` vectors of the layer (all of them, at most 100,000; "
             "the samples `sae-store train` holds out): saved by `sae-store train` (`cfg.json`), or, for a "
             "pretrained SAE (`measured by` encode), measured by `sae-store encode` with the same formulas. "
             "FVU = sum of squared errors / sum of squared "
             "deviations from the held-out mean (1 - explained variance, as SAELens and SAEBench), L0 = mean "
-            "active latents per token, dead fraction = latents that never fire on those tokens. `dead in "
-            "training window` = latents that did not fire during the last `training window` tokens of "
-            "training (what AuxK revives). CE loss recovered = (CE zero-ablated - CE with the SAE spliced "
+            f"active latents per token, `{HELD_OUT_DEAD}` = fraction of latents that never fire on those "
+            f"tokens. `{WINDOW_DEAD}` = fraction of latents that did not fire during the last `training "
+            "window (tokens)` tokens of training (what AuxK revives): a different number, measured on other "
+            "and usually more tokens, so a latent silent on the held-out tokens may still fire in training. "
+            "CE loss recovered = (CE zero-ablated - CE with the SAE spliced "
             "in) / (CE zero-ablated - CE clean) and KL recovered = 1 - KL(clean || spliced) / KL(clean || "
             "zero-ablated), measured on caption tokens by `sae-store intervene`"
             + ("" if splice else " (not run yet)")
@@ -149,6 +153,15 @@ def quality_section(
     ]
     panels = _metric_panels(frame, splice)
     items.append(Figure("sae_quality", "SAE quality per layer.", panels, panels))
+    spliced = sorted({layer for layer, _ in splice})
+    if len(spliced) == 1:
+        values = ", ".join(f"{lang} {s['ce_recovered']:.3g}" for (_, lang), s in sorted(splice.items()))
+        items.append(
+            Text(
+                f"CE loss recovered is measured at layer {spliced[0]} only (where the interventions ran): "
+                f"{values}; the table below has it with the KL recovered."
+            )
+        )
     curves = _curves(saes)
     if curves is not None:
         items.append(

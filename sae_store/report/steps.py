@@ -97,7 +97,10 @@ class Commands:
 
     def analyze(self, name: str) -> str:
         saes = f" --saes {self.saes}" if name in ANALYSES and ANALYSES[name].saes == "required" else ""
-        return f"sae-store analyze {name} {self.store}{saes} --out {self.results}"
+        return f"sae-store analyze {name} {self.store}{saes} --results {self.results}"
+
+    def evaluate(self) -> str:
+        return f"sae-store evaluate {self.store} --saes {self.saes}"
 
     def explain(self) -> str:
         return f"sae-store explain {self.store} --saes {self.saes} --explainer URL|DIR"
@@ -108,7 +111,7 @@ class Commands:
     def intervene(self, mode: str, layer: int | str = "L") -> str:
         return (
             f"sae-store intervene {self.store} --saes {self.saes} --layer {layer} --mode {mode} "
-            f"--features top-male:20 --out {self.results}"
+            f"--features top-male:20 --results {self.results}"
         )
 
 
@@ -151,7 +154,8 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
 
     for name in ANALYSES.names():
         ran = name in inputs.analysis_groups
-        steps.append(_done_or(ran, f"analyze {name}", ("results present", "no results"), [cmd.analyze(name)]))
+        absent = inputs.stale.get(name, "no results")
+        steps.append(_done_or(ran, f"analyze {name}", ("results present", absent), [cmd.analyze(name)]))
     steps.append(
         _done_or(
             inputs.has_generation,
@@ -160,7 +164,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
             [cmd.caption()],
         )
     )
-    ran = "intervene" in inputs.analysis_groups
+    ran = bool(inputs.interventions())  # stale experiments (features encoded again since) left out
     # interventions edit the model's own captions: `caption` has to run first
     first = [] if inputs.has_generation else [cmd.caption()]
     layer = intervention_layer(inputs)

@@ -35,6 +35,7 @@ def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
         shape=src.shape,
         chunks=src.chunks,
         dtype=str if is_str else values.dtype,
+        fill_value=src.fill_value,
         dimension_names=list(src.metadata.dimension_names or ()),  # type: ignore[union-attr]
         attributes=dict(src.attrs),
     )
@@ -73,8 +74,12 @@ def create_group(
     """
     store.require_writable()
     target = store.path / name
+    if "/" in name:  # a group below another (evaluation/<set>): its parents first
+        zarr.open_group(str(store.path), mode="r+", zarr_format=3, use_consolidated=False).require_group(
+            name.rsplit("/", 1)[0]
+        )
     if not target.exists():
-        tmp = store.path / f".{name}.creating-{os.getpid()}"
+        tmp = target.parent / f".{target.name}.creating-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             group = zarr.open_group(
@@ -83,16 +88,22 @@ def create_group(
             root = store.zarr_group()
             for coord in root_coords:
                 _copy_coordinate(root, group, coord)
+                if f"{coord}{S.CODE_SUFFIX}" in root:  # gender_code, language_code: the labels as codes
+                    _copy_coordinate(root, group, f"{coord}{S.CODE_SUFFIX}")
             for dim, values in (coords or {}).items():
                 arr = group.create_array(
                     dim,
                     shape=values.shape,
                     chunks=values.shape,
-                    dtype=values.dtype,
+                    dtype=str if values.dtype.kind in "UO" else values.dtype,
                     dimension_names=[dim],
-                    attributes=S.coordinate_attrs(dim) if dim == S.FEATURE else {},
+                    attributes=S.coordinate_attrs(dim)
+                    if dim == S.FEATURE
+                    else {"long_name": dim.replace("_", " ")},
                 )
-                arr[...] = values
+                arr[...] = values.astype(object) if values.dtype.kind in "UO" else values
+                if values.dtype.kind in "UO":
+                    _code_coordinate(group, dim, values)
             for var, spec in variables.items():
                 create_array(group, var, spec, store.layout.shape(spec.dims, dict(sizes or {})))
             try:
@@ -106,6 +117,24 @@ def create_group(
         created = False
     ensure_consolidated(store, name)
     return created
+
+
+def _code_coordinate(group: zarr.Group, dim: str, values: np.ndarray) -> None:
+    """Write ``<dim>_code`` beside string coordinate ``dim`` (integer codes with CF flags), so that
+    Zarr readers without strings read the group's labels too."""
+    coded = S.category_codes(values)
+    if coded is None:  # text, not labels
+        return
+    codes, meanings = coded
+    arr = group.create_array(
+        f"{dim}{S.CODE_SUFFIX}",
+        shape=codes.shape,
+        chunks=codes.shape,
+        dtype=codes.dtype,
+        dimension_names=[dim],
+        attributes=S.flag_attrs(meanings, f"{dim.replace('_', ' ')} (code)"),
+    )
+    arr[...] = codes
 
 
 def delete_group(store: ActivationStore, name: str) -> None:
@@ -128,7 +157,7 @@ def grow_group(store: ActivationStore, name: str) -> None:
         dims = list(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
         if S.SAMPLE in dims:
             arr.resize(tuple(n_new if d == S.SAMPLE else n for d, n in zip(dims, arr.shape, strict=True)))
-    for coord in (S.SAMPLE, *S.SAMPLE_COORDS):
+    for coord in (S.SAMPLE, *S.SAMPLE_COORDS, S.GENDER_CODE):
         if coord in group:
             store.array(coord, name, mode="r+")[n_old:n_new] = store.array(coord)[n_old:n_new]
     store.consolidate()

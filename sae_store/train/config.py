@@ -70,7 +70,6 @@ class SaeConfig(Settings):
     matryoshka_widths: tuple[int, ...] = setting(
         (),
         help="matryoshka_batchtopk: nested widths ending at d_sae",
-        metavar="W,W,...",
         ge=1,
         default_text="d_sae/16, /8, /4, /2, d_sae",
     )
@@ -99,14 +98,14 @@ class SaeConfig(Settings):
     def check(self) -> None:
         w = self.matryoshka_widths
         if w and (list(w) != sorted(set(w)) or (self.d_in and w[-1] != self.n_latents)):
-            raise ConfigError(
-                f"matryoshka_widths must be increasing positive integers ending at d_sae={self.n_latents}, "
-                f"got {list(w)}"
+            raise self.rule_error(
+                f"{{matryoshka_widths}} must be increasing positive integers ending at d_sae="
+                f"{self.n_latents}, got {list(w)}"
             )
         if self.d_in and ARCHITECTURES[self.architecture].ranked and self.k > self.n_latents:
-            raise ConfigError(
-                f"k={self.k} is larger than d_sae={self.n_latents}: a {self.architecture} SAE cannot keep "
-                "more latents than it has; lower k or raise the expansion"
+            raise self.rule_error(
+                f"{{k}}={self.k} is larger than d_sae={self.n_latents}: a {self.architecture} SAE cannot "
+                "keep more latents than it has; lower {k} or raise {expansion}"
             )
 
     @property
@@ -189,9 +188,7 @@ class TrainerConfig(Settings):
     in tokens it meets the quality targets on both synthetic dictionaries, where 3e-3 leaves more
     latents dead)."""
 
-    adam_betas: tuple[float, float] = setting(
-        (0.9, 0.999), help="Adam's beta1 and beta2", metavar="B1,B2", ge=0, lt=1
-    )
+    adam_betas: tuple[float, float] = setting((0.9, 0.999), help="Adam's beta1 and beta2", ge=0, lt=1)
 
     lr_warmup_steps: int | None = setting(
         None,
@@ -236,10 +233,10 @@ class TrainerConfig(Settings):
         if self.lr_warmup_steps is None:  # the documented default, made explicit (saved, compared on resume)
             object.__setattr__(self, "lr_warmup_steps", min(100, self.steps // 10))
         if self.warmup_steps + self.lr_decay_steps > self.steps:
-            raise ConfigError(
+            raise self.rule_error(
                 f"the learning-rate schedule ({self.warmup_steps} warm-up steps + {self.lr_decay_steps} "
-                f"decay steps) is longer than the run ({self.steps} steps); lower lr_warmup_steps or "
-                "lr_decay_fraction, or raise steps"
+                f"decay steps) is longer than the run ({self.steps} steps); lower {{lr_warmup_steps}} or "
+                "{lr_decay_fraction}, or raise {steps}"
             )
 
     @property

@@ -35,11 +35,11 @@ def test_bare_store_report_lists_what_exists_and_what_to_run(
         "step": "analyze bias",
         "state": "not run",
         "detail": "no results",
-        "commands": [f"sae-store analyze bias {bare_store.path} --out {results}"],
+        "commands": [f"sae-store analyze bias {bare_store.path} --results {results}"],
     }
     assert summary["completeness"]["extract_remaining"] == completion(bare_store).remaining()
     md = bare_report.markdown.read_text()
-    assert "**Not run yet.**" in md and f"sae-store analyze bias {bare_store.path} --out {results}" in md
+    assert "**Not run yet.**" in md and f"sae-store analyze bias {bare_store.path} --results {results}" in md
     html = bare_report.html.read_text()
     assert external_references(html) == [] and "Not run yet." in html
 
@@ -117,9 +117,8 @@ def test_cli_prints_the_report_path(bare_store: ActivationStore, tmp_path, capsy
     out = capsys.readouterr().out
     assert f"report:   {tmp_path / 'rep' / 'report.html'}" in out
     assert (
-        "not run yet: sae_quality, bias_layers, volcano, crosslingual, features, qualitative, explanations, "
-        "interventions"
-        in out
+        "not run yet: sae_quality, evaluation, bias_layers, volcano, crosslingual, features, qualitative, "
+        "explanations, interventions" in out
     )
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())["sections"]["store_usage"]
     assert summary["quota"] == 1000 and summary["problems"][0].startswith("projected size")

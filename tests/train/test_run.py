@@ -215,7 +215,7 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
         "--lr-warmup-steps 30": r"the learning-rate schedule \(30 warm-up steps \+ 4 decay steps\) is longer "
         r"than the run \(20 steps\)",
         "--matryoshka-widths 8,x": r"--matryoshka-widths must be a list of positive integers, got '8,x'",
-        "--device tpu:0": r"Invalid device 'tpu:0': use 'auto', 'cpu', 'cuda'",
+        "--device tpu:0": r"--device must be auto, cpu, cuda or cuda:N, got 'tpu:0'",
     }
     if not torch.cuda.is_available():
         bad_options["--device cuda"] = r"Device 'cuda' requested but CUDA is not available"
