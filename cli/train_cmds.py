@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from sae_store.arraytask import task_layer
@@ -38,32 +39,43 @@ def _train(args: argparse.Namespace) -> int:
     """Train one SAE on a layer of the store (saved as <out>/layer_<L>, SAELens layout).
 
     Train a sparse autoencoder on one layer, streaming token vectors from the store. --layer defaults to
-    $SLURM_ARRAY_TASK_ID (one array task per layer).
+    $SLURM_ARRAY_TASK_ID (one array task per layer). With --sweep, several SAEs of the layer (the product
+    of the values given) are trained from one pass over the same batches, each saved as
+    <out>/<SETTING=VALUE,...>/layer_<L>.
     """
     layer = task_layer(args.layer)
     config = run_config(args, layer)
+    from sae_store.train.sweep import sweep_entries
+
+    entries = sweep_entries(config, args.sweep) if args.sweep else [("", config)]
     from sae_store.store import open_store
     from sae_store.train.discovery import dead_text
-    from sae_store.train.run import train_layer
+    from sae_store.train.run import train_sweep
 
     store = open_store(args.store)
-    result = train_layer(
-        store, config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+    results = train_sweep(
+        store,
+        [c for _, c in entries],
+        [Path(args.out) / name for name, _ in entries],
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
-    data = {"layer": layer, "folder": result.folder, "skipped": result.skipped,
-            "resumed_from": result.resumed_from, "metrics": result.metrics}  # fmt: skip
-    if result.skipped:
-        show(args, data, f"layer {layer}: {result.folder} already holds a trained SAE; nothing to do")
-        return 0
-    m = result.metrics
-    resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
-    show(
-        args,
-        data,
-        f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
-        f"{m.get('explained_variance', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, "
-        f"{dead_text(m, 'dead_fraction')}; {dead_text(m, 'dead_fraction_train_window')}",
-    )
+    records, lines = [], []
+    for result in results:
+        records.append({"layer": layer, "folder": result.folder, "skipped": result.skipped,
+                        "resumed_from": result.resumed_from, "metrics": result.metrics})  # fmt: skip
+        if result.skipped:
+            lines.append(f"layer {layer}: {result.folder} already holds a trained SAE; nothing to do")
+            continue
+        m, nan = result.metrics, float("nan")
+        resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
+        lines.append(
+            f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
+            f"{m.get('explained_variance', nan):.3f}, L0 {m.get('l0', nan):.1f}, "
+            f"{dead_text(m, 'dead_fraction')}; {dead_text(m, 'dead_fraction_train_window')}"
+        )
+    show(args, records[0] if len(records) == 1 else {"layer": layer, "sweep": records}, lines)
     return 0
 
 
@@ -144,6 +156,14 @@ def _add_train(subparsers: Any) -> None:
     add_settings(p, SaeConfig, title="SAE")
     add_settings(p, DataConfig, title="training data")
     add_settings(p, TrainerConfig, title="optimisation")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        metavar="KEY=V,V,...",
+        help="train an SAE for each value (repeat for the product of several settings) from one pass "
+        "over the data, each saved as <out>/<SETTING=VALUE,...>/layer_<L>; e.g. --sweep k=32,64 "
+        "--sweep lr=1e-3,3e-3 (default: one SAE, no sweep)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",

@@ -44,8 +44,8 @@ def resolve_device(device: str) -> torch.device:
         if not torch.cuda.is_available():
             raise SaeStoreError(
                 f"Device {device!r} requested but CUDA is not available (torch {torch.__version__}, "
-                "torch.cuda.is_available() is False). Use device 'cpu', or run on a GPU node with a "
-                "CUDA build of torch."
+                "torch.cuda.is_available() is False): use --device auto (a GPU when there is one, else the "
+                "CPU) or --device cpu, or run on a GPU node with a CUDA build of torch."
             )
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
             raise SaeStoreError(

@@ -68,7 +68,7 @@ def test_every_option_says_its_default_or_that_it_is_required() -> None:
 METAVARS = {
     "N", "X", "N,N,...", "X,X,...", "S", "L", "I", "TEXT", "NAME", "KEY", "KEY=TEXT", "SIZE", "SPEC",
     "LANGS", "LANG", "LANG=DIR", "ROLES", "DEVICE", "DIR", "FILE", "CSV", "STORE", "RESULTS", "HOST", "A:B",
-    "IDS", "SET", "[NAME=]DIR", "ARCH", "PARTITION", "ACCOUNT", "HH:MM:SS", "LINE",
+    "IDS", "SET", "[NAME=]DIR", "KEY=V,V,...", "ARCH", "PARTITION", "ACCOUNT", "HH:MM:SS", "LINE",
     "DIR|URL",  # a model folder or an endpoint's URL (explain --explainer)
 }  # fmt: skip
 

@@ -105,7 +105,7 @@ def test_one_bootstrap_resample_is_refused_before_anything_is_written(
     ]
     assert main(argv) == 2
     expected = (
-        "sae-store analyze: error: --bootstrap must be 0 (no confidence intervals of d) or at least 2 "
+        "sae-store analyze bias: error: --bootstrap must be 0 (no confidence intervals of d) or at least 2 "
         "resamples, got 1: a BCa interval needs the spread of several resamples (the default is 1000)"
     )
     assert capsys.readouterr().err.strip().splitlines()[-1] == expected
