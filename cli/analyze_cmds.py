@@ -59,7 +59,11 @@ _INPUTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "model": (
         "--model",
-        {"metavar": "DIR", "help": "model folder whose tokenizer names tokens (default: the store's)"},
+        {
+            "metavar": "DIR",
+            "help": "model folder: its tokenizer names tokens; its final norm and unembedding make the "
+            "logit lens (default: the store's)",
+        },
     ),
     "saes_by_language": (
         "--saes-by-language",

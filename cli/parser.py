@@ -29,7 +29,7 @@ from .logs import add_verbosity
 PIPELINE_ORDER = (
     "demo", "make-demo-data", "make-tiny-model", "prepare", "init", "extract", "append", "unlock",
     "migrate", "status", "du", "verify", "train", "encode", "export-saes", "evaluate", "analyze", "caption",
-    "intervene", "intervene-summary", "report", "explore", "pipeline", "jobs",
+    "intervene", "intervene-summary", "explain", "report", "explore", "pipeline", "jobs",
 )  # fmt: skip
 Handler = Callable[[argparse.Namespace], int]
 #: Parser default listing (dest, flag) of options that are required but may be given by an old name.

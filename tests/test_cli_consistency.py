@@ -69,6 +69,7 @@ METAVARS = {
     "N", "X", "N,N,...", "X,X,...", "S", "L", "I", "TEXT", "NAME", "KEY", "KEY=TEXT", "SIZE", "SPEC",
     "LANGS", "LANG", "LANG=DIR", "ROLES", "DEVICE", "DIR", "FILE", "CSV", "STORE", "RESULTS", "HOST", "A:B",
     "IDS", "SET", "[NAME=]DIR", "KEY=V,V,...", "ARCH", "PARTITION", "ACCOUNT", "HH:MM:SS", "LINE",
+    "DIR|URL",  # a model folder or an endpoint's URL (explain --explainer)
 }  # fmt: skip
 
 
@@ -100,7 +101,7 @@ def test_one_name_and_metavar_per_concept() -> None:
         ("sae-store analyze all", "--samples"), ("sae-store make-tiny-model", "--layers"),
         ("sae-store intervene", "--out"),
         *((f"sae-store analyze {a}", "--out") for a in
-          ("bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative", "all")),
+          ("bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative", "logit_lens", "all")),
     }, "old names are hidden aliases"  # fmt: skip
     for (prog, flag), a in flags.items():
         if flag == "--layers":

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sae_store.configbase import SettingError, Settings, seed_setting, setting
+from sae_store.device import device_setting
 from sae_store.roles import roles_setting
 
 Statistic = Literal["mean", "max", "frac"]
@@ -135,6 +136,17 @@ class InspectConfig(Settings):
     features_per_sample: int = setting(5, help="rows per sample in the qualitative table", metavar="N", ge=1)
     image_size: int = setting(224, help="image side under the heatmaps", ge=16)
     seed: int = seed_setting(_SEED_HELP)
+
+
+@dataclass(frozen=True)
+class LogitLensConfig(Settings):
+    """The tokens each feature promotes and suppresses (``sae-store analyze logit_lens``)."""
+
+    lens_k: int = setting(20, help="tokens kept per feature and direction", flag="lens-k", metavar="N", ge=1)
+    """Promoted and suppressed tokens stored per feature (the gender words are ranked regardless)."""
+    vocab_block: int = setting(16384, help="vocabulary rows multiplied at a time", metavar="N", ge=256)
+    """Vocabulary rows per matrix product: memory is 1024 features x N floats per product."""
+    device: str = device_setting()
 
 
 @dataclass(frozen=True)

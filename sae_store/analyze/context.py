@@ -92,21 +92,25 @@ class AnalysisContext:
 
         key = (config.n_features, config.top_k, config.rank_by)
         if key not in self._tops:
-            encoders = {layer: _TorchEncoder(sae) for layer, sae in self.saes().items()}
+            encoders = {layer: TorchEncoder(sae) for layer, sae in self.saes().items()}
             self._tops[key] = top_samples_step(
                 self.inputs, config, encoders=encoders, given=self.features, **self.selection
             )
         return self._tops[key]
 
+    def model_dir(self) -> str:
+        """The model folder: ``--model``, or the one the store was extracted with."""
+        return str(self.model or self.inputs.store.attrs.get("model", {}).get("name_or_path") or "")
+
     def token_decoder(self) -> TokenDecoder | None:
         """Token id -> text with the model's tokenizer (``--model`` or the store's folder), if it loads."""
-        decode = token_decoder(self.model or self.inputs.store.attrs.get("model", {}).get("name_or_path"))
+        decode = token_decoder(self.model_dir())
         if decode is None:
             log.info("no tokenizer (pass --model DIR): tokens are shown by id")
         return decode
 
 
-class _TorchEncoder:
+class TorchEncoder:
     """Adapts a loaded SAE module to the analyses' ``Encoder``: numpy in, numpy out."""
 
     def __init__(self, sae: Any) -> None:
@@ -163,14 +167,22 @@ def default_layers(inputs: Inputs) -> list[int] | None:
     return encoded
 
 
-def selected_analyses(which: str, n_languages: int) -> list[Analysis]:
+def selected_analyses(which: str, n_languages: int, model_dir: str = "") -> list[Analysis]:
     """``which`` (a registered analysis), or for ``all`` every registered one in order, leaving out (and
-    saying so) those that need more languages than are analysed."""
+    saying so) those that need more languages than are analysed or model weights that are not here."""
+    here = bool(model_dir) and Path(model_dir).is_dir()
     if which != "all":
+        if ANALYSES[which].weights and not here:
+            raise SaeStoreError(
+                f"`analyze {which}` needs the model's weights: pass --model DIR (the store records "
+                f"{model_dir!r}, which is not a folder here)"
+            )
         return [ANALYSES[which]]
     chosen = []
     for analysis in ANALYSES:
-        if n_languages < analysis.languages:
+        if analysis.weights and not here:
+            log.info("%s skipped: no model folder %r here (pass --model DIR)", analysis.name, model_dir)
+        elif n_languages < analysis.languages:
             log.info(
                 "%s skipped: it needs %d languages, %d are analysed",
                 analysis.name,
@@ -214,7 +226,7 @@ def run_analyses(
     if ctx.layers is None:
         ctx.layers = default_layers(inputs)
     n_languages = len(ctx.languages or inputs.features.language.values)
-    analyses = selected_analyses(which, n_languages)
+    analyses = selected_analyses(which, n_languages, ctx.model_dir())
     if ctx.saes_spec is None:
         needing = [a.name for a in analyses if a.saes == "required"]
         if needing:

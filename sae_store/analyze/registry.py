@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from sae_store.analyze.config import BiasConfig, CrossLayerConfig, CrossLingualConfig, InspectConfig
+from sae_store.analyze.config import (
+    BiasConfig,
+    CrossLayerConfig,
+    CrossLingualConfig,
+    InspectConfig,
+    LogitLensConfig,
+)
 from sae_store.configbase import Settings
 from sae_store.registry import Registry
 
@@ -47,6 +53,9 @@ class Analysis:
     """Its work runs on the dask cluster (``--cluster``)."""
     languages: int = 1
     """Fewest languages it needs; ``analyze all`` skips it (saying so) with fewer."""
+    weights: bool = False
+    """It reads the model's weights (``--model`` or the store's folder); ``analyze all`` skips it (saying
+    so) when that folder is not here."""
     inputs: tuple[Input, ...] = ()
     result: str = ""
     """Its JSON file in the results folder (default ``<name>.json``)."""
@@ -119,6 +128,14 @@ def _qualitative(ctx: AnalysisContext, config: InspectConfig) -> Path:
     return qualitative_step(ctx.inputs, config, ctx.out_dir, samples=ctx.samples, **ctx.selection)
 
 
+def _logit_lens(ctx: AnalysisContext, config: LogitLensConfig) -> Path:
+    from sae_store.analyze.logit_lens import run_logit_lens
+    from sae_store.analyze.pipeline import save_run
+
+    run = run_logit_lens(ctx.saes(), ctx.model_dir(), config)
+    return save_run(ctx.inputs, "logit_lens", run, ctx.out_dir)
+
+
 register_analysis(
     Analysis(
         "bias",
@@ -182,5 +199,16 @@ register_analysis(
         reads=("n_features", "n_samples", "features_per_sample", "seed"),
         needs=("bias",),
         inputs=("samples",),
+    )
+)
+register_analysis(
+    Analysis(
+        "logit_lens",
+        "output tokens each feature promotes and suppresses, and the gender words' ranks (needs --saes)",
+        LogitLensConfig,
+        _logit_lens,
+        saes="required",
+        inputs=("model",),
+        weights=True,
     )
 )

@@ -59,6 +59,28 @@ def encode_tokens(acts_TH: np.ndarray, encode: Encoder, features: np.ndarray) ->
     return np.concatenate(out, axis=0).astype(np.float32)
 
 
+def sample_tokens(
+    store: ActivationStore,
+    layer: int,
+    language: str,
+    sample_ids: list[str],
+    encode: Encoder,
+    features: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, T, K) activations of ``features`` at every token of each sample (0 on padding), and the
+    samples' (n, T) token roles and token ids."""
+    root = store.dataset()
+    acts = root[S.ACTIVATIONS].sel({S.LAYER: layer, S.LANGUAGE: language})
+    roles = np.asarray(root[S.TOKEN_ROLE].sel({S.LANGUAGE: language}).sel({S.SAMPLE: sample_ids}).values)
+    input_ids = np.asarray(root[S.INPUT_IDS].sel({S.LANGUAGE: language}).sel({S.SAMPLE: sample_ids}).values)
+    out = np.zeros((len(sample_ids), roles.shape[-1], len(features)), dtype=np.float32)
+    for i, sample in enumerate(sample_ids):
+        # padding may hold the NaN fill value; it must not reach the encoder
+        x = np.nan_to_num(np.asarray(acts.sel({S.SAMPLE: sample}).values))
+        out[i] = encode_tokens(x, encode, features) * (roles[i] != TokenRole.PAD)[:, None]
+    return out, roles, input_ids
+
+
 @dataclass(frozen=True)
 class TopSamples:
     """Selected features of one (layer, language), their top samples, and token-level activations."""
@@ -104,29 +126,15 @@ def find_top_samples(
     flags = np.asarray(features[S.COMPLETE].sel({S.LAYER: layer, S.LANGUAGE: language}).values, dtype=bool)
     values = np.asarray(feature_matrix(features, rank_by, layer, language).isel(feature=chosen).values)
     order = top_samples(values, flags, k)
-    root = store.dataset()
     ids = strings(features[S.SAMPLE].values)
     union = np.unique(order)
-    acts = root[S.ACTIVATIONS].sel({S.LAYER: layer, S.LANGUAGE: language})
-    roles = np.asarray(
-        root[S.TOKEN_ROLE].sel({S.LANGUAGE: language}).sel({S.SAMPLE: list(ids[union])}).values
-    )
-    input_ids = np.asarray(
-        root[S.INPUT_IDS].sel({S.LANGUAGE: language}).sel({S.SAMPLE: list(ids[union])}).values
-    )
+    encoded, roles, input_ids = sample_tokens(store, layer, language, list(ids[union]), encode, chosen)
     where = {int(s): i for i, s in enumerate(union)}
-    per_sample = {}
-    for s in union:
-        # padding may hold the NaN fill value; it must not reach the encoder
-        x = np.nan_to_num(np.asarray(acts.sel({S.SAMPLE: ids[s]}).values))
-        per_sample[int(s)] = (
-            encode_tokens(x, encode, chosen) * (roles[where[int(s)]] != TokenRole.PAD)[:, None]
-        )
     K, kk = order.shape
     token_acts = np.zeros((K, kk, roles.shape[-1]), dtype=np.float32)
     for i in range(K):
         for j in range(kk):
-            token_acts[i, j] = per_sample[int(order[i, j])][:, i]
+            token_acts[i, j] = encoded[where[int(order[i, j])], :, i]
     pick = np.vectorize(where.__getitem__, otypes=[np.int64])(order) if order.size else order
     return TopSamples(
         layer=layer,

@@ -177,6 +177,23 @@ def count_gender_terms(text: str, lang: Language) -> GenderCounts:
     raise DataError(f"Gender words exist for languages 'en' and 'ar', not {lang!r}.")
 
 
+class StudyTerm(NamedTuple):
+    """One gender word of the study's lists, as written (before normalisation)."""
+
+    text: str
+    language: Language
+    gender: GenderName
+
+
+def study_terms() -> list[StudyTerm]:
+    """Every gender word of both languages' lists (the words ``prepare`` counts), in a fixed order."""
+    english = [StudyTerm(w, "en", "male") for w in sorted(ENGLISH_MALE)]
+    english += [StudyTerm(w, "en", "female") for w in sorted(ENGLISH_FEMALE)]
+    arabic = [StudyTerm(w, "ar", "male") for w in (*_ARABIC_MALE_WORDS, *_ARABIC_MALE_EXACT)]
+    arabic += [StudyTerm(w, "ar", "female") for w in _ARABIC_FEMALE_WORDS]
+    return english + arabic
+
+
 def _sum_counts(texts: Iterable[str], lang: Language) -> GenderCounts:
     counts = [count_gender_terms(text, lang) for text in texts]
     return GenderCounts(sum(c.male for c in counts), sum(c.female for c in counts))

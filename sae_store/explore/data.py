@@ -109,7 +109,7 @@ class ExploreData:
 
     def warm(self) -> None:
         """Open the groups and load the tokenizer now, so that the first page is as quick as the rest."""
-        _ = self.features, self._analyses, self.decode_token, self.sae_records
+        _ = self.features, self._analyses, self.decode_token, self.sae_records, self.explanations
 
     def stored_n_samples(self) -> int:
         """How many samples the store on disk holds now (grows when samples are appended)."""
@@ -138,10 +138,20 @@ class ExploreData:
 
     @cached_property
     def _analyses(self) -> dict[str, xr.Dataset]:
-        paths = {name: f"{S.ANALYSIS}/{name}" for name in ("bias", "crosslingual", "crosslayer")}
+        names = ("bias", "crosslingual", "crosslayer", S.LOGIT_LENS)
+        paths = {name: f"{S.ANALYSIS}/{name}" for name in names}
         return {
             name: read_group(self.store, path) for name, path in paths.items() if has_result(self.store, path)
         }
+
+    @cached_property
+    def explanations(self) -> xr.Dataset | None:
+        """The ``explanations`` group (small; loaded), or None before ``sae-store explain``."""
+        return (
+            read_group(self.store, S.EXPLANATIONS, load=True)
+            if has_group(self.store, S.EXPLANATIONS)
+            else None
+        )
 
     @cached_property
     def generation(self) -> xr.Dataset | None:

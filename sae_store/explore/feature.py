@@ -7,22 +7,19 @@ from typing import Any
 import numpy as np
 import panel as pn
 
-from sae_store.analyze import firing_tokens, grid_side, image_grid
-from sae_store.data import load_image
+from sae_store.analyze import firing_tokens, grid_side
 from sae_store.explore import plots
+from sae_store.explore.context import examples_html
 from sae_store.explore.data import ExploreData, SampleTokens
 from sae_store.explore.layout import html_pane, link, missing, table
+from sae_store.explore.lens import explanations_panel, lens_panel
 from sae_store.explore.overview import features_missing
-from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 from sae_store.store.schema import FEATURE_MAX, FEATURE_MEAN
 
-#: Top samples drawn with their image (each one is encoded with the SAE).
-TOP_SAMPLES = 4
 #: Samples whose every token is checked for a feature that never fires on the encoded tokens.
 SCAN_SAMPLES = 8
 _STATS = ("d", "q", "ci_low", "ci_high", "male_mean", "female_mean", "male_freq", "female_freq")
-_IMAGE_SIZE = 96
 
 
 def feature_page(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:
@@ -34,7 +31,9 @@ def feature_page(data: ExploreData, layer: int, feature: int, language: str) -> 
     return [
         *_statistics(data, layer, feature),
         *_histograms(data, layer, feature),
+        *explanations_panel(data, layer, feature),
         *_top_samples(data, layer, feature, language),
+        *lens_panel(data, layer, feature),
         *_interventions(data, layer, feature),
         *_neighbours(data, layer, feature, language),
     ]
@@ -99,35 +98,17 @@ def _histograms(data: ExploreData, layer: int, feature: int) -> list[Any]:
 
 def _top_samples(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:
     col = data.feature_column(FEATURE_MAX, layer, language, feature)
-    heading = pn.pane.Markdown(f"### Top samples in {language} (image-token activations over the image)")
+    heading = pn.pane.Markdown(
+        f"### Activations in context ({language}): top, activation quantiles and random firing samples"
+    )
     if not np.isfinite(col).any():
         encode = f"sae-store encode {data.store.path} --saes SAE_DIR"
         return [heading, missing(f"No {language} sample is encoded at layer {layer}", encode)]
     if np.nanmax(col) <= 0:
         return [heading, *_inactive(data, layer, feature, language, col)]
-    order = [int(i) for i in np.argsort(-np.nan_to_num(col, nan=-np.inf), kind="stable")[:TOP_SAMPLES]]
-    order = [i for i in order if col[i] > 0]  # a sample where it does not fire is no top sample
-    tokens = [data.tokens(language, i, layer=layer, feature=feature) for i in order]
-    grids = [image_map(data, t.acts, t.roles) for t in tokens]
-    vmax = max((float(np.nanmax(g)) for g in grids if g is not None), default=1.0)
-    cells, firing_rows = [], []
-    for i, t, g in zip(order, tokens, grids, strict=True):
-        sid = str(data.labels.sample[i])
-        image = load_image(data.images_dir / data.labels.image[i], _IMAGE_SIZE) if data.images_dir else None
-        png = plots.overlay_png(image, g, vmax=vmax, size=_IMAGE_SIZE)
-        cells.append(
-            plots.img_tag(png, alt=f"{sid} {language}")
-            + f"<br>{link(sid, 'sample', id=sid, layer=layer, feature=feature, language=language)}"
-            + f"<br>{data.labels.gender[i]}, max {col[i]:.2f}"
-        )
-        firing_rows += _firing_rows(data, language, sid, t)
-    row = "".join(f'<td style="vertical-align:top">{c}</td>' for c in cells)
-    out: list[Any] = [heading, html_pane(f"<table><tr>{row}</tr></table>")]
     if not data.saes.has(layer):
-        out.append(no_sae(data, layer))
-    elif firing_rows:
-        out += [pn.pane.Markdown(f"### Tokens where it fires ({language})"), _firing_table(firing_rows)]
-    return out
+        return [heading, no_sae(data, layer)]
+    return [heading, html_pane(examples_html(data, layer, feature, language, col))]
 
 
 def _inactive(data: ExploreData, layer: int, feature: int, language: str, col: np.ndarray) -> list[Any]:
@@ -185,12 +166,6 @@ def no_sae(data: ExploreData, layer: int) -> pn.pane.HTML:
         f"No SAE for layer {layer}: token activations cannot be computed",
         f"sae-store train {data.store.path} --layer {layer} --out SAE_DIR",
     )
-
-
-def image_map(data: ExploreData, acts: np.ndarray | None, roles: np.ndarray) -> np.ndarray | None:
-    if acts is None or not data.image_tokens or int((roles == TokenRole.IMAGE).sum()) != data.image_tokens:
-        return None
-    return image_grid(acts, roles, data.image_tokens)
 
 
 def _interventions(data: ExploreData, layer: int, feature: int) -> list[Any]:

@@ -129,9 +129,19 @@ def overlay_png(image: np.ndarray | None, grid: np.ndarray | None, *, vmax: floa
         heat = (colormaps["inferno"](scaled)[..., :3] * 255).astype(np.uint8)
         layer = Image.fromarray(heat).resize((size, size), Image.Resampling.NEAREST)
         base = Image.blend(base.convert("RGB"), layer, 0.55 if image is not None else 1.0)
+    return png_bytes(base)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """``image`` as PNG bytes."""
     buf = io.BytesIO()
-    base.save(buf, format="PNG")
+    image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def inferno_stops(n: int = 6) -> list[tuple[int, int, int]]:
+    """``n`` colours of the overlays' colour map (inferno), low to high, as RGB bytes."""
+    return [tuple(int(c * 255) for c in colormaps["inferno"](i / (n - 1))[:3]) for i in range(n)]  # type: ignore[misc]
 
 
 def img_tag(png: bytes, *, alt: str) -> str:

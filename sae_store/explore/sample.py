@@ -11,8 +11,9 @@ import panel as pn
 from sae_store.analyze import grid_side, token_label
 from sae_store.data import load_image
 from sae_store.explore import plots
+from sae_store.explore.context import image_map
 from sae_store.explore.data import ExploreData
-from sae_store.explore.feature import image_map, no_sae
+from sae_store.explore.feature import no_sae
 from sae_store.explore.layout import html_pane, link, table, text_html
 from sae_store.explore.overview import features_missing
 from sae_store.roles import TokenRole

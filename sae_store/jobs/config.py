@@ -22,6 +22,7 @@ import yaml
 
 from sae_store.analyze.config import ClusterConfig
 from sae_store.analyze.registry import ANALYSES
+from sae_store.autointerp.config import ExplainConfig
 from sae_store.configbase import Settings, seed_setting, setting, unknown_keys
 from sae_store.data.config import DEMO_IMAGES, PrepareConfig
 from sae_store.errors import ConfigError
@@ -141,6 +142,7 @@ SECTIONS: dict[str, Callable[[], tuple[Binding, ...]]] = {
         Binding(InterventionConfig, frozenset({"mode", "batch_size", "max_new_tokens"})),
         Binding(CaptionConfig, frozenset({"batch_size"})),
     ),
+    "explain": lambda: (Binding(ExplainConfig),),
 }
 
 
@@ -189,6 +191,10 @@ class PipelineConfig(Settings):
     interventions: Section = setting(
         default_factory=partial(empty_section, "interventions"),
         help="which interventions run, and `caption`/`intervene` settings",
+    )
+    explain: Section = setting(
+        default_factory=partial(empty_section, "explain"),
+        help="`explain` settings (the demo also explains with its own model folder)",
     )
     demo: DemoConfig | None = setting(None, help="build demo captions, images and a tiny model first")
     slurm: SlurmConfig | None = setting(None, help="how steps are submitted (needed by `sae-store jobs`)")

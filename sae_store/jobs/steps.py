@@ -14,6 +14,7 @@ from typing import Literal, get_args
 
 from sae_store.analyze.config import ClusterConfig
 from sae_store.analyze.registry import ANALYSES
+from sae_store.autointerp.config import ExplainConfig
 from sae_store.data.config import PrepareConfig
 from sae_store.errors import ConfigError, StoreNotFoundError
 from sae_store.evaluate.config import EvaluateConfig
@@ -215,6 +216,18 @@ def _mode_enabled(mode: str) -> Callable[[PipelineConfig], bool]:
     return lambda cfg: mode in cfg.interventions.modes
 
 
+def _explain_args(local_model: bool) -> Callable[[PipelineConfig], list[str]]:
+    """``explain`` with the section's explainer, or (``local_model``) with the run's model folder."""
+
+    def args(cfg: PipelineConfig) -> list[str]:
+        p = cfg.paths
+        out = [str(p.path("store")), "--saes", str(p.path("saes")), *cfg.explain.argv(ExplainConfig)]
+        out += ["--export", str(p.path("results") / ("explain-model" if local_model else "explain"))]
+        return out + (["--explainer", str(p.path("model"))] if local_model else [])
+
+    return args
+
+
 def _analyses_done(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
     """Every registered analysis has written its results (the last one in ``analyze all``'s order)."""
     return (cfg.paths.path("results") / list(ANALYSES)[-1].result_file).exists()
@@ -350,8 +363,13 @@ STEPS: tuple[Step, ...] = (
          lambda cfg: [str(cfg.paths.path("results"))],
          after=tuple(f"intervene-{m}" for m in get_args(EditMode)),
          done=_exists("results", "cross_layer_results.json"), when=lambda cfg: bool(cfg.interventions.modes)),
+    Step("explain", "explanations of the biased features, scored in every language", ("explain",),
+         _explain_args(False), after=("analyze",), done=_exists("results", "explain/explanations")),
+    Step("explain-model", "the same explained by the run's own model folder", ("explain",),
+         _explain_args(True),
+         after=("explain",), done=_exists("results", "explain-model/explanations"), when=_demo),
     Step("report", "HTML and Markdown report of everything the run produced", ("report",), _report_args,
-         after=("analyze", "intervene-summary", "caption", "evaluate"),
+         after=("analyze", "intervene-summary", "caption", "evaluate", "explain", "explain-model"),
          done=_exists("report", "summary.json")),
 )  # fmt: skip
 

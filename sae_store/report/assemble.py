@@ -14,6 +14,7 @@ from sae_store.report.analysis_sections import analysis_section
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
 from sae_store.report.evaluation_sections import evaluation_section
+from sae_store.report.explain_sections import explanations_section, order_by_effect
 from sae_store.report.features_sections import (
     MAX_DASHBOARDS,
     THUMBNAIL,
@@ -27,7 +28,8 @@ from sae_store.report.quality_sections import quality_section
 from sae_store.report.section import Section, not_run_section
 from sae_store.report.steps import Commands, intervention_layer, pipeline_steps
 from sae_store.report.store_sections import completeness_section, usage_section
-from sae_store.store.results import read_labels, strings
+from sae_store.store import schema as S
+from sae_store.store.results import has_group, read_group, read_labels, strings
 
 
 def _quality(inputs: ReportInputs, cmd: Commands) -> Section:
@@ -103,18 +105,7 @@ def _crosslingual(inputs: ReportInputs, cmd: Commands) -> Section:
 
 def _strongest(interpret: xr.Dataset, bias: xr.Dataset | None, n: int) -> np.ndarray:
     """Entries of the inspected features with the largest |d| (in stored order without bias results)."""
-    if bias is None:
-        return np.arange(min(n, interpret.sizes["entry"]))
-    d = [
-        abs(float(bias["d"].sel(layer=int(la), language=str(lg), feature=int(f))))
-        for la, lg, f in zip(
-            interpret["entry_layer"].values,
-            strings(interpret["entry_language"].values),
-            interpret["entry_feature"].values,
-            strict=True,
-        )
-    ]
-    return np.sort(np.argsort(-np.nan_to_num(np.asarray(d), nan=-1.0), kind="stable")[:n])
+    return np.sort(order_by_effect(interpret, bias, "entry_language")[:n])
 
 
 def _features(inputs: ReportInputs, cmd: Commands) -> Section:
@@ -179,9 +170,35 @@ def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
     return interventions_section(summaries)
 
 
+def _explanations(inputs: ReportInputs, cmd: Commands) -> Section:
+    from sae_store.models.tokens import token_decoder
+
+    explanations = (
+        read_group(inputs.store, S.EXPLANATIONS, load=True)
+        if has_group(inputs.store, S.EXPLANATIONS)
+        else None
+    )
+    lens = inputs.analysis("logit_lens")
+    if explanations is None and lens is None:
+        return not_run_section(
+            "explanations",
+            "What the top biased features are",
+            "Needs explanations (`explain`) or the logit lens (`analysis/logit_lens`).",
+            [cmd.analyze("logit_lens"), cmd.explain()],
+        )
+    decode = (
+        token_decoder(inputs.store.attrs.get("model", {}).get("name_or_path")) if lens is not None else None
+    )
+    return explanations_section(
+        explanations, lens, inputs.analysis("bias"), decode, list(inputs.layout.languages)
+    )
+
+
 #: Analyses whose results the report shows in sections of their own (above); every other registered
 #: analysis gets :func:`~sae_store.report.analysis_sections.analysis_section`.
-DEDICATED = frozenset({"bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative"})
+DEDICATED = frozenset(
+    {"bias", "crosslingual", "crosslayer", "interpret", "visual", "qualitative", "logit_lens"}
+)
 
 
 def report_sections(inputs: ReportInputs) -> list[Section]:
@@ -200,6 +217,7 @@ def report_sections(inputs: ReportInputs) -> list[Section]:
         lambda: _crosslingual(inputs, cmd),
         lambda: _features(inputs, cmd),
         lambda: _qualitative(inputs, cmd),
+        lambda: _explanations(inputs, cmd),
         lambda: _interventions(inputs, cmd),
         *(
             partial(

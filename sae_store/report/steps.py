@@ -102,6 +102,9 @@ class Commands:
     def evaluate(self) -> str:
         return f"sae-store evaluate {self.store} --saes {self.saes}"
 
+    def explain(self) -> str:
+        return f"sae-store explain {self.store} --saes {self.saes} --explainer URL|DIR"
+
     def caption(self) -> str:
         return f"sae-store caption {self.store}"
 

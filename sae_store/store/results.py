@@ -153,7 +153,8 @@ def write_group(store: ActivationStore, path: str, ds: xr.Dataset) -> str:
     if path.startswith(f"{S.ANALYSIS}/"):
         ds.attrs[SOURCE_ATTR] = features_source(store)
     ds.attrs = S.encode_attrs(ds.attrs, keys=None)
-    ds.to_zarr(store.path, group=path, mode="w", consolidated=False, encoding=whole_chunks(ds))
+    encoding = whole_chunks(ds) | own_chunks(ds)
+    ds.to_zarr(store.path, group=path, mode="w", consolidated=False, encoding=encoding)
     store.consolidate()
     return path
 
@@ -251,6 +252,19 @@ def whole_chunks(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
     """Encoding of a result: one chunk (one file) per variable, whatever its size. Results are written
     and read whole; zarr's own choice would split a full-scale (34, 2, 16384) statistic into 16 files."""
     return {str(k): {"chunks": tuple(max(n, 1) for n in v.shape)} for k, v in ds.variables.items() if v.ndim}
+
+
+def own_chunks(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    """Chunks a writer set on variables of a result that is read a block at a time (the logit lens, read
+    one feature at a time by the explorer), instead of :func:`whole_chunks`."""
+    out = {}
+    for k, v in ds.variables.items():
+        chunks = v.encoding.get("chunks")
+        if v.ndim and isinstance(chunks, tuple) and len(chunks) == v.ndim:
+            out[str(k)] = {
+                "chunks": tuple(min(max(c, 1), max(n, 1)) for c, n in zip(chunks, v.shape, strict=True))
+            }
+    return out
 
 
 def vocabularies(store: ActivationStore) -> tuple[tuple[str, ...], ...]:

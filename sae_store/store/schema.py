@@ -86,6 +86,10 @@ ANALYSIS = "analysis"
 INTERVENE = f"{ANALYSIS}/intervene"
 """``<key>/layer_<L>`` per intervention experiment (``sae-store intervene``)."""
 INTERVENE_LAYER_PREFIX = "layer_"
+LOGIT_LENS = "logit_lens"
+"""``analysis/logit_lens``: tokens each feature's decoder direction promotes and suppresses."""
+EXPLANATIONS = "explanations"
+"""Explanations of features and their detection and fuzzing scores (``sae-store explain``)."""
 EVALUATION = "evaluation"
 """``<set>`` per SAE set evaluated (``sae-store evaluate``)."""
 
@@ -115,6 +119,11 @@ TEXT_VARIABLES = frozenset(
         "interpretation",
         "top_sample",
         "sae_record",
+        "term_text",
+        "explanation",
+        "status_reason",
+        "explain_sample",
+        "score_sample",
     }
 )
 

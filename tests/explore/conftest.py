@@ -38,7 +38,54 @@ def full_store(tmp_path_factory: pytest.TempPathFactory) -> ActivationStore:
         root / "saes", list(store.layout.layers), d_in=store.layout.hidden_size, d_sae=N_FEATURES
     )
     write_evaluation(store, root / "saes", root / "results")
+    write_lens(store, n_features=N_FEATURES)
+    from sae_store.autointerp.config import ExplainConfig
+    from sae_store.autointerp.run import explain
+
+    # explanations of two features of layer 2 through the rule-based loopback endpoint
+    explain(
+        store.path, str(root / "saes"), ExplainConfig(features="2:3,2:0", n_held=4, cache=str(root / "cache"))
+    )
     return store
+
+
+#: Vocabulary of the synthetic logit lens, and its gender words (text, language, gender).
+LENS_VOCAB = 1000
+LENS_TERMS = (("man", "en", "male"), ("woman", "en", "female"), ("رجل", "ar", "male"))
+
+
+def write_lens(store: ActivationStore, *, n_features: int, k: int = 5) -> None:
+    """``analysis/logit_lens`` of every layer with known token ids: feature f of layer L promotes tokens
+    100 L + f + r (r = 0..k-1) and suppresses 900 - f - r; term w ranks (f + w) % 50 + 1."""
+    import numpy as np
+    import xarray as xr
+
+    from sae_store.analyze.results import write_analysis
+
+    layers = list(store.layout.layers)
+    r = np.arange(k)
+    f = np.arange(n_features)[:, None]
+    promoted = np.stack([100 * la + f + r for la in layers]).astype(np.int32)
+    suppressed = np.stack([900 - f - r + 0 * la for la in layers]).astype(np.int32)
+    logits = np.broadcast_to(np.linspace(3.0, 1.0, k, dtype=np.float32), promoted.shape)
+    w = np.arange(len(LENS_TERMS))
+    ranks = np.stack([(f + w) % 50 + 1 for _ in layers]).astype(np.int32)
+    dims, tdims = ("layer", "feature", "rank"), ("layer", "feature", "term")
+    ds = xr.Dataset(
+        {
+            "promoted_id": (dims, promoted), "promoted_logit": (dims, logits.copy()),
+            "suppressed_id": (dims, suppressed), "suppressed_logit": (dims, -logits),
+            "term_rank": (tdims, ranks), "term_logit": (tdims, -ranks.astype(np.float32) / 10),
+        },
+        coords={
+            "layer": np.array(layers, dtype=np.int32), "feature": np.arange(n_features, dtype=np.int64),
+            "term_text": ("term", np.array([t[0] for t in LENS_TERMS], dtype=object)),
+            "term_language": ("term", np.array([t[1] for t in LENS_TERMS], dtype=object)),
+            "term_gender": ("term", np.array([t[2] for t in LENS_TERMS], dtype=object)),
+        },
+        attrs={"config": {"lens_k": k}, "vocab_size": LENS_VOCAB},
+    )  # fmt: skip
+    write_analysis(store, "logit_lens", ds)
 
 
 @pytest.fixture(scope="session")

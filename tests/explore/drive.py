@@ -17,6 +17,21 @@ from urllib.parse import urlparse
 
 from tests.report.browser import LAYOUT_JS, PageCheck, _collect_events, _Pipe
 
+# The feature page's highlighted tokens and section headings, inside every shadow root.
+_PANELS_JS = """
+(() => {
+  const tokens = [], directions = [], headings = [];
+  const walk = (root) => root.querySelectorAll('*').forEach((el) => {
+    if (el.classList && el.classList.contains('tok')) tokens.push(el.title);
+    if (el.classList && el.classList.contains('tokens')) directions.push(el.getAttribute('dir'));
+    if (/^H[1-4]$/.test(el.tagName)) headings.push(el.textContent);
+    if (el.shadowRoot) walk(el.shadowRoot);
+  });
+  walk(document);
+  return JSON.stringify({tokens, directions, headings});
+})()
+"""
+
 # Canvases drawn and images decoded, inside every shadow root (Panel and Bokeh use shadow DOM).
 _STATE_JS = """
 (() => {
@@ -168,6 +183,11 @@ class Browser:
                 "Input.dispatchKeyEvent", {**key, "text": "\r"} if kind == "keyDown" else key, self.session
             )
         return str(before)
+
+    def panels(self) -> dict[str, Any]:
+        """What the feature page's panels show: its highlighted tokens (count, hover titles, text
+        direction of their blocks) and the headings of its sections."""
+        return json.loads(self.evaluate(_PANELS_JS))  # type: ignore[no-any-return]
 
     def search_box(self) -> str:
         """The text in the search box."""

@@ -7,6 +7,7 @@ set, otherwise in pytest's temporary folder; the path is printed (``pytest -s`` 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,7 @@ def test_click_through_overview_feature_sample_and_language(
             assert state["broken"] == 0
             browser.screenshot(shots / "feature.png")
             layout["feature"] = browser.layout_problems()
+            feature_en = browser.panels()
 
             _, left = browser.click_link("page=sample")
             t_sample = browser.wait_ready(canvases=1, images=1, since_href=left)
@@ -72,6 +74,7 @@ def test_click_through_overview_feature_sample_and_language(
             assert browser.state()["href"] == f"{url}?page=feature&layer=1&feature=4&language=ar"
             assert browser.search_box() == ""
             browser.screenshot(shots / "search-feature.png")
+            feature_ar = browser.panels()
 
             left = browser.search("S0001:x")  # not an id, not LAYER:FEATURE
             browser.wait_ready(canvases=0, images=0, since_href=left)
@@ -82,6 +85,15 @@ def test_click_through_overview_feature_sample_and_language(
         finally:
             browser.close()
     assert layout == {"overview": [], "feature": [], "sample": []}  # no sideways scrolling at 1440 px
+    # the feature page: tokens highlighted with their activation on hover, in the page's language's
+    # direction (the language switch changes what it shows), its explanations and logit lens
+    for panels, direction in ((feature_en, "ltr"), (feature_ar, "rtl")):
+        assert len(panels["tokens"]) > 10 and all(re.search(r": -?\d+\.\d{3}$", t) for t in panels["tokens"])
+        assert set(panels["directions"]) == {direction}
+        headings = " | ".join(panels["headings"])
+        for part in ("Activations in context", "Explanations", "Logit lens"):
+            assert part in headings, headings
+    assert feature_en["tokens"] != feature_ar["tokens"]
     assert problems.exceptions == []
     assert problems.console_errors == []
     assert problems.failed_loads == []

@@ -11,6 +11,7 @@ import xarray as xr
 
 from sae_store.explore import Explorer, build_page
 from sae_store.explore.app import resolve_search
+from sae_store.explore.context import N_QUANTILES, N_RANDOM, N_TOP, visible_token
 from sae_store.store import ActivationStore
 from sae_store.train.formats import load_sae
 from sae_store_cli.main import build_parser
@@ -63,17 +64,35 @@ def test_feature_page_statistics_top_samples_and_neighbours(explorer: Explorer, 
     for lang in ("en", "ar"):
         d = float(bias.d.sel(language=lang))
         assert f"{d:.3f}" in text
-    # the top samples of the page's language (its language switch) are those with the largest
-    # per-sample max; the other language's page shows its own
+    # the examples of the page's language (its language switch): the top samples by per-sample max,
+    # then one per activation quantile and random firing ones, as `explain` draws them
     feats = xr.open_zarr(full_store.path, group="features")
     for lang in ("en", "ar"):
         shown = text if lang == "ar" else page_text(build_page(explorer, {**ARGS_2_3, "language": lang}))
         col = feats.feature_max.sel(layer=layer, language=lang).isel(feature=feature).values
-        top = feats.sample.values[np.argsort(-col, kind="stable")[:4]]
+        top = feats.sample.values[np.argsort(-col, kind="stable")[:N_TOP]]
         links = re.findall(r"page=sample&amp;id=(\w+)&amp;layer=2&amp;feature=3&amp;language=(\w+)", shown)
-        assert links == [(str(s), lang) for s in top]
-        assert f"Top samples in {lang}" in shown
-        assert shown.count("data:image/png;base64,") == 4
+        assert links[:N_TOP] == [(str(s), lang) for s in top]
+        kinds = re.findall(r"<b>(top activation|activation quantile \d|random firing sample)</b>", shown)
+        assert (
+            kinds
+            == ["top activation"] * N_TOP
+            + [f"activation quantile {i}" for i in range(N_QUANTILES)]
+            + ["random firing sample"] * N_RANDOM
+        )
+        assert f"Activations in context ({lang})" in shown
+        # tokens highlighted by activation, the value on hover; the example's max is the brightest
+        sid = str(top[0])
+        acts = explorer.current().tokens(
+            lang, int(np.flatnonzero(feats.sample.values == sid)[0]), layer=2, feature=3
+        )
+        assert acts.acts is not None
+        best = float(acts.acts[acts.roles != 3].max(initial=0.0))
+        assert f": {best:.3f}" in shown and "rgba(255,120,0,1.00)" in shown
+        # images at 224 px with the colour scale, and the most active patches cropped
+        assert shown.count('class="scale"') == len(kinds) and "linear-gradient" in shown
+        assert 'alt="patch (' in shown
+    assert '<div class="tokens" dir="rtl" lang="ar">' in text
     # neighbours: the highest decoder cosines, computed here from the saved weights
     W = load_sae(full_store.path.parent / "saes" / "layer_2").sae.W_dec.detach().numpy()
     cos = (W @ W[feature]) / (np.linalg.norm(W, axis=1) * np.linalg.norm(W[feature]))
@@ -85,8 +104,6 @@ def test_feature_page_statistics_top_samples_and_neighbours(explorer: Explorer, 
     assert "No intervention on layer 2 includes feature 3" in text
     # one SAE for both languages: the page says so
     assert "One SAE encodes both languages" in text
-    # the token table lists image tokens by grid position
-    assert "Tokens where it fires" in text and "&lt;image " in text
     assert len(figures(page)) == 2  # histograms by gender, one per language
 
 
@@ -269,3 +286,25 @@ def test_store_without_activations_says_to_extract_first(tmp_path):
     partly = make_store(tmp_path / "partly.zarr", n_samples=16, written_layers=1)
     text = page_text(build_page(Explorer(partly.path), {}))
     assert f"Only 33% of the activations are extracted. Run <code>sae-store extract {partly.path}" in text
+
+
+def test_feature_page_shows_explanations_and_logit_lens(explorer: Explorer):
+    text = page_text(build_page(explorer, ARGS_2_3))
+    # the explanation the loopback endpoint wrote for 2:3, with its scores per language
+    section = text[text.index("Explanations (scored") :]
+    assert "loopback:rule" in section and "detection en" in section and "fuzzing ar" in section
+    # the synthetic lens: feature 3 of layer 2 promotes 203..207, suppresses 897..893; terms by rank
+    lens = text[text.index("Logit lens") :]
+    promoted = re.findall(r"&lt;id (\d+)&gt;", lens)
+    assert promoted[:4] == ["203", "897", "204", "896"]
+    words = re.findall(r"<td[^>]*>(man|woman|رجل)</td>", lens)
+    assert words == ["man", "woman", "رجل"]  # ranks 4, 5, 6: (f + w) % 50 + 1
+    assert "among the 1,000 tokens" in lens
+    # a feature without an explanation says how to get one
+    other = page_text(build_page(explorer, {"page": "feature", "layer": "1", "feature": "5"}))
+    assert "sae-store explain " in other and "--features 1:5" in other
+
+
+def test_whitespace_tokens_are_drawn_visibly():
+    assert visible_token(" ") == "\u2423" and visible_token("\n\n") == "\u21b5\u21b5"
+    assert visible_token(" man") == " man"  # a word keeps its leading space

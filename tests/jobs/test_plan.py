@@ -32,7 +32,7 @@ def test_fresh_demo_run_has_everything_pending(make_config: Callable[..., Pipeli
     assert list(plans) == [
         "demo-data", "tiny-model", "prepare", "init", "extract", "caption", "train", "encode", "export-saes",
         "evaluate", "analyze", "intervene-ablate", "intervene-amplify", "intervene-neutralise",
-        "intervene-summary", "report",
+        "intervene-summary", "explain", "explain-model", "report",
     ]  # fmt: skip
     assert plans["extract"] == ((0, 1, 2), (0, 1, 2)) and plans["encode"][0] == (0, 1, 2)
     assert plans["train"][0] == (0, 1, 2, 3)  # every layer of the demo model
@@ -46,7 +46,7 @@ def test_steps_left_out_by_config(make_config: Callable[..., PipelineConfig]) ->
     cfg = make_config(demo=None, layers=[0, 1], skip=["caption"], interventions={"modes": ["amplify"]})
     names = list(_by_name(cfg))
     assert names == ["prepare", "init", "extract", "train", "encode", "evaluate", "analyze",
-                     "intervene-amplify", "intervene-summary", "report"]  # fmt: skip
+                     "intervene-amplify", "intervene-summary", "explain", "report"]  # fmt: skip
     with pytest.raises(
         ConfigError, match=r"skip names unknown step\(s\) \['captions'\]; the pipeline's steps"
     ):

@@ -41,6 +41,8 @@ STEP_OF = {
     "CrossLingualConfig": "analyze",
     "CrossLayerConfig": "analyze",
     "InspectConfig": "analyze",
+    "LogitLensConfig": "analyze",
+    "ExplainConfig": "explain",
     "ClusterConfig": "analyze",
 }
 #: Values other than the default where the generic choice would break a rule between fields.
@@ -59,6 +61,10 @@ OTHER = {
     "slurm_walltime": "01:00:00",
     "gender_column": "sex",
     "clevel": 7,
+    "explainer": "http://127.0.0.1:8000/v1",
+    "explainer_model": "gemma-3-27b-it",
+    "explain_language": "ar",
+    "cache": "replies",
 }
 #: Sections' own keys that are no command's setting (which experiments the pipeline runs).
 PIPELINE_ONLY = {"InterventionPlan", "EvaluatePlan"}

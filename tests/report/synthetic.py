@@ -273,6 +273,16 @@ def write_results(
     if saes_dir is not None:
         write_saes(saes_dir, layers, d_in=store.layout.hidden_size, d_sae=n_features)
         write_evaluation(store, saes_dir, results_dir)
+        if inspect:  # explanations through the rule-based loopback endpoint
+            from sae_store.autointerp.config import ExplainConfig
+            from sae_store.autointerp.run import explain
+
+            top = f"{layers[-1]}:0,{layers[-1]}:1"
+            explain(
+                store.path,
+                str(saes_dir),
+                ExplainConfig(features=top, n_held=4, cache=str(results_dir / "cache")),
+            )
     if interventions:
         _interventions(store, results_dir, inp.labels, rng, intervention_layers or layers)
 
