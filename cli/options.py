@@ -39,6 +39,8 @@ PIPELINE_ORDER = (
     "migrate", "status", "du", "verify", "train", "encode", "analyze", "caption", "intervene",
     "intervene-summary", "report", "explore", "pipeline", "jobs",
 )  # fmt: skip
+#: Commands that change a store: refused at once while an append runs or was left unfinished.
+WRITING_COMMANDS = frozenset({"extract", "append", "encode", "analyze", "caption", "intervene"})
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # with the date: jobs run for days
 Handler = Callable[[argparse.Namespace], int]

@@ -37,19 +37,27 @@ def _nonfinite_line(counts: dict[int, int]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    """Completion grid (layer x language x shard block)."""
+    """Completion grid (layer x language x shard block).
+
+    Show the completion grid, what remains to do, the non-finite values recorded and the shard blocks claimed
+    by extractions (with each holder's state and heartbeat age); exit 1 if a flagged block lacks its files or
+    an append is running or was left unfinished (with the command that finishes or undoes it).
+    """
     from sae_store.store import completion, open_store
     from sae_store.store import schema as S
+    from sae_store.store.lock import held_claims
     from sae_store.store.verify import check_flags, recorded_nonfinite, verify_store
 
     store = open_store(args.store)
+    held = held_claims(store.path)
     check = verify_store(store, progress=not args.json) if args.verify else check_flags(store)
     flags_readable = not any(p.array == S.COMPLETE for p in check.problems)
     result = completion(store) if flags_readable else None
     nonfinite = recorded_nonfinite(store)
     if args.json:
         out = result.to_dict() if result is not None else {}
-        print(json.dumps({**out, "nonfinite": nonfinite, "check": check.to_dict()}, indent=2))
+        out |= {"nonfinite": nonfinite, "claims": [c.to_dict() for c in held], "check": check.to_dict()}
+        print(json.dumps(out, indent=2))
     else:
         if result is not None:
             print(result.render())
@@ -57,7 +65,9 @@ def _status(args: argparse.Namespace) -> int:
                 ranges = ", ".join(f"{a}:{b}" for a, b in item["blocks"])
                 print(f"to do: layer {item['layer']} {item['language']}: samples {ranges}")
         print(_nonfinite_line(nonfinite))
-        if args.verify or check.problems:
+        for c in held:
+            print(f"claim: {c.describe()}")
+        if args.verify or not check.ok:
             print(check.render())
     return 0 if check.ok else 1
 

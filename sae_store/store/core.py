@@ -22,7 +22,7 @@ from sae_store.errors import SaeStoreError, SchemaVersionError, StoreNotFoundErr
 from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
-from sae_store.store.lock import ignoring_lock_dir
+from sae_store.store.lock import ignoring_lock_dir, require_unlocked
 from sae_store.store.shards import OpenShard, ShardCodec, read_shards
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,15 @@ class ActivationStore:
         return int(self.attrs[S.ATTR_KEY]["schema_version"])
 
     def require_writable(self) -> None:
-        """Refuse to write into a store of an older schema version (it must be migrated first).
+        """Refuse to write into a store of an older schema version (it must be migrated first), or one
+        that an append is changing or left half-changed (it must be unlocked first).
 
         Raises
         ------
         SchemaVersionError
             The store has schema version 1.
+        StoreLockedError
+            An append holds the store's lock (running or dead), or left its journal.
         """
         if self.schema_version != S.SCHEMA_VERSION:
             raise SchemaVersionError(
@@ -70,6 +73,7 @@ class ActivationStore:
                 f"it but writes only version {S.SCHEMA_VERSION} stores: upgrade it in place with "
                 f"`sae-store migrate {self.path}` first"
             )
+        require_unlocked(self.path)
 
     @cached_property
     def layout(self) -> S.StoreLayout:
