@@ -25,6 +25,12 @@ def _prepare(args: argparse.Namespace) -> int:
     rejected = ", ".join(f"{r} {n}" for r, n in report["rejected_counts"].items()) or "none"
     print(f"kept {report['samples_written']} samples: {kept}")
     print(f"rejected {len(report['rejected_rows'])} rows: {rejected}")
+    duplicates = report["rejected_counts"].get("duplicate row", 0)
+    if duplicates:
+        print(
+            f"{duplicates} rows repeat an earlier row exactly: the first of each was kept, the repeats left "
+            f"out (their row numbers are in {result.report_path})"
+        )
     if report["excluded_unlabelled"]:
         n_excluded = len(report["excluded_unlabelled"])
         print(f"excluded {n_excluded} ambiguous/unknown images (--keep-unlabelled keeps them)")
