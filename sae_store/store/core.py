@@ -23,7 +23,7 @@ from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
 from sae_store.store.lock import ignoring_lock_dir, require_unlocked
-from sae_store.store.shards import OpenShard, ShardCodec, read_shards
+from sae_store.store.shards import Encoded, OpenShard, ShardCodec, read_shards
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class ActivationStore:
         return out
 
     def write_activation_shard(
-        self, layer: int, language: str, start: int, chunks: Sequence[bytes | None]
+        self, layer: int, language: str, start: int, chunks: Sequence[Encoded | None]
     ) -> int:
         """Write the shard of samples ``start:`` (a shard block) of one layer and language from its
         sample chunks as encoded by ``activation_codec.encode_chunk``; returns the bytes written."""

@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 
 from sae_store.store import schema as S
+from sae_store.store.codecs import with_checksum
 from sae_store.store.core import ActivationStore
 from sae_store.store.create import create_array
 
@@ -37,6 +38,7 @@ def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
         dtype=str if is_str else values.dtype,
         dimension_names=list(src.metadata.dimension_names or ()),  # type: ignore[union-attr]
         attributes=dict(src.attrs),
+        compressors=with_checksum(),
     )
     arr[...] = values.astype(object) if is_str else values
 
@@ -91,6 +93,7 @@ def create_group(
                     dtype=values.dtype,
                     dimension_names=[dim],
                     attributes=S.coordinate_attrs(dim) if dim == S.FEATURE else {},
+                    compressors=with_checksum(),
                 )
                 arr[...] = values
             for var, spec in variables.items():

@@ -15,6 +15,7 @@ extraction or append runs meanwhile.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import shutil
 import warnings
@@ -29,6 +30,7 @@ from sae_store.errors import SaeStoreError
 from sae_store.faults import kill_point
 from sae_store.store import group_schema as G
 from sae_store.store import schema as S
+from sae_store.store.checksums import add_checksums, arrays_without_checksums
 from sae_store.store.core import ActivationStore, open_store
 from sae_store.store.create import create_array, gender_codes
 from sae_store.store.groups import GROUP_COORDS
@@ -40,10 +42,13 @@ from sae_store.store.lock import (
     release_append_lock,
     state,
 )
+from sae_store.store.swap import swap_in
 
 log = logging.getLogger(__name__)
 
 _MIGRATE = "migrate"
+#: Sub-folder of the work folder in which arrays get their checksums.
+_CHECKSUMS = "checksums"
 _COMMAND = "migrate"
 #: Arrays larger than this are copied one shard block of samples at a time.
 _COPY_WHOLE_BYTES = 256 * 2**20
@@ -61,7 +66,7 @@ class _Plan:
     """Values of a selection (read from the version 1 store)."""
 
 
-def migrate_store(path: str | Path) -> list[str]:
+def migrate_store(path: str | Path, *, progress: bool = False) -> list[str]:
     """Upgrade the store at ``path`` to schema version :data:`~sae_store.store.schema.SCHEMA_VERSION`.
 
     Safe to run again after it was killed at any point: it finishes what was started. Returns what
@@ -80,26 +85,46 @@ def migrate_store(path: str | Path) -> list[str]:
     if stale is not None and stale.command == _COMMAND and state(stale) == "dead":
         release_append_lock(store.path)  # left by a killed migration: this run finishes it
     if store.schema_version == S.SCHEMA_VERSION:
-        if work.exists():  # killed after the switch, before cleaning up
+        if not arrays_without_checksums(store.path) and not (work / _CHECKSUMS).exists():
+            if work.exists():  # killed after the switch, before cleaning up
+                shutil.rmtree(work)
+                with contextlib.suppress(OSError):
+                    work.parent.rmdir()
+            return [
+                f"store {str(store.path)!r} already has schema version {S.SCHEMA_VERSION} and checksums on "
+                "every chunk; nothing to do"
+            ]
+        with append_lock(store.path, command=_COMMAND), ignoring_lock_dir():
+            added = add_checksums(store.path, work / _CHECKSUMS, progress=progress)
             shutil.rmtree(work)
-            with contextlib.suppress(OSError):
-                work.parent.rmdir()
-        return [f"store {str(store.path)!r} already has schema version {S.SCHEMA_VERSION}; nothing to do"]
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()
+        return [_checksums_line(store.path, added)]
     with append_lock(store.path, command=_COMMAND), ignoring_lock_dir(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         staging = zarr.open_group(str(work), mode="a", zarr_format=3)
         plans = list(_plans(store))
         for i, plan in enumerate(plans, 1):
             log.info("migrate: array %d/%d %s", i, len(plans), plan.key)
-            _migrate_array(store.path, staging, plan)
+            swap_in(store.path, work, plan.key, functools.partial(_build, staging, plan))
         _finish(store)
+        added = add_checksums(store.path, work / _CHECKSUMS, progress=progress)
         shutil.rmtree(work)
     with contextlib.suppress(OSError):
         work.parent.rmdir()  # the lock folder, if nothing else is in it
     return [
         f"migrated {str(store.path)!r} from schema version 1 to {S.SCHEMA_VERSION}: {len(plans)} arrays "
-        "rebuilt or added, attributes updated; activations untouched"
+        "rebuilt or added, attributes updated; activations untouched",
+        _checksums_line(store.path, added),
     ]
+
+
+def _checksums_line(path: Path, added: list[str]) -> str:
+    return (
+        f"added CRC32C checksums to every chunk of {len(added)} arrays of {str(path)!r} "
+        f"({', '.join(added[:6])}{' ...' if len(added) > 6 else ''}): `sae-store verify` now detects any "
+        "changed byte"
+    )
 
 
 def _reader(group: zarr.Group, name: str) -> Callable[[tuple[slice, ...]], np.ndarray]:
@@ -146,38 +171,9 @@ def _plans(store: ActivationStore) -> Iterator[_Plan]:
             )
 
 
-def _migrate_array(store_path: Path, staging: zarr.Group, plan: _Plan) -> None:
-    """Rebuild one array in ``staging`` and swap it in; resumes from whichever step a killed run reached.
-
-    Markers: ``<name>.ready`` (the new array is whole), ``<name>.done`` (swapped in, old removed).
-    """
-    name = plan.key.replace("/", "--")
-    work = Path(str(staging.store.root))  # type: ignore[attr-defined]
-    target, new, old = store_path / plan.key, work / f"{name}.new", work / f"{name}.old"
-    ready, done = work / f"{name}.ready", work / f"{name}.done"
-    if done.exists():
-        return
-    if not ready.exists():
-        shutil.rmtree(new, ignore_errors=True)  # a killed build: start it again
-        _build(staging, new.name, plan)
-        ready.touch()
-        kill_point("migrate.built")
-    if new.exists():
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            kill_point("migrate.moved_aside")
-        new.rename(target)
-        kill_point("migrate.swapped")
-    shutil.rmtree(old, ignore_errors=True)
-    zarr.consolidate_metadata(str(store_path))  # readers see the new chunk layout at once
-    done.touch()
-    ready.unlink()
-    kill_point("migrate.array_done")
-
-
-def _build(staging: zarr.Group, name: str, plan: _Plan) -> None:
-    arr = create_array(staging, name, plan.spec, plan.shape)
+def _build(staging: zarr.Group, plan: _Plan, folder: Path) -> None:
+    """Build ``plan``'s array as ``folder`` (a member of ``staging``)."""
+    arr = create_array(staging, folder.name, plan.spec, plan.shape)
     nbytes = int(np.prod(plan.shape)) * arr.dtype.itemsize
     if S.SAMPLE not in plan.spec.dims or nbytes <= _COPY_WHOLE_BYTES:
         arr[...] = plan.values(tuple(slice(None) for _ in plan.shape))

@@ -28,6 +28,7 @@ import zarr
 
 from sae_store.errors import IncompleteError
 from sae_store.store import schema as S
+from sae_store.store.codecs import with_checksum
 from sae_store.store.core import ActivationStore
 
 #: Prefix of the attributes naming the subset of an axis a result covers (see :func:`_align`).
@@ -86,6 +87,9 @@ def write_group(store: ActivationStore, path: str, ds: xr.Dataset) -> str:
     store.require_writable()
     ds = _align(store, ds.copy())
     ds.attrs = S.encode_attrs(ds.attrs, keys=None)
+    for var in ds.variables.values():  # every chunk with its checksum, as in the rest of the store
+        var.encoding = {k: v for k, v in var.encoding.items() if k not in ("compressor", "compressors")}
+        var.encoding["compressors"] = with_checksum()
     ds.to_zarr(store.path, group=path, mode="w", consolidated=False)
     store.consolidate()
     return path
