@@ -97,9 +97,10 @@ def _verify(args: argparse.Namespace) -> int:
 def _migrate(args: argparse.Namespace) -> int:
     """Upgrade a store of an older schema version in place (safe to rerun after a kill).
 
-    Upgrade a schema version 1 store to the current version in place: the small per-block arrays are rebuilt
-    with fewer files, integer label codes and attributes are added; activations are not rewritten. Killed at
-    any point, running it again finishes the job. No extraction or append may run meanwhile.
+    Upgrade a schema version 1 or 2 store to the current version in place: the small per-block arrays (and
+    the captions) are rebuilt with fewer files, integer label codes are added in every group and attributes
+    updated; activations are not rewritten. Results written before version 3 count as stale until rerun.
+    Killed at any point, running it again finishes the job. No extraction or append may run meanwhile.
     """
     from sae_store.store.migrate import migrate_store
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from sae_store.arraytask import task_layer
+from sae_store.selection import format_ranges
 from sae_store.train.config import DataConfig, EncodeConfig, RunConfig, SaeConfig, TrainerConfig
 
 from .options import (
@@ -79,9 +80,10 @@ def _encode(args: argparse.Namespace) -> int:
     layers = layers_from_args(args)
     index, count = task_from_args(args)
     store = open_store(args.store)
+    saes = find_saes(args.saes, list(layers) if layers is not None else None)
     result = encode_features(
         store,
-        find_saes(args.saes, list(layers) if layers is not None else None),
+        saes,
         config,
         task_index=index,
         task_count=count,
@@ -92,6 +94,12 @@ def _encode(args: argparse.Namespace) -> int:
         f"encoded {result.encoded} (layer, language, block) units into {store.path}/features "
         f"(layers {list(result.layers)}, task {index + 1}/{count}); {result.skipped} were already complete"
     )
+    without = [layer for layer in store.layout.layers if layer not in saes]
+    if layers is None and without:
+        print(
+            f"not encoded: layers {format_ranges(without, ',')} have no SAE in {args.saes!r}; train them "
+            f"(`sae-store train {store.path} --layer L --out {args.saes}`) and run encode again"
+        )
     return 0
 
 

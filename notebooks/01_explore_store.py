@@ -84,7 +84,7 @@ x
 roles = ds.token_role.sel(language=language, sample=sample).values
 names = ds.token_role.attrs["flag_meanings"].split()
 for code, name in enumerate(names):
-    print(f"{name:<8} {(roles == code).sum():>4} tokens")
+    print(f"{name.removesuffix('_token'):<8} {(roles == code).sum():>4} tokens")
 print("real tokens:", int(ds.n_tokens.sel(language=language, sample=sample)))
 
 # %% [markdown]

@@ -31,6 +31,10 @@ class IncompleteError(SaeStoreError):
     """A step needs data that earlier steps have not finished writing."""
 
 
+class StaleResultError(IncompleteError):
+    """A stored result was computed from features that have been encoded again with other SAEs."""
+
+
 class ModelLoadError(SaeStoreError):
     """A model folder is missing files or holds an unsupported architecture."""
 

@@ -20,6 +20,7 @@ from sae_store.analyze.registry import ANALYSES, Analysis
 from sae_store.configbase import Settings
 from sae_store.errors import SaeStoreError
 from sae_store.models.tokens import TokenDecoder, token_decoder
+from sae_store.selection import format_ranges
 
 if TYPE_CHECKING:
     from sae_store.analyze.data import Inputs
@@ -142,6 +143,26 @@ def _decoders(saes: dict[int, Any]) -> dict[int, np.ndarray]:
     return {layer: sae.W_dec.detach().cpu().numpy() for layer, sae in saes.items()}
 
 
+def default_layers(inputs: Inputs) -> list[int] | None:
+    """The layers ``encode`` encoded (those with an SAE when it ran), saying which of the store's layers
+    are left out; None (every layer) when all were encoded."""
+    from sae_store.store.results import encoded_layers
+
+    store = inputs.store
+    encoded = encoded_layers(store, inputs.features)
+    missing = [layer for layer in store.layout.layers if layer not in encoded]
+    if not missing or not encoded:  # nothing encoded: each analysis says what to run
+        return None
+    log.warning(
+        "layers %s have no encoded features (they had no SAE when `encode` ran): analysing layers %s; "
+        "to include them, train their SAEs (`sae-store train %s --layer L --out SAE_DIR`) and encode them "
+        "(`sae-store encode %s --saes SAE_DIR --layers %s`)",
+        format_ranges(missing, ","), format_ranges(encoded, ","), store.path, store.path,
+        format_ranges(missing, ","),
+    )  # fmt: skip
+    return encoded
+
+
 def selected_analyses(which: str, n_languages: int) -> list[Analysis]:
     """``which`` (a registered analysis), or for ``all`` every registered one in order, leaving out (and
     saying so) those that need more languages than are analysed."""
@@ -190,6 +211,8 @@ def run_analyses(
     inputs = open_inputs(store_path, features_group)
     out = Path(out_dir) if out_dir is not None else Path(store_path).resolve().parent / "results"
     ctx = AnalysisContext(inputs, out, **context)
+    if ctx.layers is None:
+        ctx.layers = default_layers(inputs)
     n_languages = len(ctx.languages or inputs.features.language.values)
     analyses = selected_analyses(which, n_languages)
     if ctx.saes_spec is None:

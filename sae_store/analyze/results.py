@@ -36,10 +36,10 @@ import numpy as np
 import xarray as xr
 
 from sae_store.analyze.registry import produced_by
-from sae_store.errors import IncompleteError
+from sae_store.errors import IncompleteError, StaleResultError
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.results import has_group, read_group, write_group
+from sae_store.store.results import has_group, read_group, stale_reason, write_group
 
 
 @dataclass(frozen=True)
@@ -147,12 +147,16 @@ def has_analysis(store: ActivationStore, name: str) -> bool:
 
 
 def read_analysis(store: ActivationStore, name: str) -> xr.Dataset:
-    """The stored result ``analysis/<name>``, loaded; refused with the command to run if it is missing."""
+    """The stored result ``analysis/<name>``, loaded; refused with the command to run if it is missing
+    or stale (computed from features encoded with other SAEs since)."""
     if not has_analysis(store, name):
         raise IncompleteError(
             f"the store {str(store.path)!r} has no {name} results yet; run "
             f"`{produced_by(name)} {store.path}` first"
         )
+    reason = stale_reason(store, f"{S.ANALYSIS}/{name}")
+    if reason is not None:
+        raise StaleResultError(f"{reason}; run `{produced_by(name)} {store.path}` again")
     return read_group(store, f"{S.ANALYSIS}/{name}", load=True)
 
 

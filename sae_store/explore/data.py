@@ -25,6 +25,7 @@ from sae_store.store import schema as S
 from sae_store.store.results import (
     Labels,
     has_group,
+    has_result,
     intervention_summaries,
     read_group,
     read_labels,
@@ -136,7 +137,7 @@ class ExploreData:
     def _analyses(self) -> dict[str, xr.Dataset]:
         paths = {name: f"{S.ANALYSIS}/{name}" for name in ("bias", "crosslingual", "crosslayer")}
         return {
-            name: read_group(self.store, path) for name, path in paths.items() if has_group(self.store, path)
+            name: read_group(self.store, path) for name, path in paths.items() if has_result(self.store, path)
         }
 
     @cached_property

@@ -1,8 +1,8 @@
 """The store's ``generation`` group: the model's own captions per (language, sample), written block by
 block (resumable), and the samples an intervention experiment reads back from it.
 
-Variables (all chunked ``(1, samples_per_shard)`` along (language, sample), so a block write owns its
-chunks): ``generated_caption`` (string), ``generated_ids`` (int32, ``new_token`` axis, -1 after the
+Variables (one file per shard block of samples holding every language, like the store's other
+per-block arrays): ``generated_caption`` (string), ``generated_ids`` (int32, ``new_token`` axis, -1 after the
 caption's end), ``n_generated``, ``male_terms``, ``female_terms`` (int32, -1 = not generated) and
 ``complete`` (bool, set after the block's data). Coordinates ``language``, ``sample`` and ``gender``
 repeat the root's. Attributes record the generation settings and the model identity.
@@ -139,10 +139,11 @@ def caption_store(
     images = store_images(store, images_dir)
     prompts = store.attrs.get("prompts", {})
     done = store.read_flags(S.COMPLETE, group=S.GENERATION)
+    # block by block (every language of a block, then the next): a block's files are finished in turn
     todo = [
         (lang, b)
-        for lang in languages
         for b in store.blocks
+        for lang in languages
         if not done[store.language_index(lang), b.start : b.stop].all()
     ]
     generated = 0

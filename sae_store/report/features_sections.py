@@ -20,7 +20,7 @@ import xarray as xr
 from sae_store.analyze.qualitative import COLUMNS
 from sae_store.report.plotting import COLOURS, styled
 from sae_store.report.section import Figure, Frames, Notice, Section, Table, Text
-from sae_store.store.results import Labels, strings
+from sae_store.store.results import Labels, is_label_code, strings
 
 #: Dashboards drawn at most (each embeds its thumbnails in the HTML file).
 MAX_DASHBOARDS = 12
@@ -289,7 +289,9 @@ def _once_per_sample(frame: pd.DataFrame) -> pd.DataFrame:
 def qualitative_section(ds: xr.Dataset) -> Section:
     """Per selected sample, its most active significant biased features, their interpretation and captions."""
     # the columns in the order analyze qualitative writes its table, then anything else it stored
-    names = [c for c in COLUMNS if c in ds.data_vars] + [str(v) for v in ds.data_vars if v not in COLUMNS]
+    names = [c for c in COLUMNS if c in ds.data_vars] + [
+        str(v) for v in ds.data_vars if v not in COLUMNS and not is_label_code(ds, str(v))
+    ]
     frame = pd.DataFrame(
         {
             name: strings(ds[name].values) if ds[name].dtype.kind in "OTU" else ds[name].values

@@ -23,7 +23,7 @@ from sae_store.errors import SaeStoreError
 from sae_store.jsonfile import read_json
 from sae_store.store import ActivationStore, Completion, Usage, completion, open_store, store_usage
 from sae_store.store import schema as S
-from sae_store.store.results import intervention_summaries, sibling_folder, subgroups
+from sae_store.store.results import intervention_summaries, sibling_folder, stale_reason, subgroups
 from sae_store.train.discovery import SaeRecord, encoded_saes, sae_records
 
 #: JSON files of the results folder the report reads (everything else comes from the store's groups).
@@ -47,11 +47,13 @@ class ReportInputs:
     """The JSON result files the report reads (:data:`RESULT_FILES`), parsed, by file name."""
     results_dir: Path | None
     analysis_groups: tuple[str, ...]
-    """Sub-groups present in the store's ``analysis`` group."""
+    """Sub-groups present in the store's ``analysis`` group (stale ones left out)."""
     has_generation: bool
     images_dir: Path | None
     quota: int | None = None
     inode_quota: int | None = None
+    stale: dict[str, str] = field(default_factory=dict)
+    """Sub-groups of ``analysis`` computed from features that were encoded again since, with why."""
     _analyses: dict[str, xr.Dataset] = field(default_factory=dict, repr=False)
 
     def analysis(self, name: str) -> xr.Dataset | None:
@@ -130,6 +132,10 @@ def load_inputs(
             if (results_path / name).is_file()
         }
     images = images_dir if images_dir is not None else store.attrs.get("images_dir") or None
+    names = subgroups(store, S.ANALYSIS)
+    stale = {n: r for n in names if (r := stale_reason(store, f"{S.ANALYSIS}/{n}")) is not None}
+    if "bias" in stale:  # its JSON file is as old as the group
+        results.pop(BIAS_JSON, None)
     return ReportInputs(
         store=store,
         usage=store_usage(store),
@@ -139,7 +145,8 @@ def load_inputs(
         saes_dir=saes_path,
         results=results,
         results_dir=results_path,
-        analysis_groups=subgroups(store, S.ANALYSIS),
+        analysis_groups=tuple(n for n in names if n not in stale),
+        stale=stale,
         has_generation=S.GENERATION in groups,
         images_dir=Path(images) if images else None,
         quota=quota,

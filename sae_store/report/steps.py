@@ -148,7 +148,8 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
 
     for name in ANALYSES.names():
         ran = name in inputs.analysis_groups
-        steps.append(_done_or(ran, f"analyze {name}", ("results present", "no results"), [cmd.analyze(name)]))
+        absent = inputs.stale.get(name, "no results")
+        steps.append(_done_or(ran, f"analyze {name}", ("results present", absent), [cmd.analyze(name)]))
     steps.append(
         _done_or(
             inputs.has_generation,
@@ -157,7 +158,7 @@ def pipeline_steps(inputs: ReportInputs) -> list[StepStatus]:
             [cmd.caption()],
         )
     )
-    ran = "intervene" in inputs.analysis_groups
+    ran = bool(inputs.interventions())  # stale experiments (features encoded again since) left out
     # interventions edit the model's own captions: `caption` has to run first
     first = [] if inputs.has_generation else [cmd.caption()]
     layer = intervention_layer(inputs)

@@ -78,28 +78,29 @@ GENERATION_COORDS = (LANGUAGE, SAMPLE, GENDER)
 
 
 def generation_variables(layout: StoreLayout, max_new_tokens: int) -> dict[str, VarSpec]:
-    """The ``generation`` group's arrays (``sae-store caption``), chunked ``(1, samples_per_shard)`` along
-    (language, sample) so that a block's write owns its chunks; -1 means "not generated"."""
-    B = layout.samples_per_shard
+    """The ``generation`` group's arrays (``sae-store caption``): like the other per-block arrays, one
+    file per shard block of samples holding every language, chunks ``(languages, samples_per_shard)``
+    along (language, sample); -1 means "not generated"."""
+    G, B = len(layout.languages), layout.samples_per_shard
     per_sample = {"coordinates": GENDER}
 
     def counts(long_name: str) -> VarSpec:
         return VarSpec(
-            (LANGUAGE, SAMPLE), "int32", (1, B), fill_value=-1, attrs={"long_name": long_name, **per_sample}
+            (LANGUAGE, SAMPLE), "int32", (G, B), fill_value=-1, attrs={"long_name": long_name, **per_sample}
         )
 
     return {
         "generated_caption": VarSpec(
             (LANGUAGE, SAMPLE),
             "str",
-            (1, B),
+            (G, B),
             fill_value="",
             attrs={"long_name": "greedy caption", **per_sample},
         ),
         "generated_ids": VarSpec(
             (LANGUAGE, SAMPLE, NEW_TOKEN),
             "int32",
-            (1, B, max_new_tokens),
+            (G, B, max_new_tokens),
             fill_value=-1,
             attrs={"long_name": "token ids of the caption (-1 after its end)", **per_sample},
         ),
@@ -109,7 +110,7 @@ def generation_variables(layout: StoreLayout, max_new_tokens: int) -> dict[str, 
         COMPLETE: VarSpec(
             (LANGUAGE, SAMPLE),
             "bool",
-            (1, B),
+            (G, B),
             fill_value=False,
             attrs={"long_name": "caption is on disk", **per_sample},
         ),

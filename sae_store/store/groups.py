@@ -36,6 +36,7 @@ def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
         shape=src.shape,
         chunks=src.chunks,
         dtype=str if is_str else values.dtype,
+        fill_value=src.fill_value,
         dimension_names=list(src.metadata.dimension_names or ()),  # type: ignore[union-attr]
         attributes=dict(src.attrs),
         compressors=with_checksum(),
@@ -85,6 +86,8 @@ def create_group(
             root = store.zarr_group()
             for coord in root_coords:
                 _copy_coordinate(root, group, coord)
+                if f"{coord}{S.CODE_SUFFIX}" in root:  # gender_code, language_code: the labels as codes
+                    _copy_coordinate(root, group, f"{coord}{S.CODE_SUFFIX}")
             for dim, values in (coords or {}).items():
                 arr = group.create_array(
                     dim,
@@ -131,7 +134,7 @@ def grow_group(store: ActivationStore, name: str) -> None:
         dims = list(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
         if S.SAMPLE in dims:
             arr.resize(tuple(n_new if d == S.SAMPLE else n for d, n in zip(dims, arr.shape, strict=True)))
-    for coord in (S.SAMPLE, *S.SAMPLE_COORDS):
+    for coord in (S.SAMPLE, *S.SAMPLE_COORDS, S.GENDER_CODE):
         if coord in group:
             store.array(coord, name, mode="r+")[n_old:n_new] = store.array(coord)[n_old:n_new]
     store.consolidate()

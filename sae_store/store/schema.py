@@ -14,11 +14,11 @@ from typing import Any
 from sae_store.roles import TOKEN_ROLE_NAMES
 
 #: Version of the on-disk layout written by this code. Stores with another version are refused
-#: for writing; version 1 stores can still be read and are upgraded by ``sae-store migrate``.
-SCHEMA_VERSION = 2
+#: for writing; older versions can still be read and are upgraded by ``sae-store migrate``.
+SCHEMA_VERSION = 3
 
 #: Versions this code reads (the older ones only until they are migrated).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 
 #: Value of the root ``Conventions`` attribute (CF metadata conventions).
 CONVENTIONS = "CF-1.10"
@@ -54,6 +54,10 @@ EXTRACT_STATUS_NAMES: tuple[str, ...] = tuple(s.name.lower() for s in ExtractSta
 
 #: Gender labels in the order of their integer codes (``gender_code``).
 GENDER_NAMES: tuple[str, ...] = ("male", "female", "ambiguous", "unknown")
+
+#: ``flag_meanings`` of ``token_role``: the role names with ``_token`` (a bare ``image`` would be
+#: the name of the ``image`` coordinate too, and cf_xarray's ``.cf.flags`` names a variable per meaning).
+TOKEN_ROLE_MEANINGS: tuple[str, ...] = tuple(f"{name}_token" for name in TOKEN_ROLE_NAMES)
 
 # Names of the variables in the root group.
 ACTIVATIONS = "activations"
@@ -94,6 +98,27 @@ FEATURE_MEAN = "feature_mean"
 FEATURE_MAX = "feature_max"
 FEATURE_FRAC = "feature_frac"
 TOKENS_USED = "tokens_used"
+
+#: Suffix of the integer-code array beside a categorical string array (``gender`` -> ``gender_code``).
+CODE_SUFFIX = "_code"
+
+#: String arrays whose strings are the data (ids, paths, free text): stored as text only. Every other
+#: string array of the store, in any group, is categorical and has integer codes with CF
+#: ``flag_values``/``flag_meanings`` beside it (:func:`category_codes`), so that Zarr readers without
+#: a string type (TensorStore, zarrs) read every label.
+TEXT_VARIABLES = frozenset(
+    {
+        "sample",
+        "image",
+        "caption",
+        "extract_error",
+        "generated_caption",
+        "edited_caption",
+        "description",
+        "interpretation",
+        "top_sample",
+    }
+)
 
 #: Per-sample metadata variables shown as coordinates by ``xr.open_zarr``.
 SAMPLE_COORDS = (IMAGE, GENDER)
@@ -155,6 +180,29 @@ def flag_attrs(names: tuple[str, ...] | list[str], long_name: str) -> dict[str, 
         "flag_meanings": " ".join(names),
         "long_name": long_name,
     }
+
+
+def category_codes(
+    values: Any, meanings: tuple[str, ...] | list[str] | None = None
+) -> tuple[Any, list[str]] | None:
+    """Integer codes of the labels ``values`` (``""`` is -1) and the meanings they index.
+
+    ``meanings`` fixes the order of known labels (the root's genders or languages); labels not in
+    it follow, sorted. None when the values are not labels: a value with a blank in it cannot be a
+    CF flag meaning, so such an array is text.
+    """
+    import numpy as np
+
+    flat = [str(v) for v in np.asarray(values, dtype=object).ravel()]
+    found = sorted({v for v in flat if v})
+    if any(len(v.split()) != 1 or v.strip() != v for v in found):
+        return None
+    order = list(meanings or ())
+    order += [v for v in found if v not in order]
+    index = {v: i for i, v in enumerate(order)}
+    dtype = np.int8 if len(order) < 2**7 else np.int16 if len(order) < 2**15 else np.int32
+    codes = np.array([index[v] if v else -1 for v in flat], dtype=dtype).reshape(np.shape(values))
+    return codes, order
 
 
 def coordinate_attrs(dim: str) -> dict[str, Any]:
@@ -231,7 +279,7 @@ def root_variables(layout: StoreLayout, compressors: tuple[Any, ...]) -> dict[st
             "int8",
             (G, S, T),
             fill_value=0,
-            attrs=flag_attrs(TOKEN_ROLE_NAMES, "what each token position holds"),
+            attrs=flag_attrs(TOKEN_ROLE_MEANINGS, "what each token position holds"),
         ),
         N_TOKENS: VarSpec(
             (LANGUAGE, SAMPLE),

@@ -39,6 +39,9 @@ class Usage:
     projected_files: int
     free_bytes: int
     variables: dict[str, VariableUsage] = field(default_factory=dict)
+    projected_files_by_group: dict[str, int] = field(default_factory=dict)
+    """Projected files of each top-level group (``(root)``: the root's own arrays and metadata), e.g.
+    ``features``, ``generation``, ``analysis``; they add up to :attr:`projected_files`."""
     activations_by_layer: dict[str, int] = field(default_factory=dict)
     activations_by_language: dict[str, int] = field(default_factory=dict)
 
@@ -120,15 +123,18 @@ def store_usage(store: ActivationStore) -> Usage:
             if rel[:2] == (S.ACTIVATIONS, "c") and len(rel) >= 4:
                 by_layer[str(layers[int(rel[2])])] += size
                 by_lang[languages[int(rel[3])]] += size
-    projected_files = 1  # the root's zarr.json
+    by_group: dict[str, int] = defaultdict(int)
+    by_group[""] = 1  # the root's zarr.json
     for name, node in group.members(max_depth=None):
+        top = name.split("/")[0] if name.split("/")[0] not in root_arrays else ""
         if isinstance(node, zarr.Array):
             key = _variable_key(tuple(name.split("/")), root_arrays)
             variables[key].logical_bytes += int(np.prod(node.shape)) * node.dtype.itemsize
             chunk_files = _array_files(root / name)
-            projected_files += 1 + _final_files(node, chunk_files, store.layout.samples_per_shard)
+            by_group[top] += 1 + _final_files(node, chunk_files, store.layout.samples_per_shard)
         else:
-            projected_files += 1
+            by_group[top] += 1
+    projected_files = sum(by_group.values())
     act = variables[S.ACTIVATIONS]
     flags = store.read_flags()
     done = float(flags.mean()) if flags.size else 0.0
@@ -148,6 +154,7 @@ def store_usage(store: ActivationStore) -> Usage:
         projected_files=projected_files,
         free_bytes=shutil.disk_usage(root).free,
         variables=dict(variables),
+        projected_files_by_group={k or "(root)": v for k, v in sorted(by_group.items())},
         activations_by_layer=dict(by_layer),
         activations_by_language=dict(by_lang),
     )
@@ -183,7 +190,9 @@ def render_usage(usage: Usage) -> str:
         f"logical (raw)    {format_bytes(usage.logical_bytes)}",
         f"activations      {format_bytes(usage.activation_disk_bytes)}, "
         f"{usage.bytes_per_value:.3f} bytes/value, compression {usage.compression_ratio:.2f}x vs float32",
-        f"projected final  {format_bytes(usage.projected_disk_bytes)} in {usage.projected_files:,} files",
+        f"projected final  {format_bytes(usage.projected_disk_bytes)} in {usage.projected_files:,} files ("
+        + ", ".join(f"{k} {v:,}" for k, v in usage.projected_files_by_group.items())
+        + ")",
         f"free space       {format_bytes(usage.free_bytes)}",
         "",
         f"{'variable':<24}{'on disk':>12}{'files':>8}{'logical':>12}",

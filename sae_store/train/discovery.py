@@ -8,9 +8,17 @@ pattern with ``{L}`` standing for the layer number (shell-style wildcards allowe
     gemma-scope-2b-pt-res/layer_{L}/width_16k/average_l0_71        Gemma Scope
     gemma-scope-2-4b-it-res/resid_post/layer_{L}_width_16k_l0_medium   Gemma Scope 2
 
-A plain folder is searched with the patterns of :data:`DEFAULT_PATTERNS`; when a layer's folder
-holds several SAEs further down (Gemma Scope's widths and sparsities), the error lists them and asks
-for a pattern that picks one.
+A plain folder is searched with the patterns of :data:`DEFAULT_PATTERNS`, which cover the layouts
+as published (SAELens uploads' ``blocks.<L>.hook_resid_post/``, sparsify's ``layers.<L>/`` and, on
+Gemma 3's VLM, ``language_model.layers.<L>/``). When a layer holds several SAEs further down (Gemma
+Scope's widths and sparsities, whose L0 numbers differ from layer to layer), a choice after ``#``
+picks one per layer, for all layers at once::
+
+    gemma-scope-2b-pt-res#width=16k,l0=100     width 16k, the L0 closest to 100 in each layer
+    gemma-scope-2-4b-it-res#width=16k,l0=medium
+    gemma-scope-2b-pt-res#width=16k,l0=min     (or max)
+
+Without one, the error lists the SAEs found and the choices that pick one.
 """
 
 from __future__ import annotations
@@ -42,12 +50,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Per-layer folder names tried, in order, under a plain ``--saes`` folder.
-DEFAULT_PATTERNS = ("layer_{L}", "layers.{L}", "model.layers.{L}", "resid_post/layer_{L}_*", "layer_{L}_*")
-LAYOUTS_HELP = (
-    "layer_<L>/ (sae-store, SAELens: cfg.json + sae_weights.safetensors), layers.<L>/ (sparsify: cfg.json "
-    "+ sae.safetensors), Gemma Scope (params.npz or params.safetensors [+ config.json]) below layer_<L>/ "
-    "or resid_post/layer_<L>_*; or a pattern with {L}, e.g. 'DIR/resid_post/layer_{L}_width_16k_l0_medium'"
+DEFAULT_PATTERNS = (
+    "layer_{L}",
+    "blocks.{L}.hook_resid_post",
+    "layers.{L}",
+    "model.layers.{L}",
+    "language_model.layers.{L}",
+    "model.language_model.layers.{L}",
+    "resid_post/layer_{L}_*",
+    "layer_{L}_*",
 )
+LAYOUTS_HELP = (
+    "layer_<L>/ (sae-store, SAELens: cfg.json + sae_weights.safetensors), blocks.<L>.hook_resid_post/ "
+    "(SAELens uploads), layers.<L>/ or language_model.layers.<L>/ (sparsify: cfg.json + sae.safetensors), "
+    "Gemma Scope (params.npz or params.safetensors [+ config.json]) below layer_<L>/ or "
+    "resid_post/layer_<L>_*; or a pattern with {L}, e.g. 'DIR/resid_post/layer_{L}_width_16k_l0_medium'; "
+    "'DIR#width=16k,l0=100' picks one SAE per layer where a layer has several"
+)
+#: Keys of a choice (``DIR#width=16k,l0=100``) and the part of an SAE's path each one reads.
+_CHOICE_KEYS = {"width": re.compile(r"width_([0-9a-z]+)"), "l0": re.compile(r"l0_([0-9a-z]+)")}
 
 
 def _regex(pattern: str) -> re.Pattern[str]:
@@ -114,7 +135,8 @@ def find_saes(
         No such folder; no recognised layout; a wanted layer has no SAE; a layer's folder holds
         several SAEs (the message lists them and how to pick one).
     """
-    text = os.fspath(spec)
+    text, _, choice_text = os.fspath(spec).partition("#")
+    choice = _parse_choice(choice_text, os.fspath(spec))
     if not required and not Path(_split(text)[0] if "{L}" in text else text).is_dir():
         return {}
     if "{L}" in text:
@@ -128,19 +150,31 @@ def find_saes(
             raise SaeStoreError(f"no SAE folder at {text!r}; train SAEs with `sae-store train --out {text}`")
         tried = DEFAULT_PATTERNS
     candidates: dict[int, list[Path]] = {}
+    unchosen: dict[int, list[Path]] = {}  # SAEs of layers that the choice left without one
     for pattern in tried:
         for layer, dirs in _match(root, pattern).items():
-            found = [sae for d in dirs for sae in _sae_below(d)]
+            every = [sae for d in dirs for sae in _sae_below(d)]
+            found = _chosen(every, choice, root)
             if found and layer not in candidates:
                 candidates[layer] = found
-    if not candidates and not required:
+            elif every:
+                unchosen.setdefault(layer, every)
+    if not candidates and not unchosen and not required:
         return {}
-    if not candidates:
+    if not candidates and not unchosen:
         raise SaeStoreError(
             f"{text!r} holds no SAE in a known layout (tried {', '.join(tried)}); accepted layouts: "
             f"{LAYOUTS_HELP}"
         )
     wanted = sorted(candidates) if layers is None else list(layers)
+    asked = sorted(unchosen) if layers is None else wanted
+    unmatched = [layer for layer in asked if layer in unchosen and layer not in candidates]
+    if choice and unmatched:
+        layer = unmatched[0]
+        shown = ", ".join(str(p.relative_to(root)) for p in unchosen[layer][:6])
+        raise SaeStoreError(
+            f"no SAE of layer {layer} matches the choice '#{choice_text}' in {text!r}; it has {shown}"
+        )
     missing = [layer for layer in wanted if layer not in candidates]
     if missing:
         raise SaeStoreError(
@@ -150,11 +184,57 @@ def find_saes(
     for layer in wanted:
         if len(candidates[layer]) > 1:
             shown = ", ".join(str(p.relative_to(root)) for p in candidates[layer][:6])
+            tags = _tags(candidates[layer][0], root)
+            pick = ",".join(f"{k}={v}" for k, v in tags.items()) or "..."
             raise SaeStoreError(
-                f"layer {layer} has {len(candidates[layer])} SAEs under {text!r} ({shown}); pass a pattern "
-                f"that picks one, e.g. --saes '{root / _example(candidates[layer][0], root, layer)}'"
+                f"layer {layer} has {len(candidates[layer])} SAEs under {text!r} ({shown}); pick one per "
+                f"layer with a choice after '#', e.g. --saes '{text}#{pick}' (l0=N picks the L0 closest to "
+                f"N, l0=min or l0=max the sparsest or densest), or pass a pattern, e.g. "
+                f"--saes '{root / _example(candidates[layer][0], root, layer)}'"
             )
     return {layer: candidates[layer][0] for layer in wanted}
+
+
+def _parse_choice(text: str, spec: str) -> dict[str, str]:
+    """``width=16k,l0=100`` as a dict; refused, naming the keys, if it is not one."""
+    choice: dict[str, str] = {}
+    for item in [t.strip() for t in text.split(",") if t.strip()]:
+        key, eq, value = item.partition("=")
+        if not eq or key.strip() not in _CHOICE_KEYS or not value.strip():
+            raise SaeStoreError(
+                f"--saes {spec!r}: the choice {item!r} is not understood; after '#' give "
+                f"{' and/or '.join(f'{k}=VALUE' for k in _CHOICE_KEYS)} separated by commas, e.g. "
+                "'DIR#width=16k,l0=100' (l0: a number for the closest L0, min, max, or a name such as medium)"
+            )
+        choice[key.strip()] = value.strip().lower()
+    return choice
+
+
+def _tags(path: Path, root: Path) -> dict[str, str]:
+    """The width and L0 an SAE's path names (``width_16k/average_l0_71`` -> width 16k, l0 71)."""
+    rel = path.relative_to(root).as_posix().lower() if path.is_relative_to(root) else path.as_posix().lower()
+    return {k: m[-1] for k, regex in _CHOICE_KEYS.items() if (m := regex.findall(rel))}
+
+
+def _chosen(found: list[Path], choice: dict[str, str], root: Path) -> list[Path]:
+    """The SAEs of one layer that ``choice`` keeps: the width named, then the L0 named, closest to a
+    number, or the smallest or largest (all of them without a choice)."""
+    if not choice or not found:
+        return found
+    tagged = [(p, _tags(p, root)) for p in found]
+    if "width" in choice:
+        tagged = [(p, t) for p, t in tagged if t.get("width") == choice["width"]]
+    want = choice.get("l0")
+    if want is None or not tagged:
+        return [p for p, _ in tagged]
+    numbers = [(p, int(t["l0"])) for p, t in tagged if t.get("l0", "").isdigit()]
+    if want in ("min", "max") and numbers:
+        best = (min if want == "min" else max)(n for _, n in numbers)
+        return [p for p, n in numbers if n == best]
+    if want.isdigit() and numbers:
+        target = int(want)
+        return [min(numbers, key=lambda pn: (abs(pn[1] - target), pn[1]))[0]]  # a tie: the sparser
+    return [p for p, t in tagged if t.get("l0") == want]
 
 
 def _example(path: Path, root: Path, layer: int) -> str:

@@ -1,17 +1,21 @@
 """The demo's real data end to end: the commands the report suggests finish a partly finished run,
-and the results carry the shapes users' scripts read (male- and female-biased features, the
-``male_biased_ablation`` of the cross-layer summary)."""
+the results carry the shapes users' scripts read (male- and female-biased features, the
+``male_biased_ablation`` of the cross-layer summary), and the finished store - every group - is read
+by other tools (TensorStore, netCDF, cf_xarray) and projected file by file by ``du``."""
 
 from __future__ import annotations
 
 import json
 import shlex
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from sae_store.store import open_store, store_usage
 from sae_store_cli.main import main
+from tests.store.test_portable import check_portable, check_tree_exports
 
 
 def _suggested(report_dir: Path) -> list[str]:
@@ -45,3 +49,19 @@ def test_report_commands_finish_the_demo_run_and_results_have_every_shape(
     cross = json.loads((run / "results" / "cross_layer_results.json").read_text())
     (layer_key,) = cross["male_biased_ablation"]
     assert isinstance(cross["male_biased_ablation"][layer_key]["differential"], float)
+
+    # every array of every group opens with TensorStore (labels through their codes), the whole tree
+    # exports to netCDF, and du's projection is the files on disk, group by group
+    counts, labels = check_portable(store)
+    assert counts["read"] > 100
+    # the labels that were strings only in version 2, in every group that has them
+    coded = {name.rpartition("/")[2] for name in labels if "/" in name}
+    assert {"gender", "language", "direction", "entry_language", "hist_language"} <= coded
+    for group in ("features", "generation", "analysis/bias"):
+        assert f"{group}/language" in labels, group
+    check_tree_exports(store, tmp_path / "tree.nc")
+    groups = ("features", "generation", "analysis")
+    tops = (f.relative_to(store).parts[0] for f in store.rglob("*") if f.is_file())
+    on_disk = Counter(top if top in groups else "(root)" for top in tops)
+    usage = store_usage(open_store(store))
+    assert usage.projected_files_by_group == dict(sorted(on_disk.items())) and set(on_disk) >= set(groups)

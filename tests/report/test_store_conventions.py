@@ -68,7 +68,7 @@ def test_selection_writes_to_netcdf(full_store, tmp_path):
 
 def test_repr_is_short(full_store):
     text = repr(open_store(full_store.path))
-    assert len(text) < 200 and "schema v2" in text and "layers" in text
+    assert len(text) < 200 and f"schema v{S.SCHEMA_VERSION}" in text and "layers" in text
     assert "chat_template" not in text and "config" not in text
 
 

@@ -1,13 +1,16 @@
 """A small, partly written store with a ``features`` group, built through the public API.
 
-The migration test builds it with the current code (a version 2 reference) and compares it with
+The migration test builds it with the current code (the reference) and compares it with
 ``store-v1.tar.gz``: the same store built by this file with the version 1 code (sae-store 0.1 as of
-schema version 1) and then migrated. Regenerate the archive only with a version 1 checkout:
-``PYTHONPATH=<v1 checkout> python tests/store/migration_data.py OUT.tar.gz``.
+schema version 1) and then migrated; and, with ``later_groups`` (a ``generation`` group and
+analysis results too), with ``store-v2.tar.gz``, built by the version 2 code. Regenerate an archive
+only with a checkout of its version: ``PYTHONPATH=<v1 checkout> python tests/store/migration_data.py
+OUT.tar.gz`` (add ``--later-groups`` for the version 2 one).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tarfile
 import tempfile
@@ -15,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from sae_store.store import ModelInfo, StoreConfig, create_store
+from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
 from sae_store.store import schema as S
 from sae_store.store.group_schema import feature_variables
 from sae_store.store.groups import create_group
@@ -30,8 +34,9 @@ WRITTEN = [(0, "en"), (0, "ar"), (4, "en"), (4, "ar"), (8, "ar")]
 FAILED = (5, "ar")
 
 
-def build(path: Path) -> None:
-    """Create the store at ``path`` (must not exist) and fill it deterministically."""
+def build(path: Path, *, later_groups: bool = False) -> None:
+    """Create the store at ``path`` (must not exist) and fill it deterministically; with
+    ``later_groups`` also a ``generation`` group and two analysis results."""
     n = N_SAMPLES
     samples = pd.DataFrame(
         {
@@ -130,12 +135,63 @@ def build(path: Path) -> None:
                 S.COMPLETE, np.ones(PER_SHARD, bool), start=start, layer=2, language=lang, group=FEATURES
             )
     store.consolidate()
+    if later_groups:
+        _later_groups(store, rng)
+
+
+def _later_groups(store: ActivationStore, rng: np.random.Generator) -> None:
+    """Captions of the first block, an analysis with labels and text, an intervention-like result."""
+    from sae_store.store import group_schema as G
+    from sae_store.store.results import write_group
+
+    new_tokens = 3
+    attrs = {"generation": {"max_new_tokens": new_tokens, "decoding": "greedy"}, "model": {"name": "m"}}
+    create_group(
+        store,
+        S.GENERATION,
+        G.generation_variables(store.layout, new_tokens),
+        sizes={G.NEW_TOKEN: new_tokens},
+        attrs=attrs,
+        root_coords=G.GENERATION_COORDS,
+    )
+    for lang in ("en", "ar"):
+        values = {
+            "generated_caption": np.array([f"{lang} caption {i}" for i in range(PER_SHARD)], dtype=object),
+            "generated_ids": rng.integers(0, 9, size=(PER_SHARD, new_tokens)).astype(np.int32),
+            "n_generated": np.full(PER_SHARD, new_tokens, np.int32),
+            "male_terms": np.arange(PER_SHARD, dtype=np.int32),
+            "female_terms": np.zeros(PER_SHARD, np.int32),
+            S.COMPLETE: np.ones(PER_SHARD, bool),
+        }
+        for name, value in values.items():
+            store.write(name, value, start=0, language=lang, group=S.GENERATION)
+    entries = xr.Dataset(
+        {
+            "direction": ("entry", np.array(["male", "female", "male"], dtype=object)),
+            "entry_language": ("entry", np.array(["en", "ar", "ar"], dtype=object)),
+            "description": ("entry", np.array(["a male feature", "a female one", "x y"], dtype=object)),
+            "score": ((S.LAYER, S.LANGUAGE), rng.normal(size=(len(LAYERS), 2))),
+        },
+        coords={S.LAYER: list(LAYERS), S.LANGUAGE: np.array(["en", "ar"], dtype=object)},
+        attrs={"config": {"n": 3}},
+    )
+    write_group(store, f"{S.ANALYSIS}/labels", entries)
+    per_sample = xr.Dataset(
+        {"effect": ((S.LANGUAGE, S.SAMPLE), rng.normal(size=(2, 3)))},
+        coords={
+            S.LANGUAGE: np.array(["en", "ar"], dtype=object),
+            S.SAMPLE: np.array(["s000", "s001", "s004"], dtype=object),
+            S.GENDER: (S.SAMPLE, np.array(["male", "female", "male"], dtype=object)),
+        },
+        attrs={"summary": json.dumps({"layer": 2})},
+    )
+    write_group(store, f"{S.ANALYSIS}/intervene/demo/layer_2", per_sample)
 
 
 if __name__ == "__main__":
     out = Path(sys.argv[1]).resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        build(Path(tmp) / "store.zarr")
+        build(Path(tmp) / "store.zarr", later_groups="--later-groups" in sys.argv)
         with tarfile.open(out, "w:gz") as tar:
             tar.add(Path(tmp) / "store.zarr", arcname="store.zarr")
     print(out)

@@ -37,7 +37,7 @@ def test_plain_open_zarr_sees_labelled_dataset(make_store):
     assert ds.sample.values[3] == "s0003"
     assert ds.gender.values[1] == "female" and "gender" in ds.activations.coords
     assert ds.caption.sel(language="ar").values[0] == "رجل في الحديقة."
-    assert ds.token_role.attrs["flag_meanings"] == "pad special text image"
+    assert ds.token_role.attrs["flag_meanings"] == "pad_token special_token text_token image_token"
     assert list(ds.token_role.attrs["flag_values"]) == [0, 1, 2, 3]
     assert json.loads(ds.attrs["sae_store"])["schema_version"] == SCHEMA_VERSION
     # nothing written yet: activations are NaN and no flag is set

@@ -1,5 +1,5 @@
-"""``sae-store migrate``: a version 1 store (built by the version 1 code) becomes exactly the store
-the current code creates from the same data, also when the migration is SIGKILLed and rerun."""
+"""``sae-store migrate``: a version 1 or 2 store (built by that version's code) becomes exactly the
+store the current code creates from the same data, also when the migration is SIGKILLed and rerun."""
 
 from __future__ import annotations
 
@@ -14,32 +14,48 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 import zarr
 
-from sae_store.errors import SchemaVersionError
+from sae_store.errors import SchemaVersionError, StaleResultError
 from sae_store.extract.append import append_samples
 from sae_store.faults import ENV_VAR, kill_points
 from sae_store.store import open_store
 from sae_store.store import schema as S
 from sae_store.store.migrate import migrate_store
+from sae_store.store.results import SOURCE_ATTR, read_group, stale_reason
 from tests.store import migration_data
 
 V1_ARCHIVE = Path(__file__).with_name("store-v1.tar.gz")
+#: built by the version 2 code with ``migration_data.build(later_groups=True)``
+V2_ARCHIVE = Path(__file__).with_name("store-v2.tar.gz")
 #: attributes that differ between any two stores created at different times
 _TIMESTAMPED = ("created",)
 
 
-def v1_store(folder: Path) -> Path:
-    with tarfile.open(V1_ARCHIVE) as tar:
+def v1_store(folder: Path, archive: Path = V1_ARCHIVE) -> Path:
+    with tarfile.open(archive) as tar:
         tar.extractall(folder, filter="data")
     return folder / "store.zarr"
 
 
+def v2_store(folder: Path) -> Path:
+    return v1_store(folder, V2_ARCHIVE)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same store built by the current code (schema version 2)."""
+    """The same store built by the current code."""
     path = tmp_path_factory.mktemp("reference") / "store.zarr"
     migration_data.build(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store of ``store-v2.tar.gz`` (captions and analysis results too) built by the current code."""
+    path = tmp_path_factory.mktemp("reference-v2") / "store.zarr"
+    migration_data.build(path, later_groups=True)
     return path
 
 
@@ -50,6 +66,7 @@ def _nodes(path: Path) -> dict[str, zarr.Array | zarr.Group]:
 
 def _attrs(node: zarr.Array | zarr.Group) -> dict:
     attrs = S.decode_attrs(dict(node.attrs))
+    attrs.pop(SOURCE_ATTR, None)  # a migrated result cannot know its SAEs: checked on its own
     if S.ATTR_KEY in attrs:
         attrs[S.ATTR_KEY] = {k: v for k, v in attrs[S.ATTR_KEY].items() if k not in _TIMESTAMPED}
     return attrs
@@ -89,10 +106,15 @@ def test_v1_store_reads_but_refuses_writes(tmp_path):
         append_samples(store.path, table)
 
 
-def test_migrate_matches_a_store_created_as_v2(tmp_path, reference):
+def test_migrate_matches_a_store_created_as_v3(tmp_path, reference):
     path = v1_store(tmp_path)
     lines = migrate_store(path)
-    assert "from schema version 1 to 2" in lines[0]
+    assert f"from schema version 1 to {S.SCHEMA_VERSION}" in lines[0] and len(lines) == 2
+    # the arrays it leaves in place (the activations) get their checksums, as a new store has them
+    assert lines[1] == (
+        f"added CRC32C checksums to every chunk of 1 arrays of {str(path)!r} (activations): `sae-store "
+        "verify` now detects any changed byte"
+    )
     assert_same_store(path, reference)
     assert not (path / ".sae-store-locks").exists()
     assert "nothing to do" in migrate_store(path)[0]
@@ -105,13 +127,50 @@ def test_migrate_matches_a_store_created_as_v2(tmp_path, reference):
     assert status[1, 5] == 1 and status.sum() == 1
 
 
+def test_migrate_v2_adds_codes_and_per_block_captions(tmp_path, reference_v2):
+    path = v2_store(tmp_path)
+    assert open_store(path).schema_version == 2
+    lines = migrate_store(path)
+    assert lines[0].startswith(f"migrated {str(path)!r} from schema version 2 to {S.SCHEMA_VERSION}: ")
+    assert lines[1].startswith("2 analysis results got integer label codes; they predate the record")
+    assert lines[2].startswith("added CRC32C checksums to every chunk of ")
+    assert_same_store(path, reference_v2)
+    store = open_store(path)
+    assert store.array("generated_caption", S.GENERATION).chunks == (2, migration_data.PER_SHARD)
+    labels = xr.open_zarr(path, group="analysis/labels", consolidated=False)
+    assert labels["direction_code"].values.tolist() == [0, 1, 0]  # male, female in GENDER_NAMES order
+    assert labels["direction_code"].attrs["flag_meanings"] == "male female ambiguous unknown"
+    assert labels["entry_language_code"].values.tolist() == [0, 1, 1]  # the store's languages
+    assert "description_code" not in labels  # text
+    # results written before their SAEs were recorded: refused with the reason, until rerun
+    reason = stale_reason(store, "analysis/labels")
+    assert reason == (
+        f"'analysis/labels' in the store {str(path)!r} was written before results recorded the SAEs of their "
+        "features, so it may come from other SAEs than the features now hold"
+    )
+    with pytest.raises(StaleResultError) as e:
+        read_group(store, "analysis/labels")
+    assert str(e.value) == f"{reason}; run the step that wrote it again"
+
+
+@pytest.mark.parametrize("point", ["migrate.built@3", "migrate.swapped@8", "migrate.array_done@43",
+                                   "migrate.attributes"])  # fmt: skip
+def test_killed_v2_migration_is_finished_by_a_rerun(tmp_path, reference_v2, point):
+    path = v2_store(tmp_path)
+    assert _run_migration(path, point) == -signal.SIGKILL
+    assert open_store(path).schema_version == 2
+    migrate_store(path)
+    assert_same_store(path, reference_v2)
+    assert not (path / ".sae-store-locks").exists()
+
+
 def test_cli_migrate(tmp_path, capsys):
     from sae_store_cli.main import main
 
     path = v1_store(tmp_path)
     assert main(["migrate", str(path)]) == 0
-    assert "from schema version 1 to 2" in capsys.readouterr().out
-    assert open_store(path).schema_version == 2
+    assert f"from schema version 1 to {S.SCHEMA_VERSION}" in capsys.readouterr().out
+    assert open_store(path).schema_version == S.SCHEMA_VERSION
     assert main(["migrate", str(tmp_path / "missing")]) == 2
     assert "no activation store" in capsys.readouterr().err
 
@@ -153,7 +212,7 @@ def _run_migration(path: Path, kill_at: str | None) -> int | None:
 
 MIGRATE_POINTS = list(kill_points("migrate"))
 #: per-array points also hit at a later array (a features array, after the root's are done)
-REPEATED = ["migrate.built@6", "migrate.swapped@27", "migrate.array_done@29"]
+REPEATED = ["migrate.built@6", "migrate.swapped@22", "migrate.array_done@29"]
 
 
 def test_every_step_has_a_kill_point():
@@ -167,7 +226,7 @@ def test_every_step_has_a_kill_point():
 def test_killed_migration_is_finished_by_a_rerun(tmp_path, reference, point):
     path = v1_store(tmp_path)
     assert _run_migration(path, point) == -signal.SIGKILL
-    if point != "migrate.version":  # killed just after the switch: already version 2
+    if point != "migrate.version":  # killed just after the switch: already the current version
         assert open_store(path).schema_version == 1
     migrate_store(path)
     assert_same_store(path, reference)

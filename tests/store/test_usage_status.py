@@ -133,9 +133,10 @@ def test_cli_du_and_status(make_store, capsys):
     assert "no activation store at" in capsys.readouterr().err
 
 
-def test_full_scale_study_fits_ten_thousand_files(tmp_path):
-    """2000 samples x 2 languages x 34 layers, 16 samples per shard, features encoded (d_sae 16384):
-    the templates are metadata only, and the projection counts every array's chunk grid."""
+def test_full_scale_study_file_count(tmp_path):
+    """2000 samples x 2 languages x 34 layers, 16 samples per shard, features encoded (d_sae 16384) and
+    captions generated: the templates are metadata only, and the projection counts every array's chunk
+    grid, group by group."""
     n = 2000
     table = samples_table(n)
     model = model_info(n_layers=34, hidden_size=2560, tokens_per_language={"en": 278, "ar": 275})
@@ -154,3 +155,15 @@ def test_full_scale_study_fits_ten_thousand_files(tmp_path):
     # one file per activation shard; one per block for each of the 11 per-block small arrays
     # (extract_error and extract_status only where a sample failed); the rest is a small constant
     assert u.projected_files - 34 * 2 * blocks - 11 * blocks < 100
+    create_group(
+        store,
+        S.GENERATION,
+        G.generation_variables(store.layout, 32),
+        sizes={G.NEW_TOKEN: 32},
+        root_coords=G.GENERATION_COORDS,
+    )
+    u = store_usage(store)
+    # the captions' 6 arrays: one file per block each (every language in it), their zarr.json and the
+    # copied coordinates (language, sample, gender and their codes: 1 + 1 + 2 + 2 + 2 chunk files)
+    assert u.projected_files_by_group["generation"] == 6 * blocks + 6 + (1 + 5) + 8
+    assert u.projected_files == sum(u.projected_files_by_group.values()) < 10_750

@@ -25,26 +25,27 @@ from sae_store_cli.main import main
 D_IN, D_SAE = 16, 32
 
 
-def _weights(layer: int, d_in: int = D_IN) -> dict[str, torch.Tensor]:
+def _weights(layer: int, d_in: int = D_IN, d_sae: int = D_SAE) -> dict[str, torch.Tensor]:
     """A JumpReLU SAE's tensors (SAELens names) that differ per layer."""
-    sae = build_sae(SaeConfig(architecture="jumprelu", d_in=d_in, d_sae=D_SAE), seed=layer)
+    sae = build_sae(SaeConfig(architecture="jumprelu", d_in=d_in, d_sae=d_sae), seed=layer)
     with torch.no_grad():
         sae.threshold.fill_(0.05)
         sae.b_enc.fill_(0.01)
     return {k: v.detach().clone().contiguous() for k, v in sae.state_dict().items()}
 
 
-def _saelens(root: Path, layer: int, **tensors_kw) -> Path:
-    folder = root / f"layer_{layer}"
+def _saelens(root: Path, layer: int, name: str = "layer_{L}", **tensors_kw) -> Path:
+    folder = root / name.format(L=layer)
     folder.mkdir(parents=True)
     save_file(_weights(layer, **tensors_kw), str(folder / "sae_weights.safetensors"))
-    cfg = {"architecture": "jumprelu", "d_in": D_IN, "d_sae": D_SAE, "apply_b_dec_to_input": True}
+    d_sae = tensors_kw.get("d_sae", D_SAE)
+    cfg = {"architecture": "jumprelu", "d_in": D_IN, "d_sae": d_sae, "apply_b_dec_to_input": True}
     (folder / "cfg.json").write_text(json.dumps({**cfg, "metadata": {"model_name": "tiny-gemma3"}}))
     return folder
 
 
-def _sparsify(root: Path, layer: int) -> Path:
-    folder = root / f"layers.{layer}"
+def _sparsify(root: Path, layer: int, name: str = "layers.{L}") -> Path:
+    folder = root / name.format(L=layer)
     folder.mkdir(parents=True)
     sae = build_sae(SaeConfig(architecture="topk", d_in=D_IN, d_sae=D_SAE, k=4), seed=layer)
     tensors = {"encoder.weight": sae.W_enc.detach().T.contiguous(), "encoder.bias": sae.b_enc.detach(),
@@ -54,9 +55,9 @@ def _sparsify(root: Path, layer: int) -> Path:
     return folder
 
 
-def _gemma_scope(root: Path, layer: int) -> Path:
+def _gemma_scope(root: Path, layer: int, l0: int = 5) -> Path:
     """Gemma Scope: layer_<L>/width_<W>/average_l0_<N>/params.npz (lower-case names, no b_dec subtraction)."""
-    folder = root / f"layer_{layer}" / "width_32" / "average_l0_5"
+    folder = root / f"layer_{layer}" / "width_32" / f"average_l0_{l0}"
     folder.mkdir(parents=True)
     w = _weights(layer)
     np.savez(folder / "params.npz", **{k.lower(): v.numpy() for k, v in w.items()})
@@ -84,9 +85,7 @@ def test_find_saes_in_every_layout(tmp_path):
     gs = find_saes(tmp_path / "gs")
     assert gs == {L: tmp_path / "gs" / f"layer_{L}" / "width_32" / "average_l0_5" for L in (0, 1)}
     assert load_sae(gs[1]).format == "gemma_scope"
-    with pytest.raises(
-        SaeStoreError, match=r"layer 0 has 2 SAEs under '.*gs2' .*pass a pattern that picks one"
-    ):
+    with pytest.raises(SaeStoreError, match=r"layer 0 has 2 SAEs under '.*gs2' .*pick one per layer"):
         find_saes(tmp_path / "gs2")
     picked = find_saes(str(tmp_path / "gs2" / "resid_post" / "layer_{L}_width_32_l0_medium"))
     assert picked == {L: tmp_path / "gs2" / "resid_post" / f"layer_{L}_width_32_l0_medium" for L in (0, 1)}
