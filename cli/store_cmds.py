@@ -75,11 +75,15 @@ def _status(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     """Decode every stored file; name damaged ones and how to redo them (exit 1 if any).
 
-    Decode every chunk file of the store's arrays, check that every block flagged complete has its files, and
-    count NaN/inf values and values beyond float16's range per layer.
+    Decode every chunk file of every array, groups included (each chunk's CRC32C catches any changed byte),
+    check that every file a flagged block needs exists and that coordinates and recorded statistics agree
+    with the data, and count NaN/inf values and values beyond float16's range per layer.
     """
     from sae_store.store import open_store
-    from sae_store.store.verify import repair_store, verify_store
+    from sae_store.store.checksums import arrays_without_checksums
+    from sae_store.store.migrate import migrate_store
+    from sae_store.store.repair import repair_store
+    from sae_store.store.verify import verify_store
 
     store = open_store(args.store)
     report = verify_store(store, progress=not args.json)
@@ -87,10 +91,24 @@ def _verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report.render())
+        without = arrays_without_checksums(store.path)
+        if without and not args.add_checksums:
+            print(
+                f"{len(without)} arrays were written before chunks carried checksums "
+                f"({', '.join(without[:4])}{' ...' if len(without) > 4 else ''}): a changed byte there may "
+                "go unnoticed; "
+                f"`sae-store verify {store.path} --add-checksums` adds them"
+            )
     if args.repair and report.problems:
-        for line in repair_store(store, report):
+        done = repair_store(store, report)
+        for line in done or ["nothing was cleared: no command redoes what is damaged (see above)"]:
             print(line)
-        print(f"now run `sae-store extract {store.path} --model DIR` to redo those blocks")
+    if args.add_checksums:
+        if report.problems:
+            print("checksums not added: repair the damage first (--repair), then run --add-checksums again")
+            return 1
+        for line in migrate_store(store.path, progress=not args.json):
+            print(line)
     return 0 if report.ok else 1
 
 
@@ -99,12 +117,14 @@ def _migrate(args: argparse.Namespace) -> int:
 
     Upgrade a schema version 1 or 2 store to the current version in place: the small per-block arrays (and
     the captions) are rebuilt with fewer files, integer label codes are added in every group and attributes
-    updated; activations are not rewritten. Results written before version 3 count as stale until rerun.
-    Killed at any point, running it again finishes the job. No extraction or append may run meanwhile.
+    updated; activations are not recompressed. Results written before version 3 count as stale until rerun.
+    Every array written before chunks carried CRC32C checksums gets them (in stores of the current version
+    too): shards keep their compressed chunks, each followed by its checksum. Killed at any point, running
+    it again finishes the job. No extraction or append may run meanwhile.
     """
     from sae_store.store.migrate import migrate_store
 
-    for line in migrate_store(args.store):
+    for line in migrate_store(args.store, progress=True):
         print(line)
     return 0
 
@@ -136,8 +156,14 @@ def _add_verify(subparsers: Any) -> None:
     p.add_argument(
         "--repair",
         action="store_true",
-        help="delete the damaged files and clear the completion flags of exactly the blocks they held, "
-        "so that `sae-store extract` redoes them",
+        help="delete the damaged files and clear the completion flags of exactly the blocks they held (a "
+        "damaged result: its group), and say which command redoes them",
+    )
+    p.add_argument(
+        "--add-checksums",
+        action="store_true",
+        help="give every array written before chunks carried CRC32C checksums its checksums, once the store "
+        "verifies (the same as `sae-store migrate`; activations are not recompressed)",
     )
     add_json(p)
 

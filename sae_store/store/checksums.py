@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import zarr
 
 from sae_store.errors import SaeStoreError
 from sae_store.progress import progress_bar
+from sae_store.store import schema as S
 from sae_store.store.shards import crc32c
 from sae_store.store.swap import swap_in
 
@@ -43,14 +44,26 @@ def _inner(codecs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return first["configuration"]["codecs"] if first["name"] == "sharding_indexed" else codecs
 
 
-def array_metadata(store_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(key, zarr.json content)`` of every array of the store, groups included (lock folder aside)."""
+def array_metadata(
+    store_path: Path, *, problems: Callable[[str, BaseException], None] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(key, zarr.json content)`` of every array of the store, groups included (lock folder aside).
+
+    A ``zarr.json`` that cannot be parsed is passed to ``problems`` (key, error) if given, else raises.
+    """
     for meta in sorted(store_path.rglob("zarr.json")):
         rel = meta.parent.relative_to(store_path)
-        if rel.parts and not any(p.startswith(".") for p in rel.parts):
+        if not rel.parts or any(p.startswith(".") for p in rel.parts):
+            continue
+        try:
             data = json.loads(meta.read_text())
-            if data.get("node_type") == "array":
-                yield rel.as_posix(), data
+        except (OSError, ValueError) as e:
+            if problems is None:
+                raise
+            problems(rel.as_posix(), e)
+            continue
+        if isinstance(data, dict) and data.get("node_type") == "array":
+            yield rel.as_posix(), data
 
 
 def arrays_without_checksums(store_path: Path) -> list[str]:
@@ -105,15 +118,19 @@ def _reshard(src: Path, dst: Path, n_chunks: int, decompressor: Any) -> None:
     dst.write_bytes(b"".join([*parts, index_bytes, crc32c(index_bytes)]))
 
 
-def _rebuild(src: Path, meta: dict[str, Any], dst: Path) -> None:
-    """Array folder ``src`` (metadata ``meta``) rebuilt with checksums as ``dst``."""
+def _rebuild(store_path: Path, key: str, meta: dict[str, Any], dst: Path) -> None:
+    """Array ``key`` of the store (metadata ``meta``) rebuilt with checksums as folder ``dst``."""
+    src = store_path / key
     dst.mkdir(parents=True)
     new_meta = json.loads(json.dumps(meta))
     _inner(new_meta["codecs"]).append(dict(_CRC32C))
     (dst / "zarr.json").write_text(json.dumps(new_meta, indent=2))
     first = meta["codecs"][0]
     if first["name"] != "sharding_indexed":
-        zarr.open_array(str(dst), mode="r+")[...] = zarr.open_array(str(src), mode="r")[...]
+        values = zarr.open_array(str(src), mode="r")[...]
+        zarr.open_array(str(dst), mode="r+", config={"write_empty_chunks": key.startswith(f"{S.ANALYSIS}/")})[
+            ...
+        ] = values
         return
     shard = meta["chunk_grid"]["configuration"]["chunk_shape"]
     chunk = first["configuration"]["chunk_shape"]
@@ -143,6 +160,6 @@ def add_checksums(store_path: Path, work: Path, *, progress: bool = True) -> lis
     with bar:
         for key, meta in todo.items():
             log.info("adding checksums to %s", key)
-            swap_in(store_path, work, key, functools.partial(_rebuild, store_path / key, meta))
+            swap_in(store_path, work, key, functools.partial(_rebuild, store_path, key, meta))
             bar.update()
     return list(todo)

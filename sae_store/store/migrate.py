@@ -260,7 +260,9 @@ def _migrate_result(store: ActivationStore, path: str, work: Path) -> None:
     if new:  # the codes (with their coordinates, unchanged), all again if a killed run wrote some
         part = coded[new]
         encoding = {k: v for k, v in whole_chunks(part).items() if k in new}
-        part.to_zarr(store.path, group=path, mode="a", consolidated=False, encoding=encoding)
+        part.to_zarr(
+            store.path, group=path, mode="a", consolidated=False, encoding=encoding, write_empty_chunks=True
+        )
     group = zarr.open_group(str(store.path / path), mode="r+", use_consolidated=False)
     group.update_attributes(S.encode_attrs(S.decode_attrs(dict(group.attrs)), keys=None))
     done.touch()

@@ -154,7 +154,14 @@ def write_group(store: ActivationStore, path: str, ds: xr.Dataset) -> str:
     if path.startswith(f"{S.ANALYSIS}/"):
         ds.attrs[SOURCE_ATTR] = features_source(store)
     ds.attrs = S.encode_attrs(ds.attrs, keys=None)
-    ds.to_zarr(store.path, group=path, mode="w", consolidated=False, encoding=whole_chunks(ds))
+    ds.to_zarr(  # every file written, fill values too: a missing one is damage (sae-store verify)
+        store.path,
+        group=path,
+        mode="w",
+        consolidated=False,
+        encoding=whole_chunks(ds),
+        write_empty_chunks=True,
+    )
     store.consolidate()
     return path
 

@@ -38,18 +38,23 @@ class Region:
 
 @dataclass(frozen=True)
 class Problem:
-    """A damaged or missing file, and which blocks it takes down."""
+    """A damaged or missing file, what it held, and the command that rewrites it."""
 
     file: str
     """Path relative to the store."""
     array: str
+    """The array's key: ``n_tokens``, ``features/feature_mean``, ``analysis/bias/q_value``."""
     region: Region
     error: str
+    redo: str | None = None
+    """The command that rewrites what ``verify --repair`` clears for it; None if no command can (the
+    arrays made by ``sae-store init``)."""
+    whole_group: bool = False
+    """``--repair`` removes the array's whole group (its metadata or a result is damaged), not a block."""
 
     @property
     def redoable(self) -> bool:
-        """Extraction rewrites it (an array of per-block data), as opposed to metadata made at init."""
-        return self.array in BLOCK_ARRAYS or self.array == S.EXTRACT_ERROR
+        return self.redo is not None
 
 
 @dataclass
@@ -79,6 +84,8 @@ class VerifyReport:
     files_checked: int = 0
     bytes_checked: int = 0
     seconds: float = 0.0
+    init_command: str = "sae-store init NEW_STORE --samples SAMPLES.csv --model MODEL_DIR"
+    """What makes a new store like this one (for damage no command repairs in place)."""
 
     @property
     def ok(self) -> bool:
@@ -97,23 +104,29 @@ class VerifyReport:
             "repair": self.repair_command() if self.problems else None,
         }
 
+    def redo_commands(self) -> list[str]:
+        """The commands that rewrite what ``--repair`` clears, each once, in the order found."""
+        return list(dict.fromkeys(p.redo for p in self.problems if p.redo is not None))
+
     def repair_command(self) -> str:
-        return f"sae-store verify {self.store} --repair && sae-store extract {self.store} --model DIR"
+        return " && ".join([f"sae-store verify {self.store} --repair", *self.redo_commands()])
 
     def render(self) -> str:
         lines = [] if self.interrupted is None else [f"ERROR: {self.interrupted}"]
         for p in self.problems:
             lines.append(f"ERROR: {p.file} ({p.region.describe()}): {p.error}")
-        if any(not p.redoable for p in self.problems):
+        fixable = [p for p in self.problems if p.redoable]
+        if fixable:
             lines.append(
-                "ERROR: files made by `sae-store init` (coordinates, sample metadata) are damaged; "
-                "extraction cannot redo them: restore the store from a backup or recreate it"
+                f"to redo exactly the {len(fixable)} damaged or missing file(s): `{self.repair_command()}` "
+                "(--repair deletes them and clears the completion flags of the blocks they held, or removes "
+                "a damaged result group, and says what it cleared)"
             )
-        elif self.problems:
+        if len(fixable) < len(self.problems):
             lines.append(
-                f"to redo exactly the {len(self.problems)} damaged or missing file(s): "
-                f"`{self.repair_command()}` (--repair deletes them and clears the completion flags of the "
-                "blocks they held)"
+                "ERROR: files made by `sae-store init` (coordinates, sample labels, array metadata) are "
+                "damaged or missing, and no command rebuilds them in place: restore the store from a backup, "
+                f"or create a new one with `{self.init_command}` and extract into it"
             )
         for h in self.layers:
             if h.nonfinite:
