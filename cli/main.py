@@ -21,7 +21,7 @@ from typing import Any
 from sae_store._version import __version__
 from sae_store.errors import SaeStoreError
 
-from .options import PIPELINE_ORDER, WRITING_COMMANDS, add_verbosity, setup_logging
+from .options import PIPELINE_ORDER, READING_COMMANDS, WRITING_COMMANDS, add_verbosity, setup_logging
 
 
 def _commands() -> dict[str, Callable[[Any], None]]:
@@ -52,10 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args)
     try:
-        if args.command in WRITING_COMMANDS and getattr(args, "store", None):
-            from sae_store.store.lock import require_unlocked
+        if args.command in (*WRITING_COMMANDS, *READING_COMMANDS) and getattr(args, "store", None):
+            from sae_store.store.core import check_before_work
 
-            require_unlocked(args.store)  # before any work: the message the library would give later
+            # before any work: the message the library would give later
+            check_before_work(args.store, writes=args.command in WRITING_COMMANDS)
         code: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, not at exit
     except BrokenPipeError:  # `sae-store ... --json | head`: the reader left; no traceback

@@ -41,6 +41,8 @@ PIPELINE_ORDER = (
 )  # fmt: skip
 #: Commands that change a store: refused at once while an append runs or was left unfinished.
 WRITING_COMMANDS = frozenset({"extract", "append", "encode", "analyze", "caption", "intervene"})
+#: Commands that read a store's data: refused at once if an array of the store is missing.
+READING_COMMANDS = frozenset({"train", "report", "intervene-summary"})
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # with the date: jobs run for days
 Handler = Callable[[argparse.Namespace], int]

@@ -54,6 +54,8 @@ def repair_store(
     store: ActivationStore, report: VerifyReport, *, command: str = "verify --repair"
 ) -> list[str]:
     """Clear what ``report`` found damaged (see the module); returns what was done, as lines for people."""
+    if not any(p.redoable for p in report.problems):
+        return []
     store.require_writable()
     done: list[str] = []
     groups = sorted({p.array.rpartition("/")[0] for p in report.problems if p.redoable and p.whole_group})

@@ -151,6 +151,7 @@ class StoreDataProvider:
     """
 
     def __init__(self, store: ActivationStore, config: DataConfig) -> None:
+        store.require_arrays()
         self.config = config
         self.layer_index = store.layer_index(config.layer)
         self.languages = list(config.languages or store.layout.languages)
