@@ -39,6 +39,7 @@ from sae_store.store.verify_checks import (
     file_shape,
     flag_groups,
     flagged_arrays,
+    is_coordinate,
     missing_flagged,
     whole_keys,
     wrong_token_counts,
@@ -89,9 +90,12 @@ class _Inventory:
                 yield key
 
     def add(self, file: str, key: str, region: Region, error: str, *, whole_group: bool = False) -> None:
+        if any(p.file == file for p in self.report.problems):
+            return  # named already (a flag file is decoded twice)
         self.damaged.add(key)
         group = key.rpartition("/")[0]
-        result = group.startswith(S.ANALYSIS)
+        # a result, or a group's coordinates or metadata: the whole group is written again
+        result = group.startswith(S.ANALYSIS) or (bool(group) and region.samples is None)
         redo = redo_command(self.store.path, self.store.attrs, key)
         if not group and whole_group:
             redo = None  # the root's metadata: made by init
@@ -117,22 +121,23 @@ class _Inventory:
     def files(self) -> Iterator[tuple[str, Path, tuple[int, ...]]]:
         """Every chunk file of every array with its chunk-grid key (temporary files aside)."""
         for key, arr in self.arrays.items():
-            folder = self.store.path / key / "c"
-            for root, _, names in os.walk(folder):
-                for n in names:
-                    parts = (Path(root) / n).relative_to(folder).parts
-                    if len(parts) == arr.ndim and all(p.isdigit() for p in parts):
-                        yield key, Path(root) / n, tuple(int(p) for p in parts)
+            for chunk in _chunk_files(self.store.path / key, arr.ndim):
+                yield key, self.store.path / key / chunk_key(chunk), chunk
 
 
 def _read_flags(inv: _Inventory, group: str) -> np.ndarray | None:
     key = f"{group}/{S.COMPLETE}" if group else S.COMPLETE
     if key in inv.damaged:
         return None
+    arr = inv.arrays[key]
     try:
-        return np.asarray(inv.arrays[key][...], dtype=bool)
-    except Exception as e:  # a damaged flag file: verify names it
-        inv.add(f"{key}/c", key, Region(None, None, None), f"cannot be read ({e}); run `sae-store verify`")
+        return np.asarray(arr[...], dtype=bool)
+    except Exception:  # a damaged flag file: name it (decoding each of its files)
+        decode = _decoder(inv)
+        for chunk in _chunk_files(inv.store.path / key, arr.ndim):
+            _, f, _, value, _ = decode((key, inv.store.path / key / chunk_key(chunk), chunk))
+            if isinstance(value, Exception):
+                inv.add(str(f.relative_to(inv.store.path)), key, inv.region(key, chunk), _why(value))
         return None
 
 
@@ -143,15 +148,44 @@ def _check_existence(inv: _Inventory) -> None:
         if flags is None:
             continue
         flag_dims = dims(inv.arrays[f"{group}/{S.COMPLETE}" if group else S.COMPLETE])
+        flag_key = f"{group}/{S.COMPLETE}" if group else S.COMPLETE
         for key in flagged_arrays(group, inv.arrays):
             for chunk in missing_flagged(inv.arrays[key], flags, flag_dims):
                 inv.missing_file(key, chunk, "its samples are flagged complete")
+        for chunk in _flag_files_of_data(inv, group):
+            inv.missing_file(flag_key, chunk, "data files of its samples exist (the flags were lost)")
     for key, arr in inv.arrays.items():
         whole = key in LABEL_ARRAYS or (
             key.startswith(f"{S.ANALYSIS}/") and has_checksum(getattr(arr.metadata, "codecs", ()))
         )
         for chunk in whole_keys(arr) if whole and inv.store.layout.n_samples else ():
             inv.missing_file(key, chunk, "every file of this array is written")
+
+
+def _flag_files_of_data(inv: _Inventory, group: str) -> set[tuple[int, ...]]:
+    """Chunk keys of ``group``'s flag array that cover the samples of some existing data file."""
+    flag_key = f"{group}/{S.COMPLETE}" if group else S.COMPLETE
+    flag_arr = inv.arrays[flag_key]
+    size = dict(zip(dims(flag_arr), file_shape(flag_arr), strict=True))
+    keys = set()
+    for key in flagged_arrays(group, inv.arrays):
+        arr = inv.arrays[key]
+        for f in _chunk_files(inv.store.path / key, arr.ndim):
+            chunk = dict(zip(dims(arr), f, strict=True))
+            start = dict(
+                zip(dims(arr), (k * n for k, n in zip(f, file_shape(arr), strict=True)), strict=True)
+            )
+            keys.add(tuple(start[d] // size[d] if d in chunk else 0 for d in dims(flag_arr)))
+    return keys
+
+
+def _chunk_files(folder: Path, ndim: int) -> Iterator[tuple[int, ...]]:
+    """Chunk-grid keys of the chunk files in array folder ``folder`` (temporary files aside)."""
+    for root, _, names in os.walk(folder / "c"):
+        for n in names:
+            parts = (Path(root) / n).relative_to(folder / "c").parts
+            if len(parts) == ndim and all(p.isdigit() for p in parts):
+                yield tuple(int(p) for p in parts)
 
 
 def check_flags(store: ActivationStore) -> VerifyReport:
@@ -211,7 +245,6 @@ def verify_store(
     bar = tqdm(
         total=len(items), desc="verify", unit="file", disable=None if progress else True, dynamic_ncols=True
     )
-    values: dict[str, dict[tuple[int, ...], np.ndarray]] = {}
     with bar, ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         for key, f, chunk, value, size in pool.map(decode, [it for it in items if it[0] != S.ACTIVATIONS]):
             bar.update()
@@ -219,9 +252,7 @@ def verify_store(
             report.bytes_checked += size
             if isinstance(value, Exception):
                 inv.add(str(f.relative_to(store.path)), key, inv.region(key, chunk), _why(value))
-            else:
-                values.setdefault(key, {})[chunk] = value
-        _check_coordinates(inv, values)
+        _check_coordinates(inv)
         stats = _statistics_inputs(inv)
         health = {layer: LayerHealth(layer) for layer in store.layout.layers}
         for key, f, chunk, value, size in pool.map(decode, [it for it in items if it[0] == S.ACTIVATIONS]):
@@ -238,20 +269,25 @@ def verify_store(
     return report
 
 
-def _check_coordinates(inv: _Inventory, values: dict[str, dict[tuple[int, ...], np.ndarray]]) -> None:
-    root = {k: v[(0,)] for k, v in values.items() if "/" not in k and len(v) == 1 and (0,) in v}
-    for key, chunks in values.items():
-        arr = inv.arrays[key]
-        if len(dims(arr)) != 1 or key in inv.damaged or len(chunks) != 1 or (0,) not in chunks:
+def _check_coordinates(inv: _Inventory) -> None:
+    """The root's coordinates against the attributes, each group's copies against the root's (read
+    whole: a missing file reads as fill values and differs)."""
+
+    def read(key: str) -> np.ndarray | None:
+        try:
+            return np.asarray(inv.arrays[key][...])
+        except Exception:  # a damaged file: decoding names it
+            return None
+
+    keys = [k for k, a in inv.arrays.items() if is_coordinate(k, dims(a)) and k not in inv.damaged]
+    root = {k: v for k in keys if "/" not in k and (v := read(k)) is not None}
+    for key in sorted(keys, key=lambda k: "/" in k):  # the root's first: the copies are compared with it
+        if "/" in key and key.rpartition("/")[2] in inv.damaged:
             continue
-        if (
-            dims(arr)[0] == key.rpartition("/")[2]
-            or key.endswith(S.CODE_SUFFIX)
-            or key.rpartition("/")[2] in S.SAMPLE_COORDS
-        ):
-            why = coordinate_errors(inv.store, key, chunks[(0,)], root)
-            if why is not None:
-                inv.add(f"{key}/{chunk_key((0,))}", key, Region(None, None, None), why)
+        values = root.get(key) if "/" not in key else read(key)
+        why = None if values is None else coordinate_errors(inv.store, key, values, root)
+        if why is not None:
+            inv.add(f"{key}/{chunk_key((0,))}", key, Region(None, None, None), why)
 
 
 def _statistics_inputs(inv: _Inventory) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

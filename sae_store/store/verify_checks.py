@@ -42,24 +42,25 @@ def chunk_key(key: tuple[int, ...]) -> str:
     return "c/" + "/".join(map(str, key))
 
 
-def _fill_means_unwritten(arr: zarr.Array) -> bool:
-    """Whether the array's fill value is one its writer never stores (NaN, -1): then a flagged sample's
-    file always exists. (0 or "" may be real values of a whole block, e.g. no male term in it.)"""
-    fill = np.asarray(arr.metadata.fill_value)
-    return bool(np.isnan(fill)) if fill.dtype.kind == "f" else fill.dtype.kind in "iu" and int(fill) == -1
+def is_coordinate(key: str, array_dims: tuple[str, ...]) -> bool:
+    """Whether array ``key`` is a coordinate, a label code, or a group's copy of a sample label."""
+    name = key.rpartition("/")[2]
+    one_d = len(array_dims) == 1
+    return one_d and (name == array_dims[0] or name.endswith(S.CODE_SUFFIX) or name in S.SAMPLE_COORDS)
 
 
 def flagged_arrays(group: str, arrays: dict[str, zarr.Array]) -> list[str]:
-    """Keys of the arrays of ``group`` ("" the root) whose files must exist for every flagged sample."""
+    """Keys of the arrays of ``group`` ("" the root) whose files must exist for every flagged sample:
+    the root's per-block arrays, and every per-sample array of a group written block by block."""
     prefix = f"{group}/" if group else ""
     out = []
     for key, arr in arrays.items():
         name = key.removeprefix(prefix)
         if not key.startswith(prefix) or "/" in name or name == S.COMPLETE or S.SAMPLE not in dims(arr):
             continue
-        if name in S.SPARSE_VARIABLES or name == S.SAMPLE or name in S.SAMPLE_COORDS:
+        if name in S.SPARSE_VARIABLES or is_coordinate(key, dims(arr)):
             continue
-        if (not group and name in BLOCK_ARRAYS) or (group and _fill_means_unwritten(arr)):
+        if group or name in BLOCK_ARRAYS:
             out.append(key)
     return out
 
@@ -105,6 +106,8 @@ def coordinate_errors(
         S.LANGUAGE_CODE: np.arange(len(lay.languages)),
     }
     want = root.get(name) if "/" in key else expected.get(name)
+    if key == f"{S.FEATURES}/{S.FEATURE}":  # the SAE feature index
+        want = np.arange(len(values))
     if want is None:
         return None
     if values.shape != np.shape(want) or not np.array_equal(
