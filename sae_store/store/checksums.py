@@ -28,9 +28,9 @@ import zarr
 
 from sae_store.errors import SaeStoreError
 from sae_store.progress import progress_bar
-from sae_store.store import schema as S
 from sae_store.store.shards import crc32c
 from sae_store.store.swap import swap_in
+from sae_store.store.verify_checks import written_whole
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,7 @@ def _rebuild(store_path: Path, key: str, meta: dict[str, Any], dst: Path) -> Non
     first = meta["codecs"][0]
     if first["name"] != "sharding_indexed":
         values = zarr.open_array(str(src), mode="r")[...]
-        zarr.open_array(str(dst), mode="r+", config={"write_empty_chunks": key.startswith(f"{S.ANALYSIS}/")})[
-            ...
-        ] = values
+        zarr.open_array(str(dst), mode="r+", config={"write_empty_chunks": written_whole(key)})[...] = values
         return
     shard = meta["chunk_grid"]["configuration"]["chunk_shape"]
     chunk = first["configuration"]["chunk_shape"]

@@ -88,7 +88,8 @@ def write_sample_metadata(
     for j, lang in enumerate(languages):
         col = f"{lang}_caption"
         captions[:, j] = samples[col].fillna("").astype(str).to_numpy() if col in samples else ""
-    _as_array(group[S.CAPTION])[start:stop, :] = captions
+    # every file written, empty captions too: a missing caption file is damage (sae-store verify)
+    _as_array(group[S.CAPTION]).with_config({"write_empty_chunks": True})[start:stop, :] = captions
 
 
 def create_store(

@@ -50,6 +50,7 @@ from sae_store.store.lock import (
 )
 from sae_store.store.results import vocabularies, whole_chunks, with_codes
 from sae_store.store.swap import swap_in
+from sae_store.store.verify_checks import written_whole
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +273,8 @@ def _migrate_result(store: ActivationStore, path: str, work: Path) -> None:
 def _build(staging: zarr.Group, plan: _Plan, folder: Path) -> None:
     """Build ``plan``'s array as ``folder`` (a member of ``staging``)."""
     arr = create_array(staging, folder.name, plan.spec, plan.shape)
+    if written_whole(plan.key):
+        arr = arr.with_config({"write_empty_chunks": True})
     nbytes = int(np.prod(plan.shape)) * arr.dtype.itemsize
     if S.SAMPLE not in plan.spec.dims or nbytes <= _COPY_WHOLE_BYTES:
         arr[...] = plan.values(tuple(slice(None) for _ in plan.shape))

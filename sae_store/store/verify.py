@@ -42,6 +42,7 @@ from sae_store.store.verify_checks import (
     is_coordinate,
     missing_flagged,
     whole_keys,
+    written_whole,
     wrong_token_counts,
 )
 from sae_store.store.verify_report import LayerHealth, Problem, Region, VerifyReport
@@ -155,9 +156,8 @@ def _check_existence(inv: _Inventory) -> None:
         for chunk in _flag_files_of_data(inv, group):
             inv.missing_file(flag_key, chunk, "data files of its samples exist (the flags were lost)")
     for key, arr in inv.arrays.items():
-        whole = key in LABEL_ARRAYS or (
-            key.startswith(f"{S.ANALYSIS}/") and has_checksum(getattr(arr.metadata, "codecs", ()))
-        )
+        checked = has_checksum(getattr(arr.metadata, "codecs", ()))
+        whole = key in LABEL_ARRAYS or (checked and written_whole(key))
         for chunk in whole_keys(arr) if whole and inv.store.layout.n_samples else ():
             inv.missing_file(key, chunk, "every file of this array is written")
 

@@ -27,7 +27,13 @@ from sae_store.store.redo import BLOCK_ARRAYS, FLAGGED_GROUPS
 #: Largest finite float16 value.
 FLOAT16_MAX = 65504.0
 #: Root arrays made by ``init`` whose every file must exist (their values are never all fill).
-LABEL_ARRAYS = (S.SAMPLE, S.IMAGE, S.GENDER, S.GENDER_CODE, S.CAPTION, S.LANGUAGE, S.LANGUAGE_CODE)
+LABEL_ARRAYS = (S.SAMPLE, S.IMAGE, S.GENDER, S.GENDER_CODE, S.LANGUAGE, S.LANGUAGE_CODE)
+
+
+def written_whole(key: str) -> bool:
+    """Whether every file of array ``key`` is written, fill values too, when the array has checksums
+    (results, and the root's captions, which may be empty)."""
+    return key.startswith(f"{S.ANALYSIS}/") or key == S.CAPTION
 
 
 def dims(arr: zarr.Array) -> tuple[str, ...]:
