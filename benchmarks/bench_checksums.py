@@ -16,8 +16,6 @@ from __future__ import annotations
 import shutil
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from unittest import mock
@@ -25,7 +23,7 @@ from unittest import mock
 import numpy as np
 
 from benchmarks.bench_store import TOKENS, synthetic_activations, synthetic_inputs
-from benchmarks.bench_verify import fill_synthetic
+from benchmarks.bench_verify import fill_synthetic, timed
 from benchmarks.run import result
 from sae_store.store import ActivationStore, StoreConfig, create_store
 from sae_store.store import create as create_module
@@ -61,12 +59,6 @@ def _read(store: ActivationStore, out: np.ndarray, pool: ThreadPoolExecutor) -> 
         store.read_activations(0, "en", start, start + SHARD, out=out, pool=pool)
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def main() -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench-checksums-"))
     try:
@@ -87,9 +79,9 @@ def main() -> dict:
                 r: dict[str, float] = {}
                 order = list(stores.items())[:: 1 if i % 2 == 0 else -1]  # A B, then B A: no order bias
                 for name, store in order:
-                    r[f"write {name}"] = mb / _timed(lambda store=store: _write(store, values, pool))
+                    r[f"write {name}"] = mb / timed(lambda store=store: _write(store, values, pool))
                 for name, store in order:
-                    r[f"read {name}"] = mb / _timed(lambda store=store: _read(store, out, pool))
+                    r[f"read {name}"] = mb / timed(lambda store=store: _read(store, out, pool))
                 for name, store in order:
                     report = verify_store(store, workers=THREADS)
                     assert report.ok, report.render()

@@ -64,7 +64,8 @@ def fill_synthetic(store, values: np.ndarray, shard: int) -> None:
         store.write(S.COMPLETE, np.ones(len(part), bool), layer=0, **where)
 
 
-def _timed(fn) -> float:
+def timed(fn) -> float:
+    """Seconds ``fn()`` takes."""
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
@@ -89,9 +90,9 @@ def main() -> dict:
 
                 rounds.append(
                     {
-                        "verify": gb / _timed(check),
-                        "plain": gb / _timed(lambda: _plain_read(store, None)),
-                        "plain_pool": gb / _timed(lambda: _plain_read(store, pool)),
+                        "verify": gb / timed(check),
+                        "plain": gb / timed(lambda: _plain_read(store, None)),
+                        "plain_pool": gb / timed(lambda: _plain_read(store, pool)),
                     }
                 )
                 assert report is not None and report.ok, report

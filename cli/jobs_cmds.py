@@ -91,13 +91,15 @@ def _cancel(args: argparse.Namespace) -> int:
 def _run_local(cfg: PipelineConfig, rerun: str) -> int:
     from sae_store.store import completion, open_store, store_usage
     from sae_store.store.usage import render_usage
+    from sae_store.store.verify import verify_store
 
     run_pipeline(cfg, rerun=rerun)
     store_path = cfg.paths.path("store")
     if (store_path / "zarr.json").exists():  # steps skipped by the config may leave no store
         store = open_store(store_path)
         print(f"\n$ sae-store status {store_path}\n{completion(store).render()}")
-        print(f"\n$ sae-store du {store_path}\n{render_usage(store_usage(store))}\n")
+        print(f"\n$ sae-store du {store_path}\n{render_usage(store_usage(store))}")
+        print(f"\n$ sae-store verify {store_path}\n{verify_store(store).render()}\n")
     print("outputs:")
     for name, path in outputs(cfg).items():
         print(f"  {name:<9} {path}")
