@@ -28,7 +28,7 @@ from sae_store.store.checksums import array_metadata
 from sae_store.store.codecs import has_checksum
 from sae_store.store.core import ActivationStore
 from sae_store.store.lock import ignoring_lock_dir, interruption
-from sae_store.store.redo import init_command, missing_arrays, redo_command
+from sae_store.store.redo import FLAGGED_GROUPS, init_command, missing_arrays, redo_command
 from sae_store.store.verify_checks import (
     FLOAT16_MAX,
     LABEL_ARRAYS,
@@ -270,8 +270,8 @@ def verify_store(
 
 
 def _check_coordinates(inv: _Inventory) -> None:
-    """The root's coordinates against the attributes, each group's copies against the root's (read
-    whole: a missing file reads as fill values and differs)."""
+    """The root's coordinates against the attributes, the copies in ``features`` and ``generation``
+    against the root's (read whole: a missing file reads as fill values and differs)."""
 
     def read(key: str) -> np.ndarray | None:
         try:
@@ -279,7 +279,13 @@ def _check_coordinates(inv: _Inventory) -> None:
         except Exception:  # a damaged file: decoding names it
             return None
 
-    keys = [k for k, a in inv.arrays.items() if is_coordinate(k, dims(a)) and k not in inv.damaged]
+    keys = [
+        k
+        for k, a in inv.arrays.items()
+        if is_coordinate(k, dims(a))
+        and k not in inv.damaged
+        and ("/" not in k or k.split("/")[0] in FLAGGED_GROUPS)
+    ]  # results are checked by their checksums and files: their labels need not be the root's
     root = {k: v for k in keys if "/" not in k and (v := read(k)) is not None}
     for key in sorted(keys, key=lambda k: "/" in k):  # the root's first: the copies are compared with it
         if "/" in key and key.rpartition("/")[2] in inv.damaged:
