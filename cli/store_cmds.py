@@ -99,12 +99,12 @@ def _verify(args: argparse.Namespace) -> int:
                 "go unnoticed; "
                 f"`sae-store verify {store.path} --add-checksums` adds them"
             )
-    if args.repair and report.problems:
+    if args.repair and not report.ok:
         done = repair_store(store, report)
         for line in done or ["nothing was cleared: no command redoes what is damaged (see above)"]:
             print(line)
     if args.add_checksums:
-        if report.problems:
+        if any(not p.notice for p in report.problems):
             print("checksums not added: repair the damage first (--repair), then run --add-checksums again")
             return 1
         for line in migrate_store(store.path, progress=not args.json):

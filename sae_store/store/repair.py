@@ -54,7 +54,7 @@ def repair_store(
     store: ActivationStore, report: VerifyReport, *, command: str = "verify --repair"
 ) -> list[str]:
     """Clear what ``report`` found damaged (see the module); returns what was done, as lines for people."""
-    if not any(p.redoable for p in report.problems):
+    if not any(p.redoable and not p.notice for p in report.problems):
         return []
     store.require_writable()
     done: list[str] = []
@@ -67,7 +67,7 @@ def repair_store(
     blocks = [
         p
         for p in report.problems
-        if p.redoable and not p.whole_group and p.region.samples is not None
+        if p.redoable and not p.notice and not p.whole_group and p.region.samples is not None
         and not any(p.array.startswith(f"{g}/") for g in groups)
     ]  # fmt: skip
     root = [p for p in blocks if "/" not in p.array]

@@ -67,7 +67,8 @@ class _Inventory:
                     self.arrays[key] = zarr.open_array(str(store.path / key), mode="r")
                 except Exception as e:  # any parse failure of a damaged zarr.json
                     self._unreadable_metadata(key, e)
-        for key in [*missing_arrays(store.path), *self._missing_from_consolidated()]:
+        missing = missing_arrays(store.path) if store.schema_version >= 2 else []  # version 1 had fewer
+        for key in [*missing, *self._missing_from_consolidated()]:
             self.add(f"{key}/zarr.json", key, Region(None, None, None), "the array is missing (no zarr.json)",
                      whole_group=True)  # fmt: skip
 
@@ -90,17 +91,27 @@ class _Inventory:
             ):
                 yield key
 
-    def add(self, file: str, key: str, region: Region, error: str, *, whole_group: bool = False) -> None:
+    def add(
+        self,
+        file: str,
+        key: str,
+        region: Region,
+        error: str,
+        *,
+        whole_group: bool = False,
+        notice: bool = False,
+    ) -> None:
         if any(p.file == file for p in self.report.problems):
             return  # named already (a flag file is decoded twice)
-        self.damaged.add(key)
+        if not notice:
+            self.damaged.add(key)
         group = key.rpartition("/")[0]
         # a result, or a group's coordinates or metadata: the whole group is written again
         result = group.startswith(S.ANALYSIS) or (bool(group) and region.samples is None)
         redo = redo_command(self.store.path, self.store.attrs, key)
         if not group and whole_group:
             redo = None  # the root's metadata: made by init
-        self.report.problems.append(Problem(file, key, region, error, redo, whole_group or result))
+        self.report.problems.append(Problem(file, key, region, error, redo, whole_group or result, notice))
 
     def region(self, key: str, chunk: tuple[int, ...]) -> Region:
         arr = self.arrays[key]
@@ -154,7 +165,11 @@ def _check_existence(inv: _Inventory) -> None:
             for chunk in missing_flagged(inv.arrays[key], flags, flag_dims):
                 inv.missing_file(key, chunk, "its samples are flagged complete")
         for chunk in _flag_files_of_data(inv, group):
-            inv.missing_file(flag_key, chunk, "data files of its samples exist (the flags were lost)")
+            if not (inv.store.path / flag_key / chunk_key(chunk)).is_file():
+                redo = redo_command(inv.store.path, inv.store.attrs, flag_key)
+                inv.add(f"{flag_key}/{chunk_key(chunk)}", flag_key, inv.region(flag_key, chunk),
+                        "missing while data files of its samples exist: a write was interrupted there, or "
+                        f"the flags were lost; `{redo}` redoes the block", notice=True)  # fmt: skip
     for key, arr in inv.arrays.items():
         checked = has_checksum(getattr(arr.metadata, "codecs", ()))
         whole = key in LABEL_ARRAYS or (checked and written_whole(key))

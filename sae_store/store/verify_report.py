@@ -51,6 +51,9 @@ class Problem:
     arrays made by ``sae-store init``)."""
     whole_group: bool = False
     """``--repair`` removes the array's whole group (its metadata or a result is damaged), not a block."""
+    notice: bool = False
+    """Not damage for certain: a flag file missing while its block has data files, as an interrupted
+    extraction leaves it - or lost flags. Named, but the store is not reported as damaged."""
 
     @property
     def redoable(self) -> bool:
@@ -89,7 +92,8 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return self.interrupted is None and not self.problems and not any(h.nonfinite for h in self.layers)
+        errors = [p for p in self.problems if not p.notice]
+        return self.interrupted is None and not errors and not any(h.nonfinite for h in self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,7 +105,7 @@ class VerifyReport:
             "files_checked": self.files_checked,
             "bytes_checked": self.bytes_checked,
             "seconds": self.seconds,
-            "repair": self.repair_command() if self.problems else None,
+            "repair": self.repair_command() if any(not p.notice for p in self.problems) else None,
         }
 
     def redo_commands(self) -> list[str]:
@@ -114,15 +118,15 @@ class VerifyReport:
     def render(self) -> str:
         lines = [] if self.interrupted is None else [f"ERROR: {self.interrupted}"]
         for p in self.problems:
-            lines.append(f"ERROR: {p.file} ({p.region.describe()}): {p.error}")
-        fixable = [p for p in self.problems if p.redoable]
+            lines.append(f"{'note' if p.notice else 'ERROR'}: {p.file} ({p.region.describe()}): {p.error}")
+        fixable = [p for p in self.problems if p.redoable and not p.notice]
         if fixable:
             lines.append(
                 f"to redo exactly the {len(fixable)} damaged or missing file(s): `{self.repair_command()}` "
                 "(--repair deletes them and clears the completion flags of the blocks they held, or removes "
                 "a damaged result group, and says what it cleared)"
             )
-        if len(fixable) < len(self.problems):
+        if any(not p.redoable for p in self.problems):
             lines.append(
                 "ERROR: files made by `sae-store init` (coordinates, sample labels, array metadata) are "
                 "damaged or missing, and no command rebuilds them in place: restore the store from a backup, "
