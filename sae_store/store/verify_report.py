@@ -10,11 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sae_store.store import schema as S
-
-#: Arrays the extraction writes for every block; extraction redoes their files.
-BLOCK_ARRAYS = (S.ACTIVATIONS, S.INPUT_IDS, S.TOKEN_ROLE, S.N_TOKENS, S.MAX_ABS, S.NONFINITE, S.COMPLETE)
-
 
 @dataclass(frozen=True)
 class Region:
