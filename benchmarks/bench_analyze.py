@@ -4,11 +4,17 @@
    vectorised code on all features, scipy's own axis-vectorised calls on all features, and a loop
    calling scipy once per feature, timed on a subset and extrapolated (said so in the table), with
    the largest p-value difference to scipy on that subset.
-2. Wall time of ``bias`` (1,000 bootstrap resamples, 100 label permutations), ``crosslingual``
-   (200 bootstrap resamples) and ``crosslayer`` (SAE-feature probes) on a synthetic store of
-   realistic width (2,000 images, d_sae = 20,480, 2 layers x 2 languages), in this process and on a
-   2-worker dask LocalCluster, extrapolated to 34 layers; plus the Hungarian matching of two
-   20,480-feature decoders (d_in = 2,560).
+2. The confidence intervals, old method against new, interleaved on the same data of Gemma width (one
+   BLAS thread each, so that small and large matrix products are compared alike): the
+   CI of d of 100 reported features (1,000 resamples: percentile interval before, BCa with the guard
+   against resamples without spread now) and the CI of the cross-lingual Spearman rho over 20,480
+   features (200 image resamples with a reflected percentile interval before, Fisher z with the
+   Bonett-Wright variance now).
+3. Wall time of ``bias`` (1,000 bootstrap resamples, 100 label permutations), ``crosslingual``
+   and ``crosslayer`` (SAE-feature probes) on a synthetic store of realistic width (2,000 images,
+   d_sae = 20,480, 2 layers x 2 languages), in this process and on a 2-worker dask LocalCluster,
+   extrapolated to 34 layers; plus the Hungarian matching of two 20,480-feature decoders
+   (d_in = 2,560).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from benchmarks.bench_store import synthetic_inputs
 from benchmarks.run import result
@@ -30,14 +37,17 @@ from sae_store.analyze import pipeline as P
 from sae_store.analyze.bias import compare_groups
 from sae_store.analyze.cluster import open_cluster
 from sae_store.analyze.config import BiasConfig, ClusterConfig, CrossLayerConfig, CrossLingualConfig
+from sae_store.analyze.crosslingual import effect_correlation, spearman_rows
 from sae_store.analyze.data import open_inputs
 from sae_store.analyze.matching import match_features
-from sae_store.analyze.resample import permutation_null
+from sae_store.analyze.resample import bootstrap_d_ci, centre, permutation_null, resample_counts, weighted_d
+from sae_store.analyze.stats import cohens_d
 from sae_store.store import StoreConfig, create_store
 
 N_SAMPLES, N_FEATURES, D_IN = 2000, 20480, 2560
 LOOP_SUBSET = 1024
 LAYERS, LANGUAGES, STUDY_LAYERS = (10, 20), ("en", "ar"), 34
+CI_ROUNDS = 3
 
 
 def sae_like(rng: np.random.Generator, n: int, n_feat: int) -> np.ndarray:
@@ -111,6 +121,67 @@ def _tests_table(rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
     }
 
 
+def _percentile_d_ci(male: np.ndarray, female: np.ndarray, n_boot: int) -> np.ndarray:
+    """The CI of d before: percentile interval of the same kind of resamples, no guard, no jackknife."""
+    rng = np.random.default_rng(0)
+    w_m, w_f = resample_counts(rng, male.shape[0], n_boot), resample_counts(rng, female.shape[0], n_boot)
+    with np.errstate(invalid="ignore"):  # +-inf d of resamples without spread, as before
+        return np.quantile(weighted_d(centre(male), centre(female), w_m, w_f), [0.025, 0.975], axis=0)
+
+
+def _image_bootstrap_rho_ci(x_a: np.ndarray, x_b: np.ndarray, is_male: np.ndarray, n_boot: int) -> np.ndarray:
+    """The CI of rho before: 200 image resamples within gender, reflected percentile interval."""
+    rng = np.random.default_rng(0)
+    w_m, w_f = (
+        resample_counts(rng, int(is_male.sum()), n_boot),
+        resample_counts(rng, int((~is_male).sum()), n_boot),
+    )
+    d_a, d_b = (weighted_d(centre(x[is_male]), centre(x[~is_male]), w_m, w_f) for x in (x_a, x_b))
+    rho = spearman_rows(cohens_d(x_a[is_male], x_a[~is_male]), cohens_d(x_b[is_male], x_b[~is_male]))[0]
+    return 2 * rho - np.quantile(spearman_rows(d_a, d_b), [0.975, 0.025])
+
+
+def _ci_table(rng: np.random.Generator) -> tuple[str, dict[str, Any]]:
+    is_male = rng.permutation(np.repeat([True, False], N_SAMPLES // 2))
+    x_a = sae_like(rng, N_SAMPLES, N_FEATURES)
+    x_a[np.ix_(is_male, np.arange(300))] *= 1.5
+    x_b = x_a * rng.lognormal(0, 0.3, x_a.shape).astype(np.float32)  # the same images in language b
+    reported = x_a[:, :100]
+    pairs = {
+        "CI of d, 100 features, 1,000 resamples (percentile -> BCa)": (
+            lambda: _percentile_d_ci(reported[is_male], reported[~is_male], 1000),
+            lambda: bootstrap_d_ci(reported[is_male], reported[~is_male], n_boot=1000, level=0.95, seed=0),
+        ),
+        f"CI of rho over {N_FEATURES:,} features (200 image resamples -> Fisher z)": (
+            lambda: _image_bootstrap_rho_ci(x_a, x_b, is_male, 200),
+            lambda: effect_correlation(x_a, x_b, is_male, level=0.95),
+        ),
+    }
+    rows, res = [], {}
+    for name, (old, new) in pairs.items():
+        ratios = []
+        for r in range(CI_ROUNDS):  # interleaved, the order alternating between rounds; one BLAS thread
+            times = {}
+            for label, fn in (("old", old), ("new", new)) if r % 2 == 0 else (("new", new), ("old", old)):
+                with threadpool_limits(1):
+                    t0 = time.perf_counter()
+                    fn()
+                    times[label] = time.perf_counter() - t0
+            ratios.append(times["new"] / times["old"])
+            rows.append((name, r + 1, times["old"], times["new"], ratios[-1]))
+        res[f"ci_ratio_{'d' if 'of d' in name else 'rho'}"] = float(np.median(ratios))
+        rows.append((name, "median", np.nan, np.nan, float(np.median(ratios))))
+    md = "| interval | round | old method (s) | new method (s) | new / old |\n|---|---|---:|---:|---:|\n"
+
+    def cell(v: float, fmt: str) -> str:
+        return "" if np.isnan(v) else format(v, fmt)
+
+    md += "".join(
+        f"| {a} | {b} | {cell(c, '.2f')} | {cell(d, '.3f')} | {e:.3f} |\n" for a, b, c, d, e in rows
+    )
+    return md, res
+
+
 def _build_store(root: Path, rng: np.random.Generator) -> Path:
     gender = np.repeat(["male", "female"], N_SAMPLES // 2)
     samples, model = synthetic_inputs(
@@ -161,8 +232,8 @@ def _suite_table(rng: np.random.Generator, tmp: Path) -> tuple[str, dict[str, An
                 "bias (bootstrap 1000, 100 permutations)": lambda c=client: P.bias_step(
                     inp, BiasConfig(permutations=100), out, client=c
                 ),
-                "crosslingual (bootstrap 200)": lambda c=client: P.crosslingual_step(
-                    inp, CrossLingualConfig(), out, client=c
+                "crosslingual (Fisher-z CI of rho, 1,000 overlap permutations)": lambda c=client: (
+                    P.crosslingual_step(inp, CrossLingualConfig(), out, client=c)
                 ),
                 "crosslayer (5-fold SAE-feature probes)": lambda c=client: P.crosslayer_step(
                     inp, CrossLayerConfig(raw_probe=False), out, client=c
@@ -206,10 +277,13 @@ def main() -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-analyze-"))
     try:
         tests_md, tests = _tests_table(rng)
+        ci_md, cis = _ci_table(rng)
         suite_md, suite = _suite_table(rng, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return result("Analyses: vectorised tests and wall times", [tests_md, suite_md], **tests, **suite)
+    return result(
+        "Analyses: vectorised tests and wall times", [tests_md, ci_md, suite_md], **tests, **cis, **suite
+    )
 
 
 if __name__ == "__main__":

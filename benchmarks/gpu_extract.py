@@ -6,7 +6,10 @@ vision tower of 27 layers at 896 px, 256 image tokens), random bf16 weights draw
 through the real path (``init_store`` -> ``load_model`` -> ``extract_activations``), extracts
 ``--samples`` images x 2 languages for each codec preset and writer-thread count, and times the same
 batches and hooks with the data discarded (forward only). Prints samples/s, extract / forward-only
-and which side bounds the run (target on a 16-core GPU node: <= 1.10 with the fast preset).
+and which side bounds the run (target on a 16-core GPU node: <= 1.10 with the fast preset). Then
+``evaluate`` on the extracted store (``benchmarks/bench_evaluate.py``'s helpers): tokens/s of the
+stored-activation metrics of one layer with a TopK SAE of d_sae 16384, and the model runs of one layer
+and one SAE set against the forward pass over the same samples.
 
     python benchmarks/gpu_extract.py                      # on a CUDA node
     python benchmarks/gpu_extract.py --tiny --samples 16  # anywhere: the tiny model on the CPU
@@ -41,6 +44,8 @@ from sae_store.models.tiny import build_tiny_gemma3  # noqa: E402
 from sae_store.store import StoreConfig, open_store  # noqa: E402
 from sae_store.store import schema as S  # noqa: E402
 from sae_store.store.config import PRESETS  # noqa: E402
+from sae_store.train.config import SaeConfig  # noqa: E402
+from sae_store.train.sae import build_sae  # noqa: E402
 
 #: Gemma-3-4B's configuration (text and vision towers), as published with the model.
 GEMMA3_4B_TEXT = {
@@ -142,6 +147,43 @@ def forward_only(store_path: Path, loaded: LoadedModel, images: Path, batch: int
         torch.cuda.synchronize()
 
 
+def _evaluate_rows(loaded: LoadedModel, store_path: Path, images: Path, n: int, batch: int) -> list[str]:
+    """``evaluate`` on the extracted store: the stored-activation metrics of its middle layer with a
+    random TopK SAE of d_sae 16384 (k 64), and the model runs of that layer against the forward pass
+    over ``n`` samples x 2 languages."""
+    from benchmarks.bench_evaluate import model_run_costs, stored_rate
+
+    store = open_store(store_path)
+    device = loaded.device.type
+    layer = store.layout.layers[len(store.layout.layers) // 2]
+    sae = build_sae(SaeConfig(architecture="topk", d_in=store.layout.hidden_size, d_sae=16384, k=64))
+    sae = sae.eval().requires_grad_(False).to(device)
+    stored = stored_rate(store, layer, sae, device)
+    names = [str(s) for s in np.asarray(store.array(S.IMAGE)[...])][:n]
+    imgs = [Image.open(images / name).convert("RGB") for name in names]
+    sub = images.parent / "evaluate-subset.zarr"
+    table = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "image": names, "gender": "male",
+                          "en_caption": "", "ar_caption": ""})  # fmt: skip
+    init_store(sub, table, Path(str(store.attrs["model"]["name_or_path"])), images_dir=images,
+               config=StoreConfig(samples_per_shard=batch))  # fmt: skip
+    costs = model_run_costs(loaded, store, imgs, sae, layer, lambda: forward_only(sub, loaded, images, batch),
+                            batch=batch, rounds=2)  # fmt: skip
+    fwd = costs["forward"]
+    return [
+        f"evaluate at layer {layer}, TopK SAE d_sae 16384 (k 64); model runs on {n} samples x 2 languages:",
+        "",
+        "| evaluate | value | vs extraction's forward pass |",
+        "| --- | ---: | ---: |",
+        f"| stored-activation metrics of one layer | {stored['tokens_per_s']:,.0f} tokens/s "
+        f"(reading alone {stored['read_per_s']:,.0f}) | - |",
+        f"| teacher-forced clean pass | {costs['clean']:.2f} s | {costs['clean'] / fwd:.2f}x |",
+        f"| one replayed run (ablation or SAE spliced in; target <= 1.3x) | {costs['per_run']:.2f} s | "
+        f"{costs['per_run'] / fwd:.2f}x |",
+        f"| one layer, one SAE set (clean + {costs['runs']} runs) | {costs['evaluate']:.2f} s | "
+        f"{costs['evaluate'] / fwd:.2f}x |",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -154,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", default=",".join(PRESETS), help="codec presets (default all)")
     parser.add_argument("--threads", help="writer threads to try, e.g. 1,4,15 (default 1, 4 and the default)")
     parser.add_argument("--dir", type=Path, help="working folder (default a temporary one, deleted)")
+    parser.add_argument(
+        "--eval-samples", type=int, default=32, help="images of the evaluate rows (default 32)"
+    )
     args = parser.parse_args(argv)
     device = "cpu" if args.tiny else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
@@ -195,13 +240,17 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 summary = extract_activations(open_store(dest), loaded, config)
                 seconds = time.perf_counter() - t0
-                shutil.rmtree(dest)
+                if results:  # the first run's store is kept for the evaluate rows
+                    shutil.rmtree(dest)
+                else:
+                    kept = dest
                 results.append((preset, t, seconds, summary.bytes_written / 1e6 / seconds))
                 print(f"  {preset}, {t} writer threads: {seconds:.1f} s", flush=True)
         fwd = min(forward)
         for preset, t, seconds, mb_s in results:
             bound = "GPU (model)" if seconds / fwd <= 1.10 else "writer"
             rows.append((preset, t, n / seconds, seconds / fwd, mb_s, bound))
+        evaluate = _evaluate_rows(loaded, kept, images, min(args.eval_samples, args.samples), args.batch_size)
     finally:
         if args.dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -213,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         "| preset | writer threads | sample-languages/s | extract / forward-only | writer MB/s | bound |",
         "| --- | ---: | ---: | ---: | ---: | --- |",
         *(f"| {p} | {t} | {s:.2f} | {r:.2f} | {mb:.0f} | {b} |" for p, t, s, r, mb, b in rows),
+        "",
+        *evaluate,
     ]
     print("\n".join(lines))
     return 0

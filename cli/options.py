@@ -36,8 +36,8 @@ _C = TypeVar("_C")
 #: Sub-commands in the order a run uses them (``sae-store --help`` lists them so).
 PIPELINE_ORDER = (
     "demo", "make-demo-data", "make-tiny-model", "prepare", "init", "extract", "append", "unlock",
-    "migrate", "status", "du", "verify", "train", "encode", "analyze", "caption", "intervene",
-    "intervene-summary", "report", "explore", "pipeline", "jobs",
+    "migrate", "status", "du", "verify", "train", "encode", "export-saes", "evaluate", "analyze", "caption",
+    "intervene", "intervene-summary", "report", "explore", "pipeline", "jobs",
 )  # fmt: skip
 #: Commands that change a store: refused at once while an append runs or was left unfinished.
 WRITING_COMMANDS = frozenset({"extract", "append", "encode", "analyze", "caption", "intervene"})
@@ -175,14 +175,18 @@ def add_images(
     p.add_argument("--images", metavar="DIR", help=help)
 
 
-def add_saes(p: argparse.ArgumentParser, *, required: bool, what: str = "") -> None:
-    """``--saes DIR``: a folder of per-layer SAEs in any layout ``find_saes`` reads, or a ``{L}`` pattern."""
+def add_saes(p: argparse.ArgumentParser, *, required: bool, what: str = "", repeat: bool = False) -> None:
+    """``--saes DIR``: a folder of per-layer SAEs in any layout ``find_saes`` reads, or a ``{L}`` pattern;
+    ``repeat``: given once per SAE set, ``NAME=DIR`` naming one."""
     p.add_argument(
         "--saes",
         required=required,
-        metavar="DIR",
+        metavar="[NAME=]DIR" if repeat else "DIR",
+        action="append" if repeat else "store",
         help="folder of per-layer SAEs (layer_<L>/ from `train`, SAELens, sparsify layers.<L>/, Gemma Scope) "
-        "or a pattern with {L}, e.g. 'gemma-scope-2/resid_post/layer_{L}_width_16k_l0_medium'" + what,
+        "or a pattern with {L}, e.g. 'gemma-scope-2/resid_post/layer_{L}_width_16k_l0_medium'"
+        + ("; once per SAE set, NAME=DIR to name it (default: the folder's name)" if repeat else "")
+        + what,
     )
 
 

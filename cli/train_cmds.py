@@ -42,6 +42,7 @@ def _train(args: argparse.Namespace) -> int:
     """
     # Imported here so that `sae-store --help` does not pay for importing torch.
     from sae_store.store import open_store
+    from sae_store.train.discovery import dead_text
     from sae_store.train.run import train_layer
 
     layer = task_layer(args.layer)
@@ -58,9 +59,7 @@ def _train(args: argparse.Namespace) -> int:
     print(
         f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
         f"{m.get('explained_variance', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, "
-        f"never active on {m.get('tokens', 0)} held-out tokens {m.get('dead_fraction', float('nan')):.1%}; "
-        f"dead in the last {m.get('dead_window_tokens', 0)} training tokens "
-        f"{m.get('dead_fraction_train_window', float('nan')):.1%}"
+        f"{dead_text(m, 'dead_fraction')}; {dead_text(m, 'dead_fraction_train_window')}"
     )
     return 0
 
@@ -103,6 +102,28 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """Write SAEs again in sparsify's or Gemma Scope's layout (same numbers, another tool's files).
+
+    TopK SAEs go to sparsify's layout (layers.<L>/cfg.json + sae.safetensors), SAEs with a ReLU or a threshold
+    to Gemma Scope's (resid_post/layer_<L>_width_<d_sae>/params.safetensors); every command taking --saes
+    reads both.
+    """
+    from sae_store.train.discovery import find_saes
+    from sae_store.train.export import export_saes
+
+    layers = layers_from_args(args)
+    written = export_saes(
+        find_saes(args.saes, list(layers) if layers is not None else None),
+        args.out,
+        args.layout,
+        progress=not args.no_progress,
+    )
+    for layer, folder in written.items():
+        print(f"layer {layer}: {folder}")
+    return 0
+
+
 def _add_train(subparsers: Any) -> None:
     p = add_command(subparsers, "train", _train)
     add_store(p)
@@ -135,4 +156,15 @@ def _add_encode(subparsers: Any) -> None:
     add_progress(p)
 
 
-COMMANDS = {"train": _add_train, "encode": _add_encode}
+def _add_export(subparsers: Any) -> None:
+    from sae_store.train.export import LAYOUTS
+
+    p = add_command(subparsers, "export-saes", _export)
+    add_saes(p, required=True)
+    p.add_argument("--layout", required=True, choices=LAYOUTS, help="the layout written")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder the SAEs are written under")
+    add_layers(p, "layers to export", "every layer with an SAE")
+    add_progress(p)
+
+
+COMMANDS = {"train": _add_train, "encode": _add_encode, "export-saes": _add_export}

@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "sae_store"
 #: Packages of sae_store whose insides other packages reach only through their face (``__init__``).
-FACES = ("analyze", "data", "models", "report", "train")
+FACES = ("analyze", "data", "evaluate", "models", "report", "train")
 
 
 def _imports(path: Path) -> list[str]:

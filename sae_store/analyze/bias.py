@@ -153,11 +153,11 @@ def family_bias(x_NF: np.ndarray, is_male: np.ndarray, config: BiasConfig) -> Fa
 
 
 def reported_cis(x_NK: np.ndarray, is_male: np.ndarray, config: BiasConfig) -> BootstrapCI:
-    """Bootstrap CIs of d for the K reported features (columns of ``x_NK``)."""
+    """BCa bootstrap CIs of d for the K reported features (columns of ``x_NK``); NaN without resamples."""
     is_male = np.asarray(is_male, dtype=bool)
-    if x_NK.shape[1] == 0 or config.bootstrap == 0:
+    if x_NK.shape[1] == 0 or config.bootstrap < 2:
         empty = np.full(x_NK.shape[1], np.nan)
-        return BootstrapCI(empty, empty.copy())
+        return BootstrapCI(empty, empty.copy(), np.zeros(x_NK.shape[1], dtype=np.int64))
     return bootstrap_d_ci(
         x_NK[is_male], x_NK[~is_male], n_boot=config.bootstrap, level=config.ci_level, seed=config.seed
     )
@@ -178,11 +178,12 @@ def feature_records(
 ) -> list[dict[str, Any]]:
     """JSON records of ``indices`` in the shape users' scripts read (``feature``, ``male_mean``, ...).
 
-    ``ci`` holds one interval per entry of ``indices`` (same order).
+    ``ci`` holds one interval per entry of ``indices`` (same order); ``ci_excluded`` is the number of
+    resamples its bootstrap left out (:func:`~sae_store.analyze.resample.bootstrap_d_ci`).
     """
     p = tests.p(test)
     records = []
-    for rank, (f, lo, hi) in enumerate(zip(indices, ci.low, ci.high, strict=True), start=1):
+    for rank, (f, lo, hi, ex) in enumerate(zip(indices, ci.low, ci.high, ci.excluded, strict=True), start=1):
         records.append(
             {
                 "feature": int(f),
@@ -193,6 +194,7 @@ def feature_records(
                 "d": _num(tests.d[f]),
                 "ci_low": _num(lo),
                 "ci_high": _num(hi),
+                "ci_excluded": int(ex),
                 "p": _num(p[f]),
                 "q": _num(q[f]),
                 "male_freq": _num(tests.male_freq[f]),

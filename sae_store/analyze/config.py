@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sae_store.configbase import Settings, seed_setting, setting
+from sae_store.configbase import SettingError, Settings, seed_setting, setting
 from sae_store.roles import roles_setting
 
 Statistic = Literal["mean", "max", "frac"]
@@ -32,7 +32,7 @@ _MIN_PER_GROUP: dict[str, Any] = {
 }
 _CI_LEVEL: dict[str, Any] = {
     "default": 0.95,
-    "help": "confidence level of the bootstrap intervals",
+    "help": "confidence level of every interval",
     "gt": 0,
     "lt": 1,
 }
@@ -59,7 +59,10 @@ class BiasConfig(Settings):
     Mann-Whitney test, which scipy also picks above 8 per group)."""
     top_n: int = setting(50, help="features listed per direction (0 = all significant)", metavar="N", ge=0)
     """Most features reported per direction (male-/female-biased) per layer and language."""
-    bootstrap: int = setting(1000, help="bootstrap resamples for the CIs of d (0 = none)", metavar="B", ge=0)
+    bootstrap: int = setting(
+        1000, help="bootstrap resamples for the BCa CIs of d (0 = none)", metavar="B", ge=0
+    )
+    """Bootstrap resamples for the BCa intervals of d of the reported features (0: no intervals)."""
     ci_level: float = setting(**_CI_LEVEL)
     permutations: int = setting(0, help="label permutations for the null (0 = none)", metavar="N", ge=0)
     """Label permutations for the empirical null of the number of discoveries."""
@@ -67,6 +70,14 @@ class BiasConfig(Settings):
     """Analyse layers whose features are not encoded for every sample (missing ones are counted as
     excluded); by default such layers are refused."""
     seed: int = seed_setting(_SEED_HELP)
+
+    def check(self) -> None:
+        if self.bootstrap == 1:
+            raise SettingError(
+                "bootstrap",
+                "must be 0 (no confidence intervals of d) or at least 2 resamples, got 1: a BCa interval "
+                "needs the spread of several resamples (the default is 1000)",
+            )
 
 
 @dataclass(frozen=True)
@@ -80,12 +91,19 @@ class CrossLingualConfig(Settings):
     permutations: int = setting(
         1000, help="random relabellings of the overlap's null", flag="overlap-permutations", metavar="N", ge=0
     )
-    bootstrap: int = setting(
-        200, help="bootstrap resamples of the Spearman CI", flag="rho-bootstrap", metavar="B", ge=0
-    )
-    """Bootstrap resamples of images for the CI of the Spearman correlation of effect sizes."""
     ci_level: float = setting(**_CI_LEVEL)
     seed: int = seed_setting(_SEED_HELP)
+
+
+#: The cross-validated probes' folds and regularisation (``analyze crosslayer`` and ``evaluate``).
+PROBE_FOLDS: dict[str, Any] = {"default": 5, "help": "cross-validation folds of the probes", "ge": 2}
+PROBE_C: dict[str, Any] = {
+    "default": 1.0,
+    "help": "inverse L2 strength of the probes",
+    "flag": "probe-c",
+    "metavar": "C",
+    "gt": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -94,8 +112,8 @@ class CrossLayerConfig(Settings):
 
     statistic: Statistic = setting(**_STATISTIC)
     min_per_group: int = setting(**_MIN_PER_GROUP)
-    folds: int = setting(5, help="cross-validation folds of the probes", ge=2)
-    C: float = setting(1.0, help="inverse L2 strength of the probes", flag="probe-c", metavar="C", gt=0)
+    folds: int = setting(**PROBE_FOLDS)
+    C: float = setting(**PROBE_C)
     """Inverse L2 regularisation strength of the probes (features are standardised first)."""
     raw_probe: bool = setting(True, help="also probe the raw activations, pooled over --roles")
     """Also probe the raw residual stream, mean-pooled over the tokens of ``roles``."""

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
-from sae_store.analyze.resample import ROWS_PER_STEP, centre, resample_counts, weighted_d
 from sae_store.analyze.stats import cohens_d, rank_columns
 
 
@@ -76,56 +75,73 @@ def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.asarray((ra * rb).sum(axis=1) / np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1)))
 
 
+#: How the interval of :class:`Correlation` is computed, as written beside it in results.
+RHO_CI_METHOD = "Fisher z, Bonett-Wright variance"
+
+
 class Correlation(NamedTuple):
-    """Spearman correlation of the two languages' effect sizes with a bootstrap CI."""
+    """Spearman correlation of the two languages' effect sizes over features, with its CI."""
 
     rho: float
-    """Spearman correlation of the observed effect sizes (attenuated by their sampling noise)."""
+    """Spearman correlation of the observed effect sizes of the features used."""
     low: float
     high: float
+    """:func:`spearman_interval` of ``rho`` (NaN with fewer than 4 features)."""
     n_features: int
     """Features used: those that vary in both languages (never-active features are left out)."""
-    rho_bias_corrected: float
-    """2 rho - mean of the resampled rho: the estimate the interval is centred on (NaN without bootstrap)."""
 
 
-def effect_correlation(
-    x_a: np.ndarray, x_b: np.ndarray, is_male: np.ndarray, *, n_boot: int, level: float, seed: int
-) -> Correlation:
-    """Spearman correlation of per-feature Cohen's d in language a vs b, with a percentile CI.
+def fisher_interval(
+    r: float | np.ndarray, var_z: float | np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interval ``tanh(atanh(r) -+ z sqrt(var_z))`` of a correlation, ``var_z`` the variance of atanh(r)."""
+    half = special.ndtri(0.5 + level / 2.0) * np.sqrt(var_z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.arctanh(np.clip(r, -1.0, 1.0))
+        return np.tanh(z - half), np.tanh(z + half)
 
-    The CI resamples images (within gender, the same images for both languages), so it reflects
-    the sampling variability of the images rather than treating features as independent. It is the
-    basic (reverse-percentile) interval, 2 rho - quantiles of the resampled rho: sampling noise in
-    the d estimates attenuates the correlation and resampling attenuates it once more, so plain
-    percentiles sit below the estimate (in simulations they missed the population value almost
-    always); reflecting them corrects that to first order (coverage 0.85 at a nominal 0.90 with
-    1000 images per gender and 400 features). The interval is therefore centred on the bias-corrected
-    value, and the observed ``rho`` may lie just below it.
+
+def spearman_interval(
+    rho: float | np.ndarray, n: int | np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Confidence interval of a Spearman correlation of ``n`` pairs: Fisher z with the Bonett-Wright variance.
+
+    Bonett & Wright (2000, Psychometrika 65:23) give var(atanh(rho)) ~ (1 + rho^2 / 2) / (n - 3) for
+    Spearman's rho; the interval is symmetric about atanh(rho), so it always contains ``rho``. NaN for
+    n < 4.
+    """
+    n = np.asarray(n, dtype=np.float64)
+    rho = np.asarray(rho, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_z = np.where(n > 3, (1.0 + rho**2 / 2.0) / (n - 3.0), np.nan)
+    return fisher_interval(rho, var_z, level)
+
+
+def effect_correlation(x_a: np.ndarray, x_b: np.ndarray, is_male: np.ndarray, *, level: float) -> Correlation:
+    """Spearman correlation over features of Cohen's d in language a vs b, with its confidence interval.
+
+    Features that vary in both languages are used. The interval (:func:`spearman_interval`) treats the
+    features as a sample from the SAE's features and the images as given: it says how well this many
+    features pin the correlation down. It leaves out the images' sampling noise, which makes each d
+    noisy and so pulls ``rho`` towards 0 (and, where the same images move both languages' d alike,
+    away from it); the per-feature CIs of d in the bias results show how noisy each d is.
+
+    Parameters
+    ----------
+    x_a, x_b : numpy.ndarray
+        (samples, features) values of the same images in language a and b.
+    is_male : numpy.ndarray
+        (samples,) bool.
+    level : float
+        Confidence level.
     """
     is_male = np.asarray(is_male, dtype=bool)
     varies = (x_a.max(axis=0) > x_a.min(axis=0)) & (x_b.max(axis=0) > x_b.min(axis=0))
-    xa, xb = (np.asarray(x)[:, varies] for x in (x_a, x_b))
+    d = [cohens_d(x[is_male], x[~is_male]) for x in (np.asarray(x_a)[:, varies], np.asarray(x_b)[:, varies])]
     n_used = int(varies.sum())
-    rho = float(spearman_rows(cohens_d(xa[is_male], xa[~is_male]), cohens_d(xb[is_male], xb[~is_male]))[0])
-    if not n_boot or n_used < 3:
-        return Correlation(rho, float("nan"), float("nan"), n_used, float("nan"))
-    rng = np.random.default_rng(seed)
-    groups = [(centre(x[is_male]), centre(x[~is_male])) for x in (xa, xb)]
-    n_m, n_f = int(is_male.sum()), int((~is_male).sum())
-    rhos = []
-    for r0 in range(0, n_boot, ROWS_PER_STEP):
-        rows = min(ROWS_PER_STEP, n_boot - r0)
-        w_m, w_f = resample_counts(rng, n_m, rows), resample_counts(rng, n_f, rows)
-        d_a, d_b = (weighted_d(m, f, w_m, w_f) for m, f in groups)
-        rhos.append(spearman_rows(d_a, d_b))
-    tail = (1 - level) / 2
-    resampled = np.concatenate(rhos)
-    q_low, q_high = np.quantile(resampled, [tail, 1 - tail])
-    low, high = max(2 * rho - q_high, -1.0), min(2 * rho - q_low, 1.0)
-    return Correlation(
-        rho, float(low), float(high), n_used, float(np.clip(2 * rho - resampled.mean(), -1, 1))
-    )
+    rho = float(spearman_rows(*d)[0]) if n_used > 1 else float("nan")
+    low, high = spearman_interval(rho, n_used, level)
+    return Correlation(rho, float(low), float(high), n_used)
 
 
 def paired_correlation(x_a: np.ndarray, x_b: np.ndarray) -> np.ndarray:

@@ -5,16 +5,20 @@ configuration that produced each one):
 
 - ``analysis/bias`` (``comprehensive_analysis_results.json``): per (layer, language, feature)
   ``male_mean``, ``female_mean``, ``male_freq``, ``female_freq``, ``d`` (male minus female), ``t``,
-  ``df``, ``p_welch``, ``u``, ``p_mwu``, ``q``, ``ci_low``/``ci_high`` (reported features only, NaN
-  elsewhere); per (layer, language) ``n_male``, ``n_female``, ``n_unknown``, ``n_ambiguous``,
-  ``n_not_encoded``, ``n_significant``; ``null_discoveries`` (layer, language, permutation).
+  ``df``, ``p_welch``, ``u``, ``p_mwu``, ``q``, ``ci_low``/``ci_high`` (BCa bootstrap interval of
+  ``d``, ``attrs["ci_method"]``) and ``ci_excluded`` (resamples that interval left out because a
+  group's values were all equal in them) for the reported features only (NaN elsewhere); per (layer,
+  language) ``n_male``, ``n_female``, ``n_unknown``, ``n_ambiguous``, ``n_not_encoded``,
+  ``n_significant``; ``null_discoveries`` (layer, language, permutation).
 - ``analysis/crosslingual`` (``crosslingual.json``): per (layer, feature) ``d_<a>``, ``d_<b>``,
-  ``paired_r`` (and ``matched_<b>_feature``, ``match_cosine`` for separate SAEs); per layer ``rho``,
-  ``rho_bias_corrected``, ``rho_low``, ``rho_high``, ``overlap_{abs,male,female}_{count,jaccard,
-  expected,p_value}``.
+  ``paired_r`` (and ``matched_<b>_feature``, ``match_cosine`` for separate SAEs); per layer ``rho``
+  (Spearman over features of ``d_<a>`` and ``d_<b>``), ``rho_low``, ``rho_high`` (its interval,
+  ``attrs["rho_ci_method"]``: Fisher z with the Bonett-Wright variance), ``rho_n_features`` (features
+  used), ``overlap_{abs,male,female}_{count,jaccard,expected,p_value}``.
 - ``analysis/crosslayer`` (``crosslayer.json``, which also holds the lineage): per (layer, language)
   ``n_significant``, ``max_abs_d``, ``probe_{sae,raw}_{accuracy,ci_low,ci_high}``,
-  ``probe_sae_balanced_accuracy``, ``probe_baseline``.
+  ``probe_sae_balanced_accuracy``, ``probe_chance_accuracy`` (the larger gender's share of the probed
+  samples).
 - ``analysis/interpret`` (``interpret.json``): per inspected ``entry`` (``entry_layer``,
   ``entry_language``, ``entry_feature``, ``direction``) a ``description``, ``top_sample`` and
   ``top_value`` (entry, rank), ``histogram`` (entry, hist_language, gender, bin) and its edges.
@@ -68,17 +72,18 @@ DESCRIPTIONS = {
     "u": "Mann-Whitney U statistic",
     "p_mwu": "Mann-Whitney U p-value",
     "q": "Benjamini-Hochberg adjusted p-value",
-    "ci_low": "lower bound of the bootstrap confidence interval of d",
-    "ci_high": "upper bound of the bootstrap confidence interval of d",
+    "ci_low": "lower bound of the BCa bootstrap confidence interval of d",
+    "ci_high": "upper bound of the BCa bootstrap confidence interval of d",
+    "ci_excluded": "bootstrap resamples left out of the interval of d (a group without spread)",
     "n_significant": "number of significant features",
     "null_discoveries": "significant features under label permutations",
     "paired_r": "correlation of the feature's d between the languages",
-    "rho": "Spearman correlation of d between the languages",
-    "rho_bias_corrected": "bias-corrected bootstrap Spearman correlation",
-    "rho_low": "lower bound of the confidence interval of rho",
-    "rho_high": "upper bound of the confidence interval of rho",
+    "rho": "Spearman correlation over features of d between the languages",
+    "rho_low": "lower bound of the confidence interval of rho (Fisher z, Bonett-Wright variance)",
+    "rho_high": "upper bound of the confidence interval of rho (Fisher z, Bonett-Wright variance)",
+    "rho_n_features": "features the Spearman correlation is computed over",
     "max_abs_d": "largest |d| over the features",
-    "probe_baseline": "accuracy of always predicting the majority gender",
+    "probe_chance_accuracy": "share of the larger gender: accuracy of always predicting it",
     "description": "automatic description of the feature",
     "direction": "bias direction of the feature (male or female)",
     "top_sample": "samples where the feature is strongest",

@@ -21,7 +21,7 @@ from sae_store.analyze.bias import (
 from sae_store.analyze.cluster import compute_tasks
 from sae_store.analyze.config import BiasConfig
 from sae_store.analyze.data import Inputs, Selection, choose, feature_matrix, select_samples
-from sae_store.analyze.resample import BootstrapCI
+from sae_store.analyze.resample import CI_METHOD, BootstrapCI
 from sae_store.analyze.results import AnalysisRun
 from sae_store.analyze.stats import bh_count, bh_qvalues
 from sae_store.store import schema as S
@@ -154,7 +154,9 @@ def _to_dataset(
 ) -> xr.Dataset:
     n_feat = features.sizes["feature"]
     shape = (len(layers), len(languages), n_feat)
-    per_feature = {name: np.full(shape, np.nan) for name in (*TEST_FIELDS, "q", "ci_low", "ci_high")}
+    per_feature = {
+        name: np.full(shape, np.nan) for name in (*TEST_FIELDS, "q", "ci_low", "ci_high", "ci_excluded")
+    }
     per_family = {
         name: np.zeros(shape[:2], dtype=np.int64)
         for name in ("n_male", "n_female", "n_unknown", "n_ambiguous", "n_not_encoded", "n_significant")
@@ -168,6 +170,9 @@ def _to_dataset(
             per_feature["q"][i, j] = q[k]
             per_feature["ci_low"][i, j, columns[k]] = cis[k].low
             per_feature["ci_high"][i, j, columns[k]] = cis[k].high
+            per_feature["ci_excluded"][i, j, columns[k]] = np.where(
+                np.isnan(cis[k].low), np.nan, cis[k].excluded
+            )
             sel = selections[k]
             per_family["n_male"][i, j], per_family["n_female"][i, j] = sel.n_male, sel.n_female
             per_family["n_unknown"][i, j] = sel.excluded["unknown"]
@@ -191,6 +196,7 @@ def _to_dataset(
         attrs={
             "config": config.to_dict(),
             "sign": "male minus female",
+            "ci_method": CI_METHOD,
             "features_attrs": dict(features.attrs),
         },
     )
@@ -211,8 +217,9 @@ def _to_payload(
     for (layer, lang), fam in families.items():
         k = (layer, lang)
         n_male = len(reported[k].male)
-        ci_male = BootstrapCI(cis[k].low[:n_male], cis[k].high[:n_male])
-        ci_female = BootstrapCI(cis[k].low[n_male:], cis[k].high[n_male:])
+        ci_male, ci_female = (
+            BootstrapCI(*(bound[span] for bound in cis[k])) for span in (slice(n_male), slice(n_male, None))
+        )
         sig = q[k] < config.alpha
         entry: dict[str, Any] = {
             "language": lang,
@@ -235,6 +242,14 @@ def _to_payload(
         "analysis": "bias",
         "config": config.to_dict(),
         "sign": "male minus female (d > 0: more active for images captioned as men)",
+        "ci": {
+            "method": CI_METHOD,
+            "level": config.ci_level,
+            "resamples": config.bootstrap,
+            "resampled": "images, within each gender",
+            "excluded": "resamples in which a group whose values vary in the data drew only one value "
+            "(its variance vanished); left out of that feature's interval, counted in ci_excluded",
+        },
         "primary_language": primary,
         "languages": languages,
         "layers": by_language[primary]["layers"],

@@ -160,7 +160,7 @@ def _to_dataset(
         "probe_sae_ci_low": lambda e: e["probe_sae"]["ci_low"],
         "probe_sae_ci_high": lambda e: e["probe_sae"]["ci_high"],
         "probe_sae_balanced_accuracy": lambda e: e["probe_sae"]["balanced_accuracy"],
-        "probe_baseline": lambda e: e["probe_sae"]["baseline"],
+        "probe_chance_accuracy": lambda e: e["probe_sae"]["chance_accuracy"],
         "probe_raw_accuracy": lambda e: e["probe_raw"]["accuracy"] if e["probe_raw"] else np.nan,
         "probe_raw_ci_low": lambda e: e["probe_raw"]["ci_low"] if e["probe_raw"] else np.nan,
         "probe_raw_ci_high": lambda e: e["probe_raw"]["ci_high"] if e["probe_raw"] else np.nan,

@@ -14,6 +14,7 @@ from distributed import Client
 from sae_store.analyze.cluster import compute_tasks
 from sae_store.analyze.config import CrossLingualConfig
 from sae_store.analyze.crosslingual import (
+    RHO_CI_METHOD,
     Correlation,
     Overlap,
     effect_correlation,
@@ -74,9 +75,7 @@ def compare_layer(
         name: topk_overlap(sa, sb, config.top_k, permutations=config.permutations, seed=config.seed)
         for name, sa, sb in (("abs", np.abs(d_a), np.abs(d_b)), ("male", d_a, d_b), ("female", -d_a, -d_b))
     }
-    corr = effect_correlation(
-        xa, xb, is_male, n_boot=config.bootstrap, level=config.ci_level, seed=config.seed
-    )
+    corr = effect_correlation(xa, xb, is_male, level=config.ci_level)
     full = [np.full(n_feat, np.nan) for _ in range(3)]
     for arr, values in zip(full, (d_a, d_b, paired_correlation(xa, xb)), strict=True):
         arr[keep] = values
@@ -172,13 +171,13 @@ def _to_dataset(
     if matches:
         per_feature[f"matched_{b}_feature"] = np.stack([matches[lay].index for lay in layers])
         per_feature["match_cosine"] = np.stack([matches[lay].cosine for lay in layers])
-    per_layer: dict[str, list[float]] = {"rho": [], "rho_bias_corrected": [], "rho_low": [], "rho_high": []}
+    per_layer: dict[str, list[float]] = {"rho": [], "rho_low": [], "rho_high": [], "rho_n_features": []}
     for lay in layers:
         c = results[lay].correlation
         per_layer["rho"].append(c.rho)
-        per_layer["rho_bias_corrected"].append(c.rho_bias_corrected)
         per_layer["rho_low"].append(c.low)
         per_layer["rho_high"].append(c.high)
+        per_layer["rho_n_features"].append(c.n_features)
         for name in DIRECTIONS:
             o = results[lay].overlaps[name]
             for field in ("count", "jaccard", "expected", "p_value"):
@@ -192,6 +191,7 @@ def _to_dataset(
             "config": config.to_dict(),
             "languages": pair,
             "aligned_by": "decoder matching" if matches else "shared SAE",
+            "rho_ci_method": RHO_CI_METHOD,
         },
     )
 
@@ -214,10 +214,10 @@ def _to_payload(
             **counts[lay],
             "spearman_d": {
                 "rho": c.rho,
-                "rho_bias_corrected": c.rho_bias_corrected,
                 "ci_low": c.low,
                 "ci_high": c.high,
                 "level": config.ci_level,
+                "ci_method": RHO_CI_METHOD,
                 "n_features": c.n_features,
             },
             "overlap": {name: asdict(r.overlaps[name]) for name in DIRECTIONS},

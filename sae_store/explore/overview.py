@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
+from sae_store.evaluate import best_per_layer, comparison_table, read_evaluations
 from sae_store.explore import plots
 from sae_store.explore.data import ExploreData
 from sae_store.explore.layout import html_pane, link, missing, table
 from sae_store.store import completion
 from sae_store.store import schema as S
+from sae_store.train import DEAD_METRICS
 
 
 def default_layer(data: ExploreData) -> int:
@@ -39,6 +41,7 @@ def overview_page(data: ExploreData, layer: int, language: str) -> list[Any]:
         *_bias(data, layer, language),
         *_crosslingual(data, layer),
         *_quality(data),
+        *_evaluation(data),
         *_completeness(data),
     ]
 
@@ -90,6 +93,14 @@ def _crosslingual(data: ExploreData, layer: int) -> list[Any]:
         ]
         for la in cl[S.LAYER].values
     ]
+    config = cl.attrs.get("config")
+    level = f"{100 * float(config.get('ci_level', 0.95)):g}%" if isinstance(config, dict) else "95%"
+    method = cl.attrs.get("rho_ci_method", "bootstrap")
+    header = ["layer", "Spearman rho of d", f"{level} CI low", f"{level} CI high"]
+    note = pn.pane.Markdown(
+        f"Spearman correlation over features of Cohen's d in {a} and {b}; CI: {method}, over the features "
+        "(images taken as given)."
+    )
     out: list[Any] = [pn.pane.Markdown(f"### Cross-lingual agreement ({a} vs {b})")]
     if layer in cl[S.LAYER].values and f"d_{a}" in cl and f"d_{b}" in cl:
         c = cl.sel({S.LAYER: layer})
@@ -99,17 +110,19 @@ def _crosslingual(data: ExploreData, layer: int) -> list[Any]:
         out.append(
             pn.Row(
                 pn.pane.HoloViews(plots.agreement(frame, a, b, layer=layer)),
-                html_pane(table(["layer", "Spearman rho", "CI low", "CI high"], rows)),
+                html_pane(table(header, rows)),
             )
         )
     else:
-        out.append(html_pane(table(["layer", "Spearman rho", "CI low", "CI high"], rows)))
+        out.append(html_pane(table(header, rows)))
+    out.append(note)
     return out
 
 
 def _quality(data: ExploreData) -> list[Any]:
     if not data.sae_records:
         return [missing("No trained SAEs found", f"sae-store train {data.store.path} --out SAE_DIR")]
+    held_out_dead, held_out_tokens = DEAD_METRICS["dead_fraction"]
     rows = []
     for layer, rec in sorted(data.sae_records.items()):
         val = rec.cfg.get("sae_store", {}).get("metrics", {}).get("val", {})
@@ -121,10 +134,32 @@ def _quality(data: ExploreData) -> list[Any]:
                 val.get("explained_variance"),
                 val.get("l0"),
                 val.get("dead_fraction"),
+                val.get(held_out_tokens, val.get("tokens")),
             ]
         )
-    header = ["layer", "architecture", "d_sae", "explained variance", "L0", "dead fraction"]
+    header = ["layer", "architecture", "d_sae", "explained variance", "L0", held_out_dead, "held-out tokens"]
     return [pn.pane.Markdown("### SAE quality (held-out)"), html_pane(table(header, rows))]
+
+
+def _evaluation(data: ExploreData) -> list[Any]:
+    from sae_store.report import evaluation_figure
+
+    evaluations = read_evaluations(data.store)
+    if not evaluations:
+        return [missing("No SAE sets evaluated yet", f"sae-store evaluate {data.store.path} --saes SAE_DIR")]
+    frame = comparison_table(evaluations)
+    config = next(iter(evaluations.values())).attrs.get("config") or {}
+    best = best_per_layer(frame, str(config.get("rank_by", "ce_loss_score:image")))
+    rows = [
+        [r["layer"], r["best"], r["by"], r["value"], r["runner-up"], r["margin"]]
+        for r in best.to_dict("records")
+    ]
+    header = ["layer", "best SAE set", "by", "value", "runner-up", "margin"]
+    return [
+        pn.pane.Markdown("### Which SAE to trust (`sae-store evaluate`)"),
+        html_pane(table(header, rows)),
+        pn.pane.HoloViews(evaluation_figure(frame)),
+    ]
 
 
 def _completeness(data: ExploreData) -> list[Any]:

@@ -75,7 +75,7 @@ class InterventionConfig(Settings):
     max_samples: int | None = setting(
         None, help="use at most N samples, balanced by gender", metavar="N", ge=1, default_text="all"
     )
-    bootstrap: int = setting(2000, help="bootstrap resamples of the CIs", metavar="B", ge=1)
+    bootstrap: int = setting(2000, help="bootstrap resamples of the BCa CIs", metavar="B", ge=2)
     rank_language: str | None = setting(
         None,
         help="language of the bias ranking for top-male/top-female",

@@ -15,7 +15,7 @@ the same English and Arabic word lists (Arabic proclitics included) as the capti
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,10 +25,13 @@ from sae_store.errors import DataError
 from sae_store.models.inputs import special_token_ids
 
 __all__ = [
+    "LossTotals",
     "SpliceQuality",
     "SpliceTotals",
     "VocabularyTerms",
+    "ce_loss_score",
     "content_positions",
+    "kl_div_score",
     "term_score",
     "vocabulary_terms",
 ]
@@ -128,7 +131,8 @@ class SpliceQuality:
     """How well the SAE reconstruction stands in for the layer output, on caption tokens.
 
     ``ce_recovered = (ce_zero - ce_sae) / (ce_zero - ce_clean)``: 1 when splicing the SAE costs nothing,
-    0 when it is as bad as zeroing the layer output. ``kl_recovered = 1 - kl_sae / kl_zero``.
+    0 when it is as bad as zeroing the layer output. ``kl_recovered = 1 - kl_sae / kl_zero``. These are
+    SAEBench's ``ce_loss_score`` and ``kl_div_score`` (:func:`ce_loss_score`, :func:`kl_div_score`).
     """
 
     ce_clean: float
@@ -143,16 +147,59 @@ class SpliceQuality:
     n_tokens: int
 
 
+def ce_loss_score(ce_clean: float, ce_sae: float, ce_ablated: float) -> float:
+    """SAEBench's ``ce_loss_score``: (CE ablated - CE with the SAE) / (CE ablated - CE clean); NaN when
+    ablating changes nothing."""
+    span = ce_ablated - ce_clean
+    return (ce_ablated - ce_sae) / span if span else float("nan")
+
+
+def kl_div_score(kl_sae: float, kl_ablated: float) -> float:
+    """SAEBench's ``kl_div_score``: (KL ablated - KL with the SAE) / KL ablated; NaN when ablating
+    changes nothing."""
+    return (kl_ablated - kl_sae) / kl_ablated if kl_ablated else float("nan")
+
+
+@dataclass
+class LossTotals:
+    """Sums over caption tokens of one run's cross-entropy and of KL(clean || run)."""
+
+    ce: float = 0.0
+    kl: float = 0.0
+    n_tokens: int = 0
+
+    def add(
+        self, clean: torch.Tensor, run: torch.Tensor, caption_ids: torch.Tensor, caption_mask: torch.Tensor
+    ) -> None:
+        """Add one batch: log-probabilities ``[B, L, V]`` of the clean model and of this run, caption ids
+        and mask ``[B, L]``."""
+        nll = -run.gather(-1, caption_ids.unsqueeze(-1)).squeeze(-1)
+        per_token = (clean.exp() * (clean - run)).sum(dim=-1)
+        self.ce += float(nll[caption_mask].double().sum())
+        self.kl += float(per_token[caption_mask].double().sum())
+        self.n_tokens += int(caption_mask.sum())
+
+    def __add__(self, other: LossTotals) -> LossTotals:
+        return LossTotals(self.ce + other.ce, self.kl + other.kl, self.n_tokens + other.n_tokens)
+
+    @property
+    def mean_ce(self) -> float:
+        """Mean cross-entropy per caption token, nats (NaN without tokens)."""
+        return self.ce / self.n_tokens if self.n_tokens else float("nan")
+
+    @property
+    def mean_kl(self) -> float:
+        """Mean KL(clean || run) per caption token, nats (NaN without tokens)."""
+        return self.kl / self.n_tokens if self.n_tokens else float("nan")
+
+
 @dataclass
 class SpliceTotals:
-    """Running sums of per-token cross-entropies and KL divergences over batches."""
+    """Running sums of the clean, SAE-spliced and zero-ablated runs over batches."""
 
-    ce_clean: float = 0.0
-    ce_sae: float = 0.0
-    ce_zero: float = 0.0
-    kl_sae: float = 0.0
-    kl_zero: float = 0.0
-    n_tokens: int = 0
+    clean: LossTotals = field(default_factory=LossTotals)
+    sae: LossTotals = field(default_factory=LossTotals)
+    zero: LossTotals = field(default_factory=LossTotals)
 
     def add(
         self,
@@ -163,35 +210,20 @@ class SpliceTotals:
         caption_mask: torch.Tensor,
     ) -> None:
         """Add one batch: log-probabilities ``[B, L, V]`` of the three runs, caption ids and mask."""
-
-        def ce(lp: torch.Tensor) -> float:
-            nll = -lp.gather(-1, caption_ids.unsqueeze(-1)).squeeze(-1)
-            return float(nll[caption_mask].double().sum())
-
-        def kl(lp: torch.Tensor) -> float:
-            per_token = (clean.exp() * (clean - lp)).sum(dim=-1)
-            return float(per_token[caption_mask].double().sum())
-
-        self.ce_clean += ce(clean)
-        self.ce_sae += ce(sae)
-        self.ce_zero += ce(zero)
-        self.kl_sae += kl(sae)
-        self.kl_zero += kl(zero)
-        self.n_tokens += int(caption_mask.sum())
+        for totals, lp in ((self.clean, clean), (self.sae, sae), (self.zero, zero)):
+            totals.add(clean, lp, caption_ids, caption_mask)
 
     def result(self) -> SpliceQuality:
         """Means per token and the recovered fractions (NaN when undefined)."""
-        n = self.n_tokens or float("nan")
-        ce_clean, ce_sae, ce_zero = self.ce_clean / n, self.ce_sae / n, self.ce_zero / n
-        kl_sae, kl_zero = self.kl_sae / n, self.kl_zero / n
-        span = ce_zero - ce_clean
+        ce_clean, ce_sae, ce_zero = self.clean.mean_ce, self.sae.mean_ce, self.zero.mean_ce
+        kl_sae, kl_zero = self.sae.mean_kl, self.zero.mean_kl
         return SpliceQuality(
             ce_clean=ce_clean,
             ce_sae=ce_sae,
             ce_zero=ce_zero,
-            ce_recovered=(ce_zero - ce_sae) / span if span else float("nan"),
+            ce_recovered=ce_loss_score(ce_clean, ce_sae, ce_zero),
             kl_sae=kl_sae,
             kl_zero=kl_zero,
-            kl_recovered=1 - kl_sae / kl_zero if kl_zero else float("nan"),
-            n_tokens=self.n_tokens,
+            kl_recovered=kl_div_score(kl_sae, kl_zero),
+            n_tokens=self.clean.n_tokens,
         )

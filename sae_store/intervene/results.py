@@ -34,6 +34,7 @@ from sae_store.store.results import write_group
 __all__ = [
     "CROSS_LAYER_JSON",
     "DEFINITION",
+    "TESTS",
     "result_key",
     "summarise",
     "to_dataset",
@@ -50,6 +51,19 @@ DEFINITION = (
     "[log P(male terms) - log P(female terms)] at the first content positions of the model's own baseline "
     "caption (teacher-forced), with the edit minus without, averaged over languages"
 )
+#: What each interval and p-value of a summary is, by its key (written into every summary).
+TESTS = {
+    "differential_ci": "BCa bootstrap interval of the differential (each gender resampled on its own)",
+    "differential_p": "Welch t-test of the differential; H0: equal mean effect on male- and female-labelled "
+    "samples",
+    "effect": "mean effect over all samples, its BCa bootstrap interval (ci_low, ci_high) and a one-sample "
+    "t-test (p_value; H0: mean effect 0): whether the edit moves the term log-odds at all, not whether it "
+    "moves them differently by gender",
+    "random_differential_interval": "central interval of the differentials of the random feature sets (their "
+    "spread, not a CI)",
+    "p_random": "(1 + random sets with |differential| >= the targeted set's) / (1 + random sets); H0: the "
+    "targeted features move the differential no more than random features",
+}
 
 
 def result_key(label: str, mode: str) -> str:
@@ -64,6 +78,7 @@ def _block(
     out: dict[str, Any] = {
         "differential": diff.value,
         "differential_ci": [diff.ci_low, diff.ci_high],
+        "differential_p": diff.p_value,
         "differential_detail": asdict(diff),
         "effect": asdict(paired_stats(effects, n_boot=n_boot, seed=seed)),
         "effect_male": asdict(paired_stats(effects[genders == "male"], n_boot=n_boot, seed=seed)),
@@ -151,6 +166,7 @@ def summarise(
         "control_sets": [list(c) for c in result.control_sets],
         "n_samples": int(genders.size),
         "definition": DEFINITION,
+        "tests": TESTS,
         "config": result.config.to_dict(),
         **pooled,
         "languages": per_lang,
@@ -159,7 +175,11 @@ def summarise(
 
 def _dose(d: np.ndarray, genders: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     diff = differential(d, genders, n_boot=n_boot, seed=seed)
-    return {"differential": diff.value, "differential_ci": [diff.ci_low, diff.ci_high]}
+    return {
+        "differential": diff.value,
+        "differential_ci": [diff.ci_low, diff.ci_high],
+        "differential_p": diff.p_value,
+    }
 
 
 def to_dataset(
@@ -236,6 +256,7 @@ def write_result(
 _CROSS_FIELDS = (
     "differential",
     "differential_ci",
+    "differential_p",
     "random_differential",
     "random_differential_interval",
     "targeted_random_ratio",
@@ -251,8 +272,9 @@ _CROSS_FIELDS = (
 def write_cross_layer(out_dir: str | Path) -> Path:
     """Gather every ``<out>/intervene/*.json`` into ``<out>/cross_layer_results.json``.
 
-    Shape: ``{key: {layer (str): {"differential": ..., "differential_ci": [lo, hi],
-    "random_differential": ..., "definition": ..., "languages": {lang: {"differential": ..., ...}}}}}``.
+    Shape: ``{key: {layer (str): {"differential": ..., "differential_ci": [lo, hi], "differential_p": ...,
+    "random_differential": ..., "effect_mean": ..., "effect_p_value": ..., "definition": ..., "tests": {...},
+    "languages": {lang: {"differential": ..., ...}}}}}``; ``tests`` says what each interval and p-value is.
     """
     per_layer = Path(out_dir) / "intervene"
     if not per_layer.is_dir():
@@ -265,10 +287,15 @@ def write_cross_layer(out_dir: str | Path) -> Path:
         payload = json.loads(path.read_text(encoding="utf-8"))
         entry = {k: payload.get(k) for k in _CROSS_FIELDS}
         entry["definition"] = DEFINITION
+        entry["tests"] = TESTS
         entry["p_random"] = payload.get("controls", {}).get("p_random")
+        entry["effect_mean"] = payload["effect"]["mean"]
         entry["effect_p_value"] = payload["effect"]["p_value"]
         entry["languages"] = {
-            lang: {k: v.get(k) for k in ("differential", "differential_ci", "random_differential")}
+            lang: {
+                k: v.get(k)
+                for k in ("differential", "differential_ci", "differential_p", "random_differential")
+            }
             for lang, v in payload["languages"].items()
         }
         out.setdefault(payload["key"], {})[str(payload["layer"])] = entry

@@ -1,8 +1,11 @@
 """Statistics of intervention effects: paired deltas, the male-female differential, random controls.
 
 All functions take per-sample numpy arrays; NaN marks a sample without a value and is dropped.
-Bootstrap intervals are percentile intervals of the mean from ``n_boot`` resamples drawn with a
-seeded generator, so a result is reproducible from its seed.
+Every interval of a mean is a BCa bootstrap interval
+(:func:`~sae_store.analyze.resample.bca_interval`) from ``n_boot`` resamples drawn with a seeded
+generator, so a result is reproducible from its seed. The p-value beside each mean tests that same
+mean (a t-test); near p = 0.05 the two can disagree on which side of 0 the evidence falls, since one
+resamples and the other assumes a t distribution.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from sae_store.analyze.resample import bca_interval
+from sae_store.analyze.stats import welch_ttest
 from sae_store.errors import SaeStoreError
 
 __all__ = [
@@ -34,6 +39,22 @@ def _percentile_ci(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _resampled_means(x: np.ndarray, rng: np.random.Generator, n_boot: int) -> np.ndarray:
+    return x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+
+
+def _left_out_means(x: np.ndarray) -> np.ndarray:
+    # the mean with each value left out in turn (the jackknife of BCa's acceleration)
+    return (x.sum() - x) / max(x.size - 1, 1) if x.size > 1 else np.full(x.size, np.nan)
+
+
+def _bca(
+    estimate: float, replicates: np.ndarray, jackknife: list[np.ndarray], level: float
+) -> tuple[float, float]:
+    ci = bca_interval(np.array([estimate]), replicates[:, None], [j[:, None] for j in jackknife], level)
+    return float(ci.low[0]), float(ci.high[0])
+
+
 @dataclass(frozen=True)
 class PairedStats:
     """Summary of paired per-sample deltas (after minus before)."""
@@ -42,29 +63,32 @@ class PairedStats:
     mean: float
     ci_low: float
     ci_high: float
-    wilcoxon_statistic: float
-    """Two-sided Wilcoxon signed-rank statistic (scipy's, zero deltas dropped)."""
+    """BCa bootstrap interval of ``mean``."""
+    t: float
+    """One-sample t statistic of ``mean`` against 0."""
     p_value: float
-    """Its p-value; 1 when every delta is zero, NaN without samples."""
+    """Its two-sided p-value (H0: the mean delta is 0); 1 when every delta is zero, NaN with fewer
+    than two samples."""
 
 
 def paired_stats(
     deltas: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> PairedStats:
-    """Mean of paired deltas with a bootstrap CI and a two-sided Wilcoxon signed-rank test."""
+    """Mean of paired deltas with its BCa bootstrap CI and a two-sided one-sample t-test of mean 0."""
     d = _finite(deltas)
     if d.size == 0:
         nan = float("nan")
         return PairedStats(0, nan, nan, nan, nan, nan)
     rng = np.random.default_rng(seed)
-    boots = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(axis=1)
-    lo, hi = _percentile_ci(boots, level)
-    if np.all(d == 0):
-        statistic, p = 0.0, 1.0
+    lo, hi = _bca(float(d.mean()), _resampled_means(d, rng, n_boot), [_left_out_means(d)], level)
+    if d.size < 2:
+        t, p = float("nan"), float("nan")
+    elif np.all(d == d[0]):  # no spread: the t statistic is 0 / 0 or +-inf
+        t, p = (0.0, 1.0) if d[0] == 0 else (float(np.sign(d[0]) * np.inf), 0.0)
     else:
-        res = stats.wilcoxon(d)
-        statistic, p = float(res.statistic), float(res.pvalue)
-    return PairedStats(int(d.size), float(d.mean()), lo, hi, statistic, p)
+        res = stats.ttest_1samp(d, 0.0)
+        t, p = float(res.statistic), float(res.pvalue)
+    return PairedStats(int(d.size), float(d.mean()), lo, hi, t, p)
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,11 @@ class Differential:
     value: float
     ci_low: float
     ci_high: float
+    """BCa bootstrap interval of ``value`` (each gender group resampled on its own)."""
+    t: float
+    """Welch's t statistic of ``value``."""
+    p_value: float
+    """Its two-sided p-value (H0: equal mean effect on male- and female-labelled samples)."""
     male_mean: float
     female_mean: float
     n_male: int
@@ -100,9 +129,10 @@ def _groups(effects: np.ndarray, genders: np.ndarray) -> tuple[np.ndarray, np.nd
 def differential(
     effects: np.ndarray, genders: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> Differential:
-    """The differential ``mean(effect | male) - mean(effect | female)`` with a bootstrap CI.
+    """The differential ``mean(effect | male) - mean(effect | female)`` with its BCa CI and Welch test.
 
-    The bootstrap resamples each gender group on its own (its size fixed).
+    The bootstrap resamples each gender group on its own (its size fixed); Welch's t-test (NaN with
+    fewer than two samples in a group) tests the same difference of means.
 
     Raises
     ------
@@ -111,13 +141,18 @@ def differential(
     """
     male, female = _groups(effects, genders)
     rng = np.random.default_rng(seed)
-    boot_m = male[rng.integers(0, male.size, size=(n_boot, male.size))].mean(axis=1)
-    boot_f = female[rng.integers(0, female.size, size=(n_boot, female.size))].mean(axis=1)
-    lo, hi = _percentile_ci(boot_m - boot_f, level)
+    value = float(male.mean() - female.mean())
+    replicates = _resampled_means(male, rng, n_boot) - _resampled_means(female, rng, n_boot)
+    jackknife = [_left_out_means(male) - female.mean(), male.mean() - _left_out_means(female)]
+    lo, hi = _bca(value, replicates, jackknife, level)
+    nan = float("nan")
+    welch = welch_ttest(male, female) if min(male.size, female.size) > 1 else None
     return Differential(
-        float(male.mean() - female.mean()),
+        value,
         lo,
         hi,
+        float(welch.t[0]) if welch is not None else nan,
+        float(welch.p[0]) if welch is not None else nan,
         float(male.mean()),
         float(female.mean()),
         male.size,

@@ -24,6 +24,7 @@ from sae_store.analyze.registry import ANALYSES
 from sae_store.configbase import Settings, setting, unknown_keys
 from sae_store.data.config import PrepareConfig
 from sae_store.errors import ConfigError
+from sae_store.evaluate.config import EvaluateConfig
 from sae_store.extract.config import ExtractConfig
 from sae_store.intervene.config import CaptionConfig, EditMode, InterventionConfig
 from sae_store.jobs.sections import Binding, Section, parse_section, section_fields
@@ -80,6 +81,11 @@ class DemoConfig(Settings):
     model_layers: int = setting(4, help="decoder layers of the tiny model", ge=1)
     model_hidden: int = setting(64, help="residual stream width of the tiny model", ge=32)
     model_seed: int = setting(0, help="seed of the tiny model's weights", ge=0)
+    pretrained_layout: str = setting(
+        "saes-sparsify",
+        help="folder (under the root) where the demo writes its SAEs again in sparsify's layout, evaluated "
+        "beside them",
+    )
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,16 @@ class InterventionPlan(Settings):
         ("ablate", "amplify", "neutralise"), help="one array job over layers per mode"
     )
     layers: tuple[int, ...] | None = layers_setting("layers to intervene at", "every layer of the run")
+
+
+@dataclass(frozen=True)
+class EvaluatePlan(Settings):
+    """Which SAE sets the pipeline's ``evaluate`` compares (the ``evaluate`` section's own keys)."""
+
+    saes: tuple[str, ...] = setting(
+        (), help="more SAE sets compared with the run's own (NAME=DIR or a {L} pattern, relative to the root)"
+    )
+    layers: tuple[int, ...] | None = layers_setting("layers to evaluate", "every layer of the run")
 
 
 def _analysis_bindings() -> tuple[Binding, ...]:
@@ -107,6 +123,11 @@ SECTIONS: dict[str, Callable[[], tuple[Binding, ...]]] = {
     ),
     "sae": lambda: (Binding(SaeConfig), Binding(DataConfig), Binding(TrainerConfig), Binding(EncodeConfig)),
     "analysis": _analysis_bindings,
+    # the held-out split is the sae section's (val_fraction, seed), the forward batch the model section's
+    "evaluate": lambda: (
+        Binding(EvaluatePlan),
+        Binding(EvaluateConfig, frozenset({"val_fraction", "seed", "batch_size"})),
+    ),
     "interventions": lambda: (
         Binding(InterventionPlan),
         Binding(InterventionConfig, frozenset({"mode", "batch_size", "max_new_tokens"})),
@@ -152,6 +173,10 @@ class PipelineConfig(Settings):
     )
     analysis: Section = setting(
         default_factory=partial(empty_section, "analysis"), help="`analyze all` settings"
+    )
+    evaluate: Section = setting(
+        default_factory=partial(empty_section, "evaluate"),
+        help="which SAE sets `evaluate` compares, and its settings",
     )
     interventions: Section = setting(
         default_factory=partial(empty_section, "interventions"),

@@ -16,11 +16,13 @@ from sae_store.analyze.config import ClusterConfig
 from sae_store.analyze.registry import ANALYSES
 from sae_store.data.config import PrepareConfig
 from sae_store.errors import ConfigError, StoreNotFoundError
+from sae_store.evaluate.config import EvaluateConfig
 from sae_store.extract.config import ExtractConfig
 from sae_store.intervene.config import CaptionConfig, EditMode, InterventionConfig
 from sae_store.jobs.config import PathName, PipelineConfig
 from sae_store.models.config import ModelRunConfig
 from sae_store.selection import format_ranges
+from sae_store.settings_text import to_argv
 from sae_store.store.config import StoreConfig
 from sae_store.train.config import DataConfig, EncodeConfig, SaeConfig, TrainerConfig
 
@@ -224,6 +226,55 @@ def _sae_trained(cfg: PipelineConfig, layer: int, n_tasks: int) -> bool:
     return is_trained(layer_folder(cfg.paths.path("saes"), layer))
 
 
+def _sae_sets(cfg: PipelineConfig) -> list[str]:
+    """``evaluate``'s ``--saes`` values: the run's SAEs, the demo's pretrained-layout copy, the config's."""
+    root = cfg.paths.run_dir
+    sets = [str(cfg.paths.path("saes"))]
+    if cfg.demo is not None:
+        sets.append(f"pretrained-layout={root / cfg.demo.pretrained_layout}")
+    for spec in cfg.evaluate.saes:
+        name, sep, path = spec.partition("=") if "=" in spec.split("/")[0] else ("", "", spec)
+        sets.append(f"{name}{sep}{root / path}")
+    return sets
+
+
+def _evaluate_args(cfg: PipelineConfig) -> list[str]:
+    p = cfg.paths
+    args = [str(p.path("store")), *(w for s in _sae_sets(cfg) for w in ("--saes", s)),
+            "--model", str(p.path("model")), "--out", str(p.path("results") / "evaluate")]  # fmt: skip
+    split = {k: cfg.sae.values[k] for k in ("val_fraction", "seed") if k in cfg.sae.values}
+    return (
+        args
+        + cfg.model.argv(ModelRunConfig, EvaluateConfig)
+        + to_argv(split, [EvaluateConfig])
+        + (cfg.evaluate.argv(EvaluateConfig))
+    )
+
+
+def _evaluated(cfg: PipelineConfig, layer: int, n_tasks: int) -> bool:
+    from sae_store.evaluate.run import layer_complete
+    from sae_store.store import open_store
+
+    return layer_complete(open_store(cfg.paths.path("store")), _sae_sets(cfg), layer)
+
+
+def _export_args(cfg: PipelineConfig) -> list[str]:
+    assert cfg.demo is not None
+    out = cfg.paths.run_dir / cfg.demo.pretrained_layout
+    return ["--saes", str(cfg.paths.path("saes")), "--layout", "sparsify", "--out", str(out), "--no-progress"]
+
+
+def _exported(cfg: PipelineConfig, task: int, n_tasks: int) -> bool:
+    """The demo's pretrained-layout copy has every layer the run's SAE folder has."""
+    from sae_store.train.discovery import find_saes
+
+    assert cfg.demo is not None
+    trained = find_saes(cfg.paths.path("saes"), required=False)
+    return bool(trained) and set(trained) <= set(
+        find_saes(cfg.paths.run_dir / cfg.demo.pretrained_layout, required=False)
+    )
+
+
 def _report_args(cfg: PipelineConfig) -> list[str]:
     p = cfg.paths
     args = [str(p.path("store")), "--out", str(p.path("report")), "--saes", str(p.path("saes")),
@@ -280,6 +331,11 @@ STEPS: tuple[Step, ...] = (
          array="layers", after=("extract",), done=_sae_trained),
     Step("encode", "per-sample SAE feature summaries into the store", ("encode",), _encode_args,
          array="blocks", after=("train",), done=_blocks_done("features")),
+    Step("export-saes", "the demo's SAEs again in a pretrained (sparsify) layout", ("export-saes",),
+         _export_args, after=("train",), when=_demo, done=_exported),
+    Step("evaluate", "SAE sets compared per layer: reconstruction, behaviour, probes", ("evaluate",),
+         _evaluate_args, array="layers", after=("train", "export-saes"), done=_evaluated,
+         layers=lambda cfg: cfg.evaluate.layers),
     Step("analyze", "bias statistics, cross-lingual, cross-layer, interpretation", ("analyze", "all"),
          _analyze_args, after=("encode",), done=_analyses_done),
     *(Step(f"intervene-{mode}", f"{mode} SAE features inside the running model", ("intervene",),
@@ -291,7 +347,8 @@ STEPS: tuple[Step, ...] = (
          after=tuple(f"intervene-{m}" for m in get_args(EditMode)),
          done=_exists("results", "cross_layer_results.json"), when=lambda cfg: bool(cfg.interventions.modes)),
     Step("report", "HTML and Markdown report of everything the run produced", ("report",), _report_args,
-         after=("analyze", "intervene-summary", "caption"), done=_exists("report", "summary.json")),
+         after=("analyze", "intervene-summary", "caption", "evaluate"),
+         done=_exists("report", "summary.json")),
 )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from sae_store._lazy import lazy_exports
 if TYPE_CHECKING:
     from sae_store.report.assemble import report_sections
     from sae_store.report.build import ReportResult, build_report, check_writable
+    from sae_store.report.evaluation_sections import evaluation_figure
     from sae_store.report.inputs import ReportInputs, load_inputs
     from sae_store.report.plotting import COLOURS, language_colour
     from sae_store.report.section import Figure, Notice, Section, Table, Text, not_run_section
@@ -20,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "assemble": ("report_sections",),
         "build": ("ReportResult", "build_report", "check_writable"),
+        "evaluation_sections": ("evaluation_figure",),
         "inputs": ("ReportInputs", "load_inputs"),
         "plotting": ("COLOURS", "language_colour"),
         "section": ("Figure", "Notice", "Section", "Table", "Text", "not_run_section"),

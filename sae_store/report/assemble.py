@@ -13,6 +13,7 @@ from sae_store.progress import progress_bar
 from sae_store.report.analysis_sections import analysis_section
 from sae_store.report.bias_sections import bias_layers_section, volcano_section
 from sae_store.report.crosslingual_sections import crosslingual_section
+from sae_store.report.evaluation_sections import evaluation_section
 from sae_store.report.features_sections import (
     MAX_DASHBOARDS,
     THUMBNAIL,
@@ -43,6 +44,14 @@ def _quality(inputs: ReportInputs, cmd: Commands) -> Section:
             [cmd.train()],
         )
     return quality_section(inputs.saes, splice_quality(inputs.interventions()))
+
+
+def _evaluation(inputs: ReportInputs, cmd: Commands) -> Section:
+    evaluations = inputs.evaluations()
+    if not evaluations:
+        what = "Needs `sae-store evaluate` (the SAE sets compared on the store's held-out samples)."
+        return not_run_section("evaluation", "Which SAE to trust", what, [cmd.evaluate()])
+    return evaluation_section(evaluations)
 
 
 def _bias_layers(inputs: ReportInputs, cmd: Commands) -> Section:
@@ -177,6 +186,7 @@ def report_sections(inputs: ReportInputs) -> list[Section]:
     builders: list[Callable[[], Section]] = [
         lambda: completeness_section(pipeline_steps(inputs), grids),
         lambda: _quality(inputs, cmd),
+        lambda: _evaluation(inputs, cmd),
         lambda: _bias_layers(inputs, cmd),
         partial(from_group, volcano_section, "bias", "volcano", "Volcano plots per layer and language"),
         lambda: _crosslingual(inputs, cmd),

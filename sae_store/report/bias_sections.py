@@ -2,7 +2,7 @@
 
 Inputs are the results of ``sae-store analyze bias`` as written: the JSON payload
 (``comprehensive_analysis_results.json``: per language and layer the counts, ``max_abs_d`` and the
-ranked ``male_biased_features`` / ``female_biased_features`` with bootstrap CIs) and the store's
+ranked ``male_biased_features`` / ``female_biased_features`` with BCa bootstrap CIs of d) and the store's
 ``analysis/bias`` Dataset (``d``, ``q`` ... per layer, language and feature).
 """
 
@@ -64,9 +64,11 @@ def layer_table(bias: dict[str, Any]) -> pd.DataFrame:
                     "top male d": male[0]["d"] if male else np.nan,
                     "top male CI low": male[0].get("ci_low") if male else np.nan,
                     "top male CI high": male[0].get("ci_high") if male else np.nan,
+                    "top male CI excluded": male[0].get("ci_excluded", np.nan) if male else np.nan,
                     "top female d": female[0]["d"] if female else np.nan,
                     "top female CI low": female[0].get("ci_low") if female else np.nan,
                     "top female CI high": female[0].get("ci_high") if female else np.nan,
+                    "top female CI excluded": female[0].get("ci_excluded", np.nan) if female else np.nan,
                     "null q95": null.get("null_q95", np.nan),
                     "null p": null.get("p_value", np.nan),
                 }
@@ -118,7 +120,26 @@ def _significant_figure(frame: pd.DataFrame) -> Figure:
     )
 
 
-def _effect_figure(frame: pd.DataFrame) -> Figure:
+def _excluded_note(frame: pd.DataFrame, ci: dict[str, Any]) -> str:
+    """How many of the drawn intervals left resamples out (the guard of the bootstrap of d), in words."""
+    counts = pd.concat(
+        [frame.loc[frame[f"top {g} d"].notna(), f"top {g} CI excluded"] for g in ("male", "female")]
+    ).astype(float)
+    counts = counts[counts.notna()]
+    if counts.empty:
+        return ""
+    hit = counts[counts > 0]
+    total = ci.get("resamples", "B")
+    if hit.empty:
+        return f" No resample of these intervals was left out (of {total} each)."
+    return (
+        f" {hit.size} of the {counts.size} intervals left out resamples in which a gender's values were all "
+        f"equal (no spread, so d would divide by the other gender's SD alone): at most {int(hit.max())} of "
+        f"{total}; the interval is computed from the others."
+    )
+
+
+def _effect_figure(frame: pd.DataFrame, ci: dict[str, Any]) -> Figure:
     layers = hv.Dimension("layer")
     d = hv.Dimension("d", label="Cohen's d (male minus female)")
     parts = []
@@ -132,26 +153,29 @@ def _effect_figure(frame: pd.DataFrame) -> Figure:
             pts = sub[ok]
             dash = None if direction == "male" else "dashed"
             curve = hv.Curve(pts, layers, [(col, d.label)], label=f"{lang} {direction}")
-            ci = (pts[f"top {direction} CI low"], pts[f"top {direction} CI high"])
+            bounds = (pts[f"top {direction} CI low"], pts[f"top {direction} CI high"])
             parts.append(
-                line_style(curve, colour, dash=dash) * intervals(pts["layer"], *ci, layers, d, colour)
+                line_style(curve, colour, dash=dash) * intervals(pts["layer"], *bounds, layers, d, colour)
             )
         top = hv.Curve(sub, layers, [("max |d|", d.label)], label=f"{lang} max |d|")
         parts.append(line_style(top, colour, dash="dotted", alpha=0.6))
     overlay = hv.Overlay(parts) * line_style(hv.HLine(0), "black", alpha=0.3)
+    level = f"{100 * float(ci.get('level', 0.95)):g}%"
+    method = ci.get("method", "bootstrap")
     return _layer_figure(
         "bias_effects_per_layer",
         "Cohen's d of the top-ranked male-biased (solid, above 0) and female-biased (dashed, below 0) "
-        "feature per layer and language with its bootstrap CI; dotted: the largest |d| over all features.",
+        f"feature per layer and language with its {level} {method} CI (images resampled within each "
+        "gender); dotted: the largest |d| over all features." + _excluded_note(frame, ci),
         overlay,
         frame,
-        title="Strongest significant effects per layer, with 95% bootstrap CIs",
+        title=f"Strongest significant effects per layer, with {level} {method} CIs",
         height=360,
     )
 
 
 def probe_figure(crosslayer: xr.Dataset) -> Figure:
-    """Gender-probe accuracy per layer (SAE features and raw activations) with Wilson CIs and baseline."""
+    """Gender-probe accuracy per layer (SAE features and raw activations) with Wilson CIs and chance."""
     frame = crosslayer.to_dataframe().reset_index()
     layers = hv.Dimension("layer")
     acc = hv.Dimension("accuracy", label="probe accuracy (cross-validated)", range=(0.0, 1.0))
@@ -168,14 +192,16 @@ def probe_figure(crosslayer: xr.Dataset) -> Figure:
                 pts["layer"], pts[f"probe_{kind}_ci_low"], pts[f"probe_{kind}_ci_high"], layers, acc, colour
             )
             parts.append(line_style(curve, colour, dash=dash) * ci)
-        base = hv.Curve(sub, layers, [("probe_baseline", acc.label)], label=f"{lang} majority class")
-        parts.append(line_style(base, colour, dash="dotted", alpha=0.6))
+        if "probe_chance_accuracy" in sub:
+            chance = hv.Curve(sub, layers, [("probe_chance_accuracy", acc.label)], label=f"{lang} chance")
+            parts.append(line_style(chance, colour, dash="dotted", alpha=0.6))
     overlay = hv.Overlay(parts)
     return _layer_figure(
         "probe_accuracy_per_layer",
         "Out-of-fold accuracy of a logistic-regression gender probe on per-sample SAE features (solid) "
-        "and on mean-pooled raw activations (dashed), with Wilson 95% intervals; dotted: always guessing the "
-        "majority class (from `analyze crosslayer`).",
+        "and on mean-pooled raw activations (dashed), with Wilson 95% intervals; dotted: chance, the share "
+        "of the larger gender among the probed samples (what always guessing that gender scores; 0.5 when "
+        "balanced). From `analyze crosslayer`.",
         overlay,
         frame,
         title="Gender probe accuracy per layer, with 95% CIs",
@@ -194,7 +220,7 @@ def bias_layers_section(bias: dict[str, Any], crosslayer: xr.Dataset | None = No
         f"q-values by Benjamini-Hochberg ({config.get('correction', '?')}); alpha = {_alpha(config)}. "
         f"Sign: {bias.get('sign', 'male minus female')}."
     )
-    items: list[Any] = [Text(intro), _significant_figure(frame), _effect_figure(frame)]
+    items: list[Any] = [Text(intro), _significant_figure(frame), _effect_figure(frame, bias.get("ci") or {})]
     if crosslayer is not None:
         items.append(probe_figure(crosslayer))
     shown = frame[

@@ -1,8 +1,9 @@
 """English vs Arabic: the same features' gender effects in both languages (``analyze crosslingual``).
 
 Inputs are the store's ``analysis/crosslingual`` Dataset (per layer and feature ``d_<a>``, ``d_<b>``;
-per layer the Spearman correlation ``rho`` with its bootstrap CI and top-k overlaps with their
-chance expectation and permutation p-value) and, for colouring, ``analysis/bias`` (q-values).
+per layer the Spearman correlation ``rho`` over features with its CI (Fisher z with the Bonett-Wright
+variance, ``attrs["rho_ci_method"]``) and top-k overlaps with their chance expectation and permutation
+p-value) and, for colouring, ``analysis/bias`` (q-values).
 """
 
 from __future__ import annotations
@@ -81,7 +82,15 @@ def _scatter(frame: pd.DataFrame, a: str, b: str, title: str) -> hv.Overlay:
     return points * diagonal
 
 
-def _rho_figure(frame: pd.DataFrame, a: str, b: str) -> Figure:
+#: What the interval of rho is, for captions (a store written before it was stored says nothing).
+RHO_CI_TEXT = (
+    "{level} CI ({method}, computed over the features used): it takes the images as given and says how "
+    "well that many features pin the correlation down. Sampling noise in each d (see the CIs of d in the "
+    "bias section) pulls rho towards 0, or away from it where the same images move both languages alike"
+)
+
+
+def _rho_figure(frame: pd.DataFrame, a: str, b: str, ci_text: str) -> Figure:
     layers = hv.Dimension("layer")
     rho = hv.Dimension("rho", label=f"Spearman rho of d ({a} vs {b})")
     overlay = (
@@ -96,11 +105,22 @@ def _rho_figure(frame: pd.DataFrame, a: str, b: str) -> Figure:
     }
     return Figure(
         "crosslingual_rho",
-        f"Spearman correlation of the per-feature Cohen's d in {a} and {b}, per layer, with its bootstrap CI "
-        "(images resampled).",
+        f"Spearman correlation over features of Cohen's d in {a} and {b}, per layer, with its {ci_text}.",
         styled(overlay.clone(), common=common, bokeh={"width": WIDTH, "height": 300}),
         styled(overlay.clone(), common=common, mpl={"fig_size": FIG_SIZE, "aspect": 2.5}),
     )
+
+
+def _rho_table(frame: pd.DataFrame, level: str) -> Table:
+    names = {
+        "layer": "layer",
+        "rho": "Spearman rho",
+        "rho_low": f"{level} CI low",
+        "rho_high": f"{level} CI high",
+    }
+    names["rho_n_features"] = "features used"
+    shown = frame[[c for c in names if c in frame]].rename(columns=names)
+    return Table(shown, "Spearman rho of d per layer", max_rows=len(frame))
 
 
 def crosslingual_section(ds: xr.Dataset, bias: xr.Dataset | None = None, *, seed: int = 0) -> Section:
@@ -121,7 +141,11 @@ def crosslingual_section(ds: xr.Dataset, bias: xr.Dataset | None = None, *, seed
     )
     static = _scatter(frames[best], a, b, f"Cohen's d, {a} vs {b}: layer {best}")
     config = ds.attrs.get("config", {})
-    k = config.get("top_k", "k") if isinstance(config, dict) else "k"
+    config = config if isinstance(config, dict) else {}
+    k = config.get("top_k", "k")
+    level = f"{100 * float(config.get('ci_level', 0.95)):g}%"
+    method = ds.attrs.get("rho_ci_method")
+    ci_text = RHO_CI_TEXT.format(level=level, method=method) if method else f"{level} bootstrap CI"
     overlap_rows = []
     for _, row in per_layer.iterrows():
         for direction in DIRECTIONS:
@@ -149,7 +173,8 @@ def crosslingual_section(ds: xr.Dataset, bias: xr.Dataset | None = None, *, seed
             interactive,
             static,
         ),
-        _rho_figure(per_layer, a, b),
+        _rho_figure(per_layer, a, b, ci_text),
+        _rho_table(per_layer, level),
         Table(
             overlaps,
             f"Overlap of the top-{k} biased features of {a} and {b} with its chance expectation",

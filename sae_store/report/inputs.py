@@ -55,6 +55,7 @@ class ReportInputs:
     stale: dict[str, str] = field(default_factory=dict)
     """Sub-groups of ``analysis`` computed from features that were encoded again since, with why."""
     _analyses: dict[str, xr.Dataset] = field(default_factory=dict, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def analysis(self, name: str) -> xr.Dataset | None:
         """The store's ``analysis/<name>`` result (loaded once), or ``None`` if it was not written."""
@@ -63,6 +64,14 @@ class ReportInputs:
         if name not in self._analyses:
             self._analyses[name] = read_analysis(self.store, name)
         return self._analyses[name]
+
+    def evaluations(self) -> dict[str, xr.Dataset]:
+        """Every SAE set's evaluation (``sae-store evaluate``; loaded once), by set name."""
+        if "evaluations" not in self._cache:
+            from sae_store.evaluate import read_evaluations
+
+            self._cache["evaluations"] = read_evaluations(self.store)
+        return dict(self._cache["evaluations"])
 
     def interventions(self) -> dict[str, dict[int, dict[str, Any]]]:
         """Summaries of every intervention experiment in the store, by result key and layer."""

@@ -32,13 +32,27 @@ from sae_store.report.section import Figure, Frames, Section, Table, Text
 Summaries = dict[str, dict[int, dict[str, Any]]]
 
 
+#: Table columns naming a p-value, with the test and null hypothesis behind each (shown under the table).
+P_COLUMNS = {
+    "differential p (Welch)": "Welch t-test of the differential; H0: the same mean effect on male- and "
+    "female-labelled samples. It tests the quantity whose BCa 95% CI is `CI low`/`CI high`.",
+    "p vs random": "(1 + random feature sets whose |differential| is at least the targeted set's) / (1 + "
+    "random sets); H0: the targeted features move the differential no more than random features.",
+    "mean effect p (t)": "one-sample t-test of the mean effect over all samples (`mean effect`, with its BCa "
+    "95% CI `effect CI low`/`effect CI high`); H0: the edit does not move the male-minus-female log-odds "
+    "at all. It is about the edit's overall effect, not about a difference between genders.",
+}
+
+
 def effects_table(summaries: Summaries) -> pd.DataFrame:
-    """One row per (key, layer) with the pooled differential, its CI and the random controls."""
+    """One row per (key, layer): the pooled differential with its CI and test, the random controls, and the
+    mean effect with its CI and test (each p-value beside the quantity it tests, see :data:`P_COLUMNS`)."""
     rows = []
     for key, layers in summaries.items():
         for layer, s in sorted(layers.items()):
             ci = s.get("differential_ci") or [np.nan, np.nan]
             rand = s.get("random_differential_interval") or [np.nan, np.nan]
+            effect = s.get("effect") or {}
             rows.append(
                 {
                     "experiment": key,
@@ -49,12 +63,16 @@ def effects_table(summaries: Summaries) -> pd.DataFrame:
                     "differential": s.get("differential"),
                     "CI low": ci[0],
                     "CI high": ci[1],
+                    "differential p (Welch)": s.get("differential_p", np.nan),
                     "random": s.get("random_differential", np.nan),
                     "random low": rand[0],
                     "random high": rand[1],
                     "targeted/random": s.get("targeted_random_ratio", np.nan),
                     "p vs random": (s.get("controls") or {}).get("p_random", np.nan),
-                    "effect p": (s.get("effect") or {}).get("p_value", np.nan),
+                    "mean effect": effect.get("mean", np.nan),
+                    "effect CI low": effect.get("ci_low", np.nan),
+                    "effect CI high": effect.get("ci_high", np.nan),
+                    "mean effect p (t)": effect.get("p_value", np.nan),
                 }
             )
     return pd.DataFrame(rows).astype({"differential": float, "random": float})
@@ -116,7 +134,7 @@ def _effects_figure(frame: pd.DataFrame) -> Figure:
     layout = hv.Layout(panels).cols(2)
     return Figure(
         "intervention_effects",
-        "Differential effect of each experiment per layer with its 95% bootstrap CI (purple), beside the "
+        "Differential effect of each experiment per layer with its 95% BCa bootstrap CI (purple), beside the "
         "same edit on random feature sets of the same size (grey: mean and the interval over control draws).",
         layout,
         layout,
@@ -186,7 +204,7 @@ def _dose_figure(frame: pd.DataFrame) -> Figure:
     return Figure(
         "dose_response",
         "Differential effect of amplifying the targeted features by alpha (alpha = 1: no edit), per "
-        f"language, with 95% bootstrap CIs. The PNG shows {last[0]} at layer {last[1]}.",
+        f"language, with 95% BCa bootstrap CIs. The PNG shows {last[0]} at layer {last[1]}.",
         Frames(("experiment", "layer"), frames),
         frames[last],
     )
@@ -201,6 +219,7 @@ def interventions_section(summaries: Summaries) -> Section:
     if not dose.empty:
         items.append(_dose_figure(dose))
     items.append(Table(frame, "Per experiment and layer", max_rows=80))
+    items.append(Text("**p-values in the table.** " + " ".join(f"`{k}`: {v}" for k, v in P_COLUMNS.items())))
     summary = {
         "per_experiment": frame.to_dict(orient="records"),
         "dose_response": dose.to_dict(orient="records"),

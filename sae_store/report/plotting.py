@@ -88,15 +88,25 @@ def line_style(obj: Any, colour: str, *, dash: str | None = None, alpha: float =
 
 
 def intervals(x: Any, low: Any, high: Any, xdim: Any, ydim: Any, colour: str) -> Any:
-    """Vertical segments from ``low`` to ``high`` at each ``x``: confidence intervals.
+    """Vertical whiskers with caps from ``low`` to ``high`` at each ``x``: confidence intervals.
 
-    Drawn as segments rather than error bars around the estimate: a bootstrap percentile interval
-    need not contain the point estimate, and error bars cannot show that.
+    Drawn from the bounds alone (error bars based at ``low`` that reach up by ``high - low``), not
+    around the estimate, so an interval need not be symmetric about its point. An interval with a NaN
+    bound is left out.
     """
     x = np.asarray(x, dtype=float)
-    data = (x, np.asarray(low, dtype=float), x, np.asarray(high, dtype=float))
-    segments = hv.Segments(data, kdims=[xdim, ydim, "x1", "y1"])
-    return styled(segments, common={"color": colour}, bokeh={"line_width": 2}, mpl={"linewidth": 1.5})
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+    drawn = np.isfinite(low) & np.isfinite(high)  # (HoloViews' range of all-NaN bars warns)
+    x, low, high = x[drawn], low[drawn], high[drawn]
+    bars = hv.ErrorBars(
+        (x, low, np.zeros_like(low), high - low), kdims=[xdim], vdims=[ydim, "below", "above"]
+    )
+    # matplotlib's error bars take their colour as "edgecolor" (HoloViews drops a plain colour string)
+    return styled(
+        bars,
+        bokeh={"color": colour, "line_width": 2},
+        mpl={"edgecolor": colour, "elinewidth": 1.5, "capsize": 4, "capthick": 1.5},
+    )
 
 
 def save_png(obj: Any, path: Path, *, dpi: int = 110) -> Path:

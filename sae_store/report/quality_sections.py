@@ -1,4 +1,4 @@
-"""SAE quality per layer: held-out FVU, L0 and dead fraction (from training, or measured by ``encode`` for
+"""SAE quality per layer: held-out FVU, L0 and dead latents (from training, or measured by ``encode`` for
 pretrained SAEs with the same formulas), CE loss recovered when the SAE's reconstruction replaces the
 layer output (from the intervention experiments), training curves."""
 
@@ -13,13 +13,17 @@ import pandas as pd
 
 from sae_store.report.plotting import COLOURS, language_colour, layer_ticks, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
-from sae_store.train.discovery import SaeRecord
+from sae_store.train.discovery import DEAD_METRICS, SaeRecord
 
-#: Held-out metrics shown per layer (key in :attr:`SaeRecord.quality`, label).
+HELD_OUT_DEAD, HELD_OUT_TOKENS = DEAD_METRICS["dead_fraction"]
+WINDOW_DEAD, WINDOW_TOKENS = DEAD_METRICS["dead_fraction_train_window"]
+
+#: Held-out metrics drawn per layer: (column of :func:`quality_table`, key in :attr:`SaeRecord.quality`,
+#: label).
 METRICS = (
-    ("fvu", "FVU (fraction of variance unexplained)"),
-    ("l0", "L0 (active features per token)"),
-    ("dead_fraction", "dead fraction"),
+    ("fvu", "fvu", "FVU (fraction of variance unexplained)"),
+    ("l0", "l0", "L0 (active features per token)"),
+    (HELD_OUT_DEAD, "dead_fraction", f"{HELD_OUT_DEAD} (fraction of latents)"),
 )
 
 
@@ -39,11 +43,11 @@ def quality_table(saes: Mapping[int, SaeRecord]) -> pd.DataFrame:
                 "d_in": rec.cfg.get("d_in"),
                 "d_sae": rec.cfg.get("d_sae"),
                 "k": rec.cfg.get("k"),
-                **{name: val.get(name, np.nan) for name, _ in METRICS},
+                **{column: val.get(key, np.nan) for column, key, _ in METRICS},
+                "held-out tokens": val.get(HELD_OUT_TOKENS, val.get("tokens")),
                 "explained variance": val.get("explained_variance", np.nan),
-                "tokens": val.get("dead_fraction_tokens", val.get("tokens")),
-                "dead in training window": val.get("dead_fraction_train_window", np.nan),
-                "training window (tokens)": val.get("dead_window_tokens"),
+                WINDOW_DEAD: val.get("dead_fraction_train_window", np.nan),
+                "training window (tokens)": val.get(WINDOW_TOKENS),
             }
         )
     return pd.DataFrame(rows)
@@ -61,7 +65,7 @@ def _panel(points: Any, title: str, layers: list[int]) -> Any:
 def _metric_panels(frame: pd.DataFrame, splice: Mapping[tuple[int, str], dict[str, Any]]) -> hv.Layout:
     layers = frame["layer"].tolist()
     panels = []
-    for name, label in METRICS:
+    for name, _, label in METRICS:
         dim = hv.Dimension(name, label=label)
         colour = COLOURS["targeted"]
         curve = line_style(hv.Curve(frame, "layer", dim), colour) * line_style(
@@ -133,14 +137,16 @@ def quality_section(
     frame = quality_table(saes)
     items: list[Any] = [
         Text(
-            "Held-out metrics on the `tokens` held-out vectors of the layer (all of them, at most 100,000; "
+            "Held-out metrics on the `held-out tokens` vectors of the layer (all of them, at most 100,000; "
             "the samples `sae-store train` holds out): saved by `sae-store train` (`cfg.json`), or, for a "
             "pretrained SAE (`measured by` encode), measured by `sae-store encode` with the same formulas. "
             "FVU = sum of squared errors / sum of squared "
             "deviations from the held-out mean (1 - explained variance, as SAELens and SAEBench), L0 = mean "
-            "active latents per token, dead fraction = latents that never fire on those tokens. `dead in "
-            "training window` = latents that did not fire during the last `training window` tokens of "
-            "training (what AuxK revives). CE loss recovered = (CE zero-ablated - CE with the SAE spliced "
+            f"active latents per token, `{HELD_OUT_DEAD}` = fraction of latents that never fire on those "
+            f"tokens. `{WINDOW_DEAD}` = fraction of latents that did not fire during the last `training "
+            "window (tokens)` tokens of training (what AuxK revives): a different number, measured on other "
+            "and usually more tokens, so a latent silent on the held-out tokens may still fire in training. "
+            "CE loss recovered = (CE zero-ablated - CE with the SAE spliced "
             "in) / (CE zero-ablated - CE clean) and KL recovered = 1 - KL(clean || spliced) / KL(clean || "
             "zero-ablated), measured on caption tokens by `sae-store intervene`"
             + ("" if splice else " (not run yet)")

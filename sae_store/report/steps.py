@@ -99,6 +99,9 @@ class Commands:
         saes = f" --saes {self.saes}" if name in ANALYSES and ANALYSES[name].saes == "required" else ""
         return f"sae-store analyze {name} {self.store}{saes} --out {self.results}"
 
+    def evaluate(self) -> str:
+        return f"sae-store evaluate {self.store} --saes {self.saes}"
+
     def caption(self) -> str:
         return f"sae-store caption {self.store}"
 

@@ -1,6 +1,6 @@
-"""The schema of the groups written after extraction: ``features`` (``encode``) and ``generation``
-(``caption``). With :mod:`.schema`, the one definition of the store's layout (documented in
-``docs/store-schema.md``).
+"""The schema of the groups written after extraction: ``features`` (``encode``), ``generation``
+(``caption``) and ``evaluation/<set>`` (``evaluate``). With :mod:`.schema`, the one definition of the
+store's layout (documented in ``docs/store-schema.md``).
 """
 
 from __future__ import annotations
@@ -114,4 +114,53 @@ def generation_variables(layout: StoreLayout, max_new_tokens: int) -> dict[str, 
             fill_value=False,
             attrs={"long_name": "caption is on disk", **per_sample},
         ),
+    }
+
+
+#: The ``evaluation/<set>`` group's own dimensions (their coordinate values are the metrics and splits
+#: ``sae-store evaluate`` measures, named in :mod:`sae_store.evaluate.results`).
+ROLE_SPLIT, METRIC, DENSITY_BIN = "role", "metric", "density_bin"
+SPLICE, BEHAVIOUR_METRIC = "splice", "behaviour_metric"
+PROBE, PROBE_INPUT, PROBE_STAT = "probe", "probe_input", "probe_stat"
+#: Root coordinates an ``evaluation/<set>`` group repeats.
+EVALUATION_COORDS = (LAYER, LANGUAGE)
+
+
+def evaluation_variables(layout: StoreLayout, sizes: dict[str, int]) -> dict[str, VarSpec]:
+    """The arrays of one SAE set's ``evaluation/<set>`` group, ``sizes`` giving its own dimensions.
+
+    Every array is chunked one layer at a time, so an array task evaluating one layer owns its files
+    (one per array and layer) and concurrent tasks never rewrite each other's.
+    """
+    G = len(layout.languages)
+
+    def spec(dims: tuple[str, ...], dtype: str, long_name: str, fill: object = float("nan")) -> VarSpec:
+        chunks = tuple(1 if d == LAYER else G if d == LANGUAGE else sizes[d] for d in dims)
+        units = {"units": "1"} if dtype != "str" and dtype != "bool" else {}
+        return VarSpec(dims, dtype, chunks, fill_value=fill, attrs={"long_name": long_name, **units})
+
+    return {
+        "reconstruction": spec(
+            (LAYER, LANGUAGE, ROLE_SPLIT, METRIC), "float64", "reconstruction and sparsity per token split"
+        ),
+        "reconstruction_total": spec(
+            (LAYER, ROLE_SPLIT, METRIC), "float64", "reconstruction and sparsity over every language"
+        ),
+        "density_histogram": spec(
+            (LAYER, LANGUAGE, ROLE_SPLIT, DENSITY_BIN),
+            "int32",
+            "latents per log10 firing-density bin (dead latents not counted)",
+            fill=-1,
+        ),
+        "behaviour": spec(
+            (LAYER, LANGUAGE, SPLICE, BEHAVIOUR_METRIC), "float64", "model behaviour with the SAE spliced in"
+        ),
+        "behaviour_total": spec(
+            (LAYER, SPLICE, BEHAVIOUR_METRIC),
+            "float64",
+            "model behaviour with the SAE spliced in, every language",
+        ),
+        "probing": spec((LAYER, PROBE, PROBE_INPUT, PROBE_STAT), "float64", "cross-validated probe accuracy"),
+        "sae_record": spec((LAYER,), "str", "the layer's SAE and what was measured (JSON)", fill=""),
+        COMPLETE: spec((LAYER,), "bool", "the layer's evaluation is on disk", fill=False),
     }

@@ -26,22 +26,38 @@ from sae_store.store.create import create_array
 GROUP_COORDS = (S.LAYER, S.LANGUAGE, S.SAMPLE, *S.SAMPLE_COORDS)
 
 
-def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
-    src = root[name]
-    assert isinstance(src, zarr.Array)  # the store's schema makes coordinates arrays
-    values = np.asarray(src[...])
+def _write_1d(
+    group: zarr.Group,
+    name: str,
+    values: np.ndarray,
+    dim: str,
+    attributes: dict[str, Any],
+    *,
+    chunks: tuple[int, ...] | None = None,
+    fill_value: Any = None,
+) -> None:
+    """A one-dimensional array of a group (a coordinate or label codes), with its checksums."""
     is_str = values.dtype.kind in "TUO"
     arr = group.create_array(
         name,
-        shape=src.shape,
-        chunks=src.chunks,
+        shape=values.shape,
+        chunks=chunks or values.shape,
         dtype=str if is_str else values.dtype,
-        fill_value=src.fill_value,
-        dimension_names=list(src.metadata.dimension_names or ()),  # type: ignore[union-attr]
-        attributes=dict(src.attrs),
+        fill_value=fill_value,
+        dimension_names=[dim],
+        attributes=attributes,
         compressors=with_checksum(),
     )
     arr[...] = values.astype(object) if is_str else values
+
+
+def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
+    src = root[name]
+    assert isinstance(src, zarr.Array)  # the store's schema makes coordinates arrays
+    dim = str((src.metadata.dimension_names or (name,))[0])  # type: ignore[union-attr]
+    _write_1d(
+        group, name, np.asarray(src[...]), dim, dict(src.attrs), chunks=src.chunks, fill_value=src.fill_value
+    )
 
 
 def ensure_consolidated(store: ActivationStore, name: str) -> None:
@@ -76,8 +92,12 @@ def create_group(
     """
     store.require_writable()
     target = store.path / name
+    if "/" in name:  # a group below another (evaluation/<set>): its parents first
+        zarr.open_group(str(store.path), mode="r+", zarr_format=3, use_consolidated=False).require_group(
+            name.rsplit("/", 1)[0]
+        )
     if not target.exists():
-        tmp = store.path / f".{name}.creating-{os.getpid()}"
+        tmp = target.parent / f".{target.name}.creating-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             group = zarr.open_group(
@@ -89,16 +109,9 @@ def create_group(
                 if f"{coord}{S.CODE_SUFFIX}" in root:  # gender_code, language_code: the labels as codes
                     _copy_coordinate(root, group, f"{coord}{S.CODE_SUFFIX}")
             for dim, values in (coords or {}).items():
-                arr = group.create_array(
-                    dim,
-                    shape=values.shape,
-                    chunks=values.shape,
-                    dtype=values.dtype,
-                    dimension_names=[dim],
-                    attributes=S.coordinate_attrs(dim) if dim == S.FEATURE else {},
-                    compressors=with_checksum(),
-                )
-                arr[...] = values
+                _write_1d(group, dim, values, dim, S.coordinate_attrs(dim) if dim == S.FEATURE else {})
+                if values.dtype.kind in "UO":
+                    _code_coordinate(group, dim, values)
             for var, spec in variables.items():
                 create_array(group, var, spec, store.layout.shape(spec.dims, dict(sizes or {})))
             try:
@@ -112,6 +125,18 @@ def create_group(
         created = False
     ensure_consolidated(store, name)
     return created
+
+
+def _code_coordinate(group: zarr.Group, dim: str, values: np.ndarray) -> None:
+    """Write ``<dim>_code`` beside string coordinate ``dim`` (integer codes with CF flags), so that
+    Zarr readers without strings read the group's labels too."""
+    coded = S.category_codes(values)
+    if coded is None:  # text, not labels
+        return
+    codes, meanings = coded
+    _write_1d(
+        group, f"{dim}{S.CODE_SUFFIX}", codes, dim, S.flag_attrs(meanings, f"{dim.replace('_', ' ')} (code)")
+    )
 
 
 def delete_group(store: ActivationStore, name: str) -> None:

@@ -21,8 +21,9 @@ BLOCK_ARRAYS = (
     S.ACTIVATIONS, S.INPUT_IDS, S.TOKEN_ROLE, S.N_TOKENS, S.MAX_ABS, S.NONFINITE, S.COMPLETE,
     *S.SPARSE_VARIABLES,
 )  # fmt: skip
-#: Groups whose arrays are written block by block under their own ``complete`` flags.
-FLAGGED_GROUPS = (S.FEATURES, S.GENERATION)
+#: Groups whose arrays are written block by block (or layer by layer) under their own ``complete``
+#: flags, and repeat the root's coordinates.
+FLAGGED_GROUPS = (S.FEATURES, S.GENERATION, S.EVALUATION)
 
 
 def missing_arrays(path: Path) -> list[str]:
@@ -71,6 +72,9 @@ def redo_command(path: Path, attrs: dict[str, Any], key: str) -> str | None:
         return f"sae-store encode {path} --saes {_saes_dir(path)}"
     if top == S.GENERATION:
         return f"sae-store caption {path} --model {_model(attrs)}"
+    if top == S.EVALUATION:
+        name = group.split("/")[-1]
+        return f"sae-store evaluate {path} --saes {name}=DIR (the SAE set recorded in {group}'s attributes)"
     if group.startswith(f"{S.INTERVENE}/"):
         return f"sae-store intervene {path} --saes DIR --mode MODE (as recorded in {group}'s attributes)"
     return f"sae-store analyze {group.split('/')[1] if group.count('/') == 1 else 'all'} {path}"

@@ -91,6 +91,8 @@ ANALYSIS = "analysis"
 INTERVENE = f"{ANALYSIS}/intervene"
 """``<key>/layer_<L>`` per intervention experiment (``sae-store intervene``)."""
 INTERVENE_LAYER_PREFIX = "layer_"
+EVALUATION = "evaluation"
+"""``<set>`` per SAE set evaluated (``sae-store evaluate``)."""
 
 # The ``features`` group (written by ``sae-store encode``).
 FEATURES = "features"
@@ -117,6 +119,7 @@ TEXT_VARIABLES = frozenset(
         "description",
         "interpretation",
         "top_sample",
+        "sae_record",
     }
 )
 

@@ -56,24 +56,30 @@ def is_coordinate(key: str, array_dims: tuple[str, ...]) -> bool:
 
 
 def flagged_arrays(group: str, arrays: dict[str, zarr.Array]) -> list[str]:
-    """Keys of the arrays of ``group`` ("" the root) whose files must exist for every flagged sample:
-    the root's per-block arrays, and every per-sample array of a group written block by block."""
+    """Keys of the arrays of ``group`` ("" the root) whose files must exist for every flagged sample
+    (or layer): the root's per-block arrays, and every array of a group written block by block (or
+    layer by layer) that spans its flags' dimensions."""
     prefix = f"{group}/" if group else ""
+    flag_dims = set(dims(arrays[f"{prefix}{S.COMPLETE}"]))
     out = []
     for key, arr in arrays.items():
         name = key.removeprefix(prefix)
-        if not key.startswith(prefix) or "/" in name or name == S.COMPLETE or S.SAMPLE not in dims(arr):
+        if not key.startswith(prefix) or "/" in name or name == S.COMPLETE or is_coordinate(key, dims(arr)):
             continue
-        if name in S.SPARSE_VARIABLES or is_coordinate(key, dims(arr)):
-            continue
-        if group or name in BLOCK_ARRAYS:
+        per_block = name in BLOCK_ARRAYS and name not in S.SPARSE_VARIABLES
+        if (group and flag_dims <= set(dims(arr))) or (not group and per_block):
             out.append(key)
     return out
 
 
 def flag_groups(arrays: dict[str, zarr.Array]) -> list[str]:
-    """The root ("") and the groups with block flags present in ``arrays``."""
-    return [g for g in ("", *FLAGGED_GROUPS) if (f"{g}/{S.COMPLETE}" if g else S.COMPLETE) in arrays]
+    """The root ("") and the groups with their own ``complete`` flags present in ``arrays``."""
+    groups = [k.removesuffix(f"/{S.COMPLETE}") for k in arrays if k.endswith(f"/{S.COMPLETE}")]
+    return [
+        g
+        for g in ("", *groups)
+        if (g == "" and S.COMPLETE in arrays) or (g and g.split("/")[0] in FLAGGED_GROUPS)
+    ]
 
 
 def missing_flagged(

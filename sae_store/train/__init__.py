@@ -21,7 +21,14 @@ from sae_store._lazy import lazy_exports
 if TYPE_CHECKING:
     from sae_store.train.config import DataConfig, EncodeConfig, RunConfig, SaeConfig, TrainerConfig
     from sae_store.train.data import StoreDataProvider
-    from sae_store.train.discovery import SaeRecord, encoded_saes, find_saes, sae_records
+    from sae_store.train.discovery import (
+        DEAD_METRICS,
+        SaeRecord,
+        dead_text,
+        encoded_saes,
+        find_saes,
+        sae_records,
+    )
     from sae_store.train.encode import encode_features
     from sae_store.train.formats import LoadedSae, load_sae, save_sae
     from sae_store.train.run import TrainResult, train_layer
@@ -35,7 +42,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "data": ("StoreDataProvider",),
         "encode": ("encode_features",),
         "formats": ("LoadedSae", "load_sae", "save_sae"),
-        "discovery": ("SaeRecord", "encoded_saes", "find_saes", "sae_records"),
+        "discovery": ("DEAD_METRICS", "SaeRecord", "dead_text", "encoded_saes", "find_saes", "sae_records"),
         "run": ("TrainResult", "train_layer"),
         "sae": ("ForwardOutput", "SparseAutoencoder", "build_sae"),
         "trainer": ("Trainer",),

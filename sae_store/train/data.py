@@ -95,7 +95,7 @@ def missing_blocks(store: ActivationStore, layer: int, languages: list[str]) -> 
     return out
 
 
-def _validation_samples(n: int, fraction: float, seed: int) -> np.ndarray:
+def validation_samples(n: int, fraction: float, seed: int) -> np.ndarray:
     """(n,) bool: a seeded random ``fraction`` of the samples (at least one, never all)."""
     n_val = min(round(fraction * n), n - 1)
     if fraction > 0 and n > 1:
@@ -170,7 +170,7 @@ class StoreDataProvider:
         codes = [int(TokenRole[r.upper()]) for r in config.roles]
         use = np.isin(roles, codes) & ~failed[..., None]  # (language, sample, token)
         n = store.layout.n_samples
-        is_val = _validation_samples(n, config.val_fraction, config.seed)
+        is_val = validation_samples(n, config.val_fraction, config.seed)
         n_val = int(is_val.sum())
         self.val_samples = np.flatnonzero(is_val)
         self._val_use = use

@@ -255,6 +255,23 @@ def check_model(cfg: dict[str, object], store_model: dict[str, object], folder: 
         log.warning("the SAE %s was trained on model %r, the store holds %r", folder, named, ours)
 
 
+#: The two dead-latent metrics: key -> (the name they are shown under in the CLI, the training
+#: progress, the report and the explorer; the key of the number of tokens they were measured on).
+DEAD_METRICS = {
+    "dead_fraction": ("dead on held-out tokens", "dead_fraction_tokens"),
+    "dead_fraction_train_window": ("dead in training window", "dead_window_tokens"),
+}
+
+
+def dead_text(metrics: Mapping[str, Any], key: str) -> str:
+    """One dead-latent metric in words with its token count, e.g. ``dead on held-out tokens 16.0% (296
+    tokens)``."""
+    name, tokens = DEAD_METRICS[key]
+    value = metrics.get(key)
+    shown = f"{value:.1%}" if value is not None else "n/a"
+    return f"{name} {shown} ({metrics.get(tokens, 0):,} tokens)"
+
+
 @dataclass
 class SaeRecord:
     """One layer's SAE as its folder (and ``encode``) recorded it."""
@@ -268,8 +285,9 @@ class SaeRecord:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     """Rows of ``metrics.jsonl`` (one per logging step; ours only)."""
     quality: dict[str, Any] = field(default_factory=dict)
-    """Held-out metrics (FVU, L0, dead fraction, tokens): saved by ``sae-store train`` in ``cfg.json``,
-    or, for an SAE without them (pretrained), measured by ``sae-store encode``."""
+    """Held-out metrics (FVU, L0, ``dead_fraction``, tokens; see :data:`DEAD_METRICS`): saved by
+    ``sae-store train`` in ``cfg.json``, or, for an SAE without them (pretrained), measured by
+    ``sae-store encode``."""
     measured_by: str = "train"
     """Which step measured ``quality``: ``train`` or ``encode``."""
 

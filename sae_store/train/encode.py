@@ -39,7 +39,7 @@ from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEAT
 from sae_store.train.config import DataConfig, EncodeConfig
 from sae_store.train.data import StoreDataProvider
 from sae_store.train.discovery import check_model
-from sae_store.train.formats import load_sae, sha256_file
+from sae_store.train.formats import LoadedSae, load_sae, sha256_file
 from sae_store.train.metrics import held_out_metrics
 from sae_store.train.sae import SparseAutoencoder
 
@@ -61,10 +61,13 @@ class EncodeResult(NamedTuple):
     layers: tuple[int, ...]
 
 
-def sae_record(folder: Path, store_model: dict[str, Any] | None = None) -> dict[str, Any]:
+def sae_record(
+    folder: Path, store_model: dict[str, Any] | None = None, loaded: LoadedSae | None = None
+) -> dict[str, Any]:
     """Provenance of the SAE in ``folder``: where, which format and architecture, size, weights hash
-    (and a warning when it names another model than ``store_model``)."""
-    loaded = load_sae(folder)
+    (and a warning when it names another model than ``store_model``); ``loaded`` is the SAE if it is
+    loaded already."""
+    loaded = loaded or load_sae(folder)
     check_model(loaded.cfg, store_model or {}, folder)
     return {
         "folder": str(Path(folder).resolve()),

@@ -292,3 +292,38 @@ def load_sae(path: str | os.PathLike[str], *, device: str = "cpu") -> LoadedSae:
             f"{SPARSIFY_WEIGHTS_FILE} (sparsify), or {' / '.join(GEMMA_SCOPE_FILES)} (Gemma Scope)"
         )
     return LoadedSae(sae.to(device), fmt, weights, cfg)
+
+
+def weights_shape(folder: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(d_in, d_sae)`` of the SAE in ``folder`` (any layout :func:`load_sae` reads), from the weights
+    file's header where it is safetensors (the weights are not read).
+
+    Raises
+    ------
+    ModelLoadError
+        As :func:`load_sae`, for a folder without an SAE or with damaged weights.
+    """
+    from safetensors import safe_open
+
+    path = Path(folder)
+    cfg = _read_json(path / CFG_FILE) if (path / CFG_FILE).is_file() else {}
+    fmt = folder_format(path, cfg)
+    weights, name = {
+        "sae_store": (path / WEIGHTS_FILE, "W_enc"),
+        "saelens": (path / WEIGHTS_FILE, "W_enc"),
+        "sparsify": (path / SPARSIFY_WEIGHTS_FILE, "encoder.weight"),
+        "gemma_scope": (path / GEMMA_SCOPE_FILES[0], "w_enc"),
+    }.get(fmt or "", (path, ""))
+    shape: list[int] = []
+    if weights.is_file():
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                key = next((k for k in f.keys() if k.lower() == name.lower()), None)  # noqa: SIM118
+                shape = list(f.get_slice(key).get_shape()) if key is not None else []
+        except Exception:  # a damaged header: load_sae below names the problem
+            shape = []
+    if len(shape) != 2:  # no SAE, Gemma Scope's params.npz or a damaged file: load it (or its error)
+        sae = load_sae(path).sae
+        return sae.d_in, sae.d_sae
+    d_sae, d_in = shape if fmt == "sparsify" else shape[::-1]
+    return int(d_in), int(d_sae)

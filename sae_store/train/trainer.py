@@ -7,8 +7,9 @@ run needs to continue bit-identically (model, optimizer, step, dead-latent count
 accumulators, torch RNG); the caller adds the data position.
 
 Dead latents are counted in tokens: a latent that has not fired on the last ``dead_window_tokens``
-training tokens is dead (fed to AuxK, and reported as ``dead_fraction`` in the training records and
-as ``dead_fraction_train_window`` at the end).
+training tokens is dead (fed to AuxK). The training records and the final metrics report it as
+``dead_fraction_train_window`` with its window ``dead_window_tokens`` (the whole run while it is
+shorter than the window); ``dead_fraction`` is only ever the held-out metric.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from torch import Tensor
 from sae_store.device import resolve_device
 from sae_store.progress import progress_bar
 from sae_store.train.config import TrainerConfig
+from sae_store.train.discovery import DEAD_METRICS
 from sae_store.train.metrics import EvalResult, held_out_metrics, mean_log10_density
 from sae_store.train.sae import ForwardOutput, SparseAutoencoder
 
@@ -136,10 +138,13 @@ class Trainer:
                 bar.update(1)
                 if self.step % c.log_every == 0 or self.step == c.steps:
                     record = self.log_record()
+                    name = DEAD_METRICS["dead_fraction_train_window"][0]
                     bar.set_postfix(
-                        fvu=f"{record['fvu']:.3f}",
-                        l0=f"{record['l0']:.1f}",
-                        dead=f"{record['dead_fraction']:.2f}",
+                        {
+                            "fvu": f"{record['fvu']:.3f}",
+                            "l0": f"{record['l0']:.1f}",
+                            name: f"{record['dead_fraction_train_window']:.1%}",
+                        }
                     )
                     if on_log is not None:
                         on_log(record)
@@ -161,7 +166,7 @@ class Trainer:
             "lr": self.lr_at(self.step - 1),
             **{k: means[k] for k in ("loss", "mse", "fvu", "l0", "aux_loss", "sparsity_loss")},
             "explained_variance": 1.0 - means["fvu"],
-            "dead_fraction": float(self.dead_mask().double().mean()),
+            **self.training_dead(),
             "mean_log10_density": mean_log10_density(self._fired, self._window_tokens),
             "data_wait_s": means["data_wait_s"],
             "compute_s": means["compute_s"],

@@ -14,16 +14,17 @@ from dask import delayed
 
 from sae_store.analyze.cluster import compute_tasks, make_cluster, open_cluster
 from sae_store.analyze.config import ClusterConfig
+from sae_store.analyze.results import has_analysis
 from sae_store.errors import ConfigError
 from sae_store_cli.main import main
 
 from .synthetic import Built, build_store, make_sae
 
-FAST = ["--cluster", "none", "--bootstrap", "50", "--rho-bootstrap", "20", "--overlap-permutations", "100",
+FAST = ["--cluster", "none", "--bootstrap", "50", "--overlap-permutations", "100",
         "--folds", "3", "--top-samples", "3", "--n-features", "1", "--image-size", "32"]  # fmt: skip
 # each analysis takes only its own options
 FAST_INTERPRET = ["--top-samples", "3", "--n-features", "1"]
-FAST_CROSSLINGUAL = ["--cluster", "none", "--rho-bootstrap", "20", "--overlap-permutations", "100"]
+FAST_CROSSLINGUAL = ["--cluster", "none", "--overlap-permutations", "100"]
 FAST_BIAS = ["--cluster", "none", "--bootstrap", "50"]
 
 
@@ -85,6 +86,31 @@ def test_crosslingual_on_one_language_exits_with_the_reason(
     )
 
 
+def test_one_bootstrap_resample_is_refused_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    built = build_store(tmp_path)
+    out = tmp_path / "o"
+    argv = [
+        "analyze",
+        "bias",
+        str(built.store.path),
+        "--out",
+        str(out),
+        "--cluster",
+        "none",
+        "--bootstrap",
+        "1",
+    ]
+    assert main(argv) == 2
+    expected = (
+        "sae-store analyze: error: --bootstrap must be 0 (no confidence intervals of d) or at least 2 "
+        "resamples, got 1: a BCa interval needs the spread of several resamples (the default is 1000)"
+    )
+    assert capsys.readouterr().err.strip().splitlines()[-1] == expected
+    assert not out.exists() and not has_analysis(built.store, "bias")
+
+
 def test_local_cluster_runs_tasks_in_worker_processes() -> None:
     config = ClusterConfig(kind="local", workers=1, memory_per_worker="1GiB")
     with socket.socket() as taken, warnings.catch_warnings(record=True) as caught:
@@ -137,7 +163,7 @@ def test_results_go_beside_the_store_by_default(built: Built, capsys: pytest.Cap
         (
             "bias",
             ["--alpha", "--bootstrap", "--cluster", "--layers SPEC"],
-            ["--rho-bootstrap", "--bins", "--folds"],
+            ["--overlap-permutations", "--bins", "--folds"],
         ),
         ("crosslingual", ["--top-k", "--saes-by-language"], ["--alpha", "--bins", "--saes DIR"]),
         ("crosslayer", ["--folds", "--probe-c", "--saes DIR"], ["--alpha", "--top-k", "--bins"]),

@@ -7,10 +7,18 @@ import pytest
 from scipy import stats
 
 import sae_store.analyze.matching as matching
-from sae_store.analyze.crosslingual import effect_correlation, paired_correlation, spearman_rows, topk_overlap
+from sae_store.analyze.crosslingual import (
+    effect_correlation,
+    fisher_interval,
+    paired_correlation,
+    spearman_interval,
+    spearman_rows,
+    topk_overlap,
+)
 from sae_store.analyze.matching import lineage, match_features
 from sae_store.analyze.probe import gender_probe
 from sae_store.analyze.run_crosslayer import abs_interval
+from sae_store.analyze.stats import cohens_d
 from sae_store.errors import SaeStoreError
 
 
@@ -42,22 +50,53 @@ def test_spearman_rows_matches_scipy_with_ties() -> None:
     np.testing.assert_allclose(got, [stats.spearmanr(a[i], b[i]).statistic for i in range(4)], rtol=1e-12)
 
 
-def test_effect_correlation_interval_brackets_the_population_value() -> None:
+def test_fisher_interval_with_pearson_variance_equals_scipy() -> None:
+    """The Fisher-z machinery: with var 1 / (n - 3) it is scipy's interval of a Pearson correlation."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=40)
+    y = 0.6 * x + rng.normal(size=40)
+    res = stats.pearsonr(x, y)
+    low, high = fisher_interval(res.statistic, 1.0 / (40 - 3), 0.9)
+    ref = res.confidence_interval(0.9)
+    np.testing.assert_allclose([low, high], [ref.low, ref.high], rtol=1e-12)
+
+
+@pytest.mark.parametrize(("n", "r"), [(20, 0.0), (50, 0.8), (245, 0.95)])
+def test_spearman_interval_covers_the_population_rho_at_its_level(n: int, r: float) -> None:
+    """2,000 simulated data sets of n bivariate-normal pairs with Pearson r, whose population Spearman
+    rho is 6/pi asin(r/2): ~95 % of the 95 % intervals contain it (the binomial SE is 0.5 %)."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2000, n))
+    y = r * x + np.sqrt(1 - r * r) * rng.normal(size=(2000, n))
+    population = 6 / np.pi * np.arcsin(r / 2)
+    rho = spearman_rows(x, y)
+    low, high = spearman_interval(rho, n, 0.95)
+    covered = float(((low <= population) & (population <= high)).mean())
+    assert 0.93 <= covered <= 0.97, covered
+    assert ((low <= rho) & (rho <= high)).all()  # symmetric in z: the estimate is always inside
+
+
+def test_effect_correlation_is_spearman_of_d_with_its_interval() -> None:
     rng = np.random.default_rng(2)
-    n, n_feat = 600, 300
+    n, n_feat = 60, 300
     d_a = rng.normal(0, 0.4, n_feat)
     d_b = 0.8 * d_a + rng.normal(0, 0.2, n_feat)
-    true = spearman_rows(d_a, d_b)[0]
     is_male = np.repeat([True, False], n)
     x_a, x_b = rng.normal(size=(2 * n, n_feat)), rng.normal(size=(2 * n, n_feat))
     x_a[is_male] += d_a
     x_b[is_male] += d_b
     x_a[:, :5] = x_b[:, :5] = 0.0  # never-active features are left out
-    corr = effect_correlation(x_a, x_b, is_male, n_boot=100, level=0.95, seed=0)
+    corr = effect_correlation(x_a, x_b, is_male, level=0.95)
     assert corr.n_features == n_feat - 5
-    assert corr.low < true < corr.high
-    assert corr.low < corr.rho_bias_corrected < corr.high
-    assert corr.rho < true  # sampling noise in d attenuates the observed correlation
+    ref = stats.spearmanr(
+        cohens_d(x_a[is_male, 5:], x_a[~is_male, 5:]), cohens_d(x_b[is_male, 5:], x_b[~is_male, 5:])
+    )
+    assert corr.rho == pytest.approx(ref.statistic, rel=1e-12)
+    z, half = np.arctanh(corr.rho), 1.959964 * np.sqrt((1 + corr.rho**2 / 2) / (n_feat - 5 - 3))
+    assert (corr.low, corr.high) == pytest.approx((np.tanh(z - half), np.tanh(z + half)), rel=1e-6)
+    assert corr.low < corr.rho < corr.high
+    few = effect_correlation(x_a[:, 4:7], x_b[:, 4:7], is_male, level=0.95)  # two features vary
+    assert few.n_features == 2 and np.isnan(few.low) and np.isnan(few.high)
 
 
 def test_paired_correlation_per_feature() -> None:
@@ -111,17 +150,26 @@ def test_lineage_finds_the_rotated_successor() -> None:
     assert (link.cosine > 0.99).all()
 
 
-def test_gender_probe_vs_baseline() -> None:
+def test_gender_probe_vs_chance() -> None:
     rng = np.random.default_rng(7)
     y = rng.random(300) < 0.6
     signal = rng.normal(size=(300, 10))
     signal[:, 0] += 2.5 * y
     strong = gender_probe(signal, y, folds=5, C=1.0, seed=0)
     noise = gender_probe(rng.normal(size=(300, 10)), y, folds=5, C=1.0, seed=0)
-    assert strong.accuracy > 0.85 and strong.ci_low > strong.baseline
-    assert noise.baseline == pytest.approx(y.mean(), abs=0.02)
-    assert noise.ci_low < noise.baseline + 0.05
+    assert strong.accuracy > 0.85 and strong.ci_low > strong.chance_accuracy
+    assert noise.chance_accuracy == max(y.mean(), 1 - y.mean())  # the larger gender's share
+    assert noise.ci_low < noise.chance_accuracy + 0.05
     assert abs(noise.balanced_accuracy - 0.5) < 0.1
+
+
+def test_probe_chance_of_a_balanced_set_is_one_half() -> None:
+    """22 + 22 samples in 5 folds: chance is 0.5, not the 0.45 that guessing each training fold's
+    majority out of fold scores (that majority is always the test fold's minority)."""
+    rng = np.random.default_rng(8)
+    y = np.repeat([True, False], 22)
+    probe = gender_probe(rng.normal(size=(44, 6)), y, folds=5, C=1.0, seed=0)
+    assert probe.chance_accuracy == 0.5
 
 
 def test_abs_interval_of_d() -> None:

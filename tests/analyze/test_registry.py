@@ -60,7 +60,7 @@ def test_a_toy_analysis_runs_in_analyze_all_the_pipeline_and_the_report(
     assert json.loads((out / "count.json").read_text())["n"] == 2 * built.store.layout.n_samples
     saes = str(built.sae_dirs[0].parent)
     argv = ["analyze", "all", store, "--out", str(out), "--saes", saes, "--cluster", "none", "--bootstrap",
-            "0", "--permutations", "0", "--overlap-permutations", "0", "--rho-bootstrap", "0"]  # fmt: skip
+            "0", "--permutations", "0", "--overlap-permutations", "0"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
     assert str(out / "count.json") in capsys.readouterr().out.splitlines()
     report = tmp_path / "report"

@@ -137,7 +137,7 @@ def test_bias_config_round_trip_refuses_unknown_keys() -> None:
 
 
 def test_crosslingual_shared_sae(inputs: Inputs, out_dir: Path) -> None:
-    path = P.crosslingual_step(inputs, CrossLingualConfig(top_k=5, bootstrap=50), out_dir)
+    path = P.crosslingual_step(inputs, CrossLingualConfig(top_k=5), out_dir)
     layer = json.loads(path.read_text())["layers"]["0"]
     assert layer["spearman_d"]["rho"] > 0.8
     assert layer["overlap"]["male"]["count"] >= 3 and layer["overlap"]["male"]["expected"] == pytest.approx(
@@ -168,9 +168,9 @@ def test_crosslingual_refuses_unaligned_saes_and_matches_them(built: Built, inpu
     ):
         run_crosslingual(inputs._replace(features=permuted), CrossLingualConfig())
     decoders = {la: (built.saes[la].W_dec, built.saes[la].W_dec[perm]) for la in (0, 1)}
-    matched = run_crosslingual(inputs._replace(features=permuted), CrossLingualConfig(top_k=5, bootstrap=0),
+    matched = run_crosslingual(inputs._replace(features=permuted), CrossLingualConfig(top_k=5),
                                decoders=decoders)  # fmt: skip
-    shared = run_crosslingual(inputs._replace(features=features), CrossLingualConfig(top_k=5, bootstrap=0))
+    shared = run_crosslingual(inputs._replace(features=features), CrossLingualConfig(top_k=5))
     layer = matched.payload["layers"]["0"]
     assert layer["matching"]["mean_cosine"] == pytest.approx(1.0, abs=1e-5)
     assert layer["spearman_d"]["rho"] == pytest.approx(shared.payload["layers"]["0"]["spearman_d"]["rho"])
@@ -183,7 +183,7 @@ def test_crosslayer_probes_and_lineage(built: Built, inputs: Inputs, out_dir: Pa
     path = P.crosslayer_step(inputs, CrossLayerConfig(folds=3, lineage_top=3), out_dir, decoders=decoders)
     result = json.loads(path.read_text())["layers"]
     en0 = result["0"]["en"]
-    assert en0["probe_sae"]["accuracy"] > 0.9 and en0["probe_sae"]["baseline"] == pytest.approx(0.5)
+    assert en0["probe_sae"]["accuracy"] > 0.9 and en0["probe_sae"]["chance_accuracy"] == 0.5
     assert en0["probe_raw"]["accuracy"] > 0.9 and en0["probe_raw"]["n_features"] == 16
     assert en0["n_significant"] > 0 and en0["max_abs_d"] > 2
     assert len(en0["lineage"]) == 6 and "lineage" not in result["1"]["en"]

@@ -12,7 +12,7 @@ from sae_store.store import ActivationStore
 from sae_store.train.config import SaeConfig
 from sae_store.train.formats import save_sae
 from sae_store.train.sae import build_sae
-from tests.report.synthetic import make_store, write_results
+from tests.report.synthetic import make_store, write_evaluation, write_results
 
 N_FEATURES = 64
 
@@ -37,6 +37,7 @@ def full_store(tmp_path_factory: pytest.TempPathFactory) -> ActivationStore:
     write_sae_weights(
         root / "saes", list(store.layout.layers), d_in=store.layout.hidden_size, d_sae=N_FEATURES
     )
+    write_evaluation(store, root / "saes", root / "results")
     return store
 
 

@@ -43,6 +43,12 @@ def test_overview_shows_volcano_agreement_quality_and_completeness(explorer: Exp
     assert "SAE quality" in text
     assert "<td>2</td><td>topk</td><td>64</td><td>0.800</td><td>8.000</td><td>0.020</td>" in text
     assert "Completeness (40 samples)" in text and "100%" in text
+    # the evaluated SAE set: the best per layer (the only set) by explained variance (no model runs)
+    assert "Which SAE to trust" in text
+    ev = xr.open_zarr(data.store.path, group="evaluation/saes", consolidated=False)
+    for la in ev.layer.values:
+        value = float(ev.reconstruction_total.sel(layer=la, role="all", metric="explained_variance"))
+        assert f"<td>{la}</td><td>saes</td><td>explained_variance</td><td>{value:.3f}</td>" in text
 
 
 def test_feature_page_statistics_top_samples_and_neighbours(explorer: Explorer, full_store: ActivationStore):

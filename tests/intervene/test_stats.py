@@ -14,22 +14,27 @@ def test_paired_stats_match_scipy() -> None:
     rng = np.random.default_rng(1)
     deltas = rng.normal(0.3, 1.0, size=40)
     deltas[[3, 9]] = np.nan  # samples without a value are dropped
-    res = paired_stats(deltas, n_boot=20000, seed=0)
+    res = paired_stats(deltas, n_boot=5000, seed=0)
     finite = deltas[np.isfinite(deltas)]
-    ref = stats.wilcoxon(finite)
+    ref = stats.ttest_1samp(finite, 0.0)  # the test of the same mean the interval is about
     assert res.n == 38
     assert res.mean == pytest.approx(finite.mean())
-    assert res.wilcoxon_statistic == pytest.approx(ref.statistic)
+    assert res.t == pytest.approx(ref.statistic)
     assert res.p_value == pytest.approx(ref.pvalue)
-    boot = stats.bootstrap((finite,), np.mean, n_resamples=20000, method="percentile", random_state=0)
-    assert res.ci_low == pytest.approx(boot.confidence_interval.low, abs=0.03)
-    assert res.ci_high == pytest.approx(boot.confidence_interval.high, abs=0.03)
+    # scipy draws its resamples from the same generator in the same order: the BCa bounds are identical
+    boot = stats.bootstrap((finite,), np.mean, n_resamples=5000, method="BCa", rng=np.random.default_rng(0))
+    assert res.ci_low == pytest.approx(boot.confidence_interval.low, rel=1e-12)
+    assert res.ci_high == pytest.approx(boot.confidence_interval.high, rel=1e-12)
     assert paired_stats(deltas, n_boot=500, seed=4) == paired_stats(deltas, n_boot=500, seed=4)
 
 
 def test_paired_stats_degenerate_cases() -> None:
     zero = paired_stats(np.zeros(5))
     assert (zero.mean, zero.ci_low, zero.ci_high, zero.p_value) == (0.0, 0.0, 0.0, 1.0)
+    constant = paired_stats(np.full(4, 1.5))
+    assert (constant.ci_low, constant.ci_high, constant.p_value) == (1.5, 1.5, 0.0)
+    one = paired_stats(np.array([2.0, np.nan]))
+    assert (one.n, one.mean, one.ci_low, one.ci_high) == (1, 2.0, 2.0, 2.0) and np.isnan(one.p_value)
     empty = paired_stats(np.array([np.nan]))
     assert empty.n == 0 and np.isnan(empty.mean) and np.isnan(empty.p_value)
 
@@ -44,6 +49,26 @@ def test_differential_known_answer() -> None:
     assert diff.ci_low < diff.value < diff.ci_high
     assert diff.ci_high - diff.ci_low < 0.1
     assert (diff.n_male, diff.n_female) == (200, 300)
+
+
+def test_differential_matches_scipy() -> None:
+    """The BCa interval and the Welch test are both about mean(male) - mean(female)."""
+    rng = np.random.default_rng(3)
+    male, female = rng.normal(0.2, 1.0, 30), rng.normal(0.0, 2.0, 25)
+    genders = np.array(["male"] * 30 + ["female"] * 25)
+    diff = differential(np.concatenate([male, female]), genders, n_boot=3000, seed=5)
+    ref = stats.bootstrap(
+        (male, female),
+        lambda a, b, axis=-1: a.mean(axis) - b.mean(axis),
+        method="BCa",
+        n_resamples=3000,
+        rng=np.random.default_rng(5),  # the same draws: male resamples, then female
+    )
+    assert (diff.ci_low, diff.ci_high) == pytest.approx(
+        (ref.confidence_interval.low, ref.confidence_interval.high), rel=1e-12
+    )
+    welch = stats.ttest_ind(male, female, equal_var=False)
+    assert (diff.t, diff.p_value) == pytest.approx((welch.statistic, welch.pvalue), rel=1e-10)
 
 
 def test_differential_needs_both_groups() -> None:

@@ -275,8 +275,8 @@ def make_config(tmp_path: Path) -> Callable[..., PipelineConfig]:
 #: captions, interventions or report (their commands have their own tests); every array kind kept.
 FAST: dict[str, Any] = {
     "layers": [0, 2],
-    "skip": ["caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary",
-             "report"],
+    "skip": ["caption", "export-saes", "evaluate", "intervene-ablate", "intervene-amplify",
+             "intervene-neutralise", "intervene-summary", "report"],
     "sae": {"steps": 20, "batch_size": 256},
     "analysis": {"cluster": "none", "bootstrap": 20, "permutations": 0},
 }  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -37,18 +38,22 @@ def test_local_run_runs_every_step_in_order_with_one_extraction_task(
     assert all(argv[:3] == [sys.executable, "-m", "sae_store_cli"] for argv, _ in runner.calls)
     assert [c[0] for c in commands] == [
         "make-demo-data", "make-tiny-model", "prepare", "init", "extract", "caption", "train", "train",
-        "encode", "analyze", "intervene", "intervene", "intervene", "intervene-summary", "report",
+        "encode", "export-saes", "evaluate", "evaluate", "analyze", "intervene", "intervene", "intervene",
+        "intervene-summary", "report",
     ]  # fmt: skip
     extract = commands[4]
     assert extract[-4:] == ["--task-index", "0", "--task-count", "1"]
     assert [c[-1] for c in commands[6:8]] == ["1", "3"]  # one training run per layer
+    assert [c[-1] for c in commands[10:12]] == ["1", "3"]  # one evaluation per layer, both SAE sets
+    saes = [w for a, w in pairwise(commands[10]) if a == "--saes"]
+    assert saes == [str(cfg.paths.path("saes")), f"pretrained-layout={cfg.paths.run_dir / 'saes-sparsify'}"]
     assert runner.calls[0][1] == {
         "DASK_JOBQUEUE__SLURM__SCHEDULER_OPTIONS__HOST": "127.0.0.1",
         "DASK_JOBQUEUE__SLURM__LOG_DIRECTORY": str(cfg.paths.run_dir / "logs" / "dask"),
     }
-    assert lines[0] == "[1/14] demo-data: demo captions and images"
+    assert lines[0] == "[1/16] demo-data: demo captions and images"
     assert lines[1].startswith("  $ sae-store make-demo-data ")
-    assert lines[2].startswith("[1/14] demo-data: done in ")
+    assert lines[2].startswith("[1/16] demo-data: done in ")
 
 
 def test_failed_step_stops_the_run_with_how_to_resume(make_config: Callable[..., PipelineConfig]) -> None:
@@ -66,7 +71,7 @@ def test_complete_steps_are_skipped(make_config: Callable[..., PipelineConfig]) 
     captions.write_text("image,en_caption,ar_caption\n")
     runner, lines = FakeRunner(), []
     run_pipeline(cfg, runner=runner, echo=lines.append)
-    assert lines[0] == "[1/14] demo-data: already complete, skipped"
+    assert lines[0] == "[1/16] demo-data: already complete, skipped"
     assert runner.calls[0][0][3] == "make-tiny-model"
 
 
@@ -111,7 +116,7 @@ def test_cli_render_writes_one_script_per_step(
     assert main(["jobs", "render", "--config", str(config), "--out", str(tmp_path / "scripts")]) == 0
     written = capsys.readouterr().out.split()
     assert [Path(p).name for p in written][:3] == ["demo-data.sbatch", "tiny-model.sbatch", "prepare.sbatch"]
-    assert len(written) == 14 and all(Path(p).read_text().startswith("#!/bin/bash\n") for p in written)
+    assert len(written) == 16 and all(Path(p).read_text().startswith("#!/bin/bash\n") for p in written)
 
 
 def test_cli_demo_prints_each_output(

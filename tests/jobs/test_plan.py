@@ -30,11 +30,13 @@ def _by_name(
 def test_fresh_demo_run_has_everything_pending(make_config: Callable[..., PipelineConfig]) -> None:
     plans = _by_name(make_config())
     assert list(plans) == [
-        "demo-data", "tiny-model", "prepare", "init", "extract", "caption", "train", "encode", "analyze",
-        "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary", "report",
+        "demo-data", "tiny-model", "prepare", "init", "extract", "caption", "train", "encode", "export-saes",
+        "evaluate", "analyze", "intervene-ablate", "intervene-amplify", "intervene-neutralise",
+        "intervene-summary", "report",
     ]  # fmt: skip
     assert plans["extract"] == ((0, 1, 2), (0, 1, 2)) and plans["encode"][0] == (0, 1, 2)
     assert plans["train"][0] == (0, 1, 2, 3)  # every layer of the demo model
+    assert plans["evaluate"] == ((0, 1, 2, 3), (0, 1, 2, 3))
     assert plans["intervene-ablate"][0] == (2,)  # the demo intervenes at layer 2 only
     local = _by_name(make_config(), slurm=False)
     assert local["extract"] == ((0,), (0,))  # one local task over all samples
@@ -43,8 +45,8 @@ def test_fresh_demo_run_has_everything_pending(make_config: Callable[..., Pipeli
 def test_steps_left_out_by_config(make_config: Callable[..., PipelineConfig]) -> None:
     cfg = make_config(demo=None, layers=[0, 1], skip=["caption"], interventions={"modes": ["amplify"]})
     names = list(_by_name(cfg))
-    assert names == ["prepare", "init", "extract", "train", "encode", "analyze", "intervene-amplify",
-                     "intervene-summary", "report"]  # fmt: skip
+    assert names == ["prepare", "init", "extract", "train", "encode", "evaluate", "analyze",
+                     "intervene-amplify", "intervene-summary", "report"]  # fmt: skip
     with pytest.raises(
         ConfigError, match=r"skip names unknown step\(s\) \['captions'\]; the pipeline's steps"
     ):

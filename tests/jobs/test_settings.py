@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -34,6 +35,7 @@ STEP_OF = {
     "DataConfig": "train",
     "TrainerConfig": "train",
     "EncodeConfig": "encode",
+    "EvaluateConfig": "evaluate",
     "InterventionConfig": "intervene-ablate",
     "BiasConfig": "analyze",
     "CrossLingualConfig": "analyze",
@@ -58,7 +60,7 @@ OTHER = {
     "clevel": 7,
 }
 #: Sections' own keys that are no command's setting (which experiments the pipeline runs).
-PIPELINE_ONLY = {"InterventionPlan"}
+PIPELINE_ONLY = {"InterventionPlan", "EvaluatePlan"}
 #: Keys the pipeline sets from other sections (the step renders them itself).
 ELSEWHERE = {"cluster", "slurm_queue", "slurm_account", "slurm_walltime", "mode"}
 
@@ -169,3 +171,21 @@ def test_read_threads_and_memory_budget_reach_the_provider_of_a_rendered_slurm_j
     assert (config.data.val_fraction, config.trainer.log_every, config.data.layer) == (0.25, 7, 5)
     assert isinstance(config.sae, SaeConfig) and isinstance(config.trainer, TrainerConfig)
     assert EncodeConfig() == build(build_parser().parse_args(["encode", "s", "--saes", "d"]), EncodeConfig)
+
+
+def test_evaluate_holds_out_the_samples_training_held_out_and_runs_the_models_batch(tmp_path: Path) -> None:
+    from sae_store.evaluate.config import EvaluateConfig
+
+    cfg = config_from_dict(
+        {
+            "paths": {"root": str(tmp_path)},
+            "sae": {"val_fraction": 0.25, "seed": 3, "batch_size": 999},
+            "model": {"batch_size": 4},
+            "evaluate": {"saes": ["gs=/models/gemma-scope/layer_{L}", "other"], "folds": 3},
+        }
+    )
+    words = _argv("evaluate", cfg)
+    built = build(build_parser().parse_args(words), EvaluateConfig)
+    assert (built.val_fraction, built.seed, built.batch_size, built.folds) == (0.25, 3, 4, 3)
+    sets = [w for a, w in pairwise(words) if a == "--saes"]
+    assert sets == [str(tmp_path / "saes"), "gs=/models/gemma-scope/layer_{L}", str(tmp_path / "other")]

@@ -111,8 +111,8 @@ def test_failed_array_task_cancels_dependants_and_resubmission_finishes(
         f'if [ "$SLURM_JOB_NAME" = sae-extract ] && [ "${{SLURM_ARRAY_TASK_ID:-}}" = 1 ] && [ -e {flag} ]; '
         'then echo "injected failure of task 1" >&2; exit 3; fi'
     )
-    later = ["caption", "encode", "analyze", "intervene-ablate", "intervene-amplify", "intervene-neutralise",
-             "intervene-summary", "report"]  # fmt: skip
+    later = ["caption", "encode", "export-saes", "evaluate", "analyze", "intervene-ablate",
+             "intervene-amplify", "intervene-neutralise", "intervene-summary", "report"]  # fmt: skip
     cfg = fast_config(tmp_path / "run", skip=later, slurm={"setup": [fail]})
     copy_inputs(reference_run, cfg.paths.run_dir)
     config_file = tmp_path / "run.yaml"

@@ -258,9 +258,7 @@ def write_results(
     inp = open_inputs(store.path)
     layers = list(store.layout.layers)
     bias_step(inp, BiasConfig(min_per_group=9, bootstrap=bootstrap, permutations=permutations), results_dir)
-    crosslingual_step(
-        inp, CrossLingualConfig(min_per_group=9, top_k=10, permutations=50, bootstrap=30), results_dir
-    )
+    crosslingual_step(inp, CrossLingualConfig(min_per_group=9, top_k=10, permutations=50), results_dir)
     crosslayer_step(inp, CrossLayerConfig(min_per_group=9, folds=probe_folds), results_dir)
     rng = np.random.default_rng(seed)
     if inspect:
@@ -274,5 +272,15 @@ def write_results(
         qualitative_step(inp, config, results_dir, layers=layers[-1:])
     if saes_dir is not None:
         write_saes(saes_dir, layers, d_in=store.layout.hidden_size, d_sae=n_features)
+        write_evaluation(store, saes_dir, results_dir)
     if interventions:
         _interventions(store, results_dir, inp.labels, rng, intervention_layers or layers)
+
+
+def write_evaluation(store: ActivationStore, saes_dir: Path, results_dir: Path) -> None:
+    """``sae-store evaluate`` of ``saes_dir`` on every sample (the store has no model: stored metrics and
+    probes only)."""
+    from sae_store.evaluate import EvaluateConfig, evaluate_store
+
+    config = EvaluateConfig(samples="all", behaviour=False, folds=2, probe_k=(1, 2))
+    evaluate_store(store, [str(saes_dir)], config, out_dir=results_dir / "evaluate", progress=False)

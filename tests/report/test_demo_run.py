@@ -60,7 +60,7 @@ def test_report_commands_finish_the_demo_run_and_results_have_every_shape(
     for group in ("features", "generation", "analysis/bias"):
         assert f"{group}/language" in labels, group
     check_tree_exports(store, tmp_path / "tree.nc")
-    groups = ("features", "generation", "analysis")
+    groups = ("features", "generation", "analysis", "evaluation")
     tops = (f.relative_to(store).parts[0] for f in store.rglob("*") if f.is_file())
     on_disk = Counter(top if top in groups else "(root)" for top in tops)
     usage = store_usage(open_store(store))

@@ -117,8 +117,8 @@ def test_cli_prints_the_report_path(bare_store: ActivationStore, tmp_path, capsy
     out = capsys.readouterr().out
     assert f"report:   {tmp_path / 'rep' / 'report.html'}" in out
     assert (
-        "not run yet: sae_quality, bias_layers, volcano, crosslingual, features, qualitative, interventions"
-        in out
+        "not run yet: sae_quality, evaluation, bias_layers, volcano, crosslingual, features, qualitative, "
+        "interventions" in out
     )
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())["sections"]["store_usage"]
     assert summary["quota"] == 1000 and summary["problems"][0].startswith("projected size")

@@ -32,7 +32,25 @@ def test_every_section_ran_on_a_complete_set_of_results(full_report: ReportResul
         "feature_dashboards.png",
         "intervention_effects.png",
         "dose_response.png",
+        "evaluation.png",
     } <= names
+
+
+def test_evaluation_shows_each_sets_stored_numbers(full_store: ActivationStore, full_report: ReportResult):
+    import xarray as xr
+
+    section = _sections(full_report)["evaluation"]
+    ds = xr.open_zarr(full_store.path, group="evaluation/saes", consolidated=False)
+    rows = {r["layer"]: r for r in section["per_layer"]}
+    assert sorted(rows) == ds.layer.values.tolist()
+    for layer, row in rows.items():
+        total = ds.reconstruction_total.sel(layer=layer, role="all")
+        assert row["explained_variance"] == float(total.sel(metric="explained_variance"))
+        assert row["l0"] == float(total.sel(metric="l0"))
+    best = section["best"]
+    assert [(b["layer"], b["best"], b["by"]) for b in best] == [
+        (la, "saes", "explained_variance") for la in rows
+    ]
 
 
 def test_probe_accuracies_are_those_of_crosslayer(full_store: ActivationStore, full_report: ReportResult):
@@ -51,8 +69,16 @@ def test_crosslingual_correlations_are_those_stored(full_store: ActivationStore,
     assert section["languages"] == ["en", "ar"]
     rows = {r["layer"]: r for r in section["per_layer"]}
     for layer in ds["layer"].values:
-        for name in ("rho", "rho_low", "rho_high", "overlap_abs_count", "overlap_abs_expected"):
+        for name in (
+            "rho",
+            "rho_low",
+            "rho_high",
+            "rho_n_features",
+            "overlap_abs_count",
+            "overlap_abs_expected",
+        ):
             assert rows[int(layer)][name] == float(ds[name].sel(layer=layer))
+        assert rows[int(layer)]["rho_low"] <= rows[int(layer)]["rho"] <= rows[int(layer)]["rho_high"]
 
 
 def test_interventions_match_the_cross_layer_json(full_store: ActivationStore, full_report: ReportResult):
@@ -67,6 +93,9 @@ def test_interventions_match_the_cross_layer_json(full_store: ActivationStore, f
         assert [r["CI low"], r["CI high"]] == entry["differential_ci"]
         assert r["random"] == entry["random_differential"]
         assert r["targeted/random"] == entry["targeted_random_ratio"]
+        # each p-value beside the quantity it tests
+        assert r["differential p (Welch)"] == entry["differential_p"]
+        assert (r["mean effect"], r["mean effect p (t)"]) == (entry["effect_mean"], entry["effect_p_value"])
     dose = _sections(full_report)["interventions"]["dose_response"]
     amplify = json.loads(
         (results_dir(full_store) / "intervene" / "male_biased_amplification_layer_1.json").read_text()
@@ -89,8 +118,11 @@ def test_sae_quality_is_read_from_cfg_json(full_store: ActivationStore, full_rep
         val = json.loads((saes / f"layer_{r['layer']}" / "cfg.json").read_text())["sae_store"]["metrics"][
             "val"
         ]
-        assert (r["fvu"], r["l0"], r["dead_fraction"]) == (val["fvu"], val["l0"], val["dead_fraction"])
+        assert (r["fvu"], r["l0"]) == (val["fvu"], val["l0"])
+        # each dead-latent metric under its one name, beside the tokens it was measured on
+        assert (r["dead on held-out tokens"], r["held-out tokens"]) == (val["dead_fraction"], val["tokens"])
         assert r["dead in training window"] == val["dead_fraction_train_window"]
+        assert "dead_fraction" not in r and "dead fraction" not in r
         assert r["training window (tokens)"] == val["dead_window_tokens"] == 200_000
         splice = json.loads((intervene / f"male_biased_ablation_layer_{r['layer']}.json").read_text())
         assert r["CE recovered en"] == splice["languages"]["en"]["splice_quality"]["ce_recovered"]
@@ -153,7 +185,7 @@ def test_volcano_draws_every_significant_feature(full_store: ActivationStore, th
 
 
 def test_interval_that_excludes_its_estimate_still_draws(full_store: ActivationStore, tmp_path):
-    """Bootstrap percentile intervals need not contain the estimate: drawn as segments, not error bars."""
+    """An interval need not contain the estimate drawn with it: whiskers are based at its bounds."""
     from sae_store.report.bias_sections import bias_layers_section
     from sae_store.report.plotting import save_png
 

@@ -91,7 +91,8 @@ def test_metrics_records_and_dead_latents():
     r = records[-1]
     assert r["l0"] == 2.0 and r["tokens"] == 30 * 16
     assert r["explained_variance"] == pytest.approx(1 - r["fvu"])
-    assert 4 / 32 <= r["dead_fraction"] < 1
+    assert 4 / 32 <= r["dead_fraction_train_window"] < 1 and r["dead_window_tokens"] == 5 * 16
+    assert "dead_fraction" not in r  # the held-out metric's name only
     assert bool(trainer.dead_mask()[:4].all())
     # density: each token fires 2 of 32 latents, so the mean density is 2/32; log10 of it is below
     assert r["mean_log10_density"] <= math.log10(2 / 32)
@@ -140,7 +141,7 @@ def test_state_dict_continues_exactly(arch):
     second.fit(iter(data[17:]), on_log=logs_b.append, progress=False)
     for name, value in straight.sae.state_dict().items():
         assert torch.equal(value, second.sae.state_dict()[name]), name
-    keys = ("loss", "mse", "fvu", "l0", "dead_fraction", "mean_log10_density")
+    keys = ("loss", "mse", "fvu", "l0", "dead_fraction_train_window", "mean_log10_density")
     assert [{k: r[k] for k in keys} for r in logs_a[-3:]] == [{k: r[k] for k in keys} for r in logs_b[-3:]]
 
 

@@ -1,0 +1,151 @@
+"""``sae-store evaluate``: which SAE set to trust, per layer, on the store's own tokens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from sae_store.arraytask import task_layer
+from sae_store.errors import ConfigError
+from sae_store.evaluate.config import EvaluateConfig
+from sae_store.models.config import ModelRunConfig
+
+from .options import (
+    add_command,
+    add_images,
+    add_json,
+    add_layer,
+    add_layers,
+    add_model,
+    add_overwrite,
+    add_progress,
+    add_saes,
+    add_settings,
+    add_store,
+    build,
+    layers_from_args,
+)
+
+#: Columns of the comparison printed per (layer, set), with their headers.
+_COLUMNS = {
+    "explained_variance": "EV",
+    "explained_variance_legacy": "EV legacy",
+    "l0": "L0",
+    "dead_fraction": "dead",
+    "dense_fraction": "dense",
+    "ce_loss_score:image": "CE rec. image",
+    "ce_loss_score:all": "CE rec. all",
+    "kl_div_score:all": "KL score all",
+    "gender probe top-1 latent": "gender top-1",
+    "gender probe raw": "gender raw",
+}
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.3f}"
+    return str(value)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Compare SAE sets per layer on the store's held-out samples, split by token role and language.
+
+    Each --saes set (ours, SAELens, sparsify, Gemma Scope; NAME=DIR names it) is measured on the same
+    samples: reconstruction and sparsity (SAEBench's core metrics, explained variance by the correct and the
+    legacy formula) per token role and language from the stored activations; CE loss recovered and KL score
+    with the SAE spliced into the model, teacher-forcing the reference captions; sparse probes of gender
+    and language beside probes on the raw activations. Results go to the store's evaluation/<set> groups and
+    SAEBench-layout JSON; the best set per layer is printed. Resumable; --layer L runs one layer (an sbatch
+    array over layers).
+    """
+    from sae_store.evaluate.run import evaluate_store
+    from sae_store.store import open_store
+
+    if args.layer is not None and args.layers is not None:
+        raise ConfigError("pass --layer L (one layer, an array task) or --layers SPEC, not both")
+    layers = layers_from_args(args)
+    if args.layer is not None or (layers is None and "SLURM_ARRAY_TASK_ID" in os.environ):
+        layers = (task_layer(args.layer),)
+    config = build(args, EvaluateConfig)
+    store = open_store(args.store)
+    outcome = evaluate_store(
+        store,
+        args.saes,
+        config,
+        layers=layers,
+        out_dir=args.out,
+        model=args.model,
+        images_dir=args.images,
+        model_config=build(args, ModelRunConfig),
+        overwrite=args.overwrite,
+        progress=not args.no_progress and not args.json,
+    )
+    if args.json:
+        payload = {
+            "evaluated": outcome.evaluated,
+            "already_complete": outcome.done_before,
+            "absent": {k: v for k, v in outcome.absent.items() if v},
+            "no_tokens": outcome.empty,
+            "behaviour": outcome.behaviour,
+            "comparison": json.loads(outcome.table.to_json(orient="records")),
+            "best": json.loads(outcome.best.to_json(orient="records")),
+            "files": [str(p) for p in outcome.files],
+        }
+        print(json.dumps(payload, indent=2))
+        return 0
+    for name, layers_done in outcome.evaluated.items():
+        print(f"{name}: evaluated layer(s) {layers_done}")
+    for name, layers_done in outcome.done_before.items():
+        print(f"{name}: layer(s) {layers_done} were evaluated before (--overwrite evaluates them again)")
+    for name, missing in outcome.absent.items():
+        if missing:
+            print(f"{name}: no SAE for layer(s) {missing}, not evaluated there")
+    for name, by_layer in outcome.empty.items():
+        for layer, splits in by_layer.items():
+            print(f"{name} layer {layer}: no tokens in {', '.join(splits)} (those splits have no metrics)")
+    print(f"model runs (CE loss recovered, KL score): {outcome.behaviour}")
+    shown = [c for c in _COLUMNS if c in outcome.table]
+    if shown:
+        print("\n" + " | ".join(["layer", "set", *(_COLUMNS[c] for c in shown)]))
+        for record in outcome.table.to_dict(orient="records"):
+            print(" | ".join([str(record["layer"]), str(record["set"]), *(_cell(record[c]) for c in shown)]))
+    if len(outcome.best):
+        print(f"\nbest per layer (by {config.rank_by}; explained variance where it was not measured):")
+        for row in outcome.best.to_dict(orient="records"):
+            second = row["runner-up"]
+            versus = f", {row['margin']:+.3f} over {second}" if second else ""
+            versus = f", tied with {second}" if row["tie"] else versus
+            print(f"  layer {row['layer']}: {row['best']} ({row['by']} {row['value']:.3f}{versus})")
+    if outcome.files:
+        print(f"\nresults: {args.store}/evaluation/<set>, {Path(outcome.files[0]).parent.parent}/")
+    return 0
+
+
+def _add_evaluate(subparsers: Any) -> None:
+    p = add_command(subparsers, "evaluate", _evaluate)
+    add_store(p)
+    add_saes(p, required=True, repeat=True)
+    add_layers(p, "layers to evaluate", "every layer of the store")
+    add_layer(p)
+    add_model(p)
+    add_images(p)
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="SAEBench-layout JSON folder (default: results/evaluate beside the store)",
+    )
+    add_settings(p, EvaluateConfig, title="evaluation")
+    add_settings(p, ModelRunConfig, title="model runs")
+    add_overwrite(
+        p, "evaluate the layers again; a set's group made with other settings is replaced (all its layers)"
+    )
+    add_json(p)
+    add_progress(p)
+
+
+COMMANDS = {"evaluate": _add_evaluate}
