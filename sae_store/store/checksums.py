@@ -128,7 +128,11 @@ def _rebuild(store_path: Path, key: str, meta: dict[str, Any], dst: Path) -> Non
     first = meta["codecs"][0]
     if first["name"] != "sharding_indexed":
         values = zarr.open_array(str(src), mode="r")[...]
-        zarr.open_array(str(dst), mode="r+", config={"write_empty_chunks": written_whole(key)})[...] = values
+        zarr.open_array(
+            str(dst),
+            mode="r+",
+            config={"write_empty_chunks": written_whole(key, tuple(meta.get("dimension_names") or ()))},
+        )[...] = values
         return
     shard = meta["chunk_grid"]["configuration"]["chunk_shape"]
     chunk = first["configuration"]["chunk_shape"]

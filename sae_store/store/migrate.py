@@ -273,7 +273,7 @@ def _migrate_result(store: ActivationStore, path: str, work: Path) -> None:
 def _build(staging: zarr.Group, plan: _Plan, folder: Path) -> None:
     """Build ``plan``'s array as ``folder`` (a member of ``staging``)."""
     arr = create_array(staging, folder.name, plan.spec, plan.shape)
-    if written_whole(plan.key):
+    if written_whole(plan.key, plan.spec.dims):
         arr = arr.with_config({"write_empty_chunks": True})
     nbytes = int(np.prod(plan.shape)) * arr.dtype.itemsize
     if S.SAMPLE not in plan.spec.dims or nbytes <= _COPY_WHOLE_BYTES:

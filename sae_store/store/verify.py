@@ -172,7 +172,7 @@ def _check_existence(inv: _Inventory) -> None:
                         f"the flags were lost; `{redo}` redoes the block", notice=True)  # fmt: skip
     for key, arr in inv.arrays.items():
         checked = has_checksum(getattr(arr.metadata, "codecs", ()))
-        whole = key in LABEL_ARRAYS or (checked and written_whole(key))
+        whole = key in LABEL_ARRAYS or (checked and written_whole(key, dims(arr)))
         for chunk in whole_keys(arr) if whole and inv.store.layout.n_samples else ():
             inv.missing_file(key, chunk, "every file of this array is written")
 

@@ -30,10 +30,14 @@ FLOAT16_MAX = 65504.0
 LABEL_ARRAYS = (S.SAMPLE, S.IMAGE, S.GENDER, S.GENDER_CODE, S.LANGUAGE, S.LANGUAGE_CODE)
 
 
-def written_whole(key: str) -> bool:
-    """Whether every file of array ``key`` is written, fill values too, when the array has checksums
-    (results, and the root's captions, which may be empty)."""
-    return key.startswith(f"{S.ANALYSIS}/") or key == S.CAPTION
+def written_whole(key: str, array_dims: tuple[str, ...]) -> bool:
+    """Whether every file of array ``key`` (dimensions ``array_dims``) is written, fill values too, when
+    the array has checksums: results, the root's captions (which may be empty), and the coordinates
+    and label codes of the groups written block by block."""
+    in_group = key.split("/")[0] in FLAGGED_GROUPS and "/" in key
+    return (
+        key.startswith(f"{S.ANALYSIS}/") or key == S.CAPTION or (in_group and is_coordinate(key, array_dims))
+    )
 
 
 def dims(arr: zarr.Array) -> tuple[str, ...]:
