@@ -107,7 +107,8 @@ class _Inventory:
             self.damaged.add(key)
         group = key.rpartition("/")[0]
         # a result, or a group's coordinates or metadata: the whole group is written again
-        result = group.startswith(S.ANALYSIS) or (bool(group) and region.samples is None)
+        coordinate = key in self.arrays and is_coordinate(key, dims(self.arrays[key]))
+        result = group.startswith(S.ANALYSIS) or (bool(group) and (region.samples is None or coordinate))
         redo = redo_command(self.store.path, self.store.attrs, key)
         if not group and whole_group:
             redo = None  # the root's metadata: made by init

@@ -144,7 +144,8 @@ def test_repair_and_the_named_command_restore_the_store_bit_for_bit(
     assert report.problems[0].notice or all("redoes it" in x or "writes it again" in x for x in done), done
     for command in report.redo_commands():
         _run(command, store)
-    assert verify_store(open_store(store)).ok
+    after = verify_store(open_store(store))
+    assert after.ok, after.render()
     assert_same_files(store, whole)
 
 
