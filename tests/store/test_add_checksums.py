@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import shutil
 import signal
 from pathlib import Path
@@ -13,7 +11,6 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from sae_store.faults import ENV_VAR
 from sae_store.store import create as create_module
 from sae_store.store import open_store
 from sae_store.store import schema as S
@@ -24,6 +21,7 @@ from sae_store.store.verify import verify_store
 from sae_store_cli.main import main
 from tests.extract.helpers import assert_same_arrays
 
+from .test_migrate import _run_migration
 from .test_usage_status import fill_block
 
 SWAP_POINTS = ["migrate.built", "migrate.moved_aside", "migrate.swapped", "migrate.array_done"]
@@ -89,17 +87,6 @@ def test_damage_in_an_old_store_is_refused_not_sealed(old: Path, capsys) -> None
     assert S.ACTIVATIONS in arrays_without_checksums(old)
 
 
-def _migrate(path: Path, kill_at: str) -> int | None:
-    def child() -> None:
-        os.environ[ENV_VAR] = kill_at
-        migrate_store(path)
-
-    proc = multiprocessing.get_context("fork").Process(target=child)
-    proc.start()
-    proc.join(60)
-    return proc.exitcode
-
-
 @pytest.mark.parametrize("point", SWAP_POINTS)
 def test_adding_checksums_killed_at_each_step_is_finished_by_a_rerun(
     old: Path, tmp_path: Path, point
@@ -107,7 +94,7 @@ def test_adding_checksums_killed_at_each_step_is_finished_by_a_rerun(
     whole = tmp_path / "whole.zarr"
     shutil.copytree(old, whole)
     migrate_store(whole)
-    assert _migrate(old, point) == -signal.SIGKILL
+    assert _run_migration(old, point) == -signal.SIGKILL
     migrate_store(old)
     assert arrays_without_checksums(old) == []
     assert_same_arrays(old, whole)
