@@ -1,9 +1,12 @@
-"""SAE training data path: provider throughput streaming from the store vs sampling in RAM, peak memory
-under a budget below the data size, and training steps split into data wait vs compute.
+"""SAE training data path: provider throughput with the layer resident on the device (here the host),
+sampled in RAM and streamed from the store; peak memory under a budget below the data size; steps
+without host reads vs steps that read the device every step; several SAEs from one data pass vs one
+pass each.
 
 A synthetic store of Gemma-3-4B width (2560) with one layer, two languages and bf16-rounded values;
-the provider reads whole shard blocks into a shuffle buffer (with a prefetch thread) when the data
-does not fit its memory budget, and loads it once and samples in RAM when it does.
+the provider keeps the layer on the training device when it fits ``device_memory``, else reads whole
+shard blocks into a shuffle buffer (with a prefetch thread) when the data does not fit its memory
+budget, and loads it once and samples in RAM when it does.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import statistics
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import torch
 
 from benchmarks.bench_store import gemma_roles, synthetic_inputs
 from benchmarks.run import result
+from benchmarks.train_timing import pass_vs_separate, sync_ratio
 from sae_store.store import StoreConfig, create_store, open_store
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
@@ -36,6 +41,8 @@ TOKENS = {"en": 278, "ar": 284}
 BATCH = 4096
 N_BATCHES = 40
 ROUNDS = 5
+SYNC_BLOCKS, SYNC_STEPS = 4, 3
+PASS_KS, PASS_BATCH, PASS_STEPS, PASS_ROUNDS = (16, 32, 64), 1024, 6, 2
 
 
 def _make_store(path: Path) -> Path:
@@ -63,7 +70,7 @@ def _throughput(providers: dict[str, StoreDataProvider]) -> tuple[dict[str, list
     once and is kept across rounds)."""
     rates: dict[str, list[float]] = {k: [] for k in providers}
     first: dict[str, float] = {}
-    kept = {}
+    kept: dict[str, Any] = {}
     for _ in range(ROUNDS):
         for name, provider in providers.items():
             t0 = time.perf_counter()
@@ -82,13 +89,12 @@ def _throughput(providers: dict[str, StoreDataProvider]) -> tuple[dict[str, list
     return rates, first
 
 
-def _peak_rss(path: str, budget: int, n_batches: int, queue: Any) -> None:
-    """In a fresh process: RSS above the post-import baseline while streaming (sampled every 5 ms)."""
+def _peak_rss(path: str, budget: int, device_memory: str, n_batches: int, queue: Any) -> None:
+    """In a fresh process: RSS above the post-import baseline while drawing batches (sampled every 5 ms)."""
     torch.set_num_threads(1)
     proc = psutil.Process()
-    provider = StoreDataProvider(
-        open_store(path), DataConfig(layer=0, batch_size=BATCH, memory_budget=budget)
-    )
+    config = DataConfig(layer=0, batch_size=BATCH, memory_budget=budget, device_memory=device_memory)
+    provider = StoreDataProvider(open_store(path), config)
     base = proc.memory_info().rss
     peak = [base]
     done = threading.Event()
@@ -109,51 +115,18 @@ def _peak_rss(path: str, budget: int, n_batches: int, queue: Any) -> None:
     queue.put((peak[0] - base, provider.summary.units_per_round, provider.summary.in_memory))
 
 
-def _rss_in_subprocess(path: Path, budget: int, n_batches: int) -> tuple[int, int, bool]:
+def _rss_in_subprocess(path: Path, budget: int, device_memory: str, n_batches: int) -> tuple[int, int, bool]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    p = ctx.Process(target=_peak_rss, args=(str(path), budget, n_batches, queue))
+    p = ctx.Process(target=_peak_rss, args=(str(path), budget, device_memory, n_batches, queue))
     p.start()
     result = queue.get(timeout=600)
     p.join()
-    return result  # type: ignore[no-any-return]
+    return result
 
 
-def _train_steps(
-    provider: StoreDataProvider, steps: int, expansion: int, device: str = "cpu"
-) -> dict[str, float]:
-    """A TopK SAE trained from ``provider``; the last record averages all steps but the first (warm-up)."""
-    sae = build_sae(SaeConfig(architecture="topk", d_in=HIDDEN, expansion=expansion, k=64), seed=0)
-    trainer = Trainer(sae, TrainerConfig(steps=steps, lr=3e-4, log_every=1, lr_warmup_steps=1, device=device))
-    records: list[dict[str, Any]] = []
-    stream = provider.batches(scale=provider.estimate_scale())
-    trainer.fit(stream, on_log=records.append, progress=False)
-    stream.close()
-    rest = records[1:]
-    wait, compute = (float(np.mean([r[k] for r in rest])) for k in ("data_wait_s", "compute_s"))
-    return {"steps_per_s": 1 / (wait + compute), "data_wait_s": wait, "compute_s": compute}
-
-
-def _gpu_lines(store_path: Path, budget: int) -> tuple[list[str], dict[str, Any]]:
-    """Steps of a Gemma-Scope-sized SAE on the GPU, fed by the streamed and by the in-RAM provider."""
-    store = open_store(store_path)
-    out: dict[str, Any] = {}
-    lines = [
-        "",
-        f"On the GPU ({torch.cuda.get_device_name()}), d_sae {8 * HIDDEN}, batches of {BATCH}:",
-        "",
-        "| provider | steps/s | data wait per step | compute per step |",
-        "| --- | --- | --- | --- |",
-    ]
-    for label, memory in (("streamed (budget a quarter of the data)", budget), ("in RAM", 8 * 1024**3)):
-        provider = StoreDataProvider(store, DataConfig(layer=0, batch_size=BATCH, memory_budget=memory))
-        r = _train_steps(provider, steps=25, expansion=8, device="cuda")
-        out[label] = r
-        lines.append(
-            f"| {label} | {r['steps_per_s']:.1f} | {r['data_wait_s'] * 1e3:.1f} ms | "
-            f"{r['compute_s'] * 1e3:.1f} ms |"
-        )
-    return lines, out
+def _sae(expansion: int = 1, k: int = 64) -> SaeConfig:
+    return SaeConfig(architecture="topk", d_in=HIDDEN, expansion=expansion, k=k)
 
 
 def main() -> dict[str, Any]:
@@ -161,37 +134,42 @@ def main() -> dict[str, Any]:
     try:
         path = _make_store(tmp / "store.zarr")
         store = open_store(path)
-        big = DataConfig(layer=0, batch_size=BATCH, memory_budget=8 * 1024**3)
+        resident = StoreDataProvider(store, DataConfig(layer=0, batch_size=BATCH))
+        big = DataConfig(layer=0, batch_size=BATCH, memory_budget=8 * 1024**3, device_memory="0")
         in_ram = StoreDataProvider(store, big)
         data_bytes = in_ram.summary.train_tokens * HIDDEN * 4
         budget = data_bytes // 4
-        small = DataConfig(layer=0, batch_size=BATCH, memory_budget=budget)
+        small = DataConfig(layer=0, batch_size=BATCH, memory_budget=budget, device_memory="0")
         streaming = StoreDataProvider(store, small)
-        no_prefetch = StoreDataProvider(
-            store, DataConfig(layer=0, batch_size=BATCH, memory_budget=budget, prefetch=False)
-        )
-        rates, first = _throughput({"ram": in_ram, "stream": streaming, "plain": no_prefetch})
-        rss_stream, per_round, _ = _rss_in_subprocess(path, budget, N_BATCHES)
-        rss_ram, _, _ = _rss_in_subprocess(path, 8 * 1024**3, 10)
-        for_training = StoreDataProvider(store, DataConfig(layer=0, batch_size=1024, memory_budget=budget))
-        train = _train_steps(for_training, steps=4, expansion=2)
-        gpu_lines, gpu = _gpu_lines(path, budget) if torch.cuda.is_available() else ([], {})
+        no_prefetch = StoreDataProvider(store, replace(small, prefetch=False))
+        providers = {"resident": resident, "ram": in_ram, "stream": streaming, "plain": no_prefetch}
+        rates, first = _throughput(providers)
+        rss_stream, per_round, _ = _rss_in_subprocess(path, budget, "0", N_BATCHES)
+        rss_resident, _, _ = _rss_in_subprocess(path, budget, "50%", 10)
+        scale = streaming.estimate_scale()
+        trainer = TrainerConfig(steps=10**6, lr=3e-4, lr_warmup_steps=1, log_every=10**6, device="cpu")
+        sync = sync_ratio(lambda: Trainer(build_sae(_sae(2), seed=0), trainer),
+                          resident.batches(scale=scale), blocks=SYNC_BLOCKS, steps=SYNC_STEPS)  # fmt: skip
+        small_batches = StoreDataProvider(store, replace(small, batch_size=PASS_BATCH))
+        sweep = [_sae(k=k) for k in PASS_KS]
+        multi = pass_vs_separate(small_batches, sweep, replace(trainer, steps=PASS_STEPS, log_every=50),
+                                 scale=scale, rounds=PASS_ROUNDS)  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     mb = 1024**2
     s = streaming.summary
     med = {k: statistics.median(v) for k, v in rates.items()}
-    ram_rate, stream_rate, plain_rate = med["ram"], med["stream"], med["plain"]
+    ram_rate = med["ram"]
     each = {k: ", ".join(f"{x / 1e3:.0f}k" for x in v) for k, v in rates.items()}
     rows = [
+        (f"resident ({resident.summary.device}, bf16, drawn there)", "resident",
+         f"load {first['resident']:.1f} s"),
         ("in RAM (loaded once, sampled)", "ram", f"load {first['ram']:.1f} s"),
-        (
-            f"streamed, shuffle buffer of {per_round} blocks + prefetch",
-            "stream",
-            f"first batch {first['stream']:.1f} s",
-        ),
+        (f"streamed, shuffle buffer of {per_round} blocks + prefetch", "stream",
+         f"first batch {first['stream']:.1f} s"),
         ("streamed, no prefetch", "plain", ""),
-    ]
+    ]  # fmt: skip
+    m = multi["median"]
     lines = [
         f"One layer, 2 languages x {N_SAMPLES} samples x ~280 tokens x {HIDDEN} (image+text tokens, "
         "split by special tokens as in Gemma 3's prompt: "
@@ -210,24 +188,37 @@ def main() -> dict[str, Any]:
         f"Peak memory above baseline while streaming with a budget of {budget / mb:.0f} MiB (a quarter of "
         f"the data): **{rss_stream / mb:.0f} MiB** ({'within' if rss_stream <= budget else 'OVER'} the "
         "budget, which counts two batches, the read threads' one-sample buffers and two shuffle buffers); "
-        f"loading everything in RAM: {rss_ram / mb:.0f} MiB.",
+        f"the layer resident (bf16): {rss_resident / mb:.0f} MiB.",
         "",
-        f"Training a TopK SAE (d_in {HIDDEN}, d_sae {2 * HIDDEN}, k 64, batches of 1024, CPU) from the "
-        f"streamed provider: {train['steps_per_s']:.2f} steps/s; per step {train['compute_s'] * 1e3:.0f} ms "
-        "compute vs "
-        f"{train['data_wait_s'] * 1e3:.1f} ms waiting for data "
-        f"({train['data_wait_s'] / (train['data_wait_s'] + train['compute_s']):.1%} of the step).",
-        *gpu_lines,
+        f"Steps without host reads vs steps reading six values and synchronising every step (as the trainer "
+        f"did before): TopK, d_in {HIDDEN}, d_sae {2 * HIDDEN}, k 64, batches of {BATCH} from the resident "
+        f"provider, CPU; {SYNC_BLOCKS} interleaved blocks of {SYNC_STEPS} steps, the same batches: tokens/s "
+        f"ratio per block {', '.join(f'{r:.2f}' for r in sync['ratios'])}, median **{sync['median']:.2f}x** "
+        "(on a CPU a read waits for nothing; on a GPU it waits for the queued work: `gpu_train.py`).",
+        "",
+        f"{len(PASS_KS)} TopK SAEs (k {', '.join(map(str, PASS_KS))}; d_in = d_sae = {HIDDEN}) for "
+        f"{PASS_STEPS} steps of {PASS_BATCH} vectors from the streamed provider, one pass vs one pass each "
+        f"(median of {PASS_ROUNDS} interleaved rounds): **{m['pass']['seconds']:.1f} s vs "
+        f"{m['separate']['seconds']:.1f} s** ({m['separate']['seconds'] / m['pass']['seconds']:.2f}x); "
+        f"waiting for data, per SAE: {m['pass']['data_s_per_sae']:.2f} s vs "
+        f"{m['separate']['data_s_per_sae']:.2f} s "
+        f"({m['pass']['data_s_per_sae'] / max(m['separate']['data_s_per_sae'], 1e-9):.2f}x).",
     ]
     return result(
-        "SAE training: data provider throughput, memory and step time",
+        "SAE training: data provider throughput, memory, host reads and shared passes",
         lines,
-        vectors_per_s={"in_ram": ram_rate, "streamed": stream_rate, "streamed_no_prefetch": plain_rate},
+        vectors_per_s=med,
         rounds=rates,
-        stream_vs_ram=stream_rate / ram_rate,
-        peak_rss_bytes={"streamed": rss_stream, "in_ram": rss_ram, "budget": budget, "data": data_bytes},
-        train_step=train,
-        gpu_train_step=gpu,
+        stream_vs_ram=med["stream"] / ram_rate,
+        resident_vs_ram=med["resident"] / ram_rate,
+        peak_rss_bytes={
+            "streamed": rss_stream,
+            "resident": rss_resident,
+            "budget": budget,
+            "data": data_bytes,
+        },
+        sync=sync,
+        multi_sae=multi,
     )
 
 

@@ -7,7 +7,6 @@ reads, ``--saes`` if it reads the SAEs, the cluster's settings if it runs on one
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from sae_store.analyze.config import ClusterConfig
@@ -16,21 +15,20 @@ from sae_store.configbase import declared
 from sae_store.errors import SaeStoreError
 
 from .options import (
-    add_command,
-    add_group,
+    add_languages,
     add_layers,
+    add_results,
     add_saes,
     add_settings,
     add_store,
     build,
+    languages_from_args,
     layers_from_args,
+    parse_words,
 )
+from .parser import add_command, add_group, add_old_name, show
 
 _ALL_HELP = "every analysis in order (those needing two languages only when two are analysed)"
-
-
-def _words(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _ints(text: str) -> list[int]:
@@ -53,11 +51,11 @@ def _pairs(items: list[str]) -> dict[str, str]:
 _INPUTS: dict[str, tuple[str, dict[str, Any]]] = {
     "features": (
         "--features",
-        {"type": _ints, "metavar": "F,F", "help": "features to inspect (default: top biased)"},
+        {"type": _ints, "metavar": "N,N,...", "help": "features to inspect (default: top biased)"},
     ),
     "samples": (
-        "--samples",
-        {"type": _words, "metavar": "IDS", "help": "samples for the qualitative table, e.g. s1,s2"},
+        "--sample-ids",
+        {"metavar": "IDS", "help": "samples for the qualitative table, e.g. s1,s2 (default: random ones)"},
     ),
     "model": (
         "--model",
@@ -68,58 +66,58 @@ _INPUTS: dict[str, tuple[str, dict[str, Any]]] = {
         {
             "nargs": "+",
             "metavar": "LANG=DIR",
-            "help": "separately trained SAEs per language (matched by decoder cosine)",
+            "help": "separately trained SAEs per language, matched by decoder cosine (default: --saes)",
         },
     ),
 }
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sae_store.analyze.context import run_analyses
-
     analyses = list(ANALYSES) if args.which == "all" else [ANALYSES[args.which]]
     configs = {a.config: build(args, a.config) for a in analyses}
+    cluster = build(args, ClusterConfig) if any(a.cluster for a in analyses) else None
+    context = {
+        "layers": list(layers_from_args(args) or ()) or None,
+        "languages": languages_from_args(args),
+        "saes_spec": getattr(args, "saes", None),
+        "saes_by_language": _pairs(args.saes_by_language)
+        if getattr(args, "saes_by_language", None)
+        else None,
+        "features": getattr(args, "features", None),
+        "samples": parse_words(args.sample_ids, "--sample-ids")
+        if getattr(args, "sample_ids", None)
+        else None,
+        "model": getattr(args, "model", None),
+    }
+    from sae_store.analyze.context import run_analyses
+
     written = run_analyses(
         args.store,
         args.which,
         configs,
-        out_dir=args.out,
-        cluster=build(args, ClusterConfig) if any(a.cluster for a in analyses) else None,
+        out_dir=args.results,
+        cluster=cluster,
         features_group=args.features_group,
-        layers=list(layers_from_args(args) or ()) or None,
-        languages=args.languages,
-        saes_spec=getattr(args, "saes", None),
-        saes_by_language=_pairs(args.saes_by_language) if getattr(args, "saes_by_language", None) else None,
-        features=getattr(args, "features", None),
-        samples=getattr(args, "samples", None),
-        model=getattr(args, "model", None),
+        **context,
     )
-    for path in written:
-        print(path)
+    show(args, {"written": written}, [str(p) for p in written])
     return 0
 
 
 def _options(p: argparse.ArgumentParser, analyses: list[Analysis]) -> None:
     add_store(p, "path of the activation store (with an encoded features group)")
-    p.add_argument(
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help="folder for the JSON results and figures (default: results/ beside the store, as for "
-        "`intervene`, where `report` looks for them)",
-    )
+    add_results(p, "folder the JSON results and figures are written to (read by `report`)", old="--out")
     add_layers(p, "layers to analyse", "all encoded")
-    p.add_argument("--languages", type=_words, metavar="LANGS", help="languages, e.g. en,ar (default: all)")
+    add_languages(p, "languages", "all")
     p.add_argument(
         "--features-group",
         default="features",
         metavar="NAME",
         help="group holding the encoded features (default: features)",
     )
-    readers = [a for a in analyses if a.saes != "no"]
-    if readers:
-        optional = [a.name for a in readers if a.saes == "optional"]
-        add_saes(p, required=False, what=f" (optional for {', '.join(optional)})" if optional else "")
+    needing = [a.name for a in analyses if a.saes == "required"]
+    if any(a.saes != "no" for a in analyses):
+        add_saes(p, required=False, default=f"none; needed by {', '.join(needing)}" if needing else "none")
     seen: set[type] = set()
     for a in analyses:
         if a.config in seen:
@@ -132,6 +130,8 @@ def _options(p: argparse.ArgumentParser, analyses: list[Analysis]) -> None:
     for name in dict.fromkeys(i for a in analyses for i in a.inputs):
         flag, kw = _INPUTS[name]
         p.add_argument(flag, **kw)
+        if flag == "--sample-ids":  # --samples is a samples table everywhere else
+            add_old_name(p, "--samples", flag)
     if any(a.cluster for a in analyses):
         add_settings(p, ClusterConfig, title="cluster")
 

@@ -15,34 +15,28 @@ from sae_store.evaluate.config import EvaluateConfig
 from sae_store.models.config import ModelRunConfig
 
 from .options import (
-    add_command,
     add_images,
-    add_json,
     add_layer,
     add_layers,
     add_model,
     add_overwrite,
     add_progress,
+    add_results,
     add_saes,
     add_settings,
     add_store,
     build,
     layers_from_args,
+    results_from_args,
 )
+from .parser import add_command
 
-#: Columns of the comparison printed per (layer, set), with their headers.
-_COLUMNS = {
-    "explained_variance": "EV",
-    "explained_variance_legacy": "EV legacy",
-    "l0": "L0",
-    "dead_fraction": "dead",
-    "dense_fraction": "dense",
-    "ce_loss_score:image": "CE rec. image",
-    "ce_loss_score:all": "CE rec. all",
-    "kl_div_score:all": "KL score all",
-    "gender probe top-1 latent": "gender top-1",
-    "gender probe raw": "gender raw",
-}
+#: Columns of the comparison printed per (layer, set) (headers: :data:`~sae_store.evaluate.compare.HEADERS`).
+_COLUMNS = (
+    "explained_variance", "explained_variance_legacy", "l0", "dead_fraction", "dense_fraction",
+    "ce_loss_score:image", "ce_loss_score:all", "kl_div_score:all", "gender probe top-1 latent",
+    "gender probe raw",
+)  # fmt: skip
 
 
 def _cell(value: Any) -> str:
@@ -62,25 +56,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     SAEBench-layout JSON; the best set per layer is printed. Resumable; --layer L runs one layer (an sbatch
     array over layers).
     """
-    from sae_store.evaluate.run import evaluate_store
-    from sae_store.store import open_store
-
     if args.layer is not None and args.layers is not None:
         raise ConfigError("pass --layer L (one layer, an array task) or --layers SPEC, not both")
     layers = layers_from_args(args)
     if args.layer is not None or (layers is None and "SLURM_ARRAY_TASK_ID" in os.environ):
         layers = (task_layer(args.layer),)
     config = build(args, EvaluateConfig)
+    model_config = build(args, ModelRunConfig)
+    from sae_store.evaluate.compare import HEADERS
+    from sae_store.evaluate.run import evaluate_store
+    from sae_store.store import open_store
+
     store = open_store(args.store)
     outcome = evaluate_store(
         store,
         args.saes,
         config,
         layers=layers,
-        out_dir=args.out,
+        out_dir=results_from_args(args) / "evaluate",
         model=args.model,
         images_dir=args.images,
-        model_config=build(args, ModelRunConfig),
+        model_config=model_config,
         overwrite=args.overwrite,
         progress=not args.no_progress and not args.json,
     )
@@ -110,7 +106,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"model runs (CE loss recovered, KL score): {outcome.behaviour}")
     shown = [c for c in _COLUMNS if c in outcome.table]
     if shown:
-        print("\n" + " | ".join(["layer", "set", *(_COLUMNS[c] for c in shown)]))
+        print("\n" + " | ".join(["layer", "set", *(HEADERS[c] for c in shown)]))
         for record in outcome.table.to_dict(orient="records"):
             print(" | ".join([str(record["layer"]), str(record["set"]), *(_cell(record[c]) for c in shown)]))
     if len(outcome.best):
@@ -133,18 +129,12 @@ def _add_evaluate(subparsers: Any) -> None:
     add_layer(p)
     add_model(p)
     add_images(p)
-    p.add_argument(
-        "--out",
-        type=Path,
-        metavar="DIR",
-        help="SAEBench-layout JSON folder (default: results/evaluate beside the store)",
-    )
+    add_results(p, "results folder; the SAEBench-layout JSON goes to its evaluate/")
     add_settings(p, EvaluateConfig, title="evaluation")
     add_settings(p, ModelRunConfig, title="model runs")
     add_overwrite(
         p, "evaluate the layers again; a set's group made with other settings is replaced (all its layers)"
     )
-    add_json(p)
     add_progress(p)
 
 

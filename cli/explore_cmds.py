@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from .options import add_command, add_saes
-from .report_cmds import add_results
+from .options import add_results, add_saes, add_store
+from .parser import add_command, port
 
 
 def _explore(args: argparse.Namespace) -> int:
@@ -26,16 +25,17 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _add(subparsers: Any) -> None:
-    p = add_command(subparsers, "explore", _explore)
-    p.add_argument("store", type=Path, help="path of the activation store")
-    add_saes(p, required=False, what=" (default: saes/ beside the store)")
-    add_results(p)
-    p.add_argument("--port", type=int, default=5006, metavar="P", help="port to listen on (default: 5006)")
+    p = add_command(subparsers, "explore", _explore, json=False)
+    add_store(p)
+    add_saes(p, required=False)
+    add_results(p, "folder of analysis and intervention JSON results")
+    p.add_argument("--port", type=port, default=5006, metavar="N", help="port to listen on (default: 5006)")
     p.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on; anything but localhost serves the store to the network (a warning "
-        "is printed; default: 127.0.0.1)",
+        metavar="HOST",
+        help="address to listen on; any but localhost serves the store to the network, with a warning "
+        "(default: 127.0.0.1)",
     )
 
 

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
+from dataclasses import asdict, replace
 from typing import Any
 
-from sae_store.extract.config import ExtractConfig
+from sae_store.errors import ConfigError
+from sae_store.extract.config import DEFAULT_PROMPTS, ExtractConfig, parse_prompts
 from sae_store.models.config import ModelRunConfig
-from sae_store.selection import format_ranges
+from sae_store.selection import layer_list, parse_languages, parse_layers
+from sae_store.store.blocks import parse_sample_range
 from sae_store.store.config import StoreConfig
 
 from .options import (
-    add_command,
     add_images,
-    add_json,
     add_languages,
     add_layers,
     add_model,
@@ -25,8 +25,10 @@ from .options import (
     add_store,
     add_task,
     build,
+    layers_from_args,
     task_from_args,
 )
+from .parser import add_command, add_old_name, show
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -34,13 +36,6 @@ def _init(args: argparse.Namespace) -> int:
 
     Create the store (metadata, labels, token counts; no activations) without loading the model's weights.
     """
-    # Imported here so that `sae-store --help` does not pay for importing torch and transformers.
-    from sae_store.data.samples import read_samples
-    from sae_store.extract.config import DEFAULT_PROMPTS, parse_prompts
-    from sae_store.extract.init import init_store
-    from sae_store.models.loader import model_identity
-    from sae_store.selection import parse_languages, parse_layers
-
     prompts = {
         **parse_prompts(args.prompt),
         **{k: v for k, v in (("en", args.prompt_en), ("ar", args.prompt_ar)) if v is not None},
@@ -48,8 +43,13 @@ def _init(args: argparse.Namespace) -> int:
     known = [*DEFAULT_PROMPTS, *(k for k in prompts if k not in DEFAULT_PROMPTS)]
     languages = parse_languages(args.languages, known) if args.languages else None
     config = build(args, StoreConfig)
+    layers_from_args(args)  # the syntax now; the range once the model's layers are known
+    from sae_store.data.samples import read_samples
+    from sae_store.extract.init import init_store
+    from sae_store.models.loader import model_identity
+
     n_layers = int(model_identity(args.model)["n_layers"])
-    layers = parse_layers(args.layers, n_layers) if args.layers else None
+    layers = parse_layers(args.layers, n_layers, name="--layers") if args.layers else None
     store = init_store(
         args.store,
         read_samples(args.samples),
@@ -61,10 +61,22 @@ def _init(args: argparse.Namespace) -> int:
         images_dir=args.images,
     )
     lay = store.layout
-    print(
-        f"created {store.path}: {lay.n_samples} samples, layers {format_ranges(lay.layers)} "
-        f"({len(lay.layers)}), languages {list(lay.languages)}, {lay.max_tokens} tokens x {lay.hidden_size}, "
-        f"{lay.n_blocks} shard blocks of {lay.samples_per_shard}"
+    data = {
+        "store": store.path,
+        "samples": lay.n_samples,
+        "layers": list(lay.layers),
+        "languages": list(lay.languages),
+        "tokens": lay.max_tokens,
+        "hidden_size": lay.hidden_size,
+        "shard_blocks": lay.n_blocks,
+        "samples_per_shard": lay.samples_per_shard,
+    }
+    show(
+        args,
+        data,
+        f"created {store.path}: {lay.n_samples} samples, {layer_list(lay.layers)}, languages "
+        f"{', '.join(lay.languages)}, {lay.max_tokens} tokens x {lay.hidden_size}, {lay.n_blocks} shard "
+        f"blocks of {lay.samples_per_shard}",
     )
     return 0
 
@@ -76,23 +88,18 @@ def _extract(args: argparse.Namespace) -> int:
     Complete blocks are skipped, so rerun after a kill. In an sbatch array each task takes its share of blocks
     from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT.
     """
-    from sae_store.errors import ConfigError
-    from sae_store.extract.run import run_extraction
-    from sae_store.store import open_store
-    from sae_store.store.blocks import parse_sample_range
-
     model_run = build(args, ModelRunConfig)
     index, count = task_from_args(args)
+    config = build(args, ExtractConfig, task_index=index, task_count=count, progress=not args.no_progress)
+    if args.sample_range:  # the syntax now; an open end once the store's size is known
+        parse_sample_range(args.sample_range, 0, name="--sample-range")
+    from sae_store.extract.run import run_extraction
+    from sae_store.store import open_store
+
     store = open_store(args.store)
-    sample_range = parse_sample_range(args.samples, store.layout.n_samples) if args.samples else None
-    config = build(
-        args,
-        ExtractConfig,
-        task_index=index,
-        task_count=count,
-        sample_range=sample_range,
-        progress=not args.no_progress,
-    )
+    if args.sample_range:
+        n = store.layout.n_samples
+        config = replace(config, sample_range=parse_sample_range(args.sample_range, n, name="--sample-range"))
     model = args.model or store.attrs.get("model", {}).get("name_or_path")
     if not model:
         raise ConfigError("the store records no model folder; pass --model DIR")
@@ -105,7 +112,7 @@ def _extract(args: argparse.Namespace) -> int:
         images_dir=args.images,
         command=shlex.join(["sae-store", *sys.argv[1:]]) if sys.argv else "extract",
     )
-    print(summary.render())
+    show(args, {"store": store.path, "ok": summary.ok, **asdict(summary)}, summary.render())
     return 0 if summary.ok else 1
 
 
@@ -119,10 +126,14 @@ def _append(args: argparse.Namespace) -> int:
     from sae_store.extract.append import append_samples
 
     result = append_samples(args.store, read_samples(args.samples), images_dir=args.images)
-    blocks = ", ".join(f"{b.start}:{b.stop}" for b in result.blocks_to_extract)
-    print(
-        f"appended {len(result.added)} samples ({result.n_before} -> {result.n_after}); "
-        f"run `sae-store extract` to fill samples {blocks}"
+    blocks = [(b.start, b.stop) for b in result.blocks_to_extract]
+    data = {"added": list(result.added), "n_before": result.n_before, "n_after": result.n_after,
+            "blocks_to_extract": blocks}  # fmt: skip
+    show(
+        args,
+        data,
+        f"appended {len(result.added)} samples ({result.n_before} -> {result.n_after}); run `sae-store "
+        f"extract` to fill samples {', '.join(f'{a}:{b}' for a, b in blocks)}",
     )
     return 0
 
@@ -132,10 +143,7 @@ def _unlock(args: argparse.Namespace) -> int:
     from sae_store.store.append import unlock_store
 
     result = unlock_store(args.store, force=args.force)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print("\n".join(result.lines()))
+    show(args, result.to_dict(), result.lines())
     return 0
 
 
@@ -143,10 +151,13 @@ def _add_init(subparsers: Any) -> None:
     p = add_command(subparsers, "init", _init)
     add_store(p, "folder to create")
     p.add_argument(
-        "--samples", required=True, metavar="CSV", help="samples.csv written by `sae-store prepare`"
+        "--samples",
+        required=True,
+        metavar="CSV",
+        help="samples table written by `sae-store prepare` (required)",
     )
-    p.add_argument("--model", required=True, metavar="DIR", help="local model folder")
-    add_images(p, "folder the image paths are relative to (default: from the CSV)")
+    add_model(p, required=True, help="local model folder")
+    add_images(p, "folder the image paths are relative to", "the CSV's image_path column")
     add_layers(p, "layers to store", "all of the model's")
     add_languages(p, "language keys", "every prompt")
     p.add_argument("--prompt-en", metavar="TEXT", help="English prompt (default: the study's)")
@@ -156,7 +167,8 @@ def _add_init(subparsers: Any) -> None:
         action="append",
         default=[],
         metavar="KEY=TEXT",
-        help="prompt for any language key (repeatable), e.g. fr='Décris la personne ...'",
+        help="prompt for any language key (repeatable), e.g. fr='Décris la personne ...' (default: the "
+        "study's en and ar prompts)",
     )
     add_settings(p, StoreConfig, title="storage")
 
@@ -167,16 +179,21 @@ def _add_extract(subparsers: Any) -> None:
     add_model(p)
     add_settings(p, ModelRunConfig, ExtractConfig)
     add_task(p)
-    p.add_argument("--samples", metavar="A:B", help="only samples A:B (whole shard blocks)")
-    add_images(p, "images folder (default: the one recorded at init)")
+    p.add_argument(
+        "--sample-range", metavar="A:B", help="only samples A:B, whole shard blocks (default: every sample)"
+    )
+    add_old_name(p, "--samples", "--sample-range")  # --samples is a samples table everywhere else
+    add_images(p)
     add_progress(p)
 
 
 def _add_append(subparsers: Any) -> None:
     p = add_command(subparsers, "append", _append)
     add_store(p)
-    p.add_argument("--samples", required=True, metavar="CSV", help="samples table of the new images")
-    add_images(p, "folder to check the new images in (default: the store's)")
+    p.add_argument(
+        "--samples", required=True, metavar="CSV", help="samples table of the new images (required)"
+    )
+    add_images(p, "folder to check the new images in")
 
 
 def _add_unlock(subparsers: Any) -> None:
@@ -187,7 +204,6 @@ def _add_unlock(subparsers: Any) -> None:
         action="store_true",
         help="also clear locks and claims of another host (each one is listed)",
     )
-    add_json(p)
 
 
 COMMANDS = {"init": _add_init, "extract": _add_extract, "append": _add_append, "unlock": _add_unlock}

@@ -13,21 +13,20 @@ from sae_store.intervene.config import CaptionConfig, InterventionConfig
 from sae_store.models.config import ModelRunConfig
 
 from .options import (
-    add_command,
     add_images,
     add_languages,
     add_layer,
     add_model,
     add_overwrite,
+    add_results,
     add_saes,
     add_settings,
     add_store,
     build,
+    languages_from_args,
+    results_from_args,
 )
-
-
-def _languages(text: str | None) -> list[str] | None:
-    return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+from .parser import add_command, add_old_name, show
 
 
 def _caption(args: argparse.Namespace) -> int:
@@ -36,6 +35,11 @@ def _caption(args: argparse.Namespace) -> int:
     Greedy captions per (language, sample) with male/female term counts, stored in the store's 'generation'
     group: the behavioural baseline of the interventions.
     """
+    model_run, config, languages = (
+        build(args, ModelRunConfig),
+        build(args, CaptionConfig),
+        languages_from_args(args),
+    )
     from sae_store.intervene.generation import caption_store
     from sae_store.intervene.run import load_store_model
     from sae_store.store import open_store
@@ -43,15 +47,20 @@ def _caption(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     summary = caption_store(
         store,
-        load_store_model(store, args.model, build(args, ModelRunConfig)),
-        build(args, CaptionConfig),
-        languages=_languages(args.languages),
+        load_store_model(store, args.model, model_run),
+        config,
+        languages=languages,
         images_dir=args.images,
         overwrite=args.overwrite,
     )
-    print(f"generated {summary.generated} captions ({summary.skipped} already stored) in {args.store}")
+    lines = [f"generated {summary.generated} captions ({summary.skipped} already stored) in {args.store}"]
     for lang in summary.male_terms:
-        print(f"  {lang}: {summary.male_terms[lang]} male and {summary.female_terms[lang]} female terms")
+        lines.append(
+            f"  {lang}: {summary.male_terms[lang]} male and {summary.female_terms[lang]} female terms"
+        )
+    data = {"store": args.store, "generated": summary.generated, "skipped": summary.skipped,
+            "male_terms": summary.male_terms, "female_terms": summary.female_terms}  # fmt: skip
+    show(args, data, lines)
     return 0
 
 
@@ -63,22 +72,25 @@ def _intervene(args: argparse.Namespace) -> int:
     against random feature sets of the same size. One layer per run; as a SLURM array (--array=<layers>) the
     layer is the task id.
     """
+    layer = task_layer(args.layer)
+    config, model_run, languages = (
+        build(args, InterventionConfig),
+        build(args, ModelRunConfig),
+        languages_from_args(args),
+    )
     from sae_store.intervene.run import intervene_store, load_layer_sae, load_store_model
     from sae_store.store import open_store
 
-    layer = task_layer(args.layer)
-    config = build(args, InterventionConfig)
     store = open_store(args.store)
-    loaded = load_store_model(store, args.model, build(args, ModelRunConfig))
-    out = args.out or Path(args.store).resolve().parent / "results"
+    loaded = load_store_model(store, args.model, model_run)
     outcome = intervene_store(
         store,
         loaded,
         load_layer_sae(args.saes, layer, device=loaded.device),
         layer=layer,
         config=config,
-        out_dir=out,
-        languages=_languages(args.languages),
+        out_dir=results_from_args(args),
+        languages=languages,
         key=args.name,
         images_dir=args.images,
     )
@@ -88,23 +100,23 @@ def _intervene(args: argparse.Namespace) -> int:
     if "random_differential" in s:
         ratio = s["targeted_random_ratio"]
         line += f", random controls {s['random_differential']:+.4f}, targeted/random {ratio:.2f}"
-    print(line)
-    print(f"results: {args.store}/{outcome.group}, {outcome.json_path}, {outcome.cross_layer_path}")
+    data = {"key": outcome.key, "layer": layer, "summary": s, "group": f"{args.store}/{outcome.group}",
+            "json": outcome.json_path, "cross_layer": outcome.cross_layer_path}  # fmt: skip
+    show(args, data, [line, f"results: {data['group']}, {outcome.json_path}, {outcome.cross_layer_path}"])
     return 0
 
 
 def _summary(args: argparse.Namespace) -> int:
     """Gather per-layer intervention results into cross_layer_results.json.
 
-    Rebuild OUT/cross_layer_results.json from OUT/intervene/*.json (run it after an array job).
+    Rebuild RESULTS/cross_layer_results.json from RESULTS/intervene/*.json (run it after an array job).
     """
     from sae_store.intervene.results import write_cross_layer
 
-    path = write_cross_layer(args.out)
+    path = write_cross_layer(args.results)
     payload = json.loads(path.read_text(encoding="utf-8"))
-    for key, layers in payload.items():
-        print(f"{key}: layers {', '.join(layers)}")
-    print(f"wrote {path}")
+    lines = [f"{key}: layers {', '.join(layers)}" for key, layers in payload.items()]
+    show(args, {"path": path, "layers": payload}, [*lines, f"wrote {path}"])
     return 0
 
 
@@ -129,18 +141,20 @@ def _add_intervene(subparsers: Any) -> None:
     add_saes(p, required=True)
     add_layer(p)
     add_settings(p, InterventionConfig, title="experiment")
+    add_old_name(p, "--n-boot", "--bootstrap")
     p.add_argument(
-        "--n-boot", dest="bootstrap", type=int, help=argparse.SUPPRESS
-    )  # the old name, one release
-    p.add_argument("--name", metavar="KEY", help="result key (default: e.g. male_biased_ablation)")
-    p.add_argument(
-        "--out", type=Path, metavar="DIR", help="JSON results folder (default: results/ beside the store)"
+        "--name",
+        metavar="KEY",
+        help="result key (default: from the features and mode, e.g. male_biased_ablation)",
     )
+    add_results(p, "folder the JSON results are written to (read by `report`)", old="--out")
 
 
 def _add_summary(subparsers: Any) -> None:
     p = add_command(subparsers, "intervene-summary", _summary)
-    p.add_argument("out", type=Path, metavar="OUT", help="the results folder given to `intervene --out`")
+    p.add_argument(
+        "results", type=Path, metavar="RESULTS", help="the results folder of `intervene --results`"
+    )
 
 
 COMMANDS = {"caption": _add_caption, "intervene": _add_intervene, "intervene-summary": _add_summary}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
 import os
 import pkgutil
@@ -21,7 +22,8 @@ from typing import Any
 from sae_store._version import __version__
 from sae_store.errors import SaeStoreError
 
-from .options import PIPELINE_ORDER, READING_COMMANDS, WRITING_COMMANDS, add_verbosity, setup_logging
+from .logs import add_verbosity, setup_logging
+from .parser import PIPELINE_ORDER, READING_COMMANDS, WRITING_COMMANDS, Parser, UsageError
 
 
 def _commands() -> dict[str, Callable[[Any], None]]:
@@ -35,7 +37,7 @@ def _commands() -> dict[str, Callable[[Any], None]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sae-store",
         description="Activation store, SAE training and bias analyses for vision-language models.",
     )
@@ -48,27 +50,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args)
     try:
-        if args.command in (*WRITING_COMMANDS, *READING_COMMANDS) and getattr(args, "store", None):
+        args = parser.parse_args(argv)
+    except UsageError as e:  # printed on stderr already
+        if "--json" in argv:  # --json prints only JSON, errors included
+            print(json.dumps({"error": e.message, "command": e.command}))
+        return 2
+    setup_logging(args)
+    if isinstance(
+        sys.stdout, io.TextIOWrapper
+    ):  # results and log lines in the order they happen, also in a file
+        sys.stdout.reconfigure(line_buffering=True)
+    try:
+        store = getattr(args, "store", None)
+        # an existing store only: a missing one is the command's own error, after its arguments are checked
+        if args.command in (*WRITING_COMMANDS, *READING_COMMANDS) and store and Path(store).exists():
             from sae_store.store.core import check_before_work
 
             # before any work: the message the library would give later
-            check_before_work(args.store, writes=args.command in WRITING_COMMANDS)
+            check_before_work(store, writes=args.command in WRITING_COMMANDS)
         code: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, not at exit
     except BrokenPipeError:  # `sae-store ... --json | head`: the reader left; no traceback
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except SaeStoreError as e:
-        if getattr(args, "json", False):  # --json prints only JSON, errors included
-            print(json.dumps({"error": str(e), "command": args.command}))
-        print(f"sae-store {args.command}: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(args, str(e))
     except KeyboardInterrupt:
-        print(f"sae-store {args.command}: interrupted", file=sys.stderr)
+        print(f"sae-store {args.command_name}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # OS and codec errors: one line naming the file and what to do
         from sae_store.store.explain import explain_error
@@ -76,9 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = explain_error(e, getattr(args, "store", None))
         if message is None:
             raise
-        print(f"sae-store {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return _fail(args, message)
     return code
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    if args.json:  # --json prints only JSON, errors included
+        print(json.dumps({"error": message, "command": args.command_name}))
+    print(f"sae-store {args.command_name}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .options import add_command, add_overwrite
+from sae_store.models.config import TinyModelConfig
+
+from .options import add_overwrite, add_settings, build
+from .parser import add_command, add_old_name, show
 
 
 def _make_tiny_model(args: argparse.Namespace) -> int:
@@ -14,27 +17,29 @@ def _make_tiny_model(args: argparse.Namespace) -> int:
     Build a random Gemma 3 vision-language model with a real English/Arabic tokenizer, loadable like
     google/gemma-3-4b-it. --n-layers 8 --hidden 512 gives the benchmark size.
     """
-    # Imported here so that `sae-store --help` does not pay for importing torch and transformers.
+    config = build(args, TinyModelConfig)
     from sae_store.models.tiny import build_tiny_gemma3
 
     out = build_tiny_gemma3(
-        args.dir, seed=args.seed, num_layers=args.n_layers, hidden_size=args.hidden, overwrite=args.overwrite
+        args.dir,
+        seed=config.seed,
+        num_layers=config.num_layers,
+        hidden_size=config.hidden_size,
+        overwrite=args.overwrite,
     )
-    sizes = f"{args.n_layers} layers, hidden {args.hidden}, seed {args.seed}"
-    print(f"wrote a tiny Gemma 3 model ({sizes}) to {out}")
+    sizes = f"{config.num_layers} layers, hidden {config.hidden_size}, seed {config.seed}"
+    show(args, {"model": out, **config.to_dict()}, f"wrote a tiny Gemma 3 model ({sizes}) to {out}")
     return 0
 
 
 def _add(subparsers: Any) -> None:
     p = add_command(subparsers, "make-tiny-model", _make_tiny_model)
-    p.add_argument("dir", help="folder to write the model into (must be empty unless --overwrite)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the random weights (default: 0)")
     p.add_argument(
-        "--n-layers", type=int, default=4, metavar="N", help="number of decoder layers (default: 4)"
+        "dir", metavar="DIR", help="folder to write the model into (must be empty unless --overwrite)"
     )
+    add_settings(p, TinyModelConfig)
     # `--layers SPEC` selects layers everywhere else; the old name of --n-layers works for one release
-    p.add_argument("--layers", type=int, dest="n_layers", help=argparse.SUPPRESS)
-    p.add_argument("--hidden", type=int, default=64, metavar="N", help="residual stream width (default: 64)")
+    add_old_name(p, "--layers", "--n-layers")
     add_overwrite(p, "replace a model already in DIR")
 
 

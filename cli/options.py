@@ -1,5 +1,4 @@
-"""The command line's building blocks: options generated from config declarations, one helper per
-shared concept, and the parser conventions every command follows.
+"""The command line's options: generated from config declarations, and one helper per shared concept.
 
 - :func:`add_settings` adds one option per declared field of config classes
   (:mod:`sae_store.configbase`): the flag, metavar, help and default come from the declaration, and
@@ -7,77 +6,34 @@ shared concept, and the parser conventions every command follows.
   setting. Values are read and checked when the config is built, so a bad value is one line naming
   the option, the value and what is allowed.
 - Options that are not settings have one helper each, used by every command that takes them: the
-  store argument, ``--saes``, ``--layers``, ``--languages``, ``--overwrite``, ``--task-index`` /
-  ``--task-count``, ``--json``, ``--no-progress`` and ``-v``/``-q`` (before or after the command).
-- :func:`add_command` gives every command a description and its help, and ``main`` adds commands in
-  pipeline order (:data:`PIPELINE_ORDER`), which is the order ``--help`` lists them in.
+  store argument, ``--saes``, ``--results``, ``--layers``, ``--languages``, ``--overwrite``,
+  ``--task-index`` / ``--task-count`` and ``--no-progress``. Every option's help ends with its
+  default, ``(default: ...)``, or ``(required)``; metavars name the kind of value (``N`` a count,
+  ``X`` a number, ``DIR``, ``FILE``, ``SIZE``, ``SPEC`` ...), checked by tests/test_cli_consistency.py.
+
+The parser conventions (errors, ``--json``, old names) are in :mod:`.parser`.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
-import logging
-import os
-import sys
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar, get_args, get_origin
 
 from sae_store.arraytask import slurm_task
-from sae_store.configbase import SettingError, SettingField, declared
+from sae_store.configbase import RuleError, SettingError, SettingField, declared, strip_optional
 from sae_store.errors import ConfigError
-from sae_store.progress import on_terminal
 from sae_store.selection import parse_layer_spec
 from sae_store.settings_text import from_text
 from sae_store.units import parse_count, parse_size
 
+from .parser import add_old_name, require
+
 _C = TypeVar("_C")
 
-#: Sub-commands in the order a run uses them (``sae-store --help`` lists them so).
-PIPELINE_ORDER = (
-    "demo", "make-demo-data", "make-tiny-model", "prepare", "init", "extract", "append", "unlock",
-    "migrate", "status", "du", "verify", "train", "encode", "export-saes", "evaluate", "analyze", "caption",
-    "intervene", "intervene-summary", "report", "explore", "pipeline", "jobs",
-)  # fmt: skip
-#: Commands that change a store: refused at once while an append runs or was left unfinished.
-WRITING_COMMANDS = frozenset({"extract", "append", "encode", "analyze", "caption", "intervene"})
-#: Commands that read a store's data: refused at once if an array of the store is missing.
-READING_COMMANDS = frozenset({"train", "report", "intervene-summary"})
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # with the date: jobs run for days
-Handler = Callable[[argparse.Namespace], int]
 #: Parser default recording the options :func:`add_settings` added (so a shared flag is added once).
 _ADDED = "_settings_added"
-
-
-def add_command(
-    subparsers: Any, name: str, func: Handler, *, help: str | None = None
-) -> argparse.ArgumentParser:
-    """A sub-command with ``func`` as its handler and ``-v``/``-q`` accepted after it.
-
-    Its help is the first sentence of ``func``'s docstring (or ``help``) and its description the rest of
-    the docstring (or that sentence), so a command is described once, where it is implemented.
-    """
-    summary, _, rest = (inspect.getdoc(func) or "").partition("\n\n")
-    sentence = help or " ".join(summary.split()).rstrip(".")
-    if not sentence:
-        raise TypeError(f"command {name!r}: its handler {func.__name__} has no docstring to describe it")
-    p: argparse.ArgumentParser = subparsers.add_parser(
-        name,
-        help=sentence[:1].lower() + sentence[1:] if sentence[1:2].islower() else sentence,
-        description=" ".join(rest.split()) or sentence[:1].upper() + sentence[1:] + ".",
-    )
-    add_verbosity(p, top=False)
-    p.set_defaults(func=func)
-    return p
-
-
-def add_group(subparsers: Any, name: str, help: str, *, description: str, dest: str) -> Any:
-    """A command with sub-commands of its own (``analyze``, ``jobs``); returns their subparsers."""
-    p = subparsers.add_parser(name, help=help, description=description)
-    return p.add_subparsers(
-        dest=dest, metavar="ACTION" if dest == "jobs_command" else "ANALYSIS", required=True
-    )
 
 
 # ---------------------------------------------------------------- options from declarations
@@ -88,18 +44,23 @@ def _help(f: SettingField) -> str:
     choices = f.choices()
     if choices is not None and callable(f.setting.choices):  # a registry: list what is registered now
         text += f": {', '.join(map(str, choices))}"
-    return f"{text} (default: {f.shown_default()})".replace("%", "%%")
+    tail = "required" if f.required else f"default: {f.shown_default()}"
+    return f"{text} ({tail})".replace("%", "%%")
 
 
 def _metavar(f: SettingField) -> str:
+    """The declared metavar, else one from the type: ``a|b`` choices, ``N`` a count, ``X`` a number,
+    ``N,N,...`` and ``X,X,...`` lists of them, ``TEXT``."""
     if f.setting.metavar:
         return f.setting.metavar
     choices = f.choices()
     if choices is not None:
         return "|".join(map(str, choices))
-    if f.type in (int, int | None):
-        return "N"
-    return "X" if f.type in (float, float | None) else "TEXT"
+    tp = strip_optional(f.type)
+    if get_origin(tp) is tuple:
+        item = {int: "N", float: "X"}.get(get_args(tp)[0], "TEXT")
+        return f"{item},{item},..."
+    return {int: "N", float: "X"}.get(tp, "TEXT")
 
 
 def add_settings(
@@ -143,7 +104,7 @@ def build(args: argparse.Namespace, cls: type[_C], **fixed: Any) -> _C:
     by_name = {f.name: f for f in declared(cls)}
     for f in by_name.values():
         given = getattr(args, f.key, None)
-        if given is None or f.name in fixed:
+        if given is None or f.name in fixed or not f.setting.expose:  # not an option (set by the program)
             continue
         try:
             values[f.name] = from_text(f, given)
@@ -155,39 +116,64 @@ def build(args: argparse.Namespace, cls: type[_C], **fixed: Any) -> _C:
         if e.field in by_name and e.field not in fixed:
             raise e.renamed(f"--{by_name[e.field].flag}") from None
         raise
+    except RuleError as e:
+        raise ConfigError(e.named(lambda f: f"--{f.flag}")) from None
 
 
 # ---------------------------------------------------------------- shared concepts
 
 
 def add_store(p: argparse.ArgumentParser, help: str = "path of the activation store") -> None:
-    p.add_argument("store", help=help)
+    p.add_argument("store", metavar="STORE", help=help)
 
 
-def add_model(p: argparse.ArgumentParser) -> None:
-    """``--model DIR`` of the commands that run the model (default: the folder the store records)."""
-    p.add_argument("--model", metavar="DIR", help="model folder (default: the one recorded in the store)")
+def add_model(p: argparse.ArgumentParser, *, required: bool = False, help: str = "model folder") -> None:
+    """``--model DIR``; for the commands that run the model it defaults to the folder the store records."""
+    tail = "(required)" if required else "(default: the one recorded in the store)"
+    p.add_argument("--model", required=required, metavar="DIR", help=f"{help} {tail}")
 
 
 def add_images(
-    p: argparse.ArgumentParser, help: str = "images folder (default: the one recorded in the store)"
+    p: argparse.ArgumentParser, help: str = "images folder", default: str = "the one recorded in the store"
 ) -> None:
-    p.add_argument("--images", metavar="DIR", help=help)
+    p.add_argument("--images", metavar="DIR", help=f"{help} (default: {default})")
 
 
-def add_saes(p: argparse.ArgumentParser, *, required: bool, what: str = "", repeat: bool = False) -> None:
-    """``--saes DIR``: a folder of per-layer SAEs in any layout ``find_saes`` reads, or a ``{L}`` pattern;
-    ``repeat``: given once per SAE set, ``NAME=DIR`` naming one."""
+def add_saes(
+    p: argparse.ArgumentParser,
+    *,
+    required: bool,
+    help: str = "folder of per-layer SAEs (layer_<L>/ from `train`, SAELens, sparsify layers.<L>/, Gemma "
+    "Scope) or a pattern with {L}, e.g. 'gemma-scope-2/resid_post/layer_{L}_width_16k_l0_medium'",
+    default: str = "saes/ beside the store",
+    old: str = "",
+    repeat: bool = False,
+) -> None:
+    """``--saes DIR``: the folder of per-layer SAEs (read, or written by ``train``); ``old`` is a former
+    name of the option that still works for one release; ``repeat``: given once per SAE set, ``NAME=DIR``
+    naming one."""
+    once_per_set = "; once per SAE set, NAME=DIR to name it (default name: the folder's)" if repeat else ""
     p.add_argument(
         "--saes",
-        required=required,
         metavar="[NAME=]DIR" if repeat else "DIR",
         action="append" if repeat else "store",
-        help="folder of per-layer SAEs (layer_<L>/ from `train`, SAELens, sparsify layers.<L>/, Gemma Scope) "
-        "or a pattern with {L}, e.g. 'gemma-scope-2/resid_post/layer_{L}_width_16k_l0_medium'"
-        + ("; once per SAE set, NAME=DIR to name it (default: the folder's name)" if repeat else "")
-        + what,
+        help=f"{help}{once_per_set} ({'required' if required else f'default: {default}'})",
     )
+    if old:
+        add_old_name(p, old, "--saes")
+    if required:
+        require(p, "saes", "--saes")
+
+
+def add_results(p: argparse.ArgumentParser, help: str, *, old: str = "") -> None:
+    """``--results DIR``: the folder of analysis and intervention JSON results (read or written)."""
+    p.add_argument("--results", type=Path, metavar="DIR", help=f"{help} (default: results/ beside the store)")
+    if old:
+        add_old_name(p, old, "--results")
+
+
+def results_from_args(args: argparse.Namespace) -> Path:
+    return args.results or Path(args.store).resolve().parent / "results"
 
 
 def add_layers(p: argparse.ArgumentParser, what: str, default: str) -> None:
@@ -207,17 +193,23 @@ def add_languages(p: argparse.ArgumentParser, what: str, default: str) -> None:
     p.add_argument("--languages", metavar="LANGS", help=f"{what}, e.g. en,ar (default: {default})")
 
 
+def languages_from_args(args: argparse.Namespace) -> list[str] | None:
+    return None if args.languages is None else parse_words(args.languages, "--languages")
+
+
+def parse_words(text: str, flag: str) -> list[str]:
+    """``en,ar`` -> ``["en", "ar"]``; an empty list is refused, naming ``flag``."""
+    words = [x.strip() for x in text.split(",") if x.strip()]
+    if not words:
+        raise ConfigError(f"{flag} needs at least one comma-separated name, got {text!r}")
+    return words
+
+
 def add_overwrite(p: argparse.ArgumentParser, what: str, *, old: Sequence[str] = ()) -> None:
     """``--overwrite``; ``old`` flags still work for one release, hidden from ``--help``."""
     p.add_argument("--overwrite", action="store_true", help=what)
     for flag in old:
-        p.add_argument(flag, action=_Deprecated, dest="overwrite", nargs=0, help=argparse.SUPPRESS)
-
-
-class _Deprecated(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: Any) -> None:
-        print(f"{parser.prog}: {self.option_strings[0]} is deprecated; use --overwrite", file=sys.stderr)
-        setattr(namespace, self.dest, True)
+        add_old_name(p, flag, "--overwrite")
 
 
 def add_task(p: argparse.ArgumentParser) -> None:
@@ -246,10 +238,14 @@ def add_layer(p: argparse.ArgumentParser) -> None:
 def add_quotas(p: argparse.ArgumentParser) -> None:
     """``--quota`` and ``--inode-quota`` (``du`` and ``report``)."""
     p.add_argument(
-        "--quota", metavar="SIZE", help="byte quota, e.g. 500G or 2TiB; exit 1 if the projection exceeds it"
+        "--quota",
+        metavar="SIZE",
+        help="byte quota, e.g. 500G or 2TiB; exit 1 if the projection exceeds it (default: no quota)",
     )
     p.add_argument(
-        "--inode-quota", metavar="N", help="file-count quota, e.g. 1e6; exit 1 if the projection exceeds it"
+        "--inode-quota",
+        metavar="N",
+        help="file-count quota, e.g. 1e6; exit 1 if the projection exceeds it (default: no quota)",
     )
 
 
@@ -260,39 +256,7 @@ def quotas_from_args(args: argparse.Namespace) -> tuple[int | None, int | None]:
     )
 
 
-def add_json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print only JSON (errors too), for scripts")
-
-
 def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar on a terminal (log lines only)"
-    )
-
-
-def add_verbosity(p: argparse.ArgumentParser, *, top: bool) -> None:
-    """``-v``/``-q``; below the top level they default to SUPPRESS so they don't undo the top's."""
-    extra: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
-    g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "-v", "--verbose", action="store_true", help="also log sae-store's debug messages", **extra
-    )
-    g.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors", **extra)
-
-
-def setup_logging(args: argparse.Namespace) -> None:
-    """INFO by default with dated timestamps; ``-q`` warnings only; ``-v`` sae-store's debug only
-    (zarr, asyncio, urllib3, matplotlib and the rest stay at INFO). A handler already installed (an
-    embedding application, pytest) is kept."""
-    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
-    if not on_terminal():  # Hugging Face's own bars (loading weights) would fill a SLURM .out with \r
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
-        root.addHandler(handler)
-    root.setLevel(logging.WARNING if quiet else logging.INFO)
-    logging.getLogger("sae_store").setLevel(
-        logging.DEBUG if verbose else logging.WARNING if quiet else logging.NOTSET
     )

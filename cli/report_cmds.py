@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import add_command, add_images, add_quotas, add_saes, quotas_from_args
+from .options import add_images, add_quotas, add_results, add_saes, add_store, quotas_from_args
+from .parser import add_command, show
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -16,11 +17,10 @@ def _report(args: argparse.Namespace) -> int:
     report with static PNG figures and a summary.json. Steps that have not run yet are listed with the
     commands that would run them.
     """
-    # imported here: HoloViews, Panel and Bokeh take seconds to import, which every other
-    # sub-command would pay when the parser is built
+    quota, inode_quota = quotas_from_args(args)
+    # imported here: HoloViews, Panel and Bokeh take seconds to import
     from sae_store.report import build_report, load_inputs
 
-    quota, inode_quota = quotas_from_args(args)
     inputs = load_inputs(
         args.store,
         saes_dir=args.saes,
@@ -31,29 +31,27 @@ def _report(args: argparse.Namespace) -> int:
     )
     result = build_report(inputs, args.out)
     not_run = [key for key, status in result.sections.items() if status == "not run"]
-    print(f"report:   {result.html}")
-    print(f"markdown: {result.markdown} ({len(result.figures)} PNG figures)")
-    print(f"summary:  {result.summary}")
+    lines = [
+        f"report:   {result.html}",
+        f"markdown: {result.markdown} ({len(result.figures)} PNG figures)",
+        f"summary:  {result.summary}",
+    ]
     if not_run:
-        print(f"not run yet: {', '.join(not_run)} (the report lists the commands)")
+        lines.append(f"not run yet: {', '.join(not_run)} (the report lists the commands)")
+    data = {"html": result.html, "markdown": result.markdown, "summary": result.summary,
+            "figures": len(result.figures), "not_run": not_run}  # fmt: skip
+    show(args, data, lines)
     return 0
-
-
-def add_results(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--results",
-        type=Path,
-        metavar="DIR",
-        help="folder of analysis and intervention JSON results (default: results/ beside the store)",
-    )
 
 
 def _add(subparsers: Any) -> None:
     p = add_command(subparsers, "report", _report)
-    p.add_argument("store", type=Path, help="path of the activation store")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if needed)")
-    add_saes(p, required=False, what=" (default: saes/ beside the store)")
-    add_results(p)
+    add_store(p)
+    p.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="output folder, created if needed (required)"
+    )
+    add_saes(p, required=False)
+    add_results(p, "folder of analysis and intervention JSON results")
     add_images(p)
     add_quotas(p)
 

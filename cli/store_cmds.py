@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
-from .options import add_command, add_json, add_quotas, add_store, quotas_from_args
+from .options import add_quotas, add_store, quotas_from_args
+from .parser import add_command, natural, show
 
 
 def _du(args: argparse.Namespace) -> int:
     """Bytes, files, compression and projected size of a store."""
+    quota, inodes = quotas_from_args(args)
     from sae_store.store import open_store, store_usage
     from sae_store.store.usage import quota_problems, render_usage
     from sae_store.store.verify import recorded_nonfinite
 
-    quota, inodes = quotas_from_args(args)
     store = open_store(args.store)
     usage = store_usage(store)
     problems = quota_problems(usage, quota=quota, inode_quota=inodes)
     nonfinite = recorded_nonfinite(store)
-    if args.json:
-        print(json.dumps({**usage.to_dict(), "problems": problems, "nonfinite": nonfinite}, indent=2))
-    else:
-        print(render_usage(usage))
-        print(_nonfinite_line(nonfinite))
-        for p in problems:
-            print(f"QUOTA: {p}")
+    lines = [render_usage(usage), _nonfinite_line(nonfinite), *(f"QUOTA: {p}" for p in problems)]
+    show(args, {**usage.to_dict(), "problems": problems, "nonfinite": nonfinite}, lines)
     return 1 if problems else 0
 
 
@@ -54,21 +49,19 @@ def _status(args: argparse.Namespace) -> int:
     flags_readable = not any(p.array == S.COMPLETE for p in check.problems)
     result = completion(store) if flags_readable else None
     nonfinite = recorded_nonfinite(store)
-    if args.json:
-        out = result.to_dict() if result is not None else {}
-        out |= {"nonfinite": nonfinite, "claims": [c.to_dict() for c in held], "check": check.to_dict()}
-        print(json.dumps(out, indent=2))
-    else:
-        if result is not None:
-            print(result.render())
-            for item in result.remaining()[: args.max_lines]:
-                ranges = ", ".join(f"{a}:{b}" for a, b in item["blocks"])
-                print(f"to do: layer {item['layer']} {item['language']}: samples {ranges}")
-        print(_nonfinite_line(nonfinite))
-        for c in held:
-            print(f"claim: {c.describe()}")
-        if args.verify or not check.ok:
-            print(check.render())
+    lines = []
+    if result is not None:
+        lines.append(result.render())
+        for item in result.remaining()[: args.max_lines]:
+            ranges = ", ".join(f"{a}:{b}" for a, b in item["blocks"])
+            lines.append(f"to do: layer {item['layer']} {item['language']}: samples {ranges}")
+    lines.append(_nonfinite_line(nonfinite))
+    lines += [f"claim: {c.describe()}" for c in held]
+    if args.verify or check.problems:
+        lines.append(check.render())
+    out = result.to_dict() if result is not None else {}
+    claims = [c.to_dict() for c in held]
+    show(args, {**out, "nonfinite": nonfinite, "claims": claims, "check": check.to_dict()}, lines)
     return 0 if check.ok else 1
 
 
@@ -87,28 +80,30 @@ def _verify(args: argparse.Namespace) -> int:
 
     store = open_store(args.store)
     report = verify_store(store, progress=not args.json)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(report.render())
-        without = arrays_without_checksums(store.path)
-        if without and not args.add_checksums:
-            print(
-                f"{len(without)} arrays were written before chunks carried checksums "
-                f"({', '.join(without[:4])}{' ...' if len(without) > 4 else ''}): a changed byte there may "
-                "go unnoticed; "
-                f"`sae-store verify {store.path} --add-checksums` adds them"
-            )
+    lines = [report.render()]
+    data: dict[str, Any] = report.to_dict()
+    without = arrays_without_checksums(store.path)
+    data["arrays_without_checksums"] = without
+    if without and not args.add_checksums:
+        lines.append(
+            f"{len(without)} arrays were written before chunks carried checksums "
+            f"({', '.join(without[:4])}{' ...' if len(without) > 4 else ''}): a changed byte there may "
+            f"go unnoticed; `sae-store verify {store.path} --add-checksums` adds them"
+        )
     if args.repair and not report.ok:
         done = repair_store(store, report)
-        for line in done or ["nothing was cleared: no command redoes what is damaged (see above)"]:
-            print(line)
+        data["repaired"] = done
+        lines += done or ["nothing was cleared: no command redoes what is damaged (see above)"]
     if args.add_checksums:
         if any(not p.notice for p in report.problems):
-            print("checksums not added: repair the damage first (--repair), then run --add-checksums again")
+            lines.append(
+                "checksums not added: repair the damage first (--repair), then run --add-checksums again"
+            )
+            show(args, data, lines)
             return 1
-        for line in migrate_store(store.path, progress=not args.json):
-            print(line)
+        data["added_checksums"] = list(migrate_store(store.path, progress=not args.json))
+        lines += data["added_checksums"]
+    show(args, data, lines)
     return 0 if report.ok else 1
 
 
@@ -124,8 +119,8 @@ def _migrate(args: argparse.Namespace) -> int:
     """
     from sae_store.store.migrate import migrate_store
 
-    for line in migrate_store(args.store, progress=True):
-        print(line)
+    lines = list(migrate_store(args.store, progress=not args.json))
+    show(args, {"store": args.store, "steps": lines}, lines)
     return 0
 
 
@@ -133,16 +128,14 @@ def _add_du(subparsers: Any) -> None:
     p = add_command(subparsers, "du", _du)
     add_store(p)
     add_quotas(p)
-    add_json(p)
 
 
 def _add_status(subparsers: Any) -> None:
     p = add_command(subparsers, "status", _status)
     add_store(p)
-    add_json(p)
     p.add_argument(
         "--max-lines",
-        type=int,
+        type=natural,
         default=20,
         metavar="N",
         help="list at most this many unfinished items (default: 20)",
@@ -165,7 +158,6 @@ def _add_verify(subparsers: Any) -> None:
         help="give every array written before chunks carried CRC32C checksums its checksums, once the store "
         "verifies (the same as `sae-store migrate`; activations are not recompressed)",
     )
-    add_json(p)
 
 
 def _add_migrate(subparsers: Any) -> None:

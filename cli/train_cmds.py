@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from sae_store.arraytask import task_layer
-from sae_store.selection import format_ranges
+from sae_store.selection import format_ranges, layer_list
 from sae_store.train.config import DataConfig, EncodeConfig, RunConfig, SaeConfig, TrainerConfig
 
 from .options import (
-    add_command,
     add_layer,
     add_layers,
     add_overwrite,
@@ -23,6 +23,7 @@ from .options import (
     layers_from_args,
     task_from_args,
 )
+from .parser import add_command, show
 
 
 def run_config(args: argparse.Namespace, layer: int) -> RunConfig:
@@ -38,29 +39,43 @@ def _train(args: argparse.Namespace) -> int:
     """Train one SAE on a layer of the store (saved as <out>/layer_<L>, SAELens layout).
 
     Train a sparse autoencoder on one layer, streaming token vectors from the store. --layer defaults to
-    $SLURM_ARRAY_TASK_ID (one array task per layer).
+    $SLURM_ARRAY_TASK_ID (one array task per layer). With --sweep, several SAEs of the layer (the product
+    of the values given) are trained from one pass over the same batches, each saved as
+    <out>/<SETTING=VALUE,...>/layer_<L>.
     """
-    # Imported here so that `sae-store --help` does not pay for importing torch.
-    from sae_store.store import open_store
-    from sae_store.train.discovery import dead_text
-    from sae_store.train.run import train_layer
-
     layer = task_layer(args.layer)
     config = run_config(args, layer)
+    from sae_store.train.sweep import sweep_entries
+
+    entries = sweep_entries(config, args.sweep) if args.sweep else [("", config)]
+    from sae_store.store import open_store
+    from sae_store.train.discovery import dead_text
+    from sae_store.train.run import train_sweep
+
     store = open_store(args.store)
-    result = train_layer(
-        store, config, args.out, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress
+    results = train_sweep(
+        store,
+        [c for _, c in entries],
+        [Path(args.out) / name for name, _ in entries],
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
-    if result.skipped:
-        print(f"layer {layer}: {result.folder} already holds a trained SAE; nothing to do")
-        return 0
-    m = result.metrics
-    resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
-    print(
-        f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
-        f"{m.get('explained_variance', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, "
-        f"{dead_text(m, 'dead_fraction')}; {dead_text(m, 'dead_fraction_train_window')}"
-    )
+    records, lines = [], []
+    for result in results:
+        records.append({"layer": layer, "folder": result.folder, "skipped": result.skipped,
+                        "resumed_from": result.resumed_from, "metrics": result.metrics})  # fmt: skip
+        if result.skipped:
+            lines.append(f"layer {layer}: {result.folder} already holds a trained SAE; nothing to do")
+            continue
+        m, nan = result.metrics, float("nan")
+        resumed = f" (resumed from step {result.resumed_from})" if result.resumed_from is not None else ""
+        lines.append(
+            f"layer {layer}: saved {result.folder}{resumed}; held-out: explained variance "
+            f"{m.get('explained_variance', nan):.3f}, L0 {m.get('l0', nan):.1f}, "
+            f"{dead_text(m, 'dead_fraction')}; {dead_text(m, 'dead_fraction_train_window')}"
+        )
+    show(args, records[0] if len(records) == 1 else {"layer": layer, "sweep": records}, lines)
     return 0
 
 
@@ -71,13 +86,13 @@ def _encode(args: argparse.Namespace) -> int:
     roles and the fraction of them where it is active. Resumable; array tasks (--task-index/--task-count,
     default from SLURM) own contiguous runs of shard blocks.
     """
+    config = build(args, EncodeConfig)
+    layers = layers_from_args(args)
+    index, count = task_from_args(args)
     from sae_store.store import open_store
     from sae_store.train.discovery import find_saes
     from sae_store.train.encode import encode_features
 
-    config = build(args, EncodeConfig)
-    layers = layers_from_args(args)
-    index, count = task_from_args(args)
     store = open_store(args.store)
     saes = find_saes(args.saes, list(layers) if layers is not None else None)
     result = encode_features(
@@ -89,16 +104,20 @@ def _encode(args: argparse.Namespace) -> int:
         restart=args.overwrite,
         progress=not args.no_progress,
     )
-    print(
+    without = [layer for layer in store.layout.layers if layer not in saes] if layers is None else []
+    data = {"features": f"{store.path}/features", "encoded": result.encoded, "skipped": result.skipped,
+            "layers": list(result.layers), "without_sae": without, "task_index": index,
+            "task_count": count}  # fmt: skip
+    text = (
         f"encoded {result.encoded} (layer, language, block) units into {store.path}/features "
-        f"(layers {list(result.layers)}, task {index + 1}/{count}); {result.skipped} were already complete"
+        f"({layer_list(result.layers)}, task {index + 1}/{count}); {result.skipped} were already complete"
     )
-    without = [layer for layer in store.layout.layers if layer not in saes]
-    if layers is None and without:
-        print(
-            f"not encoded: layers {format_ranges(without, ',')} have no SAE in {args.saes!r}; train them "
+    if without:
+        text += (
+            f"\nnot encoded: layers {format_ranges(without, ',')} have no SAE in {args.saes!r}; train them "
             f"(`sae-store train {store.path} --layer L --out {args.saes}`) and run encode again"
         )
+    show(args, data, text)
     return 0
 
 
@@ -119,8 +138,8 @@ def _export(args: argparse.Namespace) -> int:
         args.layout,
         progress=not args.no_progress,
     )
-    for layer, folder in written.items():
-        print(f"layer {layer}: {folder}")
+    data = {"layout": args.layout, "out": args.out, "layers": {str(k): str(v) for k, v in written.items()}}
+    show(args, data, [f"layer {layer}: {folder}" for layer, folder in written.items()])
     return 0
 
 
@@ -129,11 +148,22 @@ def _add_train(subparsers: Any) -> None:
     add_store(p)
     add_layer(p)
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="folder of SAEs; this layer's goes to <out>/layer_<L>"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="folder of SAEs; this layer's goes to DIR/layer_<L> (required)",
     )
     add_settings(p, SaeConfig, title="SAE")
     add_settings(p, DataConfig, title="training data")
     add_settings(p, TrainerConfig, title="optimisation")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        metavar="KEY=V,V,...",
+        help="train an SAE for each value (repeat for the product of several settings) from one pass "
+        "over the data, each saved as <out>/<SETTING=VALUE,...>/layer_<L>; e.g. --sweep k=32,64 "
+        "--sweep lr=1e-3,3e-3 (default: one SAE, no sweep)",
+    )
     p.add_argument(
         "--resume",
         action="store_true",
@@ -157,12 +187,12 @@ def _add_encode(subparsers: Any) -> None:
 
 
 def _add_export(subparsers: Any) -> None:
-    from sae_store.train.export import LAYOUTS
+    from sae_store.train.folder import LAYOUTS
 
     p = add_command(subparsers, "export-saes", _export)
     add_saes(p, required=True)
-    p.add_argument("--layout", required=True, choices=LAYOUTS, help="the layout written")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder the SAEs are written under")
+    p.add_argument("--layout", required=True, choices=LAYOUTS, help="the layout written (required)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder the SAEs are written under (required)")
     add_layers(p, "layers to export", "every layer with an SAE")
     add_progress(p)
 

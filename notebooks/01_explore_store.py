@@ -38,14 +38,25 @@ STORE = os.environ.get("SAE_STORE", DEMO_STORE)
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
+from IPython.display import HTML, display
 from PIL import Image
 
+from sae_store.report.bidi import dir_attr, inline_html
 from sae_store.roles import TokenRole
 from sae_store.store import completion, open_store, store_usage
 from sae_store.store.usage import render_usage
 
+
+def paragraphs(*texts: str) -> HTML:
+    """Texts as HTML paragraphs, Arabic ones laid out right to left (dir="rtl"), as in the report."""
+    return HTML("".join(f"<p{dir_attr(t)}>{inline_html(t)}</p>" for t in texts))
+
+
 ds = xr.open_zarr(STORE)
-ds
+# the prompts are shown below, each in its direction; "config" repeats them (read it as ds.attrs["config"])
+shown = ds.copy()
+shown.attrs = {k: v for k, v in ds.attrs.items() if k not in ("prompts", "config")}
+shown
 
 # %% [markdown]
 # The dimensions are `layer`, `language`, `sample`, `token` and `hidden`; per-sample metadata
@@ -56,12 +67,15 @@ ds
 # %%
 store = open_store(STORE)
 print("layers:", list(store.layout.layers), "languages:", list(store.layout.languages))
+print("prompts:")
+display(paragraphs(*store.attrs["prompts"].values()))
 print("samples:", store.layout.n_samples, "tokens:", store.layout.max_tokens, "hidden:", store.layout.hidden_size)
 print(ds.gender.to_series().value_counts().to_string())
 
 # %% [markdown]
 # ## One layer, language and sample
-# Pick a layer whose activations are written (the store's `complete` flags say which).
+# Pick a layer whose activations are written (the store's `complete` flags say which), and show the
+# sample's reference captions in that language (Arabic right to left, as in the report).
 
 # %%
 done = ds.complete.any("sample").compute()
@@ -73,6 +87,7 @@ flags = ds.complete.sel(layer=layer, language=language).values
 sample = str(ds.sample.values[np.flatnonzero(flags)[0]])
 x = ds.activations.sel(layer=layer, language=language, sample=sample)
 print(f"layer {layer}, {language}, sample {sample} ({ds.gender.sel(sample=sample).values!s})")
+display(paragraphs(*str(ds.caption.sel(sample=sample, language=language).values).splitlines()))
 x
 
 # %% [markdown]

@@ -28,6 +28,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from sae_store.errors import ConfigError, shown_value
+from sae_store.settings_phrase import literal_type, phrase, strip_optional
 
 _S = TypeVar("_S", bound="Settings")
 _KEY = "setting"
@@ -49,6 +50,9 @@ class Setting:
     lt: float | None = None
     choices: tuple[Any, ...] | Callable[[], Sequence[Any]] | None = None
     """Allowed values, or a function returning them (a registry); ``Literal`` types need none."""
+    aliases: Mapping[str, Any] | None = None
+    """Other spellings read as an allowed value (``bfloat16`` -> ``bf16``, ``neutralize`` -> ``neutralise``);
+    ``--help`` and rendered jobs show only the allowed ones."""
     parse: Callable[[str], Any] | None = None
     """Text (a command-line value, a YAML string) -> value, raising ConfigError; e.g. a size."""
     show: Callable[[Any], str] | None = None
@@ -108,7 +112,7 @@ class SettingField:
             return tuple(c())
         if c is not None:
             return tuple(c)
-        literal = _literal(self.type)
+        literal = literal_type(self.type)
         return tuple(get_args(literal)) if literal is not None else None
 
     def same_as(self, other: SettingField) -> bool:
@@ -131,7 +135,7 @@ class SettingField:
         if self.setting.default_text:
             return self.setting.default_text
         default = self.default
-        if default is None:
+        if default is None or default == ():
             return "none"
         if isinstance(default, bool):
             return "on" if default else "off"
@@ -144,62 +148,7 @@ class SettingField:
         choices = self.choices()
         if choices is not None:
             return f"one of {list(choices)}"
-        return _phrase(self.type, self.setting)
-
-
-def strip_optional(tp: Any) -> Any:
-    if get_origin(tp) in (Union, types.UnionType):
-        rest = [a for a in get_args(tp) if a is not type(None)]
-        return rest[0] if len(rest) == 1 else tp
-    return tp
-
-
-def _literal(tp: Any) -> Any:
-    tp = strip_optional(tp)
-    return tp if get_origin(tp) is Literal else None
-
-
-def _phrase(tp: Any, s: Setting, *, plural: bool = False) -> str:
-    """What values of type ``tp`` with the bounds of ``s`` are (``a positive integer``, ``in [0, 1)``)."""
-    tp = strip_optional(tp)
-    if get_origin(tp) is Literal:
-        return f"one of {list(get_args(tp))}"
-    if get_origin(tp) is tuple:
-        return "a list of " + _phrase(get_args(tp)[0], s, plural=True)
-    return _bounds_phrase(tp, s, plural=plural)
-
-
-def _bounds_phrase(tp: Any, s: Setting, *, plural: bool = False) -> str:
-    if tp is bool:
-        return "true or false"
-    if tp is str:
-        return "texts" if plural else "a text"
-    kind = "integer" if tp is int else "number"
-    low, opening = (s.ge, "[") if s.ge is not None else (s.gt, "(")
-    high, closing = (s.le, "]") if s.le is not None else (s.lt, ")")
-    if low is not None and high is not None:
-        return (
-            f"{kind}s in {opening}{_num(low)}, {_num(high)}{closing}"
-            if plural
-            else (f"in {opening}{_num(low)}, {_num(high)}{closing}")
-        )
-    if high is None and ((s.ge == 1 and tp is int) or s.gt == 0):
-        words = f"positive {kind}"
-    elif high is None and s.ge == 0:
-        words = f"non-negative {kind}"
-    elif low is not None:
-        words = f"{kind} {'>=' if s.ge is not None else '>'} {_num(low)}"
-    elif high is not None:
-        words = f"{kind} {'<=' if s.le is not None else '<'} {_num(high)}"
-    else:
-        words = kind
-    if plural:
-        return words.replace(kind, kind + "s", 1)
-    return ("an " if words[0] in "aeiou" else "a ") + words
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+        return phrase(self.type, self.setting)
 
 
 class SettingError(ConfigError):
@@ -222,8 +171,22 @@ class SettingError(ConfigError):
         return SettingError(name + self.name[len(self.field) :], self.detail)
 
 
+class RuleError(ConfigError):
+    """A rule between fields is broken. The message names fields as ``{field}``, and whoever knows how
+    the user wrote them renders it (:meth:`named`): ``--lr-warmup-steps`` on the command line,
+    ``sae.lr_warmup_steps`` in a YAML section, the field's name otherwise."""
+
+    def __init__(self, template: str, owner: type) -> None:
+        self.template, self.owner = template, owner
+        super().__init__(self.named(lambda f: f.name))
+
+    def named(self, name: Callable[[SettingField], str]) -> str:
+        names = {f.name: name(f) for f in declared(self.owner)}
+        return re.sub(r"\{(\w+)\}", lambda m: names.get(m.group(1), m.group(0)), self.template)
+
+
 def value_error(f: SettingField, value: Any, tp: Any = None, name: str = "") -> SettingError:
-    what = f.phrase() if tp is None else _phrase(tp, f.setting)
+    what = f.phrase() if tp is None else phrase(tp, f.setting)
     return SettingError(name or f.name, f"must be {what}, got {shown_value(value)}")
 
 
@@ -260,6 +223,8 @@ def _coerce(f: SettingField, tp: Any, value: Any, name: str = "") -> Any:
         return _coerce(f, strip_optional(tp), value, "" if top else name)
     if top and value is not None and f.setting.parse is not None:
         value = f.setting.parse(value)  # text, or a value to normalise (layers are sorted)
+    if isinstance(value, str) and f.setting.aliases:
+        value = f.setting.aliases.get(value, value)
     if origin is Literal or tp is str:
         if not (value in args if origin is Literal else isinstance(value, str)):
             raise fail()
@@ -328,7 +293,12 @@ class Settings:
         self.check()
 
     def check(self) -> None:
-        """Rules between fields (raise ConfigError); each field alone is checked from its declaration."""
+        """Rules between fields (raise :meth:`rule_error`); each field alone is checked from its
+        declaration."""
+
+    def rule_error(self, message: str) -> RuleError:
+        """The error of a broken rule between fields, naming each field as ``{field_name}``."""
+        return RuleError(message, type(self))
 
     def to_dict(self) -> dict[str, Any]:
         """Values by field name (JSON-ready); :meth:`from_dict` reads it back."""
@@ -355,12 +325,15 @@ class Settings:
             f = by_key.get(k)
             path = f"{where}.{k}" if where else str(k)
             values[f.name if f is not None else k] = _nested(f.type, v, path, keys) if f is not None else v
+        prefix = f"{where}." if where else ""
         try:
             return cls(**values)
         except SettingError as e:
             f = next((f for f in declared(cls) if f.name == e.field), None)
             shown = (f.key if keys == "flag" else f.name) if f is not None else e.field
-            raise e.renamed(f"{where}.{shown}" if where else shown) from None
+            raise e.renamed(prefix + shown) from None
+        except RuleError as e:
+            raise ConfigError(e.named(lambda f: prefix + (f.key if keys == "flag" else f.name))) from None
         except TypeError as e:  # a required field without a value
             raise ConfigError(f"{what}: {e}") from e
 

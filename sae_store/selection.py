@@ -62,19 +62,20 @@ def parse_layer_spec(
     return tuple(sorted(layers))
 
 
-def parse_layers(text: str, n_layers: int) -> tuple[int, ...]:
-    """Parse a layer selection such as ``"0-33"`` and check it against a model of ``n_layers`` layers.
+def parse_layers(text: str, n_layers: int, *, name: str = "layers") -> tuple[int, ...]:
+    """Parse a layer selection such as ``"0-33"`` and check it against a model of ``n_layers`` layers;
+    ``name`` is how messages call it (``--layers``).
 
     Raises
     ------
     ConfigError
         For malformed items, descending ranges, a layer given twice, or layers out of range.
     """
-    layers = parse_layer_spec(text)
+    layers = parse_layer_spec(text, name=name)
     bad = sorted(layer for layer in layers if layer >= n_layers)
     if bad:
         raise ConfigError(
-            f"layers {text!r}: {bad} out of range; the model has {n_layers} layers, 0..{n_layers - 1}"
+            f"{name} {text!r}: {bad} out of range; the model has {n_layers} layers, 0..{n_layers - 1}"
         )
     return layers
 
@@ -89,6 +90,15 @@ def format_ranges(values: Sequence[int], sep: str = ",") -> str:
         else:
             runs.append([v])
     return sep.join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def layer_list(layers: Sequence[int]) -> str:
+    """Layers for people: ``"layer 5"``, ``"layers 0,2"``, ``"layers 0-33 (34)"`` (the count only where a
+    range hides it)."""
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    text = format_ranges(layers)
+    return f"layers {text} ({len(layers)})" if "-" in text else f"layers {text}"
 
 
 def parse_language_list(text: str | Sequence[str]) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from sae_store.errors import SaeStoreError, shown_value
@@ -44,6 +45,34 @@ def parse_size(text: str | int) -> int:
     if not value < _MAX_QUANTITY:
         raise SaeStoreError(f"size {shown_value(text)} is beyond any filesystem; give e.g. 500G or 2TiB")
     return int(value)
+
+
+def parse_share(text: str | int) -> str:
+    """A share of some total (``50%``), a size (``40GiB``, read by :func:`parse_size`) or ``0`` (none),
+    checked and returned as text; :func:`share_bytes` turns it into bytes once the total is known."""
+    t = str(text).strip()
+    if t == "0":
+        return t
+    if t.endswith("%"):
+        try:
+            share = float(t[:-1])
+        except ValueError:
+            share = math.nan
+        if not 0 < share <= 100:
+            raise SaeStoreError(
+                f"share {shown_value(text)} is not a percentage in (0, 100]; give e.g. 50%, a size such "
+                "as 40GiB, or 0"
+            )
+        return f"{share:g}%"
+    parse_size(t)
+    return t
+
+
+def share_bytes(text: str, total: int) -> int:
+    """Bytes meant by :func:`parse_share`'s ``text`` when the whole is ``total`` bytes."""
+    if text.endswith("%"):
+        return int(total * float(text[:-1]) / 100)
+    return 0 if text == "0" else parse_size(text)
 
 
 def parse_count(text: str) -> int:

@@ -23,6 +23,7 @@ _TESTS = Path(__file__).resolve().parent
 #: Tests that use the ``demo_run`` fixture (minutes to build): one worker runs them all.
 _DEMO_RUN_TESTS = (
     "test_api_doc_examples_run",
+    "test_demo_report_reads_cleanly",
     "test_notebooks_find_the_demo_store_from_the_repository_or_their_folder",
     "test_report_commands_finish_the_demo_run_and_results_have_every_shape",
 )

@@ -59,9 +59,7 @@ class BiasConfig(Settings):
     Mann-Whitney test, which scipy also picks above 8 per group)."""
     top_n: int = setting(50, help="features listed per direction (0 = all significant)", metavar="N", ge=0)
     """Most features reported per direction (male-/female-biased) per layer and language."""
-    bootstrap: int = setting(
-        1000, help="bootstrap resamples for the BCa CIs of d (0 = none)", metavar="B", ge=0
-    )
+    bootstrap: int = setting(1000, help="bootstrap resamples for the BCa CIs of d (0 = none)", ge=0)
     """Bootstrap resamples for the BCa intervals of d of the reported features (0: no intervals)."""
     ci_level: float = setting(**_CI_LEVEL)
     permutations: int = setting(0, help="label permutations for the null (0 = none)", metavar="N", ge=0)
@@ -86,7 +84,7 @@ class CrossLingualConfig(Settings):
 
     statistic: Statistic = setting(**_STATISTIC)
     min_per_group: int = setting(**_MIN_PER_GROUP)
-    top_k: int = setting(100, help="size of the top biased sets compared", metavar="K", ge=1)
+    top_k: int = setting(100, help="size of the top biased sets compared", ge=1)
     """Size of the top biased feature sets (by |d|) whose overlap is compared with chance."""
     permutations: int = setting(
         1000, help="random relabellings of the overlap's null", flag="overlap-permutations", metavar="N", ge=0
@@ -101,7 +99,6 @@ PROBE_C: dict[str, Any] = {
     "default": 1.0,
     "help": "inverse L2 strength of the probes",
     "flag": "probe-c",
-    "metavar": "C",
     "gt": 0,
 }
 
@@ -130,13 +127,13 @@ class InspectConfig(Settings):
     n_features: int = setting(5, help="top biased features per direction", metavar="N", ge=1)
     """Top significant features per direction, layer and language taken from the bias results (when
     no features are given explicitly)."""
-    top_k: int = setting(10, help="samples shown per feature", flag="top-samples", metavar="K", ge=1)
+    top_k: int = setting(10, help="samples shown per feature", flag="top-samples", ge=1)
     """Samples shown per feature (highest activation)."""
     rank_by: Statistic = setting("max", help="per-sample statistic ranking the samples of a feature")
     bins: int = setting(30, help="histogram bins per gender and language", ge=1)
     n_samples: int = setting(6, help="random samples per gender in the qualitative table", metavar="N", ge=1)
     features_per_sample: int = setting(5, help="rows per sample in the qualitative table", metavar="N", ge=1)
-    image_size: int = setting(224, help="image side under the heatmaps", metavar="PX", ge=16)
+    image_size: int = setting(224, help="image side under the heatmaps", ge=16)
     seed: int = seed_setting(_SEED_HELP)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sae_store.configbase import Settings, seed_setting, setting
 
@@ -26,3 +27,15 @@ class PrepareConfig(Settings):
     """A column of the CSV holding the gender (empty cells mean unknown) instead of the caption labels."""
     keep_unlabelled: bool = setting(False, help="also keep images labelled ambiguous or unknown")
     """By default ambiguous and unknown images are excluded (and listed in the report)."""
+
+
+#: How many demo images, declared once for ``make-demo-data`` and the demo config's ``demo:`` section.
+DEMO_IMAGES: dict[str, Any] = {"default": 48, "help": "demo images (four of them deliberate faults)", "ge": 8}
+
+
+@dataclass(frozen=True)
+class DemoDataConfig(Settings):
+    """The generated demo captions and images (``make-demo-data``)."""
+
+    n_images: int = setting(**DEMO_IMAGES)
+    seed: int = seed_setting("seed of the demo data")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from sae_store.errors import DataError
+from sae_store.data.config import DemoDataConfig
 
 DEMO_CAPTIONS_FILE = "captions.csv"
 DEMO_IMAGES_DIR = "images"
@@ -128,11 +128,10 @@ def make_demo_data(out_dir: str | os.PathLike[str], *, n_images: int = 48, seed:
 
     Raises
     ------
-    DataError
+    ConfigError
         If ``n_images`` is below 8.
     """
-    if n_images < 8:
-        raise DataError(f"n_images must be at least 8 (four are deliberate faults), got {n_images}.")
+    DemoDataConfig(n_images=n_images, seed=seed)  # checked by their declarations
     out = Path(out_dir)
     images_dir = out / DEMO_IMAGES_DIR
     images_dir.mkdir(parents=True, exist_ok=True)

@@ -334,7 +334,7 @@ def prepare_samples(
         "outputs": {"samples": str(samples_path), "report": str(report_path)},
     }
     report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    logger.info(
+    logger.debug(  # `prepare` prints it
         "Wrote %d samples to %s; %d rows rejected, %d unlabelled images excluded; report: %s",
         len(selection.samples),
         samples_path,

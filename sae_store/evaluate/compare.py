@@ -34,6 +34,27 @@ _RECONSTRUCTION = {
     "tokens": ("all", "tokens"),
 }
 
+#: Short headers of :func:`comparison_table`'s columns where people read them (the CLI, the report).
+HEADERS = {
+    "explained_variance": "EV",
+    "explained_variance_legacy": "EV legacy",
+    "explained_variance:image": "EV image",
+    "explained_variance:text": "EV text",
+    "cossim": "cosine",
+    "l0": "L0",
+    "dead_fraction": "dead",
+    "dense_fraction": "dense",
+    "tokens": "tokens",
+    "ce_loss_score:image": "CE rec. image",
+    "ce_loss_score:text": "CE rec. text",
+    "ce_loss_score:all": "CE rec. all",
+    "kl_div_score:image": "KL score image",
+    "kl_div_score:text": "KL score text",
+    "kl_div_score:all": "KL score all",
+    "gender probe top-1 latent": "gender top-1",
+    "gender probe raw": "gender raw",
+}
+
 
 def _value(da: xr.DataArray, **where: str) -> float:
     try:

@@ -39,7 +39,9 @@ class EvaluateConfig(Settings):
     """What ``sae-store evaluate`` measures, on which samples, and how it runs the model."""
 
     samples: SampleChoice = setting(
-        "held-out", help="samples evaluated: those `train` holds out (as --val-fraction, --seed), or all"
+        "held-out",
+        help="samples evaluated: those `train` holds out (as --val-fraction, --seed), or all",
+        flag="sample-set",
     )
     """``held-out``: the samples ``sae-store train`` held out with the same ``val_fraction`` and
     ``seed`` (never seen by the store's own SAEs); ``all``: every sample."""
@@ -55,7 +57,7 @@ class EvaluateConfig(Settings):
     splice: tuple[Positions, ...] = setting(
         ("image", "all"),
         help="token positions the SAE replaces in the model runs (image, text, all)",
-        metavar="POSITIONS",
+        metavar="ROLES",
     )
     """One set of model runs per entry: the SAE's reconstruction (and the ablations) replace the layer
     output at image tokens, text tokens (prompt and caption) or every non-padding token."""
@@ -67,7 +69,7 @@ class EvaluateConfig(Settings):
     )
     batch_size: int = setting(**FORWARD_BATCH)
     probe_k: tuple[int, ...] = setting(
-        (1, 2, 5, 20), help="latents (and raw dimensions) of the sparse probes", metavar="K,K", ge=1
+        (1, 2, 5, 20), help="latents (and raw dimensions) of the sparse probes", metavar="N,N,...", ge=1
     )
     folds: int = setting(**PROBE_FOLDS)
     C: float = setting(**PROBE_C)
@@ -75,7 +77,7 @@ class EvaluateConfig(Settings):
         "ce_loss_score:image",
         help="metric naming the best SAE set per layer (explained variance breaks ties and stands in when "
         "the model did not run)",
-        metavar="METRIC",
+        metavar="NAME",
         choices=rank_metrics,
     )
 

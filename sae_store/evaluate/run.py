@@ -248,7 +248,7 @@ def evaluate_store(
     if not len(samples):
         raise SaeStoreError(
             f"no samples to evaluate: {config.samples} samples of {store.layout.n_samples} with val_fraction "
-            f"{config.val_fraction}; raise --val-fraction or pass --samples all"
+            f"{config.val_fraction}; raise --val-fraction or pass --sample-set all"
         )
     out = Path(out_dir) if out_dir is not None else store.path.parent / "results" / "evaluate"
     device = str(resolve_device(run.device))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import html
 import logging
+import re
 import socket
 import threading
 from collections.abc import Mapping
@@ -23,7 +24,7 @@ import panel as pn
 from sae_store.errors import SaeStoreError
 from sae_store.explore.data import ExploreData
 from sae_store.explore.feature import feature_page
-from sae_store.explore.layout import error_box, header, html_pane
+from sae_store.explore.layout import error_box, header, html_pane, link, replace_address, url
 from sae_store.explore.overview import default_layer, overview_page
 from sae_store.explore.sample import sample_page
 
@@ -81,20 +82,58 @@ def _int(args: Mapping[str, str], key: str) -> int | None:
         raise SaeStoreError(f"{key}={value!r} in the address is not a whole number") from None
 
 
+class SearchMissError(SaeStoreError):
+    """A search box entry that names no feature and no sample; ``suggestions`` are sample ids alike."""
+
+    def __init__(self, message: str, suggestions: list[str]) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions
+
+
+_FORMS = "a feature id (123), LAYER:FEATURE (17:123) or a sample id"
+_NUMBER = re.compile(r"-?\d+")
+
+
 def resolve_search(data: ExploreData, query: str, layer: int | None) -> dict[str, Any]:
     """The page a search box entry opens: ``123`` (a feature of the current layer), ``17:123``
-    (layer 17, feature 123) or a sample id."""
+    (layer 17, feature 123) or a sample id (ignoring case when only one id matches).
+
+    Raises
+    ------
+    SaeStoreError
+        The entry is empty, or looks like LAYER:FEATURE but is not; an out-of-range feature or layer
+        (:class:`FeatureNotFoundError`); :class:`SearchMissError` when it names nothing.
+    """
     q = query.strip()
-    if ":" in q and all(p.strip().lstrip("-").isdigit() for p in q.split(":", 1)):
-        la, f = (int(p) for p in q.split(":", 1))
-        data.check_feature(la, f)
-        return {"page": "feature", "layer": la, "feature": f}
-    if q.lstrip("-").isdigit() and q not in data.labels.sample:
-        la = layer if layer is not None else default_layer(data)
-        data.check_feature(la, int(q))
-        return {"page": "feature", "layer": la, "feature": int(q)}
-    data.sample_index(q)
-    return {"page": "sample", "id": q}
+    if not q:
+        raise SaeStoreError(f"the search box is empty: type {_FORMS}")
+    if q in data.labels.sample:
+        return {"page": "sample", "id": q}
+    if ":" in q:
+        la, _, f = (p.strip() for p in q.partition(":"))
+        if not (_NUMBER.fullmatch(la) and _NUMBER.fullmatch(f)):
+            raise SaeStoreError(
+                f"{q!r} is not LAYER:FEATURE: both parts must be whole numbers, e.g. {data.layers[-1]}:0"
+            )
+        data.check_feature(int(la), int(f))
+        return {"page": "feature", "layer": int(la), "feature": int(f)}
+    if _NUMBER.fullmatch(q):
+        current = layer if layer is not None else default_layer(data)
+        data.check_feature(current, int(q))
+        return {"page": "feature", "layer": current, "feature": int(q)}
+    found = data.find_sample(q)
+    if found is not None:
+        return {"page": "sample", "id": found}
+    close = data.similar_samples(q)
+    hint = (
+        f"did you mean {' or '.join(map(repr, close))}?"
+        if close
+        else f"sample ids look like {', '.join(map(repr, data.labels.sample[:3]))}"
+    )
+    raise SearchMissError(
+        f"no sample {q!r} in the store, and it is not a feature id (a whole number) or LAYER:FEATURE; {hint}",
+        close,
+    )
 
 
 def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
@@ -102,11 +141,12 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
     data = explorer.current()
     language = args.get("language") or data.languages[0]
     params: dict[str, Any] = {"language": language}
+    searched, query = args.get("page") == "search", ""
     try:
         data.store.language_index(language)
         page = args.get("page") or "overview"
         layer = _int(args, "layer")
-        if page == "search":
+        if searched:
             params.update(resolve_search(data, args.get("q", ""), layer))
             page, layer = params.pop("page"), params.get("layer")
         if page == "overview":
@@ -127,13 +167,19 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
             title, body = f"Sample {sid}", sample_page(data, sid, language, layer, feature)
         else:
             raise SaeStoreError(f"no page {page!r}; pages are overview, feature, sample and search")
+        if searched:  # the address bar shows the page found, as a link to it would
+            found = {k: v for k, v in params.items() if k != "language"}
+            body = [replace_address(url(page, **found, language=params["language"])), *body]
     except SaeStoreError as e:
-        page, title, body = "overview", "sae-store explore", [error_box(str(e))]
         params = {"language": language if language in data.languages else data.languages[0]}
+        suggestions = e.suggestions if isinstance(e, SearchMissError) else []
+        links = [link(sid, "sample", id=sid, language=params["language"]) for sid in suggestions]
+        page, title, body = "overview", "sae-store explore", [error_box(str(e), links)]
+        query = args.get("q", "") if searched else ""  # left in the search box, to be corrected
     notice = html_pane(growth_notice(data))
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.add_periodic_callback(lambda: setattr(notice, "object", growth_notice(data)), STORE_CHECK_MS)
-    top = header(title, page, params, data.languages, params["language"])
+    top = header(title, page, params, data.languages, params["language"], query=query)
     return pn.Column(top, notice, *body, sizing_mode="stretch_width")
 
 

@@ -9,6 +9,9 @@ in how the store lays out its files does not reach this module.
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -173,6 +176,26 @@ class ExploreData:
             )
         return self._sample_pos[sample_id]
 
+    def find_sample(self, text: str) -> str | None:
+        """The sample id ``text`` names: itself, or the one id equal to it ignoring case."""
+        if text in self._sample_pos:
+            return text
+        return self._folded.get(text.casefold())
+
+    def similar_samples(self, text: str, n: int = 3) -> list[str]:
+        """Up to ``n`` sample ids that look like ``text`` (ignoring case), most alike first: ids with the
+        same numbers (``img_5`` for ``img_0005``), then the closest spellings."""
+        key = _unpadded(text.casefold())
+        same = [s for f, s in self._folded.items() if _unpadded(f) == key]
+        close = difflib.get_close_matches(text.casefold(), list(self._folded), n=n, cutoff=0.6)
+        return list(dict.fromkeys([*same, *(self._folded[c] for c in close)]))[:n]
+
+    @cached_property
+    def _folded(self) -> dict[str, str]:
+        # lower-cased id -> id; ids that differ only in case are left out (no unique answer)
+        seen = Counter(str(s).casefold() for s in self.labels.sample)
+        return {str(s).casefold(): str(s) for s in self.labels.sample if seen[str(s).casefold()] == 1}
+
     # ------------------------------------------------------------------ reads
     def feature_column(self, variable: str, layer: int, language: str, feature: int) -> np.ndarray:
         """(sample,) one feature's per-sample statistic; NaN where the sample is not encoded."""
@@ -215,6 +238,11 @@ class ExploreData:
                 text = gen["generated_caption"].sel({S.LANGUAGE: lang}).isel({S.SAMPLE: sample}).values
                 out[lang]["generated"] = str(strings(text).item()) if text is not None else ""
         return out
+
+
+def _unpadded(text: str) -> str:
+    """``text`` with the leading zeros of its numbers dropped."""
+    return re.sub(r"\d+", lambda m: str(int(m.group(0))), text)
 
 
 def _folder(given: str | Path | None, store: ActivationStore, sibling: str, flag: str) -> Path | None:

@@ -10,32 +10,41 @@ import panel as pn
 from sae_store.analyze import firing_tokens, grid_side, image_grid
 from sae_store.data import load_image
 from sae_store.explore import plots
-from sae_store.explore.data import ExploreData
+from sae_store.explore.data import ExploreData, SampleTokens
 from sae_store.explore.layout import html_pane, link, missing, table
+from sae_store.explore.overview import features_missing
 from sae_store.roles import TokenRole
 from sae_store.store import schema as S
 from sae_store.store.schema import FEATURE_MAX, FEATURE_MEAN
 
-#: Top samples drawn with their image per language (each one is encoded with the SAE).
+#: Top samples drawn with their image (each one is encoded with the SAE).
 TOP_SAMPLES = 4
+#: Samples whose every token is checked for a feature that never fires on the encoded tokens.
+SCAN_SAMPLES = 8
 _STATS = ("d", "q", "ci_low", "ci_high", "male_mean", "female_mean", "male_freq", "female_freq")
 _IMAGE_SIZE = 96
 
 
 def feature_page(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:
-    """The feature page's sections (``language`` is the one links from here keep)."""
+    """The feature page's sections: statistics and histograms of every language, top samples and
+    tokens of ``language`` (the page's language switch), interventions and neighbours."""
     data.check_feature(layer, feature)
     if data.features is None:
-        return [
-            missing("No SAE features are encoded yet", f"sae-store encode {data.store.path} --saes SAE_DIR")
-        ]
+        return [features_missing(data)]
     return [
         *_statistics(data, layer, feature),
         *_histograms(data, layer, feature),
-        *_top_samples(data, layer, feature),
+        *_top_samples(data, layer, feature, language),
         *_interventions(data, layer, feature),
         *_neighbours(data, layer, feature, language),
     ]
+
+
+def _correlation(r: float) -> str:
+    """The paired correlation across samples, or why there is none."""
+    if np.isfinite(r):
+        return f"paired correlation across samples r = {r:.3f}"
+    return "no paired correlation across samples: the feature takes one value in a language"
 
 
 def _statistics(data: ExploreData, layer: int, feature: int) -> list[Any]:
@@ -58,14 +67,15 @@ def _statistics(data: ExploreData, layer: int, feature: int) -> list[Any]:
                 html_pane(
                     f"Matched feature in the {b_lang} SAE: "
                     + link(f"{other}", "feature", layer=layer, feature=other, language=b_lang)
-                    + f" (decoder cosine {float(c['match_cosine']):.3f}); paired r {float(c['paired_r']):.3f}"
+                    + f" (decoder cosine {float(c['match_cosine']):.3f}); "
+                    + _correlation(float(c["paired_r"]))
                 )
             )
         else:
             out.append(
                 html_pane(
                     f"One SAE encodes both languages: feature {feature} is the same direction in each "
-                    f"(paired correlation across samples r = {float(c['paired_r']):.3f})."
+                    f"({_correlation(float(c['paired_r']))})."
                 )
             )
     return out
@@ -87,49 +97,94 @@ def _histograms(data: ExploreData, layer: int, feature: int) -> list[Any]:
     return [pn.pane.Markdown("### Activation by gender and language"), pn.Row(*figs)]
 
 
-def _top_samples(data: ExploreData, layer: int, feature: int) -> list[Any]:
-    columns = []
-    firing_rows: list[list[Any]] = []
-    for lang in data.languages:
-        col = data.feature_column(FEATURE_MAX, layer, lang, feature)
-        order = [int(i) for i in np.argsort(-np.nan_to_num(col, nan=-np.inf), kind="stable")[:TOP_SAMPLES]]
-        order = [i for i in order if np.isfinite(col[i])]
-        tokens = [data.tokens(lang, i, layer=layer, feature=feature) for i in order]
-        grids = [image_map(data, t.acts, t.roles) for t in tokens]
-        vmax = max((float(np.nanmax(g)) for g in grids if g is not None), default=1.0)
-        cells = []
-        for i, t, g in zip(order, tokens, grids, strict=True):
-            sid = str(data.labels.sample[i])
-            image = (
-                load_image(data.images_dir / data.labels.image[i], _IMAGE_SIZE) if data.images_dir else None
-            )
-            png = plots.overlay_png(image, g, vmax=vmax, size=_IMAGE_SIZE)
-            cells.append(
-                plots.img_tag(png, alt=f"{sid} {lang}")
-                + f"<br>{link(sid, 'sample', id=sid, layer=layer, feature=feature, language=lang)}"
-                + f"<br>{data.labels.gender[i]}, max {col[i]:.2f}"
-            )
-            if t.acts is not None:
-                side = grid_side(data.image_tokens) if data.image_tokens else 1
-                for tok in firing_tokens(t.acts, t.roles, t.ids, side, data.decode_token):
-                    firing_rows.append([lang, sid, tok["role"], tok["token"], f"{tok['activation']:.3f}"])
-        row = "".join(f'<td style="vertical-align:top">{c}</td>' for c in cells)
-        columns.append(html_pane(f"<b>{lang}</b><table><tr>{row}</tr></table>"))
+def _top_samples(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:
+    col = data.feature_column(FEATURE_MAX, layer, language, feature)
+    heading = pn.pane.Markdown(f"### Top samples in {language} (image-token activations over the image)")
+    if not np.isfinite(col).any():
+        encode = f"sae-store encode {data.store.path} --saes SAE_DIR"
+        return [heading, missing(f"No {language} sample is encoded at layer {layer}", encode)]
+    if np.nanmax(col) <= 0:
+        return [heading, *_inactive(data, layer, feature, language, col)]
+    order = [int(i) for i in np.argsort(-np.nan_to_num(col, nan=-np.inf), kind="stable")[:TOP_SAMPLES]]
+    order = [i for i in order if col[i] > 0]  # a sample where it does not fire is no top sample
+    tokens = [data.tokens(language, i, layer=layer, feature=feature) for i in order]
+    grids = [image_map(data, t.acts, t.roles) for t in tokens]
+    vmax = max((float(np.nanmax(g)) for g in grids if g is not None), default=1.0)
+    cells, firing_rows = [], []
+    for i, t, g in zip(order, tokens, grids, strict=True):
+        sid = str(data.labels.sample[i])
+        image = load_image(data.images_dir / data.labels.image[i], _IMAGE_SIZE) if data.images_dir else None
+        png = plots.overlay_png(image, g, vmax=vmax, size=_IMAGE_SIZE)
+        cells.append(
+            plots.img_tag(png, alt=f"{sid} {language}")
+            + f"<br>{link(sid, 'sample', id=sid, layer=layer, feature=feature, language=language)}"
+            + f"<br>{data.labels.gender[i]}, max {col[i]:.2f}"
+        )
+        firing_rows += _firing_rows(data, language, sid, t)
+    row = "".join(f'<td style="vertical-align:top">{c}</td>' for c in cells)
+    out: list[Any] = [heading, html_pane(f"<table><tr>{row}</tr></table>")]
+    if not data.saes.has(layer):
+        out.append(no_sae(data, layer))
+    elif firing_rows:
+        out += [pn.pane.Markdown(f"### Tokens where it fires ({language})"), _firing_table(firing_rows)]
+    return out
+
+
+def _inactive(data: ExploreData, layer: int, feature: int, language: str, col: np.ndarray) -> list[Any]:
+    """What the page says of a feature that never fires on the token roles ``encode`` summarised:
+    where it fires instead, on every token of the first :data:`SCAN_SAMPLES` samples."""
+    roles = (
+        " and ".join(data.features.attrs.get("roles", []) if data.features is not None else []) or "encoded"
+    )
+    encoded = np.flatnonzero(np.isfinite(col))
     out: list[Any] = [
-        pn.pane.Markdown("### Top samples (image-token activations over the image)"),
-        pn.Row(*columns),
+        html_pane(
+            f"Feature {feature} does not fire on the {roles} tokens of any of the {encoded.size} encoded "
+            f"samples in {language} (the tokens <code>encode</code> summarised): it has no top samples there."
+        )
     ]
     if not data.saes.has(layer):
-        out.append(
-            missing(
-                f"No SAE for layer {layer}: token activations cannot be computed",
-                f"sae-store train {data.store.path} --layer {layer} --out SAE_DIR",
-            )
+        return [*out, no_sae(data, layer)]
+    scanned = encoded[:SCAN_SAMPLES]
+    rows = [
+        row
+        for i in scanned
+        for row in _firing_rows(
+            data,
+            language,
+            str(data.labels.sample[i]),
+            data.tokens(language, int(i), layer=layer, feature=feature),
         )
-    elif firing_rows:
-        out.append(pn.pane.Markdown("### Tokens where it fires"))
-        out.append(html_pane(table(["language", "sample", "role", "token", "activation"], firing_rows)))
-    return out
+    ]
+    if not rows:
+        return [*out, html_pane(f"It fires on no token of the first {scanned.size} samples either.")]
+    return [
+        *out,
+        pn.pane.Markdown(f"### Where it fires instead: every token of the first {scanned.size} samples"),
+        _firing_table(rows),
+    ]
+
+
+def _firing_rows(data: ExploreData, language: str, sid: str, t: SampleTokens) -> list[list[Any]]:
+    if t.acts is None:
+        return []
+    side = grid_side(data.image_tokens) if data.image_tokens else 1
+    return [
+        [language, sid, tok["role"], tok["token"], f"{tok['activation']:.3f}"]
+        for tok in firing_tokens(t.acts, t.roles, t.ids, side, data.decode_token)
+    ]
+
+
+def _firing_table(rows: list[list[Any]]) -> pn.pane.HTML:
+    return html_pane(table(["language", "sample", "role", "token", "activation"], rows))
+
+
+def no_sae(data: ExploreData, layer: int) -> pn.pane.HTML:
+    """A box saying that layer ``layer`` has no SAE, and how to train one."""
+    return missing(
+        f"No SAE for layer {layer}: token activations cannot be computed",
+        f"sae-store train {data.store.path} --layer {layer} --out SAE_DIR",
+    )
 
 
 def image_map(data: ExploreData, acts: np.ndarray | None, roles: np.ndarray) -> np.ndarray | None:

@@ -46,10 +46,25 @@ def overview_page(data: ExploreData, layer: int, language: str) -> list[Any]:
     ]
 
 
+def features_missing(data: ExploreData) -> pn.pane.HTML:
+    """What to run when the store has no features yet: ``extract`` while activations are missing,
+    else ``encode``."""
+    store = data.store.path
+    acts = completion(data.store)
+    if not acts.is_complete:
+        what = (
+            f"Only {acts.fraction:.0%} of the activations are extracted"
+            if acts.done.any()
+            else "No activations are extracted yet"
+        )
+        return missing(what, f"sae-store extract {store} --model MODEL_DIR")
+    return missing("No SAE features are encoded yet", f"sae-store encode {store} --saes SAE_DIR")
+
+
 def _bias(data: ExploreData, layer: int, language: str) -> list[Any]:
     store = data.store.path
     if data.features is None:
-        return [missing("No SAE features are encoded yet", f"sae-store encode {store} --saes SAE_DIR")]
+        return [features_missing(data)]
     bias = data.analysis("bias")
     if bias is None:
         return [missing("No bias results yet", f"sae-store analyze bias {store}")]
@@ -121,6 +136,8 @@ def _crosslingual(data: ExploreData, layer: int) -> list[Any]:
 
 def _quality(data: ExploreData) -> list[Any]:
     if not data.sae_records:
+        if not completion(data.store).done.any():
+            return []  # nothing to train on yet: the box above says to extract
         return [missing("No trained SAEs found", f"sae-store train {data.store.path} --out SAE_DIR")]
     held_out_dead, held_out_tokens = DEAD_METRICS["dead_fraction"]
     rows = []

@@ -7,6 +7,7 @@ browser: no round trip to the server, and the page is an ordinary URL that can b
 from __future__ import annotations
 
 import base64
+import bisect
 import html
 import io
 from typing import Any
@@ -18,7 +19,9 @@ from bokeh.models import OpenURL, TapTool
 from matplotlib import colormaps
 from PIL import Image
 
+from sae_store.analyze import grid_side
 from sae_store.report import COLOURS, language_colour
+from sae_store.roles import TokenRole
 
 #: Width of a full-width figure, in pixels.
 WIDTH = 820
@@ -57,32 +60,38 @@ def volcano(frame: pd.DataFrame, *, layer: int, language: str, alpha: float) -> 
         cmap=colours,
         size=6,
         alpha=0.7,
-        width=WIDTH // 2,
+        width=WIDTH // 2 + 90,  # the legend's column beside the axes
         height=340,
         tools=["hover"],
         xlabel="Cohen's d (male - female)",
         ylabel="-log10 q",
         title=f"layer {layer}, {language}: click a point to open the feature",
-        legend_position="top_left",
+        # beside the axes: inside, it covered the most significant points and took their clicks
+        legend_position="right",
         hooks=[_tap_opens(url)],
     )
 
 
-def agreement(frame: pd.DataFrame, a: str, b: str, *, layer: int) -> hv.Points:
-    """Per-feature d in language ``a`` against language ``b``; a click opens the feature's page."""
+def agreement(frame: pd.DataFrame, a: str, b: str, *, layer: int) -> hv.Overlay:
+    """Per-feature d in language ``a`` against language ``b``, with the line of equal effects (y = x);
+    a click on a point opens the feature's page."""
     f = frame.dropna(subset=[f"d_{a}", f"d_{b}"])
     if len(f) > MAX_POINTS:
         f = f.loc[(f[f"d_{a}"].abs() + f[f"d_{b}"].abs()).nlargest(MAX_POINTS).index]
     url = f"?page=feature&layer={layer}&feature=@feature&language={a}"
-    return hv.Points(f[[f"d_{a}", f"d_{b}", "feature"]], kdims=[f"d_{a}", f"d_{b}"], vdims=["feature"]).opts(
-        size=5,
-        alpha=0.6,
-        color=COLOURS["targeted"],
+    lim = float(np.nanmax(np.abs(f[[f"d_{a}", f"d_{b}"]].to_numpy()), initial=1.0)) * 1.05
+    points = hv.Points(
+        f[[f"d_{a}", f"d_{b}", "feature"]], kdims=[f"d_{a}", f"d_{b}"], vdims=["feature"]
+    ).opts(size=5, alpha=0.6, color=COLOURS["targeted"], tools=["hover"], hooks=[_tap_opens(url)])
+    diagonal = hv.Curve([(-lim, -lim), (lim, lim)], f"d_{a}", f"d_{b}").opts(
+        color="black", alpha=0.4, line_dash="dashed"
+    )
+    return (points * diagonal).opts(
         width=WIDTH // 2,
         height=340,
-        tools=["hover"],
-        title=f"layer {layer}: d in {a} vs {b}",
-        hooks=[_tap_opens(url)],
+        xlim=(-lim, lim),
+        ylim=(-lim, lim),
+        title=f"layer {layer}: d in {a} vs {b} (dashed: equal effects)",
     )
 
 
@@ -131,9 +140,61 @@ def img_tag(png: bytes, *, alt: str) -> str:
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}" title="{html.escape(alt)}">'
 
 
-def token_bars(labels: list[str], acts: np.ndarray, *, title: str, language: str) -> hv.Bars:
-    """A feature's activation at each (non-padding) token of one sample, in token order."""
-    frame = pd.DataFrame({"token": [f"{i}:{t}" for i, t in enumerate(labels)], "activation": acts})
+#: Least room in pixels between two labelled tokens on the token axis (a turned label's line height).
+TICK_ROOM = 14
+
+
+def readable_token(label: str) -> str:
+    """A token label that draws as one line: line breaks and tabs as ``\\n`` and ``\\t``, a token of
+    spaces alone quoted."""
+    text = label.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+    return repr(text) if not text.strip() else text
+
+
+def labelled_tokens(roles: np.ndarray, width: int = WIDTH) -> list[int]:
+    """Positions whose labels the token axis shows: as many as fit :data:`TICK_ROOM` apart, text and
+    special tokens first, then the first image token of each row of the grid, then the other ones.
+
+    ``roles`` are the token roles of the tokens drawn, in order.
+    """
+    roles = np.asarray(roles)
+    n = len(roles)
+    frame_width = width - 70.0  # the y axis and the toolbar take the rest
+    gap = max(1, int(np.ceil(TICK_ROOM * max(n, 1) / frame_width)))
+    image = np.flatnonzero(roles == TokenRole.IMAGE)
+    side = grid_side(len(image)) if len(image) else 1
+    first_of_row = image[::side]
+    order = [*np.flatnonzero(roles != TokenRole.IMAGE), *first_of_row, *np.setdiff1d(image, first_of_row)]
+    kept: list[int] = []
+    for p in (int(p) for p in order):
+        at = bisect.bisect_left(kept, p)
+        if (at == 0 or p - kept[at - 1] >= gap) and (at == len(kept) or kept[at] - p >= gap):
+            kept.insert(at, p)
+    return kept
+
+
+def token_bars(
+    labels: list[str], acts: np.ndarray, roles: np.ndarray, *, title: str, language: str
+) -> hv.Bars:
+    """A feature's activation at each (non-padding) token of one sample, in token order.
+
+    Every bar has its token on hover; the axis labels those of :func:`labelled_tokens`, so that no
+    two labels overlap however many tokens the prompt has.
+    """
+    tokens = [f"{i}:{readable_token(t)}" for i, t in enumerate(labels)]
+    shown = set(labelled_tokens(roles))
+    hidden = {t: "" for i, t in enumerate(tokens) if i not in shown}
+
+    def hide_labels(plot: Any, element: Any) -> None:
+        plot.state.xaxis[0].major_label_overrides = hidden
+
+    frame = pd.DataFrame({"token": tokens, "activation": acts})
     return hv.Bars(frame, kdims=["token"], vdims=["activation"]).opts(
-        width=WIDTH, height=260, color=language_colour(language), xrotation=90, title=title, tools=["hover"]
+        width=WIDTH,
+        height=280,
+        color=language_colour(language),
+        xrotation=90,
+        title=title,
+        tools=["hover"],
+        hooks=[hide_labels],
     )

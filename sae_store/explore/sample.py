@@ -12,8 +12,9 @@ from sae_store.analyze import grid_side, token_label
 from sae_store.data import load_image
 from sae_store.explore import plots
 from sae_store.explore.data import ExploreData
-from sae_store.explore.feature import image_map
-from sae_store.explore.layout import html_pane, link, missing, table, text_html
+from sae_store.explore.feature import image_map, no_sae
+from sae_store.explore.layout import html_pane, link, table, text_html
+from sae_store.explore.overview import features_missing
 from sae_store.roles import TokenRole
 from sae_store.store.schema import FEATURE_MAX
 
@@ -39,16 +40,16 @@ def sample_page(
         html_pane(table(["language", "reference caption", "generated caption"], rows, raw=True)),
     ]
     if data.features is None:
-        out.append(
-            missing("No SAE features are encoded yet", f"sae-store encode {data.store.path} --saes SAE_DIR")
-        )
+        out.append(features_missing(data))
         png = plots.overlay_png(_image(data, i), None, vmax=1.0, size=_IMAGE_SIZE)
         out.append(html_pane(plots.img_tag(png, alt=sample_id)))
         return out
     top = _top_features(data, i, language)
     if feature is None or layer is None:
         layer, feature = top[1] if top[1] is not None else (data.layers[-1], 0)
-    out.append(pn.Row(_tokens(data, i, sample_id, language, layer, feature), html_pane(top[0])))
+    # the table takes the width the token view leaves, and wraps: the page never scrolls sideways
+    tokens = _tokens(data, i, sample_id, language, layer, feature)
+    out.append(pn.Row(tokens, html_pane(top[0], sizing_mode="stretch_width"), sizing_mode="stretch_width"))
     return out
 
 
@@ -94,12 +95,7 @@ def _tokens(data: ExploreData, i: int, sample_id: str, language: str, layer: int
         ),
     ]
     if t.acts is None:
-        items.append(
-            missing(
-                f"No SAE for layer {layer}: token activations cannot be computed",
-                f"sae-store train {data.store.path} --layer {layer} --out SAE_DIR",
-            )
-        )
+        items.append(no_sae(data, layer))
         return pn.Column(*items)
     real = np.flatnonzero(t.roles != TokenRole.PAD)
     image_pos = np.flatnonzero(t.roles == TokenRole.IMAGE)
@@ -110,7 +106,9 @@ def _tokens(data: ExploreData, i: int, sample_id: str, language: str, layer: int
     ]
     items.append(
         pn.pane.HoloViews(
-            plots.token_bars(labels, t.acts[real], title=f"{title} at each token", language=language)
+            plots.token_bars(
+                labels, t.acts[real], t.roles[real], title=f"{title} at each token", language=language
+            )
         )
     )
     return pn.Column(*items)

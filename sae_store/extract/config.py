@@ -92,15 +92,17 @@ class ExtractConfig(Settings):
 
     def check(self) -> None:
         if not 0 <= self.task_index < self.task_count:
-            raise ConfigError(
-                f"task_index must be in 0..{self.task_count - 1} for task_count {self.task_count}, "
+            raise self.rule_error(
+                f"{{task_index}} must be in 0..{self.task_count - 1} for {{task_count}} {self.task_count}, "
                 f"got {self.task_index!r}"
             )
         if self.sample_range is not None:
             start, stop = self.sample_range
             if not start < stop:
-                raise ConfigError(f"sample_range must be a non-empty range start < stop, got {start}:{stop}")
+                raise self.rule_error(
+                    f"{{sample_range}} must be a non-empty range A:B with A < B, got {start}:{stop}"
+                )
         if self.layers is not None and not self.layers:
-            raise ConfigError("layers must not be empty; leave it None for every stored layer")
+            raise self.rule_error("{layers} must not be empty; leave it unset for every stored layer")
         if self.languages is not None and not self.languages:
-            raise ConfigError("languages must not be empty; leave it None for every stored language")
+            raise self.rule_error("{languages} must not be empty; leave it unset for every stored language")

@@ -21,7 +21,7 @@ from sae_store.extract.model_info import check_identity, check_prompts
 from sae_store.extract.preflight import check_fits, check_writable, project
 from sae_store.extract.writer import FLOAT16_MAX, BlockWriter, Float16OverflowWarning
 from sae_store.models.loader import LoadedModel, load_model, model_identity
-from sae_store.progress import progress_bar
+from sae_store.progress import on_terminal, progress_bar
 from sae_store.store import ActivationStore, Block, open_store, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.blocks import check_aligned
@@ -255,8 +255,9 @@ class _Progress:
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.done, self.started = total, 0, time.perf_counter()
-        # off a terminal the log line per block below is the progress report
+        # off a terminal the log line per block below is the progress report; beside a bar it is a debug line
         self.bar = progress_bar(total=total, unit="sample", desc="extract", enabled=enabled, log_lines=False)
+        self.level = logging.DEBUG if enabled and on_terminal() else logging.INFO
 
     def block(self, w: WorkItem, seconds: float, summary: ExtractSummary, written_bytes: int) -> None:
         n = w.block.stop - w.block.start
@@ -265,7 +266,8 @@ class _Progress:
         rate, tok_s, mb_s = self.done / elapsed, summary.tokens / elapsed, written_bytes / 1e6 / elapsed
         self.bar.update(n)
         self.bar.set_postfix(tok_s=f"{tok_s:.0f}", MB_s=f"{mb_s:.0f}", refresh=False)
-        log.info(
+        log.log(
+            self.level,
             "samples %d:%d %s: %d layers in %.2f s | %.2f samples/s, %.0f tokens/s, %.0f MB/s written, "
             "ETA %.0f s",
             w.block.start, w.block.stop, w.language, len(w.layers), seconds, rate, tok_s, mb_s,

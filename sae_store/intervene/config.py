@@ -14,16 +14,27 @@ from sae_store.errors import ConfigError
 from sae_store.models.config import FORWARD_BATCH
 
 EditMode = Literal["ablate", "amplify", "neutralise"]
+#: The US spelling, read as the mode's name.
+EDIT_MODE_ALIASES = {"neutralize": "neutralise"}
 Positions = Literal["image", "text", "all"]
+
+
+def alpha_problem(mode: str, alpha: float) -> str | None:
+    """Why ``alpha`` cannot go with ``mode`` (an amplification factor must be > 0), naming the two as
+    ``{alpha}`` and ``{mode}``; None if it can."""
+    if mode == "amplify" and not alpha > 0:
+        return (
+            f"{{alpha}} must be > 0 for {{mode}} 'amplify', got {alpha!r}; use {{mode}} 'ablate' to remove "
+            "features (alpha = 0)"
+        )
+    return None
 
 
 def check_alpha(mode: str, alpha: float) -> None:
     """Refuse an amplification factor that is not > 0 for mode ``amplify``."""
-    if mode == "amplify" and not alpha > 0:
-        raise ConfigError(
-            f"alpha must be > 0 for mode 'amplify', got {alpha!r}; use mode 'ablate' to remove "
-            "features (alpha = 0)"
-        )
+    problem = alpha_problem(mode, alpha)
+    if problem:
+        raise ConfigError(problem.format(alpha="alpha", mode="mode"))
 
 
 @dataclass(frozen=True)
@@ -40,7 +51,7 @@ class CaptionConfig(Settings):
 class InterventionConfig(Settings):
     """How one intervention experiment is run."""
 
-    mode: EditMode = setting(help="what is done to the features")
+    mode: EditMode = setting(help="what is done to the features", aliases=EDIT_MODE_ALIASES)
     """``"ablate"``, ``"amplify"`` or ``"neutralise"``."""
     features: str = setting(
         "top-male:20",
@@ -55,13 +66,12 @@ class InterventionConfig(Settings):
     n_controls: int = setting(10, help="random feature sets (0 or >= 10)", flag="controls", metavar="N", ge=0)
     """Random feature sets of the targeted set's size (0 for none, else at least 10)."""
     seed: int = seed_setting("seed of controls and bootstrap")
-    n_positions: int = setting(5, help="caption positions of the metric", metavar="K", ge=1)
+    n_positions: int = setting(5, help="caption positions of the metric", ge=1)
     """First content positions of the baseline caption that metric (a) averages over."""
     dose_alphas: tuple[float, ...] = setting(
         (0.5, 1.0, 2.0, 4.0, 8.0),
         help="alphas of the dose-response (amplify)",
         flag="dose",
-        metavar="A1,A2",
         gt=0,
     )
     """Amplification factors of the dose-response (``"amplify"`` only; each > 0)."""
@@ -75,7 +85,7 @@ class InterventionConfig(Settings):
     max_samples: int | None = setting(
         None, help="use at most N samples, balanced by gender", metavar="N", ge=1, default_text="all"
     )
-    bootstrap: int = setting(2000, help="bootstrap resamples of the BCa CIs", metavar="B", ge=2)
+    bootstrap: int = setting(2000, help="bootstrap resamples of the BCa CIs", ge=2)
     rank_language: str | None = setting(
         None,
         help="language of the bias ranking for top-male/top-female",
@@ -84,6 +94,10 @@ class InterventionConfig(Settings):
     )
 
     def check(self) -> None:
-        check_alpha(self.mode, self.alpha)
+        problem = alpha_problem(self.mode, self.alpha)
+        if problem:
+            raise self.rule_error(problem)
         if self.n_controls != 0 and self.n_controls < 10:
-            raise ConfigError(f"n_controls must be 0 (no controls) or at least 10, got {self.n_controls!r}")
+            raise self.rule_error(
+                f"{{n_controls}} must be 0 (no controls) or at least 10, got {self.n_controls!r}"
+            )

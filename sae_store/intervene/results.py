@@ -280,7 +280,7 @@ def write_cross_layer(out_dir: str | Path) -> Path:
     if not per_layer.is_dir():
         raise SaeStoreError(
             f"{str(out_dir)!r} holds no intervene/ folder of per-layer results; give the folder that "
-            "`sae-store intervene --out` wrote to (default: results/ beside the store)"
+            "`sae-store intervene --results` wrote to (default: results/ beside the store)"
         )
     out: dict[str, Any] = {}
     for path in sorted(per_layer.glob("*_layer_*.json")):

@@ -11,6 +11,7 @@ defaults (``sae-store jobs example NAME`` lists every key with its default).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import partial
@@ -21,15 +22,15 @@ import yaml
 
 from sae_store.analyze.config import ClusterConfig
 from sae_store.analyze.registry import ANALYSES
-from sae_store.configbase import Settings, setting, unknown_keys
-from sae_store.data.config import PrepareConfig
+from sae_store.configbase import Settings, seed_setting, setting, unknown_keys
+from sae_store.data.config import DEMO_IMAGES, PrepareConfig
 from sae_store.errors import ConfigError
 from sae_store.evaluate.config import EvaluateConfig
 from sae_store.extract.config import ExtractConfig
-from sae_store.intervene.config import CaptionConfig, EditMode, InterventionConfig
+from sae_store.intervene.config import EDIT_MODE_ALIASES, CaptionConfig, EditMode, InterventionConfig
 from sae_store.jobs.sections import Binding, Section, parse_section, section_fields
 from sae_store.jobs.slurm_config import SlurmConfig
-from sae_store.models.config import ModelRunConfig
+from sae_store.models.config import TINY_HIDDEN, TINY_LAYERS, ModelRunConfig, tiny_hidden_problem
 from sae_store.resources import resource_dir
 from sae_store.selection import languages_setting, layers_setting
 from sae_store.store.config import StoreConfig
@@ -61,7 +62,7 @@ class PathsConfig(Settings):
 
     def check(self) -> None:
         if not self.root:
-            raise ConfigError("paths.root is required: the folder of the run (scripts, logs, outputs)")
+            raise self.rule_error("{root} is required: the folder of the run (scripts, logs, outputs)")
 
     def path(self, name: PathName) -> Path:
         """The absolute path of ``name`` (resolved against :attr:`root`)."""
@@ -76,16 +77,21 @@ class PathsConfig(Settings):
 class DemoConfig(Settings):
     """Build demo inputs (captions, images, a tiny random Gemma 3) before the pipeline proper."""
 
-    n_images: int = setting(48, help="images written by `make-demo-data`", ge=8)
-    seed: int = setting(0, help="seed of the demo data", ge=0)
-    model_layers: int = setting(4, help="decoder layers of the tiny model", ge=1)
-    model_hidden: int = setting(64, help="residual stream width of the tiny model", ge=32)
-    model_seed: int = setting(0, help="seed of the tiny model's weights", ge=0)
+    n_images: int = setting(**DEMO_IMAGES)
+    seed: int = seed_setting("seed of the demo data")
+    model_layers: int = setting(**TINY_LAYERS)
+    model_hidden: int = setting(**TINY_HIDDEN)
+    model_seed: int = seed_setting("seed of the tiny model's weights")
     pretrained_layout: str = setting(
         "saes-sparsify",
         help="folder (under the root) where the demo writes its SAEs again in sparsify's layout, evaluated "
         "beside them",
     )
+
+    def check(self) -> None:
+        problem = tiny_hidden_problem(self.model_hidden)
+        if problem:
+            raise self.rule_error(problem.replace("{hidden_size}", "{model_hidden}"))
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,9 @@ class InterventionPlan(Settings):
     """Which intervention experiments the pipeline runs (the ``interventions`` section's own keys)."""
 
     modes: tuple[EditMode, ...] = setting(
-        ("ablate", "amplify", "neutralise"), help="one array job over layers per mode"
+        ("ablate", "amplify", "neutralise"),
+        help="one array job over layers per mode",
+        aliases=EDIT_MODE_ALIASES,
     )
     layers: tuple[int, ...] | None = layers_setting("layers to intervene at", "every layer of the run")
 
@@ -187,9 +195,9 @@ class PipelineConfig(Settings):
 
     def check(self) -> None:
         if self.layers is not None and not self.layers:
-            raise ConfigError("layers must be a non-empty list of layer indices or null for all")
+            raise self.rule_error("{layers} must be a non-empty list of layer indices or null for all")
         if self.languages is not None and not self.languages:
-            raise ConfigError("languages must be a non-empty list (e.g. [en, ar]) or null for all")
+            raise self.rule_error("{languages} must be a non-empty list (e.g. [en, ar]) or null for all")
         if self.demo is not None:
             from sae_store.data.demo import DEMO_CAPTIONS_FILE, DEMO_IMAGES_DIR
 
@@ -232,6 +240,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _expand(key: str, path: str) -> str:
+    """``path`` with its environment variables (``$SCRATCH``, ``${USER}``) replaced; an unset one is refused
+    (it would become a folder literally named ``$USER``)."""
+    expanded = os.path.expandvars(path)
+    unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)
+    if unset:
+        names = ", ".join(f"${n}" for n in dict.fromkeys(unset))
+        raise ConfigError(
+            f"paths.{key} {path!r} names {names}, which is not set here; set it (export {unset[0]}=...) or "
+            "write the path out"
+        )
+    return expanded
+
+
 def config_from_dict(data: Any, *, root: str | Path | None = None) -> PipelineConfig:
     """Build a :class:`PipelineConfig` from plain data, checking keys and types section by section.
 
@@ -242,11 +264,10 @@ def config_from_dict(data: Any, *, root: str | Path | None = None) -> PipelineCo
         raise ConfigError(f"a pipeline config must be a mapping of sections, got {type(data).__name__}")
     unknown_keys(data, [f.name for f in fields(PipelineConfig)], "the config")
     data = dict(data)
-    paths = {
-        k: os.path.expandvars(v) if isinstance(v, str) else v for k, v in (data.get("paths") or {}).items()
-    }
+    given = dict(data.get("paths") or {})
     if root is not None:
-        paths["root"] = str(root)
+        given["root"] = str(root)
+    paths = {k: _expand(k, v) if isinstance(v, str) else v for k, v in given.items()}
     if paths.get("root"):
         paths["root"] = str(Path(str(paths["root"])).expanduser().absolute())
     data["paths"] = paths
@@ -286,9 +307,12 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"{where}: {error.problem}{context}; fix the file there and rerun"
 
 
-def example_text(source: Path) -> str:
-    """An example config's text, then every settings key it leaves out with its default, commented."""
+def example_text(source: Path, written_to: str | Path | None = None) -> str:
+    """An example config's text, then every settings key it leaves out with its default, commented;
+    the commands in its header name ``written_to`` (the copy) instead of the example's own file."""
     text = source.read_text(encoding="utf-8")
+    if written_to is not None:
+        text = text.replace(f"configs/{source.name}", str(written_to))
     data = yaml.safe_load(text) or {}
     lines = ["", "# Every other setting with its default (uncomment under its section to change it):"]
     for name, bindings in SECTIONS.items():
@@ -305,7 +329,8 @@ def example_text(source: Path) -> str:
 
 
 #: What ``sae-store demo --quick`` changes in the demo config: two layers, short SAE training, no
-#: captions, interventions or permutations; a check that an installation works end to end (~1 min).
+#: captions, interventions or permutations; a check that an installation works end to end (in
+#: jobs/demo.py's QUICK_TIME).
 DEMO_QUICK: dict[str, Any] = {
     "layers": "0,2",
     "skip": ["caption", "intervene-ablate", "intervene-amplify", "intervene-neutralise", "intervene-summary"],

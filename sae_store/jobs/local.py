@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol
 from sae_store.errors import SaeStoreError
 from sae_store.jobs.config import PathName, PipelineConfig
 from sae_store.jobs.plan import plan
+from sae_store.jobs.preflight import check_ready
 from sae_store.jobs.render import job_environment, shell_command
 from sae_store.jobs.steps import TASK_ID
 
@@ -62,7 +63,10 @@ def run_pipeline(
     ------
     PipelineError
         A step exited with a non-zero status (the message names it and how to resume).
+    ConfigError
+        An input of the run (captions, images, model) is missing.
     """
+    check_ready(cfg, "", slurm=False)
     exe = [sys.executable, "-m", "sae_store_cli"]
     plans = plan(cfg, slurm=False)
     results = []

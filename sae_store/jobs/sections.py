@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sae_store.configbase import SettingError, SettingField, declared, unknown_keys
+from sae_store.configbase import RuleError, SettingError, SettingField, declared, unknown_keys
 from sae_store.errors import ConfigError, shown_value
 from sae_store.settings_text import from_text, to_argv
 
@@ -96,6 +96,8 @@ def parse_section(name: str, data: Any, bindings: Sequence[Binding]) -> Section:
         except SettingError as e:
             f = next((f for f in declared(cls) if f.name == e.field), None)
             raise e.renamed(f"{name}.{f.key if f is not None else e.field}") from None
+        except RuleError as e:
+            raise ConfigError(e.named(lambda f: f"{name}.{f.key}")) from None
         except ConfigError as e:
             raise ConfigError(f"section {name!r}: {e}") from None
         for f in declared(cls):  # keep the normalised value (a list read as a tuple, an int as a float)

@@ -120,8 +120,8 @@ class SlurmConfig(Settings):
         for step, resources in self.steps.items():
             _check_resources(resources, f"slurm.steps.{step}")
         if self.mail_user and not self.mail_types:
-            raise ConfigError(
-                f"slurm.mail_user is {self.mail_user!r} but mail_types is empty, so no mail would be "
+            raise self.rule_error(
+                f"{{mail_user}} is {self.mail_user!r} but {{mail_types}} is empty, so no mail would be "
                 "sent; add e.g. `mail_types: [END, FAIL]`"
             )
 

@@ -177,7 +177,7 @@ def _encode_args(cfg: PipelineConfig) -> list[str]:
 
 def _analyze_args(cfg: PipelineConfig) -> list[str]:
     p = cfg.paths
-    args = [str(p.path("store")), "--out", str(p.path("results")), "--saes", str(p.path("saes")),
+    args = [str(p.path("store")), "--results", str(p.path("results")), "--saes", str(p.path("saes")),
             "--model", str(p.path("model"))]  # fmt: skip
     args += cfg.analysis.argv(*dict.fromkeys(a.config for a in ANALYSES), ClusterConfig)
     if cfg.analysis.cluster == "slurm":
@@ -191,7 +191,7 @@ def _intervene_args(mode: str) -> Callable[[PipelineConfig], list[str]]:
     def args(cfg: PipelineConfig) -> list[str]:
         p = cfg.paths
         fixed = [str(p.path("store")), "--saes", str(p.path("saes")), "--model", str(p.path("model")),
-                 "--mode", mode, "--out", str(p.path("results"))]  # fmt: skip
+                 "--mode", mode, "--results", str(p.path("results"))]  # fmt: skip
         options = cfg.model.argv(ModelRunConfig, InterventionConfig) + cfg.interventions.argv(
             InterventionConfig
         )
@@ -241,7 +241,7 @@ def _sae_sets(cfg: PipelineConfig) -> list[str]:
 def _evaluate_args(cfg: PipelineConfig) -> list[str]:
     p = cfg.paths
     args = [str(p.path("store")), *(w for s in _sae_sets(cfg) for w in ("--saes", s)),
-            "--model", str(p.path("model")), "--out", str(p.path("results") / "evaluate")]  # fmt: skip
+            "--model", str(p.path("model")), "--results", str(p.path("results"))]  # fmt: skip
     split = {k: cfg.sae.values[k] for k in ("val_fraction", "seed") if k in cfg.sae.values}
     return (
         args

@@ -21,6 +21,7 @@ from sae_store.errors import SaeStoreError
 from sae_store.jobs import slurm
 from sae_store.jobs.config import PipelineConfig
 from sae_store.jobs.plan import StepPlan, plan
+from sae_store.jobs.preflight import check_ready
 from sae_store.jobs.render import LOG_DIR, SCRIPT_DIR, STATUS_DIR, log_pattern, render_script
 from sae_store.jobs.steps import ancestors
 
@@ -143,7 +144,11 @@ def submit(cfg: PipelineConfig, *, config_file: str | Path = "") -> Manifest:
         ``sbatch`` is not on PATH or a SLURM command failed.
     SaeStoreError
         Jobs of an earlier submission of this run are still queued or running.
+    ConfigError
+        An input is missing or the ``slurm`` section still holds an example's placeholder
+        (:func:`~sae_store.jobs.preflight.check_ready`).
     """
+    check_ready(cfg, str(config_file), slurm=True)
     slurm.require("sbatch")
     plans = plan(cfg, slurm=True)
     run = cfg.paths.run_dir

@@ -16,6 +16,7 @@ from typing import Any, TypedDict
 
 from sae_store.errors import SaeStoreError
 from sae_store.models.adapter import check_image_geometry
+from sae_store.models.config import TinyModelConfig, tiny_head_dim
 
 __all__ = ["MEDIUM", "TINY", "ModelSize", "build_tiny_gemma3"]
 
@@ -145,7 +146,7 @@ def _build_config(
 ) -> Any:
     from transformers import Gemma3Config, Gemma3TextConfig, SiglipVisionConfig
 
-    head_dim = 16 if hidden_size <= 128 else 64
+    head_dim = tiny_head_dim(hidden_size)
     n_heads = hidden_size // head_dim
     text_config = Gemma3TextConfig(
         vocab_size=len(tokenizer),
@@ -215,14 +216,7 @@ def _set_weights(model: Any, *, seed: int, std: float) -> None:
 
 
 def _validate(num_layers: int, hidden_size: int, out_dir: Path, overwrite: bool) -> None:
-    if num_layers < 1:
-        raise SaeStoreError(f"num_layers must be at least 1, got {num_layers}.")
-    head_dim = 16 if hidden_size <= 128 else 64
-    if hidden_size < 32 or hidden_size % head_dim:
-        raise SaeStoreError(
-            f"hidden_size must be at least 32 and a multiple of {head_dim} (the head size used for it), "
-            f"got {hidden_size}. Try 64 (tiny) or 512 (medium)."
-        )
+    TinyModelConfig(num_layers=num_layers, hidden_size=hidden_size)  # sizes, checked by their declarations
     if out_dir.exists() and not out_dir.is_dir():
         raise SaeStoreError(f"Output path {str(out_dir)!r} exists and is not a folder.")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:

@@ -10,6 +10,7 @@ from sae_store._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sae_store.report.assemble import report_sections
+    from sae_store.report.bidi import dir_attr, inline_html
     from sae_store.report.build import ReportResult, build_report, check_writable
     from sae_store.report.evaluation_sections import evaluation_figure
     from sae_store.report.inputs import ReportInputs, load_inputs
@@ -20,6 +21,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "assemble": ("report_sections",),
+        "bidi": ("dir_attr", "inline_html"),
         "build": ("ReportResult", "build_report", "check_writable"),
         "evaluation_sections": ("evaluation_figure",),
         "inputs": ("ReportInputs", "load_inputs"),

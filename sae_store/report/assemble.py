@@ -155,6 +155,14 @@ def _features(inputs: ReportInputs, cmd: Commands) -> Section:
     return features_section(dashes, n_inspected=interpret.sizes["entry"])
 
 
+def _qualitative(inputs: ReportInputs, cmd: Commands) -> Section:
+    def build(ds: xr.Dataset) -> Section:
+        names = sorted({str(n) for n in strings(ds["image"].values) if n}) if "image" in ds else []
+        return qualitative_section(ds, inputs.thumbnails(names, THUMBNAIL))
+
+    return _from_group(inputs, cmd, build, "qualitative", "qualitative", "Qualitative examples")
+
+
 def _interventions(inputs: ReportInputs, cmd: Commands) -> Section:
     summaries = inputs.interventions()
     if not summaries:
@@ -191,7 +199,7 @@ def report_sections(inputs: ReportInputs) -> list[Section]:
         partial(from_group, volcano_section, "bias", "volcano", "Volcano plots per layer and language"),
         lambda: _crosslingual(inputs, cmd),
         lambda: _features(inputs, cmd),
-        partial(from_group, qualitative_section, "qualitative", "qualitative", "Qualitative examples"),
+        lambda: _qualitative(inputs, cmd),
         lambda: _interventions(inputs, cmd),
         *(
             partial(

@@ -117,6 +117,7 @@ def _significant_figure(frame: pd.DataFrame) -> Figure:
         frame,
         title="Significant gender-biased features per layer",
         height=320,
+        ylim=(0, None),  # counts: from 0, so that a few more discoveries do not look like many
     )
 
 

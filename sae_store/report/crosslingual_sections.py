@@ -19,11 +19,13 @@ from sae_store.report.bias_sections import MAX_BACKGROUND_POINTS, _alpha, _ticks
 from sae_store.report.plotting import COLOURS, FIG_SIZE, WIDTH, intervals, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
+#: Class of a feature significant in neither language (drawn grey, underneath the others).
+NEITHER = "significant in neither"
 _CLASS_COLOURS = {
     "significant in both": COLOURS["targeted"],
     "significant in {a} only": COLOURS["en"],
     "significant in {b} only": COLOURS["ar"],
-    "neither": COLOURS["neutral"],
+    NEITHER: COLOURS["neutral"],
 }
 DIRECTIONS = ("abs", "male", "female")
 
@@ -39,7 +41,7 @@ def _scatter_frame(
     da, db = np.asarray(sel[f"d_{a}"].values, float), np.asarray(sel[f"d_{b}"].values, float)
     feature = np.asarray(ds["feature"].values)
     ok = np.isfinite(da) & np.isfinite(db)
-    label = np.full(da.shape, "neither", dtype=object)
+    label = np.full(da.shape, NEITHER, dtype=object)
     if bias is not None and layer in bias["layer"].values:
         alpha = _alpha(bias.attrs.get("config", {}))
         qa = np.asarray(bias["q"].sel(layer=layer, language=a).values) < alpha
@@ -47,10 +49,10 @@ def _scatter_frame(
         label[qa & qb] = "significant in both"
         label[qa & ~qb] = f"significant in {a} only"
         label[~qa & qb] = f"significant in {b} only"
-    background = np.flatnonzero(ok & (label == "neither"))
+    background = np.flatnonzero(ok & (label == NEITHER))
     if background.size > MAX_BACKGROUND_POINTS:
         background = np.sort(rng.choice(background, MAX_BACKGROUND_POINTS, replace=False))
-    keep = np.concatenate([background, np.flatnonzero(ok & (label != "neither"))])
+    keep = np.concatenate([background, np.flatnonzero(ok & (label != NEITHER))])
     return pd.DataFrame(
         {
             f"d {a}": da[keep],
@@ -64,22 +66,37 @@ def _scatter_frame(
 
 def _scatter(frame: pd.DataFrame, a: str, b: str, title: str) -> hv.Overlay:
     lim = float(np.nanmax(np.abs(frame[[f"d {a}", f"d {b}"]].to_numpy()), initial=1.0)) * 1.05
-    points = styled(
-        hv.Scatter(frame, f"d {a}", [f"d {b}", "feature", "class", "paired r"]),
-        common={
-            "color": hv.dim("class").categorize(_classes(a, b)),
-            "alpha": 0.7,
-            "title": title,
-            "xlim": (-lim, lim),
-            "ylim": (-lim, lim),
-        },
-        bokeh={"width": 560, "height": 520, "size": 5, "tools": ["hover"]},
-        mpl={"s": 10, "fig_size": FIG_SIZE, "aspect": 1.0},
-    )
+    # one layer per class, NEITHER first (underneath): the legend names each colour
+    points = [
+        styled(
+            hv.Scatter(
+                frame[frame["class"] == name],
+                f"d {a}",
+                [f"d {b}", "feature", "class", "paired r"],
+                label=name,
+            ),
+            common={"color": colour, "alpha": 0.7},
+            bokeh={"size": 5, "tools": ["hover"]},
+            mpl={"s": 10},
+        )
+        for name, colour in reversed(_classes(a, b).items())
+        if (frame["class"] == name).any()
+    ]
     diagonal = line_style(
         hv.Curve([(-lim, -lim), (lim, lim)], f"d {a}", f"d {b}"), "black", dash="dashed", alpha=0.4
     )
-    return points * diagonal
+    return styled(
+        hv.Overlay([*points, diagonal]),
+        common={
+            "title": title,
+            "xlim": (-lim, lim),
+            "ylim": (-lim, lim),
+            "show_legend": True,
+            "legend_position": "right",  # beside the axes: inside it would hide points
+        },
+        bokeh={"frame_width": 460, "frame_height": 460},
+        mpl={"fig_size": FIG_SIZE, "aspect": 1.0},
+    )
 
 
 #: What the interval of rho is, for captions (a store written before it was stored says nothing).
@@ -98,10 +115,16 @@ def _rho_figure(frame: pd.DataFrame, a: str, b: str, ci_text: str) -> Figure:
         * intervals(frame["layer"], frame["rho_low"], frame["rho_high"], layers, rho, COLOURS["targeted"])
         * line_style(hv.HLine(0), "black", alpha=0.3)
     )
+    # the axis reaches 0 (no correlation): a range of a few hundredths would make small differences
+    # between layers look large
+    low = float(np.nanmin([0.0, *frame["rho_low"], *frame["rho"]]))
+    high = float(np.nanmax([0.0, *frame["rho_high"], *frame["rho"]]))
+    pad = 0.05 * ((high - low) or 1.0)
     common = {
         "title": "Agreement of gender effects between languages",
         "xticks": _ticks(frame),
         "padding": 0.08,
+        "ylim": (low - pad, high + pad),
     }
     return Figure(
         "crosslingual_rho",

@@ -18,6 +18,7 @@ import pandas as pd
 import xarray as xr
 
 from sae_store.evaluate import best_per_layer, comparison_table
+from sae_store.evaluate.compare import HEADERS
 from sae_store.report.plotting import layer_ticks, line_style, styled
 from sae_store.report.section import Figure, Frames, Section, Table, Text
 
@@ -55,7 +56,8 @@ def evaluation_figure(table: pd.DataFrame) -> hv.Layout:
     for column, label in PANELS:
         if column not in table or not np.isfinite(table[column].astype(float)).any():
             continue
-        dim = hv.Dimension(column, label=label)
+        # the panel's title says what the metric is; its y label stays short enough for the panel
+        dim = hv.Dimension(column, label=label.split(" (")[0])
         curves = []
         for name in names:
             sub = table[table["set"] == name].sort_values("layer")
@@ -160,7 +162,7 @@ def evaluation_section(evaluations: Mapping[str, xr.Dataset]) -> Section:
         items.append(Text("Model runs: " + "; ".join(skipped)))
     panels = evaluation_figure(table)
     items.append(Figure("evaluation", "SAE sets across layers (one line per set).", panels, panels))
-    items.append(Table(table, "Per layer and set", max_rows=200))
+    items.append(Table(table.rename(columns=HEADERS), "Per layer and set", max_rows=200))
     items.append(Table(_splits(evaluations), "By token role and language", max_rows=200))
     items.append(
         Figure(

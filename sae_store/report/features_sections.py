@@ -286,8 +286,9 @@ def _once_per_sample(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def qualitative_section(ds: xr.Dataset) -> Section:
-    """Per selected sample, its most active significant biased features, their interpretation and captions."""
+def qualitative_section(ds: xr.Dataset, images: Mapping[str, np.ndarray | None] | None = None) -> Section:
+    """Per selected sample, its most active significant biased features, their interpretation and captions;
+    ``images`` maps an image path to its thumbnail (drawn in the HTML table)."""
     # the columns in the order analyze qualitative writes its table, then anything else it stored
     names = [c for c in COLUMNS if c in ds.data_vars] + [
         str(v) for v in ds.data_vars if v not in COLUMNS and not is_label_code(ds, str(v))
@@ -303,7 +304,7 @@ def qualitative_section(ds: xr.Dataset) -> Section:
             "Samples picked by `analyze qualitative`, with the significant biased features most active "
             "on them; a sample's image, gender and caption are shown on its first row."
         ),
-        Table(_once_per_sample(frame), "Qualitative examples", max_rows=60),
+        Table(_once_per_sample(frame), "Qualitative examples", max_rows=60, images=images or {}),
     ]
     summary = {"rows": len(frame), "samples": sorted({str(s) for s in frame.get("sample", [])})}
     return Section("qualitative", "Qualitative examples", items, summary)

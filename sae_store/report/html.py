@@ -12,14 +12,16 @@ import base64
 import io
 import re
 from collections.abc import Sequence
+from html import escape
 from pathlib import Path
 
 import panel as pn
 from bokeh.resources import INLINE
 
 from sae_store.progress import progress_bar
-from sae_store.report.section import MISSING, Figure, Notice, Section, Table, Text
+from sae_store.report.section import Figure, Notice, Section, Table, Text
 from sae_store.report.switcher import render
+from sae_store.report.tables import TABLE_CSS, table_html
 
 _PANEL_DIST = Path(pn.__file__).parent / "dist"
 _PANEL_CDN = re.compile(r"https://cdn\.holoviz\.org/panel/[^/\"']+/dist/([^\"'?]+)(?:\?[^\"']*)?")
@@ -30,7 +32,6 @@ _CSS_URL = re.compile(r"url\(['\"]?(\.\./[^'\")]+)['\"]?\)")
 _EXTERNAL = re.compile(
     r"\"url\":\"(https?://[^\"]+)\"|<(?:link|script|img)\b[^>]*(?:href|src)=\"(https?://[^\"]+)\""
 )
-_TABLE_CSS = ".dataframe td, .dataframe th { text-align: left; padding: 2px 10px; }"
 _MIME = {".css": "text/css", ".svg": "image/svg+xml", ".png": "image/png"}
 
 
@@ -78,27 +79,24 @@ def external_references(html: str) -> list[str]:
     return [a or b for a, b in _EXTERNAL.findall(html)]
 
 
+#: Long commands and paths stay inside their card: a command block scrolls on its own, a path in a
+#: sentence breaks anywhere.
+_TEXT_CSS = "pre { overflow-x: auto; } p code, li code { overflow-wrap: anywhere; }"
+
+
 def _item_pane(item: object) -> pn.viewable.Viewable:
     if isinstance(item, Text):
-        return pn.pane.Markdown(item.markdown, sizing_mode="stretch_width")
+        return pn.pane.Markdown(item.markdown, sizing_mode="stretch_width", stylesheets=[_TEXT_CSS])
     if isinstance(item, Notice):
-        return pn.pane.Alert(item.markdown, alert_type=item.level, sizing_mode="stretch_width")
+        return pn.pane.Alert(
+            item.markdown, alert_type=item.level, sizing_mode="stretch_width", stylesheets=[_TEXT_CSS]
+        )
     if isinstance(item, Table):
+        markup, pages_css = table_html(item, "table")  # each pane has a shadow root of its own
         parts: list[pn.viewable.Viewable] = []
         if item.caption:
-            parts.append(pn.pane.Markdown(f"*{item.caption}*"))
-        parts.append(
-            pn.pane.DataFrame(
-                item.frame.head(item.max_rows),
-                index=False,
-                justify="left",
-                na_rep=MISSING,
-                sizing_mode="stretch_width",
-                stylesheets=[_TABLE_CSS],
-            )
-        )
-        if len(item.frame) > item.max_rows:
-            parts.append(pn.pane.Markdown(f"({len(item.frame) - item.max_rows} more rows in summary.json)"))
+            parts.append(pn.pane.Markdown(f"*{item.caption}*", sizing_mode="stretch_width"))
+        parts.append(pn.pane.HTML(markup, stylesheets=[TABLE_CSS, pages_css], sizing_mode="stretch_width"))
         return pn.Column(*parts, sizing_mode="stretch_width")
     if isinstance(item, Figure):
         return pn.Column(
@@ -108,18 +106,37 @@ def _item_pane(item: object) -> pn.viewable.Viewable:
     raise TypeError(f"unknown report item {item!r}")
 
 
+#: Scrolls to the element with the given id: sections are drawn inside (nested) shadow roots, where a
+#: plain ``#anchor`` link finds nothing.
+_GOTO_JS = (
+    "const find = (root) => { for (const el of root.querySelectorAll('*')) {"
+    " if (el.id === '{id}') return el;"
+    " const hit = el.shadowRoot ? find(el.shadowRoot) : null; if (hit) return hit; } return null; };"
+    " const el = find(document); if (el) { el.scrollIntoView(); history.replaceState(null, '', '#{id}'); }"
+    " return false;"
+)
+
+
+def anchor(section: Section) -> str:
+    """The id of a section's title in report.html."""
+    return f"section-{section.key}"
+
+
 def _contents(sections: Sequence[Section]) -> str:
-    # plain list: sections render inside shadow DOM, where in-page anchors do not resolve
     marks = {"ok": "", "partial": " (partial)", "not run": " (not run yet)"}
-    return "\n".join(f"- {s.title}{marks[s.status]}" for s in sections)
+    items = "".join(
+        f'<li><a href="#{anchor(s)}" onclick="{escape(_GOTO_JS.replace("{id}", anchor(s)))}">'
+        f"{escape(s.title)}</a>{marks[s.status]}</li>"
+        for s in sections
+    )
+    return f"<b>Contents</b><ul>{items}</ul>"
 
 
 def write_html(sections: Sequence[Section], path: Path, *, title: str, intro: str) -> Path:
     """Write the interactive report: a title, contents, then every section in order."""
     parts: list[pn.viewable.Viewable] = [
-        pn.pane.Markdown(
-            f"# {title}\n\n{intro}\n\n**Contents**\n\n{_contents(sections)}", sizing_mode="stretch_width"
-        )
+        pn.pane.Markdown(f"# {title}\n\n{intro}", sizing_mode="stretch_width", stylesheets=[_TEXT_CSS]),
+        pn.pane.HTML(_contents(sections), sizing_mode="stretch_width"),
     ]
     items = [(section, item) for section in sections for item in section.items]
     panes: dict[int, list[pn.viewable.Viewable]] = {id(section): [] for section in sections}
@@ -129,7 +146,9 @@ def write_html(sections: Sequence[Section], path: Path, *, title: str, intro: st
         parts.append(
             pn.Card(
                 *panes[id(section)],
-                title=section.title,
+                header=pn.pane.HTML(
+                    f'<h3 id="{anchor(section)}">{escape(section.title)}</h3>', css_classes=["card-title"]
+                ),
                 collapsible=True,
                 sizing_mode="stretch_width",
                 margin=(10, 5),

@@ -26,7 +26,7 @@ from sae_store.report.plotting import (
     line_style,
     styled,
 )
-from sae_store.report.section import Figure, Frames, Section, Table, Text
+from sae_store.report.section import Figure, Frames, Section, Table, Text, format_value
 
 #: Summaries by result key (e.g. ``male_biased_ablation``) and layer.
 Summaries = dict[str, dict[int, dict[str, Any]]]
@@ -210,6 +210,26 @@ def _dose_figure(frame: pd.DataFrame) -> Figure:
     )
 
 
+#: Interval columns shown as one "[low, high]" column in the page's table (so that it fits its card).
+_INTERVALS = {
+    "differential CI": ("CI low", "CI high"),
+    "random interval": ("random low", "random high"),
+    "effect CI": ("effect CI low", "effect CI high"),
+}
+
+
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as the page shows it: each interval's bounds in one column, after its estimate."""
+    shown = frame.copy()
+    for name, (low, high) in _INTERVALS.items():
+        text = [
+            f"[{format_value(a)}, {format_value(b)}]" for a, b in zip(shown[low], shown[high], strict=True)
+        ]
+        shown.insert(list(shown.columns).index(low), name, text)
+        shown = shown.drop(columns=[low, high])
+    return shown
+
+
 def interventions_section(summaries: Summaries) -> Section:
     """Intervention effects with CIs against random controls, and the dose-response curves."""
     frame = effects_table(summaries)
@@ -218,7 +238,7 @@ def interventions_section(summaries: Summaries) -> Section:
     dose = _dose_frame(summaries)
     if not dose.empty:
         items.append(_dose_figure(dose))
-    items.append(Table(frame, "Per experiment and layer", max_rows=80))
+    items.append(Table(_shown(frame), "Per experiment and layer", max_rows=80))
     items.append(Text("**p-values in the table.** " + " ".join(f"`{k}`: {v}" for k, v in P_COLUMNS.items())))
     summary = {
         "per_experiment": frame.to_dict(orient="records"),

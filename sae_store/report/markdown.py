@@ -31,7 +31,7 @@ def write_markdown(sections: Sequence[Section], out_dir: Path, *, title: str, in
             elif isinstance(item, Table):
                 if item.caption:
                     lines += [f"*{item.caption}*", ""]
-                lines += [markdown_table(item.frame, max_rows=item.max_rows), ""]
+                lines += [markdown_table(item.frame, max_rows=item.max_rows, more="report.html"), ""]
             elif isinstance(item, Figure) and item.name in pngs:
                 lines += [f"![{item.name}]({FIGURES_DIR}/{item.name}.png)", "", f"*{item.caption}*", ""]
     (out_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")

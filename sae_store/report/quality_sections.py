@@ -53,10 +53,12 @@ def quality_table(saes: Mapping[int, SaeRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _panel(points: Any, title: str, layers: list[int]) -> Any:
+def _panel(points: Any, title: str, layers: list[int], **opts: Any) -> Any:
+    # the y axis starts at 0: these are fractions and counts, and a truncated axis would make
+    # differences of a few percent look large
     return styled(
         points,
-        common={"title": title, "xticks": layer_ticks(layers, most=9)},
+        common={"title": title, "xticks": layer_ticks(layers, most=9), "ylim": (0, None), **opts},
         bokeh={"width": 420, "height": 240},
         mpl={"fig_size": 80, "aspect": 1.6},
     )
@@ -66,13 +68,14 @@ def _metric_panels(frame: pd.DataFrame, splice: Mapping[tuple[int, str], dict[st
     layers = frame["layer"].tolist()
     panels = []
     for name, _, label in METRICS:
-        dim = hv.Dimension(name, label=label)
+        # the panel's title says what the metric is; its y label stays short enough for the panel
+        dim = hv.Dimension(name, label=label.split(" (")[0])
         colour = COLOURS["targeted"]
         curve = line_style(hv.Curve(frame, "layer", dim), colour) * line_style(
             hv.Scatter(frame, "layer", dim), colour
         )
         panels.append(_panel(curve, label, layers))
-    if splice:
+    if len({layer for layer, _ in splice}) > 1:  # one layer is a point per language: the table says it
         ce = hv.Dimension("ce_recovered", label="CE loss recovered")
         parts = []
         for lang in sorted({lang for _, lang in splice}):
@@ -81,16 +84,15 @@ def _metric_panels(frame: pd.DataFrame, splice: Mapping[tuple[int, str], dict[st
                 line_style(hv.Curve(pts, "layer", ce, label=lang), language_colour(lang))
                 * line_style(hv.Scatter(pts, "layer", ce, label=lang), language_colour(lang))
             )
+        # a worse splice than zero-ablation is negative: the axis starts at 0 or below
+        low = min(0.0, min(s["ce_recovered"] for s in splice.values()))
         panels.append(
-            styled(
+            _panel(
                 hv.Overlay(parts),
-                common={
-                    "title": "CE loss recovered (spliced SAE)",
-                    "show_legend": True,
-                    "xticks": layer_ticks(layers, most=9),
-                },
-                bokeh={"width": 420, "height": 240},
-                mpl={"fig_size": 80, "aspect": 1.6},
+                "CE loss recovered (spliced SAE)",
+                layers,
+                show_legend=True,
+                ylim=(low, None),
             )
         )
     return hv.Layout(panels).cols(2)
@@ -113,15 +115,11 @@ def _curves(saes: Mapping[int, SaeRecord]) -> Frames | None:
         frames[(layer,)] = hv.Layout(
             [
                 styled(
-                    fvu,
-                    common={"title": f"layer {layer}: FVU during training"},
+                    curve,
+                    common={"title": f"layer {layer}: {name} during training", "ylim": (0, None)},
                     bokeh={"width": 420, "height": 240},
-                ),
-                styled(
-                    l0,
-                    common={"title": f"layer {layer}: L0 during training"},
-                    bokeh={"width": 420, "height": 240},
-                ),
+                )
+                for name, curve in (("FVU", fvu), ("L0", l0))
             ]
         )
     if not frames:
@@ -155,6 +153,15 @@ def quality_section(
     ]
     panels = _metric_panels(frame, splice)
     items.append(Figure("sae_quality", "SAE quality per layer.", panels, panels))
+    spliced = sorted({layer for layer, _ in splice})
+    if len(spliced) == 1:
+        values = ", ".join(f"{lang} {s['ce_recovered']:.3g}" for (_, lang), s in sorted(splice.items()))
+        items.append(
+            Text(
+                f"CE loss recovered is measured at layer {spliced[0]} only (where the interventions ran): "
+                f"{values}; the table below has it with the KL recovered."
+            )
+        )
     curves = _curves(saes)
     if curves is not None:
         items.append(

@@ -8,11 +8,14 @@ interactive page and the static document.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
+
+from sae_store.report.bidi import has_rtl, span_html
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,15 @@ class Figure:
 
 @dataclass(frozen=True)
 class Table:
-    """A table shown in both documents (the HTML page keeps at most ``max_rows`` rows)."""
+    """A table shown in both documents: report.md keeps its first ``max_rows`` rows, the HTML page
+    shows them all in pages (:mod:`~sae_store.report.tables`)."""
 
     frame: pd.DataFrame
     caption: str = ""
     max_rows: int = 50
+    images: Mapping[str, Any] = field(default_factory=dict)
+    """Thumbnails (RGB ``uint8`` arrays, or ``None`` for an unreadable image) of the values of the
+    column ``image``: the HTML page shows the picture, report.md the file name."""
 
 
 @dataclass(frozen=True)
@@ -106,17 +113,34 @@ def not_run_section(key: str, title: str, what: str, commands: Sequence[str]) ->
 MISSING = "–"
 
 
-def markdown_table(frame: pd.DataFrame, *, max_rows: int | None = None) -> str:
-    """A GitHub-flavoured Markdown table of ``frame`` (floats with 4 significant digits)."""
+def format_value(value: Any) -> str:
+    """A table cell's text: floats with 4 significant digits (whole numbers without decimals, NaN as
+    :data:`MISSING`, as is ``None``), anything else as ``str``."""
+    if value is None:
+        return MISSING
+    if isinstance(value, float | np.floating):
+        v = float(value)
+        if v != v:
+            return MISSING  # NaN: not measured
+        if v.is_integer() and abs(v) < 1e15:
+            return f"{v + 0.0:.0f}"  # + 0.0: no "-0"
+        return f"{v:.4g}"
+    return str(value)
+
+
+def markdown_table(frame: pd.DataFrame, *, max_rows: int | None = None, more: str = "summary.json") -> str:
+    """A GitHub-flavoured Markdown table of ``frame`` (cells as :func:`format_value`; right-to-left text
+    in a ``<span dir="rtl">``); a note names ``more``, where the rows left out are."""
     shown = frame if max_rows is None else frame.head(max_rows)
 
     def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return MISSING if value != value else f"{value:.4g}"  # NaN: not measured
-        return str(value).replace("|", "\\|").replace("\n", " ")
+        text = format_value(value)
+        if has_rtl(text):
+            text = span_html(text)
+        return text.replace("|", "\\|").replace("\n", " ")
 
     header = "| " + " | ".join(str(c) for c in shown.columns) + " |"
     rule = "|" + "|".join(" --- " for _ in shown.columns) + "|"
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
-    more = [f"\n({len(frame) - len(shown)} more rows in summary.json)"] if len(shown) < len(frame) else []
-    return "\n".join([header, rule, *rows, *more])
+    note = [f"\n({len(frame) - len(shown)} more rows in {more})"] if len(shown) < len(frame) else []
+    return "\n".join([header, rule, *rows, *note])

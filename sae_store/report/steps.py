@@ -97,7 +97,7 @@ class Commands:
 
     def analyze(self, name: str) -> str:
         saes = f" --saes {self.saes}" if name in ANALYSES and ANALYSES[name].saes == "required" else ""
-        return f"sae-store analyze {name} {self.store}{saes} --out {self.results}"
+        return f"sae-store analyze {name} {self.store}{saes} --results {self.results}"
 
     def evaluate(self) -> str:
         return f"sae-store evaluate {self.store} --saes {self.saes}"
@@ -108,7 +108,7 @@ class Commands:
     def intervene(self, mode: str, layer: int | str = "L") -> str:
         return (
             f"sae-store intervene {self.store} --saes {self.saes} --layer {layer} --mode {mode} "
-            f"--features top-male:20 --out {self.results}"
+            f"--features top-male:20 --results {self.results}"
         )
 
 

@@ -41,8 +41,9 @@ def check_aligned(start: int, stop: int, n_samples: int, samples_per_shard: int)
         )
 
 
-def parse_sample_range(text: str, n_samples: int) -> tuple[int, int]:
-    """Parse ``A:B`` (either side may be empty) into a range within ``0:n_samples``."""
+def parse_sample_range(text: str, n_samples: int, *, name: str = "sample range") -> tuple[int, int]:
+    """Parse ``A:B`` (either side may be empty) into a range within ``0:n_samples``; ``name`` is how
+    messages call it (``--sample-range``)."""
     parts = text.split(":")
     try:
         if len(parts) != 2:
@@ -50,7 +51,7 @@ def parse_sample_range(text: str, n_samples: int) -> tuple[int, int]:
         start = int(parts[0]) if parts[0] else 0
         stop = int(parts[1]) if parts[1] else n_samples
     except ValueError as e:
-        raise SaeStoreError(f"sample range must look like 'A:B' (e.g. '0:64'), got {text!r}") from e
+        raise SaeStoreError(f"{name} must look like 'A:B' (e.g. '0:64'), got {text!r}") from e
     return start, stop
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple, get_args
 
 from sae_store.configbase import Settings, setting
-from sae_store.errors import ConfigError
+from sae_store.device import DTYPE_ALIASES
 
 Compressor = Literal["fast", "balanced", "compact", "blosc-zstd", "blosc-lz4", "zstd", "none"]
 Shuffle = Literal["byte", "bit", "none"]
@@ -80,21 +80,25 @@ class StoreConfig(Settings):
         None, help="Blosc pre-filter", default_text="the preset's; byte for a Blosc codec named directly"
     )
 
-    precision: Precision = setting("bf16", help="round stored values to bfloat16 or keep float32")
+    precision: Precision = setting(
+        "bf16",
+        help="round stored values to bf16 or keep fp32 (bfloat16, float32 also accepted)",
+        aliases=DTYPE_ALIASES,
+    )
     """"bf16": store float32 values rounded to bfloat16 (what Gemma computes on GPUs; exact when the
     model runs in bf16). "fp32": keep full float32. Never float16: Gemma 3 overflows it."""
 
     def check(self) -> None:
         codec = self.settings.codec
         if self.shuffle not in (None, "none") and not codec.startswith("blosc"):
-            raise ConfigError(
-                f"shuffle {self.shuffle!r} applies only to Blosc codecs, not to {self.compressor!r}; "
-                "leave shuffle unset"
+            raise self.rule_error(
+                f"{{shuffle}} {self.shuffle!r} applies only to Blosc codecs, not to {self.compressor!r}; "
+                "leave {shuffle} unset"
             )
         top = 22 if codec == "zstd" else 9
         if self.clevel is not None and not 0 <= self.clevel <= top:
-            raise ConfigError(
-                f"clevel must be an integer in 0..{top} for {self.compressor!r}, got {self.clevel!r}"
+            raise self.rule_error(
+                f"{{clevel}} must be an integer in 0..{top} for {self.compressor!r}, got {self.clevel!r}"
             )
 
     @property

@@ -110,7 +110,8 @@ def create_group(
                 if f"{coord}{S.CODE_SUFFIX}" in root:  # gender_code, language_code: the labels as codes
                     _copy_coordinate(root, group, f"{coord}{S.CODE_SUFFIX}")
             for dim, values in (coords or {}).items():
-                _write_1d(group, dim, values, dim, S.coordinate_attrs(dim) if dim == S.FEATURE else {})
+                attrs = S.coordinate_attrs(dim) if dim == S.FEATURE else {"long_name": dim.replace("_", " ")}
+                _write_1d(group, dim, values, dim, attrs)
                 if values.dtype.kind in "UO":
                     _code_coordinate(group, dim, values)
             for var, spec in variables.items():

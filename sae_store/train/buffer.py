@@ -9,8 +9,8 @@ random order. Batches are consecutive slices of the stream of rounds, so every l
 once per epoch: a batch that reaches the end of a round is completed from the next one (at an
 epoch's end, from the next epoch). With ``units_per_round >= n_units`` everything is loaded once,
 kept, and re-permuted every epoch (in-RAM sampling). The batch sequence is a pure function of the
-seed, so a position ``(epoch, round, offset)`` is all a checkpoint needs: only the rounds from there
-on are read again.
+seed and ``units_per_round``, so these and a position ``(epoch, round, offset)`` are all a checkpoint
+needs: only the rounds from there on are read again.
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ class ShuffledBatches(Iterator[Tensor]):
         return self.units_per_round >= len(self._sizes)
 
     def state_dict(self) -> dict[str, int]:
-        """The position of the next batch, for checkpoints."""
-        return self.position._asdict()
+        """The position of the next batch and the units mixed per round (which fix the batch order),
+        for checkpoints."""
+        return {**self.position._asdict(), "units_per_round": self.units_per_round}
 
     def __iter__(self) -> ShuffledBatches:
         return self

@@ -19,7 +19,7 @@ from sae_store.errors import ConfigError
 from sae_store.roles import roles_setting
 from sae_store.selection import languages_setting
 from sae_store.train.architectures import ARCHITECTURES, architecture_names
-from sae_store.units import format_size, parse_size
+from sae_store.units import format_size, parse_share, parse_size
 
 BDecInit = Literal["mean", "zeros"]
 
@@ -70,7 +70,6 @@ class SaeConfig(Settings):
     matryoshka_widths: tuple[int, ...] = setting(
         (),
         help="matryoshka_batchtopk: nested widths ending at d_sae",
-        metavar="W,W,...",
         ge=1,
         default_text="d_sae/16, /8, /4, /2, d_sae",
     )
@@ -99,14 +98,14 @@ class SaeConfig(Settings):
     def check(self) -> None:
         w = self.matryoshka_widths
         if w and (list(w) != sorted(set(w)) or (self.d_in and w[-1] != self.n_latents)):
-            raise ConfigError(
-                f"matryoshka_widths must be increasing positive integers ending at d_sae={self.n_latents}, "
-                f"got {list(w)}"
+            raise self.rule_error(
+                f"{{matryoshka_widths}} must be increasing positive integers ending at d_sae="
+                f"{self.n_latents}, got {list(w)}"
             )
         if self.d_in and ARCHITECTURES[self.architecture].ranked and self.k > self.n_latents:
-            raise ConfigError(
-                f"k={self.k} is larger than d_sae={self.n_latents}: a {self.architecture} SAE cannot keep "
-                "more latents than it has; lower k or raise the expansion"
+            raise self.rule_error(
+                f"{{k}}={self.k} is larger than d_sae={self.n_latents}: a {self.architecture} SAE cannot "
+                "keep more latents than it has; lower {k} or raise {expansion}"
             )
 
     @property
@@ -145,17 +144,31 @@ class DataConfig(Settings):
     val_fraction: float = setting(0.1, help="fraction of samples held out for evaluation", ge=0, lt=1)
     """Fraction of samples (images, in every language) held out for evaluation."""
 
+    device_memory: str = setting(
+        "50%",
+        help="memory of the training device for the layer's data: a share of what is free (50%), a size "
+        "(40GiB) or 0; the layer is loaded there once when it fits, else read through --memory-budget",
+        metavar="SIZE",
+        parse=parse_share,
+        what="a share of the free memory such as 50%, a size such as 40GiB, or 0",
+    )
+    """Memory of the training device (the host's RAM on CPU) the selected training vectors may take,
+    in the store's precision (bf16: 2 bytes a value): a share of the device's free memory when the
+    run starts, a size, or 0 (never). When they fit, they are decoded once, moved there and drawn as
+    shuffled batches on the device (:mod:`~sae_store.train.resident`); otherwise the provider says so,
+    with the sizes, and reads them through host memory under ``memory_budget``."""
+
     memory_budget: int = setting(
         2 * 1024**3,
-        help="RAM for training data: loaded once if it fits, else streamed",
+        help="RAM for training data that does not fit --device-memory: loaded once if it fits, else streamed",
         metavar="SIZE",
         ge=1,
         parse=parse_size,
         show=format_size,
     )
-    """Bytes the provider may hold. When the selected training data fits, it is loaded once and
-    sampled in RAM; otherwise shard blocks stream through a shuffle buffer (two of them with
-    prefetch) sized to fit."""
+    """Bytes of host memory the provider may hold when the data is not resident on the device. When
+    the selected training data fits, it is loaded once and sampled in RAM; otherwise shard blocks
+    stream through a shuffle buffer (two of them with prefetch) sized to fit."""
 
     prefetch: bool = setting(True, help="load the next shuffle buffer in a background thread")
 
@@ -189,9 +202,7 @@ class TrainerConfig(Settings):
     in tokens it meets the quality targets on both synthetic dictionaries, where 3e-3 leaves more
     latents dead)."""
 
-    adam_betas: tuple[float, float] = setting(
-        (0.9, 0.999), help="Adam's beta1 and beta2", metavar="B1,B2", ge=0, lt=1
-    )
+    adam_betas: tuple[float, float] = setting((0.9, 0.999), help="Adam's beta1 and beta2", ge=0, lt=1)
 
     lr_warmup_steps: int | None = setting(
         None,
@@ -213,7 +224,12 @@ class TrainerConfig(Settings):
     OpenAI's TopK recipe start it; residual streams carry large constant channels, and from zero they
     hold nearly every latent dead), or ``zeros`` (SAELens's default)."""
 
-    log_every: int = setting(50, help="steps between metrics records (metrics.jsonl, progress)", ge=1)
+    log_every: int = setting(
+        50, help="steps between reads of the device: metrics records, progress and AuxK's dead latents", ge=1
+    )
+    """Steps between the trainer's reads of the device (the only times it waits for it): a metrics
+    record (``metrics.jsonl``, progress) and a new list of dead latents for AuxK. It changes which
+    latents AuxK sees, so a resumed run must keep it."""
 
     checkpoint_every: int = setting(500, help="steps between checkpoints (0: none)", ge=0)
 
@@ -236,10 +252,10 @@ class TrainerConfig(Settings):
         if self.lr_warmup_steps is None:  # the documented default, made explicit (saved, compared on resume)
             object.__setattr__(self, "lr_warmup_steps", min(100, self.steps // 10))
         if self.warmup_steps + self.lr_decay_steps > self.steps:
-            raise ConfigError(
+            raise self.rule_error(
                 f"the learning-rate schedule ({self.warmup_steps} warm-up steps + {self.lr_decay_steps} "
-                f"decay steps) is longer than the run ({self.steps} steps); lower lr_warmup_steps or "
-                "lr_decay_fraction, or raise steps"
+                f"decay steps) is longer than the run ({self.steps} steps); lower {{lr_warmup_steps}} or "
+                "{lr_decay_fraction}, or raise {steps}"
             )
 
     @property
@@ -257,11 +273,12 @@ class TrainerConfig(Settings):
 #: Settings that may change when a run is resumed (they do not affect the result).
 RESUMABLE_CHANGES = frozenset(
     {
-        "trainer.log_every",
         "trainer.checkpoint_every",
         "trainer.device",
         "data.read_threads",
         "data.prefetch",
+        "data.device_memory",
+        "data.memory_budget",
     }
 )
 

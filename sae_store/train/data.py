@@ -33,6 +33,8 @@ from sae_store.store import schema as S
 from sae_store.store.shards import OpenShard
 from sae_store.train.buffer import BatchPosition, ShuffledBatches
 from sae_store.train.config import DataConfig
+from sae_store.train.placement import fits_device, units_per_round
+from sae_store.train.resident import ResidentBatches, load_resident
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,13 @@ class DataSummary:
     """(language, shard block) pairs holding training vectors."""
     units_per_round: int
     in_memory: bool
-    """The training data fits the memory budget: loaded once and sampled in RAM."""
+    """Loaded once and kept (on the device when ``resident``, else in host RAM)."""
+    resident: bool
+    """The training data fits ``device_memory``: kept on the training device, batches drawn there."""
+    device: str
+    """The training device."""
+    data_bytes: int
+    """The selected training vectors' size in the store's precision (what the device would hold)."""
 
 
 def missing_blocks(store: ActivationStore, layer: int, languages: list[str]) -> list[str]:
@@ -105,38 +113,6 @@ def validation_samples(n: int, fraction: float, seed: int) -> np.ndarray:
     return is_val
 
 
-def _units_per_round(sizes: list[int], counts: list[int], layout: S.StoreLayout, config: DataConfig) -> int:
-    """Blocks per shuffle buffer: all of them when the data fits the memory budget. ``sizes`` are the
-    buffer rows of each block, ``counts`` its vectors.
-
-    The budget covers two batches (the one being drawn and the one the caller still holds), each
-    read thread's sample buffer and chunk bytes (at most a sample's float32 size each), and one (two
-    with prefetch) shuffle buffers.
-    """
-    d = layout.hidden_size
-    fixed = (2 * config.read_threads * layout.max_tokens + 2 * config.batch_size) * d * 4
-    if (sum(sizes) * d * 4) + fixed <= config.memory_budget:
-        return len(sizes)
-    buffer_bytes = (2 if config.prefetch else 1) * max(sizes) * d * 4
-    per_round = min(max(1, (config.memory_budget - fixed) // buffer_bytes), len(sizes))
-    if config.memory_budget - fixed < buffer_bytes:
-        log.warning(
-            "memory budget %d B is below what one shard block needs (%d B); using one block anyway",
-            config.memory_budget,
-            fixed + buffer_bytes,
-        )
-    smallest = sum(sorted(counts)[:per_round])
-    if per_round < len(sizes) and smallest < 4 * config.batch_size:
-        log.warning(
-            "a shuffle buffer of %d block(s) holds as few as %d vectors, under 4 batches of %d: batches "
-            "mix few images; raise the memory budget for better shuffled batches",
-            per_round,
-            smallest,
-            config.batch_size,
-        )
-    return per_round
-
-
 class StoreDataProvider:
     """Token vectors of ``config.layer`` from ``store``: training batches, validation batches, scale.
 
@@ -150,9 +126,12 @@ class StoreDataProvider:
         No vector is left after filtering by role and split.
     """
 
-    def __init__(self, store: ActivationStore, config: DataConfig) -> None:
+    def __init__(
+        self, store: ActivationStore, config: DataConfig, device: torch.device | str = "cpu"
+    ) -> None:
         store.require_arrays()
         self.config = config
+        self.device = torch.device(device)
         self.layer_index = store.layer_index(config.layer)
         self.languages = list(config.languages or store.layout.languages)
         self.language_index = [store.language_index(lang) for lang in self.languages]
@@ -201,7 +180,12 @@ class StoreDataProvider:
         self._scratch = threading.local()
         self._readers = ThreadPoolExecutor(config.read_threads, thread_name_prefix="sae-read")
         self.val_nonfinite = 0
-        per_round = _units_per_round(self._sizes, counts, store.layout, config)
+        bf16 = self._acts.attrs.get("precision", "bf16") == "bf16"
+        self._dtype = torch.bfloat16 if bf16 else torch.float32
+        data_bytes = n_train * self.d_in * (2 if bf16 else 4)
+        resident = fits_device(config, self.device, n_train=n_train, d_in=self.d_in, dtype=self._dtype,
+                               unit_rows=max(self._sizes))  # fmt: skip
+        per_round = len(counts) if resident else units_per_round(self._sizes, counts, store.layout, config)
         self.summary = DataSummary(
             layer=config.layer,
             languages=self.languages,
@@ -212,7 +196,11 @@ class StoreDataProvider:
             units=len(counts),
             units_per_round=int(per_round),
             in_memory=per_round >= len(counts),
+            resident=resident,
+            device=str(self.device),
+            data_bytes=data_bytes,
         )
+        self._resident: Tensor | None = None
 
     @property
     def nonfinite_skipped(self) -> int:
@@ -276,31 +264,58 @@ class StoreDataProvider:
         picked = dst[rows[0] : rows[-1] + 1] if run else dst[rows]
         return np.delete(rows, self._nonfinite_rows(picked))
 
-    def batches(self, *, scale: float = 1.0, position: dict[str, int] | None = None) -> ShuffledBatches:
+    def batches(
+        self, *, scale: float = 1.0, position: dict[str, int] | None = None
+    ) -> ShuffledBatches | ResidentBatches:
         """The endless stream of shuffled training batches, scaled by ``scale``, from ``position``.
+
+        Resident data gives device tensors, else host tensors. A ``position`` (a stream's
+        ``state_dict``) also fixes how many units were mixed per shuffle buffer, so a resumed stream
+        draws the same batches whatever the memory budgets now allow: all of them (resident on the
+        device if it fits, else in RAM), or that many per round, streamed.
 
         Raises
         ------
         DataError
-            ``position`` is not one :meth:`ShuffledBatches.state_dict` of this version returns (a
-            checkpoint of a version whose batches were drawn in another order).
+            ``position`` is not one this version's streams return (a checkpoint of a version whose
+            batches were drawn in another order).
         """
-        if position is not None and sorted(position) != sorted(BatchPosition._fields):
+        fields = sorted([*BatchPosition._fields, "units_per_round"])
+        if position is not None and sorted(position) != fields:
             raise DataError(
                 f"the checkpoint's data position {position} is not one this sae-store resumes from (it "
-                f"needs {list(BatchPosition._fields)}; it was saved by a version that drew batches in "
-                "another order): start the run again without the checkpoint"
+                f"needs {fields}; it was saved by a version that drew batches in another order): start the "
+                "run again without the checkpoint"
             )
+        at, per_round = None, self.summary.units_per_round
+        if position is not None:
+            at = BatchPosition(position["epoch"], position["round"], position["offset"])
+            per_round = int(position["units_per_round"])
+        if per_round >= len(self._sizes) and self.summary.resident:
+            if self._resident is None:
+                self._resident = load_resident(
+                    self.load_unit,
+                    self._sizes,
+                    self.d_in,
+                    rows=self.summary.train_tokens,
+                    dtype=self._dtype,
+                    device=self.device,
+                )
+            c = self.config
+            return ResidentBatches(
+                self._resident, batch_size=c.batch_size, seed=c.seed, scale=scale, units=len(self._sizes),
+                position=at,
+            )  # fmt: skip
         return ShuffledBatches(
             self.load_unit,
             self._sizes,
             self.d_in,
             batch_size=self.config.batch_size,
-            units_per_round=self.summary.units_per_round,
+            units_per_round=per_round,
             seed=self.config.seed,
             scale=scale,
             prefetch=self.config.prefetch,
-            position=BatchPosition(**position) if position else None,
+            position=at,
         )
 
     def estimate_scale(self) -> float:

@@ -19,18 +19,14 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_args
 
 import torch
 from safetensors.torch import save_file
 
 from sae_store.errors import SaeStoreError
 from sae_store.progress import progress_bar
-from sae_store.train.folder import CFG_FILE, GEMMA_SCOPE_FILES, SPARSIFY_WEIGHTS_FILE
+from sae_store.train.folder import CFG_FILE, GEMMA_SCOPE_FILES, LAYOUTS, SPARSIFY_WEIGHTS_FILE, Layout
 from sae_store.train.formats import LoadedSae, load_sae
-
-Layout = Literal["sparsify", "gemma-scope"]
-LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 
 def _write(folder: Path, tensors: dict[str, torch.Tensor], weights: str, config: str, cfg: dict) -> Path:

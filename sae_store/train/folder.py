@@ -11,7 +11,11 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+#: Layouts ``export-saes`` writes (every command taking ``--saes`` reads them too).
+Layout = Literal["sparsify", "gemma-scope"]
+LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"

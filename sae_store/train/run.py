@@ -1,8 +1,10 @@
-"""One training run of one layer: store -> data provider -> trainer -> SAE folder.
+"""Training runs of one layer: store -> data provider -> trainer(s) -> SAE folder(s).
 
-The folder ``<out>/layer_<L>/`` receives ``metrics.jsonl`` while training, ``checkpoint/state.pt``
-every ``checkpoint_every`` steps (removed once the SAE is saved), and finally the SAE itself
-(:func:`~sae_store.train.formats.save_sae`).
+:func:`train_layer` trains one SAE; :func:`train_sweep` trains several SAEs of one layer (a width or
+k sweep, several architectures) from one pass over the same batches, each as it would be trained
+alone. Each SAE's folder ``<out>/layer_<L>/`` receives ``metrics.jsonl`` while training,
+``checkpoint/state.pt`` every ``checkpoint_every`` steps (removed once the SAE is saved), and
+finally the SAE itself (:func:`~sae_store.train.formats.save_sae`), as soon as its run ends.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import json
 import os
 import pickle
 import shutil
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
 from sae_store._version import __version__
+from sae_store.device import resolve_device
 from sae_store.errors import ConfigError, SaeStoreError
 from sae_store.store import ActivationStore
 from sae_store.train.config import RunConfig
@@ -32,13 +36,13 @@ from sae_store.train.folder import (
     layer_folder,
 )
 from sae_store.train.formats import save_sae
-from sae_store.train.metrics import EvalResult
 from sae_store.train.sae import build_sae
-from sae_store.train.trainer import Trainer
+from sae_store.train.sweep import check_sweep
+from sae_store.train.trainer import Hooks, Trainer, fit_together
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
-_CHECKPOINT_VERSION = 2
+_CHECKPOINT_VERSION = 3
 
 
 class TrainResult(NamedTuple):
@@ -109,49 +113,36 @@ def _rewrite_metrics(path: Path, keep_until: int) -> None:
     path.write_text("".join(ln + "\n" for ln in kept))
 
 
-def _fit(
-    trainer: Trainer,
-    provider: StoreDataProvider,
-    folder: Path,
-    ckpt: Path,
-    config: RunConfig,
-    scale: float,
-    state: dict[str, Any] | None,
-    progress: bool,
-) -> EvalResult:
-    """Train to the end (from ``state`` if given), writing metrics and checkpoints; evaluate."""
-    metrics_path = folder / METRICS_FILE
-    if state is not None:
-        trainer.load_state_dict(state["trainer"])
-        position = state["data"]
-        _rewrite_metrics(metrics_path, trainer.step)
-    else:
-        position = None
-        metrics_path.write_text("")
-    batches = provider.batches(scale=scale, position=position)
+@dataclass
+class _Run:
+    """One SAE of a pass: its settings, folder, checkpoint state and, once started, its trainer."""
 
-    def on_log(record: dict[str, Any]) -> None:
-        with metrics_path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+    config: RunConfig
+    folder: Path
+    state: dict[str, Any] | None = None
+    trainer: Trainer | None = None
+    created: bool = False
+    result: TrainResult | None = None
 
-    def on_checkpoint(step: int) -> None:
-        save_checkpoint(
-            ckpt,
-            {
-                "run_config": config.to_dict(),
-                "scale": scale,
-                "data": batches.state_dict(),
-                "trainer": trainer.state_dict(),
-            },
+    @property
+    def ckpt(self) -> Path:
+        return self.folder / CHECKPOINT_DIR / CHECKPOINT_FILE
+
+
+def _claim(run: _Run, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a folder whose content neither flag says what to do with; mark a finished one skipped."""
+    if not overwrite and is_trained(run.folder):
+        if resume:
+            run.result = TrainResult(run.folder, {}, None, True)
+            return
+        raise SaeStoreError(
+            f"{str(run.folder)!r} already holds a trained SAE; pass --overwrite to train it again"
         )
-
-    try:
-        trainer.fit(batches, on_log=on_log, on_checkpoint=on_checkpoint, progress=progress)
-    finally:
-        batches.close()
-    result = trainer.evaluate(provider.validation_batches(scale=scale))
-    on_log({"step": trainer.step, "split": "val", **result.metrics})
-    return result
+    if not overwrite and run.ckpt.is_file() and not resume:
+        raise SaeStoreError(
+            f"{str(run.folder)!r} holds a checkpoint of an unfinished run; pass --resume to continue it "
+            "or --overwrite to start over"
+        )
 
 
 def train_layer(
@@ -177,43 +168,117 @@ def train_layer(
     ------
     SaeStoreError
         The folder holds a finished SAE or an unfinished run and neither flag says what to do; the
-        checkpoint is unreadable.
+        checkpoint is unreadable; the device is not available.
     ConfigError
         Resuming with a different input width or different settings.
     """
-    folder = layer_folder(out_dir, config.data.layer)
-    ckpt = folder / CHECKPOINT_DIR / CHECKPOINT_FILE
-    if not overwrite and is_trained(folder):
-        if resume:
-            return TrainResult(folder, {}, None, True)
-        raise SaeStoreError(
-            f"{str(folder)!r} already holds a trained SAE; pass --overwrite to train it again"
-        )
-    if not overwrite and ckpt.is_file() and not resume:
-        raise SaeStoreError(
-            f"{str(folder)!r} holds a checkpoint of an unfinished run; pass --resume to continue it "
-            "or --overwrite to start over"
-        )
+    return train_sweep(store, [config], [out_dir], resume=resume, overwrite=overwrite, progress=progress)[0]
+
+
+def train_sweep(
+    store: ActivationStore,
+    configs: Sequence[RunConfig],
+    out_dirs: Sequence[str | os.PathLike[str]],
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[TrainResult]:
+    """Train the SAE of each of ``configs`` (one layer, the same data settings) under its
+    ``out_dirs[i]/layer_<L>`` from one pass over the layer's batches; :func:`train_layer` says what
+    the flags do and what is refused. A run that ends early (fewer steps) is saved when it ends.
+
+    Raises
+    ------
+    ConfigError
+        The entries train different layers, input widths, data settings or devices, or share a folder
+        (the entries in conflict are named).
+    """
+    check_sweep(configs, [str(d) for d in out_dirs], store.layout.hidden_size)
+    device = resolve_device(configs[0].trainer.device)
+    runs = [_Run(c, layer_folder(d, c.data.layer)) for c, d in zip(configs, out_dirs, strict=True)]
+    for run in runs:
+        _claim(run, resume=resume, overwrite=overwrite)
     # everything that can be refused is checked before anything on disk changes
-    provider = StoreDataProvider(store, config.data)
-    config = replace(config, sae=replace(config.sae, d_in=provider.d_in))
-    state = load_checkpoint(ckpt) if resume and not overwrite and ckpt.is_file() else None
-    if state is not None:
-        _check_resume(RunConfig.from_dict(state["run_config"]), config, provider.d_in, ckpt)
-    trainer = Trainer(build_sae(config.sae, seed=config.trainer.seed), config.trainer)
-    scale = float(state["scale"]) if state is not None else provider.estimate_scale()
-    if overwrite:
-        for name in (CFG_FILE, WEIGHTS_FILE, SPARSITY_FILE, METRICS_FILE):
-            (folder / name).unlink(missing_ok=True)
-        shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    provider = StoreDataProvider(store, configs[0].data, device)
+    todo = [r for r in runs if r.result is None]
+    for run in todo:
+        run.config = replace(run.config, sae=replace(run.config.sae, d_in=provider.d_in))
+        if resume and not overwrite and run.ckpt.is_file():
+            run.state = load_checkpoint(run.ckpt)
+            _check_resume(RunConfig.from_dict(run.state["run_config"]), run.config, provider.d_in, run.ckpt)
+        run.trainer = Trainer(build_sae(run.config.sae, seed=run.config.trainer.seed), run.config.trainer)
+    if not todo:
+        return [r.result for r in runs if r.result is not None]
+    scales = {float(r.state["scale"]) for r in todo if r.state is not None}
+    scale = scales.pop() if len(scales) == 1 else provider.estimate_scale()
+    for run in todo:
+        if overwrite:
+            for name in (CFG_FILE, WEIGHTS_FILE, SPARSITY_FILE, METRICS_FILE):
+                (run.folder / name).unlink(missing_ok=True)
+            shutil.rmtree(run.folder / CHECKPOINT_DIR, ignore_errors=True)
+        run.created = not run.folder.exists()
+        run.folder.mkdir(parents=True, exist_ok=True)
     try:
-        result = _fit(trainer, provider, folder, ckpt, config, scale, state, progress)
+        _fit(store, provider, todo, scale, progress)
     except BaseException:
-        if created and not ckpt.is_file():  # nothing worth keeping: leave no empty layer folder
-            shutil.rmtree(folder, ignore_errors=True)
+        for run in todo:  # nothing worth keeping: leave no empty layer folder
+            if run.created and run.result is None and not run.ckpt.is_file():
+                shutil.rmtree(run.folder, ignore_errors=True)
         raise
+    return [r.result for r in runs if r.result is not None]
+
+
+def _fit(
+    store: ActivationStore, provider: StoreDataProvider, runs: list[_Run], scale: float, progress: bool
+) -> None:
+    """Train every run from one stream of batches (from the earliest checkpoint), each writing its
+    metrics and checkpoints and saved as soon as it ends."""
+    for run in runs:
+        assert run.trainer is not None
+        if run.state is not None:
+            if float(run.state["scale"]) != scale:
+                raise SaeStoreError(
+                    f"checkpoint {str(run.ckpt)!r} was made with another input scale than the others of "
+                    "this sweep; resume it alone, or start over with --overwrite"
+                )
+            run.trainer.load_state_dict(run.state["trainer"])
+            _rewrite_metrics(run.folder / METRICS_FILE, run.trainer.step)
+        else:
+            (run.folder / METRICS_FILE).write_text("")
+    first = min(runs, key=lambda r: r.trainer.step if r.trainer else 0)
+    batches = provider.batches(scale=scale, position=first.state["data"] if first.state else None)
+
+    def hooks(run: _Run) -> Hooks:
+        def on_log(record: dict[str, Any]) -> None:
+            with (run.folder / METRICS_FILE).open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+        def on_checkpoint(step: int) -> None:
+            assert run.trainer is not None
+            save_checkpoint(
+                run.ckpt,
+                {"run_config": run.config.to_dict(), "scale": scale, "data": batches.state_dict(),
+                 "trainer": run.trainer.state_dict()},
+            )  # fmt: skip
+
+        return Hooks(on_log, on_checkpoint, lambda: _finish(store, provider, run, scale))
+
+    try:
+        fit_together(
+            [(r.trainer, hooks(r)) for r in runs if r.trainer is not None], batches, progress=progress
+        )
+    finally:
+        batches.close()
+
+
+def _finish(store: ActivationStore, provider: StoreDataProvider, run: _Run, scale: float) -> None:
+    """Evaluate a run that made its last step, save its SAE and drop its checkpoint."""
+    trainer, config = run.trainer, run.config
+    assert trainer is not None
+    result = trainer.evaluate(provider.validation_batches(scale=scale))
+    with (run.folder / METRICS_FILE).open("a") as f:
+        f.write(json.dumps({"step": trainer.step, "split": "val", **result.metrics}) + "\n")
     layer = config.data.layer
     metadata = {
         "model_name": store.attrs.get("model", {}).get("name_or_path"),
@@ -238,13 +303,13 @@ def train_layer(
     }
     save_sae(
         trainer.sae,
-        folder,
+        run.folder,
         scale=scale,
         metadata=metadata,
         provenance=provenance,
         log10_density=result.log10_density,
     )
-    shutil.rmtree(folder / CHECKPOINT_DIR, ignore_errors=True)
-    return TrainResult(
-        folder, result.metrics, None if state is None else int(state["trainer"]["step"]), False
-    )
+    shutil.rmtree(run.folder / CHECKPOINT_DIR, ignore_errors=True)
+    resumed = None if run.state is None else int(run.state["trainer"]["step"])
+    run.result = TrainResult(run.folder, result.metrics, resumed, False)
+    run.trainer = None  # its memory (the device's, on a GPU) goes back before the others end

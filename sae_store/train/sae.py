@@ -57,6 +57,15 @@ class ForwardOutput(NamedTuple):
     """``mse_loss + aux_loss + sparsity_loss``."""
 
 
+class DeadLatents(NamedTuple):
+    """The latents AuxK may use in a step, in a shape the host knows without reading the device."""
+
+    latents: Tensor
+    """[n] latents that were dead at the trainer's last read of the device."""
+    still: Tensor
+    """[n] bool: which of them are still dead (have not fired since)."""
+
+
 class SparseAutoencoder(nn.Module):
     """Base class: parameters, encode/decode/forward and the per-step decoder-norm handling."""
 
@@ -108,18 +117,18 @@ class SparseAutoencoder(nn.Module):
         return latents @ self.W_dec + self.b_dec
 
     def forward(
-        self, x: Tensor, *, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, *, dead: DeadLatents | None = None, sparsity_scale: float = 1.0
     ) -> ForwardOutput:
         """Encode, decode and compute the losses of a batch ``x`` [batch, d_in].
 
-        ``dead_mask`` [d_sae] marks latents that have not fired recently (used by AuxK);
+        ``dead`` lists latents that have not fired recently (used by AuxK);
         ``sparsity_scale`` in [0, 1] is the warm-up factor of the sparsity coefficient.
         """
         hidden_pre = self.pre_activation(x)
         latents = self.activation(hidden_pre)
         sae_out = self.decode(latents)
         mse = self.reconstruction_loss(x, latents, sae_out)
-        aux = self.aux_loss(x, sae_out, hidden_pre, dead_mask)
+        aux = self.aux_loss(x, sae_out, hidden_pre, dead)
         sparsity = sparsity_scale * self.sparsity_loss(latents, hidden_pre)
         return ForwardOutput(sae_out, latents, hidden_pre, mse, aux, sparsity, mse + aux + sparsity)
 
@@ -127,7 +136,7 @@ class SparseAutoencoder(nn.Module):
         """Squared error summed over d_in, averaged over the batch."""
         return (sae_out - x).pow(2).sum(-1).mean()
 
-    def aux_loss(self, x: Tensor, sae_out: Tensor, hidden_pre: Tensor, dead_mask: Tensor | None) -> Tensor:
+    def aux_loss(self, x: Tensor, sae_out: Tensor, hidden_pre: Tensor, dead: DeadLatents | None) -> Tensor:
         return x.new_zeros(())
 
     def sparsity_loss(self, latents: Tensor, hidden_pre: Tensor) -> Tensor:

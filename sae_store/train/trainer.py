@@ -1,14 +1,21 @@
 """The SAE trainer: sees only an iterator of batches (no paths, no zarr).
 
-``train_step(batch)`` is one Adam step; ``fit`` loops until ``config.steps`` and calls the injected
-``on_log`` (a metrics record every ``log_every`` steps) and ``on_checkpoint`` (every
-``checkpoint_every`` steps) hooks; ``state_dict`` / ``load_state_dict`` capture everything a resumed
-run needs to continue bit-identically (model, optimizer, step, dead-latent counters, metric
-accumulators, torch RNG); the caller adds the data position.
+``train_step(batch)`` is one Adam step; :func:`fit_together` trains one or several SAEs from one
+stream of batches (a sweep costs one pass over the data) and calls each run's :class:`Hooks`: a
+metrics record every ``log_every`` steps, a checkpoint every ``checkpoint_every`` steps, and the end
+of its run. ``state_dict`` / ``load_state_dict`` capture everything a resumed run needs to continue
+bit-identically (model, optimizer, step, dead-latent counters, metric accumulators, torch RNG); the
+caller adds the data position.
 
-Dead latents are counted in tokens: a latent that has not fired on the last ``dead_window_tokens``
-training tokens is dead (fed to AuxK). The training records and the final metrics report it as
-``dead_fraction_train_window`` with its window ``dead_window_tokens`` (the whole run while it is
+No step waits for the device: the metrics of a window accumulate on the device and the host reads
+them, with the dead-latent counts, only after every ``log_every``-th step (the *log steps*); step
+times are measured between two reads. At each read the latents that are dead (silent on the last
+``dead_window_tokens`` training tokens) are listed for AuxK, which until the next read uses those of
+them that are still dead.
+
+Dead latents are counted in tokens: the training records and the final metrics report the latents
+that have not fired on the last ``dead_window_tokens`` training tokens as
+``dead_fraction_train_window``, with that window ``dead_window_tokens`` (the whole run while it is
 shorter than the window); ``dead_fraction`` is only ever the held-out metric.
 """
 
@@ -16,7 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,10 +34,11 @@ from sae_store.device import resolve_device
 from sae_store.progress import progress_bar
 from sae_store.train.config import TrainerConfig
 from sae_store.train.discovery import DEAD_METRICS
-from sae_store.train.metrics import EvalResult, held_out_metrics, mean_log10_density
-from sae_store.train.sae import ForwardOutput, SparseAutoencoder
+from sae_store.train.metrics import EvalResult, held_out_metrics, log10_density
+from sae_store.train.sae import DeadLatents, ForwardOutput, SparseAutoencoder
 
-_SUMS = ("loss", "mse", "fvu", "l0", "aux_loss", "sparsity_loss", "data_wait_s", "compute_s")
+#: Per-step metrics summed on the device over a window (the record shows their means).
+METRICS = ("loss", "mse", "fvu", "l0", "aux_loss", "sparsity_loss")
 
 
 class Trainer:
@@ -43,13 +52,17 @@ class Trainer:
         self.step = 0
         self.tokens = 0
         self.tokens_since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=self.device)
+        self.aux_latents = torch.zeros(0, dtype=torch.long, device=self.device)
+        """The latents that were dead at the last read of the device (AuxK's candidates)."""
         self._reset_window()
 
     def _reset_window(self) -> None:
-        self._sums = dict.fromkeys(_SUMS, 0.0)
+        self._sums = torch.zeros(len(METRICS), dtype=torch.float32, device=self.device)
         self._fired = torch.zeros(self.sae.d_sae, dtype=torch.long, device=self.device)
         self._window_steps = 0
         self._window_tokens = 0
+        self._wait_s = 0.0
+        self._window_start = time.perf_counter()
 
     def lr_at(self, step: int) -> float:
         """Learning rate of step ``step`` (0-based): linear warm-up, constant, linear decay to 0."""
@@ -74,15 +87,16 @@ class Trainer:
         return contextlib.nullcontext()
 
     def train_step(self, batch: Tensor) -> ForwardOutput:
-        """One optimizer step on ``batch`` [batch, d_in]."""
+        """One optimizer step on ``batch`` [batch, d_in]; reads the device only after a log step."""
         x = batch.to(self.device, non_blocking=True)
         if self.step == 0 and self.config.b_dec_init == "mean":
             with torch.no_grad():
                 self.sae.b_dec.copy_(x.float().mean(dim=0))
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
+        dead = DeadLatents(self.aux_latents, self.dead_mask()[self.aux_latents])
         with self._autocast():
-            out = self.sae(x, dead_mask=self.dead_mask(), sparsity_scale=self.sparsity_scale(self.step))
+            out = self.sae(x, dead=dead, sparsity_scale=self.sparsity_scale(self.step))
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         self.sae.before_step()
@@ -97,19 +111,16 @@ class Trainer:
             self._fired += active.sum(dim=0)
             centred = (x - x.mean(dim=0)).pow(2).sum()
             err = (out.sae_out - x).pow(2).sum()
-            for key, value in (
-                ("loss", out.loss),
-                ("mse", out.mse_loss),
-                ("aux_loss", out.aux_loss),
-                ("sparsity_loss", out.sparsity_loss),
-                ("fvu", err / centred.clamp_min(1e-12)),
-                ("l0", active.sum(dim=-1).double().mean()),
-            ):
-                self._sums[key] += value.item()
+            fvu = err / centred.clamp_min(1e-12)
+            l0 = active.sum(dim=-1).float().mean()
+            values = (out.loss, out.mse_loss, fvu, l0, out.aux_loss, out.sparsity_loss)  # as METRICS
+            self._sums += torch.stack([v.float() for v in values])
         self.step += 1
         self.tokens += len(x)
         self._window_steps += 1
         self._window_tokens += len(x)
+        if self.step % self.config.log_every == 0:
+            self.aux_latents = self.dead_mask().nonzero().squeeze(1)
         return out
 
     def fit(
@@ -121,56 +132,31 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         """Train from the current step to ``config.steps``, drawing one batch per step."""
-        c = self.config
-        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
-        with progress_bar(
-            total=c.steps, initial=self.step, desc="train", unit="step", enabled=progress
-        ) as bar:
-            while self.step < c.steps:
-                t0 = time.perf_counter()
-                batch = next(batches)
-                t1 = time.perf_counter()
-                self.train_step(batch)
-                sync()
-                t2 = time.perf_counter()
-                self._sums["data_wait_s"] += t1 - t0
-                self._sums["compute_s"] += t2 - t1
-                bar.update(1)
-                if self.step % c.log_every == 0 or self.step == c.steps:
-                    record = self.log_record()
-                    name = DEAD_METRICS["dead_fraction_train_window"][0]
-                    bar.set_postfix(
-                        {
-                            "fvu": f"{record['fvu']:.3f}",
-                            "l0": f"{record['l0']:.1f}",
-                            name: f"{record['dead_fraction_train_window']:.1%}",
-                        }
-                    )
-                    if on_log is not None:
-                        on_log(record)
-                if (
-                    on_checkpoint is not None
-                    and c.checkpoint_every
-                    and self.step % c.checkpoint_every == 0
-                    and self.step < c.steps
-                ):
-                    on_checkpoint(self.step)
+        fit_together([(self, Hooks(on_log, on_checkpoint))], batches, progress=progress)
 
     def log_record(self) -> dict[str, Any]:
-        """Averages over the steps since the previous record; starts a new window."""
+        """Averages over the steps since the previous record (one read of the device); starts a new
+        window."""
         n = max(self._window_steps, 1)
-        means = {k: v / n for k, v in self._sums.items()}
+        density = log10_density(self._fired, self._window_tokens).mean()
+        window = min(self.config.dead_window_tokens, self.tokens)
+        never = (self.tokens_since_fired >= max(window, 1)).double().mean()
+        read = torch.cat([self._sums.double(), never[None], density[None]])
+        *sums, dead, mean_density = read.tolist()
+        wall = time.perf_counter() - self._window_start
+        means = dict(zip(METRICS, (s / n for s in sums), strict=True))
         record = {
             "step": self.step,
             "tokens": self.tokens,
             "lr": self.lr_at(self.step - 1),
             **{k: means[k] for k in ("loss", "mse", "fvu", "l0", "aux_loss", "sparsity_loss")},
             "explained_variance": 1.0 - means["fvu"],
-            **self.training_dead(),
-            "mean_log10_density": mean_log10_density(self._fired, self._window_tokens),
-            "data_wait_s": means["data_wait_s"],
-            "compute_s": means["compute_s"],
-            "steps_per_s": n / max(self._sums["data_wait_s"] + self._sums["compute_s"], 1e-12),
+            "dead_fraction_train_window": dead,
+            "dead_window_tokens": window,
+            "mean_log10_density": mean_density,
+            "data_wait_s": self._wait_s / n,
+            "compute_s": max(wall - self._wait_s, 0.0) / n,
+            "steps_per_s": n / max(wall, 1e-12),
         }
         self._reset_window()
         return record
@@ -201,8 +187,9 @@ class Trainer:
             "step": self.step,
             "tokens": self.tokens,
             "tokens_since_fired": self.tokens_since_fired,
+            "aux_latents": self.aux_latents,
             "window": {
-                "sums": dict(self._sums),
+                "sums": self._sums,
                 "fired": self._fired,
                 "steps": self._window_steps,
                 "tokens": self._window_tokens,
@@ -216,9 +203,73 @@ class Trainer:
         self.step = int(state["step"])
         self.tokens = int(state["tokens"])
         self.tokens_since_fired = state["tokens_since_fired"].to(self.device)
+        self.aux_latents = state["aux_latents"].to(self.device)
         window = state["window"]
-        self._sums = {k: float(window["sums"][k]) for k in _SUMS}
+        self._reset_window()
+        self._sums = window["sums"].to(self.device)
         self._fired = window["fired"].to(self.device)
         self._window_steps = int(window["steps"])
         self._window_tokens = int(window["tokens"])
         torch.set_rng_state(state["torch_rng"])
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What :func:`fit_together` calls for one run."""
+
+    on_log: Callable[[dict[str, Any]], None] | None = None
+    """Receives each metrics record (after every ``log_every``-th step and the last one)."""
+    on_checkpoint: Callable[[int], None] | None = None
+    """Called with the step after every ``checkpoint_every``-th step but the last."""
+    on_done: Callable[[], None] | None = None
+    """Called once the run has made its last step (the others may go on)."""
+
+
+def fit_together(
+    runs: Sequence[tuple[Trainer, Hooks]], batches: Iterator[Tensor], *, progress: bool = True
+) -> None:
+    """Train several SAEs from one stream of batches: every batch goes to each run whose next step it
+    is, so each run gets the batches it would get alone (a resumed run that is ahead waits for its
+    batch; a run with fewer steps stops early). The stream starts at the step of the run furthest
+    behind."""
+    active = [(t, h) for t, h in runs if t.step < t.config.steps]
+    if not active:
+        return
+    step = min(t.step for t, _ in active)
+    end = max(t.config.steps for t, _ in active)
+    for t, _ in active:
+        t._window_start = time.perf_counter()  # the wall time of a window counts from here
+    with progress_bar(total=end, initial=step, desc="train", unit="step", enabled=progress) as bar:
+        while active:
+            t0 = time.perf_counter()
+            batch = next(batches)
+            wait = time.perf_counter() - t0
+            shown: list[dict[str, Any]] = []
+            for trainer, hooks in active:
+                if trainer.step != step:
+                    continue
+                trainer._wait_s += wait
+                trainer.train_step(batch)
+                _after_step(trainer, hooks, shown)
+            if shown:
+                bar.set_postfix({"fvu": "/".join(f"{r['fvu']:.3f}" for r in shown),
+                                 "l0": "/".join(f"{r['l0']:.1f}" for r in shown),
+                                 DEAD_METRICS["dead_fraction_train_window"][0]: "/".join(
+                                     f"{r['dead_fraction_train_window']:.1%}" for r in shown)})  # fmt: skip
+            bar.update(1)
+            step += 1
+            active = [(t, h) for t, h in active if t.step < t.config.steps]
+
+
+def _after_step(trainer: Trainer, hooks: Hooks, shown: list[dict[str, Any]]) -> None:
+    c, step = trainer.config, trainer.step
+    if step % c.log_every == 0 or step == c.steps:
+        record = trainer.log_record()
+        shown.append(record)
+        if hooks.on_log is not None:
+            hooks.on_log(record)
+    checkpoint = c.checkpoint_every and step % c.checkpoint_every == 0 and step < c.steps
+    if hooks.on_checkpoint is not None and checkpoint:
+        hooks.on_checkpoint(step)
+    if step == c.steps and hooks.on_done is not None:
+        hooks.on_done()

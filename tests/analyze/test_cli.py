@@ -39,7 +39,7 @@ def test_analyze_all_writes_every_result(
         str(built.store.path),
         "--saes",
         saes,
-        "--out",
+        "--results",
         str(out),
         "--permutations",
         "10",
@@ -63,7 +63,7 @@ def test_saes_with_the_wrong_width_are_refused(
 ) -> None:
     saes = tmp_path / "saes"
     make_sae(8, 32, seed=0).save(saes / "layer_0")
-    argv = ["analyze", "interpret", str(built.store.path), "--saes", str(saes), "--layers", "0", "--out",
+    argv = ["analyze", "interpret", str(built.store.path), "--saes", str(saes), "--layers", "0", "--results",
             str(tmp_path / "o"), *FAST_INTERPRET]  # fmt: skip
     assert main(argv) == 2
     assert "has d_in=8 but the store's activations have hidden size 16" in capsys.readouterr().err
@@ -78,7 +78,8 @@ def test_crosslingual_on_one_language_exits_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     one = build_store(tmp_path, languages=("en",))
-    argv = ["analyze", "crosslingual", str(one.store.path), "--out", str(tmp_path / "o"), *FAST_CROSSLINGUAL]
+    argv = ["analyze", "crosslingual", str(one.store.path), "--results", str(tmp_path / "o"),
+            *FAST_CROSSLINGUAL]  # fmt: skip
     assert main(argv) == 2
     assert (
         "the cross-lingual analysis needs two languages; the features group holds ['en']"
@@ -104,7 +105,7 @@ def test_one_bootstrap_resample_is_refused_before_anything_is_written(
     ]
     assert main(argv) == 2
     expected = (
-        "sae-store analyze: error: --bootstrap must be 0 (no confidence intervals of d) or at least 2 "
+        "sae-store analyze bias: error: --bootstrap must be 0 (no confidence intervals of d) or at least 2 "
         "resamples, got 1: a BCa interval needs the spread of several resamples (the default is 1000)"
     )
     assert capsys.readouterr().err.strip().splitlines()[-1] == expected
@@ -173,7 +174,11 @@ def test_results_go_beside_the_store_by_default(built: Built, capsys: pytest.Cap
             ["--cluster", "--alpha", "--image-size", "--folds"],
         ),
         ("visual", ["--image-size", "--features"], ["--bins", "--cluster", "--n-samples"]),
-        ("qualitative", ["--n-samples", "--samples"], ["--bins", "--saes DIR", "--cluster", "--statistic"]),
+        (
+            "qualitative",
+            ["--n-samples", "--sample-ids"],
+            ["--bins", "--saes DIR", "--cluster", "--statistic"],
+        ),
         ("all", ["--alpha", "--top-k", "--folds", "--bins", "--image-size", "--n-samples"], []),
     ],
 )
@@ -193,7 +198,7 @@ def test_each_analysis_lists_only_its_options_with_defaults(
 def test_analyze_takes_layer_ranges(built: Built, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "r"
     assert (
-        main(["analyze", "bias", str(built.store.path), "--layers", "0-1", "--out", str(out), *FAST_BIAS])
+        main(["analyze", "bias", str(built.store.path), "--layers", "0-1", "--results", str(out), *FAST_BIAS])
         == 0
     )
     assert set(json.loads((out / "comprehensive_analysis_results.json").read_text())["layers"]) == {"0", "1"}

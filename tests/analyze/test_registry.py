@@ -56,11 +56,11 @@ def test_a_toy_analysis_runs_in_analyze_all_the_pipeline_and_the_report(
     assert "--count-scale 3.0" in " ".join(get_step("analyze").args(cfg))
     store = str(built.store.path)
     out = tmp_path / "results"
-    assert main(["analyze", "count", store, "--out", str(out), "--count-scale", "2"]) == 0
+    assert main(["analyze", "count", store, "--results", str(out), "--count-scale", "2"]) == 0
     assert json.loads((out / "count.json").read_text())["n"] == 2 * built.store.layout.n_samples
     saes = str(built.sae_dirs[0].parent)
-    argv = ["analyze", "all", store, "--out", str(out), "--saes", saes, "--cluster", "none", "--bootstrap",
-            "0", "--permutations", "0", "--overlap-permutations", "0"]  # fmt: skip
+    argv = ["analyze", "all", store, "--results", str(out), "--saes", saes, "--cluster", "none",
+            "--bootstrap", "0", "--permutations", "0", "--overlap-permutations", "0"]  # fmt: skip
     assert main(argv) == 0, capsys.readouterr().err
     assert str(out / "count.json") in capsys.readouterr().out.splitlines()
     report = tmp_path / "report"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from sae_store.data.demo import make_demo_data
 from sae_store.data.prepare import prepare_samples
-from sae_store.errors import DataError
+from sae_store.errors import ConfigError
 
 RED, BLUE = (200, 40, 40), (40, 70, 200)
 
@@ -57,5 +57,5 @@ def test_visual_cue_correlates_with_label(tmp_path: Path, demo_dir: Path) -> Non
 
 
 def test_too_few_images(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"n_images must be at least 8"):
+    with pytest.raises(ConfigError, match=r"n_images must be an integer >= 8, got 5"):
         make_demo_data(tmp_path, n_images=5)

@@ -55,8 +55,8 @@ def test_a_store_without_model_and_a_split_without_tokens(
     synthetic: ActivationStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     saes = _saes(tmp_path / "saes", [0, 1], 16)
-    code = main(["evaluate", str(synthetic.path), "--saes", str(saes), "--samples", "all", "--folds", "2",
-                 "--out", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    code = main(["evaluate", str(synthetic.path), "--saes", str(saes), "--sample-set", "all", "--folds", "2",
+                 "--results", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
     assert f"model runs (CE loss recovered, KL score): {NO_MODEL}" in out
@@ -72,7 +72,7 @@ def test_a_store_without_model_and_a_split_without_tokens(
     assert np.isnan(ds["behaviour_total"].values).all()
     record = json.loads(str(ds["sae_record"].item()))
     assert record["behaviour"] == NO_MODEL and record["empty_splits"] == ["ar/special"]
-    core = json.loads((tmp_path / "out" / "core" / "saes_layer_0_eval_results.json").read_text())
+    core = json.loads((tmp_path / "out" / "evaluate" / "core" / "saes_layer_0_eval_results.json").read_text())
     assert core["eval_result_unstructured"]["splits"]["ar/special"] == {"tokens": 0, "note": NO_TOKENS}
     assert core["eval_result_metrics"]["model_performance_preservation"]["ce_loss_score"] == -1
 
@@ -83,11 +83,11 @@ def test_a_layer_missing_from_one_set_is_evaluated_where_present(
     full, partial = _saes(tmp_path / "full", [0, 1], 16), _saes(tmp_path / "partial", [1], 16)
     options = [
         "--no-behaviour",
-        "--samples",
+        "--sample-set",
         "all",
         "--folds",
         "2",
-        "--out",
+        "--results",
         str(tmp_path / "out"),
         "--no-progress",
     ]
@@ -125,9 +125,9 @@ def test_a_layer_missing_from_one_set_is_evaluated_where_present(
             "layer 3 is not in the store; it holds layers [0, 1]",
         ),
         (
-            ["--saes", "{good}", "--samples", "held-out", "--val-fraction", "0"],
+            ["--saes", "{good}", "--sample-set", "held-out", "--val-fraction", "0"],
             "no samples to evaluate: held-out samples of 20 with val_fraction 0.0; raise --val-fraction or "
-            "pass --samples all",
+            "pass --sample-set all",
         ),
     ],
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from tests.report.browser import PageCheck, _collect_events, _Pipe
+from tests.report.browser import LAYOUT_JS, PageCheck, _collect_events, _Pipe
 
 # Canvases drawn and images decoded, inside every shadow root (Panel and Bokeh use shadow DOM).
 _STATE_JS = """
@@ -32,7 +32,9 @@ _STATE_JS = """
 })()
 """
 
-# The screen position of the volcano point that lies farthest from any other (a click hits only it).
+# The screen position of a volcano point that a click hits alone: the highest one (the most
+# significant feature, where a legend inside the axes used to sit) at least a marker's width from any
+# other, else the one farthest from any other.
 _POINT_JS = """
 (() => {
   const found = [];
@@ -49,13 +51,11 @@ _POINT_JS = """
   const data = renderer.data_source.data;
   const xs = [...data[renderer.glyph.x.field]], ys = [...data[renderer.glyph.y.field]];
   const sx = xs.map((x) => view.frame.x_scale.compute(x)), sy = ys.map((y) => view.frame.y_scale.compute(y));
-  let best = 0, bestGap = -1;
+  const gaps = xs.map((_, i) => Math.min(...xs.map((__, j) => (
+    j === i ? Infinity : Math.hypot(sx[i] - sx[j], sy[i] - sy[j])))));
+  let best = gaps.indexOf(Math.max(...gaps));
   for (let i = 0; i < xs.length; i++) {
-    let gap = Infinity;
-    for (let j = 0; j < xs.length; j++) {
-      if (j !== i) gap = Math.min(gap, Math.hypot(sx[i] - sx[j], sy[i] - sy[j]));
-    }
-    if (gap > bestGap) { best = i; bestGap = gap; }
+    if (gaps[i] >= 8 && (gaps[best] < 8 || sy[i] < sy[best])) best = i;  // screen y grows downwards
   }
   const rect = view.canvas_view.el.getBoundingClientRect();
   return JSON.stringify({x: rect.x + sx[best], y: rect.y + sy[best], feature: Number(data.feature[best])});
@@ -76,8 +76,8 @@ _LINK_JS = """
 })()
 """
 
-# Focuses the search box (a text input inside Panel's shadow DOM).
-_FOCUS_SEARCH_JS = """
+# Finds the search box (a text input inside Panel's shadow DOM) and evaluates %s with it as ``hit``.
+_SEARCH_BOX_JS = """
 (() => {
   let hit = null;
   const walk = (root) => root.querySelectorAll('*').forEach((el) => {
@@ -85,8 +85,7 @@ _FOCUS_SEARCH_JS = """
     if (el.shadowRoot) walk(el.shadowRoot);
   });
   walk(document);
-  if (hit) hit.focus();
-  return hit !== null;
+  return hit === null ? null : %s;
 })()
 """
 
@@ -140,7 +139,8 @@ class Browser:
         return self.wait_ready(canvases=canvases, images=images)
 
     def click_point(self, title: str) -> tuple[int, str]:
-        """Click the most isolated point of the figure whose title contains ``title``."""
+        """Click the highest point, alone under the pointer, of the figure whose title contains ``title``;
+        returns its feature and the page left."""
         where = json.loads(self.evaluate(_POINT_JS % title))
         href = self.state()["href"]
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
@@ -159,7 +159,7 @@ class Browser:
     def search(self, text: str) -> str:
         """Type ``text`` into the search box and press Enter; returns the page left."""
         before = self.state()["href"]
-        if not self.evaluate(_FOCUS_SEARCH_JS):
+        if not self.evaluate(_SEARCH_BOX_JS % "(hit.focus(), true)"):
             raise AssertionError(f"no search box on {before}")
         self.pipe.call("Input.insertText", {"text": text}, session=self.session)
         for kind in ("keyDown", "keyUp"):
@@ -168,6 +168,14 @@ class Browser:
                 "Input.dispatchKeyEvent", {**key, "text": "\r"} if kind == "keyDown" else key, self.session
             )
         return str(before)
+
+    def search_box(self) -> str:
+        """The text in the search box."""
+        return str(self.evaluate(_SEARCH_BOX_JS % "hit.value"))
+
+    def layout_problems(self) -> list[str]:
+        """What :data:`tests.report.browser.LAYOUT_JS` finds on the page shown."""
+        return json.loads(self.evaluate(LAYOUT_JS))  # type: ignore[no-any-return]
 
     def screenshot(self, path: Path) -> None:
         metrics = self.pipe.call("Page.getLayoutMetrics", session=self.session)["cssContentSize"]

@@ -41,31 +41,39 @@ def test_overview_shows_volcano_agreement_quality_and_completeness(explorer: Exp
         assert f"significant ({lang})" in text
     assert "Cross-lingual agreement" in text and "Spearman rho" in text
     assert "SAE quality" in text
-    assert "<td>2</td><td>topk</td><td>64</td><td>0.800</td><td>8.000</td><td>0.020</td>" in text
+    n = '<td class="num">'
+    assert f"{n}2</td><td>topk</td>{n}64</td>{n}0.800</td>{n}8.000</td>{n}0.020</td>" in text
     assert "Completeness (40 samples)" in text and "100%" in text
     # the evaluated SAE set: the best per layer (the only set) by explained variance (no model runs)
     assert "Which SAE to trust" in text
     ev = xr.open_zarr(data.store.path, group="evaluation/saes", consolidated=False)
     for la in ev.layer.values:
         value = float(ev.reconstruction_total.sel(layer=la, role="all", metric="explained_variance"))
-        assert f"<td>{la}</td><td>saes</td><td>explained_variance</td><td>{value:.3f}</td>" in text
+        assert f"{n}{la}</td><td>saes</td><td>explained_variance</td>{n}{value:.3f}</td>" in text
+
+
+ARGS_2_3 = {"page": "feature", "layer": "2", "feature": "3"}
 
 
 def test_feature_page_statistics_top_samples_and_neighbours(explorer: Explorer, full_store: ActivationStore):
     layer, feature = 2, 3
-    page = build_page(explorer, {"page": "feature", "layer": "2", "feature": "3", "language": "ar"})
+    page = build_page(explorer, {**ARGS_2_3, "language": "ar"})
     text = page_text(page)
     bias = xr.open_zarr(full_store.path, group="analysis/bias").sel(layer=layer).isel(feature=feature)
     for lang in ("en", "ar"):
         d = float(bias.d.sel(language=lang))
         assert f"{d:.3f}" in text
-    # the top samples of each language are the ones with the largest per-sample max
+    # the top samples of the page's language (its language switch) are those with the largest
+    # per-sample max; the other language's page shows its own
     feats = xr.open_zarr(full_store.path, group="features")
     for lang in ("en", "ar"):
+        shown = text if lang == "ar" else page_text(build_page(explorer, {**ARGS_2_3, "language": lang}))
         col = feats.feature_max.sel(layer=layer, language=lang).isel(feature=feature).values
-        best = feats.sample.values[np.argsort(-col, kind="stable")[0]]
-        assert f"id={best}&amp;layer=2&amp;feature=3&amp;language={lang}" in text
-    assert text.count("data:image/png;base64,") == 8  # 4 top samples x 2 languages
+        top = feats.sample.values[np.argsort(-col, kind="stable")[:4]]
+        links = re.findall(r"page=sample&amp;id=(\w+)&amp;layer=2&amp;feature=3&amp;language=(\w+)", shown)
+        assert links == [(str(s), lang) for s in top]
+        assert f"Top samples in {lang}" in shown
+        assert shown.count("data:image/png;base64,") == 4
     # neighbours: the highest decoder cosines, computed here from the saved weights
     W = load_sae(full_store.path.parent / "saes" / "layer_2").sae.W_dec.detach().numpy()
     cos = (W @ W[feature]) / (np.linalg.norm(W, axis=1) * np.linalg.norm(W[feature]))
@@ -181,7 +189,8 @@ def test_suggested_commands_are_valid_command_lines(bare_store: ActivationStore,
     """Every command a page of a bare or a results-less store suggests parses with the real CLI."""
     store = make_store(tmp_path / "store.zarr", n_samples=16)
     write_features(store, n_features=N_FEATURES)
-    texts = [page_text(build_page(Explorer(s.path), {})) for s in (bare_store, store)]
+    unextracted = make_store(tmp_path / "unextracted.zarr", n_samples=16, written_layers=0)
+    texts = [page_text(build_page(Explorer(s.path), {})) for s in (bare_store, store, unextracted)]
     texts.append(
         page_text(build_page(Explorer(store.path), {"page": "feature", "layer": "0", "feature": "1"}))
     )
@@ -191,3 +200,72 @@ def test_suggested_commands_are_valid_command_lines(bare_store: ActivationStore,
     for command in commands:
         args = parser.parse_args(shlex.split(command)[1:])  # SystemExit on an unknown flag or command
         assert args.func is not None
+
+
+def test_feature_that_never_fires_on_the_encoded_tokens_says_where_it_fires(tmp_path):
+    """No made-up top samples (max 0.00): the page says so and lists the tokens of the first samples
+    where the SAE does fire it (special tokens, which ``encode`` leaves out)."""
+    import torch
+
+    from sae_store.explore.feature import SCAN_SAMPLES
+    from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES
+
+    from .conftest import write_sae_weights
+
+    store = make_store(tmp_path / "store.zarr", n_samples=16)
+    write_features(store, n_features=N_FEATURES)
+    write_sae_weights(tmp_path / "saes", [0], d_in=store.layout.hidden_size, d_sae=N_FEATURES)
+    root = xr.open_zarr(store.path)
+    x = np.nan_to_num(root.activations.sel(layer=0, language="en").values[:SCAN_SAMPLES])
+    roles = root.token_role.sel(language="en").values[:SCAN_SAMPLES]
+    sae = load_sae(tmp_path / "saes" / "layer_0").sae
+    with torch.no_grad():
+        acts = sae.encode(torch.from_numpy(x.reshape(-1, x.shape[-1]))).numpy().reshape(*x.shape[:2], -1)
+    acts = acts * (roles != 0)[..., None]
+    feature = int(np.argmax((acts.max(axis=1) > 0).sum(axis=0)))  # fires in the most of those samples
+    firing = [f"s{i:04d}" for i in range(SCAN_SAMPLES) if acts[i, :, feature].max() > 0]
+    assert 0 < len(firing) < SCAN_SAMPLES + 1
+    feats = xr.open_zarr(store.path, group="features").sel(layer=0, language="en")
+    for name in (FEATURE_MAX, FEATURE_MEAN, FEATURE_FRAC):  # never fires on the encoded tokens
+        values = feats[name].values.copy()
+        values[:, feature] = 0
+        store.write(name, values, start=0, layer=0, language="en", group=FEATURES)
+
+    text = page_text(build_page(Explorer(store.path), {**ARGS_2_3, "layer": "0", "feature": str(feature)}))
+    assert (
+        f"Feature {feature} does not fire on the image and text tokens of any of the 16 encoded samples "
+        "in en (the tokens <code>encode</code> summarised): it has no top samples there." in text
+    )
+    assert "max 0.00" not in text and "data:image/png;base64," not in text
+    assert f"Where it fires instead: every token of the first {SCAN_SAMPLES} samples" in text
+    table = text[text.index("Where it fires instead") :]
+    rows = re.findall(
+        r"<tr><td>en</td><td>(s\d+)</td><td>(\w+)</td><td>[^<]*</td><td>([\d.]+)</td></tr>", table
+    )
+    assert list(dict.fromkeys(s for s, _, _ in rows)) == firing
+    first = int(firing[0][1:])
+    assert rows[0][2] == f"{acts[first, :, feature].max():.3f}"
+
+
+def test_paired_correlation_of_a_constant_feature_is_said_to_be_undefined():
+    from sae_store.explore.feature import _correlation
+
+    assert _correlation(0.1234) == "paired correlation across samples r = 0.123"
+    assert _correlation(float("nan")) == (
+        "no paired correlation across samples: the feature takes one value in a language"
+    )
+
+
+def test_store_without_activations_says_to_extract_first(tmp_path):
+    store = make_store(tmp_path / "store.zarr", n_samples=16, written_layers=0)
+    explorer = Explorer(store.path)
+    for args in ({}, {"page": "sample", "id": "s0001"}):
+        text = page_text(build_page(explorer, args))
+        assert (
+            "No activations are extracted yet. Run "
+            f"<code>sae-store extract {store.path} --model MODEL_DIR</code> first." in text
+        )
+        assert "sae-store encode" not in text and "sae-store train" not in text
+    partly = make_store(tmp_path / "partly.zarr", n_samples=16, written_layers=1)
+    text = page_text(build_page(Explorer(partly.path), {}))
+    assert f"Only 33% of the activations are extracted. Run <code>sae-store extract {partly.path}" in text

@@ -45,7 +45,7 @@ def test_init_extract_append_extract(
         )
         == 0
     )
-    assert "6 samples, layers 0-1,3 (3), languages ['en', 'ar']" in capsys.readouterr().out
+    assert "6 samples, layers 0-1,3 (3), languages en, ar," in capsys.readouterr().out
     opened = open_store(store)
     assert opened.attrs["prompts"]["ar"] == "صف هذه الصورة."
     assert opened.config()["store"]["precision"] == "fp32"
@@ -93,11 +93,14 @@ def test_failed_images_give_a_summary_and_exit_1(
         (["--layers", "9"], "layer 9 is not in the store; it holds layers [0, 1, 2, 3]"),
         (["--layers", "1-x"], "cannot read '1-x'"),
         (["--languages", "fr"], "language 'fr' is not in the store; it holds languages ['en', 'ar']"),
-        (["--task-index", "3", "--task-count", "3"], "task_index must be in 0..2 for task_count 3, got 3"),
-        (["--samples", "2:8"], "sample range 2:8 is not aligned to shard blocks of 4 samples"),
-        (["--samples", "x"], "sample range must look like 'A:B'"),
+        (
+            ["--task-index", "3", "--task-count", "3"],
+            "--task-index must be in 0..2 for --task-count 3, got 3",
+        ),
+        (["--sample-range", "2:8"], "sample range 2:8 is not aligned to shard blocks of 4 samples"),
+        (["--sample-range", "x"], "--sample-range must look like 'A:B'"),
         (["--quota", "lots"], "size 'lots' is not understood"),
-        (["--dtype", "float16"], "dtype 'float16' is refused for Gemma 3"),
+        (["--dtype", "float16"], "dtype 'fp16' is refused for Gemma 3"),
         (["--writer-threads", "0"], "--writer-threads must be a positive integer, got 0"),
     ],
 )
@@ -136,9 +139,9 @@ def test_init_and_append_errors(
     assert "range '3-1' runs backwards" in capsys.readouterr().err
     init = ["init", str(new), "--samples", str(csv), "--model", str(tiny_model_dir)]
     assert main([*init, "--compressor", "fast", "--clevel", "10"]) == 2
-    assert "clevel must be an integer in 0..9 for 'fast', got 10" in capsys.readouterr().err
+    assert "--clevel must be an integer in 0..9 for 'fast', got 10" in capsys.readouterr().err
     assert main([*init, "--compressor", "zstd", "--shuffle", "bit"]) == 2
-    assert "shuffle 'bit' applies only to Blosc codecs" in capsys.readouterr().err
+    assert "--shuffle 'bit' applies only to Blosc codecs" in capsys.readouterr().err
     assert main(["init", str(new), "--samples", str(csv), "--model", str(tmp_path / "nothing")]) == 2
     assert "does not exist or is not a folder" in capsys.readouterr().err
     assert not new.exists()

@@ -87,7 +87,7 @@ def test_a_truncated_chunk_is_named_by_status_and_explained_by_extract(
     make_store: MakeStore, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = make_store().path
-    assert main([*_extract(store, tiny_model_dir), "--samples", "0:4", "--languages", "en"]) == 0
+    assert main([*_extract(store, tiny_model_dir), "--sample-range", "0:4", "--languages", "en"]) == 0
     capsys.readouterr()
     flags = store / S.COMPLETE / "c" / "0" / "0" / "0"
     flags.write_bytes(flags.read_bytes()[:5])

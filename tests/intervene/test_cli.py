@@ -72,7 +72,7 @@ def test_intervene_ablation_writes_store_and_json(
     out_dir = tmp_path / "results"
     args = ["intervene", str(store_copy), "--model", str(tiny_dir), "--saes", str(saes), "--layer", "1"]
     args += ["--mode", "ablate", "--features", "3,5,7,11", "--max-samples", "4", "--batch-size", "4"]
-    code, out, err = _run([*args, "--n-boot", "200", "--out", str(out_dir)], capsys)
+    code, out, err = _run([*args, "--bootstrap", "200", "--results", str(out_dir)], capsys)
     assert code == 0, err
     assert "custom_ablation layer 1: differential" in out and "targeted/random" in out
     cross = json.loads((out_dir / "cross_layer_results.json").read_text())
@@ -116,7 +116,7 @@ def test_intervene_from_array_task_with_ranking_and_summary(
     out_dir = tmp_path / "results"
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     common = ["--model", str(tiny_dir), "--saes", str(saes), "--controls", "0", "--no-regenerate"]
-    common += ["--max-samples", "4", "--batch-size", "4", "--n-boot", "100", "--out", str(out_dir)]
+    common += ["--max-samples", "4", "--batch-size", "4", "--bootstrap", "100", "--results", str(out_dir)]
     amplify = ["intervene", str(store_copy), *common, "--mode", "amplify", "--features", "top-male:3"]
     code, out, err = _run([*amplify, "--alpha", "3", "--dose", "1,3"], capsys)
     assert code == 0, err
@@ -146,13 +146,13 @@ def test_intervene_from_array_task_with_ranking_and_summary(
         ),
         (
             ["--layer", "1", "--mode", "amplify", "--alpha", "0"],
-            "alpha must be > 0 for mode 'amplify', got 0.0",
+            "--alpha must be > 0 for --mode 'amplify', got 0.0; use --mode 'ablate' to remove features",
         ),
         (
             ["--layer", "1", "--features", "top-male:2"],
             "has no bias results yet; run `sae-store analyze bias",
         ),
-        (["--layer", "1", "--controls", "3"], "n_controls must be 0 (no controls) or at least 10, got 3"),
+        (["--layer", "1", "--controls", "3"], "--controls must be 0 (no controls) or at least 10, got 3"),
     ],
 )
 def test_intervene_refuses_bad_input(

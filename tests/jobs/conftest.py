@@ -30,6 +30,7 @@ import zarr
 from sae_store.jobs import Manifest, run_pipeline
 from sae_store.jobs.config import DEMO_CONFIG, PipelineConfig, config_from_dict
 from sae_store.jobs.slurm import squeue
+from tests import apt
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 _BINARIES = ("slurmctld", "slurmd", "sbatch", "munged")
@@ -65,9 +66,8 @@ def install_packages() -> None:
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
     try:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        _run(["apt-get", "update", "-qq"], timeout=300, env=env)
-        _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES], timeout=600, env=env)
+        for cmd in apt.commands(*PACKAGES, recommends=False):
+            _run(cmd, timeout=apt.LOCK_WAIT_S + 600, env=apt.ENV)
     finally:
         if added_policy:
             policy.unlink()

@@ -24,8 +24,10 @@ def test_demo_config_loads_and_round_trips(tmp_path: Path) -> None:
     assert config_from_dict(yaml.safe_load(cfg.to_yaml())) == cfg
 
 
-def test_example_cluster_config_loads() -> None:
+def test_example_cluster_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER", "ada")  # its paths.root is /scratch/$USER/...
     cfg = load_config(REPO / "configs" / "gemma3-4b.yaml")
+    assert cfg.paths.run_dir == Path("/scratch/ada/gemma3-bias")
     assert cfg.layers == tuple(range(34))  # written `0-33`, the CLI's syntax
     assert cfg.interventions.layers == (6, 12, 18, 24, 30)
     slurm = cfg.require_slurm()
@@ -102,7 +104,7 @@ def test_paths_expand_variables_and_resolve_against_the_root(
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "memory": "16 GB"}},
          r"slurm.memory must be a size like '4G', '500M' or '16000' \(MB\), got '16 GB'"),
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "mail_user": "me@x.org"}},
-         r"slurm.mail_user is 'me@x.org' but mail_types is empty"),
+         r"slurm.mail_user is 'me@x.org' but slurm.mail_types is empty"),
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu", "mail_types": ["END", "FAILURE"]}},
          r"slurm.mail_types\[1\] must be one of \['NONE', 'BEGIN', 'END', 'FAIL',"),
         ({"paths": {"root": "r"}, "slurm": {"partition": "gpu\n#SBATCH --qos=high"}},

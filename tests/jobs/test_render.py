@@ -159,10 +159,11 @@ def test_template_is_in_the_top_level_jobs_folder() -> None:
 
 
 def test_example_cluster_config_renders_without_the_model_on_disk(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sae_store_cli.main import main
 
+    monkeypatch.setenv("USER", "ada")  # its paths.root is /scratch/$USER/...
     config = tmp_path / "cluster.yaml"
     assert main(["jobs", "example", "gemma3-4b", "--out", str(config)]) == 0
     assert main(["jobs", "example", "gemma3-4b", "--out", str(config)]) == 2

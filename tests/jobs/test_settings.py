@@ -54,6 +54,7 @@ OTHER = {
     "device": "cpu",
     "dtype": "float32",
     "memory_per_worker": "2GiB",
+    "device_memory": "40GiB",
     "roles": ("text",),
     "slurm_walltime": "01:00:00",
     "gender_column": "sex",

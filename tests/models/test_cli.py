@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from sae_store.errors import SaeStoreError
+from sae_store.models.config import TinyModelConfig
 from sae_store.models.loader import model_identity
 from sae_store_cli import model_cmds
+from sae_store_cli.options import build
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -31,8 +33,10 @@ def test_make_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 def test_defaults_and_errors(tmp_path: Path) -> None:
     args = _parse(["make-tiny-model", str(tmp_path)])
-    assert (args.seed, args.n_layers, args.hidden, args.overwrite) == (0, 4, 64, False)
-    assert _parse(["make-tiny-model", str(tmp_path), "--layers", "3"]).n_layers == 3  # the old name
+    config = build(args, TinyModelConfig)
+    assert (config.seed, config.num_layers, config.hidden_size, args.overwrite) == (0, 4, 64, False)
+    old = _parse(["make-tiny-model", str(tmp_path), "--layers", "3"])  # the old name of --n-layers
+    assert build(old, TinyModelConfig).num_layers == 3
     (tmp_path / "x").write_text("x")
     with pytest.raises(SaeStoreError, match="is not empty"):
         args.func(args)

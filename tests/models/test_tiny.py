@@ -95,9 +95,10 @@ def test_custom_sizes(tmp_path: Path) -> None:
             r"image_size must be a multiple of patch_size, got image_size=30 and patch_size=4",
         ),
         ({"patch_size": 0}, r"must be positive"),
-        ({"hidden_size": 40}, r"hidden_size must be at least 32 and a multiple of 16 .* got 40"),
+        ({"hidden_size": 40}, r"hidden_size must be a multiple of 16 \(the head size used for it\), got 40"),
+        ({"hidden_size": 16}, r"hidden_size must be an integer >= 32, got 16"),
         ({"hidden_size": 520}, r"multiple of 64 .* got 520"),
-        ({"num_layers": 0}, r"num_layers must be at least 1, got 0"),
+        ({"num_layers": 0}, r"num_layers must be a positive integer, got 0"),
     ],
 )
 def test_bad_sizes_are_refused(tmp_path: Path, sizes: dict[str, Any], match: str) -> None:

@@ -1,5 +1,7 @@
 """Checks of a rendered matplotlib figure that a reader would notice: overlapping tick labels or
-value labels, a fractional layer axis, a legend drawn over data, and "nan" written anywhere."""
+value labels, a fractional layer axis, a legend drawn over data, an axis label or title running into
+another panel, and "nan" written anywhere. (The page's Bokeh figures and tables are checked in the
+browser: ``browser.LAYOUT_JS``.)"""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ def figure_problems(obj: Any) -> list[str]:
                 if any(a.overlaps(b) for _, b in cells[i + 1 :]):
                     problems.append(f"text {ta!r} in the axes overlaps another")
                     break
+        problems += _labels_into_other_panels(fig, renderer)
         for text in fig.findobj(Text):
             if isinstance(text, Text) and _NAN.search(text.get_text()):
                 problems.append(f"text {text.get_text()!r} shows NaN")
@@ -97,3 +100,37 @@ def _legend_over_data(ax: Any, renderer: Any) -> list[str]:
             if path.intersects_bbox(box, filled=False):
                 covered.append(f"the line {line.get_label()!r}")
     return [f"the legend covers {what}" for what in dict.fromkeys(covered)]
+
+
+def _labels_into_other_panels(fig: Any, renderer: Any) -> list[str]:
+    """An axis label or title of one panel of a layout that overlaps another panel (its axes or its own
+    labels): in a grid of panels a label too long for its panel runs into the next one."""
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    labels = {
+        id(ax): [
+            (kind, t)
+            for kind, t, shown in (
+                ("title", ax.title, True),
+                ("x label", ax.xaxis.label, ax.xaxis.get_visible()),
+                ("y label", ax.yaxis.label, ax.yaxis.get_visible()),
+            )
+            if shown and t.get_visible() and t.get_text().strip()
+        ]
+        for ax in panels
+    }
+    problems = []
+    for ax in panels:
+        for kind, text in labels[id(ax)]:
+            box = text.get_window_extent(renderer)
+            for other in panels:
+                if other is ax:
+                    continue
+                hit = box.overlaps(other.get_window_extent(renderer)) or any(
+                    box.overlaps(t.get_window_extent(renderer)) for _, t in labels[id(other)]
+                )
+                if hit:
+                    problems.append(
+                        f"the {kind} {text.get_text()!r} of panel {ax.get_title()!r} runs into panel "
+                        f"{other.get_title()!r}"
+                    )
+    return problems

@@ -91,3 +91,20 @@ def test_no_legend_covers_an_error_bar_of_the_intervention_effects() -> None:
         }
     )
     assert figure_problems(_effects_figure(frame).static) == []
+
+
+def test_a_label_longer_than_its_panel_is_found() -> None:
+    import holoviews as hv
+
+    import sae_store.report.plotting  # noqa: F401  (the matplotlib backend)
+
+    label = hv.Dimension("y", label="a label far too long for the small panel it labels")
+    panels = [
+        hv.Curve([(0, 0), (1, 1)], "x", label).opts(title=title, fig_size=40, aspect=3, backend="matplotlib")
+        for title in ("top", "bottom")
+    ]
+    problems = figure_problems(hv.Layout(panels).cols(1).opts(sublabel_format="", backend="matplotlib"))
+    assert (
+        "the y label 'a label far too long for the small panel it labels' of panel 'bottom' runs into "
+        "panel 'top'" in problems
+    ), problems

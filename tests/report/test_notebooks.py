@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import jupytext
@@ -30,6 +32,46 @@ def _run(
     return nb
 
 
+class _Directions(HTMLParser):
+    """Each text of an HTML document with the direction of the innermost element that sets one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[tuple[str, str | None]] = []
+        self.texts: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in VOID_TAGS:
+            self.stack.append((tag, dict(attrs).get("dir")))
+
+    def handle_endtag(self, tag: str) -> None:
+        while self.stack and self.stack.pop()[0] != tag:
+            pass
+
+    def handle_data(self, data: str) -> None:
+        directions = [d for _, d in self.stack if d]
+        self.texts.append((data, directions[-1] if directions else None))
+
+
+VOID_TAGS = {"br", "img", "input", "hr", "meta", "link", "wbr", "col", "source"}
+ARABIC = re.compile("[\u0600-\u06ff]+")
+
+
+def _arabic_outside_rtl(nb: nbformat.NotebookNode) -> list[str]:
+    """Arabic in the notebook's outputs that is not laid out right to left: in plain text or in an HTML
+    element without dir="rtl"."""
+    found = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            plain = [o.get("text", ""), *(v for k, v in data.items() if k != "text/html")]
+            found += [text for text in plain if ARABIC.search(str(text))]
+            parser = _Directions()
+            parser.feed(data.get("text/html", ""))
+            found += [text for text, direction in parser.texts if ARABIC.search(text) and direction != "rtl"]
+    return found
+
+
 def _text(nb: nbformat.NotebookNode) -> str:
     out = []
     for cell in nb.cells:
@@ -49,10 +91,14 @@ def test_paired_versions_agree(name: str):
 
 
 def test_explore_store_runs(full_store: ActivationStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    text = _text(_run("01_explore_store", full_store, tmp_path, monkeypatch))
+    nb = _run("01_explore_store", full_store, tmp_path, monkeypatch)
+    text = _text(nb)
     assert "layers: [0, 1, 2] languages: ['en', 'ar']" in text
     assert "image      16 tokens" in text  # the token roles of the synthetic prompt
     assert "100.0% complete" in text  # the status grid
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+    assert '<p dir="rtl">صف الشخص في هذه الصورة بالتفصيل.</p>' in html  # the Arabic prompt
+    assert _arabic_outside_rtl(nb) == []
 
 
 def test_features_and_bias_runs(full_store: ActivationStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -62,6 +108,7 @@ def test_features_and_bias_runs(full_store: ActivationStore, tmp_path: Path, mon
     assert "top male-biased features" in text
     pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(pngs) == 2  # the volcano plot and the feature's image grid
+    assert _arabic_outside_rtl(nb) == []
 
 
 def test_features_and_bias_on_a_store_without_results(
@@ -90,3 +137,4 @@ def test_notebooks_find_the_demo_store_from_the_repository_or_their_folder(
     assert "top male-biased features" in text and "top female-biased features" in text
     pngs = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(pngs) == 2  # the volcano plot and the feature's image grid
+    assert _arabic_outside_rtl(nb) == []

@@ -35,11 +35,11 @@ def test_bare_store_report_lists_what_exists_and_what_to_run(
         "step": "analyze bias",
         "state": "not run",
         "detail": "no results",
-        "commands": [f"sae-store analyze bias {bare_store.path} --out {results}"],
+        "commands": [f"sae-store analyze bias {bare_store.path} --results {results}"],
     }
     assert summary["completeness"]["extract_remaining"] == completion(bare_store).remaining()
     md = bare_report.markdown.read_text()
-    assert "**Not run yet.**" in md and f"sae-store analyze bias {bare_store.path} --out {results}" in md
+    assert "**Not run yet.**" in md and f"sae-store analyze bias {bare_store.path} --results {results}" in md
     html = bare_report.html.read_text()
     assert external_references(html) == [] and "Not run yet." in html
 

@@ -19,6 +19,7 @@ import torch
 from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore, StoreConfig, create_store, open_store
 from sae_store.store import schema as S
+from sae_store.store.codecs import round_to_bf16
 from sae_store.train.archs.jumprelu import JumpReLUSAE
 from sae_store.train.config import DataConfig, RunConfig, SaeConfig, TrainerConfig
 from sae_store.train.sae import SparseAutoencoder, build_sae
@@ -102,7 +103,8 @@ def fill_store(
     """Write activations, token roles, n_tokens and completion flags for whole shard blocks.
 
     Real tokens are sums of ``k`` atoms of a fixed dictionary (returned, [n_atoms, hidden]) times
-    ``norm`` plus a little noise; padding positions hold NaN (never selected).
+    ``norm`` plus a little noise, rounded to bfloat16 as extraction writes them into a bf16 store;
+    padding positions hold NaN (never selected).
     """
     lay = store.layout
     dictionary = sparse_dictionary(n_atoms, lay.hidden_size, seed=seed)
@@ -119,7 +121,7 @@ def fill_store(
             for layer in layers if layers is not None else lay.layers:
                 codes = sparse_codes(rng, n * lay.max_tokens, n_atoms, k)
                 x = norm * codes @ dictionary + noise * rng.normal(size=(n * lay.max_tokens, lay.hidden_size))
-                x = x.astype(np.float32).reshape(n, lay.max_tokens, lay.hidden_size)
+                x = round_to_bf16(x.astype(np.float32)).reshape(n, lay.max_tokens, lay.hidden_size)
                 x[roles == int(TokenRole.PAD)] = np.nan
                 store.write(S.ACTIVATIONS, x, start=b.start, layer=layer, language=lang)
                 store.write(S.COMPLETE, np.ones(n, bool), start=b.start, layer=layer, language=lang)

@@ -22,6 +22,10 @@ from .conftest import fill_store
 # end), ar 14 (BOS, 4 image, 8 text, end); padding holds NaN
 
 
+#: A memory budget of 3 shard blocks of the widest language: streamed, one block per shuffle buffer.
+STREAMED = 3 * 4 * 14 * 16 * 4
+
+
 def _cfg(**kw) -> DataConfig:
     return DataConfig(**{"batch_size": 8, **kw})
 
@@ -74,11 +78,11 @@ def test_selection_split_by_sample_and_roles(filled_store):
 
 def test_streaming_under_a_memory_budget_reads_the_same_vectors(filled_store):
     store = filled_store()
-    config = _cfg(layer=0, batch_size=8, memory_budget=3 * 4 * 14 * 16 * 4, val_fraction=0.0)
+    config = _cfg(layer=0, batch_size=8, memory_budget=STREAMED, val_fraction=0.0, device_memory="0")
     streaming = StoreDataProvider(store, config)
     assert not streaming.summary.in_memory and streaming.summary.units_per_round == 1
-    in_ram = StoreDataProvider(store, _cfg(layer=0, batch_size=8, val_fraction=0.0))
-    assert in_ram.summary.in_memory
+    in_ram = StoreDataProvider(store, _cfg(layer=0, batch_size=8, val_fraction=0.0, device_memory="0"))
+    assert in_ram.summary.in_memory and not in_ram.summary.resident
     all_rows = {r.tobytes() for r in _rows(store, 0, range(24))}
     streamed = {r.tobytes() for r in _epoch(streaming)}
     assert streamed <= all_rows and len(streamed) >= len(all_rows) - 12 * 7
@@ -87,7 +91,7 @@ def test_streaming_under_a_memory_budget_reads_the_same_vectors(filled_store):
 
 def test_streaming_draws_every_training_vector_exactly_once_per_epoch(filled_store):
     store = filled_store()
-    config = _cfg(layer=0, batch_size=10, memory_budget=3 * 4 * 14 * 16 * 4, val_fraction=0.0)
+    config = _cfg(layer=0, batch_size=10, memory_budget=STREAMED, val_fraction=0.0, device_memory="0")
     streaming = StoreDataProvider(store, config)
     n = streaming.summary.train_tokens
     assert not streaming.summary.in_memory and n % 10 != 0  # epochs end inside a batch
@@ -104,8 +108,8 @@ def test_a_checkpoint_position_of_another_batch_order_is_refused(filled_store):
     provider = StoreDataProvider(filled_store(), _cfg(layer=0))
     with pytest.raises(DataError, match=r"data position .* is not one this sae-store resumes from"):
         provider.batches(position={"epoch": 0, "round": 1, "batch": 2})
-    stream = provider.batches(position={"epoch": 0, "round": 0, "offset": 3})
-    assert stream.state_dict() == {"epoch": 0, "round": 0, "offset": 3}
+    stream = provider.batches(position={"epoch": 0, "round": 0, "offset": 3, "units_per_round": 12})
+    assert stream.state_dict() == {"epoch": 0, "round": 0, "offset": 3, "units_per_round": 12}
 
 
 def test_input_scale_brings_mean_norm_to_sqrt_d(filled_store):
@@ -140,7 +144,9 @@ def test_nonfinite_vectors_are_skipped_and_counted(filled_store, monkeypatch, in
 @pytest.mark.parametrize("roles", [("image", "text"), ("image", "special")])  # one run of rows, or two
 def test_chunks_decoded_in_place_or_copied_give_the_same_batches(filled_store, monkeypatch, roles):
     store = filled_store()
-    config = _cfg(layer=1, batch_size=10, memory_budget=3 * 4 * 14 * 16 * 4, val_fraction=0.2, roles=roles)
+    config = _cfg(
+        layer=1, batch_size=10, memory_budget=STREAMED, val_fraction=0.2, roles=roles, device_memory="0"
+    )
     streams = {}
     for share in (0.0, 2.0):  # every chunk decoded straight into the buffer / every chunk copied
         monkeypatch.setattr(data, "IN_PLACE_SHARE", share)

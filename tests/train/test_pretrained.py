@@ -17,7 +17,7 @@ from sae_store.store import schema as S
 from sae_store.store.schema import FEATURES
 from sae_store.train.config import DataConfig, SaeConfig
 from sae_store.train.data import StoreDataProvider
-from sae_store.train.discovery import find_saes
+from sae_store.train.discovery import DEAD_METRICS, find_saes
 from sae_store.train.formats import load_sae
 from sae_store.train.sae import build_sae
 from sae_store_cli.main import main
@@ -139,9 +139,9 @@ def test_encode_analyze_report_on_pretrained_saes(filled_store, tmp_path, capsys
     np.testing.assert_allclose(got, mean, rtol=1e-5, atol=1e-6)
 
     results = tmp_path / "results"
-    assert main(["analyze", "bias", str(store.path), "--out", str(results), "--bootstrap", "20",
+    assert main(["analyze", "bias", str(store.path), "--results", str(results), "--bootstrap", "20",
                  "--permutations", "5", "--cluster", "none"]) == 0, capsys.readouterr().err  # fmt: skip
-    assert main(["analyze", "interpret", str(store.path), "--out", str(results), "--saes", spec,
+    assert main(["analyze", "interpret", str(store.path), "--results", str(results), "--saes", spec,
                  "--n-features", "2"]) == 0, capsys.readouterr().err  # fmt: skip
     report = tmp_path / "report"
     assert main(["report", str(store.path), "--out", str(report), "--saes", str(root),
@@ -152,8 +152,8 @@ def test_encode_analyze_report_on_pretrained_saes(filled_store, tmp_path, capsys
     for row in rows:
         want = _held_out_quality(store, row["layer"], load_sae(find_saes(spec)[row["layer"]]).sae)
         assert row["measured by"] == "encode" and row["format"] == fmt
-        assert row["tokens"] == want["tokens"]
-        got = [row["fvu"], row["l0"], row["dead_fraction"]]
+        assert row["held-out tokens"] == want["tokens"]
+        got = [row["fvu"], row["l0"], row[DEAD_METRICS["dead_fraction"][0]]]
         np.testing.assert_allclose(got, [want["fvu"], want["l0"], want["dead_fraction"]], rtol=1e-5)
 
 

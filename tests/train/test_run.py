@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 
 from sae_store.errors import ConfigError, DataError, SaeStoreError
 from sae_store.store import schema as S
+from sae_store.train import run as run_module
 from sae_store.train.formats import load_sae
 from sae_store.train.run import CHECKPOINT_DIR, CHECKPOINT_FILE, save_checkpoint, train_layer
-from sae_store.train.trainer import Trainer
 from sae_store_cli.main import main
 
 from .conftest import fill_store, run_config
@@ -70,14 +70,18 @@ def test_train_layer_writes_a_complete_sae_folder(filled_store, tmp_path):
     assert redo.metrics == result.metrics  # deterministic for a seed
 
 
-def test_killed_run_resumes_exactly(filled_store, tmp_path):
+@pytest.mark.parametrize("device_memory", ["50%", "0"])
+def test_killed_run_resumes_exactly(filled_store, tmp_path, device_memory):
     """SIGKILL a training process after its first checkpoint; the resumed run equals an uninterrupted one."""
     store = filled_store()
     steps, every = 240, 30
-    # a memory budget below the data size: shard blocks stream through the shuffle buffer with prefetch
+    # the layer resident on the device (the host here), or, with no device memory and a memory budget
+    # below the data size, shard blocks streamed through the shuffle buffer with prefetch
     args = [
         "train",
         str(store.path),
+        "--device-memory",
+        device_memory,
         "--layer",
         "1",
         "--k",
@@ -119,6 +123,7 @@ def test_killed_run_resumes_exactly(filled_store, tmp_path):
         layer=1,
         data_batch_size=16,
         data_memory_budget=28000,
+        data_device_memory=device_memory,
         trainer_steps=steps,
         trainer_checkpoint_every=every,
         trainer_log_every=25,
@@ -215,10 +220,15 @@ def test_cli_train_and_refusals(filled_store, make_store, tmp_path, monkeypatch,
         "--lr-warmup-steps 30": r"the learning-rate schedule \(30 warm-up steps \+ 4 decay steps\) is longer "
         r"than the run \(20 steps\)",
         "--matryoshka-widths 8,x": r"--matryoshka-widths must be a list of positive integers, got '8,x'",
-        "--device tpu:0": r"Invalid device 'tpu:0': use 'auto', 'cpu', 'cuda'",
+        "--device tpu:0": r"--device must be auto, cpu, cuda or cuda:N, got 'tpu:0'",
     }
     if not torch.cuda.is_available():
-        bad_options["--device cuda"] = r"Device 'cuda' requested but CUDA is not available"
+        unavailable = (
+            f"sae-store train: error: Device 'cuda' requested but CUDA is not available (torch "
+            f"{torch.__version__}, torch.cuda.is_available() is False): use --device auto (a GPU when "
+            "there is one, else the CPU) or --device cpu, or run on a GPU node with a CUDA build of torch.\n"
+        )
+        bad_options["--device cuda"] = "^" + re.escape(unavailable) + r"\Z"  # the whole error: one line
     for options, pattern in bad_options.items():
         refused(["--layer", "1", *options.split()], pattern)
     assert not (out / "layer_1").exists()  # refused runs leave nothing behind
@@ -277,7 +287,7 @@ def test_failed_runs_leave_no_layer_folder(filled_store, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise Stop("interrupted before the first checkpoint")
 
-    monkeypatch.setattr(Trainer, "fit", fail)
+    monkeypatch.setattr(run_module, "fit_together", fail)
     with pytest.raises(Stop):
         train_layer(store, run_config(layer=0), out, progress=False)
     assert not (out / "layer_0").exists()

@@ -9,7 +9,7 @@ import torch
 from sae_store.errors import ConfigError
 from sae_store.train.archs.topk import BatchTopKSAE
 from sae_store.train.config import SaeConfig
-from sae_store.train.sae import build_sae
+from sae_store.train.sae import DeadLatents, build_sae
 
 from .conftest import perturbed_sae
 
@@ -48,23 +48,36 @@ def test_topk_matches_plain_recomputation():
     np.testing.assert_allclose(_np(sae.encode(x)), latents, rtol=RTOL, atol=ATOL)
 
 
-def test_auxk_loss_reconstructs_residual_from_top_dead_latents():
+@pytest.mark.parametrize("revived", [0, 5])
+def test_auxk_loss_reconstructs_residual_from_top_dead_latents(revived):
+    """AuxK on the latents listed dead, without those that fired since they were listed."""
     sae = _randomised("topk", k=3, aux_k=4, aux_k_coefficient=0.5)
     x = torch.randn(16, 12)
-    dead = torch.zeros(sae.d_sae, dtype=torch.bool)
-    dead[::3] = True  # 16 dead latents
-    out = sae(x, dead_mask=dead)
+    listed = torch.arange(0, sae.d_sae, 3)  # 16 latents listed dead
+    still = torch.ones(len(listed), dtype=torch.bool)
+    still[:revived] = False  # fired since the list was made
+    out = sae(x, dead=DeadLatents(listed, still))
+    dead = np.zeros(sae.d_sae, dtype=bool)
+    dead[_np(listed[still]).astype(int)] = True
     hidden, W_dec = _np(out.hidden_pre), _np(sae.W_dec)
-    masked = np.where(_np(dead).astype(bool)[None], hidden, -np.inf)
+    masked = np.where(dead[None], hidden, -np.inf)
     top = np.argsort(-masked, axis=1)[:, :4]
     acts = np.zeros_like(hidden)
     np.put_along_axis(acts, top, np.take_along_axis(hidden, top, axis=1), axis=1)
     residual = _np(x) - _np(out.sae_out)
-    expected = 0.5 * 1.0 * ((acts @ W_dec - residual) ** 2).sum(1).mean()  # scale min(16/4, 1) = 1
+    expected = 0.5 * 1.0 * ((acts @ W_dec - residual) ** 2).sum(1).mean()  # scale min(11 or 16 / 4, 1) = 1
     assert out.aux_loss.item() == pytest.approx(expected, rel=1e-5)
     assert out.loss.item() == pytest.approx(out.mse_loss.item() + expected, rel=1e-5)
+    few = torch.zeros(len(listed), dtype=torch.bool)
+    few[:2] = True  # 2 still dead of aux_k 4: the loss is scaled by 2/4
+    two = sae(x, dead=DeadLatents(listed, few)).aux_loss.item()
+    masked = np.where(np.isin(np.arange(sae.d_sae), _np(listed[:2]).astype(int))[None], hidden, -np.inf)
+    top = np.argsort(-masked, axis=1)[:, :2]
+    acts = np.zeros_like(hidden)
+    np.put_along_axis(acts, top, np.take_along_axis(hidden, top, axis=1), axis=1)
+    assert two == pytest.approx(0.5 * 0.5 * ((acts @ W_dec - residual) ** 2).sum(1).mean(), rel=1e-5)
     sae.eval()
-    assert sae(x, dead_mask=dead).aux_loss.item() == 0.0  # AuxK is a training loss only
+    assert sae(x, dead=DeadLatents(listed, still)).aux_loss.item() == 0.0  # AuxK is a training loss only
 
 
 def test_batchtopk_keeps_k_per_token_on_average_and_infers_with_threshold():

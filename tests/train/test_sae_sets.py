@@ -88,7 +88,7 @@ def test_a_layer_without_an_sae_is_left_out_and_named(filled_store, tmp_path, ca
         f"--out {saes}`) and run encode again"
     ) in out
     results = tmp_path / "results"
-    argv = ["analyze", "bias", str(store.path), "--out", str(results), "--bootstrap", "20",
+    argv = ["analyze", "bias", str(store.path), "--results", str(results), "--bootstrap", "20",
             "--permutations", "0", "--cluster", "none"]  # fmt: skip
     with caplog.at_level("WARNING", logger="sae_store.analyze.context"):
         assert main(argv) == 0
@@ -108,11 +108,11 @@ def test_results_of_other_saes_are_stale_after_encoding_again(filled_store, tmp_
         _saelens(tmp_path / "wide", layer, d_sae=32)
         _saelens(tmp_path / "narrow", layer, d_sae=16)
     results = tmp_path / "results"
-    common = ["--out", str(results), "--cluster", "none"]
+    common = ["--results", str(results), "--cluster", "none"]
     bias = ["analyze", "bias", str(store.path), *common, "--bootstrap", "20", "--permutations", "0"]
     assert main(["encode", str(store.path), "--saes", str(tmp_path / "wide"), "--no-progress"]) == 0
     assert main(bias) == 0
-    assert main(["analyze", "crosslingual", str(store.path), *common, "--rho-bootstrap", "20"]) == 0
+    assert main(["analyze", "crosslingual", str(store.path), *common]) == 0
     # another width: the crosslingual and bias results of 32 features no longer describe the features
     argv = ["encode", str(store.path), "--saes", str(tmp_path / "narrow"), "--overwrite", "--no-progress"]
     assert main(argv) == 0
@@ -128,7 +128,7 @@ def test_results_of_other_saes_are_stale_after_encoding_again(filled_store, tmp_
     assert main(["analyze", "crosslayer", str(store.path), *common]) == 2
     bias_reason = reason.replace("crosslingual", "bias")
     assert capsys.readouterr().err.strip() == (
-        f"sae-store analyze: error: {bias_reason}; run `sae-store analyze bias {store.path}` again"
+        f"sae-store analyze crosslayer: error: {bias_reason}; run `sae-store analyze bias {store.path}` again"
     )
     # the report does not crash: the stale results are listed with the commands that renew them
     report = tmp_path / "report"

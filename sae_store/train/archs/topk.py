@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from sae_store.train.config import SaeConfig
-from sae_store.train.sae import ForwardOutput, SparseAutoencoder
+from sae_store.train.sae import DeadLatents, ForwardOutput, SparseAutoencoder
 
 
 class TopKSAE(SparseAutoencoder):
@@ -16,22 +16,22 @@ class TopKSAE(SparseAutoencoder):
         top = hidden_pre.topk(self.config.k, dim=-1, sorted=False)
         return torch.zeros_like(hidden_pre).scatter_(-1, top.indices, top.values.relu())
 
-    def aux_loss(self, x: Tensor, sae_out: Tensor, hidden_pre: Tensor, dead_mask: Tensor | None) -> Tensor:
-        """The top ``aux_k`` dead latents reconstruct the residual the live ones leave (OpenAI's AuxK)."""
-        if dead_mask is None or not self.training or self.config.aux_k_coefficient == 0:
-            return x.new_zeros(())
-        n_dead = int(dead_mask.sum())
-        if n_dead == 0:
+    def aux_loss(self, x: Tensor, sae_out: Tensor, hidden_pre: Tensor, dead: DeadLatents | None) -> Tensor:
+        """The top ``aux_k`` dead latents reconstruct the residual the live ones leave (OpenAI's AuxK).
+
+        Only the listed latents take part (the same loss as masking the others, at a fraction of the
+        cost); those that fired since they were listed are left out without reading the device.
+        """
+        if dead is None or not len(dead.latents) or not self.training or self.config.aux_k_coefficient == 0:
             return x.new_zeros(())
         k_aux = self.config.aux_k or max(self.d_in // 2, 1)
-        scale = min(n_dead / k_aux, 1.0)
-        # only the dead columns take part: the same loss as masking the others, at n_dead / d_sae the cost
-        dead = dead_mask.nonzero().squeeze(1)
-        dead_pre = hidden_pre[:, dead]
-        top = dead_pre.topk(min(k_aux, n_dead), dim=-1, sorted=False)
-        acts = torch.zeros_like(dead_pre).scatter_(-1, top.indices, top.values)
+        scale = (dead.still.sum() / k_aux).clamp(max=1.0)
+        dead_pre = hidden_pre[:, dead.latents].masked_fill(~dead.still, float("-inf"))
+        top = dead_pre.topk(min(k_aux, len(dead.latents)), dim=-1, sorted=False)
+        values = torch.where(dead.still[top.indices], top.values, 0.0)
+        acts = torch.zeros_like(dead_pre).scatter_(-1, top.indices, values)
         residual = (x - sae_out).detach()
-        loss = (acts @ self.W_dec[dead] - residual).pow(2).sum(-1).mean()
+        loss = (acts @ self.W_dec[dead.latents] - residual).pow(2).sum(-1).mean()
         return self.config.aux_k_coefficient * scale * loss
 
 
@@ -62,10 +62,11 @@ class BatchTopKSAE(TopKSAE):
     @torch.no_grad()
     def after_step(self, out: ForwardOutput) -> None:
         super().after_step(out)
-        positive = out.latents[out.latents > 0]
-        if positive.numel():
-            lr = self.config.batchtopk_threshold_lr
-            self.topk_threshold.mul_(1 - lr).add_(lr * positive.min().double())
+        # the smallest kept activation, without reading the device (none kept: the threshold stays)
+        smallest = torch.where(out.latents > 0, out.latents, float("inf")).min().double()
+        lr = self.config.batchtopk_threshold_lr
+        moved = self.topk_threshold * (1 - lr) + lr * smallest
+        self.topk_threshold.copy_(torch.where(smallest.isfinite(), moved, self.topk_threshold))
 
 
 class MatryoshkaBatchTopKSAE(BatchTopKSAE):
