@@ -29,6 +29,12 @@ def _prepare(args: argparse.Namespace) -> int:
         f"kept {report['samples_written']} samples: {kept}",
         f"rejected {len(report['rejected_rows'])} rows: {rejected}",
     ]
+    duplicates = report["rejected_counts"].get("duplicate row", 0)
+    if duplicates:
+        lines.append(
+            f"{duplicates} rows repeat an earlier row exactly: the first of each was kept, the repeats left "
+            f"out (their row numbers are in {result.report_path})"
+        )
     if report["excluded_unlabelled"]:
         n_excluded = len(report["excluded_unlabelled"])
         lines.append(f"excluded {n_excluded} ambiguous/unknown images (--keep-unlabelled keeps them)")

@@ -97,6 +97,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 def _run_local(args: argparse.Namespace, cfg: PipelineConfig, rerun: str) -> int:
     from sae_store.store import completion, open_store, store_usage
+    from sae_store.store.verify import verify_store
     from sae_store.units import format_bytes
 
     steps = run_pipeline(cfg, rerun=rerun, echo=lambda line: say(args, line))
@@ -112,6 +113,7 @@ def _run_local(args: argparse.Namespace, cfg: PipelineConfig, rerun: str) -> int
             "", grid.render(), f"{format_bytes(usage.disk_bytes)} in {usage.files:,} files, activations "
             f"compressed {usage.compression_ratio:.2f}x (`sae-store du {store_path}` breaks it down)", "",
         ]  # fmt: skip
+        lines += [verify_store(store).render(), ""]
     lines += ["outputs:", *(f"  {name:<9} {path}" for name, path in outputs(cfg).items())]
     report = cfg.paths.path("report") / "report.html"
     if report.exists():

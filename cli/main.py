@@ -23,7 +23,7 @@ from sae_store._version import __version__
 from sae_store.errors import SaeStoreError
 
 from .logs import add_verbosity, setup_logging
-from .parser import PIPELINE_ORDER, Parser, UsageError
+from .parser import PIPELINE_ORDER, READING_COMMANDS, WRITING_COMMANDS, Parser, UsageError
 
 
 def _commands() -> dict[str, Callable[[Any], None]]:
@@ -64,6 +64,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):  # results and log lines in the order they happen, also in a file
         sys.stdout.reconfigure(line_buffering=True)
     try:
+        store = getattr(args, "store", None)
+        # an existing store only: a missing one is the command's own error, after its arguments are checked
+        if args.command in (*WRITING_COMMANDS, *READING_COMMANDS) and store and Path(store).exists():
+            from sae_store.store.core import check_before_work
+
+            # before any work: the message the library would give later
+            check_before_work(store, writes=args.command in WRITING_COMMANDS)
         code: int = args.func(args)
         sys.stdout.flush()  # a closed pipe shows up here, not at exit
     except BrokenPipeError:  # `sae-store ... --json | head`: the reader left; no traceback

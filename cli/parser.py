@@ -31,6 +31,10 @@ PIPELINE_ORDER = (
     "migrate", "status", "du", "verify", "train", "encode", "export-saes", "evaluate", "analyze", "caption",
     "intervene", "intervene-summary", "explain", "report", "explore", "pipeline", "jobs",
 )  # fmt: skip
+#: Commands that change a store: refused at once while an append runs or was left unfinished.
+WRITING_COMMANDS = frozenset({"extract", "append", "encode", "analyze", "caption", "intervene"})
+#: Commands that read a store's data: refused at once if an array of the store is missing.
+READING_COMMANDS = frozenset({"train", "report", "intervene-summary"})
 Handler = Callable[[argparse.Namespace], int]
 #: Parser default listing (dest, flag) of options that are required but may be given by an old name.
 _REQUIRED = "_required_options"

@@ -26,7 +26,7 @@ from sae_store.store import ActivationStore, Block, open_store, task_blocks
 from sae_store.store import schema as S
 from sae_store.store.blocks import check_aligned
 from sae_store.store.config import Precision
-from sae_store.store.lock import register_extraction
+from sae_store.store.lock import register_extraction, release_dead_claims
 from sae_store.units import format_bytes
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,9 @@ def extract_activations(
     store.require_writable()
     check_identity(store, loaded.identity)
     task = plan(store, config)
+    spb = store.layout.samples_per_shard
+    # blocks a killed run finished before it died are skipped below: their claims go now
+    release_dead_claims(store.path, [b.start // spb for b in task.blocks], command=command)
     summary = ExtractSummary(
         blocks_planned=len(task.blocks) * len(task.languages),
         blocks_skipped=len(task.blocks) * len(task.languages) - len(task.work),
@@ -189,9 +192,7 @@ def extract_activations(
     warned: set[int] = set()
     progress = _Progress(sum(w.block.stop - w.block.start for w in task.work), config.progress)
     with (
-        register_extraction(
-            store.path, [b.start // layout.samples_per_shard for b in by_block], command=command
-        ),
+        register_extraction(store.path, [b.start // spb for b in by_block], command=command),
         contextlib.closing(progress),
         BlockWriter(
             store,

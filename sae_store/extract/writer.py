@@ -34,6 +34,7 @@ from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16_
 from sae_store.store.config import Precision
+from sae_store.store.shards import Encoded
 
 #: Largest finite float16 value; Gemma 3 activations can exceed it.
 FLOAT16_MAX = 65504.0
@@ -177,7 +178,7 @@ class BlockWriter:
         if rounding:  # the rounding must be done before encoding: both passes on the pool
             list(self._pool.map(prepare, *zip(*cells, strict=True)))
         encode = self.store.activation_codec.encode_chunk
-        encoded: list[list[Future[bytes | None]]] = [
+        encoded: list[list[Future[Encoded | None]]] = [
             [self._pool.submit(encode, acts[k, s]) for s in range(len(ok))] for k in range(len(data.layers))
         ]
         try:
@@ -217,7 +218,7 @@ class BlockWriter:
                 if top > FLOAT16_MAX:
                     self.stats.float16_overflow[layer] = max(top, self.stats.float16_overflow.get(layer, 0.0))
 
-    def _write_activations(self, data: BlockData, encoded: list[list[Future[bytes | None]]]) -> None:
+    def _write_activations(self, data: BlockData, encoded: list[list[Future[Encoded | None]]]) -> None:
         """Write the per-token metadata while the pool encodes, then each layer's shard once its
         chunks (``encoded``, per layer and sample) are done."""
         block, lang = data.block, data.language

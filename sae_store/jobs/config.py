@@ -294,8 +294,23 @@ def load_config(path: str | Path, *, root: str | Path | None = None) -> Pipeline
             "writes an example to start from"
         ) from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {_yaml_problem(e)}") from e
     return config_from_dict(data or {}, root=root)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line: where the parser stopped (1-based line and column) and why, e.g.
+    ``line 2, column 2: expected ',' or ']', but got ':' (while parsing a flow sequence from line 1)``."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return " ".join(str(error).split())
+    mark = error.problem_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    context = ""
+    if error.context:
+        start = error.context_mark
+        since = f" from line {start.line + 1}" if start is not None and start.line != mark.line else ""
+        context = f" ({error.context}{since})"
+    return f"{where}: {error.problem}{context}; fix the file there and rerun"
 
 
 def example_text(source: Path, written_to: str | Path | None = None) -> str:

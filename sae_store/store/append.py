@@ -39,11 +39,15 @@ from sae_store.store.lock import (
     claims,
     clear_claims,
     ignoring_lock_dir,
+    journal_path,
     lock_dir,
     read_append_lock,
     release_append_lock,
+    remove_dead_temporary_files,
+    remove_lock,
     stale_lock_message,
     state,
+    unreadable_locks,
 )
 
 
@@ -148,11 +152,17 @@ class UnlockResult:
     """Whether that holder was ``"dead"`` or ``"unknown"`` (another host: removed with ``force``)."""
     claims: tuple[ClaimRecord, ...] = ()
     """The claims removed or kept: an append's first, then extractions'."""
+    temporary_files: tuple[str, ...] = ()
+    """Temporary lock files removed, left by processes that died creating a lock (e.g. on a full disk)."""
+    unreadable: tuple[str, ...] = ()
+    """Lock and claim files that could not be read, removed with ``force``."""
 
     @property
     def locked(self) -> bool:
         """Whether the store held anything to clear (or keep)."""
-        return self.append_lock is not None or bool(self.claims)
+        return (
+            self.append_lock is not None or bool(self.claims) or bool(self.temporary_files + self.unreadable)
+        )
 
     def lines(self) -> list[str]:
         """What was done (or kept, and why), one line each, in the order it was done."""
@@ -166,6 +176,11 @@ class UnlockResult:
             forced = "" if self.append_lock_state == "dead" else ", forced"
             done.append(f"removed the append lock of {self.append_lock.describe()}{forced}")
         done += [c.describe() for c in self.claims if c.holder.kind != "append"]
+        done += [f"removed the unreadable lock file {f!r}, forced" for f in self.unreadable]
+        done += [
+            f"removed the temporary lock file {f!r}, left by a process that is gone"
+            for f in self.temporary_files
+        ]
         return done or ["the store was not locked"]
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +198,8 @@ class UnlockResult:
                 "forced": self.append_lock_state != "dead",
             },
             "claims": [c.to_dict() for c in self.claims],
+            "temporary_files": list(self.temporary_files),
+            "unreadable": list(self.unreadable),
         }
 
 
@@ -205,7 +222,15 @@ def unlock_store(path: str | Path, *, force: bool = False) -> UnlockResult:
     """
     store = open_store(path)
     lock = append_lock_path(store.path)
-    info = read_append_lock(store.path)
+    unreadable = unreadable_locks(store.path)
+    if unreadable and not force:
+        names = ", ".join(repr(str(p)) for p in unreadable)
+        raise StoreLockedError(
+            f"lock file(s) {names} of store {str(store.path)!r} cannot be read (damaged, or written by a "
+            f"process that died on a full disk); if no sae-store command is using this store, run "
+            f"`sae-store unlock {store.path} --force` (it removes them and rolls back an unfinished append)"
+        )
+    info = None if lock in unreadable else read_append_lock(store.path)
     st: State | None = None
     n: int | None = None
     cleared: list[ClaimRecord] = []
@@ -213,13 +238,18 @@ def unlock_store(path: str | Path, *, force: bool = False) -> UnlockResult:
         st = state(info, lock)
         if st == "running" or (st == "unknown" and not force):
             raise StoreLockedError(stale_lock_message(store.path, info, st))
+    if info is not None or lock in unreadable or journal_path(store.path).is_dir():
         n = rollback(store.path)
         cleared += clear_claims(store.path, force=True, kinds=("append",))
-        release_append_lock(store.path)
     elif any(c.kind == "append" for _, c in claims(store.path)):
         cleared += clear_claims(store.path, force=force, kinds=("append",))
+    for p in unreadable:
+        remove_lock(p)
+    if info is not None:
+        release_append_lock(store.path)
     cleared += clear_claims(store.path, force=force)
+    temporary = tuple(str(p) for p in remove_dead_temporary_files(store.path, force=force))
     clear_scratch(store.path)
     with contextlib.suppress(OSError):
         lock_dir(store.path).rmdir()
-    return UnlockResult(str(store.path), n, info, st, tuple(cleared))
+    return UnlockResult(str(store.path), n, info, st, tuple(cleared), temporary, tuple(map(str, unreadable)))

@@ -1,15 +1,31 @@
-"""Zarr codecs for activations, chosen by :class:`StoreConfig`."""
+"""Zarr codecs: the activations' compressor chosen by :class:`StoreConfig`, and the CRC32C checksum
+that follows the compressor of every array (so a changed byte on disk is an error, not a value)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from sae_store.store.config import StoreConfig
 
 _SHUFFLE = {"byte": "shuffle", "bit": "bitshuffle", "none": "noshuffle"}
+#: zarr's default bytes-to-bytes codec, for arrays that choose none (the bytes stores had before).
+DEFAULT_COMPRESSORS: tuple[Any, ...] = (ZstdCodec(level=0, checksum=False),)
+
+
+def with_checksum(compressors: tuple[Any, ...] | None = None) -> tuple[Any, ...]:
+    """``compressors`` (default :data:`DEFAULT_COMPRESSORS`) followed by the ``crc32c`` codec: each
+    stored chunk (each inner chunk of a shard) ends with the CRC32C of its compressed bytes."""
+    return (*(DEFAULT_COMPRESSORS if compressors is None else compressors), Crc32cCodec())
+
+
+def has_checksum(codecs: Any) -> bool:
+    """Whether an array's codecs (``arr.metadata.codecs``) end each stored chunk with its CRC32C."""
+    codecs = list(codecs)
+    inner = getattr(codecs[0], "codecs", None) if len(codecs) == 1 else None  # sharded: the inner chunks
+    return any(isinstance(c, Crc32cCodec) for c in (inner if inner is not None else codecs))
 
 
 def activation_compressors(config: StoreConfig) -> tuple[Any, ...]:

@@ -22,8 +22,9 @@ from sae_store.errors import SaeStoreError, SchemaVersionError, StoreNotFoundErr
 from sae_store.faults import kill_point
 from sae_store.store import schema as S
 from sae_store.store.blocks import Block, block_ranges, check_aligned
-from sae_store.store.lock import ignoring_lock_dir
-from sae_store.store.shards import OpenShard, ShardCodec, read_shards
+from sae_store.store.lock import ignoring_lock_dir, require_unlocked
+from sae_store.store.redo import missing_arrays, missing_arrays_message
+from sae_store.store.shards import Encoded, OpenShard, ShardCodec, read_shards
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,17 @@ class ActivationStore:
         return int(self.attrs[S.ATTR_KEY]["schema_version"])
 
     def require_writable(self) -> None:
-        """Refuse to write into a store of an older schema version (it must be migrated first).
+        """Refuse to write into a store of an older schema version (it must be migrated first), or one
+        that an append is changing or left half-changed (it must be unlocked first).
 
         Raises
         ------
         SchemaVersionError
-            The store has schema version 1.
+            The store has an older schema version.
+        SaeStoreError
+            An array's metadata is missing (:meth:`require_arrays`).
+        StoreLockedError
+            An append holds the store's lock (running or dead), or left its journal.
         """
         if self.schema_version != S.SCHEMA_VERSION:
             raise SchemaVersionError(
@@ -70,6 +76,21 @@ class ActivationStore:
                 f"it but writes only version {S.SCHEMA_VERSION} stores: upgrade it in place with "
                 f"`sae-store migrate {self.path}` first"
             )
+        self.require_arrays()
+        require_unlocked(self.path)
+
+    def require_arrays(self) -> None:
+        """Refuse a store that lacks any of the root's arrays (its ``zarr.json``): reads would give fill
+        values and writes would put files into an array without metadata.
+
+        Raises
+        ------
+        SaeStoreError
+            Naming the missing arrays and how to get a whole store again.
+        """
+        missing = missing_arrays(self.path) if self.schema_version >= 2 else []
+        if missing:
+            raise SaeStoreError(missing_arrays_message(self.path, self.attrs, missing))
 
     @cached_property
     def layout(self) -> S.StoreLayout:
@@ -209,7 +230,7 @@ class ActivationStore:
         return out
 
     def write_activation_shard(
-        self, layer: int, language: str, start: int, chunks: Sequence[bytes | None]
+        self, layer: int, language: str, start: int, chunks: Sequence[Encoded | None]
     ) -> int:
         """Write the shard of samples ``start:`` (a shard block) of one layer and language from its
         sample chunks as encoded by ``activation_codec.encode_chunk``; returns the bytes written."""
@@ -332,3 +353,16 @@ def open_store(path: str | Path) -> ActivationStore:
             f"(it was written by sae-store {attrs[S.ATTR_KEY].get('version', '?')})"
         )
     return ActivationStore(path=path, attrs=attrs)
+
+
+def check_before_work(path: str | Path, *, writes: bool) -> None:
+    """What a command checks of its store before any work (a model loaded, a statistic computed): the
+    store's arrays are all there and, for a command that ``writes``, that it may write now
+    (:meth:`ActivationStore.require_writable`). A path that holds no store is left to the command."""
+    if not (Path(path) / "zarr.json").is_file():
+        return
+    store = open_store(path)
+    if writes:
+        store.require_writable()
+    else:
+        store.require_arrays()

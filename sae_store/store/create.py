@@ -17,7 +17,7 @@ import zarr
 from sae_store._version import __version__
 from sae_store.errors import SaeStoreError, StoreNotFoundError
 from sae_store.store import schema as S
-from sae_store.store.codecs import activation_compressors
+from sae_store.store.codecs import activation_compressors, with_checksum
 from sae_store.store.config import StoreConfig
 from sae_store.store.core import ActivationStore, open_store
 
@@ -51,11 +51,9 @@ def _as_array(node: zarr.Array | zarr.Group) -> zarr.Array:
 
 
 def create_array(group: zarr.Group, name: str, spec: S.VarSpec, shape: tuple[int, ...]) -> zarr.Array:
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"compressors": with_checksum(spec.compressors)}
     if spec.shards is not None:
         kwargs["shards"] = spec.shards
-    if spec.compressors is not None:
-        kwargs["compressors"] = spec.compressors
     return group.create_array(
         name,
         shape=shape,
@@ -90,7 +88,8 @@ def write_sample_metadata(
     for j, lang in enumerate(languages):
         col = f"{lang}_caption"
         captions[:, j] = samples[col].fillna("").astype(str).to_numpy() if col in samples else ""
-    _as_array(group[S.CAPTION])[start:stop, :] = captions
+    # every file written, empty captions too: a missing caption file is damage (sae-store verify)
+    _as_array(group[S.CAPTION]).with_config({"write_empty_chunks": True})[start:stop, :] = captions
 
 
 def create_store(

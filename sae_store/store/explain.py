@@ -44,10 +44,10 @@ def _owner(path: Path) -> str:
     return f"{str(path)!r} cannot be inspected"
 
 
-def explain_os_error(error: OSError) -> str:
-    """What went wrong on which file, and what to do about it."""
-    path = Path(os.fsdecode(error.filename)) if error.filename is not None else None
-    where = f" {str(path)!r}" if path is not None else ""
+def explain_os_error(error: OSError, store: str | None = None) -> str:
+    """What went wrong on which file (or, when the error names none, in which ``store``), and what to do."""
+    path = Path(os.fsdecode(error.filename)) if error.filename else None
+    where = f" {str(path)!r}" if path is not None else f" in store {store!r}" if store else ""
     what = error.strerror or str(error)
     if error.errno == errno.EROFS:
         return f"cannot write{where}: the file system is mounted read-only; work on a copy on a writable one"
@@ -60,9 +60,10 @@ def explain_os_error(error: OSError) -> str:
             "access (chmod g+w); read-only users can still run `status`, `du` and `verify`"
         )
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"{what} writing{where}: free space or raise the quota (see `sae-store du STORE`), then rerun"
+        writing = f" writing{where}" if where else ""
+        return f"{what}{writing}: free space or raise the quota (see `sae-store du STORE`), then rerun"
     if isinstance(error, FileNotFoundError):
-        return f"{what}:{where}; check the path (another process may have removed it)"
+        return f"{what}{':' if where else ''}{where}; check the path (another process may have removed it)"
     return f"{what}{':' if where else ''}{where}; check the file and rerun"
 
 
@@ -76,7 +77,7 @@ def _from_codec(error: BaseException) -> bool:
 def explain_error(error: BaseException, store: str | None = None) -> str | None:
     """One line for an OS error or a codec error of stored data; None for anything else (a bug)."""
     if isinstance(error, OSError):
-        return explain_os_error(error)
+        return explain_os_error(error, store)
     if isinstance(error, (RuntimeError, ValueError)) and _from_codec(error):
         target = store or "STORE"
         return (

@@ -18,6 +18,7 @@ import numpy as np
 import zarr
 
 from sae_store.store import schema as S
+from sae_store.store.codecs import with_checksum
 from sae_store.store.core import ActivationStore
 from sae_store.store.create import create_array
 
@@ -25,21 +26,39 @@ from sae_store.store.create import create_array
 GROUP_COORDS = (S.LAYER, S.LANGUAGE, S.SAMPLE, *S.SAMPLE_COORDS)
 
 
-def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
-    src = root[name]
-    assert isinstance(src, zarr.Array)  # the store's schema makes coordinates arrays
-    values = np.asarray(src[...])
+def _write_1d(
+    group: zarr.Group,
+    name: str,
+    values: np.ndarray,
+    dim: str,
+    attributes: dict[str, Any],
+    *,
+    chunks: tuple[int, ...] | None = None,
+    fill_value: Any = None,
+) -> None:
+    """A one-dimensional array of a group (a coordinate or label codes), with its checksums."""
     is_str = values.dtype.kind in "TUO"
     arr = group.create_array(
         name,
-        shape=src.shape,
-        chunks=src.chunks,
+        shape=values.shape,
+        chunks=chunks or values.shape,
         dtype=str if is_str else values.dtype,
-        fill_value=src.fill_value,
-        dimension_names=list(src.metadata.dimension_names or ()),  # type: ignore[union-attr]
-        attributes=dict(src.attrs),
+        fill_value=fill_value,
+        dimension_names=[dim],
+        attributes=attributes,
+        compressors=with_checksum(),
     )
-    arr[...] = values.astype(object) if is_str else values
+    # every file written, fill values too: a missing one is damage (sae-store verify)
+    arr.with_config({"write_empty_chunks": True})[...] = values.astype(object) if is_str else values
+
+
+def _copy_coordinate(root: zarr.Group, group: zarr.Group, name: str) -> None:
+    src = root[name]
+    assert isinstance(src, zarr.Array)  # the store's schema makes coordinates arrays
+    dim = str((src.metadata.dimension_names or (name,))[0])  # type: ignore[union-attr]
+    _write_1d(
+        group, name, np.asarray(src[...]), dim, dict(src.attrs), chunks=src.chunks, fill_value=src.fill_value
+    )
 
 
 def ensure_consolidated(store: ActivationStore, name: str) -> None:
@@ -91,17 +110,8 @@ def create_group(
                 if f"{coord}{S.CODE_SUFFIX}" in root:  # gender_code, language_code: the labels as codes
                     _copy_coordinate(root, group, f"{coord}{S.CODE_SUFFIX}")
             for dim, values in (coords or {}).items():
-                arr = group.create_array(
-                    dim,
-                    shape=values.shape,
-                    chunks=values.shape,
-                    dtype=str if values.dtype.kind in "UO" else values.dtype,
-                    dimension_names=[dim],
-                    attributes=S.coordinate_attrs(dim)
-                    if dim == S.FEATURE
-                    else {"long_name": dim.replace("_", " ")},
-                )
-                arr[...] = values.astype(object) if values.dtype.kind in "UO" else values
+                attrs = S.coordinate_attrs(dim) if dim == S.FEATURE else {"long_name": dim.replace("_", " ")}
+                _write_1d(group, dim, values, dim, attrs)
                 if values.dtype.kind in "UO":
                     _code_coordinate(group, dim, values)
             for var, spec in variables.items():
@@ -126,15 +136,9 @@ def _code_coordinate(group: zarr.Group, dim: str, values: np.ndarray) -> None:
     if coded is None:  # text, not labels
         return
     codes, meanings = coded
-    arr = group.create_array(
-        f"{dim}{S.CODE_SUFFIX}",
-        shape=codes.shape,
-        chunks=codes.shape,
-        dtype=codes.dtype,
-        dimension_names=[dim],
-        attributes=S.flag_attrs(meanings, f"{dim.replace('_', ' ')} (code)"),
+    _write_1d(
+        group, f"{dim}{S.CODE_SUFFIX}", codes, dim, S.flag_attrs(meanings, f"{dim.replace('_', ' ')} (code)")
     )
-    arr[...] = codes
 
 
 def delete_group(store: ActivationStore, name: str) -> None:

@@ -29,9 +29,8 @@ import zarr
 from sae_store.errors import StoreLockedError
 from sae_store.faults import kill_point
 from sae_store.store import schema as S
-from sae_store.store.lock import ignoring_lock_dir, lock_dir
+from sae_store.store.lock import ignoring_lock_dir, journal_path, lock_dir
 
-JOURNAL = "append-journal"
 _MANIFEST = "manifest.json"
 _SCRATCH = ".append-journal."
 
@@ -119,13 +118,13 @@ def write_journal(path: Path, n_before: int) -> None:
     for folder in [*(p for p in scratch.rglob("*") if p.is_dir()), scratch]:
         _fsync_dir(folder)  # the names of the saved files
     kill_point("append.journal_saved")
-    os.rename(scratch, lock_dir(path) / JOURNAL)  # the journal appears whole or not at all
+    os.rename(scratch, journal_path(path))  # the journal appears whole or not at all
     _fsync_dir(lock_dir(path))
 
 
 def discard_journal(path: Path, operation: str) -> None:
     """Remove the journal: renamed away first, so it never exists half-deleted."""
-    journal = lock_dir(path) / JOURNAL
+    journal = journal_path(path)
     if journal.is_dir():
         os.rename(journal, lock_dir(path) / f"{_SCRATCH}{uuid.uuid4().hex}")
         _fsync_dir(lock_dir(path))
@@ -177,7 +176,7 @@ def rollback(path: Path) -> int | None:
         If a saved file does not match the manifest's checksum (nothing is changed then).
     """
     clear_scratch(path)
-    journal = lock_dir(path) / JOURNAL
+    journal = journal_path(path)
     if not journal.is_dir():
         return None
     manifest = _verified_manifest(path, journal)

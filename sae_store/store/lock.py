@@ -23,6 +23,7 @@ public names are importable from here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -42,6 +43,7 @@ from sae_store.store.lock_files import (
     create_lock,
     heartbeat_age,
     ignoring_lock_dir,
+    journal_path,
     lock_dir,
     new_lock_info,
     read_lock,
@@ -49,8 +51,15 @@ from sae_store.store.lock_files import (
     remove_lock,
     slurm_job,
     state,
+    temporary_file_dead,
+    temporary_files,
 )
-from sae_store.store.lock_messages import ClaimRecord, stale_lock_message, taken_message
+from sae_store.store.lock_messages import (
+    ClaimRecord,
+    journal_message,
+    stale_lock_message,
+    taken_message,
+)
 
 __all__ = [
     "APPEND_LOCK",
@@ -71,15 +80,23 @@ __all__ = [
     "claims",
     "clear_claims",
     "heartbeat_age",
+    "held_claims",
     "ignoring_lock_dir",
+    "interruption",
+    "journal_path",
     "lock_dir",
     "new_lock_info",
     "read_append_lock",
     "register_extraction",
     "release_append_lock",
+    "release_dead_claims",
+    "remove_dead_temporary_files",
+    "remove_lock",
+    "require_unlocked",
     "slurm_job",
     "stale_lock_message",
     "state",
+    "unreadable_locks",
 ]
 
 #: How long a claim that exists but cannot be read yet is waited for before giving up.
@@ -101,6 +118,37 @@ class KeepLockedError(StoreLockedError):
 def read_append_lock(store_path: str | Path) -> LockInfo | None:
     """The current append lock, or None."""
     return read_lock(append_lock_path(store_path))
+
+
+def interruption(store_path: str | Path) -> str | None:
+    """Why the store must not be changed now - an append running, or one left unfinished - or None.
+
+    An append lock (whoever holds it, running or dead) or an append journal means the store may be
+    half-changed; the message names the holder and the command that finishes or undoes it.
+    """
+    path = append_lock_path(store_path)
+    try:
+        info = read_lock(path)
+    except StoreLockedError as e:
+        return str(e)
+    if info is not None:
+        return stale_lock_message(store_path, info, state(info, path))
+    if journal_path(store_path).is_dir():
+        return journal_message(store_path)
+    return None
+
+
+def require_unlocked(store_path: str | Path) -> None:
+    """Refuse to change a store while an append runs or was left unfinished (see :func:`interruption`).
+
+    Raises
+    ------
+    StoreLockedError
+        With the message of :func:`interruption`.
+    """
+    why = interruption(store_path)
+    if why is not None:
+        raise StoreLockedError(why)
 
 
 def _take_over(path: Path, other: LockInfo, me: LockInfo) -> bool:
@@ -209,11 +257,52 @@ def append_lock(store_path: str | Path, *, command: str = "append") -> Iterator[
             remove_if_owned(path, me.token)
 
 
+def _readable(path: Path) -> LockInfo | None:
+    try:
+        return read_lock(path)
+    except StoreLockedError:  # damaged: :func:`unreadable_locks` lists it
+        return None
+
+
 def claims(store_path: str | Path) -> list[tuple[Path, LockInfo]]:
     """Every readable claim file of the store with its content."""
     folder = lock_dir(store_path)
-    found = [(p, read_lock(p)) for p in sorted(folder.glob("block-*.claim"))] if folder.is_dir() else []
+    found = [(p, _readable(p)) for p in sorted(folder.glob("block-*.claim"))] if folder.is_dir() else []
     return [(p, info) for p, info in found if info is not None]
+
+
+def unreadable_locks(store_path: str | Path) -> list[Path]:
+    """The store's append lock and claim files that exist but cannot be read."""
+    folder = lock_dir(store_path)
+    files = [append_lock_path(store_path), *sorted(folder.glob("block-*.claim"))] if folder.is_dir() else []
+    return [p for p in files if p.is_file() and _readable(p) is None]
+
+
+def _by_task(store_path: str | Path, kinds: Sequence[Kind]) -> list[tuple[ClaimRecord, list[Path]]]:
+    """The claims of ``kinds`` grouped by the task holding them (``"held"`` records), with their files."""
+    by_task: dict[str, list[tuple[Path, LockInfo]]] = {}
+    for path, info in claims(store_path):
+        if info.kind in kinds:
+            by_task.setdefault(info.token, []).append((path, info))
+    out = []
+    for held in by_task.values():
+        path, info = held[0]
+        record = ClaimRecord(
+            action="held",
+            store=str(store_path),
+            blocks=tuple(sorted(int(p.stem.removeprefix("block-")) for p, _ in held)),
+            holder=info,
+            state=state(info, path),
+            heartbeat_age=heartbeat_age(path),
+            remote=info.host != socket.gethostname(),
+        )
+        out.append((record, [p for p, _ in held]))
+    return out
+
+
+def held_claims(store_path: str | Path) -> list[ClaimRecord]:
+    """Every task's claims, extractions' and appends', with its state and heartbeat age (``status``)."""
+    return [record for record, _ in _by_task(store_path, ("append", "extract"))]
 
 
 def clear_claims(
@@ -230,30 +319,39 @@ def clear_claims(
         One per task holding claims of one of ``kinds``, in the order of its first claim file;
         :meth:`ClaimRecord.describe` gives the line for people.
     """
-    by_task: dict[str, list[tuple[Path, LockInfo]]] = {}
-    for path, info in claims(store_path):
-        if info.kind in kinds:
-            by_task.setdefault(info.token, []).append((path, info))
     records = []
-    for held in by_task.values():
-        path, info = held[0]
-        st = state(info, path)
-        keep = st == "running" or (st == "unknown" and not force)
-        records.append(
-            ClaimRecord(
-                action="kept" if keep else "removed",
-                store=str(store_path),
-                blocks=tuple(sorted(int(p.stem.removeprefix("block-")) for p, _ in held)),
-                holder=info,
-                state=st,
-                heartbeat_age=heartbeat_age(path),
-                remote=info.host != socket.gethostname(),
-            )
-        )
+    for held, paths in _by_task(store_path, kinds):
+        keep = held.state == "running" or (held.state == "unknown" and not force)
+        records.append(dataclasses.replace(held, action="kept" if keep else "removed"))
         if not keep:
-            for p, _ in held:
+            for p in paths:
                 remove_lock(p)
     return records
+
+
+def release_dead_claims(store_path: str | Path, blocks: Sequence[int], *, command: str = "extract") -> int:
+    """Remove the claims of dead extractions on ``blocks`` (e.g. blocks a killed task finished before it
+    died, which its resumed run skips); returns how many. Each is taken over first, so a claim that
+    another process takes over at the same moment is left to it."""
+    me = new_lock_info("extract", command, blocks)
+    removed = 0
+    for block in blocks:
+        path = claim_path(store_path, block)
+        other = _readable(path)
+        if other is None or other.kind != "extract" or state(other, path) != "dead":
+            continue
+        if _take_over(path, other, me):
+            remove_if_owned(path, me.token)
+            removed += 1
+    return removed
+
+
+def remove_dead_temporary_files(store_path: str | Path, *, force: bool = False) -> list[Path]:
+    """Remove the temporary files of lock creations whose process is gone; returns them."""
+    removed = [p for p in temporary_files(store_path) if temporary_file_dead(p, force=force)]
+    for p in removed:
+        remove_lock(p)
+    return removed
 
 
 def release_append_lock(store_path: str | Path) -> None:

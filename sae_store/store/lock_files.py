@@ -29,6 +29,8 @@ from sae_store.errors import StoreLockedError
 
 LOCK_DIR = ".sae-store-locks"
 APPEND_LOCK = "append.lock"
+#: The folder (in :data:`LOCK_DIR`) saving what an append changes until it finished or was rolled back.
+JOURNAL = "append-journal"
 #: A claim from another host whose heartbeat is older than this is considered dead.
 STALE_AFTER_S = 600.0
 
@@ -71,6 +73,11 @@ def lock_dir(store_path: str | Path) -> Path:
 def append_lock_path(store_path: str | Path) -> Path:
     """The store's append lock file."""
     return lock_dir(store_path) / APPEND_LOCK
+
+
+def journal_path(store_path: str | Path) -> Path:
+    """The store's append journal (:mod:`sae_store.store.journal`), there while an append is unfinished."""
+    return lock_dir(store_path) / JOURNAL
 
 
 def claim_path(store_path: str | Path, block: int) -> Path:
@@ -140,9 +147,10 @@ def read_lock(path: Path) -> LockInfo | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError) as e:
+        store = path.parent.parent
         raise StoreLockedError(
             f"lock file {str(path)!r} is unreadable ({e}); if no sae-store command is using the store, "
-            "delete it"
+            f"run `sae-store unlock {store} --force` (it removes it and rolls back an unfinished append)"
         ) from e
 
 
@@ -154,13 +162,18 @@ def create_lock(path: Path, info: LockInfo) -> tuple[bool, float]:
     """
     for _ in range(10):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        tmp = path.with_name(f".{path.name}.{info.host}.{info.pid}.{uuid.uuid4().hex}")
         try:
-            with open(tmp, "x") as f:
-                f.write(json.dumps(info.to_dict()))
-        except FileNotFoundError:  # another process removed the folder as it became empty
-            continue
-        try:
+            try:
+                with open(tmp, "x") as f:
+                    f.write(json.dumps(info.to_dict()))
+            except FileNotFoundError:  # another process removed the folder as it became empty
+                continue
+            except OSError as e:  # e.g. a full disk: name the file (the write's own error has no name)
+                tmp.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()  # the lock folder, if this left it empty
+                raise type(e)(e.errno, e.strerror, str(tmp)) from e
             now = tmp.stat().st_mtime
             try:
                 os.link(tmp, path)  # atomic on the server, and fails if ``path`` exists
@@ -174,8 +187,35 @@ def create_lock(path: Path, info: LockInfo) -> tuple[bool, float]:
                 faults.slow_fs.created(path)
             return True, now
         finally:
-            tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)  # also after a failed write: no temporary file stays behind
     raise StoreLockedError(f"could not create {str(path)!r}: its folder keeps disappearing")
+
+
+def temporary_files(store_path: str | Path) -> list[Path]:
+    """Temporary files of :func:`create_lock` in the lock folder (``.<lock name>.<host>.<pid>.<hex>``)."""
+    folder = lock_dir(store_path)
+    names = (f".{APPEND_LOCK}.", ".block-")
+    return sorted(p for p in folder.iterdir() if p.name.startswith(names)) if folder.is_dir() else []
+
+
+def temporary_file_dead(path: Path, *, force: bool = False) -> bool:
+    """Whether the process that wrote temporary file ``path`` is gone (it lives for a moment only).
+
+    Of this host the pid in its name is checked; of another host (or a name that does not parse) a
+    file older than :data:`STALE_AFTER_S` is taken as left behind, any file with ``force``.
+    """
+    head, _, pid = path.name.rpartition(".")[0].rpartition(".")  # ".append.lock.<host>", "<pid>"
+    host = head[1:].split(".", 2)[-1]  # lock names hold one dot: "append.lock", "block-3.claim"
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            return psutil.Process(int(pid)).create_time() > mtime + 1.0  # a reused pid
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return True
+    return force or time.time() - mtime > STALE_AFTER_S
 
 
 def remove_lock(path: Path) -> None:

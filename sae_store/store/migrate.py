@@ -19,6 +19,7 @@ extraction or append runs meanwhile.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import shutil
 import warnings
@@ -35,6 +36,7 @@ from sae_store.errors import SaeStoreError
 from sae_store.faults import kill_point
 from sae_store.store import group_schema as G
 from sae_store.store import schema as S
+from sae_store.store.checksums import add_checksums, arrays_without_checksums
 from sae_store.store.core import ActivationStore, open_store
 from sae_store.store.create import create_array, gender_codes
 from sae_store.store.groups import GROUP_COORDS
@@ -47,10 +49,14 @@ from sae_store.store.lock import (
     state,
 )
 from sae_store.store.results import vocabularies, whole_chunks, with_codes
+from sae_store.store.swap import swap_in
+from sae_store.store.verify_checks import written_whole
 
 log = logging.getLogger(__name__)
 
 _MIGRATE = "migrate"
+#: Sub-folder of the work folder in which arrays get their checksums.
+_CHECKSUMS = "checksums"
 _COMMAND = "migrate"
 #: Arrays larger than this are copied one shard block of samples at a time.
 _COPY_WHOLE_BYTES = 256 * 2**20
@@ -68,11 +74,12 @@ class _Plan:
     """Values of a selection (read from the old store)."""
 
 
-def migrate_store(path: str | Path) -> list[str]:
+def migrate_store(path: str | Path, *, progress: bool = False) -> list[str]:
     """Upgrade the store at ``path`` to schema version :data:`~sae_store.store.schema.SCHEMA_VERSION`.
 
-    Safe to run again after it was killed at any point: it finishes what was started. Returns what
-    was done, as lines for people.
+    Arrays without CRC32C checksums get them (:mod:`sae_store.store.checksums`), in stores of the
+    current version too. Safe to run again after it was killed at any point: it finishes what was
+    started. Returns what was done, as lines for people.
 
     Raises
     ------
@@ -87,11 +94,21 @@ def migrate_store(path: str | Path) -> list[str]:
     if stale is not None and stale.command == _COMMAND and state(stale) == "dead":
         release_append_lock(store.path)  # left by a killed migration: this run finishes it
     if store.schema_version == S.SCHEMA_VERSION:
-        if work.exists():  # killed after the switch, before cleaning up
+        if not arrays_without_checksums(store.path) and not (work / _CHECKSUMS).exists():
+            if work.exists():  # killed after the switch, before cleaning up
+                shutil.rmtree(work)
+                with contextlib.suppress(OSError):
+                    work.parent.rmdir()
+            return [
+                f"store {str(store.path)!r} already has schema version {S.SCHEMA_VERSION} and checksums on "
+                "every chunk; nothing to do"
+            ]
+        with append_lock(store.path, command=_COMMAND), ignoring_lock_dir():
+            added = add_checksums(store.path, work / _CHECKSUMS, progress=progress)
             shutil.rmtree(work)
-            with contextlib.suppress(OSError):
-                work.parent.rmdir()
-        return [f"store {str(store.path)!r} already has schema version {S.SCHEMA_VERSION}; nothing to do"]
+        with contextlib.suppress(OSError):
+            work.parent.rmdir()
+        return [_checksums_line(store.path, added)]
     with append_lock(store.path, command=_COMMAND), ignoring_lock_dir(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
         staging = zarr.open_group(str(work), mode="a", zarr_format=3)
@@ -103,6 +120,7 @@ def migrate_store(path: str | Path) -> list[str]:
         for path in results:
             _migrate_result(store, path, Path(str(staging.store.root)))  # type: ignore[attr-defined]
         _finish(store)
+        added = add_checksums(store.path, work / _CHECKSUMS, progress=progress)
         shutil.rmtree(work)
     with contextlib.suppress(OSError):
         work.parent.rmdir()  # the lock folder, if nothing else is in it
@@ -116,7 +134,16 @@ def migrate_store(path: str | Path) -> list[str]:
             f"their features came from, so reports and readers treat them as stale until they are rerun "
             f"(`sae-store analyze all {store.path}`, `sae-store intervene ...`)"
         )
+    lines.append(_checksums_line(store.path, added))
     return lines
+
+
+def _checksums_line(path: Path, added: list[str]) -> str:
+    return (
+        f"added CRC32C checksums to every chunk of {len(added)} arrays of {str(path)!r} "
+        f"({', '.join(added[:6])}{' ...' if len(added) > 6 else ''}): `sae-store verify` now detects any "
+        "changed byte"
+    )
 
 
 def _reader(group: zarr.Group, name: str) -> Callable[[tuple[slice, ...]], np.ndarray]:
@@ -183,36 +210,20 @@ def _plans(store: ActivationStore) -> Iterator[_Plan]:
 def _migrate_array(store_path: Path, staging: zarr.Group, plan: _Plan) -> None:
     """Rebuild one array in ``staging`` and swap it in; resumes from whichever step a killed run reached.
 
-    Markers: ``<name>.ready`` (the new array is whole), ``<name>.done`` (swapped in, old removed).
+    Markers: ``<name>.ready`` (the new array is whole), ``<name>.done`` (swapped in, old removed); see
+    :func:`~sae_store.store.swap.swap_in`. An array already in the current layout keeps its files.
     """
     name = plan.key.replace("/", "--")
     work = Path(str(staging.store.root))  # type: ignore[attr-defined]
-    target, new, old = store_path / plan.key, work / f"{name}.new", work / f"{name}.old"
     ready, done = work / f"{name}.ready", work / f"{name}.done"
     if done.exists():
         return
     if not ready.exists() and _current_layout(store_path, plan):  # only its attributes to update
-        zarr.open_array(str(target), mode="r+").update_attributes(plan.spec.attrs)
+        zarr.open_array(str(store_path / plan.key), mode="r+").update_attributes(plan.spec.attrs)
         done.touch()
         kill_point("migrate.array_done")
         return
-    if not ready.exists():
-        shutil.rmtree(new, ignore_errors=True)  # a killed build: start it again
-        _build(staging, new.name, plan)
-        ready.touch()
-        kill_point("migrate.built")
-    if new.exists():
-        if target.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            kill_point("migrate.moved_aside")
-        new.rename(target)
-        kill_point("migrate.swapped")
-    shutil.rmtree(old, ignore_errors=True)
-    zarr.consolidate_metadata(str(store_path))  # readers see the new chunk layout at once
-    done.touch()
-    ready.unlink()
-    kill_point("migrate.array_done")
+    swap_in(store_path, work, plan.key, functools.partial(_build, staging, plan))
 
 
 def _current_layout(store_path: Path, plan: _Plan) -> bool:
@@ -250,15 +261,20 @@ def _migrate_result(store: ActivationStore, path: str, work: Path) -> None:
     if new:  # the codes (with their coordinates, unchanged), all again if a killed run wrote some
         part = coded[new]
         encoding = {k: v for k, v in whole_chunks(part).items() if k in new}
-        part.to_zarr(store.path, group=path, mode="a", consolidated=False, encoding=encoding)
+        part.to_zarr(
+            store.path, group=path, mode="a", consolidated=False, encoding=encoding, write_empty_chunks=True
+        )
     group = zarr.open_group(str(store.path / path), mode="r+", use_consolidated=False)
     group.update_attributes(S.encode_attrs(S.decode_attrs(dict(group.attrs)), keys=None))
     done.touch()
     kill_point("migrate.array_done")
 
 
-def _build(staging: zarr.Group, name: str, plan: _Plan) -> None:
-    arr = create_array(staging, name, plan.spec, plan.shape)
+def _build(staging: zarr.Group, plan: _Plan, folder: Path) -> None:
+    """Build ``plan``'s array as ``folder`` (a member of ``staging``)."""
+    arr = create_array(staging, folder.name, plan.spec, plan.shape)
+    if written_whole(plan.key, plan.spec.dims):
+        arr = arr.with_config({"write_empty_chunks": True})
     nbytes = int(np.prod(plan.shape)) * arr.dtype.itemsize
     if S.SAMPLE not in plan.spec.dims or nbytes <= _COPY_WHOLE_BYTES:
         arr[...] = plan.values(tuple(slice(None) for _ in plan.shape))

@@ -35,6 +35,7 @@ import zarr
 
 from sae_store.errors import IncompleteError, StaleResultError
 from sae_store.store import schema as S
+from sae_store.store.codecs import with_checksum
 from sae_store.store.core import ActivationStore
 
 #: Prefix of the attributes naming the subset of an axis a result covers (see :func:`_align`).
@@ -153,8 +154,17 @@ def write_group(store: ActivationStore, path: str, ds: xr.Dataset) -> str:
     if path.startswith(f"{S.ANALYSIS}/"):
         ds.attrs[SOURCE_ATTR] = features_source(store)
     ds.attrs = S.encode_attrs(ds.attrs, keys=None)
-    encoding = whole_chunks(ds) | own_chunks(ds)
-    ds.to_zarr(store.path, group=path, mode="w", consolidated=False, encoding=encoding)
+    own, encoding = own_chunks(ds), whole_chunks(ds)
+    for name, chunks in own.items():
+        encoding[name] |= chunks
+    ds.to_zarr(  # every file written, fill values too: a missing one is damage (sae-store verify)
+        store.path,
+        group=path,
+        mode="w",
+        consolidated=False,
+        encoding=encoding,
+        write_empty_chunks=True,
+    )
     store.consolidate()
     return path
 
@@ -249,9 +259,18 @@ def _align(store: ActivationStore, ds: xr.Dataset) -> xr.Dataset:
 
 
 def whole_chunks(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
-    """Encoding of a result: one chunk (one file) per variable, whatever its size. Results are written
-    and read whole; zarr's own choice would split a full-scale (34, 2, 16384) statistic into 16 files."""
-    return {str(k): {"chunks": tuple(max(n, 1) for n in v.shape)} for k, v in ds.variables.items() if v.ndim}
+    """Encoding of a result: one chunk (one file) per variable, whatever its size, with its CRC32C.
+    Results are written and read whole; zarr's own choice would split a full-scale (34, 2, 16384)
+    statistic into 16 files."""
+    for var in ds.variables.values():  # the codecs are set here, not by what the values were read with
+        var.encoding = {k: v for k, v in var.encoding.items() if k not in ("compressor", "compressors")}
+    return {
+        str(k): {
+            "compressors": with_checksum(),
+            **({"chunks": tuple(max(n, 1) for n in v.shape)} if v.ndim else {}),
+        }
+        for k, v in ds.variables.items()
+    }
 
 
 def own_chunks(ds: xr.Dataset) -> dict[str, dict[str, Any]]:

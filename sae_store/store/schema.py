@@ -77,6 +77,11 @@ EXTRACT_STATUS = "extract_status"
 
 #: Arrays that hold only the fill value unless a sample failed: zarr writes no file for such a chunk.
 SPARSE_VARIABLES = (EXTRACT_ERROR, EXTRACT_STATUS)
+#: Every array of the root group of a schema version 2 store: coordinates, then variables.
+ROOT_ARRAYS = (
+    LAYER, LANGUAGE, SAMPLE, TOKEN, HIDDEN, ACTIVATIONS, INPUT_IDS, TOKEN_ROLE, N_TOKENS, EXTRACT_ERROR,
+    EXTRACT_STATUS, COMPLETE, MAX_ABS, NONFINITE, IMAGE, GENDER, GENDER_CODE, CAPTION, LANGUAGE_CODE,
+)  # fmt: skip
 
 # Groups written after extraction (read and written through sae_store.store.results).
 GENERATION = "generation"

@@ -6,9 +6,10 @@ or two per chunk and a fill-value scan of every chunk. For the activations (floa
 encoded or decoded by the array's own codec (Blosc and Zstd release the GIL) on a thread of the
 caller's pool, straight from and into the caller's numpy memory, and a shard file is written
 atomically (temporary file + rename) exactly as zarr's ``LocalStore`` writes it. The bytes are those
-zarr writes - inner chunks in order, then the index of (offset, length) pairs and its CRC32C; chunks
-equal to the fill value are left out and a shard of only such chunks is deleted - so every Zarr v3
-reader reads the files and zarr-python's own reads and writes stay interchangeable with these.
+zarr writes - inner chunks in order (each followed by its CRC32C when the array's codecs end with
+``crc32c``), then the index of (offset, length) pairs and its CRC32C; chunks equal to the fill value
+are left out and a shard of only such chunks is deleted - so every Zarr v3 reader reads the files
+and zarr-python's own reads and writes stay interchangeable with these.
 """
 
 from __future__ import annotations
@@ -36,8 +37,21 @@ _MISSING = np.uint64(2**64 - 1)
 _BLOSC_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 
 
+#: One encoded inner chunk: its compressed bytes, then its CRC32C when the array has checksums.
+Encoded = tuple[bytes, ...]
+
+
+def crc32c(data: bytes | memoryview) -> bytes:
+    """The CRC32C of ``data`` as the four little-endian bytes the ``crc32c`` codec appends."""
+    # the C implementation takes bytes or a numpy array (no copy), not a writable memoryview
+    view = np.frombuffer(data, dtype=np.uint8) if isinstance(data, memoryview) else data
+    return google_crc32c.value(view).to_bytes(4, "little")
+
+
 def _inner_compressor(codecs: Sequence[Any], name: str) -> Any:
     """The numcodecs codec equal to the array's bytes-to-bytes codec (zarr builds the same one)."""
+    if isinstance(codecs[-1], Crc32cCodec):
+        codecs = codecs[:-1]
     if len(codecs) == 1:
         return None
     codec = codecs[1]
@@ -54,7 +68,7 @@ def _inner_compressor(codecs: Sequence[Any], name: str) -> Any:
     if isinstance(codec, ZstdCodec) and len(codecs) == 2:
         return numcodecs.Zstd.from_config({"level": codec.level, "checksum": codec.checksum})
     raise SaeStoreError(f"array {name!r} uses codecs {list(codecs)}; sae-store reads and writes only one of "
-                        "Blosc or Zstd after the bytes codec")  # fmt: skip
+                        "Blosc or Zstd after the bytes codec, then an optional crc32c")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,8 @@ class ShardCodec:
     dtype: np.dtype
     fill_value: Any
     compressor: Any
+    checksum: bool = False
+    """Each inner chunk ends with the CRC32C of its compressed bytes (the ``crc32c`` codec)."""
 
     @classmethod
     def for_array(cls, root: str | Path, arr: zarr.Array) -> ShardCodec:
@@ -104,6 +120,7 @@ class ShardCodec:
             dtype=dtype,
             fill_value=arr.metadata.fill_value,
             compressor=_inner_compressor(inner, arr.path),
+            checksum=isinstance(inner[-1], Crc32cCodec),
         )
 
     def path(self, coords: tuple[int, ...]) -> Path:
@@ -117,29 +134,32 @@ class ShardCodec:
             return bool(np.isnan(chunk.flat[0])) and bool(np.isnan(chunk).all())
         return bool(chunk.flat[0] == fill) and bool((chunk == fill).all())
 
-    def encode_chunk(self, chunk: np.ndarray) -> bytes | None:
-        """The stored bytes of one inner chunk, or None when it holds only the fill value."""
+    def encode_chunk(self, chunk: np.ndarray) -> Encoded | None:
+        """The stored parts of one inner chunk (its bytes, then its CRC32C if the array has checksums),
+        or None when it holds only the fill value. The checksum stays a part of its own: the shard is
+        written by a gathered write, so the chunk's bytes are never copied to append it."""
         if self.is_fill(chunk):
             return None
         data = np.ascontiguousarray(chunk, dtype=self.dtype)
-        return bytes(self.compressor.encode(data)) if self.compressor is not None else data.tobytes()
+        stored = bytes(self.compressor.encode(data)) if self.compressor is not None else data.tobytes()
+        return (stored, crc32c(stored)) if self.checksum else (stored,)
 
-    def assemble(self, chunks: Sequence[bytes | None]) -> list[bytes] | None:
+    def assemble(self, chunks: Sequence[Encoded | None]) -> list[bytes] | None:
         """The shard file's parts in order (the stored chunks, the index, its CRC32C) from its encoded
         inner chunks (None: every chunk is fill, no file)."""
         index = np.full((len(chunks), 2), _MISSING, dtype="<u8")
         offset = 0
-        for i, data in enumerate(chunks):
-            if data:
-                index[i] = (offset, len(data))
-                offset += len(data)
+        for i, parts in enumerate(chunks):
+            if parts:
+                size = sum(len(p) for p in parts)
+                index[i] = (offset, size)
+                offset += size
         if offset == 0:
             return None
         index_bytes = index.tobytes()
-        crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
-        return [*(c for c in chunks if c), index_bytes, crc]
+        return [*(p for parts in chunks if parts for p in parts), index_bytes, crc32c(index_bytes)]
 
-    def write(self, coords: tuple[int, ...], chunks: Sequence[bytes | None]) -> int:
+    def write(self, coords: tuple[int, ...], chunks: Sequence[Encoded | None]) -> int:
         """Write (or delete, when all chunks are fill) the shard at ``coords``; returns bytes written.
 
         The parts go to the file in one gathered write (no joined copy of the shard). The file appears
@@ -171,8 +191,7 @@ class ShardCodec:
         if len(tail) < self.index_bytes:
             raise SaeStoreError(f"shard file {str(where)!r} is truncated ({len(tail)} bytes)")
         index_bytes = tail[:-4]
-        crc = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
-        if crc != tail[-4:]:
+        if crc32c(index_bytes) != tail[-4:]:
             raise SaeStoreError(f"shard file {str(where)!r} is damaged: its index checksum does not match")
         return np.frombuffer(index_bytes, dtype="<u8").reshape(self.per_shard, 2)
 
@@ -182,13 +201,28 @@ class ShardCodec:
         return self.per_shard * 16 + 4
 
     def decode_bytes(self, data: bytes | memoryview | None, out: np.ndarray) -> None:
-        """Decode one inner chunk from its stored bytes (None: not stored, the fill value) into ``out``."""
+        """Decode one inner chunk from its stored bytes (None: not stored, the fill value) into ``out``.
+
+        Raises
+        ------
+        ChecksumError
+            If the array has checksums and the chunk's bytes do not match its CRC32C.
+        """
+        if data is not None and self.checksum:
+            view = memoryview(data)
+            if len(view) < 4 or crc32c(view[:-4]) != view[-4:]:
+                raise ChecksumError("its checksum does not match: the bytes were changed on disk")
+            data = view[:-4]
         if data is None:
             out[...] = self.fill_value
         elif self.compressor is None:
             out[...] = np.frombuffer(data, dtype=self.dtype).reshape(out.shape)
         else:
             self.compressor.decode(data, out=out)
+
+
+class ChecksumError(SaeStoreError):
+    """A stored chunk's bytes do not match their CRC32C."""
 
 
 class OpenShard:
@@ -221,7 +255,10 @@ class OpenShard:
         buf = _chunk_buffer(length)
         if self.fd is None or os.preadv(self.fd, [buf], offset) != length:
             raise SaeStoreError(f"shard file {str(self.path)!r} is truncated: chunk {c} is cut short")
-        self.codec.decode_bytes(buf, out)
+        try:
+            self.codec.decode_bytes(buf, out)
+        except ChecksumError as e:
+            raise ChecksumError(f"shard file {str(self.path)!r} is damaged: chunk {c}: {e}") from None
 
     def close(self) -> None:
         if self.fd is not None:
@@ -313,6 +350,6 @@ def _row(out: np.ndarray, axis: int, k: int) -> np.ndarray:
 
 def encode_shard(
     codec: ShardCodec, values: np.ndarray, *, pool: Executor | None = None
-) -> list[bytes | None]:
+) -> list[Encoded | None]:
     """The encoded inner chunks of one shard's ``values`` (the shard's shape), on ``pool``'s threads."""
     return _map(pool, codec.encode_chunk, [_row(values, codec.axis, k) for k in range(codec.per_shard)])

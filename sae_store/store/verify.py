@@ -1,20 +1,21 @@
-"""Checking a store's data (``sae-store verify``, ``status --verify``) and repairing damaged blocks.
+"""Checking a store's data (``sae-store verify``, ``status --verify``): every file of every array.
 
-:func:`check_flags` is cheap (file existence only): every block flagged complete must have its
-files, and the flags themselves must exist. :func:`verify_store` also decodes every chunk file of
-the root arrays, so a truncated or garbled file is named; and it counts, per layer, the NaN/inf
-values over real tokens of flagged samples and the values beyond float16's range.
-:func:`repair_store` deletes damaged files and clears the flags of exactly the blocks they held,
-so that ``sae-store extract`` redoes those blocks and nothing else.
+:func:`check_flags` is cheap (file existence only): the root's arrays exist, and every file that a
+flagged block needs - in the root and in the ``features`` and ``generation`` groups - exists.
+:func:`verify_store` also decodes every chunk file of every array of the store, groups included
+(each chunk's CRC32C catches any changed byte; arrays written before checksums rely on their codecs),
+checks coordinates and recorded statistics against the data (:mod:`~sae_store.store.verify_checks`),
+and counts per layer the NaN/inf values over real tokens of flagged samples and the values beyond
+float16's range. A damaged file is named before any statistic derived from it.
+:func:`sae_store.store.repair.repair_store` clears what it can and says which command redoes it.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,221 +24,191 @@ import zarr
 from tqdm import tqdm
 
 from sae_store.store import schema as S
+from sae_store.store.checksums import array_metadata
+from sae_store.store.codecs import has_checksum
 from sae_store.store.core import ActivationStore
-from sae_store.store.lock import ignoring_lock_dir, register_extraction
+from sae_store.store.lock import ignoring_lock_dir, interruption
+from sae_store.store.redo import FLAGGED_GROUPS, init_command, missing_arrays, redo_command
+from sae_store.store.verify_checks import (
+    FLOAT16_MAX,
+    LABEL_ARRAYS,
+    activation_stats,
+    chunk_key,
+    coordinate_errors,
+    dims,
+    file_shape,
+    flag_groups,
+    flagged_arrays,
+    is_coordinate,
+    missing_flagged,
+    whole_keys,
+    written_whole,
+    wrong_token_counts,
+)
+from sae_store.store.verify_report import LayerHealth, Problem, Region, VerifyReport
 
-#: Largest finite float16 value.
-FLOAT16_MAX = 65504.0
-#: Arrays the extraction writes for every block; extraction redoes their files.
-BLOCK_ARRAYS = (S.ACTIVATIONS, S.INPUT_IDS, S.TOKEN_ROLE, S.N_TOKENS, S.MAX_ABS, S.NONFINITE, S.COMPLETE)
-#: Arrays whose files must exist for every flagged block. (The small per-block arrays are not
-#: listed: zarr writes no file for a chunk that is all fill value, e.g. ``nonfinite`` of 0.)
-FLAGGED_DATA = (S.ACTIVATIONS,)
-
-
-@dataclass(frozen=True)
-class Region:
-    """What one chunk file of an array holds: layers (None if the array has no layer axis),
-    languages (likewise) and samples ``start:stop`` (None if it has no sample axis)."""
-
-    layers: tuple[int, ...] | None
-    languages: tuple[str, ...] | None
-    samples: tuple[int, int] | None
-
-    def describe(self) -> str:
-        parts = []
-        if self.layers is not None:
-            parts.append(f"layer {','.join(map(str, self.layers))}")
-        if self.languages is not None:
-            parts.append(",".join(self.languages))
-        if self.samples is not None:
-            parts.append(f"samples {self.samples[0]}:{self.samples[1]}")
-        return " ".join(parts) or "the whole array"
+__all__ = ["FLOAT16_MAX", "check_flags", "recorded_nonfinite", "verify_store"]
 
 
-@dataclass(frozen=True)
-class Problem:
-    """A damaged or missing file, and which blocks it takes down."""
+class _Inventory:
+    """The store's arrays (root and groups, each opened from its own metadata) and what is wrong."""
 
-    file: str
-    """Path relative to the store."""
-    array: str
-    region: Region
-    error: str
+    def __init__(self, store: ActivationStore) -> None:
+        self.store = store
+        self.report = VerifyReport(
+            store.path, interruption(store.path), init_command=init_command(store.path, store.attrs)
+        )
+        self.arrays: dict[str, zarr.Array] = {}
+        self.damaged: set[str] = set()
+        """Keys of arrays with a damaged or missing file: no statistic is derived from them."""
+        with ignoring_lock_dir():
+            for key, _ in array_metadata(store.path, problems=self._unreadable_metadata):
+                try:
+                    self.arrays[key] = zarr.open_array(str(store.path / key), mode="r")
+                except Exception as e:  # any parse failure of a damaged zarr.json
+                    self._unreadable_metadata(key, e)
+        missing = missing_arrays(store.path) if store.schema_version >= 2 else []  # version 1 had fewer
+        for key in [*missing, *self._missing_from_consolidated()]:
+            self.add(f"{key}/zarr.json", key, Region(None, None, None), "the array is missing (no zarr.json)",
+                     whole_group=True)  # fmt: skip
 
-    @property
-    def redoable(self) -> bool:
-        """Extraction rewrites it (an array of per-block data), as opposed to metadata made at init."""
-        return self.array in BLOCK_ARRAYS or self.array == S.EXTRACT_ERROR
+    def _unreadable_metadata(self, key: str, error: BaseException) -> None:
+        self.add(f"{key}/zarr.json", key, Region(None, None, None), f"metadata cannot be read ({error})",
+                 whole_group=True)  # fmt: skip
 
+    def _missing_from_consolidated(self) -> Iterator[str]:
+        """Arrays of groups the root's consolidated metadata lists but whose metadata is gone."""
+        try:
+            root = zarr.open_group(str(self.store.path), mode="r", use_consolidated=True)
+            listed = root.metadata.consolidated_metadata.flattened_metadata  # type: ignore[union-attr]
+        except Exception:  # no or damaged consolidated metadata: nothing more to compare with
+            return
+        for key, meta in listed.items():
+            if (
+                "/" in key
+                and getattr(meta, "node_type", "") == "array"
+                and not (self.store.path / key).is_dir()
+            ):
+                yield key
 
-@dataclass
-class LayerHealth:
-    """Values of one layer's flagged samples, as decoded."""
+    def add(
+        self,
+        file: str,
+        key: str,
+        region: Region,
+        error: str,
+        *,
+        whole_group: bool = False,
+        notice: bool = False,
+    ) -> None:
+        if any(p.file == file for p in self.report.problems):
+            return  # named already (a flag file is decoded twice)
+        if not notice:
+            self.damaged.add(key)
+        group = key.rpartition("/")[0]
+        # a result, or a group's coordinates or metadata: the whole group is written again
+        coordinate = key in self.arrays and is_coordinate(key, dims(self.arrays[key]))
+        result = group.startswith(S.ANALYSIS) or (bool(group) and (region.samples is None or coordinate))
+        redo = redo_command(self.store.path, self.store.attrs, key)
+        if not group and whole_group:
+            redo = None  # the root's metadata: made by init
+        self.report.problems.append(Problem(file, key, region, error, redo, whole_group or result, notice))
 
-    layer: int
-    nonfinite: int = 0
-    """NaN/inf values over the real tokens of flagged samples."""
-    recorded_nonfinite: int = 0
-    """What the store's ``nonfinite`` variable records for them."""
-    max_abs: float = 0.0
-    float16_overflow: int = 0
-    """Finite values with ``|x|`` beyond float16's 65,504."""
-
-
-@dataclass
-class VerifyReport:
-    """What :func:`verify_store` (or, without decoding, :func:`check_flags`) found."""
-
-    store: Path
-    problems: list[Problem] = field(default_factory=list)
-    layers: list[LayerHealth] = field(default_factory=list)
-    files_checked: int = 0
-    bytes_checked: int = 0
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems and not any(h.nonfinite for h in self.layers)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "store": str(self.store),
-            "ok": self.ok,
-            "problems": [{**asdict(p), "region": p.region.describe()} for p in self.problems],
-            "layers": [asdict(h) for h in self.layers],
-            "files_checked": self.files_checked,
-            "bytes_checked": self.bytes_checked,
-            "seconds": self.seconds,
-            "repair": self.repair_command() if self.problems else None,
+    def region(self, key: str, chunk: tuple[int, ...]) -> Region:
+        arr = self.arrays[key]
+        span = {
+            d: (k * n, min((k + 1) * n, length))
+            for d, k, n, length in zip(dims(arr), chunk, file_shape(arr), arr.shape, strict=True)
         }
+        lay = self.store.layout
+        return Region(
+            layers=tuple(lay.layers[slice(*span[S.LAYER])]) if S.LAYER in span else None,
+            languages=tuple(lay.languages[slice(*span[S.LANGUAGE])]) if S.LANGUAGE in span else None,
+            samples=span.get(S.SAMPLE),
+        )
 
-    def repair_command(self) -> str:
-        return f"sae-store verify {self.store} --repair && sae-store extract {self.store} --model DIR"
+    def missing_file(self, key: str, chunk: tuple[int, ...], why: str) -> None:
+        if not (self.store.path / key / chunk_key(chunk)).is_file():
+            self.add(f"{key}/{chunk_key(chunk)}", key, self.region(key, chunk), f"missing, although {why}")
 
-    def render(self) -> str:
-        lines = []
-        for p in self.problems:
-            lines.append(f"ERROR: {p.file} ({p.region.describe()}): {p.error}")
-        if any(not p.redoable for p in self.problems):
-            lines.append(
-                "ERROR: files made by `sae-store init` (coordinates, sample metadata) are damaged; "
-                "extraction cannot redo them: restore the store from a backup or recreate it"
+    def files(self) -> Iterator[tuple[str, Path, tuple[int, ...]]]:
+        """Every chunk file of every array with its chunk-grid key (temporary files aside)."""
+        for key, arr in self.arrays.items():
+            for chunk in _chunk_files(self.store.path / key, arr.ndim):
+                yield key, self.store.path / key / chunk_key(chunk), chunk
+
+
+def _read_flags(inv: _Inventory, group: str) -> np.ndarray | None:
+    key = f"{group}/{S.COMPLETE}" if group else S.COMPLETE
+    if key in inv.damaged:
+        return None
+    arr = inv.arrays[key]
+    try:
+        return np.asarray(arr[...], dtype=bool)
+    except Exception:  # a damaged flag file: name it (decoding each of its files)
+        decode = _decoder(inv)
+        for chunk in _chunk_files(inv.store.path / key, arr.ndim):
+            _, f, _, value, _ = decode((key, inv.store.path / key / chunk_key(chunk), chunk))
+            if isinstance(value, Exception):
+                inv.add(str(f.relative_to(inv.store.path)), key, inv.region(key, chunk), _why(value))
+        return None
+
+
+def _check_existence(inv: _Inventory) -> None:
+    """Files that flagged blocks need, and every file of the arrays that must be whole."""
+    for group in flag_groups(inv.arrays):
+        flags = _read_flags(inv, group)
+        if flags is None:
+            continue
+        flag_dims = dims(inv.arrays[f"{group}/{S.COMPLETE}" if group else S.COMPLETE])
+        flag_key = f"{group}/{S.COMPLETE}" if group else S.COMPLETE
+        for key in flagged_arrays(group, inv.arrays):
+            for chunk in missing_flagged(inv.arrays[key], flags, flag_dims):
+                inv.missing_file(key, chunk, "its samples are flagged complete")
+        for chunk in _flag_files_of_data(inv, group):
+            if not (inv.store.path / flag_key / chunk_key(chunk)).is_file():
+                redo = redo_command(inv.store.path, inv.store.attrs, flag_key)
+                inv.add(f"{flag_key}/{chunk_key(chunk)}", flag_key, inv.region(flag_key, chunk),
+                        "missing while data files of its samples exist: a write was interrupted there, or "
+                        f"the flags were lost; `{redo}` redoes the block", notice=True)  # fmt: skip
+    for key, arr in inv.arrays.items():
+        checked = has_checksum(getattr(arr.metadata, "codecs", ()))
+        whole = key in LABEL_ARRAYS or (checked and written_whole(key, dims(arr)))
+        for chunk in whole_keys(arr) if whole and inv.store.layout.n_samples else ():
+            inv.missing_file(key, chunk, "every file of this array is written")
+
+
+def _flag_files_of_data(inv: _Inventory, group: str) -> set[tuple[int, ...]]:
+    """Chunk keys of ``group``'s flag array that cover the samples of some existing data file."""
+    flag_key = f"{group}/{S.COMPLETE}" if group else S.COMPLETE
+    flag_arr = inv.arrays[flag_key]
+    size = dict(zip(dims(flag_arr), file_shape(flag_arr), strict=True))
+    keys = set()
+    for key in flagged_arrays(group, inv.arrays):
+        arr = inv.arrays[key]
+        for f in _chunk_files(inv.store.path / key, arr.ndim):
+            chunk = dict(zip(dims(arr), f, strict=True))
+            start = dict(
+                zip(dims(arr), (k * n for k, n in zip(f, file_shape(arr), strict=True)), strict=True)
             )
-        elif self.problems:
-            lines.append(
-                f"to redo exactly the {len(self.problems)} damaged or missing file(s): "
-                f"`{self.repair_command()}` (--repair deletes them and clears the completion flags of the "
-                "blocks they held)"
-            )
-        for h in self.layers:
-            if h.nonfinite:
-                lines.append(
-                    f"ERROR: layer {h.layer}: {h.nonfinite} NaN/inf values in flagged samples (the store "
-                    f"records {h.recorded_nonfinite}); they came from the model: extract in float32 "
-                    "(--dtype float32)"
-                )
-            if h.float16_overflow:
-                lines.append(
-                    f"layer {h.layer}: {h.float16_overflow} values beyond float16's range (|x| up to "
-                    f"{h.max_abs:.4g}): never cast them to float16"
-                )
-        if self.files_checked:
-            rate = self.bytes_checked / self.seconds / 1e9 if self.seconds else 0.0
-            lines.append(
-                f"decoded {self.files_checked} files, {self.bytes_checked / 1e6:.1f} MB in "
-                f"{self.seconds:.1f} s ({rate:.2f} GB/s)"
-            )
-        lines.append("store OK" if self.ok else "store NOT OK")
-        return "\n".join(lines)
+            keys.add(tuple(start[d] // size[d] if d in chunk else 0 for d in dims(flag_arr)))
+    return keys
 
 
-def _arrays(store: ActivationStore) -> dict[str, zarr.Array]:
-    with ignoring_lock_dir():
-        group = zarr.open_group(str(store.path), mode="r", use_consolidated=False)
-        return dict(group.arrays())
-
-
-def _file_shape(arr: zarr.Array) -> tuple[int, ...]:
-    return tuple(arr.shards or arr.chunks)
-
-
-def _region(store: ActivationStore, arr: zarr.Array, key: tuple[int, ...]) -> Region:
-    dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
-    size = _file_shape(arr)
-    span = {
-        d: (k * n, min((k + 1) * n, length))
-        for d, k, n, length in zip(dims, key, size, arr.shape, strict=True)
-    }
-    lay, lang = store.layout.layers, store.layout.languages
-    return Region(
-        layers=tuple(lay[slice(*span[S.LAYER])]) if S.LAYER in span else None,
-        languages=tuple(lang[slice(*span[S.LANGUAGE])]) if S.LANGUAGE in span else None,
-        samples=span.get(S.SAMPLE),
-    )
-
-
-def _files(store: ActivationStore, name: str, arr: zarr.Array) -> Iterator[tuple[Path, tuple[int, ...]]]:
-    """Every chunk file of ``arr`` on disk with its chunk-grid key (temporary files aside)."""
-    folder = store.path / name / "c"
-    if not folder.is_dir():
-        return
-    for root, _, names in os.walk(folder):
+def _chunk_files(folder: Path, ndim: int) -> Iterator[tuple[int, ...]]:
+    """Chunk-grid keys of the chunk files in array folder ``folder`` (temporary files aside)."""
+    for root, _, names in os.walk(folder / "c"):
         for n in names:
-            f = Path(root) / n
-            parts = f.relative_to(folder).parts
-            if len(parts) == arr.ndim and all(p.isdigit() for p in parts):
-                yield f, tuple(int(p) for p in parts)
-
-
-def _selection(arr: zarr.Array, key: tuple[int, ...]) -> tuple[slice, ...]:
-    return tuple(slice(k * n, (k + 1) * n) for k, n in zip(key, _file_shape(arr), strict=True))
-
-
-def _missing_array(store: ActivationStore, name: str) -> Problem:
-    return Problem(f"{name}/zarr.json", name, Region(None, None, None), "the array is missing (no zarr.json)")
+            parts = (Path(root) / n).relative_to(folder / "c").parts
+            if len(parts) == ndim and all(p.isdigit() for p in parts):
+                yield tuple(int(p) for p in parts)
 
 
 def check_flags(store: ActivationStore) -> VerifyReport:
-    """Cheap checks (no decoding): the flag array exists, and every flagged block has its files."""
-    report = VerifyReport(store.path)
-    arrays = _arrays(store)
-    missing = [name for name in (*FLAGGED_DATA, S.COMPLETE) if name not in arrays]
-    report.problems += [_missing_array(store, name) for name in missing]
-    if S.COMPLETE in missing:
-        return report
-    try:
-        flags = np.asarray(arrays[S.COMPLETE][...], dtype=bool)
-    except Exception as e:  # a damaged flag file: verify names it
-        report.problems.append(
-            Problem(
-                f"{S.COMPLETE}/c", S.COMPLETE, Region(None, None, None), f"cannot be read ({e}); run verify"
-            )
-        )
-        return report
-    for name in FLAGGED_DATA:
-        if name in missing:
-            continue
-        arr = arrays[name]
-        dims = tuple(arr.metadata.dimension_names or ())  # type: ignore[union-attr]
-        size = dict(zip(dims, _file_shape(arr), strict=True))
-        index = dict(zip((S.LAYER, S.LANGUAGE, S.SAMPLE), np.nonzero(flags), strict=True))
-        zero = np.zeros(int(flags.sum()), np.int64)
-        keys = (
-            np.stack([index.get(d, zero) // size[d] for d in dims], axis=-1) if len(zero) else zero[:, None]
-        )
-        for key in (tuple(int(k) for k in row) for row in np.unique(keys, axis=0)):
-            rel = f"{name}/c/" + "/".join(map(str, key))
-            if not (store.path / rel).is_file():
-                report.problems.append(
-                    Problem(
-                        rel,
-                        name,
-                        _region(store, arr, key),
-                        "missing, although its samples are flagged complete",
-                    )
-                )
-    return report
+    """Cheap checks (no decoding): the arrays exist, and every file flagged blocks need exists."""
+    inv = _Inventory(store)
+    _check_existence(inv)
+    return inv.report
 
 
 def recorded_nonfinite(store: ActivationStore) -> dict[int, int]:
@@ -250,32 +221,27 @@ def recorded_nonfinite(store: ActivationStore) -> dict[int, int]:
     return {layer: int(n) for layer, n in zip(store.layout.layers, per_layer, strict=True) if n}
 
 
-def _activation_stats(values: np.ndarray, flags: np.ndarray, n_tokens: np.ndarray) -> tuple[int, float, int]:
-    """Over the real tokens of flagged samples of one shard ``[sample, token, hidden]``: NaN/inf count,
-    largest finite |x|, count of finite values beyond float16's range."""
-    bad, top, over = 0, 0.0, 0
-    for s in np.flatnonzero(flags):
-        v = values[s, : n_tokens[s]]
-        hi, lo = float(v.max(initial=-np.inf)), float(v.min(initial=np.inf))
-        if np.isfinite(hi) and np.isfinite(lo):  # the usual case: two passes, no temporary arrays
-            peak = max(hi, -lo, 0.0)
-            top = max(top, peak)
-            if peak > FLOAT16_MAX:
-                over += int(np.count_nonzero(np.abs(v) > FLOAT16_MAX))
-            continue
-        a = np.abs(v)
-        finite = np.isfinite(a)
-        bad += int(a.size - np.count_nonzero(finite))
-        top = max(top, float(a[finite].max(initial=0.0)))
-        over += int(np.count_nonzero(a[finite] > FLOAT16_MAX))
-    return bad, top, over
+def _decoder(
+    inv: _Inventory,
+) -> Callable[[tuple[str, Path, tuple[int, ...]]], tuple[str, Path, tuple[int, ...], Any, int]]:
+    def decode(item: tuple[str, Path, tuple[int, ...]]) -> tuple[str, Path, tuple[int, ...], Any, int]:
+        key, f, chunk = item
+        arr = inv.arrays[key]
+        size = f.stat().st_size
+        sel = tuple(slice(k * n, (k + 1) * n) for k, n in zip(chunk, file_shape(arr), strict=True))
+        try:
+            return key, f, chunk, np.asarray(arr[sel]), size
+        except Exception as e:  # any codec failure (crc32c, zstd, blosc, JSON of strings) is damage
+            return key, f, chunk, e, size
+
+    return decode
 
 
 def verify_store(
     store: ActivationStore, *, workers: int | None = None, progress: bool = False
 ) -> VerifyReport:
-    """Decode every chunk file of the root arrays; report damaged and missing files, NaN/inf and
-    float16 overflow per layer.
+    """Decode every chunk file of every array; report damaged and missing files (first), then NaN/inf
+    and float16 overflow per layer.
 
     Parameters
     ----------
@@ -287,101 +253,107 @@ def verify_store(
         Show a progress bar of the files decoded.
     """
     started = time.perf_counter()
-    report = check_flags(store)
-    arrays = _arrays(store)
-    damaged: set[tuple[str, tuple[int, ...]]] = set()
-
-    def decode(item: tuple[str, Path, tuple[int, ...]]) -> tuple[str, Path, tuple[int, ...], Any, int]:
-        name, f, key = item
-        size = f.stat().st_size
-        try:
-            return name, f, key, np.asarray(arrays[name][_selection(arrays[name], key)]), size
-        except Exception as e:  # any codec failure (zstd, blosc, crc32c, JSON of strings) is damage
-            return name, f, key, e, size
-
-    items = [(name, f, key) for name, arr in arrays.items() for f, key in _files(store, name, arr)]
-    flags = n_tokens = recorded = None
+    inv = _Inventory(store)
+    report = inv.report
+    _check_existence(inv)
+    items = list(inv.files())
+    decode = _decoder(inv)
     bar = tqdm(
         total=len(items), desc="verify", unit="file", disable=None if progress else True, dynamic_ncols=True
     )
     with bar, ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        results = list(pool.map(decode, [it for it in items if it[0] != S.ACTIVATIONS]))
-        for name, f, key, value, size in results:
+        for key, f, chunk, value, size in pool.map(decode, [it for it in items if it[0] != S.ACTIVATIONS]):
             bar.update()
             report.files_checked += 1
             report.bytes_checked += size
             if isinstance(value, Exception):
-                damaged.add((name, key))
-                report.problems.append(
-                    Problem(
-                        str(f.relative_to(store.path)), name, _region(store, arrays[name], key), _why(value)
-                    )
-                )
-        readable = {S.COMPLETE, S.N_TOKENS, S.NONFINITE} <= set(arrays)
-        if readable and not any(n in (S.COMPLETE, S.N_TOKENS, S.NONFINITE) for n, _ in damaged):
-            flags = np.asarray(arrays[S.COMPLETE][...], dtype=bool)
-            n_tokens = np.asarray(arrays[S.N_TOKENS][...])
-            recorded = np.asarray(arrays[S.NONFINITE][...])
+                inv.add(str(f.relative_to(store.path)), key, inv.region(key, chunk), _why(value))
+        _check_coordinates(inv)
+        stats = _statistics_inputs(inv)
         health = {layer: LayerHealth(layer) for layer in store.layout.layers}
-        for name, f, key, value, size in pool.map(decode, [it for it in items if it[0] == S.ACTIVATIONS]):
+        for key, f, chunk, value, size in pool.map(decode, [it for it in items if it[0] == S.ACTIVATIONS]):
             bar.update()
             report.files_checked += 1
             report.bytes_checked += size
+            rel = str(f.relative_to(store.path))
             if isinstance(value, Exception):
-                report.problems.append(
-                    Problem(
-                        str(f.relative_to(store.path)), name, _region(store, arrays[name], key), _why(value)
-                    )
-                )
-                continue
-            if flags is None or n_tokens is None or recorded is None:
-                continue
-            i, j, b = key[0], key[1], key[2]
-            sel = slice(b * store.layout.samples_per_shard, (b + 1) * store.layout.samples_per_shard)
-            bad, top, over = _activation_stats(value[0, 0], flags[i, j, sel], n_tokens[j, sel])
-            h = health[store.layout.layers[i]]
-            h.nonfinite += bad
-            h.max_abs = max(h.max_abs, top)
-            h.float16_overflow += over
-            h.recorded_nonfinite += int(
-                np.where(flags[i, j, sel], np.maximum(recorded[i, j, sel], 0), 0).sum()
-            )
+                inv.add(rel, key, inv.region(key, chunk), _why(value))
+            elif stats is not None:
+                _activation_health(inv, rel, chunk, value, stats, health)
     report.layers = list(health.values())
     report.seconds = time.perf_counter() - started
     return report
 
 
+def _check_coordinates(inv: _Inventory) -> None:
+    """The root's coordinates against the attributes, the copies in ``features`` and ``generation``
+    against the root's (read whole: a missing file reads as fill values and differs)."""
+
+    def read(key: str) -> np.ndarray | None:
+        try:
+            return np.asarray(inv.arrays[key][...])
+        except Exception:  # a damaged file: decoding names it
+            return None
+
+    keys = [
+        k
+        for k, a in inv.arrays.items()
+        if is_coordinate(k, dims(a))
+        and k not in inv.damaged
+        and ("/" not in k or k.split("/")[0] in FLAGGED_GROUPS)
+    ]  # results are checked by their checksums and files: their labels need not be the root's
+    root = {k: v for k in keys if "/" not in k and (v := read(k)) is not None}
+    for key in sorted(keys, key=lambda k: "/" in k):  # the root's first: the copies are compared with it
+        if "/" in key and key.rpartition("/")[2] in inv.damaged:
+            continue
+        values = root.get(key) if "/" not in key else read(key)
+        why = None if values is None else coordinate_errors(inv.store, key, values, root)
+        if why is not None:
+            inv.add(f"{key}/{chunk_key((0,))}", key, Region(None, None, None), why)
+
+
+def _statistics_inputs(inv: _Inventory) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Flags, token counts and recorded NaN/inf counts, if none of their files is damaged."""
+    needed = (S.COMPLETE, S.N_TOKENS, S.NONFINITE)
+    if any(k in inv.damaged or k not in inv.arrays for k in needed):
+        return None
+    flags, n_tokens, recorded = (np.asarray(inv.arrays[k][...]) for k in needed)
+    flags = flags.astype(bool)
+    for j, block in wrong_token_counts(inv.store, flags, n_tokens):
+        chunk = (0, block)
+        inv.add(f"{S.N_TOKENS}/{chunk_key(chunk)}", S.N_TOKENS, inv.region(S.N_TOKENS, chunk),
+                f"records token counts other than {inv.store.layout.languages[j]!r}'s sequence length for "
+                "flagged samples: the file was changed on disk")  # fmt: skip
+    return None if S.N_TOKENS in inv.damaged else (flags, n_tokens, recorded)
+
+
+def _activation_health(
+    inv: _Inventory,
+    rel: str,
+    chunk: tuple[int, ...],
+    value: np.ndarray,
+    stats: tuple[np.ndarray, np.ndarray, np.ndarray],
+    health: dict[int, LayerHealth],
+) -> None:
+    """Count one activation shard's NaN/inf and float16 overflow; a count other than the recorded one
+    names the file (the bytes changed on disk), not the model."""
+    flags, n_tokens, recorded = stats
+    i, j, b = chunk[0], chunk[1], chunk[2]
+    spb = inv.store.layout.samples_per_shard
+    sel = slice(b * spb, (b + 1) * spb)
+    bad, top, over = activation_stats(value[0, 0], flags[i, j, sel], n_tokens[j, sel])
+    noted = int(np.where(flags[i, j, sel], np.maximum(recorded[i, j, sel], 0), 0).sum())
+    if bad != noted and S.NONFINITE not in inv.damaged:
+        inv.add(rel, S.ACTIVATIONS, inv.region(S.ACTIVATIONS, chunk),
+                f"holds {bad} NaN/inf values over real tokens of flagged samples where the extraction "
+                f"recorded {noted}: the file was changed on disk")  # fmt: skip
+        return
+    h = health[inv.store.layout.layers[i]]
+    h.nonfinite += bad
+    h.recorded_nonfinite += noted
+    h.max_abs = max(h.max_abs, top)
+    h.float16_overflow += over
+
+
 def _why(error: BaseException) -> str:
     return f"cannot be decoded ({type(error).__name__}: {error})"
-
-
-def repair_store(
-    store: ActivationStore, report: VerifyReport, *, command: str = "verify --repair"
-) -> list[str]:
-    """Delete the damaged files of ``report`` and clear the flags of exactly the blocks they held.
-
-    Holds the claims of those blocks while it works, so it refuses while an extraction writes them.
-    Returns what was done, as lines for people.
-    """
-    fixable = [p for p in report.problems if p.redoable and p.region.samples is not None]
-    if not fixable:
-        return []
-    spb = store.layout.samples_per_shard
-    blocks = sorted({p.region.samples[0] // spb for p in fixable if p.region.samples is not None})
-    done = []
-    with register_extraction(store.path, blocks, command=command):
-        complete = (
-            store.array(S.COMPLETE, mode="r+") if (store.path / S.COMPLETE / "zarr.json").is_file() else None
-        )
-        for p in fixable:
-            if p.error.startswith("cannot be decoded"):
-                (store.path / p.file).unlink(missing_ok=True)
-            if complete is not None and (
-                p.array != S.COMPLETE or not p.error.startswith("cannot be decoded")
-            ):
-                rows = [store.layer_index(x) for x in (p.region.layers or store.layout.layers)]
-                cols = [store.language_index(x) for x in (p.region.languages or store.layout.languages)]
-                start, stop = p.region.samples  # type: ignore[misc]
-                complete[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1, start:stop] = False
-            done.append(f"cleared {p.file} ({p.region.describe()})")
-    return done

@@ -129,6 +129,7 @@ class StoreDataProvider:
     def __init__(
         self, store: ActivationStore, config: DataConfig, device: torch.device | str = "cpu"
     ) -> None:
+        store.require_arrays()
         self.config = config
         self.device = torch.device(device)
         self.layer_index = store.layer_index(config.layer)

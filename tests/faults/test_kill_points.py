@@ -16,11 +16,12 @@ from sae_store.extract.append import append_samples
 from sae_store.faults import KILL_POINTS, kill_points
 from sae_store.models.loader import LoadedModel
 from sae_store.store import open_store
-from sae_store.store.lock import LOCK_DIR
+from sae_store.store.lock import LOCK_DIR, read_append_lock, stale_lock_message
 from sae_store.train.discovery import find_saes
 from sae_store.train.encode import encode_features
 from sae_store_cli.main import main
 from tests.extract.helpers import N_SAMPLES, assert_same_files, extract_args, samples
+from tests.store.refusals import assert_every_command_refuses
 
 from .helpers import run_killed, save_saes, start
 
@@ -82,7 +83,12 @@ APPEND_THEN_UNLOCK = [pytest.param(p, None, id=p) for p in kill_points("append")
 
 @pytest.mark.parametrize(("append_at", "unlock_at"), APPEND_THEN_UNLOCK)
 def test_append_or_its_rollback_killed_at_each_point_is_recovered_by_unlock(
-    append_at: str, unlock_at: str | None, reference: Path, appended: tuple[Path, Path], tmp_path: Path
+    append_at: str,
+    unlock_at: str | None,
+    reference: Path,
+    appended: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     table, grown = appended
     store = tmp_path / "store.zarr"
@@ -90,6 +96,10 @@ def test_append_or_its_rollback_killed_at_each_point_is_recovered_by_unlock(
     run_killed(["append", str(store), "--samples", str(table)], append_at)
     if unlock_at is not None:
         run_killed(["unlock", str(store)], unlock_at)
+    held = read_append_lock(store)
+    assert held is not None  # every point is reached before the lock goes
+    message = stale_lock_message(store, held, "dead")
+    assert_every_command_refuses(store, message, tmp_path, capsys)
     _recovered_by_unlock(store, reference, table, grown)
 
 
@@ -107,6 +117,7 @@ def test_extraction_killed_at_each_point_is_recovered_by_extracting_again(
     for p, store in stores.items():
         assert main([*extract_args(store, tiny_model_dir)]) == 0, p
         assert_same_files(store, reference)
+        assert not (store / LOCK_DIR).exists(), p  # no claim of the killed run or of the resumed one
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import pytest
 from sae_store.extract.append import append_samples
 from sae_store.models.loader import LoadedModel
 from sae_store.store import open_store
+from sae_store.store.lock import LOCK_DIR
 from sae_store_cli.main import main
 from tests.extract.helpers import N_SAMPLES, assert_same_files, extract_args, samples
 
@@ -58,6 +59,7 @@ def test_random_kills_of_extract_and_append_always_recover(
         codes.append(_kill_after(extract_args(store, tiny_model_dir), rng.uniform(0.3, 0.95) * whole))
         assert main(extract_args(store, tiny_model_dir)) == 0, time.perf_counter() - t0
         assert_same_files(store, reference)
+        assert not (store / LOCK_DIR).exists()  # the killed run's claims are gone with the resumed run
     shutil.copytree(reference, tmp_path / "timed.zarr")
     whole = _duration(["append", str(tmp_path / "timed.zarr"), "--samples", str(table)])
     for k in range(3):  # append: kill anywhere; unlock, append again

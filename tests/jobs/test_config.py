@@ -12,6 +12,7 @@ from sae_store.errors import ConfigError
 from sae_store.jobs.config import DEMO_CONFIG, PipelineConfig, config_from_dict, load_config
 from sae_store.jobs.slurm_config import SlurmConfig, StepResources, parse_slurm_time
 from sae_store.resources import example_config, example_configs
+from sae_store_cli.main import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,6 +138,27 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("paths: {root: [unclosed\n")
     with pytest.raises(ConfigError, match=r"config file '.*bad.yaml' is not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("a: [1, 2\nb: 3\n", "line 2, column 2: expected ',' or ']', but got ':' (while parsing a flow "
+         "sequence from line 1)"),
+        ("a:\n  b: 1\n c: 2\n", "line 3, column 2: expected <block end>, but found '<block mapping start>' "
+         "(while parsing a block mapping from line 1)"),
+        ("a: \t- 1\n", "line 1, column 4: found character '\\t' that cannot start any token (while "
+         "scanning for the next token)"),
+    ],
+)  # fmt: skip
+def test_invalid_yaml_is_one_line_with_line_and_column(tmp_path: Path, capsys, text: str, where: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    assert main(["jobs", "render", "--config", str(bad)]) == 2
+    assert capsys.readouterr().err == (
+        f"sae-store jobs: error: config file {str(bad)!r} is not valid YAML: {where}; fix the file there "
+        "and rerun\n"
+    )
 
 
 def test_commands_without_slurm_section_say_what_to_add(make_config: Callable[..., PipelineConfig]) -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from sae_store.store import journal
-from sae_store.store.journal import JOURNAL, discard_journal, rollback, write_journal
+from sae_store.store.journal import discard_journal, rollback, write_journal
 from sae_store.store.lock import lock_dir
+from sae_store.store.lock_files import JOURNAL
 
 
 def _record_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Path]]:

@@ -109,7 +109,12 @@ def test_v1_store_reads_but_refuses_writes(tmp_path):
 def test_migrate_matches_a_store_created_as_v3(tmp_path, reference):
     path = v1_store(tmp_path)
     lines = migrate_store(path)
-    assert f"from schema version 1 to {S.SCHEMA_VERSION}" in lines[0] and len(lines) == 1
+    assert f"from schema version 1 to {S.SCHEMA_VERSION}" in lines[0] and len(lines) == 2
+    # the arrays it leaves in place (the activations) get their checksums, as a new store has them
+    assert lines[1] == (
+        f"added CRC32C checksums to every chunk of 1 arrays of {str(path)!r} (activations): `sae-store "
+        "verify` now detects any changed byte"
+    )
     assert_same_store(path, reference)
     assert not (path / ".sae-store-locks").exists()
     assert "nothing to do" in migrate_store(path)[0]
@@ -128,6 +133,7 @@ def test_migrate_v2_adds_codes_and_per_block_captions(tmp_path, reference_v2):
     lines = migrate_store(path)
     assert lines[0].startswith(f"migrated {str(path)!r} from schema version 2 to {S.SCHEMA_VERSION}: ")
     assert lines[1].startswith("2 analysis results got integer label codes; they predate the record")
+    assert lines[2].startswith("added CRC32C checksums to every chunk of ")
     assert_same_store(path, reference_v2)
     store = open_store(path)
     assert store.array("generated_caption", S.GENERATION).chunks == (2, migration_data.PER_SHARD)

@@ -5,6 +5,7 @@ netCDF; cf_xarray decodes every flag variable."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import xarray as xr
 import zarr
 
 from sae_store.store import schema as S
+from sae_store.store.checksums import arrays_without_checksums
 from tests.store import migration_data
 
 ts = pytest.importorskip("tensorstore")
@@ -91,6 +93,7 @@ def check_tree_exports(path: Path, out: Path) -> None:
 
 
 def test_tensorstore_reads_every_array_and_every_label(store_path):
+    assert not arrays_without_checksums(store_path)  # every array read below carries CRC32C checksums
     counts, labels = check_portable(store_path)
     # activations, flags, statistics, codes, coordinates, features, captions' counts, results
     assert counts["read"] >= 35
@@ -102,6 +105,17 @@ def test_tensorstore_reads_every_array_and_every_label(store_path):
     failed = ["failed" if e else "ok" for e in _strings(np.asarray(root[S.EXTRACT_ERROR][...]))]  # type: ignore[index]
     status = [S.EXTRACT_STATUS_NAMES[c] for c in tensorstore_read(store_path / S.EXTRACT_STATUS).ravel()]
     assert status == failed and "failed" in failed
+
+
+def test_tensorstore_checks_the_chunk_checksums(store_path, tmp_path):
+    copy = tmp_path / S.ACTIVATIONS
+    shutil.copytree(store_path / S.ACTIVATIONS, copy)
+    shard = sorted(f for f in (copy / "c").rglob("*") if f.is_file())[0]
+    data = bytearray(shard.read_bytes())
+    data[200] ^= 0x10  # inside the first inner chunk's compressed bytes
+    shard.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="Digest mismatch"):
+        tensorstore_read(copy)
 
 
 def test_whole_tree_exports_to_netcdf_and_flags_decode(store_path, tmp_path):

@@ -26,7 +26,8 @@ def test_presets_resolve_to_core_blosc_codecs():
 )
 def test_preset_is_applied_to_the_activations(make_store, preset, cname, shuffle):
     store = make_store(4, config=StoreConfig(samples_per_shard=4, compressor=preset))
-    (codec,) = store.array(S.ACTIVATIONS).compressors
+    codec, checksum = store.array(S.ACTIVATIONS).compressors
+    assert type(checksum).__name__ == "Crc32cCodec"
     assert (type(codec).__name__, codec.cname.value, codec.shuffle.value) == ("BloscCodec", cname, shuffle)
     assert store.config()["store"]["compressor"] == preset
 

@@ -119,6 +119,8 @@ def test_unlock_store_records_render_the_lines_and_serialise_to_json(make_store)
         "rolled_back_to": None,
         "append_lock": None,
         "claims": [],
+        "temporary_files": [],
+        "unreadable": [],
     }
 
 

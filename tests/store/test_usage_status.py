@@ -18,12 +18,23 @@ from tests.conftest import model_info, samples_table
 
 
 def fill_block(store, layer, language, block, rng):
-    n = block.stop - block.start
+    """Write one block of one layer and language as the extraction does: the per-token arrays, the
+    activations (real tokens first, NaN padding), their statistics, then the flags."""
+    n, tokens = block.stop - block.start, int(store.attrs["tokens_per_language"][language])
     values = round_to_bf16(
         rng.normal(size=(n, store.layout.max_tokens, store.layout.hidden_size)).astype(np.float32)
     )
-    store.write(S.ACTIVATIONS, values, start=block.start, layer=layer, language=language)
-    store.write(S.COMPLETE, np.ones(n, bool), start=block.start, layer=layer, language=language)
+    values[:, tokens:] = np.nan
+    roles = np.zeros((n, store.layout.max_tokens), np.int8)
+    roles[:, :tokens] = 2
+    where = {"start": block.start, "language": language}
+    store.write(S.N_TOKENS, np.full(n, tokens, np.int32), **where)
+    store.write(S.TOKEN_ROLE, roles, **where)
+    store.write(S.INPUT_IDS, np.where(roles > 0, 7, 0).astype(np.int32), **where)
+    store.write(S.ACTIVATIONS, values, layer=layer, **where)
+    store.write(S.MAX_ABS, np.abs(values[:, :tokens]).max(axis=(1, 2)), layer=layer, **where)
+    store.write(S.NONFINITE, np.zeros(n, np.int32), layer=layer, **where)
+    store.write(S.COMPLETE, np.ones(n, bool), layer=layer, **where)
 
 
 def test_usage_counts_real_files_and_projects(make_store):

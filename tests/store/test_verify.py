@@ -74,11 +74,15 @@ def test_verify_names_a_truncated_shard_and_repair_clears_exactly_its_block(full
     assert main(["verify", str(full.path)]) == 1
     out = capsys.readouterr().out
     assert "ERROR: activations/c/0/1/1/0/0 (layer 0 ar samples 4:8): cannot be decoded" in out
-    assert f"`sae-store verify {full.path} --repair && sae-store extract {full.path} --model DIR`" in out
+    redo = f"`sae-store verify {full.path} --repair && sae-store extract {full.path} --model synthetic`"
+    assert redo in out
     assert out.rstrip().endswith("store NOT OK")
 
     assert main(["verify", str(full.path), "--repair"]) == 1
-    assert "cleared activations/c/0/1/1/0/0 (layer 0 ar samples 4:8)" in capsys.readouterr().out
+    assert (
+        f"cleared activations/c/0/1/1/0/0 (layer 0 ar samples 4:8); `sae-store extract {full.path} --model "
+        "synthetic` redoes it\n"
+    ) in capsys.readouterr().out
     flags = open_store(full.path).read_flags()
     expected = np.ones_like(flags)
     expected[0, 1, 4:8] = False
