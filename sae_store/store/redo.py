@@ -75,6 +75,8 @@ def redo_command(path: Path, attrs: dict[str, Any], key: str) -> str | None:
     if top == S.EVALUATION:
         name = group.split("/")[-1]
         return f"sae-store evaluate {path} --saes {name}=DIR (the SAE set recorded in {group}'s attributes)"
+    if top == S.EXPLANATIONS:
+        return f"sae-store explain {path} --saes {_saes_dir(path)} (the explainer recorded in its attributes)"
     if group.startswith(f"{S.INTERVENE}/"):
         return f"sae-store intervene {path} --saes DIR --mode MODE (as recorded in {group}'s attributes)"
     return f"sae-store analyze {group.split('/')[1] if group.count('/') == 1 else 'all'} {path}"
