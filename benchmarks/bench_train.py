@@ -161,8 +161,9 @@ def main() -> dict[str, Any]:
     med = {k: statistics.median(v) for k, v in rates.items()}
     ram_rate = med["ram"]
     each = {k: ", ".join(f"{x / 1e3:.0f}k" for x in v) for k, v in rates.items()}
+    held = str(resident._dtype).removeprefix("torch.")  # bf16 on a GPU, float32 (the same values) on a CPU
     rows = [
-        (f"resident ({resident.summary.device}, bf16, drawn there)", "resident",
+        (f"resident ({resident.summary.device}, {held}, drawn there)", "resident",
          f"load {first['resident']:.1f} s"),
         ("in RAM (loaded once, sampled)", "ram", f"load {first['ram']:.1f} s"),
         (f"streamed, shuffle buffer of {per_round} blocks + prefetch", "stream",
@@ -188,7 +189,7 @@ def main() -> dict[str, Any]:
         f"Peak memory above baseline while streaming with a budget of {budget / mb:.0f} MiB (a quarter of "
         f"the data): **{rss_stream / mb:.0f} MiB** ({'within' if rss_stream <= budget else 'OVER'} the "
         "budget, which counts two batches, the read threads' one-sample buffers and two shuffle buffers); "
-        f"the layer resident (bf16): {rss_resident / mb:.0f} MiB.",
+        f"the layer resident ({held}): {rss_resident / mb:.0f} MiB.",
         "",
         f"Steps without host reads vs steps reading six values and synchronising every step (as the trainer "
         f"did before): TopK, d_in {HIDDEN}, d_sae {2 * HIDDEN}, k 64, batches of {BATCH} from the resident "

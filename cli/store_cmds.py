@@ -57,7 +57,7 @@ def _status(args: argparse.Namespace) -> int:
             lines.append(f"to do: layer {item['layer']} {item['language']}: samples {ranges}")
     lines.append(_nonfinite_line(nonfinite))
     lines += [f"claim: {c.describe()}" for c in held]
-    if args.verify or check.problems:
+    if args.verify or not check.ok or check.problems:  # an interrupted append, damage, or notices
         lines.append(check.render())
     out = result.to_dict() if result is not None else {}
     claims = [c.to_dict() for c in held]

@@ -91,6 +91,25 @@ def _pad(rows: list[list[Any]], fill: Any, dtype: Any) -> np.ndarray:
     return out
 
 
+#: What each stored variable of an entry is (its ``long_name``).
+DESCRIPTIONS = {
+    "entry_layer": "layer of the explained feature",
+    "entry_feature": "SAE latent index of the explained feature",
+    "explainer": "the explainer that wrote the explanation",
+    "direction": "why the feature was chosen: its bias direction, or given (named by --features L:F)",
+    "explanation": "the explanation text",
+    "status": "whether the explanation was scored",
+    "status_reason": "why an explanation was left unscored",
+    "explain_language": "language of the examples shown to the explainer",
+    "images_shown": "whether the explainer was shown images",
+    "image_feature": "whether most of the activation in the examples shown is on image tokens",
+    "explain_sample": "samples shown to the explainer",
+    "explain_kind": "how each example shown was drawn (top, quantile_i, random)",
+    "score_sample": "held-out samples the explanation was scored on",
+    "score_activating": "whether each held-out sample activates the feature (1), not (0), or padding (-1)",
+}
+
+
 def _dataset(records: list[dict[str, Any]], languages: list[str], config: ExplainConfig) -> xr.Dataset:
     held = max((len(r["score_sample"].get(lang, [])) for r in records for lang in languages), default=0)
 
@@ -124,6 +143,11 @@ def _dataset(records: list[dict[str, Any]], languages: list[str], config: Explai
                 np.array(values, dtype=np.float32).reshape(len(records), len(languages)),
             )
     ds = xr.Dataset(data, coords={S.LANGUAGE: strings(languages)})
+    for name, text in DESCRIPTIONS.items():
+        ds[name].attrs["long_name"] = text
+    for method in METHODS:
+        for metric in _METRICS:
+            ds[f"{method}_{metric}"].attrs["long_name"] = f"{metric.replace('_', ' ')} of {method} scoring"
     ds.attrs = {"config": config.to_dict(), "prompts": PROMPTS_VERSION}
     return ds
 

@@ -276,7 +276,7 @@ def make_config(tmp_path: Path) -> Callable[..., PipelineConfig]:
 FAST: dict[str, Any] = {
     "layers": [0, 2],
     "skip": ["caption", "export-saes", "evaluate", "intervene-ablate", "intervene-amplify",
-             "intervene-neutralise", "intervene-summary", "report"],
+             "intervene-neutralise", "intervene-summary", "explain", "explain-model", "report"],
     "sae": {"steps": 20, "batch_size": 256},
     "analysis": {"cluster": "none", "bootstrap": 20, "permutations": 0},
 }  # fmt: skip

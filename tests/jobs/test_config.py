@@ -156,8 +156,8 @@ def test_invalid_yaml_is_one_line_with_line_and_column(tmp_path: Path, capsys, t
     bad.write_text(text)
     assert main(["jobs", "render", "--config", str(bad)]) == 2
     assert capsys.readouterr().err == (
-        f"sae-store jobs: error: config file {str(bad)!r} is not valid YAML: {where}; fix the file there "
-        "and rerun\n"
+        f"sae-store jobs render: error: config file {str(bad)!r} is not valid YAML: {where}; fix the file "
+        "there and rerun\n"
     )
 
 

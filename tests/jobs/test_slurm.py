@@ -112,7 +112,8 @@ def test_failed_array_task_cancels_dependants_and_resubmission_finishes(
         'then echo "injected failure of task 1" >&2; exit 3; fi'
     )
     later = ["caption", "encode", "export-saes", "evaluate", "analyze", "intervene-ablate",
-             "intervene-amplify", "intervene-neutralise", "intervene-summary", "report"]  # fmt: skip
+             "intervene-amplify", "intervene-neutralise", "intervene-summary", "explain", "explain-model",
+             "report"]  # fmt: skip
     cfg = fast_config(tmp_path / "run", skip=later, slurm={"setup": [fail]})
     copy_inputs(reference_run, cfg.paths.run_dir)
     config_file = tmp_path / "run.yaml"

@@ -28,6 +28,11 @@ def writers(store: Path, tmp_path: Path) -> list[list[str]]:
     ]
 
 
+def error_prefix(args: list[str]) -> str:
+    """How the command line ``args`` names itself in its error (a group's sub-command included)."""
+    return "sae-store " + (" ".join(args[:2]) if args[0] in ("analyze", "jobs") else args[0])
+
+
 def assert_every_command_refuses(store: Path, message: str, tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     for name in ("status", "verify"):
@@ -39,7 +44,7 @@ def assert_every_command_refuses(store: Path, message: str, tmp_path: Path, caps
     assert json.loads(capsys.readouterr().out)["check"]["interrupted"] == message
     for args in writers(store, tmp_path):
         assert main(args) == 2, args
-        assert capsys.readouterr().err == f"sae-store {args[0]}: error: {message}\n", args
+        assert capsys.readouterr().err == f"{error_prefix(args)}: error: {message}\n", args
     with pytest.raises(StoreLockedError) as refused:
         open_store(store).require_writable()  # what the library's writers call
     assert str(refused.value) == message

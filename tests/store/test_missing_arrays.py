@@ -10,7 +10,7 @@ import pytest
 from sae_store.store import schema as S
 from sae_store_cli.main import main
 
-from .refusals import writers
+from .refusals import error_prefix, writers
 
 
 def _message(store, missing: list[str]) -> str:
@@ -32,7 +32,7 @@ def test_every_command_refuses_a_store_missing_an_array(make_store, tmp_path, ca
         ["train", str(store), "--layer", "0", "--out", str(tmp_path / "saes")],
     ]:
         assert main(args) == 2, args
-        assert capsys.readouterr().err == f"sae-store {args[0]}: error: {_message(store, [name])}\n", args
+        assert capsys.readouterr().err == f"{error_prefix(args)}: error: {_message(store, [name])}\n", args
     assert sorted(p for p in store.rglob("*")) == before  # nothing written
     for command in ("status", "verify"):
         assert main([command, str(store)]) == 1

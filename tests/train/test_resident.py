@@ -47,7 +47,8 @@ def test_resident_batches_equal_the_in_ram_providers_for_the_same_seed(filled_st
         batches = -(-3 * n // 10)  # three epochs, which end inside batches
         x, y = _take(a, batches), _take(b, batches)
         assert x.dtype == torch.float32 and resident._resident is not None
-        assert resident._resident.dtype == torch.bfloat16 and len(resident._resident) == n
+        # float32 on a CPU (bf16 on a GPU): the stored bf16 values, exactly
+        assert resident._resident.dtype == torch.float32 and len(resident._resident) == n
         torch.testing.assert_close(x, y, rtol=0, atol=0)
         drawn = 10 * batches
         position = {"epoch": drawn // n, "round": 0, "offset": drawn % n, "units_per_round": 12}
@@ -96,7 +97,7 @@ def test_a_layer_too_large_for_the_device_budget_is_read_through_host_memory_and
     assert provider.summary.data_bytes == n * 16 * 2
     extra = n * 8 + (2 * 10 + max(provider._sizes)) * 16 * 4  # two batches and one unit in transit
     assert caplog.messages == [
-        f"layer 1's training data ({n} vectors x 16 in bfloat16: {n * 32 / 1000:.2f} KB, plus "
+        f"layer 1's training data ({n} vectors x 16 in float32: {n * 64 / 1000:.2f} KB, plus "
         f"{extra / 1000:.2f} KB for its order and batches) does not fit --device-memory 4KiB on cpu "
         "(4.10 KB); reading it through host memory instead (--memory-budget 2GiB). Raise --device-memory "
         "to keep it on the device."
