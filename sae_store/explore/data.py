@@ -83,6 +83,7 @@ class ExploreData:
         self.labels: Labels = read_labels(self.store)
         self.saes = SaeCache({layer: rec.path for layer, rec in self.sae_records.items()})
         self._sample_pos = {s: i for i, s in enumerate(self.labels.sample)}
+        self._frequency: dict[tuple[int, str], np.ndarray] = {}
 
     # ------------------------------------------------------------------ layout
     @property
@@ -215,6 +216,24 @@ class ExploreData:
         done = self.features[S.COMPLETE].sel(sel).isel({S.SAMPLE: slice(0, self.n_samples)})
         values, flags = np.asarray(col.values, np.float64), np.asarray(done.values, bool)
         return np.where(flags, values, np.nan)
+
+    def firing_frequency(self, layer: int, language: str) -> np.ndarray:
+        """(feature,) fraction of the summarised tokens (the roles ``encode`` kept) where each feature is
+        active, over every encoded sample of ``layer`` in ``language`` (NaN when none is encoded);
+        computed once per (layer, language) from ``feature_frac`` weighted by ``tokens_used``."""
+        key = (layer, language)
+        if key not in self._frequency:
+            assert self.features is not None
+            sel = {S.LAYER: layer, S.LANGUAGE: language}
+            window = {S.SAMPLE: slice(0, self.n_samples)}
+            done = np.asarray(self.features[S.COMPLETE].sel(sel).isel(window).values, bool)
+            used = np.asarray(self.features[S.TOKENS_USED].sel(sel).isel(window).values, np.float64)
+            weights = np.where(done, np.maximum(used, 0.0), 0.0)
+            frac = np.asarray(self.features[S.FEATURE_FRAC].sel(sel).isel(window).values, np.float64)
+            total = weights.sum()
+            active = weights @ np.nan_to_num(frac)
+            self._frequency[key] = active / total if total > 0 else np.full(frac.shape[1], np.nan)
+        return self._frequency[key]
 
     def sample_row(self, variable: str, layer: int, language: str, sample: int) -> np.ndarray | None:
         """(feature,) one sample's statistic for every feature, or None if it is not encoded."""
