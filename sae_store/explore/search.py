@@ -40,10 +40,10 @@ class TokenHit:
 
 
 def explanation_hits(explanations: xr.Dataset | None, query: str, language: str) -> list[ExplanationHit]:
-    """Entries whose explanation contains every word of ``query`` (ignoring case), best detection score
-    in ``language`` first (unscored last)."""
+    """Entries whose explanation contains every word of ``query`` (ignoring case; every entry for a
+    query without words), best detection score in ``language`` first (unscored last)."""
     words = query.casefold().split()
-    if explanations is None or not words:
+    if explanations is None:
         return []
     texts = [str(t) for t in explanations["explanation"].values]
     scores = np.asarray(explanations["detection_balanced_accuracy"].sel({S.LANGUAGE: language}).values)
@@ -96,6 +96,25 @@ def token_hits(data: ExploreData, query: str) -> list[TokenHit]:
     return sorted(unique.values(), key=lambda h: (h.rank, -h.logit, h.layer, h.feature))[:MAX_RESULTS]
 
 
+def _feature_link(layer: int, feature: int, language: str) -> str:
+    return link(f"{layer}:{feature}", "feature", layer=layer, feature=feature, language=language)
+
+
+def explanation_table(hits: list[ExplanationHit], language: str) -> pn.pane.HTML:
+    """Explained features, each linking to its page, with their explanation and detection score."""
+    rows = [
+        [
+            _feature_link(h.layer, h.feature, language),
+            html.escape(h.explanation),
+            html.escape(h.explainer),
+            fmt(h.detection),
+        ]
+        for h in hits
+    ]
+    header = ["layer:feature", "explanation", "explainer", f"detection ({language})"]
+    return html_pane(table(header, rows, raw=True))
+
+
 def search_page(
     data: ExploreData, query: str, language: str, found: tuple[list[ExplanationHit], list[TokenHit]]
 ) -> list[Any]:
@@ -104,28 +123,16 @@ def search_page(
     explained, tokens = found
     q = html.escape(query)
 
-    def feature(layer: int, f: int) -> str:
-        return link(f"{layer}:{f}", "feature", layer=layer, feature=f, language=language)
-
     out: list[Any] = [pn.pane.Markdown(f"### Explanations containing the words of \u201c{q}\u201d")]
     if explained:
-        rows = [
-            [
-                feature(h.layer, h.feature),
-                html.escape(h.explanation),
-                html.escape(h.explainer),
-                fmt(h.detection),
-            ]
-            for h in explained
-        ]
-        header = ["layer:feature", "explanation", "explainer", f"detection ({language})"]
-        out.append(html_pane(table(header, rows, raw=True)))
+        out.append(explanation_table(explained, language))
     else:
         out.append(html_pane("No stored explanation contains them."))
     out.append(pn.pane.Markdown(f"### Features whose logit lens promotes \u201c{q}\u201d"))
     if tokens:
         rows = [
-            [feature(h.layer, h.feature), html.escape(h.token), str(h.rank), fmt(h.logit)] for h in tokens
+            [_feature_link(h.layer, h.feature, language), html.escape(h.token), str(h.rank), fmt(h.logit)]
+            for h in tokens
         ]
         out.append(
             html_pane(table(["layer:feature", "token", "rank (1 = most promoted)", "logit"], rows, raw=True))

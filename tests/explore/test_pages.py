@@ -45,6 +45,10 @@ def test_overview_shows_volcano_agreement_quality_and_completeness(explorer: Exp
     n = '<td class="num">'
     assert f"{n}2</td><td>topk</td>{n}64</td>{n}0.800</td>{n}8.000</td>{n}0.020</td>" in text
     assert "Completeness (40 samples)" in text and "100%" in text
+    # the explained features (2:3 and 2:0, both at chance), linked, with their detection score
+    explained = text[text.index("### Explained features: the best 2 of 2 by detection score in en") :]
+    assert _feature_links(explained[: explained.index("</table>")]) == [(2, 0), (2, 3)]
+    assert "Active on &quot;image 1,3&quot;.</td><td>loopback:rule</td><td>0.500</td>" in explained
     # the evaluated SAE set: the best per layer (the only set) by explained variance (no model runs)
     assert "Which SAE to trust" in text
     ev = xr.open_zarr(data.store.path, group="evaluation/saes", consolidated=False)
