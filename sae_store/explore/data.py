@@ -226,12 +226,14 @@ class ExploreData:
             assert self.features is not None
             sel = {S.LAYER: layer, S.LANGUAGE: language}
             window = {S.SAMPLE: slice(0, self.n_samples)}
-            done = np.asarray(self.features[S.COMPLETE].sel(sel).isel(window).values, bool)
-            used = np.asarray(self.features[S.TOKENS_USED].sel(sel).isel(window).values, np.float64)
-            weights = np.where(done, np.maximum(used, 0.0), 0.0)
-            frac = np.asarray(self.features[S.FEATURE_FRAC].sel(sel).isel(window).values, np.float64)
+            done = np.flatnonzero(self.features[S.COMPLETE].sel(sel).isel(window).values)
+            rows = {S.SAMPLE: done}
+            used = np.asarray(self.features[S.TOKENS_USED].sel(sel).isel(rows).values, np.float64)
+            weights = np.maximum(used, 0.0)
+            # float32 and in place: one (sample, feature) block is ~160 MB at 2,000 x 20,480
+            frac = np.array(self.features[S.FEATURE_FRAC].sel(sel).isel(rows).values, np.float32)
+            active = weights.astype(np.float32) @ np.nan_to_num(frac, copy=False)
             total = weights.sum()
-            active = weights @ np.nan_to_num(frac)
             self._frequency[key] = active / total if total > 0 else np.full(frac.shape[1], np.nan)
         return self._frequency[key]
 
