@@ -28,7 +28,7 @@ from benchmarks.run import result
 from sae_store.analyze.results import write_analysis
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
-from sae_store.store.schema import FEATURE_MAX, FEATURE_MEAN, FEATURES
+from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES
 from tests.explore.conftest import write_sae_weights
 from tests.explore.drive import Browser
 from tests.explore.server import running_explorer
@@ -61,6 +61,10 @@ def _features(store: ActivationStore) -> None:
             x[rows, rng.integers(0, D_SAE, rows.size)] = rng.gamma(1.0, 1.0, rows.size)
             store.write(FEATURE_MEAN, x, start=0, layer=layer, language=lang, group=FEATURES)
             store.write(FEATURE_MAX, 2 * x, start=0, layer=layer, language=lang, group=FEATURES)
+            frac = ((x > 0) * 0.5).astype(np.float32)
+            store.write(FEATURE_FRAC, frac, start=0, layer=layer, language=lang, group=FEATURES)
+            used = np.full(lay.n_samples, 20, np.int32)
+            store.write(S.TOKENS_USED, used, start=0, layer=layer, language=lang, group=FEATURES)
             ones = np.ones(lay.n_samples, bool)
             store.write(S.COMPLETE, ones, start=0, layer=layer, language=lang, group=FEATURES)
     store.consolidate()

@@ -27,6 +27,7 @@ from sae_store.explore.feature import feature_page
 from sae_store.explore.layout import error_box, header, html_pane, link, replace_address, url
 from sae_store.explore.overview import default_layer, overview_page
 from sae_store.explore.sample import sample_page
+from sae_store.explore.search import explanation_hits, search_page, token_hits
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +91,17 @@ class SearchMissError(SaeStoreError):
         self.suggestions = suggestions
 
 
-_FORMS = "a feature id (123), LAYER:FEATURE (17:123) or a sample id"
+_FORMS = "a feature id (123), LAYER:FEATURE (17:123), a sample id, words of an explanation or a token"
 _NUMBER = re.compile(r"-?\d+")
 
 
-def resolve_search(data: ExploreData, query: str, layer: int | None) -> dict[str, Any]:
+def resolve_search(
+    data: ExploreData, query: str, layer: int | None, language: str | None = None
+) -> dict[str, Any]:
     """The page a search box entry opens: ``123`` (a feature of the current layer), ``17:123``
-    (layer 17, feature 123) or a sample id (ignoring case when only one id matches).
+    (layer 17, feature 123), a sample id (ignoring case when only one id matches), else the search
+    results (``found``) of features across layers whose explanation holds the words or whose logit lens
+    promotes the token (explanations ranked by detection score in ``language``).
 
     Raises
     ------
@@ -124,6 +129,9 @@ def resolve_search(data: ExploreData, query: str, layer: int | None) -> dict[str
     found = data.find_sample(q)
     if found is not None:
         return {"page": "sample", "id": found}
+    hits = explanation_hits(data.explanations, q, language or data.languages[0]), token_hits(data, q)
+    if any(hits):
+        return {"page": "search", "q": q, "found": hits}
     close = data.similar_samples(q)
     hint = (
         f"did you mean {' or '.join(map(repr, close))}?"
@@ -131,7 +139,8 @@ def resolve_search(data: ExploreData, query: str, layer: int | None) -> dict[str
         else f"sample ids look like {', '.join(map(repr, data.labels.sample[:3]))}"
     )
     raise SearchMissError(
-        f"no sample {q!r} in the store, and it is not a feature id (a whole number) or LAYER:FEATURE; {hint}",
+        f"no sample {q!r} in the store, no explanation or logit-lens token matches it, and it is not a "
+        f"feature id (a whole number) or LAYER:FEATURE; {hint}",
         close,
     )
 
@@ -147,8 +156,9 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
         page = args.get("page") or "overview"
         layer = _int(args, "layer")
         if searched:
-            params.update(resolve_search(data, args.get("q", ""), layer))
+            params.update(resolve_search(data, args.get("q", ""), layer, language))
             page, layer = params.pop("page"), params.get("layer")
+        found = params.pop("found", None)
         if page == "overview":
             layer = layer if layer is not None else default_layer(data)
             data.store.layer_index(layer)
@@ -165,9 +175,12 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
             feature = _int(args, "feature")
             params.update(id=sid, layer=layer, feature=feature)
             title, body = f"Sample {sid}", sample_page(data, sid, language, layer, feature)
+        elif page == "search" and found is not None:  # the address, with the query, is shareable
+            query = params["q"]
+            title, body = f"Search: {query}", search_page(data, query, language, found)
         else:
             raise SaeStoreError(f"no page {page!r}; pages are overview, feature, sample and search")
-        if searched:  # the address bar shows the page found, as a link to it would
+        if searched and page != "search":  # the address bar shows the page found, as a link to it would
             found = {k: v for k, v in params.items() if k != "language"}
             body = [replace_address(url(page, **found, language=params["language"])), *body]
     except SaeStoreError as e:

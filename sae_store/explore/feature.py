@@ -31,6 +31,7 @@ def feature_page(data: ExploreData, layer: int, feature: int, language: str) -> 
     return [
         *_statistics(data, layer, feature),
         *_histograms(data, layer, feature),
+        *_density(data, layer, feature, language),
         *explanations_panel(data, layer, feature),
         *_top_samples(data, layer, feature, language),
         *lens_panel(data, layer, feature),
@@ -96,6 +97,39 @@ def _histograms(data: ExploreData, layer: int, feature: int) -> list[Any]:
     return [pn.pane.Markdown("### Activation by gender and language"), pn.Row(*figs)]
 
 
+def _roles(data: ExploreData) -> str:
+    """The token roles ``encode`` summarised, in words (``image and text``)."""
+    assert data.features is not None
+    return " and ".join(map(str, data.features.attrs.get("roles") or [])) or "encoded"
+
+
+def _density(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:
+    """Histogram of log10 firing frequency of every feature of the layer in ``language``, this one marked."""
+    assert data.features is not None
+    heading = pn.pane.Markdown(f"### Activation density: every feature of layer {layer} ({language})")
+    freq = data.firing_frequency(layer, language)
+    roles = _roles(data)
+    f = float(freq[feature])
+    if not np.isfinite(f):
+        return [heading, html_pane(f"No sample of layer {layer} is encoded in {language} yet.")]
+    with np.errstate(divide="ignore"):
+        log_freq = np.log10(freq)
+    silent = int(np.sum(freq == 0))
+    if f > 0:
+        rank = int(np.sum(freq > f)) + 1
+        said = (
+            f"Feature {feature} is active on {f:.3%} of the {roles} tokens (log10 {np.log10(f):.2f}), "
+            f"rank {rank} of {freq.size} features by frequency"
+        )
+    else:
+        said = f"Feature {feature} is never active on the {roles} tokens of {language}"
+    note = f"{said}; {silent} features never fire there (not drawn)."
+    fig = plots.density(
+        log_freq, float(np.log10(f)) if f > 0 else None, title=f"{language}: log10 firing frequency"
+    )
+    return [heading, pn.Row(pn.pane.HoloViews(fig), html_pane(note, width=360))]
+
+
 def _top_samples(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:
     col = data.feature_column(FEATURE_MAX, layer, language, feature)
     heading = pn.pane.Markdown(
@@ -114,9 +148,7 @@ def _top_samples(data: ExploreData, layer: int, feature: int, language: str) -> 
 def _inactive(data: ExploreData, layer: int, feature: int, language: str, col: np.ndarray) -> list[Any]:
     """What the page says of a feature that never fires on the token roles ``encode`` summarised:
     where it fires instead, on every token of the first :data:`SCAN_SAMPLES` samples."""
-    roles = (
-        " and ".join(data.features.attrs.get("roles", []) if data.features is not None else []) or "encoded"
-    )
+    roles = _roles(data)
     encoded = np.flatnonzero(np.isfinite(col))
     out: list[Any] = [
         html_pane(

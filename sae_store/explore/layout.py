@@ -109,7 +109,9 @@ def header(
         for lang in languages
     )
     search = pn.widgets.TextInput(
-        value=query, placeholder="feature id, LAYER:FEATURE, or sample id - Enter", width=360
+        value=query,
+        placeholder="feature id, LAYER:FEATURE, sample id, explanation words or a token - Enter",
+        width=440,
     )
     # navigating in the browser: no server round trip, and the result is an ordinary URL
     search.jscallback(

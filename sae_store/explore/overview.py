@@ -14,6 +14,7 @@ from sae_store.evaluate import best_per_layer, comparison_table, read_evaluation
 from sae_store.explore import plots
 from sae_store.explore.data import ExploreData
 from sae_store.explore.layout import html_pane, link, missing, table
+from sae_store.explore.search import explanation_hits, explanation_table
 from sae_store.store import completion
 from sae_store.store import schema as S
 from sae_store.train import DEAD_METRICS
@@ -40,6 +41,7 @@ def overview_page(data: ExploreData, layer: int, language: str) -> list[Any]:
         html_pane(f"{sources}<br>layer: {layer_links}"),
         *_bias(data, layer, language),
         *_crosslingual(data, layer),
+        *_explanations(data, language),
         *_quality(data),
         *_evaluation(data),
         *_completeness(data),
@@ -132,6 +134,26 @@ def _crosslingual(data: ExploreData, layer: int) -> list[Any]:
         out.append(html_pane(table(header, rows)))
     out.append(note)
     return out
+
+
+#: Explained features the overview lists (the search box finds the others).
+OVERVIEW_EXPLAINED = 10
+
+
+def _explanations(data: ExploreData, language: str) -> list[Any]:
+    if data.features is None or data.analysis("bias") is None:
+        return []
+    hits = explanation_hits(data.explanations, "", language)[:OVERVIEW_EXPLAINED]
+    if data.explanations is None or not hits:
+        return [missing("No feature is explained yet", f"sae-store explain {data.store.path} --saes SAE_DIR")]
+    n = data.explanations.sizes["entry"]
+    return [
+        pn.pane.Markdown(
+            f"### Explained features: the best {len(hits)} of {n} by detection score in {language} "
+            "(0.5 = chance; the search box finds the others by their words)"
+        ),
+        explanation_table(hits, language),
+    ]
 
 
 def _quality(data: ExploreData) -> list[Any]:

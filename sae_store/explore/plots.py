@@ -208,3 +208,19 @@ def token_bars(
         tools=["hover"],
         hooks=[hide_labels],
     )
+
+
+def density(log10_freq: np.ndarray, marked: float | None, *, title: str) -> hv.Overlay:
+    """Histogram of the log10 firing frequency of every feature that fires, with ``marked`` (the page's
+    feature; None when it never fires) as a vertical line."""
+    values = log10_freq[np.isfinite(log10_freq)]
+    lo = float(values.min()) if values.size else -6.0
+    edges = np.linspace(min(lo, marked if marked is not None else lo), 0.0, 41)
+    counts, _ = np.histogram(values, bins=edges)
+    hist = hv.Histogram((edges, counts), kdims=["log10 firing frequency"], vdims=["features"]).opts(
+        color=COLOURS["neutral"], line_alpha=0, tools=["hover"]
+    )
+    layers: list[Any] = [hist]
+    if marked is not None:
+        layers.append(hv.VLine(marked).opts(color=COLOURS["targeted"], line_width=2))
+    return hv.Overlay(layers).opts(width=WIDTH // 2, height=240, title=title)

@@ -68,6 +68,15 @@ def test_click_through_overview_feature_sample_and_language(
             assert "language=ar" in browser.state()["href"]
             browser.screenshot(shots / "sample-ar.png")
 
+            left = browser.search("man")  # a token: the features whose logit lens promotes it
+            browser.wait_ready(canvases=0, images=0, since_href=left)
+            assert browser.state()["href"] == f"{url}?page=search&q=man&language=ar&layer=2"
+            assert browser.search_box() == "man"  # the results page keeps its query, to refine
+            browser.screenshot(shots / "search-results.png")
+            _, left = browser.click_link("page=feature")  # the most promoting feature (write_lens)
+            browser.wait_ready(canvases=2, images=4, since_href=left)
+            assert browser.state()["href"] == f"{url}?page=feature&layer=0&feature=0&language=ar"
+
             left = browser.search("1:4")  # the search box opens layer 1, feature 4
             t_search = browser.wait_ready(canvases=2, images=4, since_href=left)
             # the address bar shows the feature page's own address, not the search's
@@ -91,14 +100,14 @@ def test_click_through_overview_feature_sample_and_language(
         assert len(panels["tokens"]) > 10 and all(re.search(r": -?\d+\.\d{3}$", t) for t in panels["tokens"])
         assert set(panels["directions"]) == {direction}
         headings = " | ".join(panels["headings"])
-        for part in ("Activations in context", "Explanations", "Logit lens"):
+        for part in ("Activations in context", "Activation density", "Explanations", "Logit lens"):
             assert part in headings, headings
     assert feature_en["tokens"] != feature_ar["tokens"]
     assert problems.exceptions == []
     assert problems.console_errors == []
     assert problems.failed_loads == []
     assert problems.external_requests == []
-    for name in ("overview", "feature", "sample-en", "sample-ar", "search-feature"):
+    for name in ("overview", "feature", "sample-en", "sample-ar", "search-feature", "search-results"):
         png = (shots / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     times = {"feature": t_feature, "sample": t_sample, "language": t_switch, "search": t_search}

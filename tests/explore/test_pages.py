@@ -45,6 +45,10 @@ def test_overview_shows_volcano_agreement_quality_and_completeness(explorer: Exp
     n = '<td class="num">'
     assert f"{n}2</td><td>topk</td>{n}64</td>{n}0.800</td>{n}8.000</td>{n}0.020</td>" in text
     assert "Completeness (40 samples)" in text and "100%" in text
+    # the explained features (2:3 and 2:0, both at chance), linked, with their detection score
+    explained = text[text.index("### Explained features: the best 2 of 2 by detection score in en") :]
+    assert _feature_links(explained[: explained.index("</table>")]) == [(2, 0), (2, 3)]
+    assert "Active on &quot;image 1,3&quot;.</td><td>loopback:rule</td><td>0.500</td>" in explained
     # the evaluated SAE set: the best per layer (the only set) by explained variance (no model runs)
     assert "Which SAE to trust" in text
     ev = xr.open_zarr(data.store.path, group="evaluation/saes", consolidated=False)
@@ -104,7 +108,35 @@ def test_feature_page_statistics_top_samples_and_neighbours(explorer: Explorer, 
     assert "No intervention on layer 2 includes feature 3" in text
     # one SAE for both languages: the page says so
     assert "One SAE encodes both languages" in text
-    assert len(figures(page)) == 2  # histograms by gender, one per language
+    assert len(figures(page)) == 3  # histograms by gender, one per language; the activation density
+
+
+def test_feature_page_activation_density_marks_the_feature(explorer: Explorer, full_store: ActivationStore):
+    """log10 firing frequency of every feature of the layer in the page's language: the tokens where
+    each is active (``feature_frac`` x ``tokens_used``) over all tokens encoded, the feature marked."""
+    import holoviews as hv
+
+    layer, feature = 2, 3
+    feats = xr.open_zarr(full_store.path, group="features").sel(layer=layer)
+    for lang in ("en", "ar"):
+        page = build_page(explorer, {**ARGS_2_3, "language": lang})
+        text = page_text(page)
+        frac = feats.feature_frac.sel(language=lang).values.astype(np.float64)
+        used = feats.tokens_used.sel(language=lang).values.astype(np.float64)
+        # 20 tokens per sample, active on half of them where the sample's value is > 0
+        freq = np.array([(frac[:, f] * used).sum() / used.sum() for f in range(frac.shape[1])])
+        (density,) = [f for f in figures(page) if isinstance(f, hv.Overlay) and len(f) == 2 and
+                      isinstance(f.get(1), hv.VLine)]  # fmt: skip
+        hist, line = density.get(0), density.get(1)
+        assert line.data == pytest.approx(np.log10(freq[feature]))
+        assert hist.dframe()["features"].sum() == int((freq > 0).sum())
+        rank = int((freq > freq[feature]).sum()) + 1
+        assert (
+            f"Feature {feature} is active on {freq[feature]:.3%} of the image and text tokens "
+            f"(log10 {np.log10(freq[feature]):.2f}), rank {rank} of {N_FEATURES} features by frequency; "
+            f"{int((freq == 0).sum())} features never fire there (not drawn)." in text
+        )
+        assert f"### Activation density: every feature of layer {layer} ({lang})" in text
 
 
 def test_feature_page_lists_interventions_that_edit_it(explorer: Explorer):
@@ -225,7 +257,7 @@ def test_feature_that_never_fires_on_the_encoded_tokens_says_where_it_fires(tmp_
     import torch
 
     from sae_store.explore.feature import SCAN_SAMPLES
-    from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES
+    from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES, TOKENS_USED
 
     from .conftest import write_sae_weights
 
@@ -247,13 +279,21 @@ def test_feature_that_never_fires_on_the_encoded_tokens_says_where_it_fires(tmp_
         values = feats[name].values.copy()
         values[:, feature] = 0
         store.write(name, values, start=0, layer=0, language="en", group=FEATURES)
+    used = np.arange(1, 17, dtype=np.int32)  # samples of unequal length weigh by their tokens
+    store.write(TOKENS_USED, used, start=0, layer=0, language="en", group=FEATURES)
+    frac = feats[FEATURE_FRAC].values.copy()
+    frac[:, feature] = 0
+    explorer = Explorer(store.path)
+    expected = np.average(frac.astype(np.float64), weights=used, axis=0)
+    np.testing.assert_allclose(explorer.current().firing_frequency(0, "en"), expected, rtol=1e-6)
 
-    text = page_text(build_page(Explorer(store.path), {**ARGS_2_3, "layer": "0", "feature": str(feature)}))
+    text = page_text(build_page(explorer, {**ARGS_2_3, "layer": "0", "feature": str(feature)}))
     assert (
         f"Feature {feature} does not fire on the image and text tokens of any of the 16 encoded samples "
         "in en (the tokens <code>encode</code> summarised): it has no top samples there." in text
     )
     assert "max 0.00" not in text and "data:image/png;base64," not in text
+    assert f"Feature {feature} is never active on the image and text tokens of en" in text
     assert f"Where it fires instead: every token of the first {SCAN_SAMPLES} samples" in text
     table = text[text.index("Where it fires instead") :]
     rows = re.findall(
