@@ -29,7 +29,7 @@ from .options import (
     layers_from_args,
     results_from_args,
 )
-from .parser import add_command
+from .parser import add_command, show
 
 #: Columns of the comparison printed per (layer, set) (headers: :data:`~sae_store.evaluate.compare.HEADERS`).
 _COLUMNS = (
@@ -80,44 +80,49 @@ def _evaluate(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress and not args.json,
     )
-    if args.json:
-        payload = {
-            "evaluated": outcome.evaluated,
-            "already_complete": outcome.done_before,
-            "absent": {k: v for k, v in outcome.absent.items() if v},
-            "no_tokens": outcome.empty,
-            "behaviour": outcome.behaviour,
-            "comparison": json.loads(outcome.table.to_json(orient="records")),
-            "best": json.loads(outcome.best.to_json(orient="records")),
-            "files": [str(p) for p in outcome.files],
-        }
-        print(json.dumps(payload, indent=2))
-        return 0
+    payload = {
+        "evaluated": outcome.evaluated,
+        "already_complete": outcome.done_before,
+        "absent": {k: v for k, v in outcome.absent.items() if v},
+        "no_tokens": outcome.empty,
+        "behaviour": outcome.behaviour,
+        "comparison": json.loads(outcome.table.to_json(orient="records")),
+        "best": json.loads(outcome.best.to_json(orient="records")),
+        "files": [str(p) for p in outcome.files],
+    }
+    lines: list[str] = []
     for name, layers_done in outcome.evaluated.items():
-        print(f"{name}: evaluated layer(s) {layers_done}")
+        lines.append(f"{name}: evaluated layer(s) {layers_done}")
     for name, layers_done in outcome.done_before.items():
-        print(f"{name}: layer(s) {layers_done} were evaluated before (--overwrite evaluates them again)")
+        lines.append(
+            f"{name}: layer(s) {layers_done} were evaluated before (--overwrite evaluates them again)"
+        )
     for name, missing in outcome.absent.items():
         if missing:
-            print(f"{name}: no SAE for layer(s) {missing}, not evaluated there")
+            lines.append(f"{name}: no SAE for layer(s) {missing}, not evaluated there")
     for name, by_layer in outcome.empty.items():
         for layer, splits in by_layer.items():
-            print(f"{name} layer {layer}: no tokens in {', '.join(splits)} (those splits have no metrics)")
-    print(f"model runs (CE loss recovered, KL score): {outcome.behaviour}")
+            lines.append(
+                f"{name} layer {layer}: no tokens in {', '.join(splits)} (those splits have no metrics)"
+            )
+    lines.append(f"model runs (CE loss recovered, KL score): {outcome.behaviour}")
     shown = [c for c in _COLUMNS if c in outcome.table]
     if shown:
-        print("\n" + " | ".join(["layer", "set", *(HEADERS[c] for c in shown)]))
+        lines += ["", " | ".join(["layer", "set", *(HEADERS[c] for c in shown)])]
         for record in outcome.table.to_dict(orient="records"):
-            print(" | ".join([str(record["layer"]), str(record["set"]), *(_cell(record[c]) for c in shown)]))
+            lines.append(
+                " | ".join([str(record["layer"]), str(record["set"]), *(_cell(record[c]) for c in shown)])
+            )
     if len(outcome.best):
-        print(f"\nbest per layer (by {config.rank_by}; explained variance where it was not measured):")
+        lines += ["", f"best per layer (by {config.rank_by}; explained variance where it was not measured):"]
         for row in outcome.best.to_dict(orient="records"):
             second = row["runner-up"]
             versus = f", {row['margin']:+.3f} over {second}" if second else ""
             versus = f", tied with {second}" if row["tie"] else versus
-            print(f"  layer {row['layer']}: {row['best']} ({row['by']} {row['value']:.3f}{versus})")
+            lines.append(f"  layer {row['layer']}: {row['best']} ({row['by']} {row['value']:.3f}{versus})")
     if outcome.files:
-        print(f"\nresults: {args.store}/evaluation/<set>, {Path(outcome.files[0]).parent.parent}/")
+        lines += ["", f"results: {args.store}/evaluation/<set>, {Path(outcome.files[0]).parent.parent}/"]
+    show(args, payload, lines)
     return 0
 
 
