@@ -43,7 +43,11 @@ def _add(subparsers: Any) -> None:
     add_store(p)
     add_saes(p, required=False)
     add_results(p, "folder of analysis and intervention JSON results")
-    add_model(p, help="model folder the feature pages' test box runs, loaded on its first run")
+    add_model(
+        p,
+        help="model folder the feature pages' test box runs (loaded on its first run) and whose tokenizer "
+        "decodes tokens",
+    )
     add_settings(p, ModelRunConfig, title="the test box's model runs")
     p.add_argument("--port", type=port, default=5006, metavar="N", help="port to listen on (default: 5006)")
     p.add_argument(

@@ -55,10 +55,11 @@ class Explorer:
         model_config: ModelRunConfig | None = None,
         **options: Any,
     ) -> None:
-        """``model``: the model folder the feature pages' test box runs (default: the store's), with
-        ``model_config``; ``options``: :class:`ExploreData`'s (``saes_dir``, ``results_dir``)."""
+        """``model``: the model folder the feature pages' test box runs and whose tokenizer decodes
+        tokens (default: the store's), with ``model_config``; ``options``: :class:`ExploreData`'s
+        (``saes_dir``, ``results_dir``)."""
         self.live = LiveModel(store_path, model, model_config or ModelRunConfig())
-        self._open = lambda: ExploreData(store_path, **options)
+        self._open = lambda: ExploreData(store_path, model_dir=model, **options)
         self._data = self._open()
         self._lock = threading.Lock()
 

@@ -317,9 +317,9 @@ def tryout_panel(data: ExploreData, live: LiveModel, layer: int, feature: int, l
     problem = live.problem()
     if problem:
         return [heading, html_pane(problem)]
-    source = pn.widgets.RadioButtonGroup(options=[STORED, UPLOADED], value=STORED, button_type="light")
+    source = pn.widgets.RadioButtonGroup(options=[STORED, UPLOADED], value=STORED, color="light")
     sample = pn.widgets.AutocompleteInput(
-        name="stored sample",
+        label="stored sample",
         options=[str(s) for s in data.labels.sample[: data.n_samples]],
         value=str(data.labels.sample[0]),
         case_sensitive=False,
@@ -329,13 +329,13 @@ def tryout_panel(data: ExploreData, live: LiveModel, layer: int, feature: int, l
     )
     upload = ImageUpload(width=440, height=40)
     caption = pn.widgets.TextAreaInput(
-        name="caption, run as the model's answer (optional)",
+        label="caption, run as the model's answer (optional)",
         placeholder="e.g. A man with a beard stands in a field.",
         max_length=2000,
         height=80,
         sizing_mode="stretch_width",
     )
-    run = pn.widgets.Button(name="Run the model", button_type="primary", width=160)
+    run = pn.widgets.Button(label="Run the model", color="primary", width=160)
     out = html_pane("", sizing_mode="stretch_width")
     upload.param.watch(lambda _e: setattr(source, "value", UPLOADED), ["filename"])
     upload.param.watch(lambda e: setattr(run, "disabled", e.new), ["pending"])
