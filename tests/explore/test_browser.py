@@ -85,6 +85,14 @@ def test_click_through_overview_feature_sample_and_language(
             browser.wait_ready(canvases=2, images=4, since_href=left)
             assert browser.state()["href"] == f"{url}?page=feature&layer=0&feature=0&language=ar"
 
+            left = browser.search("Active on")  # words of an explanation: the explained features of layer 2
+            browser.wait_ready(canvases=0, images=0, since_href=left)
+            assert browser.state()["href"] == f"{url}?page=search&q=Active%20on&language=ar&layer=0"
+            _, left = browser.click_link("page=feature&layer=2&feature=")
+            browser.wait_ready(canvases=2, images=4, since_href=left)
+            explained = re.search(r"feature=(\d+)", browser.state()["href"])
+            assert explained is not None and explained.group(1) in ("0", "3")
+
             left = browser.search("1:4")  # the search box opens layer 1, feature 4
             t_search = browser.wait_ready(canvases=2, images=4, since_href=left)
             # the address bar shows the feature page's own address, not the search's
