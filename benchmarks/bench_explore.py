@@ -4,6 +4,10 @@ The explorer (``sae-store explore``) runs as its own process; headless Chromium 
 and feature pages and waits until their plots are drawn and images decoded (the time a person
 waits after a click). Then it browses 50 random feature pages and reads the server's RSS.
 
+A feature page is interactive when its three histograms (by gender in each language, and the
+activation density) are drawn and its images decoded; its sections then include the logit lens,
+explanations and the test box (drawn, with its model given by ``--model``; a run is not timed).
+
 Stores: the demo store (``demo-output/store.zarr`` from ``make demo``, if present) and a synthetic
 34-layer store with real SAE widths: 2,000 samples, d_sae 20,480, a features group with ~64
 active features per sample, bias results and a TopK SAE per layer. Its residual width is 64 (not
@@ -26,10 +30,11 @@ import xarray as xr
 
 from benchmarks.run import result
 from sae_store.analyze.results import write_analysis
+from sae_store.models import build_tiny_gemma3
 from sae_store.store import ActivationStore
 from sae_store.store import schema as S
 from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES
-from tests.explore.conftest import write_sae_weights
+from tests.explore.conftest import write_lens, write_sae_weights
 from tests.explore.drive import Browser
 from tests.explore.server import running_explorer
 from tests.report.browser import find_chromium
@@ -47,6 +52,7 @@ def _synthetic(root: Path) -> Path:
     )
     _features(store)
     _bias(store)
+    write_lens(store, n_features=D_SAE)
     write_sae_weights(root / "saes", list(store.layout.layers), d_in=64, d_sae=D_SAE)
     return store.path
 
@@ -86,12 +92,16 @@ def _bias(store: ActivationStore) -> None:
     store.consolidate()
 
 
-def _measure(store: Path, chromium: str) -> dict[str, Any]:
+#: What a feature page draws before it is interactive: three histograms and two images at least.
+FEATURE_READY = {"canvases": 3, "images": 2}
+
+
+def _measure(store: Path, chromium: str, *extra: str) -> dict[str, Any]:
     ds = xr.open_zarr(store, group=FEATURES)
     layers, d_sae = [int(v) for v in ds.layer.values], int(ds.sizes["feature"])
     rng = random.Random(0)
     overview, feature = [], []
-    with running_explorer(store) as (url, proc):
+    with running_explorer(store, *extra) as (url, proc):
         server = psutil.Process(proc.pid)
         rss_start = server.memory_info().rss
         browser = Browser(chromium)
@@ -99,12 +109,16 @@ def _measure(store: Path, chromium: str) -> dict[str, Any]:
             for _ in range(ROUNDS):  # interleaved: overview, feature page, overview, ...
                 overview.append(browser.open(url, canvases=1))
                 f = f"{url}?page=feature&layer={rng.choice(layers)}&feature={rng.randrange(d_sae)}"
-                feature.append(browser.open(f, canvases=2, images=2))
+                feature.append(browser.open(f, **FEATURE_READY))
+            sections = " | ".join(browser.panels()["headings"])
+            for part in ("Activation density", "Logit lens", "Test this feature"):
+                if part not in sections:
+                    raise RuntimeError(f"the feature page has no {part!r} section: {sections}")
             rss_peak = 0
             browsed = []
             for _ in range(BROWSED):
                 f = f"{url}?page=feature&layer={rng.choice(layers)}&feature={rng.randrange(d_sae)}"
-                browsed.append(browser.open(f, canvases=2, images=2))
+                browsed.append(browser.open(f, **FEATURE_READY))
                 rss_peak = max(rss_peak, server.memory_info().rss)
             time.sleep(1)
             rss_end = server.memory_info().rss
@@ -146,8 +160,12 @@ def main() -> dict[str, Any]:
         t0 = time.perf_counter()
         store = _synthetic(root)
         made = time.perf_counter() - t0
+        model = build_tiny_gemma3(root / "tiny-gemma3", seed=0)  # the test box's model (not run)
         rows.append(
-            _row(f"synthetic 34 layers, {N_SAMPLES} samples, d_sae {D_SAE:,}", _measure(store, chromium))
+            _row(
+                f"synthetic 34 layers, {N_SAMPLES} samples, d_sae {D_SAE:,}",
+                _measure(store, chromium, "--model", str(model)),
+            )
         )
     finally:
         shutil.rmtree(root, ignore_errors=True)

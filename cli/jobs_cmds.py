@@ -137,7 +137,11 @@ def _demo(args: argparse.Namespace) -> int:
     """
     cfg = open_demo(args.out, quick=args.quick, overwrite=args.overwrite)
     code = _run_local(args, cfg, demo_command(args.out, args.quick))
-    say(args, f"browse it: sae-store explore {cfg.paths.path('store')}  (then open the URL it prints)")
+    say(
+        args,
+        f"browse it: sae-store explore {cfg.paths.path('store')}  (then open the URL it prints; each feature "
+        "page's test box runs the tiny model on an image you upload)",
+    )
     return code
 
 

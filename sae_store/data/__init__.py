@@ -6,7 +6,7 @@ The public API, re-exported here:
 * :func:`read_samples`, :func:`write_samples`, :class:`SamplesTable` - the table's contract
 * :func:`count_gender_terms`, :func:`label_captions`, :func:`normalize_gender_value` - gender words
 * :func:`make_demo_data` - a small deterministic captions set with images
-* :func:`check_image`, :func:`load_image`, :func:`load_images` - image files, checked and opened
+* :func:`check_image`, :func:`load_image`, :func:`load_images`, :func:`square` - image files
 """
 
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         normalize_arabic,
         normalize_gender_value,
     )
-    from sae_store.data.images import check_image, load_image, load_images
+    from sae_store.data.images import check_image, load_image, load_images, square
     from sae_store.data.prepare import PrepareResult, prepare_samples
     from sae_store.data.samples import (
         SAMPLE_COLUMNS,
@@ -47,7 +47,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
             "normalize_arabic",
             "normalize_gender_value",
         ),
-        "images": ("check_image", "load_image", "load_images"),
+        "images": ("check_image", "load_image", "load_images", "square"),
         "prepare": ("PrepareResult", "prepare_samples"),
         "samples": ("SAMPLE_COLUMNS", "SamplesTable", "read_samples", "validate_samples", "write_samples"),
     },

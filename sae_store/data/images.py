@@ -72,4 +72,9 @@ def load_images(paths: Sequence[Path]) -> tuple[list[Image.Image | None], list[s
 def load_image(path: Path, size: int) -> np.ndarray | None:
     """The image at ``path`` as (size, size, 3) uint8, squared as the processor does, or None."""
     (image,), _ = load_images([path])
-    return None if image is None else np.asarray(image.resize((size, size), Image.Resampling.BILINEAR))
+    return None if image is None else square(image, size)
+
+
+def square(image: Image.Image, size: int) -> np.ndarray:
+    """``image`` as (size, size, 3) uint8 RGB, squared as the processor does (no crop)."""
+    return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))

@@ -28,6 +28,8 @@ from sae_store.explore.layout import error_box, header, html_pane, link, replace
 from sae_store.explore.overview import default_layer, overview_page
 from sae_store.explore.sample import sample_page
 from sae_store.explore.search import explanation_hits, search_page, token_hits
+from sae_store.explore.tryout import LiveModel
+from sae_store.models import ModelRunConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,19 @@ class PortInUseError(SaeStoreError):
 class Explorer:
     """The store snapshot being served; re-opened for new page views once samples were appended."""
 
-    def __init__(self, store_path: str | Path, **options: Any) -> None:
-        """``options``: :class:`ExploreData`'s (``saes_dir``, ``results_dir``)."""
-        self._open = lambda: ExploreData(store_path, **options)
+    def __init__(
+        self,
+        store_path: str | Path,
+        *,
+        model: str | Path | None = None,
+        model_config: ModelRunConfig | None = None,
+        **options: Any,
+    ) -> None:
+        """``model``: the model folder the feature pages' test box runs and whose tokenizer decodes
+        tokens (default: the store's), with ``model_config``; ``options``: :class:`ExploreData`'s
+        (``saes_dir``, ``results_dir``)."""
+        self.live = LiveModel(store_path, model, model_config or ModelRunConfig())
+        self._open = lambda: ExploreData(store_path, model_dir=model, **options)
         self._data = self._open()
         self._lock = threading.Lock()
 
@@ -169,7 +181,10 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
             if layer is None or feature is None:
                 raise SaeStoreError("a feature page needs layer= and feature= in the address")
             params.update(layer=layer, feature=feature)
-            title, body = f"Layer {layer}, feature {feature}", feature_page(data, layer, feature, language)
+            title, body = (
+                f"Layer {layer}, feature {feature}",
+                feature_page(data, layer, feature, language, explorer.live),
+            )
         elif page == "sample":
             sid = str(params.get("id") or args.get("id", ""))
             feature = _int(args, "feature")

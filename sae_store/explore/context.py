@@ -25,7 +25,8 @@ IMAGE_SIZE = 224
 N_CROPS, CROP_SIZE = 3, 72
 _VISIBLE = {" ": "\u2423", "\n": "\u21b5", "\t": "\u21e5", "\r": "\u240d"}
 _KIND = {"top": "top activation", "random": "random firing sample"}
-_STYLE = (
+#: The style of highlighted tokens, examples and colour scales (once per page section).
+STYLE = (
     "<style>.tok{border-radius:2px;padding:0 1px;white-space:pre-wrap}.tok.img{font-style:italic}"
     ".example{margin:6px 0 14px}.tokens{line-height:1.8;max-width:900px}.scale span{font-size:11px}"
     "</style>"
@@ -122,11 +123,20 @@ def example_html(
     image = None
     if data.images_dir and data.image_tokens:
         image = load_image(data.images_dir / data.labels.image[row], IMAGE_SIZE)
+    return activation_html(data, head, t, image, grid, language=language, vmax=vmax, alt=f"{sid} {language}")
+
+
+def activation_html(
+    data: ExploreData, head: str, t: SampleTokens, image: np.ndarray | None, grid: np.ndarray | None, *,
+    language: str, vmax: float, alt: str,
+) -> str:  # fmt: skip
+    """``head`` above the image with the feature's per-patch activation over it (colour scale below),
+    its most active patches cropped, and the highlighted tokens."""
     picture = ""
     if grid is not None or image is not None:
         png = plots.overlay_png(image, grid, vmax=vmax, size=IMAGE_SIZE)
         picture = (
-            f'<td style="vertical-align:top">{plots.img_tag(png, alt=f"{sid} {language}")}'
+            f'<td style="vertical-align:top">{plots.img_tag(png, alt=alt)}'
             f'{colour_scale(vmax)}</td><td style="vertical-align:top">{crops(image, grid)}</td>'
         )
     tokens = token_html(data, t, language, vmax) if t.acts is not None else ""
@@ -156,4 +166,4 @@ def examples_html(data: ExploreData, layer: int, feature: int, language: str, co
         )
         for (r, kind), t, g in zip(shown, tokens, grids, strict=True)
     ]  # fmt: skip
-    return _STYLE + "".join(parts)
+    return STYLE + "".join(parts)

@@ -67,6 +67,8 @@ class ExploreData:
         ``saes/`` beside the store if it exists. Layers it lacks use the SAE ``encode`` recorded.
     results_dir
         Folder of the analyses' JSON results; default ``results/`` beside the store if it exists.
+    model_dir
+        The model folder whose tokenizer decodes token ids; default the one the store records.
     """
 
     def __init__(
@@ -75,8 +77,10 @@ class ExploreData:
         *,
         saes_dir: str | Path | None = None,
         results_dir: str | Path | None = None,
+        model_dir: str | Path | None = None,
     ) -> None:
         self.store: ActivationStore = open_store(store_path)
+        self.model_dir = model_dir or self.store.attrs.get("model", {}).get("name_or_path")
         self.saes_dir = _folder(saes_dir, self.store, "saes", "--saes")
         self.results_dir = _folder(results_dir, self.store, "results", "--results")
         self.n_samples = self.store.layout.n_samples
@@ -106,7 +110,7 @@ class ExploreData:
     @cached_property
     def decode_token(self) -> TokenDecoder | None:
         """Token id -> text with the store's model tokenizer; None when the model folder is not here."""
-        return token_decoder(self.store.attrs.get("model", {}).get("name_or_path"))
+        return token_decoder(self.model_dir)
 
     def warm(self) -> None:
         """Open the groups and load the tokenizer now, so that the first page is as quick as the rest."""

@@ -14,6 +14,7 @@ from sae_store.explore.data import ExploreData, SampleTokens
 from sae_store.explore.layout import html_pane, link, missing, table
 from sae_store.explore.lens import explanations_panel, lens_panel
 from sae_store.explore.overview import features_missing
+from sae_store.explore.tryout import LiveModel, tryout_panel
 from sae_store.store import schema as S
 from sae_store.store.schema import FEATURE_MAX, FEATURE_MEAN
 
@@ -22,9 +23,10 @@ SCAN_SAMPLES = 8
 _STATS = ("d", "q", "ci_low", "ci_high", "male_mean", "female_mean", "male_freq", "female_freq")
 
 
-def feature_page(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:
+def feature_page(data: ExploreData, layer: int, feature: int, language: str, live: LiveModel) -> list[Any]:
     """The feature page's sections: statistics and histograms of every language, top samples and
-    tokens of ``language`` (the page's language switch), interventions and neighbours."""
+    tokens of ``language`` (the page's language switch), interventions, neighbours and the test box
+    (which runs ``live``)."""
     data.check_feature(layer, feature)
     if data.features is None:
         return [features_missing(data)]
@@ -37,6 +39,7 @@ def feature_page(data: ExploreData, layer: int, feature: int, language: str) -> 
         *lens_panel(data, layer, feature),
         *_interventions(data, layer, feature),
         *_neighbours(data, layer, feature, language),
+        *tryout_panel(data, live, layer, feature, language),
     ]
 
 

@@ -18,6 +18,7 @@ from sae_store._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from sae_store.models.config import ModelRunConfig
+    from sae_store.models.inputs import special_token_ids, token_roles
     from sae_store.models.loader import LoadedModel, load_model, load_processor, model_identity
     from sae_store.models.tiny import build_tiny_gemma3
     from sae_store.models.tokens import TokenDecoder, token_decoder
@@ -26,6 +27,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "config": ("ModelRunConfig",),
+        "inputs": ("special_token_ids", "token_roles"),
         "loader": ("LoadedModel", "load_model", "load_processor", "model_identity"),
         "tiny": ("build_tiny_gemma3",),
         "tokens": ("TokenDecoder", "token_decoder"),

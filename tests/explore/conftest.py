@@ -97,3 +97,34 @@ def explorer(full_store: ActivationStore) -> Explorer:
 def bare_store(tmp_path_factory: pytest.TempPathFactory) -> ActivationStore:
     """A store with activations only: no features, SAEs or results (read-only)."""
     return make_store(tmp_path_factory.mktemp("explore-bare") / "store.zarr", n_samples=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> ActivationStore:
+    """The demo's data (12 images) extracted with the tiny Gemma 3, a random TopK SAE per layer in
+    ``saes/`` beside the store, and its features encoded: what the test box runs on (read-only)."""
+    import pandas as pd
+
+    from sae_store.data.demo import make_demo_data
+    from sae_store.data.prepare import prepare_samples
+    from sae_store.extract.config import ExtractConfig
+    from sae_store.extract.init import init_store
+    from sae_store.extract.run import run_extraction
+    from sae_store.store import StoreConfig
+    from sae_store.train.encode import encode_features
+
+    root = tmp_path_factory.mktemp("explore-tiny")
+    data = make_demo_data(root / "data", n_images=12, seed=0)
+    prepared = prepare_samples(data / "captions.csv", data / "images", root / "prepared")
+    store = init_store(
+        root / "store.zarr",
+        pd.read_csv(prepared.samples_path),
+        tiny_model_dir,
+        images_dir=data / "images",
+        config=StoreConfig(samples_per_shard=4, precision="fp32"),
+    )
+    run_extraction(store.path, tiny_model_dir, ExtractConfig(), device="cpu", dtype="float32")
+    layers = list(store.layout.layers)
+    write_sae_weights(root / "saes", layers, d_in=store.layout.hidden_size, d_sae=N_FEATURES)
+    encode_features(store, {la: root / "saes" / f"layer_{la}" for la in layers}, progress=False)
+    return store

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from sae_store.explore.tryout import RUNNING
 from tests.report.browser import LAYOUT_JS, PageCheck, _collect_events, _Pipe
 
 # The feature page's highlighted tokens and section headings, inside every shadow root.
@@ -91,18 +92,23 @@ _LINK_JS = """
 })()
 """
 
-# Finds the search box (a text input inside Panel's shadow DOM) and evaluates %s with it as ``hit``.
-_SEARCH_BOX_JS = """
+# Finds the first element for which the JS predicate %s holds (searching shadow roots too) and evaluates
+# %s with it as ``hit`` (null when there is none).
+_FIND_JS = """
 (() => {
   let hit = null;
   const walk = (root) => root.querySelectorAll('*').forEach((el) => {
-    if (!hit && el.tagName === 'INPUT' && (el.placeholder || '').includes('sample id')) hit = el;
+    if (!hit && (%s)) hit = el;
     if (el.shadowRoot) walk(el.shadowRoot);
   });
   walk(document);
   return hit === null ? null : %s;
 })()
 """
+_SEARCH_BOX = "el.tagName === 'INPUT' && (el.placeholder || '').includes('sample id')"
+_FILE_INPUT = "el.tagName === 'INPUT' && el.type === 'file'"
+_CAPTION_BOX = "el.tagName === 'TEXTAREA'"
+_TRYOUT_RESULT = "el.classList.contains('tryout')"
 
 
 class Browser:
@@ -116,7 +122,7 @@ class Browser:
         self.session = self.pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
             "sessionId"
         ]
-        for domain in ("Page", "Runtime", "Log", "Network"):
+        for domain in ("Page", "Runtime", "Log", "Network", "DOM"):
             self.pipe.call(f"{domain}.enable", session=self.session)
 
     def evaluate(self, expression: str) -> Any:
@@ -174,7 +180,7 @@ class Browser:
     def search(self, text: str) -> str:
         """Type ``text`` into the search box and press Enter; returns the page left."""
         before = self.state()["href"]
-        if not self.evaluate(_SEARCH_BOX_JS % "(hit.focus(), true)"):
+        if not self.evaluate(_FIND_JS % (_SEARCH_BOX, "(hit.focus(), true)")):
             raise AssertionError(f"no search box on {before}")
         self.pipe.call("Input.insertText", {"text": text}, session=self.session)
         for kind in ("keyDown", "keyUp"):
@@ -191,7 +197,53 @@ class Browser:
 
     def search_box(self) -> str:
         """The text in the search box."""
-        return str(self.evaluate(_SEARCH_BOX_JS % "hit.value"))
+        return str(self.evaluate(_FIND_JS % (_SEARCH_BOX, "hit.value")))
+
+    def choose_file(self, path: Path) -> None:
+        """Choose ``path`` in the page's file input, as a person picking it in the file dialog, and wait
+        until it is sent (or refused)."""
+        res = self.pipe.call(
+            "Runtime.evaluate", {"expression": _FIND_JS % (_FILE_INPUT, "hit")}, self.session
+        )
+        object_id = res["result"].get("objectId")
+        if object_id is None:
+            raise AssertionError("no file input on the page")
+        self.pipe.call("DOM.setFileInputFiles", {"files": [str(path)], "objectId": object_id}, self.session)
+        t0 = time.monotonic()  # until the file is read and sent (or refused), as its status line says
+        while time.monotonic() - t0 < 30:
+            status = str(
+                self.evaluate(_FIND_JS % ("el.classList.contains('upload-status')", "hit.textContent"))
+            )
+            if status.endswith(")") and path.name in status:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the file input still says {status!r}")
+
+    def type_caption(self, text: str) -> None:
+        """Type ``text`` into the page's text area (the test box's caption)."""
+        if not self.evaluate(_FIND_JS % (_CAPTION_BOX, "(hit.focus(), hit.select(), true)")):
+            raise AssertionError("no text area on the page")
+        self.pipe.call("Input.insertText", {"text": text}, session=self.session)
+
+    def click_button(self, label: str) -> None:
+        """Click the first button whose text holds ``label``."""
+        found = f"el.tagName === 'BUTTON' && el.textContent.includes({json.dumps(label)})"
+        if not self.evaluate(_FIND_JS % (found, "(hit.click(), true)")):
+            raise AssertionError(f"no button {label!r} on the page")
+
+    def tryout_result(self, since: str = "", timeout: float = 60) -> dict[str, Any]:
+        """The test box's result once it differs from ``since``: its text and tokens' hover titles."""
+        texts = (
+            "JSON.stringify({text: hit.textContent, "
+            "tokens: [...hit.querySelectorAll('.tok')].map((t) => t.title)})"
+        )
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            got = self.evaluate(_FIND_JS % (_TRYOUT_RESULT, texts))
+            if got is not None and json.loads(got)["text"] not in (since, RUNNING):
+                return json.loads(got)  # type: ignore[no-any-return]
+            time.sleep(0.1)
+        raise TimeoutError(f"no test box result after {timeout} s")
 
     def layout_problems(self) -> list[str]:
         """What :data:`tests.report.browser.LAYOUT_JS` finds on the page shown."""

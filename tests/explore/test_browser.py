@@ -6,17 +6,25 @@ set, otherwise in pytest's temporary folder; the path is printed (``pytest -s`` 
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from sae_store.explore.context import token_html
+from sae_store.explore.data import ExploreData
+from sae_store.explore.tryout import MAX_UPLOAD_BYTES, LiveModel, feature_tokens
+from sae_store.models.config import ModelRunConfig
 from sae_store.store import ActivationStore
 from tests.report.test_browser import chromium  # noqa: F401  (the fixture installing Chromium)
 
 from .drive import Browser
 from .server import running_explorer
+from .test_tryout import most_active, sample_image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -77,6 +85,14 @@ def test_click_through_overview_feature_sample_and_language(
             browser.wait_ready(canvases=2, images=4, since_href=left)
             assert browser.state()["href"] == f"{url}?page=feature&layer=0&feature=0&language=ar"
 
+            left = browser.search("Active on")  # words of an explanation: the explained features of layer 2
+            browser.wait_ready(canvases=0, images=0, since_href=left)
+            assert browser.state()["href"] == f"{url}?page=search&q=Active%20on&language=ar&layer=0"
+            _, left = browser.click_link("page=feature&layer=2&feature=")
+            browser.wait_ready(canvases=2, images=4, since_href=left)
+            explained = re.search(r"feature=(\d+)", browser.state()["href"])
+            assert explained is not None and explained.group(1) in ("0", "3")
+
             left = browser.search("1:4")  # the search box opens layer 1, feature 4
             t_search = browser.wait_ready(canvases=2, images=4, since_href=left)
             # the address bar shows the feature page's own address, not the search's
@@ -112,3 +128,67 @@ def test_click_through_overview_feature_sample_and_language(
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     times = {"feature": t_feature, "sample": t_sample, "language": t_switch, "search": t_search}
     assert max(times.values()) < INTERACTIVE_S, times
+
+
+def test_the_test_box_runs_the_model_on_a_stored_sample_and_an_upload_and_refuses_bad_files(
+    tiny_store: ActivationStore,
+    chromium: str,  # noqa: F811
+    shots: Path,
+    tmp_path: Path,
+):
+    data = ExploreData(tiny_store.path)
+    layer = data.layers[-1]
+    feature = most_active(data, layer)
+    upload = tmp_path / "mine.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(upload)
+    caption = "A man with a beard stands in a field."
+    # what the box must show: the direct computation, drawn as the page draws tokens
+    live = LiveModel(tiny_store.path, None, ModelRunConfig(device="cpu", dtype="fp32"))
+    expected = {}
+    for name, image, text in (("stored", sample_image(data, 0), ""), ("upload", Image.open(upload), caption)):
+        t = feature_tokens(data, live, layer, feature, "en", image.convert("RGB"), text)
+        assert t.acts is not None
+        titles = re.findall(r'class="tok[^"]*"[^>]*title="([^"]*)"', token_html(data, t, "en", 1.0))
+        expected[name] = (float(t.acts.max()), [html.unescape(title) for title in titles])
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "huge.jpg").write_bytes(b"\0" * (MAX_UPLOAD_BYTES + 1))
+
+    with running_explorer(tiny_store.path, "--device", "cpu") as (url, _):
+        browser = Browser(chromium, width=1440)
+        try:
+            browser.open(
+                f"{url}?page=feature&layer={layer}&feature={feature}&language=en", canvases=2, images=1
+            )
+            browser.click_button("Run the model")  # a stored sample's image, the first sample's by default
+            stored = browser.tryout_result()
+            browser.choose_file(upload)
+            browser.type_caption(caption)
+            browser.click_button("Run the model")
+            uploaded = browser.tryout_result(since=stored["text"])
+            browser.screenshot(shots / "test-box.png")
+            layout = browser.layout_problems()
+            refusals = [uploaded["text"]]
+            for bad in ("notes.png", "huge.jpg"):
+                browser.choose_file(tmp_path / bad)
+                browser.click_button("Run the model")
+                refusals.append(browser.tryout_result(since=refusals[-1])["text"])
+            problems = browser.problems()
+        finally:
+            browser.close()
+    top, titles = expected["stored"]
+    assert stored["text"].startswith(
+        f"sample {data.labels.sample[0]}: feature {feature} of layer {layer} reaches {top:.3f}"
+    )
+    assert stored["tokens"] == titles
+    top, titles = expected["upload"]
+    assert uploaded["text"].startswith(
+        f"uploaded mine.png: feature {feature} of layer {layer} reaches {top:.3f}"
+    )
+    assert uploaded["tokens"] == titles and len(titles) > len(stored["tokens"])  # the caption's tokens too
+    assert refusals[1:] == [
+        "Cannot run: 'notes.png' is not an image: choose a PNG, JPEG, WebP, GIF, BMP or TIFF file",
+        "Cannot run: 'huge.jpg' is 10.0 MB; the test box takes image files up to 10.0 MB: save a smaller "
+        "copy (the model sees it squared to its own image size anyway)",
+    ]
+    assert layout == []
+    assert problems.exceptions == [] and problems.console_errors == [] and problems.external_requests == []

@@ -6,6 +6,7 @@ import socket
 import urllib.request
 
 import pandas as pd
+import panel as pn
 import pytest
 
 from sae_store.explore import Explorer, build_page
@@ -15,7 +16,7 @@ from sae_store.store import ActivationStore
 from sae_store_cli.main import main
 from tests.report.synthetic import make_store
 
-from .pages import page_text
+from .pages import page_text, walk
 from .server import running_explorer
 
 
@@ -78,3 +79,28 @@ def test_a_folder_option_that_is_not_a_folder(full_store: ActivationStore, tmp_p
     bad = tmp_path / "missing"
     assert main(["explore", str(full_store.path), flag, str(bad), "--port", "0"]) == 2
     assert f"{flag} {str(bad)!r} is not a folder" in capsys.readouterr().err
+
+
+def test_a_model_option_that_is_no_model_folder_is_refused_at_startup(
+    full_store: ActivationStore, tmp_path, capsys
+):
+    bad = tmp_path / "missing"
+    assert main(["explore", str(full_store.path), "--model", str(bad), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(
+        f"sae-store explore: error: Model folder {str(bad)!r} does not exist or is not a folder"
+    )
+
+
+def test_the_model_option_decodes_tokens_and_draws_the_test_box(full_store: ActivationStore, tiny_model_dir):
+    # the synthetic store records a model folder that is not here: no token text, no test box
+    args = {"page": "feature", "layer": "2", "feature": "3"}
+    recorded = Explorer(full_store.path)
+    assert recorded.current().decode_token is None
+    assert "restart the explorer with --model DIR" in page_text(build_page(recorded, args))
+    given = Explorer(full_store.path, model=tiny_model_dir)
+    decode = given.current().decode_token
+    assert decode is not None and decode(2) == "<bos>"
+    buttons = [w.label for w in walk(build_page(given, args)) if isinstance(w, pn.widgets.Button)]
+    assert buttons == ["Run the model"]

@@ -140,4 +140,5 @@ def test_cli_demo_prints_each_output(
                    f"  report    {tmp_path / 'demo' / 'report'}",
                    f"open the report: {tmp_path / 'demo' / 'report' / 'report.html'}",
                    f"browse it: sae-store explore {tmp_path / 'demo' / 'store.zarr'}"
-                   "  (then open the URL it prints)"]  # fmt: skip
+                   "  (then open the URL it prints; each feature page's test box runs the tiny model on an "
+                   "image you upload)"]  # fmt: skip
