@@ -34,15 +34,13 @@ from sae_store.progress import progress_bar
 from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore, Block, task_blocks
 from sae_store.store import schema as S
-from sae_store.store.group_schema import feature_variables, role_variables
-from sae_store.store.groups import create_group, delete_group
+from sae_store.store.groups import create_features_group, delete_group
 from sae_store.store.results import group_attrs, has_group, update_group_attrs
 from sae_store.store.schema import (
     FEATURE_FRAC,
     FEATURE_MAX,
     FEATURE_MEAN,
     FEATURES,
-    ROLE,
     ROLE_FRAC,
     ROLE_TOKENS,
     TOKENS_USED,
@@ -104,14 +102,7 @@ def _prepare_group(
         "n_samples": store.layout.n_samples,
         "active": "latent > 0",
     }
-    if create_group(
-        store,
-        FEATURES,
-        {**feature_variables(store.layout, d_sae), **role_variables(store.layout, d_sae, len(roles))},
-        sizes={S.FEATURE: d_sae, ROLE: len(roles)},
-        coords={S.FEATURE: np.arange(d_sae, dtype=np.int32), ROLE: np.array(roles)},
-        attrs=attrs,
-    ):
+    if create_features_group(store, d_sae, roles, attrs):
         return
     have = group_attrs(store, FEATURES)
     restart = f"start over with --overwrite ({_DISCARDS})"

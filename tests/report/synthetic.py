@@ -34,10 +34,8 @@ from sae_store.intervene.experiment import LanguageEffects, LayerResult
 from sae_store.intervene.metrics import SpliceQuality
 from sae_store.intervene.results import result_key, summarise, to_dataset, write_cross_layer, write_result
 from sae_store.roles import TokenRole
-from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
+from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store, groups
 from sae_store.store import schema as S
-from sae_store.store.group_schema import feature_variables, role_variables
-from sae_store.store.groups import create_group
 from sae_store.store.results import Labels, read_labels
 from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES, TOKENS_USED
 from sae_store.train.folder import WEIGHTS_FILE
@@ -124,15 +122,8 @@ def make_store(
 def create_features_group(store: ActivationStore, n_features: int) -> None:
     """Create the empty ``features`` group of ``n_features`` features (image and text tokens), laid out as
     ``sae-store encode`` creates it, for the caller to fill."""
-    lay = store.layout
-    create_group(
-        store,
-        FEATURES,
-        {**feature_variables(lay, n_features), **role_variables(lay, n_features, 2)},
-        sizes={S.FEATURE: n_features, S.ROLE: 2},
-        coords={S.FEATURE: np.arange(n_features, dtype=np.int32), S.ROLE: np.array(["image", "text"])},
-        attrs={"roles": ["image", "text"], "d_sae": n_features, "n_samples": lay.n_samples},
-    )
+    attrs = {"roles": ["image", "text"], "d_sae": n_features, "n_samples": store.layout.n_samples}
+    groups.create_features_group(store, n_features, ["image", "text"], attrs)
 
 
 def drop_role_arrays(store: ActivationStore) -> None:
