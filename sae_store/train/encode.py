@@ -207,7 +207,8 @@ def encode_features(
     ------
     SaeStoreError
         A layer is not in the store; the SAEs disagree in size with each other, the store or the
-        existing group; a layer was encoded before with another SAE.
+        existing group; a layer was encoded before with another SAE; the group was encoded before the
+        per-role arrays existed and something is left to encode (``restart`` encodes it again).
     IncompleteError
         Activations of the task's blocks are not complete for a layer.
     """

@@ -17,6 +17,7 @@ from sae_store.train.config import SaeConfig
 from sae_store.train.encode import encode_features
 from sae_store.train.formats import save_sae
 from sae_store.train.sae import build_sae
+from sae_store_cli.main import main
 from tests.report.synthetic import drop_role_arrays
 
 from .test_encode import _save
@@ -70,7 +71,7 @@ def _files(store) -> dict[str, str]:
     }
 
 
-def test_group_encoded_before_roles_is_resumed_refused_or_encoded_again(filled_store, tmp_path):
+def test_group_encoded_before_roles_is_resumed_refused_or_encoded_again(filled_store, tmp_path, capsys):
     store = filled_store()
     saes = tmp_path / "saes"
     _save(saes / "layer_0")
@@ -95,6 +96,9 @@ def test_group_encoded_before_roles_is_resumed_refused_or_encoded_again(filled_s
     with pytest.raises(SaeStoreError, match="encode it again"):  # any array task of it
         encode_features(store, both, task_index=1, task_count=2, progress=False)
     assert _files(store) == before
+    # the command: one line naming the way on, a non-zero exit
+    assert main(["encode", str(store.path), "--saes", str(saes), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err and _files(store) == before
     # --overwrite encodes it again, with the per-role arrays
     redone = encode_features(store, both, restart=True, progress=False)
     assert redone.encoded == 2 * 2 * 6
