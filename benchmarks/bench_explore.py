@@ -71,6 +71,13 @@ def _features(store: ActivationStore) -> None:
             store.write(FEATURE_FRAC, frac, start=0, layer=layer, language=lang, group=FEATURES)
             used = np.full(lay.n_samples, 20, np.int32)
             store.write(S.TOKENS_USED, used, start=0, layer=layer, language=lang, group=FEATURES)
+            # per role (16 image, 4 text tokens): even features on 8 image and 2 text tokens, odd ones on
+            # 10 image tokens only
+            odd = np.arange(D_SAE) % 2 == 1
+            roles = np.stack([np.where(odd, 1.25 * frac, frac), np.where(odd, 0, frac)], axis=1)
+            store.write(S.ROLE_FRAC, roles, start=0, layer=layer, language=lang, group=FEATURES)
+            tokens = np.tile(np.array([16, 4], np.int32), (lay.n_samples, 1))
+            store.write(S.ROLE_TOKENS, tokens, start=0, layer=layer, language=lang, group=FEATURES)
             ones = np.ones(lay.n_samples, bool)
             store.write(S.COMPLETE, ones, start=0, layer=layer, language=lang, group=FEATURES)
     store.consolidate()

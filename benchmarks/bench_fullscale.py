@@ -35,11 +35,10 @@ from sae_store.device import available_cores
 from sae_store.extract.block import BlockData
 from sae_store.extract.writer import BlockWriter
 from sae_store.store import ActivationStore, Block, StoreConfig, create_store
-from sae_store.store import group_schema as G
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16_
 from sae_store.store.config import DEFAULT_COMPRESSOR, PRESETS
-from sae_store.store.groups import create_group
+from sae_store.store.groups import create_features_group
 from sae_store.store.usage import store_usage
 from sae_store.train.config import DataConfig
 from sae_store.train.data import StoreDataProvider
@@ -184,13 +183,7 @@ def _projected_files(root: Path, n: int) -> tuple[int, int]:
     ``features`` group (``sae-store encode``) is added: an empty store of that size, projected."""
     store = _create(root / "projection.zarr", n, DEFAULT_COMPRESSOR)
     before = store_usage(store).projected_files
-    create_group(
-        store,
-        S.FEATURES,
-        G.feature_variables(store.layout, D_SAE),
-        sizes={S.FEATURE: D_SAE},
-        coords={S.FEATURE: np.arange(D_SAE, dtype=np.int32)},
-    )
+    create_features_group(store, D_SAE, ["image", "text"])
     after = store_usage(store).projected_files
     shutil.rmtree(store.path)
     return before, after

@@ -88,6 +88,7 @@ class ExploreData:
         self.saes = SaeCache({layer: rec.path for layer, rec in self.sae_records.items()})
         self._sample_pos = {s: i for i, s in enumerate(self.labels.sample)}
         self._frequency: dict[tuple[int, str], np.ndarray] = {}
+        self._role_frequency: dict[tuple[int, str], dict[str, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ layout
     @property
@@ -229,17 +230,33 @@ class ExploreData:
         if key not in self._frequency:
             assert self.features is not None
             sel = {S.LAYER: layer, S.LANGUAGE: language}
-            window = {S.SAMPLE: slice(0, self.n_samples)}
-            done = np.flatnonzero(self.features[S.COMPLETE].sel(sel).isel(window).values)
-            rows = {S.SAMPLE: done}
-            used = np.asarray(self.features[S.TOKENS_USED].sel(sel).isel(rows).values, np.float64)
-            weights = np.maximum(used, 0.0)
-            # float32 and in place: one (sample, feature) block is ~160 MB at 2,000 x 20,480
-            frac = np.array(self.features[S.FEATURE_FRAC].sel(sel).isel(rows).values, np.float32)
-            active = weights.astype(np.float32) @ np.nan_to_num(frac, copy=False)
-            total = weights.sum()
-            self._frequency[key] = active / total if total > 0 else np.full(frac.shape[1], np.nan)
+            frac = self.features[S.FEATURE_FRAC].sel(sel).expand_dims(S.ROLE, axis=1)
+            used = self.features[S.TOKENS_USED].sel(sel).expand_dims(S.ROLE, axis=1)
+            self._frequency[key] = _pooled(frac, used, self._encoded(layer, language))[0]
         return self._frequency[key]
+
+    def role_frequency(self, layer: int, language: str) -> dict[str, np.ndarray] | None:
+        """Per token role ``encode`` kept, (feature,) the fraction of that role's tokens where each
+        feature is active over every encoded sample of ``layer`` in ``language`` (NaN when none has a
+        token of the role); computed once per (layer, language) from ``role_frac`` weighted by
+        ``role_tokens``. None when the features group was encoded before those arrays existed."""
+        assert self.features is not None
+        if S.ROLE_FRAC not in self.features:
+            return None
+        key = (layer, language)
+        if key not in self._role_frequency:
+            sel = {S.LAYER: layer, S.LANGUAGE: language}
+            frac, tokens = self.features[S.ROLE_FRAC].sel(sel), self.features[S.ROLE_TOKENS].sel(sel)
+            pooled = _pooled(frac, tokens, self._encoded(layer, language))
+            roles = map(str, self.features[S.ROLE].values)
+            self._role_frequency[key] = dict(zip(roles, pooled, strict=True))
+        return self._role_frequency[key]
+
+    def _encoded(self, layer: int, language: str) -> np.ndarray:
+        """Positions of the samples of ``layer`` encoded in ``language``."""
+        assert self.features is not None
+        done = self.features[S.COMPLETE].sel({S.LAYER: layer, S.LANGUAGE: language})
+        return np.flatnonzero(done.isel({S.SAMPLE: slice(0, self.n_samples)}).values)
 
     def sample_row(self, variable: str, layer: int, language: str, sample: int) -> np.ndarray | None:
         """(feature,) one sample's statistic for every feature, or None if it is not encoded."""
@@ -273,6 +290,28 @@ class ExploreData:
                 text = gen["generated_caption"].sel({S.LANGUAGE: lang}).isel({S.SAMPLE: sample}).values
                 out[lang]["generated"] = str(strings(text).item()) if text is not None else ""
         return out
+
+
+#: Samples read at a time when pooling per-sample fractions: a float32 block of POOL_SAMPLES x roles x
+#: d_sae (~42 MB at 2 roles x 20,480 features), whatever the number of samples.
+POOL_SAMPLES = 256
+
+
+def _pooled(frac: xr.DataArray, tokens: xr.DataArray, rows: np.ndarray) -> np.ndarray:
+    """(group, feature) active tokens over tokens, pooled over the samples ``rows``: ``frac`` (sample,
+    group, feature) holds each sample's fraction of its tokens where a feature is active, ``tokens``
+    (sample, group) its tokens (-1, not written, counts as 0); NaN where a group has no token."""
+    weights = np.maximum(np.asarray(tokens.isel({S.SAMPLE: rows}).values, np.float32), 0.0)
+    active = np.zeros(frac.shape[1:], np.float64)
+    for i in range(0, rows.size, POOL_SAMPLES):
+        part = np.asarray(frac.isel({S.SAMPLE: rows[i : i + POOL_SAMPLES]}).values, np.float32)
+        part = np.nan_to_num(part, copy=not part.flags.writeable)  # NaN: a sample without such tokens
+        w = weights[i : i + POOL_SAMPLES]
+        for g in range(part.shape[1]):
+            active[g] += w[:, g] @ part[:, g, :]
+    total = weights.sum(axis=0, dtype=np.float64)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, active / total, np.nan).astype(np.float32)
 
 
 def _unpadded(text: str) -> str:

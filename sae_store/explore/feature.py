@@ -107,30 +107,47 @@ def _roles(data: ExploreData) -> str:
 
 
 def _density(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:
-    """Histogram of log10 firing frequency of every feature of the layer in ``language``, this one marked."""
-    assert data.features is not None
+    """Histograms of log10 firing frequency of every feature of the layer in ``language``, one per token
+    role ``encode`` kept (pooled, with a note, for a features group encoded before the split), this
+    feature marked on each."""
     heading = pn.pane.Markdown(f"### Activation density: every feature of layer {layer} ({language})")
-    freq = data.firing_frequency(layer, language)
-    roles = _roles(data)
+    by_role = data.role_frequency(layer, language)
+    note: list[Any] = []
+    if by_role is None:
+        by_role = {_roles(data): data.firing_frequency(layer, language)}
+        note = [
+            missing(
+                f"These features were encoded before per-role statistics were stored: the density pools "
+                f"the {_roles(data)} tokens. A density per role needs the features encoded again",
+                f"sae-store encode {data.store.path} --saes SAE_DIR --overwrite",
+            )
+        ]
+    if not any(np.isfinite(freq).any() for freq in by_role.values()):
+        return [heading, html_pane(f"No sample of layer {layer} is encoded in {language} yet.")]
+    rows = [_density_row(freq, feature, role, language) for role, freq in by_role.items()]
+    return [heading, *note, *rows]
+
+
+def _density_row(freq: np.ndarray, feature: int, role: str, language: str) -> pn.Row:
+    """The histogram of one role's log10 firing frequencies with ``feature`` marked, and a sentence."""
     f = float(freq[feature])
     if not np.isfinite(f):
-        return [heading, html_pane(f"No sample of layer {layer} is encoded in {language} yet.")]
+        return pn.Row(html_pane(f"No {role} token is encoded in {language}."))
     with np.errstate(divide="ignore"):
         log_freq = np.log10(freq)
     silent = int(np.sum(freq == 0))
     if f > 0:
         rank = int(np.sum(freq > f)) + 1
         said = (
-            f"Feature {feature} is active on {f:.3%} of the {roles} tokens (log10 {np.log10(f):.2f}), "
+            f"Feature {feature} is active on {f:.3%} of the {role} tokens (log10 {np.log10(f):.2f}), "
             f"rank {rank} of {freq.size} features by frequency"
         )
     else:
-        said = f"Feature {feature} is never active on the {roles} tokens of {language}"
+        said = f"Feature {feature} is never active on the {role} tokens of {language}"
     note = f"{said}; {silent} features never fire there (not drawn)."
-    fig = plots.density(
-        log_freq, float(np.log10(f)) if f > 0 else None, title=f"{language}: log10 firing frequency"
-    )
-    return [heading, pn.Row(pn.pane.HoloViews(fig), html_pane(note, width=360))]
+    title = f"{language}, {role} tokens: log10 firing frequency"
+    fig = plots.density(log_freq, float(np.log10(f)) if f > 0 else None, title=title)
+    return pn.Row(pn.pane.HoloViews(fig), html_pane(note, width=360))
 
 
 def _top_samples(data: ExploreData, layer: int, feature: int, language: str) -> list[Any]:

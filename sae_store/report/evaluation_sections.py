@@ -3,7 +3,7 @@
 Inputs are the store's ``evaluation/<set>`` groups (:func:`~sae_store.evaluate.read_evaluations`):
 the best set per layer and the margin (:func:`~sae_store.evaluate.best_per_layer`), one line per set
 across layers for the headline metrics, the per-layer table, the splits by token role and language
-(a split without tokens says so), and the log10 feature-density histograms.
+(a split without tokens says so), and the log10 feature-density histograms per token role.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ def _splits(evaluations: Mapping[str, xr.Dataset]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: The token roles whose firing densities the report draws, and their line dash.
+_DENSITY_ROLES = {"image": None, "text": "dashed"}
+
+
 def _histograms(evaluations: Mapping[str, xr.Dataset]) -> Frames:
     names = sorted(evaluations)
     views = {}
@@ -108,16 +112,13 @@ def _histograms(evaluations: Mapping[str, xr.Dataset]) -> Frames:
                 ds = evaluations[name]
                 if layer not in ds["layer"].values:
                     continue
-                counts = ds["density_histogram"].sel(layer=layer, language=lang, role="all").values
                 edges = ds["density_bin"].values.astype(float) + 0.125
-                curves.append(
-                    line_style(
-                        hv.Curve((edges, counts), "log10 density", "latents", label=name).opts(
-                            interpolation="steps-mid"
-                        ),
-                        _colour(names, name),
+                for role, dash in _DENSITY_ROLES.items():  # per token role, as the explorer draws it
+                    counts = ds["density_histogram"].sel(layer=layer, language=lang, role=role).values
+                    curve = hv.Curve((edges, counts), "log10 density", "latents", label=f"{name}, {role}")
+                    curves.append(
+                        line_style(curve.opts(interpolation="steps-mid"), _colour(names, name), dash=dash)
                     )
-                )
             views[(layer, str(lang))] = styled(
                 hv.Overlay(curves),
                 common={
@@ -167,8 +168,8 @@ def evaluation_section(evaluations: Mapping[str, xr.Dataset]) -> Section:
     items.append(
         Figure(
             "evaluation_density",
-            "Latents by log10 firing density over image and text tokens, per layer and language (dead "
-            "latents left out).",
+            "Latents by log10 firing density on image tokens (solid) and on text tokens (dashed), per "
+            "layer and language (dead latents left out).",
             _histograms(evaluations),
         )
     )

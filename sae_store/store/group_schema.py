@@ -16,12 +16,18 @@ from sae_store.store.schema import (
     GENDER,
     LANGUAGE,
     LAYER,
+    ROLE,
+    ROLE_FRAC,
+    ROLE_TOKENS,
     SAMPLE,
     SAMPLE_COORDS,
     TOKENS_USED,
     StoreLayout,
     VarSpec,
 )
+
+#: Codec of the per-sample feature statistics: mostly zeros, which byte shuffle groups and zstd removes.
+_SPARSE = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
 
 
 def feature_variables(layout: StoreLayout, d_sae: int) -> dict[str, VarSpec]:
@@ -32,11 +38,10 @@ def feature_variables(layout: StoreLayout, d_sae: int) -> dict[str, VarSpec]:
     (1, 1, samples_per_shard, d_sae); ``tokens_used`` and ``complete`` one chunk per block.
     Array tasks own whole blocks, so no two of them write one file; a task rewrites a block's
     shard once per layer it encodes (zarr keeps the other layers' chunks encoded as they are).
+    ``encode`` adds :func:`role_variables`; groups encoded before those existed have these alone.
     """
     dims = (LAYER, LANGUAGE, SAMPLE, FEATURE)
     L, G, B = len(layout.layers), len(layout.languages), layout.samples_per_shard
-    # mostly zeros: byte shuffle groups the zero bytes, zstd removes them
-    sparse = (BloscCodec(cname="zstd", clevel=5, shuffle="shuffle"),)
     coords = {"coordinates": " ".join(SAMPLE_COORDS)}
 
     def stat(long_name: str) -> VarSpec:
@@ -47,7 +52,7 @@ def feature_variables(layout: StoreLayout, d_sae: int) -> dict[str, VarSpec]:
             shards=(L, G, B, d_sae),
             fill_value=float("nan"),
             attrs={"long_name": long_name, "units": "1", **coords},
-            compressors=sparse,
+            compressors=_SPARSE,
         )
 
     return {
@@ -67,6 +72,35 @@ def feature_variables(layout: StoreLayout, d_sae: int) -> dict[str, VarSpec]:
             (L, G, B),
             fill_value=False,
             attrs={"long_name": "features of this sample are on disk"},
+        ),
+    }
+
+
+def role_variables(layout: StoreLayout, d_sae: int, n_roles: int) -> dict[str, VarSpec]:
+    """The ``features`` group's per-role arrays (``role`` runs over the ``n_roles`` roles ``encode``
+    kept), chunked like :func:`feature_variables`' statistics: one file per shard block of samples
+    holding every layer, language and role. Groups encoded before they existed lack them."""
+    L, G, B = len(layout.layers), len(layout.languages), layout.samples_per_shard
+    return {
+        ROLE_FRAC: VarSpec(
+            (LAYER, LANGUAGE, SAMPLE, ROLE, FEATURE),
+            "float32",
+            (1, 1, B, n_roles, d_sae),
+            shards=(L, G, B, n_roles, d_sae),
+            fill_value=float("nan"),
+            attrs={
+                "long_name": "fraction of the sample's tokens of the role where the latent is > 0",
+                "units": "1",
+                "coordinates": " ".join(SAMPLE_COORDS),
+            },
+            compressors=_SPARSE,
+        ),
+        ROLE_TOKENS: VarSpec(
+            (LAYER, LANGUAGE, SAMPLE, ROLE),
+            "int32",
+            (L, G, B, n_roles),
+            fill_value=-1,
+            attrs={"long_name": "finite tokens of the role encoded (-1: not written)", "units": "1"},
         ),
     }
 
@@ -119,7 +153,7 @@ def generation_variables(layout: StoreLayout, max_new_tokens: int) -> dict[str, 
 
 #: The ``evaluation/<set>`` group's own dimensions (their coordinate values are the metrics and splits
 #: ``sae-store evaluate`` measures, named in :mod:`sae_store.evaluate.results`).
-ROLE_SPLIT, METRIC, DENSITY_BIN = "role", "metric", "density_bin"
+ROLE_SPLIT, METRIC, DENSITY_BIN = ROLE, "metric", "density_bin"
 SPLICE, BEHAVIOUR_METRIC = "splice", "behaviour_metric"
 PROBE, PROBE_INPUT, PROBE_STAT = "probe", "probe_input", "probe_stat"
 #: Root coordinates an ``evaluation/<set>`` group repeats.

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import zarr
 
+from sae_store.store import group_schema as G
 from sae_store.store import schema as S
 from sae_store.store.codecs import with_checksum
 from sae_store.store.core import ActivationStore
@@ -127,6 +128,21 @@ def create_group(
         created = False
     ensure_consolidated(store, name)
     return created
+
+
+def create_features_group(
+    store: ActivationStore, d_sae: int, roles: Sequence[str], attrs: Mapping[str, Any] | None = None
+) -> bool:
+    """Create the ``features`` group as ``encode`` lays it out (per-sample statistics of ``d_sae``
+    features, in all and per token role of ``roles``) unless it exists; True if this call created it."""
+    return create_group(
+        store,
+        S.FEATURES,
+        {**G.feature_variables(store.layout, d_sae), **G.role_variables(store.layout, d_sae, len(roles))},
+        sizes={S.FEATURE: d_sae, S.ROLE: len(roles)},
+        coords={S.FEATURE: np.arange(d_sae, dtype=np.int32), S.ROLE: np.array(list(roles))},
+        attrs=attrs,
+    )
 
 
 def _code_coordinate(group: zarr.Group, dim: str, values: np.ndarray) -> None:

@@ -104,6 +104,11 @@ FEATURE_MEAN = "feature_mean"
 FEATURE_MAX = "feature_max"
 FEATURE_FRAC = "feature_frac"
 TOKENS_USED = "tokens_used"
+#: Per encoded token role (``role`` dimension, the roles ``encode`` kept): the fraction of the role's
+#: tokens where each feature is active, and the role's tokens encoded. Groups encoded before lack them.
+ROLE_FRAC = "role_frac"
+ROLE_TOKENS = "role_tokens"
+ROLE = "role"
 
 #: Suffix of the integer-code array beside a categorical string array (``gender`` -> ``gender_code``).
 CODE_SUFFIX = "_code"

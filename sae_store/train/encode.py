@@ -1,7 +1,10 @@
 """Encoding activations with trained SAEs into the store's ``features`` group.
 
 Per (layer, language, sample, feature): the mean and the max of the latent over the sample's tokens
-of the chosen roles, and the fraction of those tokens where it is active (> 0). Work is done in
+of the chosen roles, and the fraction of those tokens where it is active (> 0), in all and per role
+(``role_frac``, with each role's token count ``role_tokens``), from one pass over the latents. A
+group encoded before the per-role arrays existed is not added to (``--overwrite`` encodes it
+again). Work is done in
 (layer, shard block) units (all languages), each flagged complete after its data, so encoding resumes
 where it stopped and array tasks (each owning a contiguous run of blocks) run in parallel. Layers go
 in groups whose SAEs fit ``EncodeConfig.sae_memory``, block by block within a group, so a block's
@@ -23,7 +26,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
 from sae_store.device import available_cores, resolve_device
 from sae_store.errors import ConfigError, DataError, IncompleteError, SaeStoreError
@@ -32,23 +34,29 @@ from sae_store.progress import progress_bar
 from sae_store.roles import TokenRole
 from sae_store.store import ActivationStore, Block, task_blocks
 from sae_store.store import schema as S
-from sae_store.store.group_schema import feature_variables
-from sae_store.store.groups import create_group, delete_group
-from sae_store.store.results import group_attrs, update_group_attrs
-from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES, TOKENS_USED
+from sae_store.store.groups import create_features_group, delete_group
+from sae_store.store.results import group_attrs, has_group, update_group_attrs
+from sae_store.store.schema import (
+    FEATURE_FRAC,
+    FEATURE_MAX,
+    FEATURE_MEAN,
+    FEATURES,
+    ROLE_FRAC,
+    ROLE_TOKENS,
+    TOKENS_USED,
+)
 from sae_store.train.config import DataConfig, EncodeConfig
 from sae_store.train.data import StoreDataProvider
 from sae_store.train.discovery import check_model
 from sae_store.train.formats import LoadedSae, load_sae, sha256_file
 from sae_store.train.metrics import held_out_metrics
 from sae_store.train.sae import SparseAutoencoder
+from sae_store.train.summary import TokenSummary, summarize_tokens
 
 log = logging.getLogger(__name__)
 
-#: Arrays written per (layer, block), in the order :func:`summarize_tokens` returns them.
-_STATISTICS = (FEATURE_MEAN, FEATURE_MAX, FEATURE_FRAC, TOKENS_USED)
-#: One language's statistics of one (layer, block), as :func:`summarize_tokens` returns them.
-_Stats = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+#: Arrays written per (layer, block), in the order of :class:`~sae_store.train.summary.TokenSummary`.
+_STATISTICS = (FEATURE_MEAN, FEATURE_MAX, FEATURE_FRAC, TOKENS_USED, ROLE_FRAC, ROLE_TOKENS)
 
 
 class EncodeResult(NamedTuple):
@@ -80,39 +88,8 @@ def sae_record(
     }
 
 
-@torch.no_grad()
-def summarize_tokens(
-    sae: SparseAutoencoder, acts: np.ndarray, mask: np.ndarray, *, batch_tokens: int, device: str = "cpu"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-sample latent mean, max, fraction active [samples, d_sae] and tokens used [samples].
-
-    ``acts`` [samples, tokens, d_in]; ``mask`` [samples, tokens] selects the tokens. Non-finite
-    vectors are left out; a sample with no token left gets NaN statistics and 0 tokens.
-    """
-    n_samples = acts.shape[0]
-    use = mask & np.isfinite(acts).all(axis=-1)
-    rows, _ = np.nonzero(use)
-    x_all = acts[use]
-    F = sae.d_sae
-    sums = torch.zeros(n_samples, F, dtype=torch.float64, device=device)
-    active = torch.zeros(n_samples, F, dtype=torch.float64, device=device)
-    maxs = torch.zeros(n_samples, F, dtype=torch.float32, device=device)
-    seg_all = torch.from_numpy(rows).to(device)
-    for i in range(0, len(x_all), batch_tokens):
-        x = torch.from_numpy(x_all[i : i + batch_tokens]).to(device)
-        seg = seg_all[i : i + batch_tokens]
-        latents = sae.encode(x)  # >= 0 for every architecture, so max starts from 0
-        sums.index_add_(0, seg, latents.double())
-        active.index_add_(0, seg, (latents > 0).double())
-        maxs.scatter_reduce_(0, seg[:, None].expand_as(latents), latents, reduce="amax")
-    counts = torch.from_numpy(use.sum(axis=1)).to(device)
-    n = counts[:, None].double()
-    empty = (counts == 0)[:, None]
-    nan = torch.tensor(float("nan"), device=device)
-    mean = torch.where(empty, nan, sums / n.clamp_min(1)).float()
-    frac = torch.where(empty, nan, active / n.clamp_min(1)).float()
-    maxs = torch.where(empty, nan, maxs)
-    return mean.cpu().numpy(), maxs.cpu().numpy(), frac.cpu().numpy(), counts.cpu().numpy().astype(np.int32)
+#: What ``--overwrite`` costs, said wherever it is advised.
+_DISCARDS = "this discards the features encoded so far"
 
 
 def _prepare_group(
@@ -125,17 +102,10 @@ def _prepare_group(
         "n_samples": store.layout.n_samples,
         "active": "latent > 0",
     }
-    if create_group(
-        store,
-        FEATURES,
-        feature_variables(store.layout, d_sae),
-        sizes={S.FEATURE: d_sae},
-        coords={S.FEATURE: np.arange(d_sae, dtype=np.int32)},
-        attrs=attrs,
-    ):
+    if create_features_group(store, d_sae, roles, attrs):
         return
     have = group_attrs(store, FEATURES)
-    restart = "start over with --restart (this discards the features encoded so far)"
+    restart = f"start over with --overwrite ({_DISCARDS})"
     if have.get("n_samples") != store.layout.n_samples or have.get("d_sae") != d_sae:
         raise SaeStoreError(
             f"the store's features group holds {have.get('n_samples')} samples x {have.get('d_sae')} "
@@ -158,6 +128,23 @@ def _prepare_group(
     if any(str(layer) not in saes for layer in records):
         saes.update({str(k): v for k, v in records.items()})
         update_group_attrs(store, FEATURES, {"saes": saes})
+
+
+def _refuse_without_roles(store: ActivationStore, layers: list[int], blocks: list[Block]) -> None:
+    """Refuse to add to a features group encoded before the per-role arrays existed: the new units
+    would have per-role statistics and the old ones none. A group with nothing left to encode for
+    ``layers`` and ``blocks`` is left alone (nothing is written)."""
+    if not has_group(store, FEATURES) or ROLE_FRAC in store.zarr_group(FEATURES):
+        return
+    done = store.read_flags(S.COMPLETE, group=FEATURES)
+    rows = [store.layer_index(layer) for layer in layers]
+    if all(done[rows, :, b.start : b.stop].all() for b in blocks):
+        return
+    raise SaeStoreError(
+        f"the store's features group was encoded before per-role statistics ({ROLE_FRAC}, "
+        f"{ROLE_TOKENS}) were stored, so it cannot be added to; encode it again with `sae-store encode "
+        f"{store.path} --saes SAE_DIR --overwrite` ({_DISCARDS})"
+    )
 
 
 def _record_quality(
@@ -220,7 +207,8 @@ def encode_features(
     ------
     SaeStoreError
         A layer is not in the store; the SAEs disagree in size with each other, the store or the
-        existing group; a layer was encoded before with another SAE.
+        existing group; a layer was encoded before with another SAE; the group was encoded before the
+        per-role arrays existed and something is left to encode (``restart`` encodes it again).
     IncompleteError
         Activations of the task's blocks are not complete for a layer.
     """
@@ -255,6 +243,8 @@ def encode_features(
             )
     if restart:
         delete_group(store, FEATURES)
+    else:
+        _refuse_without_roles(store, layers, blocks)
     _prepare_group(store, records, list(config.roles), sizes.pop())
     roles = np.asarray(store.array(S.TOKEN_ROLE)[...])
     codes = [int(TokenRole[r.upper()]) for r in config.roles]
@@ -273,11 +263,14 @@ def encode_features(
         for layer in group
         if not done[store.layer_index(layer), :, b.start : b.stop].all()
     ]
+    n_lang = len(store.layout.languages)
+    result = EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
+    if not todo_units:  # (a group encoded before the per-role arrays has nothing to open for them)
+        return result
     out = {name: store.array(name, FEATURES, mode="r+") for name in (*_STATISTICS, S.COMPLETE)}
     loaded: dict[int, SparseAutoencoder] = {}
-    pending: list[tuple[int, list[_Stats]]] = []  # (layer index, stats per language)
+    pending: list[tuple[int, list[TokenSummary]]] = []  # (layer index, stats per language)
     # chunks are decoded on `readers`; the next unit is read on `ahead` while the SAE encodes this one
-    n_lang = len(store.layout.languages)
     with (
         ThreadPoolExecutor(available_cores(), thread_name_prefix="sae-encode-read") as readers,
         ThreadPoolExecutor(1, thread_name_prefix="sae-encode-ahead") as ahead,
@@ -296,7 +289,8 @@ def encode_features(
                 summarize_tokens(
                     loaded[layer],
                     acts[gi],
-                    np.isin(roles[gi, b.start : b.stop], codes),
+                    roles[gi, b.start : b.stop],
+                    codes,
                     batch_tokens=config.batch_tokens,
                     device=device,
                 )
@@ -312,7 +306,7 @@ def encode_features(
             ):
                 _flush(out, pending, b)
                 pending = []
-    return EncodeResult(n_lang * len(todo_units), n_lang * (len(units) - len(todo_units)), tuple(layers))
+    return result
 
 
 def _layer_groups(
@@ -335,7 +329,7 @@ def _layer_groups(
     return groups
 
 
-def _flush(out: dict[str, Any], pending: list[tuple[int, list[_Stats]]], b: Block) -> None:
+def _flush(out: dict[str, Any], pending: list[tuple[int, list[TokenSummary]]], b: Block) -> None:
     """Write the statistics of consecutive store layers ``pending`` for block ``b`` in one call per
     array (one rewrite of the block's shard), then their complete flags."""
     first, stop = pending[0][0], pending[-1][0] + 1

@@ -108,35 +108,100 @@ def test_feature_page_statistics_top_samples_and_neighbours(explorer: Explorer, 
     assert "No intervention on layer 2 includes feature 3" in text
     # one SAE for both languages: the page says so
     assert "One SAE encodes both languages" in text
-    assert len(figures(page)) == 3  # histograms by gender, one per language; the activation density
+    # histograms by gender, one per language; the activation density of each encoded role
+    assert len(figures(page)) == 4
 
 
-def test_feature_page_activation_density_marks_the_feature(explorer: Explorer, full_store: ActivationStore):
-    """log10 firing frequency of every feature of the layer in the page's language: the tokens where
-    each is active (``feature_frac`` x ``tokens_used``) over all tokens encoded, the feature marked."""
+def _densities(page) -> list:
     import holoviews as hv
 
-    layer, feature = 2, 3
+    return [
+        f
+        for f in figures(page)
+        if isinstance(f, hv.Overlay) and f.values()[0].kdims[0].name == "log10 firing frequency"
+    ]
+
+
+def _density_said(freq: np.ndarray, feature: int, role: str, lang: str) -> str:
+    """What the page says of ``feature`` given the frequencies ``freq`` of every feature on ``role``."""
+    silent = f"{int((freq == 0).sum())} features never fire there (not drawn)."
+    if freq[feature] == 0:
+        return f"Feature {feature} is never active on the {role} tokens of {lang}; {silent}"
+    rank = int((freq > freq[feature]).sum()) + 1
+    return (
+        f"Feature {feature} is active on {freq[feature]:.3%} of the {role} tokens "
+        f"(log10 {np.log10(freq[feature]):.2f}), rank {rank} of {N_FEATURES} features by frequency; {silent}"
+    )
+
+
+@pytest.mark.parametrize("feature", [2, 3])
+def test_feature_page_activation_density_per_role(
+    explorer: Explorer, full_store: ActivationStore, feature: int
+):
+    """log10 firing frequency of every feature of the layer in the page's language, one histogram per
+    encoded role: the role's tokens where each feature is active (``role_frac`` x ``role_tokens``) over
+    the role's tokens encoded, computed here directly; the feature marked. Odd features never fire on
+    text tokens (the synthetic features group plants them on image tokens only)."""
+    layer = 2
     feats = xr.open_zarr(full_store.path, group="features").sel(layer=layer)
+    data = explorer.current()
     for lang in ("en", "ar"):
-        page = build_page(explorer, {**ARGS_2_3, "language": lang})
+        page = build_page(explorer, {**ARGS_2_3, "feature": str(feature), "language": lang})
         text = page_text(page)
-        frac = feats.feature_frac.sel(language=lang).values.astype(np.float64)
-        used = feats.tokens_used.sel(language=lang).values.astype(np.float64)
-        # 20 tokens per sample, active on half of them where the sample's value is > 0
-        freq = np.array([(frac[:, f] * used).sum() / used.sum() for f in range(frac.shape[1])])
-        (density,) = [f for f in figures(page) if isinstance(f, hv.Overlay) and len(f) == 2 and
-                      isinstance(f.get(1), hv.VLine)]  # fmt: skip
-        hist, line = density.get(0), density.get(1)
-        assert line.data == pytest.approx(np.log10(freq[feature]))
-        assert hist.dframe()["features"].sum() == int((freq > 0).sum())
-        rank = int((freq > freq[feature]).sum()) + 1
-        assert (
-            f"Feature {feature} is active on {freq[feature]:.3%} of the image and text tokens "
-            f"(log10 {np.log10(freq[feature]):.2f}), rank {rank} of {N_FEATURES} features by frequency; "
-            f"{int((freq == 0).sum())} features never fire there (not drawn)." in text
-        )
         assert f"### Activation density: every feature of layer {layer} ({lang})" in text
+        expected = {}
+        for role in ("image", "text"):
+            frac = feats.role_frac.sel(language=lang, role=role).values.astype(np.float64)
+            tokens = feats.role_tokens.sel(language=lang, role=role).values.astype(np.float64)
+            expected[role] = (frac * tokens[:, None]).sum(0) / tokens.sum()
+        got = data.role_frequency(layer, lang)
+        assert got is not None and list(got) == ["image", "text"]
+        for role, freq in expected.items():
+            np.testing.assert_allclose(got[role], freq, rtol=1e-6)
+            assert _density_said(freq, feature, role, lang) in text
+        assert (expected["text"][1::2] == 0).all() and (expected["image"] > 0).any()
+        densities = _densities(page)  # image, then text; the feature's line where it fires
+        assert len(densities) == 2
+        for fig, role in zip(densities, ("image", "text"), strict=True):
+            assert fig.values()[0].dframe()["features"].sum() == int((expected[role] > 0).sum())
+            if expected[role][feature] > 0:
+                assert fig.values()[1].data == pytest.approx(np.log10(expected[role][feature]), rel=1e-6)
+            else:
+                assert len(fig) == 1
+    assert feature % 2 == 0 or "is never active on the text tokens" in text
+
+
+def test_feature_page_density_of_features_encoded_before_the_role_split(full_store, tmp_path):
+    """A features group without ``role_frac``: one pooled histogram (``feature_frac`` x ``tokens_used``)
+    and the command that encodes the features again."""
+    import shutil
+
+    from tests.report.synthetic import drop_role_arrays
+
+    copy = tmp_path / "store"
+    shutil.copytree(full_store.path.parent, copy)
+    store_path = copy / full_store.path.name
+    from sae_store.store import open_store
+
+    drop_role_arrays(open_store(store_path))
+    old = Explorer(store_path)
+    layer, feature, lang = 2, 3, "en"
+    page = build_page(old, {**ARGS_2_3, "language": lang})
+    text = page_text(page)
+    feats = xr.open_zarr(store_path, group="features", consolidated=False).sel(layer=layer, language=lang)
+    frac = feats.feature_frac.values.astype(np.float64)
+    used = feats.tokens_used.values.astype(np.float64)
+    freq = (frac * used[:, None]).sum(0) / used.sum()
+    assert old.current().role_frequency(layer, lang) is None
+    np.testing.assert_allclose(old.current().firing_frequency(layer, lang), freq, rtol=1e-6)
+    (density,) = _densities(page)
+    assert density.values()[1].data == pytest.approx(np.log10(freq[feature]), rel=1e-6)
+    assert _density_said(freq, feature, "image and text", lang) in text
+    assert (
+        '<div class="missing">These features were encoded before per-role statistics were stored: the '
+        "density pools the image and text tokens. A density per role needs the features encoded again. "
+        f"Run <code>sae-store encode {store_path} --saes SAE_DIR --overwrite</code> first.</div>" in text
+    )
 
 
 def test_feature_page_lists_interventions_that_edit_it(explorer: Explorer):
@@ -257,7 +322,14 @@ def test_feature_that_never_fires_on_the_encoded_tokens_says_where_it_fires(tmp_
     import torch
 
     from sae_store.explore.feature import SCAN_SAMPLES
-    from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES, TOKENS_USED
+    from sae_store.store.schema import (
+        FEATURE_FRAC,
+        FEATURE_MAX,
+        FEATURE_MEAN,
+        FEATURES,
+        ROLE_FRAC,
+        TOKENS_USED,
+    )
 
     from .conftest import write_sae_weights
 
@@ -275,9 +347,9 @@ def test_feature_that_never_fires_on_the_encoded_tokens_says_where_it_fires(tmp_
     firing = [f"s{i:04d}" for i in range(SCAN_SAMPLES) if acts[i, :, feature].max() > 0]
     assert 0 < len(firing) < SCAN_SAMPLES + 1
     feats = xr.open_zarr(store.path, group="features").sel(layer=0, language="en")
-    for name in (FEATURE_MAX, FEATURE_MEAN, FEATURE_FRAC):  # never fires on the encoded tokens
+    for name in (FEATURE_MAX, FEATURE_MEAN, FEATURE_FRAC, ROLE_FRAC):  # never fires on the encoded tokens
         values = feats[name].values.copy()
-        values[:, feature] = 0
+        values[..., feature] = 0
         store.write(name, values, start=0, layer=0, language="en", group=FEATURES)
     used = np.arange(1, 17, dtype=np.int32)  # samples of unequal length weigh by their tokens
     store.write(TOKENS_USED, used, start=0, layer=0, language="en", group=FEATURES)
@@ -293,7 +365,8 @@ def test_feature_that_never_fires_on_the_encoded_tokens_says_where_it_fires(tmp_
         "in en (the tokens <code>encode</code> summarised): it has no top samples there." in text
     )
     assert "max 0.00" not in text and "data:image/png;base64," not in text
-    assert f"Feature {feature} is never active on the image and text tokens of en" in text
+    for role in ("image", "text"):
+        assert f"Feature {feature} is never active on the {role} tokens of en" in text
     assert f"Where it fires instead: every token of the first {SCAN_SAMPLES} samples" in text
     table = text[text.index("Where it fires instead") :]
     rows = re.findall(

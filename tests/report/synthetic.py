@@ -8,6 +8,7 @@ their own writers, so the report reads exactly the layout the pipeline writes.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +34,8 @@ from sae_store.intervene.experiment import LanguageEffects, LayerResult
 from sae_store.intervene.metrics import SpliceQuality
 from sae_store.intervene.results import result_key, summarise, to_dataset, write_cross_layer, write_result
 from sae_store.roles import TokenRole
-from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store
+from sae_store.store import ActivationStore, ModelInfo, StoreConfig, create_store, groups
 from sae_store.store import schema as S
-from sae_store.store.group_schema import feature_variables
-from sae_store.store.groups import create_group
 from sae_store.store.results import Labels, read_labels
 from sae_store.store.schema import FEATURE_FRAC, FEATURE_MAX, FEATURE_MEAN, FEATURES, TOKENS_USED
 from sae_store.train.folder import WEIGHTS_FILE
@@ -123,15 +122,15 @@ def make_store(
 def create_features_group(store: ActivationStore, n_features: int) -> None:
     """Create the empty ``features`` group of ``n_features`` features (image and text tokens), laid out as
     ``sae-store encode`` creates it, for the caller to fill."""
-    lay = store.layout
-    create_group(
-        store,
-        FEATURES,
-        feature_variables(lay, n_features),
-        sizes={S.FEATURE: n_features},
-        coords={S.FEATURE: np.arange(n_features, dtype=np.int32)},
-        attrs={"roles": ["image", "text"], "d_sae": n_features, "n_samples": lay.n_samples},
-    )
+    attrs = {"roles": ["image", "text"], "d_sae": n_features, "n_samples": store.layout.n_samples}
+    groups.create_features_group(store, n_features, ["image", "text"], attrs)
+
+
+def drop_role_arrays(store: ActivationStore) -> None:
+    """Make the ``features`` group as ``encode`` wrote it before the per-role arrays existed."""
+    for name in (S.ROLE_FRAC, S.ROLE_TOKENS, S.ROLE, f"{S.ROLE}{S.CODE_SUFFIX}"):
+        shutil.rmtree(store.path / FEATURES / name)
+    store.consolidate()
 
 
 def write_features(
@@ -152,9 +151,20 @@ def write_features(
             )
             x[:, :n_planted] += shift * male[:, None]
             x[:, n_planted : 2 * n_planted] += shift * ~male[:, None]
-            values = {FEATURE_MEAN: x, FEATURE_MAX: 2 * x, FEATURE_FRAC: (x > 0) * 0.5}
+            # 20 tokens (16 image, 4 text), active on 10 where x > 0: even features on 8 image and 2 text
+            # tokens, odd features on 10 image tokens and no text token
+            odd = np.arange(n_features) % 2 == 1
+            role_frac = np.stack([np.where(odd, 10 / 16, 0.5), np.where(odd, 0.0, 0.5)])
+            values = {
+                FEATURE_MEAN: x,
+                FEATURE_MAX: 2 * x,
+                FEATURE_FRAC: (x > 0) * 0.5,
+                S.ROLE_FRAC: (x > 0)[:, None, :] * role_frac[None],
+                S.ROLE_TOKENS: np.tile(np.array([16, 4], np.int32), (lay.n_samples, 1)),
+            }
             for name, v in values.items():
-                store.write(name, v.astype(np.float32), start=0, layer=layer, language=lang, group=FEATURES)
+                dtype = np.int32 if name == S.ROLE_TOKENS else np.float32
+                store.write(name, v.astype(dtype), start=0, layer=layer, language=lang, group=FEATURES)
             store.write(
                 TOKENS_USED,
                 np.full(lay.n_samples, 20, np.int32),

@@ -53,6 +53,24 @@ def test_evaluation_shows_each_sets_stored_numbers(full_store: ActivationStore, 
     ]
 
 
+def test_evaluation_density_is_drawn_per_token_role(full_store: ActivationStore):
+    """One curve per set and role (image solid, text dashed): the stored latents per density bin."""
+    import xarray as xr
+
+    from sae_store.report.evaluation_sections import _histograms
+
+    ds = xr.open_zarr(full_store.path, group="evaluation/saes", consolidated=False)
+    frames = _histograms({"saes": ds})
+    assert frames.kdims == ("layer", "language")
+    assert len(frames.views) == ds.sizes["layer"] * ds.sizes["language"]
+    for (layer, lang), overlay in frames.views.items():
+        curves = overlay.values()
+        assert [c.label for c in curves] == ["saes, image", "saes, text"]
+        for curve, role in zip(curves, ("image", "text"), strict=True):
+            stored = ds.density_histogram.sel(layer=layer, language=lang, role=role).values
+            np.testing.assert_array_equal(curve.dimension_values("latents"), stored)
+
+
 def test_probe_accuracies_are_those_of_crosslayer(full_store: ActivationStore, full_report: ReportResult):
     ds = read_analysis(full_store, "crosslayer")
     probes = _sections(full_report)["bias_layers"]["probes"]

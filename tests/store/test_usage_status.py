@@ -10,7 +10,7 @@ from sae_store.store import StoreConfig, completion, create_store, store_usage
 from sae_store.store import group_schema as G
 from sae_store.store import schema as S
 from sae_store.store.codecs import round_to_bf16
-from sae_store.store.groups import create_group
+from sae_store.store.groups import create_features_group, create_group
 from sae_store.store.usage import quota_problems
 from sae_store.units import parse_count, parse_size
 from sae_store_cli.main import main
@@ -152,20 +152,13 @@ def test_full_scale_study_file_count(tmp_path):
     table = samples_table(n)
     model = model_info(n_layers=34, hidden_size=2560, tokens_per_language={"en": 278, "ar": 275})
     store = create_store(tmp_path / "full.zarr", table, model, config=StoreConfig(samples_per_shard=16))
-    create_group(
-        store,
-        S.FEATURES,
-        G.feature_variables(store.layout, 16384),
-        sizes={S.FEATURE: 16384},
-        coords={S.FEATURE: np.arange(16384, dtype=np.int32)},
-        attrs={"d_sae": 16384},
-    )
+    create_features_group(store, 16384, ["image", "text"], {"d_sae": 16384})
     u = store_usage(store)
     blocks = n // 16
-    assert u.projected_files <= 10_000
-    # one file per activation shard; one per block for each of the 11 per-block small arrays
+    assert u.projected_files == 10_192  # docs/store-schema.md, "File counts"
+    # one file per activation shard; one per block for each of the 13 per-block small arrays
     # (extract_error and extract_status only where a sample failed); the rest is a small constant
-    assert u.projected_files - 34 * 2 * blocks - 11 * blocks < 100
+    assert u.projected_files - 34 * 2 * blocks - 13 * blocks < 100
     create_group(
         store,
         S.GENERATION,
@@ -177,4 +170,4 @@ def test_full_scale_study_file_count(tmp_path):
     # the captions' 6 arrays: one file per block each (every language in it), their zarr.json and the
     # copied coordinates (language, sample, gender and their codes: 1 + 1 + 2 + 2 + 2 chunk files)
     assert u.projected_files_by_group["generation"] == 6 * blocks + 6 + (1 + 5) + 8
-    assert u.projected_files == sum(u.projected_files_by_group.values()) < 10_750
+    assert u.projected_files == sum(u.projected_files_by_group.values()) == 10_962

@@ -52,31 +52,50 @@ def _expected(store, sae_dir, layer: int, lang: str, roles=("image", "text")):
     acts = np.asarray(root[S.ACTIVATIONS][store.layer_index(layer), store.language_index(lang)])
     token_role = np.asarray(root[S.TOKEN_ROLE][store.language_index(lang)])
     codes = [int(TokenRole[r.upper()]) for r in roles]
-    mean, mx, frac, used = [], [], [], []
+    mean, mx, frac, used, role_frac, role_tokens = [], [], [], [], [], []
     for s in range(acts.shape[0]):
-        x = acts[s][np.isin(token_role[s], codes) & np.isfinite(acts[s]).all(1)]
+        finite = np.isfinite(acts[s]).all(1)
+        x = acts[s][np.isin(token_role[s], codes) & finite]
         z = sae.encode(torch.from_numpy(x)).double().numpy()
         used.append(len(x))
         mean.append(z.mean(0) if len(x) else np.full(sae.d_sae, np.nan))
         mx.append(z.max(0) if len(x) else np.full(sae.d_sae, np.nan))
         frac.append((z > 0).mean(0) if len(x) else np.full(sae.d_sae, np.nan))
-    return np.array(mean), np.array(mx), np.array(frac), np.array(used)
+        per_role = [sae.encode(torch.from_numpy(acts[s][(token_role[s] == c) & finite])) for c in codes]
+        role_tokens.append([len(z) for z in per_role])
+        role_frac.append([(z > 0).double().mean(0).numpy() for z in per_role])
+    return (
+        np.array(mean),
+        np.array(mx),
+        np.array(frac),
+        np.array(used),
+        np.array(role_frac),
+        np.array(role_tokens),
+    )
 
 
 def test_features_match_a_plain_computation(encoded):
     store, saes, result = encoded
     assert result.layers == (0, 1) and result.encoded == 2 * 2 * 6 and result.skipped == 0
     ds = store.dataset(group=FEATURES)
-    assert dict(ds.sizes) == {"layer": 2, "language": 2, "sample": 24, "feature": 48}
+    assert dict(ds.sizes) == {"layer": 2, "language": 2, "sample": 24, "feature": 48, "role": 2}
     assert ds["gender"].values[:2].tolist() == ["male", "female"]  # sample coordinates repeated
     assert bool(ds.complete.all())
     for layer, lang in [(0, "en"), (1, "ar")]:
-        mean, mx, frac, used = _expected(store, saes / f"layer_{layer}", layer, lang)
+        mean, mx, frac, used, role_frac, role_tokens = _expected(store, saes / f"layer_{layer}", layer, lang)
         sel = ds.sel(layer=layer, language=lang)
         np.testing.assert_allclose(sel.feature_mean.values, mean, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(sel.feature_max.values, mx, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(sel.feature_frac.values, frac, rtol=1e-6, atol=1e-7)
         np.testing.assert_array_equal(sel.tokens_used.values, used)
+        # per role: the same pass, split by the token's role (image, text)
+        assert sel.role_frac.dims == ("sample", "role", "feature") and sel.role.values.tolist() == [
+            "image",
+            "text",
+        ]
+        np.testing.assert_allclose(sel.role_frac.values, role_frac, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(sel.role_tokens.values, role_tokens)
+        np.testing.assert_array_equal(sel.role_tokens.sum("role").values, used)
         assert 0 < np.count_nonzero(frac) < frac.size  # sparse but not empty
     # plain xarray works on the group too
     plain = xr.open_zarr(store.path, group=FEATURES)
@@ -96,7 +115,7 @@ def test_provenance_resume_and_roles(encoded):
     with pytest.raises(
         ConfigError,
         match=r"the features group was encoded with roles \['image', 'text'\], not "
-        r"\['image'\]; pass --roles image,text or start over with --restart",
+        r"\['image'\]; pass --roles image,text or start over with --overwrite",
     ):
         encode_features(store, find_saes(saes), EncodeConfig(roles=("image",)), progress=False)
     image_only = encode_features(
@@ -143,7 +162,7 @@ def test_encode_refusals(encoded, make_store, tmp_path):
     with pytest.raises(
         SaeStoreError,
         match=r"layer 1's features were encoded with another SAE \(.*layer_1, sha256 "
-        r"[0-9a-f]{12}\.\.\.\) than .*; start over with --restart",
+        r"[0-9a-f]{12}\.\.\.\) than .*; start over with --overwrite",
     ):
         encode_features(store, find_saes(saes), progress=False)
     other = tmp_path / "other"
@@ -253,7 +272,7 @@ def test_each_block_is_written_once_for_all_layers_with_unchanged_values(filled_
     encode_features(store, find_saes(saes), two_saes, restart=True, progress=False)
     assert len(writes) == 6 and set(writes.values()) == {2}
     xr.testing.assert_identical(store.dataset(group=FEATURES).load(), per_layer)
-    mean, _, frac, used = _expected(store, saes / "layer_2", 2, "ar")
+    mean, _, frac, used, _, _ = _expected(store, saes / "layer_2", 2, "ar")
     sel = per_layer.sel(layer=2, language="ar")
     np.testing.assert_allclose(sel.feature_mean.values, mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(sel.tokens_used.values, used)
