@@ -4,8 +4,8 @@ The explorer (``sae-store explore``) runs as its own process; headless Chromium 
 and feature pages and waits until their plots are drawn and images decoded (the time a person
 waits after a click). Then it browses 50 random feature pages and reads the server's RSS.
 
-A feature page is interactive when its three histograms (by gender in each language, and the
-activation density) are drawn and its images decoded; its sections then include the logit lens,
+A feature page is interactive when its four histograms (by gender in each language, and the
+activation density of image and of text tokens) are drawn and its images decoded; its sections then include the logit lens,
 explanations and the test box (drawn, with its model given by ``--model``; a run is not timed).
 
 Stores: the demo store (``demo-output/store.zarr`` from ``make demo``, if present) and a synthetic
@@ -99,8 +99,8 @@ def _bias(store: ActivationStore) -> None:
     store.consolidate()
 
 
-#: What a feature page draws before it is interactive: three histograms and two images at least.
-FEATURE_READY = {"canvases": 3, "images": 2}
+#: What a feature page draws before it is interactive: four histograms and two images at least.
+FEATURE_READY = {"canvases": 4, "images": 2}
 
 
 def _measure(store: Path, chromium: str, *extra: str) -> dict[str, Any]:
