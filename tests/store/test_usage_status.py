@@ -144,21 +144,15 @@ def test_cli_du_and_status(make_store, capsys):
     assert "no activation store at" in capsys.readouterr().err
 
 
-def test_full_scale_study_file_count(tmp_path):
-    """2000 samples x 2 languages x 34 layers, 16 samples per shard, features encoded (d_sae 16384) and
-    captions generated: the templates are metadata only, and the projection counts every array's chunk
-    grid, group by group."""
+def _full_study(path, samples_per_shard: int):
+    """The full study's store templates (metadata only): 2000 samples x 2 languages x 34 layers,
+    features encoded (d_sae 16384); its usage, then its usage with captions of up to 32 tokens."""
     n = 2000
-    table = samples_table(n)
     model = model_info(n_layers=34, hidden_size=2560, tokens_per_language={"en": 278, "ar": 275})
-    store = create_store(tmp_path / "full.zarr", table, model, config=StoreConfig(samples_per_shard=16))
+    config = StoreConfig(samples_per_shard=samples_per_shard)
+    store = create_store(path, samples_table(n), model, config=config)
     create_features_group(store, 16384, ["image", "text"], {"d_sae": 16384})
-    u = store_usage(store)
-    blocks = n // 16
-    assert u.projected_files == 10_192  # docs/store-schema.md, "File counts"
-    # one file per activation shard; one per block for each of the 13 per-block small arrays
-    # (extract_error and extract_status only where a sample failed); the rest is a small constant
-    assert u.projected_files - 34 * 2 * blocks - 13 * blocks < 100
+    before = store_usage(store)
     create_group(
         store,
         S.GENERATION,
@@ -166,8 +160,29 @@ def test_full_scale_study_file_count(tmp_path):
         sizes={G.NEW_TOKEN: 32},
         root_coords=G.GENERATION_COORDS,
     )
-    u = store_usage(store)
+    return before, store_usage(store)
+
+
+def test_full_scale_study_file_count(tmp_path):
+    """16 samples per shard: the projection counts every array's chunk grid, group by group."""
+    u, captioned = _full_study(tmp_path / "full.zarr", 16)
+    blocks = 2000 // 16
+    assert u.projected_files == 10_192  # docs/store-schema.md, "File counts"
+    # one file per activation shard; one per block for each of the 13 per-block small arrays with data
+    # (extract_error and extract_status have files only where a sample failed); the rest a constant
+    assert 0 < u.projected_files - (34 * 2 + 13) * blocks < 100
     # the captions' 6 arrays: one file per block each (every language in it), their zarr.json and the
     # copied coordinates (language, sample, gender and their codes: 1 + 1 + 2 + 2 + 2 chunk files)
-    assert u.projected_files_by_group["generation"] == 6 * blocks + 6 + (1 + 5) + 8
-    assert u.projected_files == sum(u.projected_files_by_group.values()) == 10_962
+    assert captioned.projected_files_by_group["generation"] == 6 * blocks + 6 + (1 + 5) + 8
+    assert captioned.projected_files == sum(captioned.projected_files_by_group.values()) == 10_962
+
+
+def test_the_example_cluster_config_fits_a_10000_file_quota(tmp_path, monkeypatch):
+    from sae_store.jobs.config import load_config
+    from tests.jobs.test_config import REPO
+
+    monkeypatch.setenv("USER", "ada")
+    per_shard = load_config(REPO / "configs" / "gemma3-4b.yaml").store.samples_per_shard
+    assert per_shard == 32
+    _, captioned = _full_study(tmp_path / "full.zarr", per_shard)
+    assert captioned.projected_files == 5_556  # docs/store-schema.md, "File counts"
