@@ -5,8 +5,9 @@ and feature pages and waits until their plots are drawn and images decoded (the 
 waits after a click). Then it browses 50 random feature pages and reads the server's RSS.
 
 A feature page is interactive when its four histograms (by gender in each language, and the
-activation density of image and of text tokens) are drawn and its images decoded; its sections then include the logit lens,
-explanations and the test box (drawn, with its model given by ``--model``; a run is not timed).
+activation density of image and of text tokens) are drawn and its images decoded; its sections then
+include the logit lens, explanations and the test box (drawn, with its model given by ``--model``; a
+run is not timed).
 
 Stores: the demo store (``demo-output/store.zarr`` from ``make demo``, if present) and a synthetic
 34-layer store with real SAE widths: 2,000 samples, d_sae 20,480, a features group with ~64

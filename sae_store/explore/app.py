@@ -204,6 +204,13 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
         links = [link(sid, "sample", id=sid, language=params["language"]) for sid in suggestions]
         page, title, body = "overview", "sae-store explore", [error_box(str(e), links)]
         query = args.get("q", "") if searched else ""  # left in the search box, to be corrected
+    except Exception as e:  # a bug: the page says so (a blank page would not), the log has the traceback
+        log.exception("page %s failed", dict(args))
+        params = {"language": language if language in data.languages else data.languages[0]}
+        failed = (
+            f"this page failed ({type(e).__name__}: {e}); the explorer's log has the traceback: report it"
+        )
+        page, title, body, query = "overview", "sae-store explore", [error_box(failed)], ""
     notice = html_pane(growth_notice(data))
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.add_periodic_callback(lambda: setattr(notice, "object", growth_notice(data)), STORE_CHECK_MS)

@@ -56,7 +56,8 @@ LENS_TERMS = (("man", "en", "male"), ("woman", "en", "female"), ("رجل", "ar",
 
 def write_lens(store: ActivationStore, *, n_features: int, k: int = 5) -> None:
     """``analysis/logit_lens`` of every layer with known token ids: feature f of layer L promotes tokens
-    100 L + f + r (r = 0..k-1) and suppresses 900 - f - r; term w ranks (f + w) % 50 + 1."""
+    100 L + f + r (r = 0..k-1) and suppresses 900 - f - r (modulo the vocabulary, :data:`LENS_VOCAB`);
+    term w ranks (f + w) % 50 + 1."""
     import numpy as np
     import xarray as xr
 
@@ -65,8 +66,8 @@ def write_lens(store: ActivationStore, *, n_features: int, k: int = 5) -> None:
     layers = list(store.layout.layers)
     r = np.arange(k)
     f = np.arange(n_features)[:, None]
-    promoted = np.stack([100 * la + f + r for la in layers]).astype(np.int32)
-    suppressed = np.stack([900 - f - r + 0 * la for la in layers]).astype(np.int32)
+    promoted = np.stack([(100 * la + f + r) % LENS_VOCAB for la in layers]).astype(np.int32)
+    suppressed = np.stack([(900 - f - r + 0 * la) % LENS_VOCAB for la in layers]).astype(np.int32)
     logits = np.broadcast_to(np.linspace(3.0, 1.0, k, dtype=np.float32), promoted.shape)
     w = np.arange(len(LENS_TERMS))
     ranks = np.stack([(f + w) % 50 + 1 for _ in layers]).astype(np.int32)

@@ -102,5 +102,6 @@ def test_the_model_option_decodes_tokens_and_draws_the_test_box(full_store: Acti
     given = Explorer(full_store.path, model=tiny_model_dir)
     decode = given.current().decode_token
     assert decode is not None and decode(2) == "<bos>"
+    assert decode(-3) == "<id -3>" and decode(10**7) == "<id 10000000>"  # not of this vocabulary
     buttons = [w.label for w in walk(build_page(given, args)) if isinstance(w, pn.widgets.Button)]
     assert buttons == ["Run the model"]

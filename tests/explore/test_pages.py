@@ -277,6 +277,20 @@ def test_bad_addresses_say_what_is_wrong(explorer: Explorer, args, message):
     assert message.replace("'", "&#x27;") in text
 
 
+def test_a_page_that_fails_says_so_instead_of_staying_blank(explorer: Explorer, monkeypatch, caplog):
+    import sae_store.explore.app as app
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app, "feature_page", broken)
+    text = page_text(build_page(explorer, {"page": "feature", "layer": "1", "feature": "2"}))
+    assert (
+        "this page failed (RuntimeError: boom); the explorer&#x27;s log has the traceback: report it" in text
+    )
+    assert "page {'page': 'feature', 'layer': '1', 'feature': '2'} failed" in caplog.text
+
+
 def test_store_without_features_says_what_to_run(bare_store: ActivationStore):
     explorer = Explorer(bare_store.path)
     text = page_text(build_page(explorer, {}))
