@@ -137,7 +137,8 @@ class Browser:
     def wait_ready(
         self, *, canvases: int, images: int, since_href: str | None = None, timeout: float = 30
     ) -> float:
-        """Seconds until the page shows at least ``canvases`` drawn canvases and ``images`` images."""
+        """Seconds until the page shows at least ``canvases`` drawn canvases and ``images`` images, and
+        every image on it is decoded."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             try:
@@ -150,6 +151,7 @@ class Browser:
                 and s["bokeh"]
                 and s["canvases"] >= canvases
                 and s["images"] >= images
+                and s["broken"] == 0
             ):
                 return time.monotonic() - t0
             time.sleep(0.05)
