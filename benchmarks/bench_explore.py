@@ -183,7 +183,7 @@ def main() -> dict[str, Any]:
         [
             "Seconds until a page is interactive in headless Chromium (plots drawn, images decoded), "
             f"median and each of {ROUNDS} interleaved rounds; then {BROWSED} random feature pages "
-            "(median / slowest) and the server's RSS in MiB (bound stated in the README: 1.5 GiB). "
+            "(median / slowest) and the server's RSS in MiB (bound stated in the README: 2 GiB). "
             f"The synthetic store took {made:.0f} s to generate.",
             "",
             "| store | overview (s) | feature page (s) | 50 feature pages (s) | RSS start | RSS peak "
