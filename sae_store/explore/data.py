@@ -292,9 +292,9 @@ class ExploreData:
         return out
 
 
-#: Samples read at a time when pooling per-sample fractions: a float32 block of POOL_SAMPLES x roles x
-#: d_sae (~42 MB at 2 roles x 20,480 features), whatever the number of samples.
-POOL_SAMPLES = 256
+#: Bytes of per-sample fractions read at a time when pooling them (whole chunks of samples: at least
+#: one), whatever the number of samples.
+POOL_BYTES = 16 * 2**20
 
 
 def _pooled(frac: xr.DataArray, tokens: xr.DataArray, rows: np.ndarray) -> np.ndarray:
@@ -303,10 +303,13 @@ def _pooled(frac: xr.DataArray, tokens: xr.DataArray, rows: np.ndarray) -> np.nd
     (sample, group) its tokens (-1, not written, counts as 0); NaN where a group has no token."""
     weights = np.maximum(np.asarray(tokens.isel({S.SAMPLE: rows}).values, np.float32), 0.0)
     active = np.zeros(frac.shape[1:], np.float64)
-    for i in range(0, rows.size, POOL_SAMPLES):
-        part = np.asarray(frac.isel({S.SAMPLE: rows[i : i + POOL_SAMPLES]}).values, np.float32)
+    chunk = int(frac.encoding.get("preferred_chunks", {}).get(S.SAMPLE, 1))
+    row_bytes = 4 * int(np.prod(frac.shape[1:]))
+    step = chunk * max(1, POOL_BYTES // (chunk * row_bytes))
+    for i in range(0, rows.size, step):
+        part = np.asarray(frac.isel({S.SAMPLE: rows[i : i + step]}).values, np.float32)
         part = np.nan_to_num(part, copy=not part.flags.writeable)  # NaN: a sample without such tokens
-        w = weights[i : i + POOL_SAMPLES]
+        w = weights[i : i + step]
         for g in range(part.shape[1]):
             active[g] += w[:, g] @ part[:, g, :]
     total = weights.sum(axis=0, dtype=np.float64)[:, None]
