@@ -249,7 +249,7 @@ class ImageUpload(JSComponent):
       status.className = 'upload-status';
       status.style.marginLeft = '6px';
       status.style.whiteSpace = 'nowrap';
-      const mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
+      const mb = (n) => (n < 1048576 ? `${Math.ceil(n / 1024)} KB` : `${(n / 1048576).toFixed(1)} MB`);
       input.addEventListener('change', () => {
         const file = input.files[0];
         if (!file) return;
