@@ -8,6 +8,10 @@ prompt itself, so scores mean what they say:
 - **detection**: 1 for an example that contains a term the explanation quotes, else 0;
 - **fuzzing**: 1 for an example whose marked spans are all quoted by the explanation, else 0.
 
+Images (``image_url`` parts of a user message, as a vision model's server takes them) must be
+``data:image/...;base64,`` URLs that Pillow decodes, else the request gets HTTP 400 as a vision
+server answers; :attr:`LoopbackServer.images` keeps the size of each image received.
+
 The model name picks a behaviour for exercising clients: ``malformed`` answers a body that is not
 JSON, ``empty`` an empty message, ``slow`` waits :attr:`LoopbackServer.delay` seconds first; any other
 name follows the rules.
@@ -15,6 +19,9 @@ name follows the rules.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import json
 import re
 import threading
@@ -24,6 +31,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from PIL import Image
 
 from sae_store.autointerp.prompts import examples_of, marked
 
@@ -48,6 +57,20 @@ def answer(prompt: str) -> str:
         spans = [[s.strip().lower() for s in marked(text)] for text in examples]
         return json.dumps([int(bool(s) and all(x in quoted for x in s)) for s in spans])
     return "I can only answer explain, detection and fuzzing prompts."
+
+
+def _image(part: dict[str, Any]) -> Image.Image | str:
+    """The image of an ``image_url`` part, or why it is not one."""
+    url = str((part.get("image_url") or {}).get("url", ""))
+    head, _, data = url.partition(";base64,")
+    if not head.startswith("data:image/") or not data:
+        return f"image_url must be a data:image/...;base64, URL, got {url[:40]!r}"
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as im:
+            im.load()
+            return im.copy()
+    except (binascii.Error, ValueError, OSError) as e:
+        return f"image_url does not decode to an image: {e}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -82,7 +105,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b"this is not JSON")
             return
         content = request["messages"][-1]["content"]
-        text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in content)
+        parts = [] if isinstance(content, str) else content
+        images = []
+        for part in (p for p in parts if p.get("type") == "image_url"):
+            image = _image(part)
+            if isinstance(image, str):
+                self._send(
+                    400, json.dumps({"error": {"message": image, "type": "invalid_request_error"}}).encode()
+                )
+                return
+            images.append(image.size)
+        self.server.images.extend(images)
+        text = content if isinstance(content, str) else " ".join(p.get("text", "") for p in parts)
         reply = "" if model == "empty" else answer(text)
         body = {
             "object": "chat.completion",
@@ -103,6 +137,8 @@ class LoopbackServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.delay = delay
         self.requests = 0
+        self.images: list[tuple[int, int]] = []
+        """(width, height) of every image received, in order."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (it timed out) is not an error of the endpoint."""

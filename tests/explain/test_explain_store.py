@@ -114,6 +114,22 @@ def test_local_model_folder_explains_through_the_same_path(
     assert f"local:{tiny_model_dir.resolve()}" in set(ex.explainer.values)
 
 
+def test_an_endpoint_that_takes_images_is_sent_the_marked_images(built: Built, tmp_path: Path) -> None:
+    from sae_store.autointerp.loopback import serve_loopback
+
+    with serve_loopback() as server:
+        config = ExplainConfig(
+            explainer=server.url, explainer_model="rule", images=True, features="0:1", n_held=2,
+            cache=str(tmp_path / "c"),
+        )  # fmt: skip
+        (entry,) = explain(built.store.path, str(built.sae_dirs[0].parent), config)
+    assert entry.explainer == f"http:{server.url}#rule"
+    assert entry.image_feature and entry.images_shown
+    # the explanation prompt carries each shown example's image, outlined where the feature fires
+    assert server.images == [(448, 448)] * len(entry.shown)
+    assert entry.status == "scored" and entry.explanation.startswith('Active on "image ')
+
+
 def _text_only_copy(tiny_model_dir: Path, out: Path) -> Path:
     """The tiny model's language model alone (a text-only causal LM folder) with its tokenizer."""
     from transformers import AutoConfig, AutoTokenizer, Gemma3ForCausalLM

@@ -106,6 +106,36 @@ def test_wrong_and_unreachable_endpoints_are_one_line() -> None:
         _client(closed, timeout=2).check()
 
 
+def test_images_go_as_data_urls_and_a_broken_one_is_refused_as_a_vision_server_does() -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from PIL import Image
+
+    picture = Image.new("RGB", (40, 30), "red")
+    with serve_loopback() as server:
+        client = HttpExplainer(server.url, "rule", timeout=5.0, retries=0, images=True)
+        prompt = explain_prompt(["a <<man>> with a beard"], [2.0], images=True)
+        assert client.complete(Prompt(prompt, (picture, picture))) == 'Active on "man".'
+        assert server.images == [(40, 30), (40, 30)]  # both sent, each decoded as an image
+        broken = {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGEgcG5n"}}
+        body = client._body(Prompt(prompt))
+        body["messages"][-1]["content"] = [{"type": "text", "text": prompt}, broken]
+        request = urllib.request.Request(
+            client.endpoint, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(request, timeout=5)
+        assert info.value.code == 400
+        message = json.loads(info.value.read())["error"]["message"]
+        assert message.startswith("image_url does not decode to an image: cannot identify image file")
+        assert server.images == [(40, 30), (40, 30)]
+        # a client that sends no images sends none, whatever the prompt carries
+        _client(server.url).complete(Prompt(prompt, (picture,)))
+        assert len(server.images) == 2
+
+
 @pytest.mark.parametrize("spec", ["top:x", "beard", "top:"])
 def test_a_bad_feature_spec_is_refused_naming_the_forms(spec: str) -> None:
     from sae_store.autointerp.config import ExplainConfig
