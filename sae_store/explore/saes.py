@@ -7,6 +7,7 @@ however many layers are browsed.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,21 +41,23 @@ class SaeCache:
         self.folders = dict(folders)
         self.max_loaded = max_loaded
         self._loaded: OrderedDict[int, _Loaded] = OrderedDict()
+        self._lock = threading.Lock()  # pages are built on the server's thread, test-box runs on others
 
     def has(self, layer: int) -> bool:
         """Whether there is an SAE for ``layer``."""
         return layer in self.folders
 
     def _get(self, layer: int) -> _Loaded:
-        if layer in self._loaded:
-            self._loaded.move_to_end(layer)
-            return self._loaded[layer]
-        sae = load_sae(self.folders[layer]).sae.eval()
-        norms = sae.W_dec.detach().norm(dim=1).numpy().astype(np.float32)
-        self._loaded[layer] = _Loaded(sae, norms)
-        while len(self._loaded) > self.max_loaded:
-            self._loaded.popitem(last=False)
-        return self._loaded[layer]
+        with self._lock:
+            if layer in self._loaded:
+                self._loaded.move_to_end(layer)
+                return self._loaded[layer]
+            sae = load_sae(self.folders[layer]).sae.eval()
+            norms = sae.W_dec.detach().norm(dim=1).numpy().astype(np.float32)
+            loaded = self._loaded[layer] = _Loaded(sae, norms)
+            while len(self._loaded) > self.max_loaded:
+                self._loaded.popitem(last=False)
+            return loaded
 
     @torch.inference_mode()
     def feature_at_tokens(self, layer: int, x_TD: np.ndarray, feature: int) -> np.ndarray:

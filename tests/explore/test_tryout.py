@@ -166,3 +166,21 @@ def test_a_long_caption_another_model_and_a_missing_folder_are_refused(
         f"The test box runs the model folder {str(tmp_path / 'moved')!r} given with --model, which is not a "
         "folder on this machine: pass the folder holding the store's model"
     )
+
+
+def test_the_sae_cache_serves_threads_at_once(tiny_store: ActivationStore) -> None:
+    """Pages are built on the server's thread while test-box runs go on others; with room for one SAE,
+    every call still gets its own layer's SAE."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sae_store.explore.saes import SaeCache
+
+    data = ExploreData(tiny_store.path)
+    x = np.random.default_rng(0).normal(size=(6, tiny_store.layout.hidden_size)).astype(np.float32)
+    expected = {layer: data.saes.feature_at_tokens(layer, x, 5) for layer in data.layers}
+    cache = SaeCache(data.saes.folders, max_loaded=1)
+    calls = [data.layers[i % len(data.layers)] for i in range(120)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda layer: (layer, cache.feature_at_tokens(layer, x, 5)), calls))
+    for layer, values in got:
+        np.testing.assert_array_equal(values, expected[layer])
