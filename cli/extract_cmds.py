@@ -100,7 +100,7 @@ def _extract(args: argparse.Namespace) -> int:
     if args.sample_range:
         n = store.layout.n_samples
         config = replace(config, sample_range=parse_sample_range(args.sample_range, n, name="--sample-range"))
-    model = args.model or store.attrs.get("model", {}).get("name_or_path")
+    model = args.model or store.model_folder
     if not model:
         raise ConfigError("the store records no model folder; pass --model DIR")
     summary = run_extraction(

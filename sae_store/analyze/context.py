@@ -100,7 +100,7 @@ class AnalysisContext:
 
     def model_dir(self) -> str:
         """The model folder: ``--model``, or the one the store was extracted with."""
-        return str(self.model or self.inputs.store.attrs.get("model", {}).get("name_or_path") or "")
+        return str(self.model or self.inputs.store.model_folder or "")
 
     def token_decoder(self) -> TokenDecoder | None:
         """Token id -> text with the model's tokenizer (``--model`` or the store's folder), if it loads."""

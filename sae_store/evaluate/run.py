@@ -94,7 +94,7 @@ class _Model:
         run: ModelRunConfig,
     ) -> None:
         self.store, self.config, self.samples, self.run = store, config, samples, run
-        self.folder, self.given = model or store.attrs.get("model", {}).get("name_or_path"), model is not None
+        self.folder, self.given = model or store.model_folder, model is not None
         self.images: LazyImages | None = None
         self.loaded: LoadedModel | None = None
         self.languages: dict[int, LanguageCaptions] = {}

@@ -80,7 +80,7 @@ class ExploreData:
         model_dir: str | Path | None = None,
     ) -> None:
         self.store: ActivationStore = open_store(store_path)
-        self.model_dir = model_dir or self.store.attrs.get("model", {}).get("name_or_path")
+        self.model_dir = model_dir or self.store.model_folder
         self.saes_dir = _folder(saes_dir, self.store, "saes", "--saes")
         self.results_dir = _folder(results_dir, self.store, "results", "--results")
         self.n_samples = self.store.layout.n_samples

@@ -47,7 +47,7 @@ def load_store_model(store: ActivationStore, model: str | Path | None, config: M
     from sae_store.extract.model_info import check_identity
     from sae_store.models.loader import load_model
 
-    folder = model or store.attrs.get("model", {}).get("name_or_path")
+    folder = model or store.model_folder
     if not folder:
         raise ConfigError("the store records no model folder; pass --model DIR")
     loaded = load_model(folder, device=config.device, dtype=config.dtype)

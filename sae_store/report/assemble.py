@@ -186,9 +186,7 @@ def _explanations(inputs: ReportInputs, cmd: Commands) -> Section:
             "Needs explanations (`explain`) or the logit lens (`analysis/logit_lens`).",
             [cmd.analyze("logit_lens"), cmd.explain()],
         )
-    decode = (
-        token_decoder(inputs.store.attrs.get("model", {}).get("name_or_path")) if lens is not None else None
-    )
+    decode = token_decoder(inputs.store.model_folder) if lens is not None else None
     return explanations_section(
         explanations, lens, inputs.analysis("bias"), decode, list(inputs.layout.languages)
     )

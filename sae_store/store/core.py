@@ -57,6 +57,12 @@ class ActivationStore:
     def schema_version(self) -> int:
         return int(self.attrs[S.ATTR_KEY]["schema_version"])
 
+    @property
+    def model_folder(self) -> str | None:
+        """The model folder the store was created for (``model.name_or_path``), if it records one."""
+        folder = self.attrs.get("model", {}).get("name_or_path")
+        return str(folder) if folder else None
+
     def require_writable(self) -> None:
         """Refuse to write into a store of an older schema version (it must be migrated first), or one
         that an append is changing or left half-changed (it must be unlocked first).

@@ -281,7 +281,7 @@ def _finish(store: ActivationStore, provider: StoreDataProvider, run: _Run, scal
         f.write(json.dumps({"step": trainer.step, "split": "val", **result.metrics}) + "\n")
     layer = config.data.layer
     metadata = {
-        "model_name": store.attrs.get("model", {}).get("name_or_path"),
+        "model_name": store.model_folder,
         "hook_name": f"blocks.{layer}.hook_resid_post",
         "hook_layer": layer,
         "context_size": store.layout.max_tokens,
