@@ -198,19 +198,19 @@ def build_page(explorer: Explorer, args: Mapping[str, str]) -> pn.Column:
         if searched and page != "search":  # the address bar shows the page found, as a link to it would
             found = {k: v for k, v in params.items() if k != "language"}
             body = [replace_address(url(page, **found, language=params["language"])), *body]
-    except SaeStoreError as e:
+    except Exception as e:
         params = {"language": language if language in data.languages else data.languages[0]}
+        said, query = str(e), ""
+        if isinstance(e, SaeStoreError):  # a bad address or entry: the search box keeps it, to be corrected
+            query = args.get("q", "") if searched else ""
+        else:  # a bug: the page says so (a blank page would not), the log has the traceback
+            log.exception("page %s failed", dict(args))
+            said = (
+                f"this page failed ({type(e).__name__}: {e}); the explorer's log has the traceback: report it"
+            )
         suggestions = e.suggestions if isinstance(e, SearchMissError) else []
         links = [link(sid, "sample", id=sid, language=params["language"]) for sid in suggestions]
-        page, title, body = "overview", "sae-store explore", [error_box(str(e), links)]
-        query = args.get("q", "") if searched else ""  # left in the search box, to be corrected
-    except Exception as e:  # a bug: the page says so (a blank page would not), the log has the traceback
-        log.exception("page %s failed", dict(args))
-        params = {"language": language if language in data.languages else data.languages[0]}
-        failed = (
-            f"this page failed ({type(e).__name__}: {e}); the explorer's log has the traceback: report it"
-        )
-        page, title, body, query = "overview", "sae-store explore", [error_box(failed)], ""
+        page, title, body = "overview", "sae-store explore", [error_box(said, links)]
     notice = html_pane(growth_notice(data))
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.add_periodic_callback(lambda: setattr(notice, "object", growth_notice(data)), STORE_CHECK_MS)

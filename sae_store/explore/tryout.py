@@ -107,8 +107,8 @@ class LiveModel:
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
 
-    def problem(self) -> str | None:
-        """Why the model cannot be loaded here (no such folder), or None."""
+    def problem(self, data: ExploreData) -> str | None:
+        """Why the model cannot be loaded here (no such folder), or None; ``data`` is the store open."""
         if self.model is not None:
             if Path(self.model).is_dir():
                 return None
@@ -116,9 +116,7 @@ class LiveModel:
                 f"The test box runs the model folder {str(self.model)!r} given with --model, which is not a "
                 "folder on this machine: pass the folder holding the store's model"
             )
-        from sae_store.store import open_store
-
-        recorded = open_store(self.store_path).attrs.get("model", {}).get("name_or_path")
+        recorded = data.store.model_folder
         if not recorded:
             return (
                 "The test box runs the store's model, but the store records no model folder: restart "
@@ -314,7 +312,7 @@ def tryout_panel(data: ExploreData, live: LiveModel, layer: int, feature: int, l
             heading,
             html_pane(f"The test box runs the layer's SAE, and there is no SAE for layer {layer}."),
         ]
-    problem = live.problem()
+    problem = live.problem(data)
     if problem:
         return [heading, html_pane(problem)]
     source = pn.widgets.RadioButtonGroup(options=[STORED, UPLOADED], value=STORED, color="light")

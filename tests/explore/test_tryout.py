@@ -160,8 +160,8 @@ def test_a_long_caption_another_model_and_a_missing_folder_are_refused(
     with pytest.raises(SaeStoreError, match=r"is not the model store .* was made with"):
         feature_tokens(data, LiveModel(tiny_store.path, other, CPU), data.layers[0], 0, "en", image, "")
 
-    assert live.problem() is None
-    gone = LiveModel(tiny_store.path, tmp_path / "moved", CPU).problem()
+    assert live.problem(data) is None
+    gone = LiveModel(tiny_store.path, tmp_path / "moved", CPU).problem(data)
     assert gone == (
         f"The test box runs the model folder {str(tmp_path / 'moved')!r} given with --model, which is not a "
         "folder on this machine: pass the folder holding the store's model"
