@@ -123,7 +123,8 @@ def _provider_ratio(store: ActivationStore, layer: int) -> dict[str, Any]:
     loads = []
     for _ in range(PROVIDER_ROUNDS):
         for kind, budget in (("streamed", streamed), ("in RAM", 2 * per_layer)):
-            config = DataConfig(layer=layer, batch_size=BATCH, memory_budget=budget)
+            # host memory only (device_memory 0): the layer resident on the device is bench_train's
+            config = DataConfig(layer=layer, batch_size=BATCH, memory_budget=budget, device_memory="0")
             provider = StoreDataProvider(store, config)
             if kind == "streamed" and provider.summary.in_memory:
                 raise RuntimeError(
