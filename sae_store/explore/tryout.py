@@ -336,7 +336,6 @@ def tryout_panel(data: ExploreData, live: LiveModel, layer: int, feature: int, l
     run = pn.widgets.Button(label="Run the model", color="primary", width=160)
     out = html_pane("", sizing_mode="stretch_width")
     upload.param.watch(lambda _e: setattr(source, "value", UPLOADED), ["filename"])
-    upload.param.watch(lambda e: setattr(run, "disabled", e.new), ["pending"])
 
     def compute() -> str:
         if source.value == UPLOADED:
@@ -361,11 +360,12 @@ def tryout_panel(data: ExploreData, live: LiveModel, layer: int, feature: int, l
         run.disabled = True
         out.object = _result(f"<i>{RUNNING}</i>")
         try:
-            out.object = _result(await asyncio.to_thread(compute))
+            shown = _result(await asyncio.to_thread(compute))
         except SaeStoreError as e:
-            out.object = _result(f'<div class="missing"><b>Cannot run:</b> {html.escape(str(e))}</div>')
+            shown = _result(f'<div class="missing"><b>Cannot run:</b> {html.escape(str(e))}</div>')
         finally:
-            run.disabled = False
+            run.disabled = False  # before the result: whoever reads it may run again at once
+        out.object = shown
 
     run.on_click(on_run)
     controls = pn.Row(source, sample, upload, sizing_mode="stretch_width")

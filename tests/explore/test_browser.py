@@ -29,9 +29,10 @@ from .test_tryout import most_active, sample_image
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 #: A click must give an interactive page within this many seconds. The 2 s bound users are promised
-#: is measured in benchmarks/bench_explore.py on a quiet machine; here the suite's other worker shares
-#: the cores, so the test only catches a page that hangs or re-renders everything.
-INTERACTIVE_S = 6.0
+#: is measured in benchmarks/bench_explore.py on a quiet machine; here other test workers share the
+#: cores (a search page took 6.5 s with two suites at once on 2 cores, load 6), so the test only
+#: catches a page that hangs or re-renders everything.
+INTERACTIVE_S = 10.0
 
 
 @pytest.fixture
