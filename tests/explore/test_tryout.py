@@ -142,6 +142,8 @@ def test_uploads_too_large_or_not_images_are_refused_with_the_limit(tmp_path: Pa
     with pytest.raises(SaeStoreError, match=r"^'cut.png' cannot be read as an image \(OSError: .*truncated"):
         read_upload(cut, "cut.png")
     assert ImageUpload().image() is None  # nothing chosen yet
+    with pytest.raises(SaeStoreError, match=r"^'x.png' is still being sent: run again in a moment$"):
+        ImageUpload(filename="x.png", pending=True).image()
     with pytest.raises(SaeStoreError, match=r"^'x.png' arrived damaged; choose it again$"):
         ImageUpload(filename="x.png", data="not base64!").image()
 
